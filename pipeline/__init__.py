@@ -1,0 +1,1 @@
+"""Chargeback for Azure OpenAI traffic through Azure API Management."""

@@ -1,0 +1,62 @@
+"""Object store on a local folder (`file://` URLs): the embedded stand-in for Blob Storage.
+
+A write goes to a hidden temporary file in the same folder, is flushed to disk, and is then
+published in one step: `os.replace` to overwrite, `os.link` to create only if absent. Readers
+never see a partial file, and a published file is never rewritten unless asked to.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+class LocalObjectStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.url = self.root.as_uri()
+
+    def path(self, key: str) -> Path:
+        target = (self.root / key).resolve()
+        if not target.is_relative_to(self.root):
+            raise ValueError(f"key {key!r} leaves the store root")
+        return target
+
+    def put(self, key: str, data: bytes, *, overwrite: bool) -> bool:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not overwrite and target.exists():
+            return False
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            if overwrite:
+                Path(temporary).replace(target)
+                return True
+            try:
+                os.link(temporary, target)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.path(prefix) if prefix else self.root
+        if not base.exists():
+            return []
+        return sorted(
+            path.relative_to(self.root).as_posix()
+            for path in base.rglob("*")
+            if path.is_file() and not path.name.startswith(".")
+        )

@@ -1,0 +1,121 @@
+"""The embedded ledger: one SQLite table, append-only, idempotent by eventId.
+
+`seq` (the rowid) is the cursor snapshots read from. SQLite has a single writer at a time, so
+a row that becomes visible always has a higher seq than every row visible before it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import pyarrow as pa
+
+from pipeline.domain.events import UsageEvent
+from pipeline.ports import AppendResult
+from pipeline.usage_schema import USAGE_SCHEMA
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+_COLUMNS = [f.name for f in USAGE_SCHEMA if f.name not in ("ledger_seq",)]
+_DDL = f"""
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    {", ".join(_COLUMNS)}
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events (event_id);
+"""
+_INSERT = f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_SELECT = f"SELECT {', '.join(_COLUMNS)}, seq FROM events WHERE seq > ? AND seq <= ? ORDER BY seq"
+_encode = msgspec.json.Encoder().encode
+_decode_tags = msgspec.json.Decoder(dict[str, str]).decode
+
+
+def micros(moment: datetime) -> int:
+    return (moment - EPOCH) // ONE_MICROSECOND
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+    connection.execute("PRAGMA cache_size=-262144")  # 256 MiB at most: random eventIds hit the whole index
+    connection.execute("PRAGMA temp_store=MEMORY")
+    return connection
+
+
+class SqliteLedger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = connect(path)
+        self._db.executescript(_DDL)
+
+    def append(self, events: Sequence[UsageEvent]) -> AppendResult:
+        ingested_at = micros(datetime.now(UTC))
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            before = self._db.total_changes
+            # In key order: neighbouring eventIds land on the same index pages.
+            rows = sorted((_row(event, ingested_at) for event in events), key=_by_event_id)
+            self._db.executemany(_INSERT, rows)
+            new = self._db.total_changes - before
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return AppendResult(new=new, duplicates=len(events) - new)
+
+    def head(self) -> int:
+        row = self._db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        return int(row[0])
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def read(self, after: int, upto: int, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        cursor = self._db.execute(_SELECT, (after, upto))
+        while rows := cursor.fetchmany(batch_rows):
+            yield _record_batch(rows)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _by_event_id(row: tuple[object, ...]) -> str:
+    return row[0]  # type: ignore[return-value]
+
+
+def _row(event: UsageEvent, ingested_at: int) -> tuple[object, ...]:
+    usage = event.usage
+    return (
+        event.event_id, micros(event.timestamp), event.subscription_id, event.product_id, event.api_id,
+        event.operation_id, event.caller_app_id, event.caller_tenant_id, event.caller_object_id,
+        event.cost_center, event.deployment, event.model, event.region, event.stream, event.status_code,
+        event.duration_ms, event.usage_source,
+        usage.prompt_tokens if usage else None,
+        usage.completion_tokens if usage else None,
+        usage.total_tokens if usage else None,
+        usage.cached_tokens if usage else None,
+        usage.reasoning_tokens if usage else None,
+        None if event.tags is None else _encode(event.tags).decode(),
+        event.extra, event.schema_version, ingested_at,
+    )
+
+
+_NAMES = [*_COLUMNS, "ledger_seq"]
+_READ_SCHEMA = pa.schema([USAGE_SCHEMA.field(name) for name in _NAMES])
+_TAGS = _NAMES.index("tags")
+_STREAM = _NAMES.index("stream")
+
+
+def _record_batch(rows: list[tuple[object, ...]]) -> pa.RecordBatch:
+    columns: list[list[object]] = [list(column) for column in zip(*rows, strict=True)]
+    columns[_TAGS] = [None if text is None else list(_decode_tags(str(text)).items()) for text in columns[_TAGS]]
+    columns[_STREAM] = [bool(flag) for flag in columns[_STREAM]]
+    arrays = [pa.array(column, type=field.type) for column, field in zip(columns, _READ_SCHEMA, strict=True)]
+    return pa.RecordBatch.from_arrays(arrays, schema=_READ_SCHEMA).select(USAGE_SCHEMA.names)

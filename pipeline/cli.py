@@ -1,0 +1,236 @@
+"""The `chargeback` command. Each command parses its arguments and calls one stage; user
+mistakes become one clear line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import click
+import duckdb
+import msgspec
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from pipeline import demo_traffic
+from pipeline.bootstrap import Pipeline, open_pipeline, open_snapshots
+from pipeline.domain.decode import RawMessage
+from pipeline.domain.pricing import CatalogError
+from pipeline.presentation import show_ingest, show_report, show_snapshot
+from pipeline.reference_files import load_reference
+from pipeline.settings import Settings
+from pipeline.sources import json_lines
+from pipeline.stages.ingest import IngestResult, ingest
+from pipeline.stages.report import FORMATS, ReportError, build_report, check_month, write_report
+from pipeline.stages.snapshot import snapshot
+from pipeline.warehouse import open_warehouse
+
+P = ParamSpec("P")
+R = TypeVar("R")
+console = Console()
+
+
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn the errors a user can cause into click errors (one line, exit 1)."""
+    @wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (CatalogError, ReportError) as error:
+            raise click.ClickException(str(error)) from None
+        except duckdb.Error as error:
+            raise click.ClickException(f"query failed: {str(error).splitlines()[0]}") from None
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            raise click.ClickException(f"{where}{error.strerror or error}") from None
+    return run
+
+
+@contextmanager
+def pipeline(settings: Settings) -> Iterator[Pipeline]:
+    opened = open_pipeline(settings)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def reference_options(command: Callable[P, R]) -> Callable[P, R]:
+    options = [
+        click.option("--prices", type=click.Path(dir_okay=False, path_type=Path), envvar="CHARGEBACK_PRICES",
+                     help="Price catalog CSV (default: the shipped catalog)."),
+        click.option("--deployments", type=click.Path(dir_okay=False, path_type=Path),
+                     envvar="CHARGEBACK_DEPLOYMENTS",
+                     help="Deployment map CSV (default: $CHARGEBACK_HOME/deployments.csv)."),
+        click.option("--cost-centers", type=click.Path(dir_okay=False, path_type=Path),
+                     envvar="CHARGEBACK_COST_CENTERS",
+                     help="Cost-center map CSV (default: $CHARGEBACK_HOME/cost-centers.csv)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _reference(settings: Settings, prices: Path | None, deployments: Path | None, cost_centers: Path | None):  # type: ignore[no-untyped-def]
+    for given in (prices, deployments, cost_centers):
+        if given is not None and not given.exists():
+            raise click.ClickException(f"{given}: no such file")
+    return load_reference(prices, deployments or settings.deployments_csv,
+                          cost_centers or settings.cost_centers_csv)
+
+
+@click.group()
+@click.version_option(package_name="apim-openai-chargeback")
+def main() -> None:
+    """Chargeback for Azure OpenAI traffic through Azure API Management.
+
+    Data lives under $CHARGEBACK_HOME (default ./.chargeback). Start with `chargeback demo`.
+    """
+
+
+@main.command("ingest")
+@click.argument("files", nargs=-1, required=True)
+@user_errors
+def ingest_command(files: tuple[str, ...]) -> None:
+    """Ingest usage events from JSON-lines FILES (`-` for stdin) into the ledger and counters.
+
+    Example: chargeback ingest events-2026-10.jsonl
+    """
+    settings = Settings.from_env()
+    with pipeline(settings) as p:
+        total = IngestResult()
+        started = time.perf_counter()
+        for name in files:
+            if name != "-" and not Path(name).is_file():
+                raise click.ClickException(f"{name}: no such file")
+            total.add(ingest(json_lines(name), p.ledger, p.counters, p.dead_letters))
+        total.seconds = time.perf_counter() - started
+    show_ingest(console, total)
+
+
+@main.command("snapshot")
+@user_errors
+def snapshot_command() -> None:
+    """Write new ledger events to Parquet snapshots (usage/date=YYYY-MM-DD/*.parquet).
+
+    Example: chargeback snapshot
+    """
+    with pipeline(Settings.from_env()) as p:
+        show_snapshot(console, snapshot(p.ledger, p.snapshots))
+
+
+@main.command("report")
+@click.option("--month", required=True, help="The month to report, YYYY-MM (UTC).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the report files (default: $CHARGEBACK_HOME/reports).")
+@click.option("--format", "formats", default=",".join(FORMATS), show_default=True,
+              help="Comma-separated output formats.")
+@reference_options
+@user_errors
+def report_command(month: str, out: Path | None, formats: str, prices: Path | None,
+                   deployments: Path | None, cost_centers: Path | None) -> None:
+    """Price a month of usage and write chargeback-YYYY-MM.csv and .parquet.
+
+    Example: chargeback report --month 2026-10 --out reports/
+    """
+    settings = Settings.from_env()
+    check_month(month)
+    reference = _reference(settings, prices, deployments, cost_centers)
+    report = build_report(open_warehouse(open_snapshots(settings), reference), reference, month)
+    files = write_report(report, out or settings.reports_dir, [f.strip() for f in formats.split(",") if f.strip()])
+    show_report(console, report)
+    for path in files:
+        console.print(f"wrote {path}")
+
+
+@main.command("query")
+@click.argument("sql")
+@click.option("--format", "output", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+@reference_options
+@user_errors
+def query_command(sql: str, output: str, prices: Path | None, deployments: Path | None,
+                  cost_centers: Path | None) -> None:
+    """Run DuckDB SQL over the snapshots: views `usage` (one row per event) and `costs`
+    (one priced row per event, with cost, cost_center, month).
+
+    Example: chargeback query "SELECT cost_center, sum(cost) FROM costs GROUP BY ALL"
+    """
+    settings = Settings.from_env()
+    reference = _reference(settings, prices, deployments, cost_centers)
+    result = open_warehouse(open_snapshots(settings), reference).connection.execute(sql)
+    names = [column[0] for column in result.description or []]
+    rows = result.fetchall()
+    if output == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows(rows)
+    elif output == "json":
+        sys.stdout.write(msgspec.json.encode([dict(zip(names, row, strict=True)) for row in rows]).decode())
+        sys.stdout.write("\n")
+    else:
+        table = Table(*names)
+        for row in rows:
+            table.add_row(*("" if value is None else str(value) for value in row))
+        console.print(table)
+
+
+@main.command("demo")
+@click.option("--events", default=100_000, show_default=True, help="How many events to generate.")
+@click.option("--month", default=None, help="Month of the traffic, YYYY-MM (default: last month).")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same events).")
+@user_errors
+def demo_command(events: int, month: str | None, seed: int) -> None:
+    """Generate a month of realistic APIM traffic, then ingest, snapshot and report it.
+
+    Example: chargeback demo --events 100000
+    """
+    settings = Settings.from_env()
+    month = check_month(month or _last_month())
+    started = time.perf_counter()
+    _write_if_absent(settings.deployments_csv, demo_traffic.deployments_csv())
+    _write_if_absent(settings.cost_centers_csv, demo_traffic.cost_centers_csv(month))
+    traffic = settings.home / "demo" / f"traffic-{month}.jsonl"
+    traffic.parent.mkdir(parents=True, exist_ok=True)
+    traffic.write_bytes(b"\n".join(demo_traffic.traffic(month, events, seed)) + b"\n")
+    console.print(f"generated {events:,} events of {month} in {traffic}")
+    with pipeline(settings) as p, Progress(console=console, transient=True) as progress:
+        task = progress.add_task("ingest", total=events)
+        messages = (RawMessage(line.rstrip(b"\n"), str(traffic), f"line {n}")
+                    for n, line in enumerate(traffic.open("rb"), start=1))
+        result = ingest(messages, p.ledger, p.counters, p.dead_letters,
+                        progress=lambda batch: progress.advance(task, batch.received))
+        progress.stop()
+        show_ingest(console, result)
+        show_snapshot(console, snapshot(p.ledger, p.snapshots))
+    reference = _reference(settings, None, None, None)
+    report = build_report(open_warehouse(open_snapshots(settings), reference), reference, month)
+    files = write_report(report, settings.reports_dir)
+    show_report(console, report)
+    for path in files:
+        console.print(f"wrote {path}")
+    elapsed = time.perf_counter() - started
+    console.print(f"demo done in {elapsed:.1f} s ({events / elapsed:,.0f} events/s end to end). "
+                  f"Try: chargeback query \"SELECT cost_center, sum(cost) FROM costs GROUP BY ALL\"")
+
+
+def _last_month() -> str:
+    today = datetime.now(UTC).date()
+    return f"{today.year - 1}-12" if today.month == 1 else f"{today.year}-{today.month - 1:02d}"
+
+
+def _write_if_absent(path: Path, text: str) -> None:
+    if path.exists():
+        console.print(f"keeping your {path}")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    console.print(f"wrote demo map {path}")

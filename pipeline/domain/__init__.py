@@ -1,0 +1,1 @@
+"""The pure core: the event contract, decoding rules, pricing and cost resolution. No I/O."""

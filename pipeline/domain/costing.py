@@ -1,0 +1,113 @@
+"""Turn usage into cost lines: resolve model, deployment type, cost center and price.
+
+Pricing is linear in tokens, so a group of events that share a resolution key (same day,
+subscription, sent cost center, deployment, model, usage state) is priced exactly like the sum
+of its events. Reports price such groups; the `costs` query view prices each event with the
+same resolution, so both agree to the last digit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+
+from pipeline.domain.mappings import CostCenterMap, DeploymentMap
+from pipeline.domain.pricing import Price, PriceCatalog
+
+
+class UsageState(StrEnum):
+    """Whether a group of events carries token counts."""
+
+    MEASURED = "measured"  # usage present (response, stream final chunk, or estimate)
+    PENDING = "pending"  # streamed, usage still to be joined from APIM's LLM logs
+    NONE = "none"  # no usage at all (usageSource = none, e.g. most errors)
+
+
+class Unpriced(StrEnum):
+    NO_USAGE = "no-usage"
+    USAGE_PENDING = "usage-pending"
+    UNKNOWN_DEPLOYMENT = "unknown-deployment"
+    UNKNOWN_MODEL = "unknown-model"
+    NO_PRICE = "no-price"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageKey:
+    """What pricing depends on, besides token counts."""
+
+    day: date
+    subscription_id: str
+    cost_center_sent: str | None
+    deployment: str
+    model: str | None
+    state: UsageState
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    cost_center: str
+    model: str | None
+    deployment_type: str | None
+    price: Price | None
+    unpriced: Unpriced | None
+    detail: str
+
+    @property
+    def priced(self) -> bool:
+        return self.price is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """Everything pricing reads: the catalog and the two maps."""
+
+    catalog: PriceCatalog
+    deployments: DeploymentMap
+    cost_centers: CostCenterMap
+
+    def resolve(self, key: UsageKey) -> Resolution:
+        cost_center = self.cost_centers.cost_center(key.subscription_id, key.day, key.cost_center_sent)
+        deployment = self.deployments.get(key.deployment)
+        model = key.model or (deployment.model if deployment else None)
+        deployment_type = deployment.deployment_type if deployment else None
+
+        def unpriced(reason: Unpriced, detail: str) -> Resolution:
+            return Resolution(cost_center, model, deployment_type, None, reason, detail)
+
+        if key.state is UsageState.NONE:
+            return unpriced(Unpriced.NO_USAGE, "request carried no token usage (usageSource none)")
+        if key.state is UsageState.PENDING:
+            return unpriced(Unpriced.USAGE_PENDING, "streamed request; usage not yet joined from APIM LLM logs")
+        if deployment is None:
+            return unpriced(Unpriced.UNKNOWN_DEPLOYMENT,
+                            f"deployment {key.deployment!r} is not in the deployment map")
+        if model is None:
+            return unpriced(Unpriced.UNKNOWN_MODEL,
+                            f"no model in the event nor in the deployment map for {key.deployment!r}")
+        price = self.catalog.find(model, deployment.deployment_type, deployment.region, key.day)
+        if price is None:
+            return unpriced(Unpriced.NO_PRICE, f"no price for {model} ({deployment.deployment_type}, "
+                            f"region {deployment.region or '*'}) on {key.day}")
+        return Resolution(cost_center, model, deployment_type, price, None, "")
+
+
+@dataclass(frozen=True, slots=True)
+class CostLine:
+    """Priced (or explicitly unpriced) usage of one resolution key."""
+
+    key: UsageKey
+    resolution: Resolution
+    requests: int
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+
+    @property
+    def cost(self) -> Decimal | None:
+        price = self.resolution.price
+        if price is None:
+            return None
+        return price.cost(self.prompt_tokens, self.cached_tokens, self.completion_tokens)

@@ -1,0 +1,168 @@
+"""Decode and validate raw usage events. A bad event never stops a batch: it becomes a Rejection.
+
+The fast path is one msgspec typed decode per event. Events carrying fields this version does
+not know take a slower path that keeps those fields as JSON text (forward compatibility).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+from pipeline.domain.events import EXTRA_FIELD, USAGE_FIELDS, WIRE_FIELDS, UsageEvent
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_EXTRA_BYTES = 4 * 1024
+EARLIEST_TIMESTAMP = datetime(2015, 1, 1, tzinfo=UTC)
+FUTURE_TOLERANCE = timedelta(days=7)
+# Field names that would carry prompt or completion text. An event that has any of them is
+# rejected: such text must never reach the ledger. The dead letter keeps the event with the
+# values of these fields blanked.
+CONTENT_FIELDS = frozenset(
+    {"prompt", "messages", "input", "choices", "completion", "content", "output", "requestBody",
+     "responseBody", "requestMessages", "responseMessages"}
+)
+_REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One undecoded event and where it came from (file and line, or partition and sequence)."""
+
+    body: bytes
+    source: str
+    position: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A raw event that could not be accepted, with a reason code and a human-readable reason."""
+
+    message: RawMessage
+    code: str
+    reason: str
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    events: list[UsageEvent] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+class InvalidEvent(Exception):
+    def __init__(self, code: str, reason: str, body: bytes | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.body = body
+
+
+_decoder = msgspec.json.Decoder(UsageEvent)
+_encoder = msgspec.json.Encoder()
+_KNOWN = frozenset(WIRE_FIELDS)
+_KNOWN_USAGE = frozenset(USAGE_FIELDS)
+
+
+def decode_batch(messages: Iterable[RawMessage], now: datetime | None = None) -> DecodedBatch:
+    """Decode every message; each one ends up in exactly one of events or rejections."""
+    latest = (now or datetime.now(UTC)) + FUTURE_TOLERANCE
+    batch = DecodedBatch()
+    for message in messages:
+        try:
+            batch.events.append(decode_event(message.body, latest))
+        except InvalidEvent as bad:
+            kept = message if bad.body is None else RawMessage(bad.body, message.source, message.position)
+            batch.rejections.append(Rejection(kept, bad.code, bad.reason))
+    return batch
+
+
+def decode_event(body: bytes, latest: datetime) -> UsageEvent:
+    """Decode one event or raise InvalidEvent with a reason code."""
+    if len(body) > MAX_EVENT_BYTES:
+        raise InvalidEvent("oversized", f"event is {len(body)} bytes, the limit is {MAX_EVENT_BYTES}")
+    if not body.strip():
+        raise InvalidEvent("empty", "empty message")
+    try:
+        event = _decoder.decode(body)
+        if event.extra is not None:
+            raise InvalidEvent("schema", f"field `{EXTRA_FIELD}` is reserved")
+    except msgspec.ValidationError as error:
+        text = str(error)
+        if not text.startswith("Object contains unknown field"):
+            raise _schema_error(text) from None
+        event = _decode_with_extra_fields(body)
+    except msgspec.DecodeError as error:
+        raise InvalidEvent("not-json", f"not valid JSON: {error}") from None
+    except RecursionError:
+        raise InvalidEvent("not-json", "JSON nested too deeply") from None
+    _check_consistency(event, latest)
+    if event.timestamp.utcoffset():
+        event = msgspec.structs.replace(event, timestamp=event.timestamp.astimezone(UTC))
+    return event
+
+
+def _schema_error(text: str) -> InvalidEvent:
+    if "missing required field `eventId`" in text or "at `$.eventId`" in text:
+        return InvalidEvent("missing-event-id", f"eventId missing or invalid: {text}")
+    if "at `$.schemaVersion`" in text or "`schemaVersion`" in text:
+        return InvalidEvent("unsupported-schema-version", f"schemaVersion must be 1: {text}")
+    return InvalidEvent("schema", text)
+
+
+def _decode_with_extra_fields(body: bytes) -> UsageEvent:
+    try:
+        document = msgspec.json.decode(body)
+    except RecursionError:
+        raise InvalidEvent("not-json", "JSON nested too deeply") from None
+    if not isinstance(document, dict):  # the typed decode already proved it is an object
+        raise InvalidEvent("schema", "event is not a JSON object")
+    known = {k: v for k, v in document.items() if k in _KNOWN}
+    extra = {k: v for k, v in document.items() if k not in _KNOWN}
+    usage = known.get("usage")
+    if isinstance(usage, dict) and not usage.keys() <= _KNOWN_USAGE:
+        known["usage"] = {k: v for k, v in usage.items() if k in _KNOWN_USAGE}
+        extra["usage"] = {k: v for k, v in usage.items() if k not in _KNOWN_USAGE}
+    content = sorted(CONTENT_FIELDS & extra.keys())
+    if content:
+        redacted = {k: (_REDACTED if k in CONTENT_FIELDS else v) for k, v in document.items()}
+        raise InvalidEvent(
+            "content-field",
+            f"event carries prompt/completion field(s) {', '.join(content)}; such text is never stored",
+            _encoder.encode(redacted),
+        )
+    if EXTRA_FIELD in extra:
+        raise InvalidEvent("schema", f"field `{EXTRA_FIELD}` is reserved")
+    extra_json = _encoder.encode(extra)
+    if len(extra_json) > MAX_EXTRA_BYTES:
+        raise InvalidEvent("oversized", f"unknown fields take {len(extra_json)} bytes, the limit is "
+                           f"{MAX_EXTRA_BYTES}")
+    try:
+        event = _decoder.decode(_encoder.encode(known))
+    except msgspec.ValidationError as error:
+        raise _schema_error(str(error)) from None
+    return msgspec.structs.replace(event, extra=extra_json.decode())
+
+
+def _check_consistency(event: UsageEvent, latest: datetime) -> None:
+    if not EARLIEST_TIMESTAMP <= event.timestamp <= latest:
+        raise InvalidEvent("timestamp-out-of-range", f"timestamp {event.timestamp.isoformat()} is before "
+                           f"{EARLIEST_TIMESTAMP.date()} or more than {FUTURE_TOLERANCE.days} days ahead")
+    usage = event.usage
+    if usage is None:
+        if event.usage_source in ("response", "estimated"):
+            raise InvalidEvent("inconsistent-usage", f"usageSource is {event.usage_source!r} but usage is null")
+        return
+    if event.usage_source == "none":
+        raise InvalidEvent("inconsistent-usage", "usageSource is 'none' but usage is present")
+    if usage.total_tokens != usage.prompt_tokens + usage.completion_tokens:
+        raise InvalidEvent("inconsistent-usage", f"totalTokens {usage.total_tokens} != promptTokens "
+                           f"{usage.prompt_tokens} + completionTokens {usage.completion_tokens}")
+    if usage.cached_tokens > usage.prompt_tokens:
+        raise InvalidEvent("inconsistent-usage", f"cachedTokens {usage.cached_tokens} > promptTokens "
+                           f"{usage.prompt_tokens}")
+    if usage.reasoning_tokens > usage.completion_tokens:
+        raise InvalidEvent("inconsistent-usage", f"reasoningTokens {usage.reasoning_tokens} > "
+                           f"completionTokens {usage.completion_tokens}")

@@ -1,0 +1,70 @@
+"""The usage event contract, v1 (schemas/usage-event.v1.schema.json is its published form).
+
+One event per request through APIM. Field names are camelCase on the wire and snake_case here.
+No prompt or completion text is part of the contract, and none can be smuggled in: unknown
+fields are kept (forward compatibility) but only as a size-limited JSON blob.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+SCHEMA_VERSION = 1
+EXTRA_FIELD = "__extra__"
+
+UsageSource = Literal["response", "stream", "estimated", "none"]
+
+TokenCount = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+OptionalText = Annotated[str, msgspec.Meta(max_length=256)] | None
+TagKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+TagValue = Annotated[str, msgspec.Meta(max_length=256)]
+Tags = Annotated[dict[TagKey, TagValue], msgspec.Meta(max_length=32)]
+
+
+class Usage(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fields=True):
+    """Token counts of one request. cached is part of prompt; reasoning is part of completion."""
+
+    prompt_tokens: TokenCount
+    completion_tokens: TokenCount
+    total_tokens: TokenCount
+    cached_tokens: TokenCount = 0
+    reasoning_tokens: TokenCount = 0
+
+
+class UsageEvent(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fields=True):
+    """One APIM request to Azure OpenAI, as emitted by the gateway policy."""
+
+    schema_version: Literal[1]
+    event_id: ShortText
+    timestamp: Annotated[datetime, msgspec.Meta(tz=True)]
+    subscription_id: ShortText
+    api_id: ShortText
+    operation_id: ShortText
+    deployment: ShortText
+    region: OptionalText
+    stream: bool
+    status_code: Annotated[int, msgspec.Meta(ge=100, le=599)]
+    duration_ms: Annotated[int, msgspec.Meta(ge=0, le=86_400_000)]
+    usage: Usage | None
+    usage_source: UsageSource
+    product_id: OptionalText = None
+    caller_app_id: OptionalText = None
+    caller_tenant_id: OptionalText = None
+    caller_object_id: OptionalText = None
+    cost_center: OptionalText = None
+    model: OptionalText = None
+    tags: Tags | None = None
+    # Unknown fields of the raw event as JSON object text, None when there were none. Not part
+    # of the wire contract: only the decoder fills it (a wire event using the name is rejected).
+    extra: str | None = msgspec.field(default=None, name=EXTRA_FIELD)
+
+
+# The wire field names, in contract order: the schema test checks the JSON Schema against these.
+WIRE_FIELDS: tuple[str, ...] = tuple(
+    f.encode_name for f in msgspec.structs.fields(UsageEvent) if f.encode_name != EXTRA_FIELD
+)
+USAGE_FIELDS: tuple[str, ...] = tuple(f.encode_name for f in msgspec.structs.fields(Usage))

@@ -1,0 +1,74 @@
+"""What a deployment is (model, type, region) and who pays for a subscription, over time."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from itertools import pairwise
+
+from pipeline.domain.pricing import CatalogError
+
+UNASSIGNED = "unassigned"
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    name: str
+    model: str | None
+    deployment_type: str
+    region: str | None
+
+
+class DeploymentMap:
+    def __init__(self, deployments: Iterable[Deployment] = ()) -> None:
+        self._by_name: dict[str, Deployment] = {}
+        for deployment in deployments:
+            if deployment.name in self._by_name:
+                raise CatalogError(f"deployment {deployment.name!r} is listed twice")
+            self._by_name[deployment.name] = deployment
+
+    def get(self, name: str) -> Deployment | None:
+        return self._by_name.get(name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+
+@dataclass(frozen=True, slots=True)
+class CostCenterAssignment:
+    subscription_id: str
+    cost_center: str
+    effective_from: date
+    effective_to: date | None
+
+    def in_force(self, day: date) -> bool:
+        return self.effective_from <= day and (self.effective_to is None or day < self.effective_to)
+
+
+class CostCenterMap:
+    """Subscription -> cost center, effective-dated. The mapping wins over a caller-sent cost
+    center, so that no caller can move its own cost elsewhere."""
+
+    def __init__(self, assignments: Iterable[CostCenterAssignment] = ()) -> None:
+        self._by_subscription: dict[str, list[CostCenterAssignment]] = defaultdict(list)
+        for assignment in assignments:
+            self._by_subscription[assignment.subscription_id].append(assignment)
+        for subscription, group in self._by_subscription.items():
+            group.sort(key=lambda a: a.effective_from)
+            for earlier, later in pairwise(group):
+                if earlier.effective_to is None or earlier.effective_to > later.effective_from:
+                    raise CatalogError(
+                        f"subscription {subscription!r} has overlapping cost-center assignments: "
+                        f"{earlier.cost_center} from {earlier.effective_from} and "
+                        f"{later.cost_center} from {later.effective_from}"
+                    )
+
+    def cost_center(self, subscription_id: str, day: date, sent: str | None) -> str:
+        for assignment in self._by_subscription.get(subscription_id, ()):
+            if assignment.in_force(day):
+                return assignment.cost_center
+        if sent and sent.strip():
+            return sent.strip()
+        return UNASSIGNED

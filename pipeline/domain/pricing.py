@@ -1,0 +1,112 @@
+"""Effective-dated token prices and the cost arithmetic. Money is Decimal, never float."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from itertools import pairwise
+
+# Exact arithmetic: any operation that would round raises instead.
+MONEY = Context(prec=60, traps=[Inexact, Overflow, InvalidOperation])
+TOKENS_PER_UNIT = Decimal(1_000_000)
+MAX_PRICE_DECIMALS = 6
+ANY_REGION = "*"
+_DATE_VERSION = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+
+
+class CatalogError(ValueError):
+    """A catalog or mapping file that cannot be used, with the place and the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """Prices per 1M tokens for one model and deployment type, in force on [effective_from, effective_to)."""
+
+    model: str
+    deployment_type: str
+    region: str
+    effective_from: date
+    effective_to: date | None
+    currency: str
+    input_per_1m: Decimal
+    cached_input_per_1m: Decimal
+    output_per_1m: Decimal
+
+    def in_force(self, day: date) -> bool:
+        return self.effective_from <= day and (self.effective_to is None or day < self.effective_to)
+
+    def cost(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> Decimal:
+        """Exact cost: uncached prompt at input, cached at cached input, completion at output."""
+        units = money_sum((
+            MONEY.multiply(prompt_tokens - cached_tokens, self.input_per_1m),
+            MONEY.multiply(cached_tokens, self.cached_input_per_1m),
+            MONEY.multiply(completion_tokens, self.output_per_1m),
+        ))
+        return MONEY.divide(units, TOKENS_PER_UNIT)
+
+
+def money_sum(amounts: Iterable[Decimal]) -> Decimal:
+    """Exact sum (the default decimal context would round past 28 digits without a word)."""
+    total = Decimal(0)
+    for amount in amounts:
+        total = MONEY.add(total, amount)
+    return total
+
+
+def base_model(model: str) -> str:
+    """`gpt-4o-2024-11-20` -> `gpt-4o`: the name without its date-version suffix."""
+    return _DATE_VERSION.sub("", model)
+
+
+def _key(text: str) -> str:
+    return text.strip().lower()
+
+
+class PriceCatalog:
+    """A validated set of prices; `version` is the content hash of the file it came from."""
+
+    def __init__(self, prices: Iterable[Price], version: str) -> None:
+        self.version = version
+        self.prices = tuple(prices)
+        self._by_model: dict[str, list[Price]] = defaultdict(list)
+        for price in self.prices:
+            self._by_model[price.model].append(price)
+        _check_overlaps(self.prices)
+
+    @property
+    def models(self) -> frozenset[str]:
+        return frozenset(self._by_model)
+
+    def find(self, model: str, deployment_type: str, region: str | None, day: date) -> Price | None:
+        """The price in force on `day`: exact model name first, then without a date suffix;
+        an exact region before `*`."""
+        for name in dict.fromkeys((model, base_model(model))):
+            candidates = [
+                p for p in self._by_model.get(name, ())
+                if _key(p.deployment_type) == _key(deployment_type) and p.in_force(day)
+            ]
+            region_key = _key(region or "")
+            for wanted in (region_key, ANY_REGION):
+                for price in candidates:
+                    if _key(price.region) == wanted:
+                        return price
+        return None
+
+
+def _check_overlaps(prices: Iterable[Price]) -> None:
+    groups: dict[tuple[str, str, str], list[Price]] = defaultdict(list)
+    for price in prices:
+        groups[(price.model, _key(price.deployment_type), _key(price.region))].append(price)
+    for (model, deployment_type, region), group in groups.items():
+        group.sort(key=lambda p: p.effective_from)
+        for earlier, later in pairwise(group):
+            if earlier.effective_to is None or earlier.effective_to > later.effective_from:
+                raise CatalogError(
+                    f"overlapping prices for {model} / {deployment_type} / region {region}: "
+                    f"{earlier.effective_from}..{earlier.effective_to or 'open'} and "
+                    f"{later.effective_from}..{later.effective_to or 'open'}"
+                )

@@ -1,0 +1,102 @@
+"""How results look in a terminal (rich). Amounts are rounded here, and only here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.domain.pricing import money_sum
+from pipeline.stages.ingest import IngestResult
+from pipeline.stages.report import Report, ReportRow
+from pipeline.stages.snapshot import SnapshotResult
+
+MAX_ROWS = 40
+CENT = Decimal("0.01")
+
+
+def money(amount: Decimal | None, currency: str = "") -> str:
+    if amount is None:
+        return "unpriced"
+    rounded = amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
+    return f"{rounded:,.2f} {currency}".strip()
+
+
+def show_ingest(console: Console, result: IngestResult) -> None:
+    console.print(
+        f"received [bold]{result.received:,}[/]: ingested [green]{result.ingested:,}[/], "
+        f"duplicates {result.duplicates:,}, dead-lettered [red]{result.dead_lettered:,}[/]"
+        + (f" ({result.events_per_second:,.0f} events/s)" if result.seconds else ""))
+    for code, count in sorted(result.reasons.items()):
+        console.print(f"  dead letter: {code} x{count}")
+    if result.dead_letter_objects:
+        folder = result.dead_letter_objects[-1].rsplit("/", 2)[0]
+        console.print(f"  {len(result.dead_letter_objects)} dead-letter file(s) under {folder}")
+
+
+def show_snapshot(console: Console, result: SnapshotResult) -> None:
+    if not result.rows and not result.already_published:
+        console.print(f"snapshot: nothing new (watermark {result.watermark_to:,})")
+        return
+    console.print(
+        f"snapshot: {result.rows:,} events -> {len(result.files)} new Parquet file(s), watermark "
+        f"{result.watermark_from:,} -> {result.watermark_to:,}"
+        + (f", {result.already_published} already published" if result.already_published else ""))
+
+
+def show_report(console: Console, report: Report) -> None:
+    """Summaries that fit a terminal; the CSV has every cost center x subscription x model row."""
+    by_center = _summary(report, lambda row: (row.cost_center,))
+    console.print(_summary_table(f"Chargeback {report.month} by cost center", ("cost center",), by_center))
+    by_model = _summary(report, lambda row: (row.model or "-", row.deployment_type or "-"))
+    console.print(_summary_table(f"Chargeback {report.month} by model", ("model", "type"), by_model))
+    totals = report.totals
+    total_text = ", ".join(money(amount, currency) for currency, amount in totals.items()) or "nothing priced"
+    console.print(f"[bold]Total {total_text}[/] over {report.requests:,} requests "
+                  f"(prices: catalog {report.catalog_version})")
+    if report.unpriced:
+        console.print(f"[yellow]warning: {report.unpriced_requests:,} requests are unpriced; they stay in the "
+                      "report with an empty cost:[/]")
+        reasons: dict[str, list[int]] = {}
+        examples: dict[str, str] = {}
+        for line in sorted(report.unpriced, key=lambda line: -line.requests):
+            sums = reasons.setdefault(line.reason, [0, 0])
+            sums[0] += line.requests
+            sums[1] += line.prompt_tokens + line.completion_tokens
+            examples.setdefault(line.reason, line.detail)
+        table = Table("reason", "requests", "tokens", "for example")
+        for reason, (requests, tokens) in sorted(reasons.items()):
+            table.add_row(reason, f"{requests:,}", f"{tokens:,}", examples[reason])
+        console.print(table)
+
+
+Summary = dict[tuple[str, ...], tuple[int, int, dict[str, Decimal]]]
+
+
+def _summary(report: Report, key: Callable[[ReportRow], tuple[str, ...]]) -> Summary:
+    sums: dict[tuple[str, ...], list[object]] = {}
+    for row in report.rows:
+        entry = sums.setdefault(key(row), [0, 0, {}])
+        entry[0] += row.requests  # type: ignore[operator]
+        entry[1] += row.prompt_tokens + row.completion_tokens  # type: ignore[operator]
+        if row.cost is not None:
+            costs: dict[str, Decimal] = entry[2]  # type: ignore[assignment]
+            costs[row.currency] = money_sum((costs.get(row.currency, Decimal(0)), row.cost))
+    return {k: (int(v[0]), int(v[1]), v[2]) for k, v in sums.items()}  # type: ignore[call-overload, misc]
+
+
+def _summary_table(title: str, names: tuple[str, ...], summary: Summary) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in names:
+        table.add_column(name)
+    for name in ("requests", "tokens", "cost"):
+        table.add_column(name, justify="right")
+    ranked = sorted(summary.items(), key=lambda item: (-sum(item[1][2].values(), Decimal(0)), item[0]))
+    for labels, (requests, tokens, costs) in ranked[:MAX_ROWS]:
+        cost = ", ".join(money(amount, currency) for currency, amount in sorted(costs.items())) or "unpriced"
+        table.add_row(*labels, f"{requests:,}", f"{tokens:,}", cost)
+    if len(ranked) > MAX_ROWS:
+        table.add_row(f"... {len(ranked) - MAX_ROWS} more in the CSV", *[""] * (len(names) + 2))
+    return table

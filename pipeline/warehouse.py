@@ -1,0 +1,124 @@
+"""DuckDB over the Parquet snapshots: the `usage` and `costs` views that reports, `query`
+and finance share.
+
+`costs` prices each event with the same resolution the report uses (pipeline.domain.costing):
+the distinct pricing keys are resolved in Python, registered as a small table, and joined.
+Money stays DECIMAL(38,12) in SQL: prices per token have at most 12 decimals, so no rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.domain.costing import Reference, UsageKey, UsageState
+from pipeline.domain.pricing import MONEY, TOKENS_PER_UNIT
+from pipeline.ports import ObjectStore
+from pipeline.stages.snapshot import USAGE_PREFIX
+from pipeline.usage_schema import USAGE_SCHEMA
+
+PER_TOKEN = pa.decimal128(38, 12)
+STATE_SQL = ("CASE WHEN prompt_tokens IS NOT NULL THEN 'measured' "
+             "WHEN usage_source = 'stream' THEN 'pending' ELSE 'none' END")
+KEY_COLUMNS = ("date", "subscription_id", "cost_center", "deployment", "model", "state")
+
+RESOLUTION_SCHEMA = pa.schema([
+    ("date", pa.date32()), ("subscription_id", pa.string()), ("cost_center_sent", pa.string()),
+    ("deployment", pa.string()), ("model_sent", pa.string()), ("state", pa.string()),
+    ("cost_center", pa.string()), ("model", pa.string()), ("deployment_type", pa.string()),
+    ("currency", pa.string()), ("input_per_token", PER_TOKEN), ("cached_input_per_token", PER_TOKEN),
+    ("output_per_token", PER_TOKEN), ("catalog_version", pa.string()), ("unpriced_reason", pa.string()),
+    ("unpriced_detail", pa.string()),
+])
+
+COSTS_VIEW = f"""
+CREATE OR REPLACE VIEW costs AS
+SELECT u.* EXCLUDE (cost_center, model),
+       u.cost_center AS cost_center_sent,
+       r.cost_center, r.model, r.deployment_type,
+       strftime(u.date, '%Y-%m') AS month,
+       CASE WHEN r.currency IS NOT NULL THEN
+            (u.prompt_tokens - u.cached_tokens)::DECIMAL(18, 0) * r.input_per_token
+          + u.cached_tokens::DECIMAL(18, 0) * r.cached_input_per_token
+          + u.completion_tokens::DECIMAL(18, 0) * r.output_per_token END AS cost,
+       r.currency, r.catalog_version, r.unpriced_reason
+FROM usage u JOIN pricing_keys r
+  ON u.date = r.date AND u.subscription_id = r.subscription_id
+ AND u.cost_center IS NOT DISTINCT FROM r.cost_center_sent AND u.deployment = r.deployment
+ AND u.model IS NOT DISTINCT FROM r.model_sent AND {STATE_SQL.replace("prompt_tokens", "u.prompt_tokens")
+                                                   .replace("usage_source", "u.usage_source")} = r.state
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Warehouse:
+    connection: duckdb.DuckDBPyConnection
+    has_data: bool
+
+
+def open_warehouse(store: ObjectStore, reference: Reference | None = None) -> Warehouse:
+    """A DuckDB connection with the `usage` view (and `costs` when a reference is given)."""
+    connection = duckdb.connect()
+    files = [key for key in store.list(USAGE_PREFIX) if key.endswith(".parquet")]
+    if files:
+        pattern = f"{url2pathname(urlparse(store.url).path)}/{USAGE_PREFIX}/*/*.parquet"
+        literal = "'" + pattern.replace("'", "''") + "'"  # a view cannot take a bound parameter
+        connection.execute(
+            f"CREATE VIEW usage AS SELECT * FROM read_parquet({literal}, hive_partitioning = true, "
+            "hive_types = {'date': DATE})")
+    else:
+        empty = USAGE_SCHEMA.empty_table().append_column("date", pa.array([], pa.date32()))
+        connection.register("usage_empty", empty)
+        connection.execute("CREATE VIEW usage AS SELECT * FROM usage_empty")
+    if reference is not None:
+        keys = connection.execute(
+            f"SELECT DISTINCT date, subscription_id, cost_center, deployment, model, {STATE_SQL} "
+            "FROM usage").fetchall()
+        connection.register("pricing_keys", resolution_table(reference, keys))
+        connection.execute(COSTS_VIEW)
+    return Warehouse(connection, bool(files))
+
+
+def usage_key(row: tuple[object, ...]) -> UsageKey:
+    day, subscription, cost_center, deployment, model, state = row
+    return UsageKey(day, subscription, cost_center, deployment, model, UsageState(state))  # type: ignore[arg-type]
+
+
+def resolution_table(reference: Reference, keys: Iterable[tuple[object, ...]]) -> pa.Table:
+    rows = []
+    for row in keys:
+        key = usage_key(row)
+        resolved = reference.resolve(key)
+        price = resolved.price
+        rows.append({
+            "date": key.day, "subscription_id": key.subscription_id, "cost_center_sent": key.cost_center_sent,
+            "deployment": key.deployment, "model_sent": key.model, "state": key.state.value,
+            "cost_center": resolved.cost_center, "model": resolved.model,
+            "deployment_type": resolved.deployment_type,
+            "currency": price.currency if price else None,
+            "input_per_token": _per_token(price.input_per_1m) if price else None,
+            "cached_input_per_token": _per_token(price.cached_input_per_1m) if price else None,
+            "output_per_token": _per_token(price.output_per_1m) if price else None,
+            "catalog_version": reference.catalog.version if price else None,
+            "unpriced_reason": resolved.unpriced.value if resolved.unpriced else None,
+            "unpriced_detail": resolved.detail or None,
+        })
+    return pa.Table.from_pylist(rows, schema=RESOLUTION_SCHEMA)
+
+
+def _per_token(per_1m: Decimal) -> Decimal:
+    return MONEY.divide(per_1m, TOKENS_PER_UNIT)
+
+
+def month_bounds(month: str) -> tuple[date, date]:
+    """`2026-10` -> (2026-10-01, 2026-11-01)."""
+    start = date.fromisoformat(f"{month}-01")
+    end = date(start.year + 1, 1, 1) if start.month == 12 else date(start.year, start.month + 1, 1)
+    return start, end
