@@ -1,0 +1,52 @@
+"""Build wire-format usage events for tests: a valid v1 event, changed only where a test says."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import msgspec
+
+_ids = itertools.count(1)
+
+
+def event(**changes: Any) -> dict[str, Any]:
+    """A valid apim-usage v1 event as a dict (camelCase); keyword arguments replace fields."""
+    body: dict[str, Any] = {
+        "schemaVersion": 1,
+        "eventId": f"evt-{next(_ids):08d}",
+        "timestamp": "2026-10-15T12:30:00Z",
+        "subscriptionId": "sub-a",
+        "productId": "product-a",
+        "apiId": "azure-openai",
+        "operationId": "chat-completions",
+        "callerAppId": "app-a",
+        "callerTenantId": "tenant-a",
+        "callerObjectId": None,
+        "costCenter": None,
+        "deployment": "chat-gpt4o",
+        "model": "gpt-4o-2024-11-20",
+        "region": "West Europe",
+        "stream": False,
+        "statusCode": 200,
+        "durationMs": 420,
+        "usage": {"promptTokens": 1000, "completionTokens": 200, "totalTokens": 1200,
+                  "cachedTokens": 0, "reasoningTokens": 0},
+        "usageSource": "response",
+        "tags": None,
+    }
+    body.update(changes)
+    return body
+
+
+def usage(prompt: int, completion: int, cached: int = 0, reasoning: int = 0) -> dict[str, int]:
+    return {"promptTokens": prompt, "completionTokens": completion, "totalTokens": prompt + completion,
+            "cachedTokens": cached, "reasoningTokens": reasoning}
+
+
+def line(body: dict[str, Any]) -> bytes:
+    return msgspec.json.encode(body)
+
+
+def jsonl(bodies: list[dict[str, Any]]) -> bytes:
+    return b"".join(line(body) + b"\n" for body in bodies)
