@@ -30,12 +30,13 @@ from pipeline.settings import Settings
 from pipeline.sources import json_lines
 from pipeline.stages.ingest import IngestResult, ingest
 from pipeline.stages.report import FORMATS, ReportError, build_report, check_month, write_report
-from pipeline.stages.snapshot import snapshot
+from pipeline.stages.snapshot import load_state, snapshot
 from pipeline.warehouse import open_warehouse
 
 P = ParamSpec("P")
 R = TypeVar("R")
 console = Console()
+notices = Console(stderr=True)
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -85,6 +86,15 @@ def _reference(settings: Settings, prices: Path | None, deployments: Path | None
             raise click.ClickException(f"{given}: no such file")
     return load_reference(prices, deployments or settings.deployments_csv,
                           cost_centers or settings.cost_centers_csv)
+
+
+def _catch_up(settings: Settings, out: Console) -> None:
+    """Publish ledger events not yet in the snapshots, so reports and queries see all of them."""
+    if not settings.ledger_path.exists():
+        return
+    with pipeline(settings) as p:
+        if p.ledger.head() > load_state(p.snapshots).watermark:
+            show_snapshot(out, snapshot(p.ledger, p.snapshots))
 
 
 @click.group()
@@ -139,11 +149,14 @@ def report_command(month: str, out: Path | None, formats: str, prices: Path | No
                    deployments: Path | None, cost_centers: Path | None) -> None:
     """Price a month of usage and write chargeback-YYYY-MM.csv and .parquet.
 
+    Ledger events not yet snapshotted are snapshotted first.
+
     Example: chargeback report --month 2026-10 --out reports/
     """
     settings = Settings.from_env()
     check_month(month)
     reference = _reference(settings, prices, deployments, cost_centers)
+    _catch_up(settings, console)
     report = build_report(open_warehouse(open_snapshots(settings), reference), reference, month)
     files = write_report(report, out or settings.reports_dir, [f.strip() for f in formats.split(",") if f.strip()])
     show_report(console, report)
@@ -166,6 +179,7 @@ def query_command(sql: str, output: str, prices: Path | None, deployments: Path 
     """
     settings = Settings.from_env()
     reference = _reference(settings, prices, deployments, cost_centers)
+    _catch_up(settings, notices)
     result = open_warehouse(open_snapshots(settings), reference).connection.execute(sql)
     names = [column[0] for column in result.description or []]
     rows = result.fetchall()

@@ -42,28 +42,29 @@ class UsageEvent(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fie
     event_id: ShortText
     timestamp: Annotated[datetime, msgspec.Meta(tz=True)]
     subscription_id: ShortText
-    api_id: ShortText
-    operation_id: ShortText
     deployment: ShortText
-    region: OptionalText
     stream: bool
     status_code: Annotated[int, msgspec.Meta(ge=100, le=599)]
     duration_ms: Annotated[int, msgspec.Meta(ge=0, le=86_400_000)]
-    usage: Usage | None
     usage_source: UsageSource
+    # Nullable, and null when absent: a producer may omit them.
+    usage: Usage | None = None
     product_id: OptionalText = None
+    api_id: OptionalText = None
+    operation_id: OptionalText = None
     caller_app_id: OptionalText = None
     caller_tenant_id: OptionalText = None
     caller_object_id: OptionalText = None
     cost_center: OptionalText = None
     model: OptionalText = None
+    region: OptionalText = None
     tags: Tags | None = None
     # Unknown fields of the raw event as JSON object text, None when there were none. Not part
     # of the wire contract: only the decoder fills it (a wire event using the name is rejected).
     extra: str | None = msgspec.field(default=None, name=EXTRA_FIELD)
 
 
-# The wire field names, in contract order: the schema test checks the JSON Schema against these.
+# The wire field names: the contract test checks the JSON Schema against these.
 WIRE_FIELDS: tuple[str, ...] = tuple(
     f.encode_name for f in msgspec.structs.fields(UsageEvent) if f.encode_name != EXTRA_FIELD
 )

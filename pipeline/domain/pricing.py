@@ -63,7 +63,8 @@ def base_model(model: str) -> str:
 
 
 def _key(text: str) -> str:
-    return text.strip().lower()
+    """Deployment types and regions compare loosely: `West Europe` == `westeurope`."""
+    return "".join(text.split()).lower()
 
 
 class PriceCatalog:

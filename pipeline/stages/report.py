@@ -121,7 +121,7 @@ def build_report(warehouse: Warehouse, reference: Reference, month: str) -> Repo
         "ELSE 'none' END AS state, count(*), coalesce(sum(prompt_tokens), 0), "
         "coalesce(sum(cached_tokens), 0), coalesce(sum(completion_tokens), 0), "
         "coalesce(sum(reasoning_tokens), 0) "
-        "FROM usage WHERE date >= ? AND date < ? GROUP BY ALL", [start, end]).fetchall()
+        "FROM usage WHERE date >= ? AND date < ? GROUP BY ALL ORDER BY ALL", [start, end]).fetchall()
     lines = [
         CostLine(key, reference.resolve(key), *(int(n) for n in row[6:]))
         for row in groups
