@@ -89,8 +89,11 @@ def traffic(month: str, events: int, seed: int = 7) -> Iterator[bytes]:
     weights = [team.share for team in TEAMS]
     malformed = _malformed(rng, start)
     malformed_at = set(rng.sample(range(events), min(len(malformed), events)))
+    # Event Hub delivers roughly in time order: so does the demo.
+    offsets = sorted(rng.randrange(seconds * 1_000_000) for _ in range(events))
+    first = datetime.combine(start, datetime.min.time(), UTC)
     recent: list[bytes] = []
-    for index in range(events):
+    for index, offset in enumerate(offsets):
         if index in malformed_at:
             yield malformed.pop()
             continue
@@ -100,8 +103,7 @@ def traffic(month: str, events: int, seed: int = 7) -> Iterator[bytes]:
         team = rng.choices(TEAMS, weights)[0]
         names, shares = zip(*team.deployments, strict=True)
         deployment = by_name[rng.choices(names, shares)[0]]
-        moment = datetime.combine(start, datetime.min.time(), UTC) + timedelta(
-            seconds=rng.randrange(seconds), microseconds=rng.randrange(1_000_000))
+        moment = first + timedelta(microseconds=offset)
         line = msgspec.json.encode(_event(rng, team, deployment, moment))
         recent.append(line)
         if len(recent) > 1000:
