@@ -18,9 +18,9 @@ MAX_EVENT_BYTES = 64 * 1024
 MAX_EXTRA_BYTES = 4 * 1024
 EARLIEST_TIMESTAMP = datetime(2015, 1, 1, tzinfo=UTC)
 FUTURE_TOLERANCE = timedelta(days=7)
-# Field names that would carry prompt or completion text. An event that has any of them is
-# rejected: such text must never reach the ledger. The dead letter keeps the event with the
-# values of these fields blanked.
+# Field names that would carry prompt or completion text. An event that has any of them, at any
+# depth, is rejected: such text must never reach the ledger. Its dead letter keeps the event
+# with the values of these fields blanked (or no body at all, when it cannot be parsed).
 CONTENT_FIELDS = frozenset(
     {"prompt", "messages", "input", "choices", "completion", "content", "output", "requestBody",
      "responseBody", "requestMessages", "responseMessages"}
@@ -53,17 +53,19 @@ class DecodedBatch:
 
 
 class InvalidEvent(Exception):
-    def __init__(self, code: str, reason: str, body: bytes | None = None) -> None:
+    def __init__(self, code: str, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
-        self.body = body
 
 
 _decoder = msgspec.json.Decoder(UsageEvent)
 _encoder = msgspec.json.Encoder()
 _KNOWN = frozenset(WIRE_FIELDS)
 _KNOWN_USAGE = frozenset(USAGE_FIELDS)
+_EXTRA_MARKER = f'"{EXTRA_FIELD}"'.encode()
+_CONTENT_MARKERS = tuple(f'"{name}"'.encode() for name in sorted(CONTENT_FIELDS))
+_UNPARSEABLE_CONTENT = b"[redacted: not parseable JSON, and it names a prompt/completion field]"
 
 
 def decode_batch(messages: Iterable[RawMessage], now: datetime | None = None) -> DecodedBatch:
@@ -74,7 +76,7 @@ def decode_batch(messages: Iterable[RawMessage], now: datetime | None = None) ->
         try:
             batch.events.append(decode_event(message.body, latest))
         except InvalidEvent as bad:
-            kept = message if bad.body is None else RawMessage(bad.body, message.source, message.position)
+            kept = RawMessage(_without_content(message.body), message.source, message.position)
             batch.rejections.append(Rejection(kept, bad.code, bad.reason))
     return batch
 
@@ -86,22 +88,38 @@ def decode_event(body: bytes, latest: datetime) -> UsageEvent:
     if not body.strip():
         raise InvalidEvent("empty", "empty message")
     try:
-        event = _decoder.decode(body)
-        if event.extra is not None:
-            raise InvalidEvent("schema", f"field `{EXTRA_FIELD}` is reserved")
+        event = _decode(body)
     except msgspec.ValidationError as error:
-        text = str(error)
-        if not text.startswith("Object contains unknown field"):
-            raise _schema_error(text) from None
-        event = _decode_with_extra_fields(body)
+        raise _schema_error(str(error)) from None
     except msgspec.DecodeError as error:
         raise InvalidEvent("not-json", f"not valid JSON: {error}") from None
+    except UnicodeDecodeError:
+        raise InvalidEvent("not-json", "not valid UTF-8") from None
     except RecursionError:
         raise InvalidEvent("not-json", "JSON nested too deeply") from None
     _check_consistency(event, latest)
     if event.timestamp.utcoffset():
         event = msgspec.structs.replace(event, timestamp=event.timestamp.astimezone(UTC))
     return event
+
+
+def _decode(body: bytes) -> UsageEvent:
+    try:
+        event = _decoder.decode(body)
+    except msgspec.ValidationError as error:
+        if not str(error).startswith("Object contains unknown field"):
+            raise
+        return _decode_with_extra_fields(body)
+    if _EXTRA_MARKER in body and EXTRA_FIELD in _document(body):
+        raise InvalidEvent("schema", f"field `{EXTRA_FIELD}` is reserved")
+    return event
+
+
+def _document(body: bytes) -> dict[str, object]:
+    document = msgspec.json.decode(body)
+    if not isinstance(document, dict):
+        raise InvalidEvent("schema", "event is not a JSON object")
+    return document
 
 
 def _schema_error(text: str) -> InvalidEvent:
@@ -113,37 +131,56 @@ def _schema_error(text: str) -> InvalidEvent:
 
 
 def _decode_with_extra_fields(body: bytes) -> UsageEvent:
-    try:
-        document = msgspec.json.decode(body)
-    except RecursionError:
-        raise InvalidEvent("not-json", "JSON nested too deeply") from None
-    if not isinstance(document, dict):  # the typed decode already proved it is an object
-        raise InvalidEvent("schema", "event is not a JSON object")
+    document = _document(body)
     known = {k: v for k, v in document.items() if k in _KNOWN}
     extra = {k: v for k, v in document.items() if k not in _KNOWN}
     usage = known.get("usage")
     if isinstance(usage, dict) and not usage.keys() <= _KNOWN_USAGE:
         known["usage"] = {k: v for k, v in usage.items() if k in _KNOWN_USAGE}
         extra["usage"] = {k: v for k, v in usage.items() if k not in _KNOWN_USAGE}
-    content = sorted(CONTENT_FIELDS & extra.keys())
+    content = sorted(_content_fields(extra))
     if content:
-        redacted = {k: (_REDACTED if k in CONTENT_FIELDS else v) for k, v in document.items()}
-        raise InvalidEvent(
-            "content-field",
-            f"event carries prompt/completion field(s) {', '.join(content)}; such text is never stored",
-            _encoder.encode(redacted),
-        )
+        raise InvalidEvent("content-field", f"event carries prompt/completion field(s) {', '.join(content)}; "
+                           "such text is never stored")
     if EXTRA_FIELD in extra:
         raise InvalidEvent("schema", f"field `{EXTRA_FIELD}` is reserved")
     extra_json = _encoder.encode(extra)
     if len(extra_json) > MAX_EXTRA_BYTES:
         raise InvalidEvent("oversized", f"unknown fields take {len(extra_json)} bytes, the limit is "
                            f"{MAX_EXTRA_BYTES}")
-    try:
-        event = _decoder.decode(_encoder.encode(known))
-    except msgspec.ValidationError as error:
-        raise _schema_error(str(error)) from None
+    event = _decoder.decode(_encoder.encode(known))
     return msgspec.structs.replace(event, extra=extra_json.decode())
+
+
+def _content_fields(value: object) -> set[str]:
+    """Names of content fields anywhere inside value."""
+    if isinstance(value, dict):
+        found = CONTENT_FIELDS & value.keys()
+        for item in value.values():
+            found |= _content_fields(item)
+        return found
+    if isinstance(value, list):
+        return set().union(*(_content_fields(item) for item in value))
+    return set()
+
+
+def _redact(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: (_REDACTED if k in CONTENT_FIELDS else _redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(item) for item in value]
+    return value
+
+
+def _without_content(body: bytes) -> bytes:
+    """The body to keep in a dead letter: as received, unless it may carry prompt or completion
+    text. Then content fields are blanked, or, when the body cannot be parsed, it is replaced."""
+    if not any(marker in body for marker in _CONTENT_MARKERS):
+        return body
+    try:
+        return _encoder.encode(_redact(msgspec.json.decode(body)))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return _UNPARSEABLE_CONTENT
 
 
 def _check_consistency(event: UsageEvent, latest: datetime) -> None:
