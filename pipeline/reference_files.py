@@ -59,6 +59,7 @@ def load_price_catalog(path: Path) -> PriceCatalog:
             cached_input_per_1m=_price(row, "cached_input_per_1m", where) if cached
             else _price(row, "input_per_1m", where),
             output_per_1m=_price(row, "output_per_1m", where),
+            origin=where,
         )
         if price.effective_to is not None and price.effective_to <= price.effective_from:
             raise CatalogError(f"{where}: effective_to {price.effective_to} is not after "
@@ -66,10 +67,7 @@ def load_price_catalog(path: Path) -> PriceCatalog:
         prices.append(price)
     if not prices:
         raise CatalogError(f"{path}: the price catalog has no prices")
-    try:
-        return PriceCatalog(prices, version)
-    except CatalogError as error:
-        raise CatalogError(f"{path}: {error}") from None
+    return PriceCatalog(prices, version)
 
 
 def load_deployments(path: Path) -> DeploymentMap:
@@ -79,13 +77,11 @@ def load_deployments(path: Path) -> DeploymentMap:
             model=row["model"].strip() or None,
             deployment_type=_required(row, "deployment_type", where),
             region=row["region"].strip() or None,
+            origin=where,
         )
         for where, row in _rows(path, _read(path), DEPLOYMENT_COLUMNS)
     ]
-    try:
-        return DeploymentMap(deployments)
-    except CatalogError as error:
-        raise CatalogError(f"{path}: {error}") from None
+    return DeploymentMap(deployments)
 
 
 def load_cost_centers(path: Path) -> CostCenterMap:
@@ -96,14 +92,12 @@ def load_cost_centers(path: Path) -> CostCenterMap:
             cost_center=_required(row, "cost_center", where),
             effective_from=_optional_date(row, "effective_from", where) or date.min,
             effective_to=_optional_date(row, "effective_to", where),
+            origin=where,
         )
         if assignment.effective_to is not None and assignment.effective_to <= assignment.effective_from:
             raise CatalogError(f"{where}: effective_to is not after effective_from")
         assignments.append(assignment)
-    try:
-        return CostCenterMap(assignments)
-    except CatalogError as error:
-        raise CatalogError(f"{path}: {error}") from None
+    return CostCenterMap(assignments)
 
 
 def _read(path: Path) -> bytes:
@@ -114,24 +108,35 @@ def _read(path: Path) -> bytes:
 
 
 def _rows(path: Path, data: bytes, columns: tuple[str, ...]) -> Iterator[tuple[str, dict[str, str]]]:
+    """(`file:line`, row) for each data row; blank lines and `#` comment lines are skipped."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise CatalogError(f"{path}: not UTF-8 text") from None
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1)
-             if line.strip() and not line.lstrip().startswith("#")]
-    if not lines:
+    reader = csv.reader(io.StringIO(text))
+    header: list[str] | None = None
+    ended = 0  # the line the previous row ended on; a row starts on the next one
+    try:
+        for values in reader:
+            where, ended = f"{path}:{ended + 1}", reader.line_num
+            if not any(v.strip() for v in values) or values[0].lstrip().startswith("#"):
+                continue
+            if any("\n" in v or "\r" in v for v in values):
+                raise CatalogError(f"{where}: a value contains a line break: {values[0]!r}")
+            if header is None:
+                header = [h.strip() for h in values]
+                missing = [c for c in columns if c not in header]
+                if missing:
+                    raise CatalogError(f"{where}: missing column(s) {', '.join(missing)}; "
+                                       f"expected {','.join(columns)}")
+                continue
+            if len(values) != len(header):
+                raise CatalogError(f"{where}: {len(values)} values for {len(header)} columns")
+            yield where, dict(zip(header, values, strict=True))
+    except csv.Error as error:
+        raise CatalogError(f"{path}:{reader.line_num}: not valid CSV: {error}") from None
+    if header is None:
         raise CatalogError(f"{path}: empty file; expected the header {','.join(columns)}")
-    reader = csv.reader(io.StringIO("\n".join(line for _, line in lines)))
-    header = [h.strip() for h in next(reader)]
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise CatalogError(f"{path}:{lines[0][0]}: missing column(s) {', '.join(missing)}; "
-                           f"expected {','.join(columns)}")
-    for (number, _), values in zip(lines[1:], reader, strict=True):
-        if len(values) != len(header):
-            raise CatalogError(f"{path}:{number}: {len(values)} values for {len(header)} columns")
-        yield f"{path}:{number}", dict(zip(header, values, strict=True))
 
 
 def _required(row: dict[str, str], column: str, where: str) -> str:

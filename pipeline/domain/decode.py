@@ -155,7 +155,7 @@ def _decode_with_extra_fields(body: bytes) -> UsageEvent:
 def _content_fields(value: object) -> set[str]:
     """Names of content fields anywhere inside value."""
     if isinstance(value, dict):
-        found = CONTENT_FIELDS & value.keys()
+        found = set(CONTENT_FIELDS & value.keys())
         for item in value.values():
             found |= _content_fields(item)
         return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from itertools import pairwise
 
@@ -19,6 +19,7 @@ class Deployment:
     model: str | None
     deployment_type: str
     region: str | None
+    origin: str = field(default="", compare=False)
 
 
 class DeploymentMap:
@@ -26,7 +27,9 @@ class DeploymentMap:
         self._by_name: dict[str, Deployment] = {}
         for deployment in deployments:
             if deployment.name in self._by_name:
-                raise CatalogError(f"deployment {deployment.name!r} is listed twice")
+                first = self._by_name[deployment.name].origin
+                raise CatalogError(f"{deployment.origin or 'deployment map'}: deployment {deployment.name!r} is "
+                                   "listed twice" + (f" (first at {first})" if first else ""))
             self._by_name[deployment.name] = deployment
 
     def get(self, name: str) -> Deployment | None:
@@ -42,6 +45,7 @@ class CostCenterAssignment:
     cost_center: str
     effective_from: date
     effective_to: date | None
+    origin: str = field(default="", compare=False)
 
     def in_force(self, day: date) -> bool:
         return self.effective_from <= day and (self.effective_to is None or day < self.effective_to)
@@ -60,7 +64,8 @@ class CostCenterMap:
             for earlier, later in pairwise(group):
                 if earlier.effective_to is None or earlier.effective_to > later.effective_from:
                     raise CatalogError(
-                        f"subscription {subscription!r} has overlapping cost-center assignments: "
+                        f"{later.origin or 'cost-center map'}: subscription {subscription!r} has overlapping "
+                        "cost-center assignments: "
                         f"{earlier.cost_center} from {earlier.effective_from} and "
                         f"{later.cost_center} from {later.effective_from}"
                     )

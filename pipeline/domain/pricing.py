@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from itertools import pairwise
@@ -35,6 +35,7 @@ class Price:
     input_per_1m: Decimal
     cached_input_per_1m: Decimal
     output_per_1m: Decimal
+    origin: str = field(default="", compare=False)  # where it was read, e.g. `prices.csv:12`
 
     def in_force(self, day: date) -> bool:
         return self.effective_from <= day and (self.effective_to is None or day < self.effective_to)
@@ -107,7 +108,8 @@ def _check_overlaps(prices: Iterable[Price]) -> None:
         for earlier, later in pairwise(group):
             if earlier.effective_to is None or earlier.effective_to > later.effective_from:
                 raise CatalogError(
-                    f"overlapping prices for {model} / {deployment_type} / region {region}: "
-                    f"{earlier.effective_from}..{earlier.effective_to or 'open'} and "
-                    f"{later.effective_from}..{later.effective_to or 'open'}"
+                    f"{later.origin or 'catalog'}: overlapping prices for {model} / {deployment_type} / "
+                    f"region {region}: {later.effective_from}..{later.effective_to or 'open'} overlaps "
+                    f"{earlier.effective_from}..{earlier.effective_to or 'open'}"
+                    + (f" ({earlier.origin})" if earlier.origin else "")
                 )
