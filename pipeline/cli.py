@@ -31,7 +31,7 @@ from pipeline.sources import json_lines
 from pipeline.stages.ingest import IngestResult, ingest
 from pipeline.stages.report import FORMATS, ReportError, build_report, check_month, write_report
 from pipeline.stages.snapshot import load_state, snapshot
-from pipeline.warehouse import open_warehouse
+from pipeline.warehouse import month_bounds, open_warehouse
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -157,7 +157,8 @@ def report_command(month: str, out: Path | None, formats: str, prices: Path | No
     check_month(month)
     reference = _reference(settings, prices, deployments, cost_centers)
     _catch_up(settings, console)
-    report = build_report(open_warehouse(open_snapshots(settings), reference), reference, month)
+    report = build_report(open_warehouse(open_snapshots(settings), reference, month_bounds(month)), reference,
+                          month)
     files = write_report(report, out or settings.reports_dir, [f.strip() for f in formats.split(",") if f.strip()])
     show_report(console, report)
     for path in files:
@@ -181,6 +182,8 @@ def query_command(sql: str, output: str, prices: Path | None, deployments: Path 
     reference = _reference(settings, prices, deployments, cost_centers)
     _catch_up(settings, notices)
     result = open_warehouse(open_snapshots(settings), reference).connection.execute(sql)
+    if result is None:
+        raise click.ClickException("no SQL statement given")
     names = [column[0] for column in result.description or []]
     rows = result.fetchall()
     if output == "csv":
@@ -198,7 +201,8 @@ def query_command(sql: str, output: str, prices: Path | None, deployments: Path 
 
 
 @main.command("demo")
-@click.option("--events", default=100_000, show_default=True, help="How many events to generate.")
+@click.option("--events", default=100_000, show_default=True, type=click.IntRange(min=1),
+              help="How many events to generate.")
 @click.option("--month", default=None, help="Month of the traffic, YYYY-MM (default: last month).")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same events).")
 @user_errors
@@ -226,7 +230,8 @@ def demo_command(events: int, month: str | None, seed: int) -> None:
         show_ingest(console, result)
         show_snapshot(console, snapshot(p.ledger, p.snapshots))
     reference = _reference(settings, None, None, None)
-    report = build_report(open_warehouse(open_snapshots(settings), reference), reference, month)
+    report = build_report(open_warehouse(open_snapshots(settings), reference, month_bounds(month)), reference,
+                          month)
     files = write_report(report, settings.reports_dir)
     show_report(console, report)
     for path in files:

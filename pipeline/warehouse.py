@@ -8,23 +8,25 @@ Money stays DECIMAL(38,12) in SQL: prices per token have at most 12 decimals, so
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 
+from pipeline.adapters.local_store import LocalObjectStore
 from pipeline.domain.costing import Reference, UsageKey, UsageState
 from pipeline.domain.pricing import MONEY, TOKENS_PER_UNIT
-from pipeline.ports import ObjectStore
 from pipeline.stages.snapshot import USAGE_PREFIX
 from pipeline.usage_schema import USAGE_SCHEMA
 
 PER_TOKEN = pa.decimal128(38, 12)
+USAGE_WITH_DATE = USAGE_SCHEMA.append(pa.field("date", pa.date32()))
+_DATE_FOLDER = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 STATE_SQL = ("CASE WHEN prompt_tokens IS NOT NULL THEN 'measured' "
              "WHEN usage_source = 'stream' THEN 'pending' ELSE 'none' END")
 KEY_COLUMNS = ("date", "subscription_id", "cost_center", "deployment", "model", "state")
@@ -63,20 +65,23 @@ class Warehouse:
     has_data: bool
 
 
-def open_warehouse(store: ObjectStore, reference: Reference | None = None) -> Warehouse:
-    """A DuckDB connection with the `usage` view (and `costs` when a reference is given)."""
+def open_warehouse(store: LocalObjectStore, reference: Reference | None = None,
+                   days: tuple[date, date] | None = None) -> Warehouse:
+    """A DuckDB connection with the `usage` view (and `costs` when a reference is given),
+    over the snapshot files of the days in [start, end) when `days` is given, else all of them.
+
+    The files are listed here and handed over as an Arrow dataset, so no path is ever read as a
+    glob pattern, and only `date=` folders below the snapshot root become a column."""
     connection = duckdb.connect()
     files = [key for key in store.list(USAGE_PREFIX) if key.endswith(".parquet")]
-    if files:
-        pattern = f"{url2pathname(urlparse(store.url).path)}/{USAGE_PREFIX}/*/*.parquet"
-        literal = "'" + pattern.replace("'", "''") + "'"  # a view cannot take a bound parameter
-        connection.execute(
-            f"CREATE VIEW usage AS SELECT * FROM read_parquet({literal}, hive_partitioning = true, "
-            "hive_types = {'date': DATE})")
-    else:
-        empty = USAGE_SCHEMA.empty_table().append_column("date", pa.array([], pa.date32()))
-        connection.register("usage_empty", empty)
-        connection.execute("CREATE VIEW usage AS SELECT * FROM usage_empty")
+    if days is not None:
+        files = [key for key in files if _in_days(key, days)]
+    dataset = ds.dataset(
+        [str(store.path(key)) for key in files], schema=USAGE_WITH_DATE, format="parquet",
+        partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
+        partition_base_dir=str(store.path(USAGE_PREFIX)),
+    )
+    connection.register("usage", dataset)
     if reference is not None:
         keys = connection.execute(
             f"SELECT DISTINCT date, subscription_id, cost_center, deployment, model, {STATE_SQL} "
@@ -84,6 +89,11 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None) -> Wa
         connection.register("pricing_keys", resolution_table(reference, keys))
         connection.execute(COSTS_VIEW)
     return Warehouse(connection, bool(files))
+
+
+def _in_days(key: str, days: tuple[date, date]) -> bool:
+    match = _DATE_FOLDER.search(key)
+    return bool(match) and days[0] <= date.fromisoformat(match[1]) < days[1]  # type: ignore[index]
 
 
 def usage_key(row: tuple[object, ...]) -> UsageKey:

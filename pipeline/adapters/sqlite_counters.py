@@ -42,7 +42,9 @@ class SqliteCounters:
         self._db.executescript(_DDL)
 
     def add(self, events: Sequence[UsageEvent]) -> int:
-        unique = {event.event_id: event for event in events}
+        unique: dict[str, UsageEvent] = {}
+        for event in events:  # the first copy wins, as in the ledger
+            unique.setdefault(event.event_id, event)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             counted = self._counted(unique)

@@ -71,6 +71,8 @@ def ingest(messages: Iterable[RawMessage], ledger: Ledger, counters: Counters, d
            batch_size: int = DEFAULT_BATCH, progress: Callable[[IngestResult], None] | None = None,
            now: datetime | None = None) -> IngestResult:
     """Ingest a stream of messages in batches; `progress` is called after each batch."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     total = IngestResult()
     for batch in _batches(iter(messages), batch_size):
         result = ingest_batch(batch, ledger, counters, dead_letters, now)

@@ -107,7 +107,7 @@ class Report:
 
 
 def check_month(month: str) -> str:
-    if not _MONTH.match(month):
+    if not _MONTH.fullmatch(month):
         raise ReportError(f"month {month!r} is not of the form YYYY-MM")
     return month
 

@@ -10,7 +10,9 @@ already published and writes the rest. Late events land as new files in their ow
 from __future__ import annotations
 
 import io
+import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import msgspec
@@ -25,6 +27,7 @@ STATE_KEY = "_state/snapshot.json"
 USAGE_PREFIX = "usage"
 DEFAULT_CHUNK_ROWS = 1_000_000
 ROW_GROUP_ROWS = 1_000_000
+_PART = re.compile(r"/part-(\d{12})-(\d{12})\.parquet$")
 
 
 class SnapshotState(msgspec.Struct):
@@ -62,10 +65,11 @@ def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK
                                   seconds=time.perf_counter() - started)
         state.pending_upto = head
         _save_state(store, state)
+        published: list[tuple[int, int]] = []
+    else:  # resuming a run that died: keep the chunks it already started
+        published = _published_ranges(store, state.watermark, state.pending_upto)
     result = SnapshotResult(watermark_from=state.watermark, watermark_to=state.pending_upto)
-    # Chunk boundaries depend only on the intent, so a resumed run names its files identically.
-    for low in range(state.watermark, state.pending_upto, chunk_rows):
-        high = min(low + chunk_rows, state.pending_upto)
+    for low, high in _chunks(state.watermark, state.pending_upto, chunk_rows, published):
         batches = list(ledger.read(low, high, chunk_rows))
         if not batches:
             continue
@@ -80,6 +84,28 @@ def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK
     _save_state(store, SnapshotState(watermark=state.pending_upto))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _published_ranges(store: ObjectStore, after: int, upto: int) -> list[tuple[int, int]]:
+    ranges = set()
+    for key in store.list(USAGE_PREFIX):
+        match = _PART.search(key)
+        if match and int(match[1]) > after and int(match[2]) <= upto:
+            ranges.add((int(match[1]) - 1, int(match[2])))
+    return sorted(ranges)
+
+
+def _chunks(after: int, upto: int, size: int, fixed: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """Cursor ranges (low, high] covering (after, upto]: the fixed ones as they are, the gaps
+    between them cut into pieces of `size`."""
+    cursor = after
+    for low, high in [*fixed, (upto, upto)]:
+        while cursor < low:
+            yield cursor, min(cursor + size, low)
+            cursor = min(cursor + size, low)
+        if low < high:
+            yield low, high
+        cursor = max(cursor, high)
 
 
 def _split_by_date(table: pa.Table) -> list[tuple[str, pa.Table]]:

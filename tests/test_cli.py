@@ -1,0 +1,211 @@
+"""The `chargeback` command through click's CliRunner, plus one real run of the console script."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import click
+import msgspec
+import pytest
+from click.testing import CliRunner, Result
+
+from pipeline.cli import main
+from tests.conftest import ReferenceFiles, WriteFile
+from tests.factories import event, jsonl, usage
+
+EVENTS = [
+    # m-alpha before 2026-10-16: (1M * 1.00 + 0.5M * 4.00) / 1M = 3.00
+    event(eventId="evt-1", subscriptionId="sub-a", deployment="dep-alpha", model=None,
+          timestamp="2026-10-05T10:00:00Z", usage=usage(1_000_000, 500_000)),
+    # m-beta: 2M * 0.10 / 1M = 0.20
+    event(eventId="evt-2", subscriptionId="sub-b", deployment="dep-beta", model=None,
+          timestamp="2026-10-10T10:00:00Z", usage=usage(2_000_000, 0)),
+    event(eventId="evt-3", subscriptionId="sub-a", deployment="dep-alpha", model=None,
+          timestamp="2026-10-11T10:00:00Z", usage=None, usageSource="none", statusCode=500),
+]
+
+
+def run(*args: str, input: bytes | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+def flat(text: str) -> str:
+    """Output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+@pytest.fixture
+def loaded(home: Path, write_file: WriteFile) -> Path:
+    """A home with EVENTS ingested and snapshotted through the CLI."""
+    path = write_file("events.jsonl", jsonl(EVENTS))
+    assert run("ingest", str(path)).exit_code == 0
+    assert run("snapshot").exit_code == 0
+    return home
+
+
+def test_ingest_a_file_and_stdin(home: Path, write_file: WriteFile) -> None:
+    path = write_file("events.jsonl", jsonl(EVENTS[:2]) + b"not json\n")
+    result = run("ingest", str(path))
+    assert result.exit_code == 0, result.output
+    assert "received 3: ingested 2, duplicates 0, dead-lettered 1" in flat(result.output)
+    assert "dead letter: not-json x1" in flat(result.output)
+    piped = run("ingest", "-", input=jsonl(EVENTS))
+    assert piped.exit_code == 0, piped.output
+    assert "received 3: ingested 1, duplicates 2, dead-lettered 0" in flat(piped.output)
+    both = run("ingest", str(path), "-", input=jsonl(EVENTS[2:]))
+    assert "received 4: ingested 0, duplicates 3, dead-lettered 1" in flat(both.output)
+    assert (home / "ledger.sqlite3").is_file()
+
+
+def test_snapshot_prints_what_it_wrote(home: Path, write_file: WriteFile) -> None:
+    run("ingest", str(write_file("events.jsonl", jsonl(EVENTS))))
+    first = run("snapshot")
+    assert first.exit_code == 0, first.output
+    assert "snapshot: 3 events -> 3 new Parquet file(s), watermark 0 -> 3" in flat(first.output)
+    assert len(list((home / "snapshots" / "usage").glob("date=*/part-*.parquet"))) == 3
+    again = run("snapshot")
+    assert "snapshot: nothing new (watermark 3)" in flat(again.output)
+
+
+def test_report_writes_files_and_prints_the_total(loaded: Path, reference_files: ReferenceFiles,
+                                                  tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    result = run("report", "--month", "2026-10", "--out", str(out), *reference_files.options())
+    assert result.exit_code == 0, result.output
+    text = flat(result.output)
+    assert "Total 3.20 USD over 3 requests" in text
+    assert "1 requests are unpriced" in text
+    assert sorted(p.name for p in out.iterdir()) == [
+        "chargeback-2026-10-unpriced.csv", "chargeback-2026-10.csv", "chargeback-2026-10.parquet"]
+    lines = (out / "chargeback-2026-10.csv").read_text().splitlines()
+    assert [line.split(",")[9] for line in lines] == ["cost", "", "3", "0.2"]
+    only_csv = run("report", "--month", "2026-10", "--format", "csv", *reference_files.options())
+    assert only_csv.exit_code == 0, only_csv.output
+    assert sorted(p.name for p in (loaded / "reports").iterdir()) == [
+        "chargeback-2026-10-unpriced.csv", "chargeback-2026-10.csv"]
+
+
+def test_reference_files_from_the_environment(loaded: Path, reference_files: ReferenceFiles,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHARGEBACK_PRICES", str(reference_files.prices))
+    monkeypatch.setenv("CHARGEBACK_DEPLOYMENTS", str(reference_files.deployments))
+    monkeypatch.setenv("CHARGEBACK_COST_CENTERS", str(reference_files.cost_centers))
+    result = run("report", "--month", "2026-10")
+    assert "Total 3.20 USD" in flat(result.output)
+
+
+def test_query_formats(loaded: Path, reference_files: ReferenceFiles) -> None:
+    as_csv = run("query", "SELECT event_id, prompt_tokens, date FROM usage ORDER BY event_id", "--format", "csv")
+    assert as_csv.exit_code == 0, as_csv.output
+    assert as_csv.output == ("event_id,prompt_tokens,date\nevt-1,1000000,2026-10-05\nevt-2,2000000,2026-10-10\n"
+                             "evt-3,,2026-10-11\n")
+    sql = "SELECT cost_center, sum(cost) AS cost, count(*) AS n FROM costs GROUP BY ALL ORDER BY ALL"
+    as_json = run("query", sql, "--format", "json", *reference_files.options())
+    assert as_json.exit_code == 0, as_json.output
+    rows = msgspec.json.decode(as_json.output)
+    assert [(r["cost_center"], Decimal(r["cost"]), r["n"]) for r in rows] == [
+        ("CC-A", Decimal(3), 2), ("CC-B1", Decimal("0.2"), 1)]
+    table = run("query", "SELECT subscription_id, count(*) AS requests FROM usage GROUP BY ALL ORDER BY ALL")
+    assert table.exit_code == 0, table.output
+    assert "subscription_id" in table.output and "requests" in table.output
+    assert "sub-a" in table.output and "│ 2 " in table.output
+
+
+def test_report_and_query_snapshot_pending_events_first(home: Path, write_file: WriteFile,
+                                                         reference_files: ReferenceFiles) -> None:
+    assert run("ingest", str(write_file("events.jsonl", jsonl(EVENTS)))).exit_code == 0
+    query = run("query", "SELECT count(*) AS n FROM usage", "--format", "json")
+    assert query.exit_code == 0, query.output
+    assert msgspec.json.decode(query.stdout) == [{"n": 3}]  # stdout stays machine-readable
+    assert "snapshot: 3 events" in flat(query.stderr)
+    late = event(eventId="evt-4", subscriptionId="sub-b", deployment="dep-beta", model=None,
+                 timestamp="2026-10-12T10:00:00Z", usage=usage(1_000_000, 0))  # + 0.10
+    assert run("ingest", "-", input=jsonl([late])).exit_code == 0
+    report = run("report", "--month", "2026-10", *reference_files.options())
+    assert report.exit_code == 0, report.output
+    assert "Total 3.30 USD over 4 requests" in flat(report.output)
+    assert len(list((home / "snapshots" / "usage").glob("date=*/part-*.parquet"))) == 4
+
+
+def test_query_without_snapshots_sees_empty_views(home: Path) -> None:
+    result = run("query", "SELECT count(*) AS n FROM costs", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert msgspec.json.decode(result.output) == [{"n": 0}]
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("bad-month", "'2026-13' is not of the form YYYY-MM"),
+    ("missing-input", "missing.jsonl: no such file"),
+    ("missing-prices", "nope.csv: no such file"),
+    ("negative-price", "output_per_1m '-4.00' must be a finite price >= 0"),
+    ("bad-sql", "query failed: Parser Error"),
+    ("unknown-table", "query failed: Catalog Error"),
+    ("unknown-format", "unknown format(s) xlsx"),
+    ("month-with-newline", "is not of the form YYYY-MM"),
+    ("empty-sql", ""),  # any clear message will do
+])
+def test_user_mistakes_give_one_clear_line(loaded: Path, reference_files: ReferenceFiles, write_file: WriteFile,
+                                           tmp_path: Path, case: str, expected: str) -> None:
+    negative = write_file("negative.csv", reference_files.prices.read_text().replace(",4.00", ",-4.00"))
+    args = {
+        "bad-month": ["report", "--month", "2026-13"],
+        "missing-input": ["ingest", str(tmp_path / "missing.jsonl")],
+        "missing-prices": ["report", "--month", "2026-10", "--prices", str(tmp_path / "nope.csv")],
+        "negative-price": ["report", "--month", "2026-10", "--prices", str(negative)],
+        "bad-sql": ["query", "SELEC nothing"],
+        "unknown-table": ["query", "SELECT * FROM nowhere"],
+        "unknown-format": ["report", "--month", "2026-10", "--format", "csv,xlsx"],
+        "month-with-newline": ["report", "--month", "2026-10\n"],
+        "empty-sql": ["query", "  "],
+    }[case]
+    result = run(*args)
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit)  # not an escaped exception
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ") and expected in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_demo_rejects_a_negative_event_count(home: Path) -> None:
+    result = run("demo", "--events", "-5", "--month", "2026-10")
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: ")
+    assert "events" in result.output.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_every_command_has_an_example(name: str) -> None:
+    command = main.commands[name]
+    assert isinstance(command, click.Command)
+    result = run(name, "--help")
+    assert result.exit_code == 0
+    assert "Example:" in result.output
+
+
+def test_demo_console_script_is_repeatable(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "chargeback"
+    environment = {**os.environ, "CHARGEBACK_HOME": str(tmp_path / "demo-home"), "COLUMNS": "200"}
+    for name in ("CHARGEBACK_PRICES", "CHARGEBACK_DEPLOYMENTS", "CHARGEBACK_COST_CENTERS"):
+        environment.pop(name, None)
+    command = [str(script), "demo", "--events", "3000", "--month", "2026-10"]
+    first = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120, check=False)
+    assert first.returncode == 0, first.stderr
+    report = tmp_path / "demo-home" / "reports" / "chargeback-2026-10.csv"
+    assert report.is_file()
+    assert "Total" in first.stdout and "Traceback" not in first.stderr
+    published = report.read_bytes()
+    second = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120, check=False)
+    assert second.returncode == 0, second.stderr
+    counts = re.search(r"received 3,000: ingested 0, duplicates ([\d,]+), dead-lettered (\d+)", flat(second.stdout))
+    assert counts, second.stdout
+    assert int(counts[1].replace(",", "")) + int(counts[2]) == 3000
+    assert "snapshot: nothing new" in flat(second.stdout)
+    assert report.read_bytes() == published
