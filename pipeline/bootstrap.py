@@ -1,38 +1,99 @@
-"""The composition root: the one place that picks adapters for the settings."""
+"""The composition root: the one place that picks adapters for the settings, by URL scheme."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from pipeline.adapters.dead_letter_files import DeadLetterFiles
 from pipeline.adapters.local_store import LocalObjectStore
 from pipeline.adapters.sqlite_counters import SqliteCounters
 from pipeline.adapters.sqlite_ledger import SqliteLedger
-from pipeline.settings import Settings
+from pipeline.domain.costing import Reference
+from pipeline.domain.live import Budgets, LivePricer
+from pipeline.ports import Counters, Ledger, ObjectStore
+from pipeline.reference_files import load_budgets, load_reference
+from pipeline.settings import Settings, sqlite_path
+
+SNAPSHOTS = "snapshots"
+DEAD_LETTERS = "dead-letters"
+REPORTS = "reports"
+
+
+class SettingsError(ValueError):
+    """A setting that names no usable backend."""
 
 
 @dataclass(slots=True)
 class Pipeline:
-    ledger: SqliteLedger
-    counters: SqliteCounters
+    ledger: Ledger
+    counters: Counters
     dead_letters: DeadLetterFiles
-    snapshots: LocalObjectStore
+    snapshots: ObjectStore
+    pricer: LivePricer
 
     def close(self) -> None:
         self.ledger.close()
         self.counters.close()
 
 
-def open_pipeline(settings: Settings) -> Pipeline:
-    settings.home.mkdir(parents=True, exist_ok=True)
+def open_pipeline(settings: Settings, reference: Reference | None = None) -> Pipeline:
+    """Every adapter the ingest and snapshot stages need. `reference` prices live spend
+    (default: the shipped catalog and the maps under the home)."""
+    if reference is None:
+        reference = load_reference(None, settings.deployments_csv, settings.cost_centers_csv)
+    budgets = load_budgets(settings.budgets_csv) if settings.budgets_csv.exists() else Budgets()
     return Pipeline(
-        ledger=SqliteLedger(settings.ledger_path),
-        counters=SqliteCounters(settings.counters_path),
-        dead_letters=DeadLetterFiles(LocalObjectStore(settings.dead_letters_root)),
-        snapshots=LocalObjectStore(settings.snapshots_root),
+        ledger=open_ledger(settings),
+        counters=open_counters(settings, budgets),
+        dead_letters=DeadLetterFiles(open_store(settings, DEAD_LETTERS)),
+        snapshots=open_store(settings, SNAPSHOTS),
+        pricer=LivePricer(reference),
     )
 
 
-def open_snapshots(settings: Settings) -> LocalObjectStore:
-    """The snapshot store alone, for readers (report, query) that need no ledger."""
-    return LocalObjectStore(settings.snapshots_root)
+def open_ledger(settings: Settings) -> Ledger:
+    url = settings.ledger
+    path = sqlite_path(url)
+    if path is not None:
+        return SqliteLedger(path)
+    if url.startswith("cosmos://"):
+        from pipeline.adapters.cosmos_ledger import open_cosmos_ledger
+
+        return open_cosmos_ledger(url, key=settings.cosmos_key)
+    raise SettingsError(f"CHARGEBACK_LEDGER {url!r}: expected sqlite:///PATH or cosmos://HOST/DATABASE/CONTAINER")
+
+
+def open_counters(settings: Settings, budgets: Budgets) -> Counters:
+    url = settings.counters
+    path = sqlite_path(url)
+    if path is not None:
+        return SqliteCounters(path, budgets)
+    if url.startswith(("redis://", "rediss://")):
+        from pipeline.adapters.redis_counters import open_redis_counters
+
+        return open_redis_counters(url, budgets)
+    raise SettingsError(f"CHARGEBACK_COUNTERS {url!r}: expected sqlite:///PATH, redis://HOST:PORT/DB or "
+                        "rediss://HOST:PORT/DB")
+
+
+def open_store(settings: Settings, area: str) -> ObjectStore:
+    """The object store for one area (snapshots, dead letters, reports) under CHARGEBACK_STORE."""
+    url = f"{settings.store.rstrip('/')}/{area}"
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return LocalObjectStore(Path(url2pathname(parsed.path)))
+    if parsed.scheme == "az":
+        from pipeline.adapters.blob_store import open_blob_store
+
+        return open_blob_store(url, account_url=settings.storage_account_url,
+                               connection_string=settings.storage_connection_string)
+    raise SettingsError(f"CHARGEBACK_STORE {settings.store!r}: expected file:///PATH or az://CONTAINER/PREFIX")
+
+
+def has_embedded_ledger_data(settings: Settings) -> bool:
+    path = sqlite_path(settings.ledger)
+    return path is None or path.exists()
+

@@ -21,16 +21,26 @@ from rich.progress import Progress
 from rich.table import Table
 
 from pipeline import demo_traffic
-from pipeline.bootstrap import Pipeline, open_pipeline, open_snapshots
+from pipeline.bootstrap import (
+    SNAPSHOTS,
+    Pipeline,
+    SettingsError,
+    has_embedded_ledger_data,
+    open_counters,
+    open_pipeline,
+    open_store,
+)
+from pipeline.domain.costing import Reference
 from pipeline.domain.decode import RawMessage
+from pipeline.domain.live import Budgets
 from pipeline.domain.pricing import CatalogError
-from pipeline.presentation import show_ingest, show_report, show_snapshot
-from pipeline.reference_files import load_reference
+from pipeline.presentation import LiveUsage, show_ingest, show_report, show_snapshot, show_usage
+from pipeline.reference_files import load_budgets, load_reference
 from pipeline.settings import Settings
 from pipeline.sources import json_lines
 from pipeline.stages.ingest import IngestResult, ingest
 from pipeline.stages.report import FORMATS, ReportError, build_report, check_month, write_report
-from pipeline.stages.snapshot import load_state, snapshot
+from pipeline.stages.snapshot import snapshot
 from pipeline.warehouse import month_bounds, open_warehouse
 
 P = ParamSpec("P")
@@ -45,7 +55,7 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (CatalogError, ReportError) as error:
+        except (CatalogError, ReportError, SettingsError) as error:
             raise click.ClickException(str(error)) from None
         except duckdb.Error as error:
             raise click.ClickException(f"query failed: {str(error).splitlines()[0]}") from None
@@ -80,7 +90,8 @@ def reference_options(command: Callable[P, R]) -> Callable[P, R]:
     return command
 
 
-def _reference(settings: Settings, prices: Path | None, deployments: Path | None, cost_centers: Path | None):  # type: ignore[no-untyped-def]
+def _reference(settings: Settings, prices: Path | None, deployments: Path | None,
+               cost_centers: Path | None) -> Reference:
     for given in (prices, deployments, cost_centers):
         if given is not None and not given.exists():
             raise click.ClickException(f"{given}: no such file")
@@ -90,11 +101,12 @@ def _reference(settings: Settings, prices: Path | None, deployments: Path | None
 
 def _catch_up(settings: Settings, out: Console) -> None:
     """Publish ledger events not yet in the snapshots, so reports and queries see all of them."""
-    if not settings.ledger_path.exists():
+    if not has_embedded_ledger_data(settings):
         return
     with pipeline(settings) as p:
-        if p.ledger.head() > load_state(p.snapshots).watermark:
-            show_snapshot(out, snapshot(p.ledger, p.snapshots))
+        result = snapshot(p.ledger, p.snapshots)
+        if result.rows:
+            show_snapshot(out, result)
 
 
 @click.group()
@@ -121,7 +133,7 @@ def ingest_command(files: tuple[str, ...]) -> None:
         for name in files:
             if name != "-" and not Path(name).is_file():
                 raise click.ClickException(f"{name}: no such file")
-            total.add(ingest(json_lines(name), p.ledger, p.counters, p.dead_letters))
+            total.add(ingest(json_lines(name), p.ledger, p.counters, p.dead_letters, p.pricer))
         total.seconds = time.perf_counter() - started
     show_ingest(console, total)
 
@@ -157,7 +169,7 @@ def report_command(month: str, out: Path | None, formats: str, prices: Path | No
     check_month(month)
     reference = _reference(settings, prices, deployments, cost_centers)
     _catch_up(settings, console)
-    report = build_report(open_warehouse(open_snapshots(settings), reference, month_bounds(month)), reference,
+    report = build_report(open_warehouse(open_store(settings, SNAPSHOTS), reference, month_bounds(month)), reference,
                           month)
     files = write_report(report, out or settings.reports_dir, [f.strip() for f in formats.split(",") if f.strip()])
     show_report(console, report)
@@ -181,7 +193,7 @@ def query_command(sql: str, output: str, prices: Path | None, deployments: Path 
     settings = Settings.from_env()
     reference = _reference(settings, prices, deployments, cost_centers)
     _catch_up(settings, notices)
-    result = open_warehouse(open_snapshots(settings), reference).connection.execute(sql)
+    result = open_warehouse(open_store(settings, SNAPSHOTS), reference).connection.execute(sql)
     if result is None:
         raise click.ClickException("no SQL statement given")
     names = [column[0] for column in result.description or []]
@@ -200,6 +212,29 @@ def query_command(sql: str, output: str, prices: Path | None, deployments: Path 
         console.print(table)
 
 
+@main.command("usage")
+@click.option("--month", default=None, help="Month, YYYY-MM (default: this month, UTC).")
+@click.option("--subscription", default=None, help="Show one subscription only.")
+@user_errors
+def usage_command(month: str | None, subscription: str | None) -> None:
+    """Show month-to-date requests, tokens and spend from the live counters, against budgets.
+
+    Live spend is priced at ingest with the catalog then in force; `report` is the authority.
+
+    Example: chargeback usage --month 2026-10 --subscription sub-search-prod
+    """
+    settings = Settings.from_env()
+    month = check_month(month or datetime.now(UTC).strftime("%Y-%m"))
+    budgets = load_budgets(settings.budgets_csv) if settings.budgets_csv.exists() else Budgets()
+    counters = open_counters(settings, budgets)
+    try:
+        live = LiveUsage(month, counters.month_to_date(month), counters.cost_center_spend(month),
+                         counters.alerts(month), budgets)
+    finally:
+        counters.close()
+    show_usage(console, live, subscription)
+
+
 @main.command("demo")
 @click.option("--events", default=100_000, show_default=True, type=click.IntRange(min=1),
               help="How many events to generate.")
@@ -216,6 +251,7 @@ def demo_command(events: int, month: str | None, seed: int) -> None:
     started = time.perf_counter()
     _write_if_absent(settings.deployments_csv, demo_traffic.deployments_csv())
     _write_if_absent(settings.cost_centers_csv, demo_traffic.cost_centers_csv(month))
+    _write_if_absent(settings.budgets_csv, demo_traffic.budgets_csv())
     traffic = settings.home / "demo" / f"traffic-{month}.jsonl"
     traffic.parent.mkdir(parents=True, exist_ok=True)
     traffic.write_bytes(b"\n".join(demo_traffic.traffic(month, events, seed)) + b"\n")
@@ -224,13 +260,13 @@ def demo_command(events: int, month: str | None, seed: int) -> None:
         task = progress.add_task("ingest", total=events)
         messages = (RawMessage(line.rstrip(b"\n"), str(traffic), f"line {n}")
                     for n, line in enumerate(traffic.open("rb"), start=1))
-        result = ingest(messages, p.ledger, p.counters, p.dead_letters,
+        result = ingest(messages, p.ledger, p.counters, p.dead_letters, p.pricer,
                         progress=lambda batch: progress.advance(task, batch.received))
         progress.stop()
         show_ingest(console, result)
         show_snapshot(console, snapshot(p.ledger, p.snapshots))
     reference = _reference(settings, None, None, None)
-    report = build_report(open_warehouse(open_snapshots(settings), reference, month_bounds(month)), reference,
+    report = build_report(open_warehouse(open_store(settings, SNAPSHOTS), reference, month_bounds(month)), reference,
                           month)
     files = write_report(report, settings.reports_dir)
     show_report(console, report)

@@ -79,6 +79,14 @@ def cost_centers_csv(month: str) -> str:
     )
 
 
+def budgets_csv() -> str:
+    return (
+        "scope,key,monthly_budget,currency\n"
+        "subscription,sub-search-prod,100,USD\n"
+        "cost-center,CC-2002-support,60,USD\n"
+    )
+
+
 def traffic(month: str, events: int, seed: int = 7) -> Iterator[bytes]:
     """`events` JSON lines of one month's traffic, duplicates and malformed lines included."""
     rng = random.Random(seed)

@@ -3,7 +3,7 @@ the Azure ones implement the same protocols."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from pipeline.domain.decode import Rejection
 from pipeline.domain.events import UsageEvent
+from pipeline.domain.live import BudgetAlert, LiveCharge, SubscriptionMonth
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,31 +20,63 @@ class AppendResult:
     duplicates: int
 
 
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """Events appended after a cursor, in the snapshot schema, and the cursor to continue from."""
+
+    table: pa.Table
+    cursor: str | None
+
+
 class Ledger(Protocol):
-    """The durable record: append-only, idempotent by eventId, readable in append order."""
+    """The durable record: append-only, idempotent by eventId, readable as a change feed."""
 
-    def append(self, events: Sequence[UsageEvent]) -> AppendResult: ...
-
-    def head(self) -> int:
-        """The cursor of the latest appended event (0 when empty)."""
+    def append(self, events: Sequence[UsageEvent]) -> AppendResult:
+        """Insert the events whose eventId is new; the first copy of an eventId wins."""
         ...
 
-    def read(self, after: int, upto: int, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """Events with cursor in (after, upto], in the snapshot schema, in cursor order."""
+    def changes(self, cursor: str | None, max_rows: int) -> Changes:
+        """Up to max_rows events appended after `cursor` (None: from the beginning). An empty
+        table means nothing new; the returned cursor is then the one given. Reading again from
+        a cursor returns every event appended after it (possibly more than the first time)."""
         ...
 
     def count(self) -> int: ...
 
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CountResult:
+    new: int  # events counted now (not counted before)
+    alerts: list[BudgetAlert]  # budget thresholds first reached by this call
+
 
 class Counters(Protocol):
-    """Live view: requests and tokens per subscription x deployment x hour and per subscription x
-    month. `add` is idempotent by eventId on its own, so a redelivered batch never counts twice."""
+    """Live view: requests and tokens per subscription x deployment x hour; requests, tokens and
+    spend per subscription x month and per cost center x month; budget alerts. `add` is
+    idempotent by eventId on its own, so a redelivered batch never counts twice."""
 
-    def add(self, events: Sequence[UsageEvent]) -> int:
-        """Count the events not counted before; returns how many were new."""
+    def add(self, events: Sequence[UsageEvent], charges: Sequence[LiveCharge]) -> CountResult:
+        """Count the events not counted before (charges[i] belongs to events[i])."""
         ...
 
-    def monthly(self, month: str) -> list[dict[str, object]]: ...
+    def month_to_date(self, month: str) -> list[SubscriptionMonth]:
+        """Every subscription's totals for the month (YYYY-MM), by subscription id."""
+        ...
+
+    def cost_center_spend(self, month: str) -> dict[str, int]:
+        """Month-to-date spend in micro-units per cost center."""
+        ...
+
+    def hourly(self, subscription_id: str, hour_prefix: str = "") -> list[dict[str, object]]:
+        """Hourly rows (subscription_id, deployment, hour `YYYY-MM-DDTHH`, measures) whose hour
+        starts with hour_prefix."""
+        ...
+
+    def alerts(self, month: str) -> list[BudgetAlert]: ...
+
+    def close(self) -> None: ...
 
 
 class DeadLetters(Protocol):

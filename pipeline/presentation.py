@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.domain.live import MICROS, BudgetAlert, Budgets, BudgetScope, SubscriptionMonth
 from pipeline.domain.pricing import money_sum
 from pipeline.stages.ingest import IngestResult
 from pipeline.stages.report import Report, ReportRow
@@ -31,19 +33,20 @@ def show_ingest(console: Console, result: IngestResult) -> None:
         + (f" ({result.events_per_second:,.0f} events/s)" if result.seconds else ""))
     for code, count in sorted(result.reasons.items()):
         console.print(f"  dead letter: {code} x{count}")
+    for alert in result.alerts:
+        console.print(f"  [yellow]budget alert[/] {alert.scope.value} {alert.key}: {alert.threshold}% of "
+                      f"{_micros(alert.budget_micros, alert.currency)} reached in {alert.month}")
     if result.dead_letter_objects:
         folder = result.dead_letter_objects[-1].rsplit("/", 2)[0]
         console.print(f"  {len(result.dead_letter_objects)} dead-letter file(s) under {folder}")
 
 
 def show_snapshot(console: Console, result: SnapshotResult) -> None:
-    if not result.rows and not result.already_published:
-        console.print(f"snapshot: nothing new (watermark {result.watermark_to:,})")
+    if not result.rows:
+        console.print("snapshot: nothing new")
         return
-    console.print(
-        f"snapshot: {result.rows:,} events -> {len(result.files)} new Parquet file(s), watermark "
-        f"{result.watermark_from:,} -> {result.watermark_to:,}"
-        + (f", {result.already_published} already published" if result.already_published else ""))
+    console.print(f"snapshot: {result.rows:,} events -> {len(result.files)} new Parquet file(s), committed as "
+                  f"manifest {', '.join(str(n) for n in result.manifests)}")
 
 
 def show_report(console: Console, report: Report) -> None:
@@ -100,3 +103,48 @@ def _summary_table(title: str, names: tuple[str, ...], summary: Summary) -> Tabl
     if len(ranked) > MAX_ROWS:
         table.add_row(f"... {len(ranked) - MAX_ROWS} more in the CSV", *[""] * (len(names) + 2))
     return table
+
+
+@dataclass(frozen=True, slots=True)
+class LiveUsage:
+    month: str
+    subscriptions: list[SubscriptionMonth]
+    cost_centers: dict[str, int]
+    alerts: list[BudgetAlert]
+    budgets: Budgets
+
+
+def _micros(amount: int, currency: str = "") -> str:
+    return money(Decimal(amount) / MICROS, currency)
+
+
+def _budget_cells(budgets: Budgets, scope: BudgetScope, key: str, spend: int) -> tuple[str, str]:
+    budget = budgets.get(scope, key)
+    if budget is None:
+        return "-", "-"
+    return _micros(budget.monthly_micros, budget.currency), f"{spend * 100 / budget.monthly_micros:.0f}%"
+
+
+def show_usage(console: Console, live: LiveUsage, subscription: str | None = None) -> None:
+    rows = [s for s in live.subscriptions if subscription is None or s.subscription_id == subscription]
+    table = Table(title=f"Live usage {live.month} (month to date, priced at ingest)", title_justify="left")
+    for name in ("subscription", "requests", "tokens", "unpriced", "spend", "budget", "used"):
+        table.add_column(name, justify="left" if name == "subscription" else "right")
+    for row in rows:
+        budget, used = _budget_cells(live.budgets, BudgetScope.SUBSCRIPTION, row.subscription_id, row.spend_micros)
+        table.add_row(row.subscription_id, f"{row.requests:,}", f"{row.total_tokens:,}",
+                      f"{row.unpriced_requests:,}", _micros(row.spend_micros), budget, used)
+    console.print(table)
+    if subscription is None and live.cost_centers:
+        centers = Table("cost center", "spend", "budget", "used", title="By cost center", title_justify="left")
+        for cost_center, spend in live.cost_centers.items():
+            centers.add_row(cost_center, _micros(spend), *_budget_cells(live.budgets, BudgetScope.COST_CENTER,
+                                                                         cost_center, spend))
+        console.print(centers)
+    for alert in live.alerts:
+        if subscription is None or alert.key == subscription:
+            console.print(f"[yellow]budget alert[/] {alert.scope.value} {alert.key}: {alert.threshold}% of "
+                          f"{_micros(alert.budget_micros, alert.currency)} reached at "
+                          f"{alert.raised_at:%Y-%m-%d %H:%M} UTC ({_micros(alert.spend_micros, alert.currency)})")
+    if not rows:
+        console.print("no live usage recorded for this month" + (f" and {subscription}" if subscription else ""))

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from pipeline.domain.costing import Reference
+from pipeline.domain.live import MICROS, Budget, Budgets, BudgetScope
 from pipeline.domain.mappings import CostCenterAssignment, CostCenterMap, Deployment, DeploymentMap
 from pipeline.domain.pricing import MAX_PRICE_DECIMALS, CatalogError, Price, PriceCatalog
 
@@ -24,6 +25,7 @@ PRICE_COLUMNS = ("model", "deployment_type", "region", "effective_from", "effect
                  "input_per_1m", "cached_input_per_1m", "output_per_1m")
 DEPLOYMENT_COLUMNS = ("deployment", "model", "deployment_type", "region")
 COST_CENTER_COLUMNS = ("subscription_id", "cost_center", "effective_from", "effective_to")
+BUDGET_COLUMNS = ("scope", "key", "monthly_budget", "currency")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
@@ -98,6 +100,21 @@ def load_cost_centers(path: Path) -> CostCenterMap:
             raise CatalogError(f"{where}: effective_to is not after effective_from")
         assignments.append(assignment)
     return CostCenterMap(assignments)
+
+
+def load_budgets(path: Path) -> Budgets:
+    """Monthly budgets: scope `subscription` or `cost-center`, the id, the amount, the currency."""
+    budgets = []
+    for where, row in _rows(path, _read(path), BUDGET_COLUMNS):
+        scope = row["scope"].strip()
+        if scope not in {s.value for s in BudgetScope}:
+            raise CatalogError(f"{where}: scope {scope!r} must be one of {', '.join(s.value for s in BudgetScope)}")
+        amount = _price(row, "monthly_budget", where)
+        if amount == 0:
+            raise CatalogError(f"{where}: monthly_budget must be more than 0")
+        budgets.append(Budget(BudgetScope(scope), _required(row, "key", where), int(amount * MICROS),
+                              _currency(row, where)))
+    return Budgets(budgets)
 
 
 def _read(path: Path) -> bytes:

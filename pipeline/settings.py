@@ -1,14 +1,25 @@
 """Settings, read once from the environment by the entry points (never at import time).
 
-CHARGEBACK_HOME (default ./.chargeback) holds everything the embedded defaults write:
+The embedded defaults need no settings at all; everything they write goes under
+CHARGEBACK_HOME (default ./.chargeback):
 
-    ledger.sqlite3      the durable ledger
-    counters.sqlite3    the live counters
-    snapshots/          Parquet snapshots (usage/date=YYYY-MM-DD/*.parquet) and their state
-    dead-letters/       rejected events, with their reasons
+    ledger.sqlite3      the durable ledger                    (CHARGEBACK_LEDGER)
+    counters.sqlite3    the live counters                     (CHARGEBACK_COUNTERS)
+    snapshots/          Parquet snapshots and their manifests (CHARGEBACK_STORE)
+    dead-letters/       rejected events, with their reasons   (CHARGEBACK_STORE)
     reports/            chargeback-YYYY-MM.csv / .parquet
     deployments.csv     deployment map (deployment,model,deployment_type,region)
     cost-centers.csv    cost-center map (subscription_id,cost_center,effective_from,effective_to)
+    budgets.csv         monthly budgets (scope,key,monthly_budget,currency), optional
+
+Each backend is chosen by the scheme of its URL:
+    CHARGEBACK_LEDGER    sqlite:///PATH | cosmos://HOST[:PORT]/DATABASE/CONTAINER
+    CHARGEBACK_COUNTERS  sqlite:///PATH | redis://HOST:PORT/DB | rediss://HOST:PORT/DB
+    CHARGEBACK_STORE     file:///PATH   | az://CONTAINER/PREFIX
+Cosmos DB and Blob Storage use DefaultAzureCredential (managed identity in Azure). Keys are for
+the local emulators only: CHARGEBACK_COSMOS_KEY, AZURE_STORAGE_CONNECTION_STRING. For Blob with
+identity, CHARGEBACK_STORAGE_ACCOUNT_URL names the account (https://ACCOUNT.blob.core.windows.net).
+`sqlite:///relative/path` is relative to the working directory, `sqlite:////abs/path` absolute.
 """
 
 from __future__ import annotations
@@ -20,32 +31,52 @@ from pathlib import Path
 
 HOME_VARIABLE = "CHARGEBACK_HOME"
 DEFAULT_HOME = ".chargeback"
+SQLITE = "sqlite:///"
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     home: Path
+    ledger: str = ""
+    counters: str = ""
+    store: str = ""
+    cosmos_key: str | None = None
+    storage_account_url: str | None = None
+    storage_connection_string: str | None = None
+    budgets: Path | None = None
+
+    def __post_init__(self) -> None:
+        # Defaults derive from the home; frozen, so set through object.__setattr__.
+        defaults = {"ledger": SQLITE + str(self.home / "ledger.sqlite3"),
+                    "counters": SQLITE + str(self.home / "counters.sqlite3"),
+                    "store": self.home.absolute().as_uri()}
+        for name, value in defaults.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
-        return cls(home=Path(environ.get(HOME_VARIABLE) or DEFAULT_HOME))
+
+        def get(name: str) -> str | None:
+            return environ.get(name) or None
+
+        budgets = get("CHARGEBACK_BUDGETS")
+        return cls(
+            home=Path(get(HOME_VARIABLE) or DEFAULT_HOME),
+            ledger=get("CHARGEBACK_LEDGER") or "",
+            counters=get("CHARGEBACK_COUNTERS") or "",
+            store=get("CHARGEBACK_STORE") or "",
+            cosmos_key=get("CHARGEBACK_COSMOS_KEY"),
+            storage_account_url=get("CHARGEBACK_STORAGE_ACCOUNT_URL"),
+            storage_connection_string=get("AZURE_STORAGE_CONNECTION_STRING"),
+            budgets=Path(budgets) if budgets else None,
+        )
 
     @property
-    def ledger_path(self) -> Path:
-        return self.home / "ledger.sqlite3"
-
-    @property
-    def counters_path(self) -> Path:
-        return self.home / "counters.sqlite3"
-
-    @property
-    def snapshots_root(self) -> Path:
-        return self.home / "snapshots"
-
-    @property
-    def dead_letters_root(self) -> Path:
-        return self.home / "dead-letters"
+    def embedded_ledger(self) -> Path | None:
+        """The SQLite ledger's path, or None when the ledger is not embedded."""
+        return sqlite_path(self.ledger)
 
     @property
     def reports_dir(self) -> Path:
@@ -58,3 +89,11 @@ class Settings:
     @property
     def cost_centers_csv(self) -> Path:
         return self.home / "cost-centers.csv"
+
+    @property
+    def budgets_csv(self) -> Path:
+        return self.budgets or self.home / "budgets.csv"
+
+
+def sqlite_path(url: str) -> Path | None:
+    return Path(url[len(SQLITE):]) if url.startswith(SQLITE) else None

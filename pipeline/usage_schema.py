@@ -6,7 +6,12 @@ not stored inside the files; DuckDB, pyarrow and pandas add it back when reading
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
 import pyarrow as pa
+
+from pipeline.domain.events import UsageEvent
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -36,9 +41,51 @@ USAGE_SCHEMA = pa.schema(
         pa.field("reasoning_tokens", pa.int64()),
         pa.field("tags", pa.map_(pa.string(), pa.string())),
         pa.field("extra", pa.string()),
+        # Where the event was received (pipeline.domain.events.Origin).
+        pa.field("source", pa.string()),
+        pa.field("source_position", pa.string()),
+        pa.field("eventhub_partition", pa.string()),
+        pa.field("eventhub_sequence_number", pa.int64()),
+        pa.field("eventhub_offset", pa.string()),
+        pa.field("eventhub_enqueued_time", TIMESTAMP),
         pa.field("schema_version", pa.int8(), nullable=False),
-        pa.field("ledger_seq", pa.int64(), nullable=False),
+        pa.field("ledger_seq", pa.int64()),  # the embedded ledger's append order; null for Cosmos DB
         pa.field("ingested_at", TIMESTAMP, nullable=False),
     ],
     metadata={"chargeback.table": "usage", "chargeback.schema_version": "1"},
 )
+
+
+def events_table(events: Sequence[UsageEvent], ingested_at: Sequence[datetime],
+                 ledger_seq: Sequence[int | None] | None = None) -> pa.Table:
+    """Events as a table in USAGE_SCHEMA: the common path for ledgers that keep whole events."""
+    columns: dict[str, list[object]] = {name: [] for name in USAGE_SCHEMA.names}
+    for event, moment in zip(events, ingested_at, strict=True):
+        usage, origin = event.usage, event.origin
+        values = {
+            "event_id": event.event_id, "timestamp": event.timestamp, "subscription_id": event.subscription_id,
+            "product_id": event.product_id, "api_id": event.api_id, "operation_id": event.operation_id,
+            "caller_app_id": event.caller_app_id, "caller_tenant_id": event.caller_tenant_id,
+            "caller_object_id": event.caller_object_id, "cost_center": event.cost_center,
+            "deployment": event.deployment, "model": event.model, "region": event.region, "stream": event.stream,
+            "status_code": event.status_code, "duration_ms": event.duration_ms, "usage_source": event.usage_source,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "total_tokens": usage.total_tokens if usage else None,
+            "cached_tokens": usage.cached_tokens if usage else None,
+            "reasoning_tokens": usage.reasoning_tokens if usage else None,
+            "tags": None if event.tags is None else list(event.tags.items()),
+            "extra": event.extra,
+            "source": origin.source if origin else None,
+            "source_position": origin.position if origin else None,
+            "eventhub_partition": origin.partition if origin else None,
+            "eventhub_sequence_number": origin.sequence_number if origin else None,
+            "eventhub_offset": origin.offset if origin else None,
+            "eventhub_enqueued_time": origin.enqueued_time if origin else None,
+            "schema_version": event.schema_version, "ledger_seq": None, "ingested_at": moment,
+        }
+        for name, value in values.items():
+            columns[name].append(value)
+    if ledger_seq is not None:
+        columns["ledger_seq"] = list(ledger_seq)
+    return pa.Table.from_pydict(columns, schema=USAGE_SCHEMA)

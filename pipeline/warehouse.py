@@ -8,7 +8,6 @@ Money stays DECIMAL(38,12) in SQL: prices per token have at most 12 decimals, so
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -21,12 +20,11 @@ import pyarrow.dataset as ds
 from pipeline.adapters.local_store import LocalObjectStore
 from pipeline.domain.costing import Reference, UsageKey, UsageState
 from pipeline.domain.pricing import MONEY, TOKENS_PER_UNIT
-from pipeline.stages.snapshot import USAGE_PREFIX
+from pipeline.stages.snapshot import USAGE_PREFIX, published_files
 from pipeline.usage_schema import USAGE_SCHEMA
 
 PER_TOKEN = pa.decimal128(38, 12)
 USAGE_WITH_DATE = USAGE_SCHEMA.append(pa.field("date", pa.date32()))
-_DATE_FOLDER = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 STATE_SQL = ("CASE WHEN prompt_tokens IS NOT NULL THEN 'measured' "
              "WHEN usage_source = 'stream' THEN 'pending' ELSE 'none' END")
 KEY_COLUMNS = ("date", "subscription_id", "cost_center", "deployment", "model", "state")
@@ -68,16 +66,14 @@ class Warehouse:
 def open_warehouse(store: LocalObjectStore, reference: Reference | None = None,
                    days: tuple[date, date] | None = None) -> Warehouse:
     """A DuckDB connection with the `usage` view (and `costs` when a reference is given),
-    over the snapshot files of the days in [start, end) when `days` is given, else all of them.
+    over the committed snapshot files of the days in [start, end) when `days` is given.
 
-    The files are listed here and handed over as an Arrow dataset, so no path is ever read as a
-    glob pattern, and only `date=` folders below the snapshot root become a column."""
+    Only files named by a committed manifest are read, handed over as an Arrow dataset: no
+    path is ever read as a glob pattern, and orphans of a failed run are never seen."""
     connection = duckdb.connect()
-    files = [key for key in store.list(USAGE_PREFIX) if key.endswith(".parquet")]
-    if days is not None:
-        files = [key for key in files if _in_days(key, days)]
+    files = published_files(store, days)
     dataset = ds.dataset(
-        [str(store.path(key)) for key in files], schema=USAGE_WITH_DATE, format="parquet",
+        [str(store.path(file.key)) for file in files], schema=USAGE_WITH_DATE, format="parquet",
         partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
         partition_base_dir=str(store.path(USAGE_PREFIX)),
     )
@@ -89,11 +85,6 @@ def open_warehouse(store: LocalObjectStore, reference: Reference | None = None,
         connection.register("pricing_keys", resolution_table(reference, keys))
         connection.execute(COSTS_VIEW)
     return Warehouse(connection, bool(files))
-
-
-def _in_days(key: str, days: tuple[date, date]) -> bool:
-    match = _DATE_FOLDER.search(key)
-    return bool(match) and days[0] <= date.fromisoformat(match[1]) < days[1]  # type: ignore[index]
 
 
 def usage_key(row: tuple[object, ...]) -> UsageKey:

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from pipeline.domain.decode import DecodedBatch, RawMessage, decode_batch
-from pipeline.domain.events import EXTRA_FIELD, USAGE_FIELDS, WIRE_FIELDS, Usage, UsageEvent
+from pipeline.domain.events import EXTRA_FIELD, ORIGIN_FIELD, RESERVED_FIELDS, USAGE_FIELDS, WIRE_FIELDS, Usage, UsageEvent
 from tests.factories import event, line, usage
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "usage-event.v1.schema.json"
@@ -63,7 +63,7 @@ def test_schema_is_valid_draft_2020_12() -> None:
 def test_schema_properties_are_the_wire_fields() -> None:
     assert set(SCHEMA["properties"]) == set(WIRE_FIELDS)
     assert len(WIRE_FIELDS) == len(set(WIRE_FIELDS))
-    assert EXTRA_FIELD not in WIRE_FIELDS
+    assert not set(RESERVED_FIELDS) & set(WIRE_FIELDS)
 
 
 def test_schema_usage_properties_are_the_usage_fields() -> None:
@@ -86,7 +86,7 @@ def test_nullable_fields_are_exactly_the_optional_ones() -> None:
     # "A nullable property may also be omitted: absent means null."
     nullable = {name for name, spec in SCHEMA["properties"].items() if schema_nullable(spec)}
     defaults_none = {f.encode_name for f in msgspec.structs.fields(UsageEvent)
-                     if not f.required and f.default is None and f.encode_name != EXTRA_FIELD}
+                     if not f.required and f.default is None and f.encode_name not in RESERVED_FIELDS}
     assert nullable == defaults_none
     assert nullable == set(WIRE_FIELDS) - set(SCHEMA["required"])
 
@@ -117,12 +117,15 @@ def test_every_field_round_trips_through_decode() -> None:
 
     builtins = msgspec.to_builtins(decoded)
     assert builtins.pop(EXTRA_FIELD) is None
+    assert builtins.pop(ORIGIN_FIELD) == {"source": "contract", "position": "1", "partition": None,
+                                          "sequence_number": None, "offset": None, "enqueued_time": None}
     assert datetime.fromisoformat(builtins.pop("timestamp")) == datetime.fromisoformat(body.pop("timestamp"))
     assert builtins == body
 
     encoded = json.loads(msgspec.json.encode(decoded))
     assert datetime.fromisoformat(encoded.pop("timestamp")) == decoded.timestamp
     encoded.pop(EXTRA_FIELD)
+    encoded.pop(ORIGIN_FIELD)
     assert encoded == body
 
 
@@ -200,6 +203,7 @@ BAD_FOR_BOTH: list[tuple[str, Any]] = [
     ("reserved __extra__ string", event(**{EXTRA_FIELD: "{}"})),
     # events.py: "a wire event using the name is rejected" -- null is a use of the name too.
     ("reserved __extra__ null", event(**{EXTRA_FIELD: None})),
+    ("reserved __origin__", event(**{ORIGIN_FIELD: {"source": "forged", "position": "line 1"}})),
     ("not an object", [event()]),
 ]
 

@@ -2,7 +2,8 @@
 
 Each eventId is marked once in `counted`; an event increments the sums only in the transaction
 that creates its mark, so a redelivered batch (or a batch whose ledger write already happened
-before a crash) is never counted twice.
+before a crash) is never counted twice. Budget alerts are rows keyed by scope, key, month and
+threshold: inserted once, whoever crosses the threshold first.
 """
 
 from __future__ import annotations
@@ -13,51 +14,77 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.adapters.sqlite_ledger import connect
-from pipeline.domain.events import Usage, UsageEvent
+from pipeline.domain.events import UsageEvent
+from pipeline.domain.live import Budget, BudgetAlert, Budgets, BudgetScope, LiveCharge, SubscriptionMonth, reached
+from pipeline.ports import CountResult
 
-_MEASURES = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens",
-             "total_tokens")
-_SUMS = ", ".join(f"{m} INTEGER NOT NULL" for m in _MEASURES)
+TOKENS = ("prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens", "total_tokens")
+HOURLY = ("requests", *TOKENS)
+MONTHLY = ("requests", *TOKENS, "spend_micros", "unpriced_requests")
+
+
+def _sums(names: Iterable[str]) -> str:
+    return ", ".join(f"{name} INTEGER NOT NULL" for name in names)
+
+
+def _upsert(table: str, keys: int, measures: tuple[str, ...]) -> str:
+    adds = ", ".join(f"{m} = {m} + excluded.{m}" for m in measures)
+    return (f"INSERT INTO {table} VALUES ({', '.join('?' * (keys + len(measures)))}) "
+            f"ON CONFLICT DO UPDATE SET {adds}")
+
+
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS counted (event_id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS hourly (
-    subscription_id TEXT NOT NULL, deployment TEXT NOT NULL, hour TEXT NOT NULL, {_SUMS},
+    subscription_id TEXT NOT NULL, deployment TEXT NOT NULL, hour TEXT NOT NULL, {_sums(HOURLY)},
     PRIMARY KEY (subscription_id, deployment, hour)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS monthly (
-    subscription_id TEXT NOT NULL, month TEXT NOT NULL, {_SUMS},
+    subscription_id TEXT NOT NULL, month TEXT NOT NULL, {_sums(MONTHLY)},
     PRIMARY KEY (subscription_id, month)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cost_center_monthly (
+    cost_center TEXT NOT NULL, month TEXT NOT NULL, requests INTEGER NOT NULL, spend_micros INTEGER NOT NULL,
+    PRIMARY KEY (cost_center, month)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alerts (
+    scope TEXT NOT NULL, key TEXT NOT NULL, month TEXT NOT NULL, threshold INTEGER NOT NULL,
+    spend_micros INTEGER NOT NULL, budget_micros INTEGER NOT NULL, currency TEXT NOT NULL,
+    raised_at TEXT NOT NULL, PRIMARY KEY (scope, key, month, threshold)) WITHOUT ROWID;
 """
-_ADD = ", ".join(f"{m} = {m} + excluded.{m}" for m in _MEASURES)
-_UPSERT_HOURLY = (f"INSERT INTO hourly VALUES (?, ?, ?, {', '.join('?' * len(_MEASURES))}) "
-                  f"ON CONFLICT DO UPDATE SET {_ADD}")
-_UPSERT_MONTHLY = (f"INSERT INTO monthly VALUES (?, ?, {', '.join('?' * len(_MEASURES))}) "
-                   f"ON CONFLICT DO UPDATE SET {_ADD}")
+_UPSERT_HOURLY = _upsert("hourly", 3, HOURLY)
+_UPSERT_MONTHLY = _upsert("monthly", 2, MONTHLY)
+_UPSERT_COST_CENTER = _upsert("cost_center_monthly", 2, ("requests", "spend_micros"))
 _LOOKUP_CHUNK = 500  # below SQLite's limit on bound parameters
+
+Key = tuple[str, ...]
 
 
 class SqliteCounters:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, budgets: Budgets | None = None) -> None:
         self.path = path
+        self.budgets = budgets or Budgets()
         self._db = connect(path)
         self._db.executescript(_DDL)
 
-    def add(self, events: Sequence[UsageEvent]) -> int:
-        unique: dict[str, UsageEvent] = {}
-        for event in events:  # the first copy wins, as in the ledger
-            unique.setdefault(event.event_id, event)
+    def add(self, events: Sequence[UsageEvent], charges: Sequence[LiveCharge]) -> CountResult:
+        unique: dict[str, tuple[UsageEvent, LiveCharge]] = {}
+        for event, charge in zip(events, charges, strict=True):  # the first copy wins, as in the ledger
+            unique.setdefault(event.event_id, (event, charge))
         self._db.execute("BEGIN IMMEDIATE")
         try:
             counted = self._counted(unique)
-            new = [event for event_id, event in unique.items() if event_id not in counted]
-            self._db.executemany("INSERT INTO counted VALUES (?)", sorted((e.event_id,) for e in new))
-            hourly, monthly = _sums(new)
-            self._db.executemany(_UPSERT_HOURLY, [(*key, *sums) for key, sums in hourly.items()])
-            self._db.executemany(_UPSERT_MONTHLY, [(*key, *sums) for key, sums in monthly.items()])
+            new = [pair for event_id, pair in unique.items() if event_id not in counted]
+            self._db.executemany("INSERT INTO counted VALUES (?)", sorted((e.event_id,) for e, _ in new))
+            hourly, monthly, cost_centers = _totals(new)
+            self._db.executemany(_UPSERT_HOURLY, [(*k, *v) for k, v in hourly.items()])
+            self._db.executemany(_UPSERT_MONTHLY, [(*k, *v) for k, v in monthly.items()])
+            self._db.executemany(_UPSERT_COST_CENTER, [(*k, *v) for k, v in cost_centers.items()])
+            alerts = self._raise_alerts(
+                [(BudgetScope.SUBSCRIPTION, subscription, month) for subscription, month in monthly]
+                + [(BudgetScope.COST_CENTER, cost_center, month) for cost_center, month in cost_centers])
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        return len(new)
+        return CountResult(len(new), alerts)
 
     def _counted(self, event_ids: Iterable[str]) -> set[str]:
         ids = sorted(event_ids)
@@ -68,46 +95,88 @@ class SqliteCounters:
                 f"SELECT event_id FROM counted WHERE event_id IN ({', '.join('?' * len(chunk))})", chunk))
         return found
 
-    def monthly(self, month: str) -> list[dict[str, object]]:
+    def _raise_alerts(self, touched: list[tuple[BudgetScope, str, str]]) -> list[BudgetAlert]:
+        alerts = []
+        for scope, key, month in touched:
+            budget = self.budgets.get(scope, key)
+            if budget is None:
+                continue
+            spend = self._spend(scope, key, month)
+            for threshold in reached(budget, spend):
+                alert = _alert(budget, month, threshold, spend)
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (scope.value, key, month, threshold, spend, budget.monthly_micros, budget.currency,
+                     alert.raised_at.isoformat()))
+                if cursor.rowcount == 1:
+                    alerts.append(alert)
+        return alerts
+
+    def _spend(self, scope: BudgetScope, key: str, month: str) -> int:
+        table, column = (("monthly", "subscription_id") if scope is BudgetScope.SUBSCRIPTION
+                         else ("cost_center_monthly", "cost_center"))
+        row = self._db.execute(f"SELECT spend_micros FROM {table} WHERE {column} = ? AND month = ?",
+                               (key, month)).fetchone()
+        return int(row[0]) if row else 0
+
+    def month_to_date(self, month: str) -> list[SubscriptionMonth]:
         cursor = self._db.execute(
-            f"SELECT subscription_id, month, {', '.join(_MEASURES)} FROM monthly WHERE month = ? "
+            f"SELECT subscription_id, month, {', '.join(MONTHLY)} FROM monthly WHERE month = ? "
             "ORDER BY subscription_id", (month,))
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor]
+        return [SubscriptionMonth(*row) for row in cursor]
+
+    def cost_center_spend(self, month: str) -> dict[str, int]:
+        cursor = self._db.execute("SELECT cost_center, spend_micros FROM cost_center_monthly WHERE month = ? "
+                                  "ORDER BY cost_center", (month,))
+        return {cost_center: int(spend) for cost_center, spend in cursor}
 
     def hourly(self, subscription_id: str, hour_prefix: str = "") -> list[dict[str, object]]:
         cursor = self._db.execute(
-            f"SELECT subscription_id, deployment, hour, {', '.join(_MEASURES)} FROM hourly "
-            "WHERE subscription_id = ? AND hour LIKE ? ORDER BY deployment, hour",
-            (subscription_id, hour_prefix + "%"))
+            f"SELECT subscription_id, deployment, hour, {', '.join(HOURLY)} FROM hourly "
+            "WHERE subscription_id = ? AND substr(hour, 1, ?) = ? ORDER BY deployment, hour",
+            (subscription_id, len(hour_prefix), hour_prefix))
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def alerts(self, month: str) -> list[BudgetAlert]:
+        cursor = self._db.execute(
+            "SELECT scope, key, month, threshold, spend_micros, budget_micros, currency, raised_at FROM alerts "
+            "WHERE month = ? ORDER BY raised_at, scope, key, threshold", (month,))
+        return [BudgetAlert(BudgetScope(scope), key, month_, threshold, spend, budget, currency,
+                            datetime.fromisoformat(raised_at))
+                for scope, key, month_, threshold, spend, budget, currency, raised_at in cursor]
 
     def close(self) -> None:
         self._db.close()
 
 
-def _sums(events: Iterable[UsageEvent]) -> tuple[dict[tuple[str, ...], list[int]], dict[tuple[str, ...], list[int]]]:
-    """Sum the measures per subscription x deployment x hour, and per subscription x month."""
-    by_hour: dict[tuple[str, str, int], list[Usage | None]] = defaultdict(list)
-    for event in events:
-        by_hour[(event.subscription_id, event.deployment, int(event.timestamp.timestamp()) // 3600)].append(
-            event.usage)
-    hourly: dict[tuple[str, ...], list[int]] = {}
-    monthly: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0] * len(_MEASURES))
-    for (subscription, deployment, hour_number), usages in by_hour.items():
-        measured = [usage for usage in usages if usage is not None]
-        measures = [
-            len(usages),
-            sum(u.prompt_tokens for u in measured),
-            sum(u.cached_tokens for u in measured),
-            sum(u.completion_tokens for u in measured),
-            sum(u.reasoning_tokens for u in measured),
-            sum(u.total_tokens for u in measured),
-        ]
-        hour = datetime.fromtimestamp(hour_number * 3600, UTC).strftime("%Y-%m-%dT%H")
-        hourly[(subscription, deployment, hour)] = measures
-        month_total = monthly[(subscription, hour[:7])]
-        for index, value in enumerate(measures):
-            month_total[index] += value
-    return hourly, dict(monthly)
+def _alert(budget: Budget, month: str, threshold: int, spend: int) -> BudgetAlert:
+    return BudgetAlert(budget.scope, budget.key, month, threshold, spend, budget.monthly_micros,
+                       budget.currency, datetime.now(UTC))
+
+
+def _totals(pairs: Iterable[tuple[UsageEvent, LiveCharge]]) -> tuple[
+        dict[Key, list[int]], dict[Key, list[int]], dict[Key, list[int]]]:
+    """Sums per subscription x deployment x hour, subscription x month and cost center x month."""
+    hourly: dict[Key, list[int]] = defaultdict(lambda: [0] * len(HOURLY))
+    monthly: dict[Key, list[int]] = defaultdict(lambda: [0] * len(MONTHLY))
+    cost_centers: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
+    for event, charge in pairs:
+        hour = hour_key(event)
+        usage = event.usage
+        tokens = ((usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens, usage.reasoning_tokens,
+                   usage.total_tokens) if usage else (0, 0, 0, 0, 0))
+        _add(hourly[(event.subscription_id, event.deployment, hour)], (1, *tokens))
+        _add(monthly[(event.subscription_id, hour[:7])], (1, *tokens, charge.micros, 0 if charge.priced else 1))
+        _add(cost_centers[(charge.cost_center, hour[:7])], (1, charge.micros))
+    return hourly, monthly, cost_centers
+
+
+def _add(total: list[int], values: tuple[int, ...]) -> None:
+    for index, value in enumerate(values):
+        total[index] += value
+
+
+def hour_key(event: UsageEvent) -> str:
+    """`YYYY-MM-DDTHH` of the event's UTC timestamp."""
+    return event.timestamp.isoformat()[:13]

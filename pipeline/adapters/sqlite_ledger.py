@@ -1,13 +1,13 @@
 """The embedded ledger: one SQLite table, append-only, idempotent by eventId.
 
-`seq` (the rowid) is the cursor snapshots read from. SQLite has a single writer at a time, so
-a row that becomes visible always has a higher seq than every row visible before it.
+`seq` (the rowid) is the change-feed cursor. SQLite has a single writer at a time, so a row
+that becomes visible always has a higher seq than every row visible before it.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,22 +15,19 @@ import msgspec
 import pyarrow as pa
 
 from pipeline.domain.events import UsageEvent
-from pipeline.ports import AppendResult
+from pipeline.ports import AppendResult, Changes
 from pipeline.usage_schema import USAGE_SCHEMA
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 _COLUMNS = [f.name for f in USAGE_SCHEMA if f.name not in ("ledger_seq",)]
-_DDL = f"""
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
-    {", ".join(_COLUMNS)}
-);
+_DDL = """
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events (event_id);
 """
 _INSERT = f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-_SELECT = f"SELECT {', '.join(_COLUMNS)}, seq FROM events WHERE seq > ? AND seq <= ? ORDER BY seq"
+_SELECT = f"SELECT {', '.join(_COLUMNS)}, seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
 _encode = msgspec.json.Encoder().encode
 _decode_tags = msgspec.json.Decoder(dict[str, str]).decode
 
@@ -54,6 +51,11 @@ class SqliteLedger:
         self.path = path
         self._db = connect(path)
         self._db.executescript(_DDL)
+        # Columns are added, never changed: a ledger written by an older version stays readable.
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
+        for name in _COLUMNS:
+            if name not in present:
+                self._db.execute(f"ALTER TABLE events ADD COLUMN {name}")
 
     def append(self, events: Sequence[UsageEvent]) -> AppendResult:
         ingested_at = micros(datetime.now(UTC))
@@ -70,20 +72,21 @@ class SqliteLedger:
             raise
         return AppendResult(new=new, duplicates=len(events) - new)
 
-    def head(self) -> int:
-        row = self._db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-        return int(row[0])
+    def changes(self, cursor: str | None, max_rows: int) -> Changes:
+        after = int(cursor) if cursor else 0
+        rows = self._db.execute(_SELECT, (after, max_rows)).fetchall()
+        if not rows:
+            return Changes(USAGE_SCHEMA.empty_table(), cursor)
+        return Changes(pa.Table.from_batches([_record_batch(rows)]), str(rows[-1][-1]))
 
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
 
-    def read(self, after: int, upto: int, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        cursor = self._db.execute(_SELECT, (after, upto))
-        while rows := cursor.fetchmany(batch_rows):
-            yield _record_batch(rows)
-
     def close(self) -> None:
         self._db.close()
+
+
+_NO_ORIGIN = (None,) * 6
 
 
 def _by_event_id(row: tuple[object, ...]) -> str:
@@ -91,7 +94,7 @@ def _by_event_id(row: tuple[object, ...]) -> str:
 
 
 def _row(event: UsageEvent, ingested_at: int) -> tuple[object, ...]:
-    usage = event.usage
+    usage, origin = event.usage, event.origin
     return (
         event.event_id, micros(event.timestamp), event.subscription_id, event.product_id, event.api_id,
         event.operation_id, event.caller_app_id, event.caller_tenant_id, event.caller_object_id,
@@ -103,7 +106,11 @@ def _row(event: UsageEvent, ingested_at: int) -> tuple[object, ...]:
         usage.cached_tokens if usage else None,
         usage.reasoning_tokens if usage else None,
         None if event.tags is None else _encode(event.tags).decode(),
-        event.extra, event.schema_version, ingested_at,
+        event.extra,
+        *(_NO_ORIGIN if origin is None else (
+            origin.source, origin.position, origin.partition, origin.sequence_number, origin.offset,
+            None if origin.enqueued_time is None else micros(origin.enqueued_time))),
+        event.schema_version, ingested_at,
     )
 
 

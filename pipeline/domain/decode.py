@@ -6,13 +6,14 @@ not know take a slower path that keeps those fields as JSON text (forward compat
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from pipeline.domain.events import EXTRA_FIELD, USAGE_FIELDS, WIRE_FIELDS, UsageEvent
+from pipeline.domain.events import RESERVED_FIELDS, USAGE_FIELDS, WIRE_FIELDS, Origin, UsageEvent
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_EXTRA_BYTES = 4 * 1024
@@ -35,6 +36,14 @@ class RawMessage:
     body: bytes
     source: str
     position: str
+    partition: str | None = None
+    sequence_number: int | None = None
+    offset: str | None = None
+    enqueued_time: datetime | None = None
+
+    def origin(self) -> Origin:
+        return Origin(self.source, self.position, self.partition, self.sequence_number, self.offset,
+                      self.enqueued_time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +72,7 @@ _decoder = msgspec.json.Decoder(UsageEvent)
 _encoder = msgspec.json.Encoder()
 _KNOWN = frozenset(WIRE_FIELDS)
 _KNOWN_USAGE = frozenset(USAGE_FIELDS)
-_EXTRA_MARKER = f'"{EXTRA_FIELD}"'.encode()
+_RESERVED_MARKERS = tuple(f'"{name}"'.encode() for name in RESERVED_FIELDS)
 _CONTENT_MARKERS = tuple(f'"{name}"'.encode() for name in sorted(CONTENT_FIELDS))
 _UNPARSEABLE_CONTENT = b"[redacted: not parseable JSON, and it names a prompt/completion field]"
 
@@ -74,10 +83,12 @@ def decode_batch(messages: Iterable[RawMessage], now: datetime | None = None) ->
     batch = DecodedBatch()
     for message in messages:
         try:
-            batch.events.append(decode_event(message.body, latest))
+            event = decode_event(message.body, latest)
         except InvalidEvent as bad:
-            kept = RawMessage(_without_content(message.body), message.source, message.position)
+            kept = dataclasses.replace(message, body=_without_content(message.body))
             batch.rejections.append(Rejection(kept, bad.code, bad.reason))
+        else:
+            batch.events.append(msgspec.structs.replace(event, origin=message.origin()))
     return batch
 
 
@@ -110,8 +121,10 @@ def _decode(body: bytes) -> UsageEvent:
         if not str(error).startswith("Object contains unknown field"):
             raise
         return _decode_with_extra_fields(body)
-    if _EXTRA_MARKER in body and EXTRA_FIELD in _document(body):
-        raise InvalidEvent("schema", f"field `{EXTRA_FIELD}` is reserved")
+    if any(marker in body for marker in _RESERVED_MARKERS):
+        reserved = [name for name in RESERVED_FIELDS if name in _document(body)]
+        if reserved:
+            raise InvalidEvent("schema", f"field `{reserved[0]}` is reserved")
     return event
 
 
@@ -142,8 +155,9 @@ def _decode_with_extra_fields(body: bytes) -> UsageEvent:
     if content:
         raise InvalidEvent("content-field", f"event carries prompt/completion field(s) {', '.join(content)}; "
                            "such text is never stored")
-    if EXTRA_FIELD in extra:
-        raise InvalidEvent("schema", f"field `{EXTRA_FIELD}` is reserved")
+    reserved = [name for name in RESERVED_FIELDS if name in extra]
+    if reserved:
+        raise InvalidEvent("schema", f"field `{reserved[0]}` is reserved")
     extra_json = _encoder.encode(extra)
     if len(extra_json) > MAX_EXTRA_BYTES:
         raise InvalidEvent("oversized", f"unknown fields take {len(extra_json)} bytes, the limit is "

@@ -14,6 +14,8 @@ import msgspec
 
 SCHEMA_VERSION = 1
 EXTRA_FIELD = "__extra__"
+ORIGIN_FIELD = "__origin__"
+RESERVED_FIELDS = (EXTRA_FIELD, ORIGIN_FIELD)
 
 UsageSource = Literal["response", "stream", "estimated", "none"]
 
@@ -23,6 +25,18 @@ OptionalText = Annotated[str, msgspec.Meta(max_length=256)] | None
 TagKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 TagValue = Annotated[str, msgspec.Meta(max_length=256)]
 Tags = Annotated[dict[TagKey, TagValue], msgspec.Meta(max_length=32)]
+
+
+class Origin(msgspec.Struct, frozen=True, gc=False):
+    """Where an event was received: a file and line, or an Event Hub partition and sequence
+    number, so that ops can trace any cost line back to its message."""
+
+    source: str  # a file path, "stdin", or "eventhub:<namespace>/<hub>"
+    position: str  # "line 12", or "partition 3, sequence 1234"
+    partition: str | None = None
+    sequence_number: int | None = None
+    offset: str | None = None
+    enqueued_time: datetime | None = None
 
 
 # gc=False: these structs hold only scalars and a str->str map, so they can never be part of a
@@ -64,10 +78,12 @@ class UsageEvent(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fie
     # Unknown fields of the raw event as JSON object text, None when there were none. Not part
     # of the wire contract: only the decoder fills it (a wire event using the name is rejected).
     extra: str | None = msgspec.field(default=None, name=EXTRA_FIELD)
+    # Where the event was received; set by the decoder from the message, never from the wire.
+    origin: Origin | None = msgspec.field(default=None, name=ORIGIN_FIELD)
 
 
 # The wire field names: the contract test checks the JSON Schema against these.
 WIRE_FIELDS: tuple[str, ...] = tuple(
-    f.encode_name for f in msgspec.structs.fields(UsageEvent) if f.encode_name != EXTRA_FIELD
+    f.encode_name for f in msgspec.structs.fields(UsageEvent) if f.encode_name not in RESERVED_FIELDS
 )
 USAGE_FIELDS: tuple[str, ...] = tuple(f.encode_name for f in msgspec.structs.fields(Usage))

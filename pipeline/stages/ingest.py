@@ -16,6 +16,7 @@ from datetime import datetime
 from itertools import islice
 
 from pipeline.domain.decode import RawMessage, decode_batch
+from pipeline.domain.live import BudgetAlert, LivePricer
 from pipeline.ports import Counters, DeadLetters, Ledger
 
 DEFAULT_BATCH = 5_000
@@ -30,6 +31,7 @@ class IngestResult:
     duplicates: int = 0
     dead_lettered: int = 0
     counted: int = 0
+    alerts: list[BudgetAlert] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     dead_letter_objects: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -44,13 +46,14 @@ class IngestResult:
         self.duplicates += other.duplicates
         self.dead_lettered += other.dead_lettered
         self.counted += other.counted
+        self.alerts.extend(other.alerts)
         self.reasons.update(other.reasons)
         self.dead_letter_objects.extend(other.dead_letter_objects)
         self.seconds += other.seconds
 
 
 def ingest_batch(messages: list[RawMessage], ledger: Ledger, counters: Counters, dead_letters: DeadLetters,
-                 now: datetime | None = None) -> IngestResult:
+                 pricer: LivePricer, now: datetime | None = None) -> IngestResult:
     """Ingest one batch (one Event Hub trigger invocation, or one slice of a file)."""
     started = time.perf_counter()
     decoded = decode_batch(messages, now)
@@ -62,20 +65,21 @@ def ingest_batch(messages: list[RawMessage], ledger: Ledger, counters: Counters,
     if decoded.events:
         appended = ledger.append(decoded.events)
         result.ingested, result.duplicates = appended.new, appended.duplicates
-        result.counted = counters.add(decoded.events)
+        counted = counters.add(decoded.events, pricer.charges(decoded.events))
+        result.counted, result.alerts = counted.new, counted.alerts
     result.seconds = time.perf_counter() - started
     return result
 
 
 def ingest(messages: Iterable[RawMessage], ledger: Ledger, counters: Counters, dead_letters: DeadLetters,
-           batch_size: int = DEFAULT_BATCH, progress: Callable[[IngestResult], None] | None = None,
-           now: datetime | None = None) -> IngestResult:
+           pricer: LivePricer, batch_size: int = DEFAULT_BATCH,
+           progress: Callable[[IngestResult], None] | None = None, now: datetime | None = None) -> IngestResult:
     """Ingest a stream of messages in batches; `progress` is called after each batch."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     total = IngestResult()
     for batch in _batches(iter(messages), batch_size):
-        result = ingest_batch(batch, ledger, counters, dead_letters, now)
+        result = ingest_batch(batch, ledger, counters, dead_letters, pricer, now)
         total.add(result)
         if progress:
             progress(result)

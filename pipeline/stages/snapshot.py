@@ -1,19 +1,24 @@
 """Snapshot: copy new ledger events into Parquet files, Hive-partitioned by UTC event date.
 
-A run first records its intent (the ledger cursor range it will publish) in the store's state
-object, then writes one file per event date and chunk, named by the chunk's cursor range, and
-only then advances the watermark. Files are created atomically and never overwritten: a run
-that died halfway is finished by the next one, which finds the same intent, skips the files
-already published and writes the rest. Late events land as new files in their own date folder.
+Publishing is a log of manifests, like a table format's commit log. A run reads the ledger's
+change feed from the cursor of the latest manifest, writes new files (new names, never
+overwriting), and then commits them by creating the next manifest `_manifests/<n>.json`,
+which holds the files and the cursor to continue from. Creating a manifest is atomic and
+create-if-absent, so:
+- readers see only committed files (`published_files`), never a partial or orphaned one;
+- a run that dies before its commit leaves orphan files that nobody reads, and the next run
+  starts again from the last committed cursor: nothing is lost or published twice;
+- two snapshot runs racing for the same manifest number cannot both commit.
+Late events land as new files in their own date folder.
 """
 
 from __future__ import annotations
 
 import io
-import re
 import time
-from collections.abc import Iterator
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 import msgspec
 import pyarrow as pa
@@ -21,95 +26,91 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.ports import Ledger, ObjectStore
-from pipeline.usage_schema import USAGE_SCHEMA
 
-STATE_KEY = "_state/snapshot.json"
 USAGE_PREFIX = "usage"
+MANIFEST_PREFIX = "_manifests"
 DEFAULT_CHUNK_ROWS = 1_000_000
 ROW_GROUP_ROWS = 1_000_000
-_PART = re.compile(r"/part-(\d{12})-(\d{12})\.parquet$")
 
 
-class SnapshotState(msgspec.Struct):
-    watermark: int = 0
-    pending_upto: int | None = None
+class PublishedFile(msgspec.Struct, frozen=True):
+    key: str
+    date: date
+    rows: int
+
+
+class Manifest(msgspec.Struct, frozen=True):
+    number: int
+    cursor: str | None
+    files: list[PublishedFile]
+    created: datetime
+
+
+class SnapshotConflict(RuntimeError):
+    """Another snapshot run committed the same manifest number first."""
 
 
 @dataclass(slots=True)
 class SnapshotResult:
     rows: int = 0
-    watermark_from: int = 0
-    watermark_to: int = 0
     files: list[str] = field(default_factory=list)
-    already_published: int = 0
+    manifests: list[int] = field(default_factory=list)
+    cursor: str | None = None
     seconds: float = 0.0
 
 
-def load_state(store: ObjectStore) -> SnapshotState:
-    data = store.get(STATE_KEY)
-    return SnapshotState() if data is None else msgspec.json.decode(data, type=SnapshotState)
+def manifests(store: ObjectStore) -> list[Manifest]:
+    """Every committed manifest, in commit order."""
+    decoder = msgspec.json.Decoder(Manifest)
+    found = []
+    for key in store.list(MANIFEST_PREFIX):
+        if key.endswith(".json"):
+            data = store.get(key)
+            if data is not None:
+                found.append(decoder.decode(data))
+    return sorted(found, key=lambda manifest: manifest.number)
 
 
-def _save_state(store: ObjectStore, state: SnapshotState) -> None:
-    store.put(STATE_KEY, msgspec.json.encode(state), overwrite=True)
+def published_files(store: ObjectStore, days: tuple[date, date] | None = None) -> list[PublishedFile]:
+    """The committed usage files, optionally only those of the days in [start, end)."""
+    return [
+        file for manifest in manifests(store) for file in manifest.files
+        if days is None or days[0] <= file.date < days[1]
+    ]
 
 
 def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SnapshotResult:
-    """Publish every ledger event past the watermark; safe to run again at any time."""
+    """Publish every ledger event not yet published; safe to run again at any time."""
     started = time.perf_counter()
-    state = load_state(store)
-    if state.pending_upto is None:
-        head = ledger.head()
-        if head <= state.watermark:
-            return SnapshotResult(watermark_from=state.watermark, watermark_to=state.watermark,
-                                  seconds=time.perf_counter() - started)
-        state.pending_upto = head
-        _save_state(store, state)
-        published: list[tuple[int, int]] = []
-    else:  # resuming a run that died: keep the chunks it already started
-        published = _published_ranges(store, state.watermark, state.pending_upto)
-    result = SnapshotResult(watermark_from=state.watermark, watermark_to=state.pending_upto)
-    for low, high in _chunks(state.watermark, state.pending_upto, chunk_rows, published):
-        batches = list(ledger.read(low, high, chunk_rows))
-        if not batches:
-            continue
-        table = pa.Table.from_batches(batches, schema=USAGE_SCHEMA)
-        result.rows += table.num_rows
-        for day, rows in _split_by_date(table):
-            key = f"{USAGE_PREFIX}/date={day}/part-{low + 1:012d}-{high:012d}.parquet"
-            if store.put(key, _parquet_bytes(rows), overwrite=False):
-                result.files.append(f"{store.url}/{key}")
-            else:
-                result.already_published += 1
-    _save_state(store, SnapshotState(watermark=state.pending_upto))
+    committed = manifests(store)
+    number = committed[-1].number if committed else 0
+    cursor = committed[-1].cursor if committed else None
+    result = SnapshotResult(cursor=cursor)
+    while True:
+        changes = ledger.changes(cursor, chunk_rows)
+        if changes.table.num_rows == 0:
+            break
+        number += 1
+        run = uuid.uuid4().hex[:12]
+        files = []
+        for day, rows in _split_by_date(changes.table):
+            key = f"{USAGE_PREFIX}/date={day.isoformat()}/part-{number:08d}-{run}.parquet"
+            store.put(key, _parquet_bytes(rows), overwrite=False)  # a fresh name: never taken
+            files.append(PublishedFile(key, day, rows.num_rows))
+        manifest = Manifest(number, changes.cursor, files, datetime.now(UTC))
+        if not store.put(f"{MANIFEST_PREFIX}/{number:08d}.json", msgspec.json.encode(manifest), overwrite=False):
+            raise SnapshotConflict(f"manifest {number} was committed by another snapshot run; run again")
+        cursor = changes.cursor
+        result.rows += changes.table.num_rows
+        result.files.extend(f"{store.url}/{file.key}" for file in files)
+        result.manifests.append(number)
+        result.cursor = cursor
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _published_ranges(store: ObjectStore, after: int, upto: int) -> list[tuple[int, int]]:
-    ranges = set()
-    for key in store.list(USAGE_PREFIX):
-        match = _PART.search(key)
-        if match and int(match[1]) > after and int(match[2]) <= upto:
-            ranges.add((int(match[1]) - 1, int(match[2])))
-    return sorted(ranges)
-
-
-def _chunks(after: int, upto: int, size: int, fixed: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
-    """Cursor ranges (low, high] covering (after, upto]: the fixed ones as they are, the gaps
-    between them cut into pieces of `size`."""
-    cursor = after
-    for low, high in [*fixed, (upto, upto)]:
-        while cursor < low:
-            yield cursor, min(cursor + size, low)
-            cursor = min(cursor + size, low)
-        if low < high:
-            yield low, high
-        cursor = max(cursor, high)
-
-
-def _split_by_date(table: pa.Table) -> list[tuple[str, pa.Table]]:
-    days = pc.strftime(table["timestamp"], format="%Y-%m-%d")
+def _split_by_date(table: pa.Table) -> list[tuple[date, pa.Table]]:
+    days = pc.cast(table["timestamp"], pa.date32())  # UTC timestamps: the UTC date
     return [(day, table.filter(pc.equal(days, day))) for day in sorted(pc.unique(days).to_pylist())]
 
 

@@ -1,0 +1,123 @@
+"""Live spend: what the counters add per event, and the monthly budgets they watch.
+
+Live spend is priced at ingest with the catalog in force and kept in integer micro-units of
+currency (1 USD = 1,000,000). It is a running view for budgets and dashboards; the report,
+priced from the ledger at report time, stays the authority.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
+
+from pipeline.domain.costing import Reference, Resolution, UsageKey, UsageState
+from pipeline.domain.events import UsageEvent
+
+MICROS = Decimal(1_000_000)
+THRESHOLDS = (50, 80, 100)  # percent of a monthly budget
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCharge:
+    """What one event adds to the live spend."""
+
+    cost_center: str
+    micros: int  # cost in micro-units of `currency`, rounded half-even; 0 when unpriced
+    currency: str
+    priced: bool
+
+
+class LivePricer:
+    """Prices events as they arrive. Resolutions are cached per key: a batch shares few keys."""
+
+    def __init__(self, reference: Reference) -> None:
+        self.reference = reference
+        self._resolved: dict[UsageKey, Resolution] = {}
+
+    def charge(self, event: UsageEvent) -> LiveCharge:
+        usage = event.usage
+        if usage is not None:
+            state = UsageState.MEASURED
+        else:
+            state = UsageState.PENDING if event.usage_source == "stream" else UsageState.NONE
+        key = UsageKey(event.timestamp.date(), event.subscription_id, event.cost_center, event.deployment,
+                       event.model, state)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            resolved = self._resolved[key] = self.reference.resolve(key)
+        price = resolved.price
+        if price is None or usage is None:
+            return LiveCharge(resolved.cost_center, 0, "", False)
+        cost = price.cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)
+        micros = int((cost * MICROS).to_integral_value(rounding=ROUND_HALF_EVEN))
+        return LiveCharge(resolved.cost_center, micros, price.currency, True)
+
+    def charges(self, events: Iterable[UsageEvent]) -> list[LiveCharge]:
+        return [self.charge(event) for event in events]
+
+
+class BudgetScope(StrEnum):
+    SUBSCRIPTION = "subscription"
+    COST_CENTER = "cost-center"
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    scope: BudgetScope
+    key: str  # a subscription id or a cost center
+    monthly_micros: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetAlert:
+    """A monthly spend crossed `threshold` percent of its budget. Raised once per threshold."""
+
+    scope: BudgetScope
+    key: str
+    month: str
+    threshold: int
+    spend_micros: int
+    budget_micros: int
+    currency: str
+    raised_at: datetime
+
+
+class Budgets:
+    def __init__(self, budgets: Iterable[Budget] = ()) -> None:
+        self._by_key = {(budget.scope, budget.key): budget for budget in budgets}
+
+    def get(self, scope: BudgetScope, key: str) -> Budget | None:
+        return self._by_key.get((scope, key))
+
+    def __iter__(self) -> Iterator[Budget]:
+        return iter(self._by_key.values())
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
+def reached(budget: Budget, spend_micros: int) -> list[int]:
+    """The thresholds that a month-to-date spend has reached. Counters raise an alert for each
+    one not raised before (an atomic create-if-absent mark), so concurrent consumers and
+    redeliveries raise every alert exactly once."""
+    return [t for t in THRESHOLDS if spend_micros * 100 >= t * budget.monthly_micros]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionMonth:
+    """Month-to-date live totals of one subscription."""
+
+    subscription_id: str
+    month: str
+    requests: int
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    total_tokens: int
+    spend_micros: int
+    unpriced_requests: int
