@@ -3,12 +3,17 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Real local stand-ins for Redis, Blob Storage (Azurite) and Cosmos DB; see scripts/services.sh.
+SERVICES     := bash scripts/services.sh
+SERVICES_ENV := .services/env
 
-.PHONY: demo test lint typecheck unit clean help
+.PHONY: demo test lint typecheck unit clean help services-install services-start services-stop services-status
 
 help:
 	@echo "make demo   - create .venv if missing, run the whole pipeline on a month of synthetic traffic"
-	@echo "make test   - install what the tests need, run ruff, mypy and the whole test suite"
+	@echo "make test   - install what the tests need, start the local servers, run ruff, mypy and the"
+	@echo "              whole test suite, stop the servers"
+	@echo "make services-start / services-stop - run the local servers by hand (endpoints in $(SERVICES_ENV))"
 	@echo "make clean  - remove .venv and the demo data folder (.chargeback)"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -28,7 +33,36 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck unit
+services-install:
+	$(SERVICES) install
+
+services-start: services-install
+	$(SERVICES) start
+
+services-stop:
+	$(SERVICES) stop
+
+services-status:
+	$(SERVICES) status
+
+# ruff, mypy and pytest with the servers' endpoints exported. The servers are stopped whatever
+# happens (failure, Ctrl-C); every check runs, and the exit status is pytest's when it failed,
+# else the first failing check's.
+test: $(STAMP) services-install
+	@trap '$(SERVICES) stop' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	$(SERVICES) start || exit $$?; \
+	set -a; . ./$(SERVICES_ENV); set +a; \
+	status=0; \
+	echo "== ruff"; $(BIN)/ruff check . || status=$$?; \
+	echo "== mypy"; $(BIN)/mypy || { failed=$$?; [ $$status -ne 0 ] || status=$$failed; }; \
+	echo "== pytest"; $(BIN)/pytest; tests=$$?; \
+	[ $$tests -eq 0 ] || status=$$tests; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .chargeback
+
+# The Azure Functions zip-deploy package, dist/chargeback-functions.zip (see docs/functions.md).
+.PHONY: package
+package: $(STAMP)
+	$(BIN)/python scripts/package_functions.py --out dist/chargeback-functions.zip

@@ -17,9 +17,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from pipeline.adapters.local_store import LocalObjectStore
+from pipeline.adapters.arrow_fs import arrow_filesystem
 from pipeline.domain.costing import Reference, UsageKey, UsageState
 from pipeline.domain.pricing import MONEY, TOKENS_PER_UNIT
+from pipeline.ports import ObjectStore
 from pipeline.stages.snapshot import USAGE_PREFIX, published_files
 from pipeline.usage_schema import USAGE_SCHEMA
 
@@ -63,7 +64,7 @@ class Warehouse:
     has_data: bool
 
 
-def open_warehouse(store: LocalObjectStore, reference: Reference | None = None,
+def open_warehouse(store: ObjectStore, reference: Reference | None = None,
                    days: tuple[date, date] | None = None) -> Warehouse:
     """A DuckDB connection with the `usage` view (and `costs` when a reference is given),
     over the committed snapshot files of the days in [start, end) when `days` is given.
@@ -72,10 +73,11 @@ def open_warehouse(store: LocalObjectStore, reference: Reference | None = None,
     path is ever read as a glob pattern, and orphans of a failed run are never seen."""
     connection = duckdb.connect()
     files = published_files(store, days)
+    filesystem, base = arrow_filesystem(store)
     dataset = ds.dataset(
-        [str(store.path(file.key)) for file in files], schema=USAGE_WITH_DATE, format="parquet",
+        [f"{base}/{file.key}" for file in files], schema=USAGE_WITH_DATE, format="parquet",
+        filesystem=filesystem, partition_base_dir=f"{base}/{USAGE_PREFIX}",
         partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
-        partition_base_dir=str(store.path(USAGE_PREFIX)),
     )
     connection.register("usage", dataset)
     if reference is not None:

@@ -48,15 +48,13 @@ class LocalObjectStore:
     def get(self, key: str) -> bytes | None:
         try:
             return self.path(key).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             return None
 
     def list(self, prefix: str) -> list[str]:
         base = self.path(prefix) if prefix else self.root
         if not base.exists():
             return []
-        return sorted(
-            path.relative_to(self.root).as_posix()
-            for path in base.rglob("*")
-            if path.is_file() and not path.name.startswith(".")
-        )
+        keys = (path.relative_to(self.root).as_posix() for path in base.rglob("*") if path.is_file())
+        # Hidden names (temporary files, any folder starting with ".") are not objects.
+        return sorted(key for key in keys if not any(part.startswith(".") for part in key.split("/")))
