@@ -4,13 +4,17 @@ Each eventId is marked once in `counted`; an event increments the sums only in t
 that creates its mark, so a redelivered batch (or a batch whose ledger write already happened
 before a crash) is never counted twice. Budget alerts are rows keyed by scope, key, month and
 threshold: inserted once, whoever crosses the threshold first.
+
+One instance per thread (it holds one SQLite connection). Marks are kept forever here (the
+Redis adapter expires them); live spend adds micro-units as priced, assuming the catalog and
+the budgets share one currency.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipeline.adapters.sqlite_ledger import connect
@@ -55,6 +59,7 @@ _UPSERT_COST_CENTER = _upsert("cost_center_monthly", 2, ("requests", "spend_micr
 _LOOKUP_CHUNK = 500  # below SQLite's limit on bound parameters
 
 Key = tuple[str, ...]
+ZERO = timedelta(0)
 
 
 class SqliteCounters:
@@ -179,4 +184,5 @@ def _add(total: list[int], values: tuple[int, ...]) -> None:
 
 def hour_key(event: UsageEvent) -> str:
     """`YYYY-MM-DDTHH` of the event's UTC timestamp."""
-    return event.timestamp.isoformat()[:13]
+    moment = event.timestamp
+    return (moment if moment.utcoffset() == ZERO else moment.astimezone(UTC)).isoformat()[:13]
