@@ -43,15 +43,23 @@ def open_pipeline(settings: Settings, reference: Reference | None = None) -> Pip
     """Every adapter the ingest and snapshot stages need. `reference` prices live spend
     (default: the shipped catalog and the maps under the home)."""
     if reference is None:
-        reference = load_reference(None, settings.deployments_csv, settings.cost_centers_csv)
-    budgets = load_budgets(settings.budgets_csv) if settings.budgets_csv.exists() else Budgets()
-    return Pipeline(
-        ledger=open_ledger(settings),
-        counters=open_counters(settings, budgets),
-        dead_letters=DeadLetterFiles(open_store(settings, DEAD_LETTERS)),
-        snapshots=open_store(settings, SNAPSHOTS),
-        pricer=LivePricer(reference),
-    )
+        reference = load_reference(settings.prices, settings.deployments_csv, settings.cost_centers_csv)
+    budgets = open_budgets(settings)
+    dead_letters, snapshots = open_store(settings, DEAD_LETTERS), open_store(settings, SNAPSHOTS)
+    ledger = open_ledger(settings)
+    try:
+        counters = open_counters(settings, budgets)
+    except BaseException:
+        ledger.close()
+        raise
+    return Pipeline(ledger, counters, DeadLetterFiles(dead_letters), snapshots, LivePricer(reference))
+
+
+def open_budgets(settings: Settings) -> Budgets:
+    """The budgets file, if any; one named by CHARGEBACK_BUDGETS must exist."""
+    if settings.budgets is not None and not settings.budgets.is_file():
+        raise SettingsError(f"CHARGEBACK_BUDGETS {settings.budgets}: no such file")
+    return load_budgets(settings.budgets_csv) if settings.budgets_csv.is_file() else Budgets()
 
 
 def open_ledger(settings: Settings) -> Ledger:

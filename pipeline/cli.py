@@ -26,16 +26,16 @@ from pipeline.bootstrap import (
     Pipeline,
     SettingsError,
     has_embedded_ledger_data,
+    open_budgets,
     open_counters,
     open_pipeline,
     open_store,
 )
 from pipeline.domain.costing import Reference
 from pipeline.domain.decode import RawMessage
-from pipeline.domain.live import Budgets
 from pipeline.domain.pricing import CatalogError
 from pipeline.presentation import LiveUsage, show_ingest, show_report, show_snapshot, show_usage
-from pipeline.reference_files import load_budgets, load_reference
+from pipeline.reference_files import load_reference
 from pipeline.settings import Settings
 from pipeline.sources import json_lines
 from pipeline.stages.ingest import IngestResult, ingest
@@ -225,7 +225,7 @@ def usage_command(month: str | None, subscription: str | None) -> None:
     """
     settings = Settings.from_env()
     month = check_month(month or datetime.now(UTC).strftime("%Y-%m"))
-    budgets = load_budgets(settings.budgets_csv) if settings.budgets_csv.exists() else Budgets()
+    budgets = open_budgets(settings)
     counters = open_counters(settings, budgets)
     try:
         live = LiveUsage(month, counters.month_to_date(month), counters.cost_center_spend(month),

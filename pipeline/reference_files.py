@@ -109,7 +109,7 @@ def load_budgets(path: Path) -> Budgets:
         scope = row["scope"].strip()
         if scope not in {s.value for s in BudgetScope}:
             raise CatalogError(f"{where}: scope {scope!r} must be one of {', '.join(s.value for s in BudgetScope)}")
-        amount = _price(row, "monthly_budget", where)
+        amount = _price(row, "monthly_budget", where, unit="currency units")
         if amount == 0:
             raise CatalogError(f"{where}: monthly_budget must be more than 0")
         budgets.append(Budget(BudgetScope(scope), _required(row, "key", where), int(amount * MICROS),
@@ -184,7 +184,7 @@ def _currency(row: dict[str, str], where: str) -> str:
     return value
 
 
-def _price(row: dict[str, str], column: str, where: str) -> Decimal:
+def _price(row: dict[str, str], column: str, where: str, unit: str = "per 1M tokens") -> Decimal:
     value = row[column].strip()
     try:
         price = Decimal(value)
@@ -195,5 +195,5 @@ def _price(row: dict[str, str], column: str, where: str) -> Decimal:
     exponent = price.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -MAX_PRICE_DECIMALS:
         raise CatalogError(f"{where}: {column} {value!r} has more than {MAX_PRICE_DECIMALS} decimals "
-                           "(prices are per 1M tokens)")
+                           f"({column} is in {unit})")
     return price

@@ -12,6 +12,10 @@ CHARGEBACK_HOME (default ./.chargeback):
     cost-centers.csv    cost-center map (subscription_id,cost_center,effective_from,effective_to)
     budgets.csv         monthly budgets (scope,key,monthly_budget,currency), optional
 
+CHARGEBACK_PRICES, CHARGEBACK_DEPLOYMENTS, CHARGEBACK_COST_CENTERS and CHARGEBACK_BUDGETS name
+other files for the catalog (default: the shipped one) and the maps; ingest prices live spend
+with the same files that `report` and `query` use.
+
 Each backend is chosen by the scheme of its URL:
     CHARGEBACK_LEDGER    sqlite:///PATH | cosmos://HOST[:PORT]/DATABASE/CONTAINER
     CHARGEBACK_COUNTERS  sqlite:///PATH | redis://HOST:PORT/DB | rediss://HOST:PORT/DB
@@ -44,6 +48,9 @@ class Settings:
     storage_account_url: str | None = None
     storage_connection_string: str | None = None
     budgets: Path | None = None
+    prices: Path | None = None
+    deployments: Path | None = None
+    cost_centers: Path | None = None
 
     def __post_init__(self) -> None:
         # Defaults derive from the home; frozen, so set through object.__setattr__.
@@ -61,7 +68,10 @@ class Settings:
         def get(name: str) -> str | None:
             return environ.get(name) or None
 
-        budgets = get("CHARGEBACK_BUDGETS")
+        def path(name: str) -> Path | None:
+            value = get(name)
+            return Path(value) if value else None
+
         return cls(
             home=Path(get(HOME_VARIABLE) or DEFAULT_HOME),
             ledger=get("CHARGEBACK_LEDGER") or "",
@@ -70,7 +80,10 @@ class Settings:
             cosmos_key=get("CHARGEBACK_COSMOS_KEY"),
             storage_account_url=get("CHARGEBACK_STORAGE_ACCOUNT_URL"),
             storage_connection_string=get("AZURE_STORAGE_CONNECTION_STRING"),
-            budgets=Path(budgets) if budgets else None,
+            budgets=path("CHARGEBACK_BUDGETS"),
+            prices=path("CHARGEBACK_PRICES"),
+            deployments=path("CHARGEBACK_DEPLOYMENTS"),
+            cost_centers=path("CHARGEBACK_COST_CENTERS"),
         )
 
     @property
@@ -84,11 +97,11 @@ class Settings:
 
     @property
     def deployments_csv(self) -> Path:
-        return self.home / "deployments.csv"
+        return self.deployments or self.home / "deployments.csv"
 
     @property
     def cost_centers_csv(self) -> Path:
-        return self.home / "cost-centers.csv"
+        return self.cost_centers or self.home / "cost-centers.csv"
 
     @property
     def budgets_csv(self) -> Path:

@@ -1,5 +1,6 @@
 """Shared fixtures: a CHARGEBACK_HOME in tmp_path, a real pipeline on it (SQLite ledger and
-counters, local object stores), and small reference CSVs with round prices."""
+counters, local object stores, live spend priced with the small reference CSVs below, whose
+round prices make every expected cost computable by hand)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from typing import Protocol
 
 import pytest
 
+from pipeline.adapters.local_store import LocalObjectStore
 from pipeline.bootstrap import Pipeline, open_pipeline
 from pipeline.domain.costing import Reference
+from pipeline.ports import ObjectStore
 from pipeline.reference_files import load_reference
 from pipeline.settings import HOME_VARIABLE, Settings
 from pipeline.sources import json_lines
 from pipeline.stages.ingest import DEFAULT_BATCH, IngestResult, ingest
+
+pytest_plugins = ["tests.servers"]  # redis_url, azurite_connection_string, cosmos_endpoint
 
 # Round prices per 1M tokens so that expected costs can be worked out by hand.
 # m-alpha doubles on 2026-10-16; m-beta has no cached price (cached tokens cost the input price).
@@ -43,6 +48,13 @@ sub-b,CC-B1,2026-01-01,2026-10-20
 sub-b,CC-B2,2026-10-20,
 """
 
+
+def local(store: ObjectStore) -> LocalObjectStore:
+    """The embedded pipeline's object store as the local store it is (the warehouse reads a local one)."""
+    assert isinstance(store, LocalObjectStore), store
+    return store
+
+
 class WriteFile(Protocol):
     def __call__(self, name: str, content: str | bytes) -> Path: ...
 
@@ -66,12 +78,22 @@ class ReferenceFiles:
                 "--cost-centers", str(self.cost_centers)]
 
 
+# Every variable Settings.from_env or the CLI reads besides the home: cleared so that nothing
+# from the developer's shell (a Cosmos DB, a Redis, a Blob container) leaks into a test.
+SETTINGS_VARIABLES = (
+    "CHARGEBACK_PRICES", "CHARGEBACK_DEPLOYMENTS", "CHARGEBACK_COST_CENTERS", "CHARGEBACK_BUDGETS",
+    "CHARGEBACK_LEDGER", "CHARGEBACK_COUNTERS", "CHARGEBACK_STORE", "CHARGEBACK_COSMOS_KEY",
+    "CHARGEBACK_STORAGE_ACCOUNT_URL", "AZURE_STORAGE_CONNECTION_STRING",
+)
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty CHARGEBACK_HOME; the reference-file variables are cleared so nothing leaks in."""
+    """An empty CHARGEBACK_HOME (not created yet); every other setting variable is cleared so
+    that the embedded defaults under this home are used."""
     folder = tmp_path / "home"
     monkeypatch.setenv(HOME_VARIABLE, str(folder))
-    for name in ("CHARGEBACK_PRICES", "CHARGEBACK_DEPLOYMENTS", "CHARGEBACK_COST_CENTERS"):
+    for name in SETTINGS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     return folder
 
@@ -82,8 +104,9 @@ def settings(home: Path) -> Settings:
 
 
 @pytest.fixture
-def pipeline(settings: Settings) -> Iterator[Pipeline]:
-    opened = open_pipeline(settings)
+def pipeline(settings: Settings, reference_files: ReferenceFiles) -> Iterator[Pipeline]:
+    """The embedded pipeline on the home; live spend is priced with the test catalog and maps."""
+    opened = open_pipeline(settings, reference_files.load())
     try:
         yield opened
     finally:
@@ -121,5 +144,5 @@ def feed(pipeline: Pipeline, write_file: WriteFile) -> Feed:
     def run(data: bytes, batch_size: int = DEFAULT_BATCH) -> IngestResult:
         path = write_file(f"feed-{next(counter)}.jsonl", data)
         return ingest(json_lines(str(path)), pipeline.ledger, pipeline.counters, pipeline.dead_letters,
-                      batch_size=batch_size)
+                      pipeline.pricer, batch_size=batch_size)
     return run

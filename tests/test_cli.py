@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pipeline.cli import main
-from tests.conftest import ReferenceFiles, WriteFile
+from pipeline.reference_files import load_price_catalog, shipped_catalog_path
+from pipeline.settings import Settings
+from tests.conftest import SETTINGS_VARIABLES, ReferenceFiles, WriteFile
 from tests.factories import event, jsonl, usage
 
 EVENTS = [
@@ -66,10 +69,13 @@ def test_snapshot_prints_what_it_wrote(home: Path, write_file: WriteFile) -> Non
     run("ingest", str(write_file("events.jsonl", jsonl(EVENTS))))
     first = run("snapshot")
     assert first.exit_code == 0, first.output
-    assert "snapshot: 3 events -> 3 new Parquet file(s), watermark 0 -> 3" in flat(first.output)
-    assert len(list((home / "snapshots" / "usage").glob("date=*/part-*.parquet"))) == 3
+    assert "snapshot: 3 events -> 3 new Parquet file(s), committed as manifest 1" in flat(first.output)
+    assert len(list((home / "snapshots" / "usage").glob("date=*/part-00000001-*.parquet"))) == 3
+    assert sorted(p.name for p in (home / "snapshots" / "_manifests").iterdir()) == ["00000001.json"]
     again = run("snapshot")
-    assert "snapshot: nothing new (watermark 3)" in flat(again.output)
+    assert again.exit_code == 0, again.output
+    assert flat(again.output) == "snapshot: nothing new"
+    assert len(list((home / "snapshots").rglob("*.*"))) == 4
 
 
 def test_report_writes_files_and_prints_the_total(loaded: Path, reference_files: ReferenceFiles,
@@ -122,14 +128,82 @@ def test_report_and_query_snapshot_pending_events_first(home: Path, write_file: 
     query = run("query", "SELECT count(*) AS n FROM usage", "--format", "json")
     assert query.exit_code == 0, query.output
     assert msgspec.json.decode(query.stdout) == [{"n": 3}]  # stdout stays machine-readable
-    assert "snapshot: 3 events" in flat(query.stderr)
+    assert "snapshot: 3 events -> 3 new Parquet file(s), committed as manifest 1" in flat(query.stderr)
     late = event(eventId="evt-4", subscriptionId="sub-b", deployment="dep-beta", model=None,
                  timestamp="2026-10-12T10:00:00Z", usage=usage(1_000_000, 0))  # + 0.10
     assert run("ingest", "-", input=jsonl([late])).exit_code == 0
     report = run("report", "--month", "2026-10", *reference_files.options())
     assert report.exit_code == 0, report.output
+    assert "snapshot: 1 events -> 1 new Parquet file(s), committed as manifest 2" in flat(report.output)
     assert "Total 3.30 USD over 4 requests" in flat(report.output)
     assert len(list((home / "snapshots" / "usage").glob("date=*/part-*.parquet"))) == 4
+    again = run("query", "SELECT count(*) AS n FROM usage", "--format", "json")
+    assert (msgspec.json.decode(again.stdout), again.stderr) == ([{"n": 4}], "")  # nothing pending: no notice
+
+
+def test_query_reads_committed_files_only(loaded: Path) -> None:
+    [committed] = (loaded / "snapshots" / "usage" / "date=2026-10-05").iterdir()
+    (committed.parent / "part-00000009-orphan.parquet").write_bytes(committed.read_bytes())  # a dead run's file
+    result = run("query", "SELECT event_id FROM usage ORDER BY ALL", "--format", "csv")
+    assert result.output == "event_id\nevt-1\nevt-2\nevt-3\n"
+
+
+def test_usage_shows_live_spend_and_budget_alerts(home: Path, write_file: WriteFile) -> None:
+    # `ingest` prices live spend with the shipped catalog and the maps under the home.
+    price = load_price_catalog(shipped_catalog_path()).find("gpt-4o", "global", None, date(2026, 10, 5))
+    assert price is not None
+    cost = price.cost(1_000_000, 0, 100_000)
+    home.mkdir()
+    (home / "deployments.csv").write_text("deployment,model,deployment_type,region\ndep-4o,gpt-4o,global,\n")
+    (home / "budgets.csv").write_text(f"scope,key,monthly_budget,currency\nsubscription,sub-a,{2 * cost:f},USD\n")
+    traffic = jsonl([event(subscriptionId="sub-a", deployment="dep-4o", model=None, timestamp="2026-10-05T10:00:00Z",
+                           usage=usage(1_000_000, 100_000)),
+                     event(subscriptionId="sub-b", deployment="dep-unknown", timestamp="2026-10-06T10:00:00Z")])
+    ingested = run("ingest", str(write_file("events.jsonl", traffic)))
+    assert ingested.exit_code == 0, ingested.output
+    two = Decimal(2) * cost
+    assert f"budget alert subscription sub-a: 50% of {two:.2f} USD reached in 2026-10" in flat(ingested.output)
+    again = run("ingest", str(write_file("events.jsonl", traffic)))
+    assert "budget alert" not in again.output
+    live = run("usage", "--month", "2026-10")
+    assert live.exit_code == 0, live.output
+    text = flat(live.output)
+    assert "Live usage 2026-10" in text
+    assert f"budget alert subscription sub-a: 50% of {two:.2f} USD reached at" in text
+    assert f"({cost:.2f} USD)" in text and "By cost center" in text
+    assert re.search(rf"sub-a\W+1\W+1,100,000\W+0\W+{cost:.2f}\W+{two:,.2f} USD\W+50%", text), text
+    assert re.search(r"sub-b\W+1\W+1,200\W+1\W+0.00\W+-\W+-", text), text
+    one = flat(run("usage", "--month", "2026-10", "--subscription", "sub-b").output)
+    assert "sub-b" in one and "sub-a" not in one and "budget alert" not in one
+    assert "no live usage recorded for this month" in run("usage", "--month", "2026-09").output
+
+
+def test_backends_are_chosen_by_their_urls(home: Path, tmp_path: Path, write_file: WriteFile,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "other place"
+    monkeypatch.setenv("CHARGEBACK_LEDGER", f"sqlite:///{elsewhere}/events.sqlite3")
+    monkeypatch.setenv("CHARGEBACK_COUNTERS", f"sqlite:///{elsewhere}/live.sqlite3")
+    monkeypatch.setenv("CHARGEBACK_STORE", (elsewhere / "store").as_uri())
+    assert run("ingest", str(write_file("events.jsonl", jsonl(EVENTS) + b"not json\n"))).exit_code == 0
+    query = run("query", "SELECT count(*) AS n FROM usage", "--format", "json")
+    assert msgspec.json.decode(query.stdout) == [{"n": 3}]
+    assert (elsewhere / "events.sqlite3").is_file() and (elsewhere / "live.sqlite3").is_file()
+    assert len(list((elsewhere / "store" / "snapshots" / "usage").glob("date=*/part-*.parquet"))) == 3
+    assert [p.suffix for p in (elsewhere / "store" / "dead-letters").rglob("*") if p.is_file()] == [".jsonl"]
+    assert not home.exists()  # nothing fell back to the home
+
+
+def test_settings_default_to_the_home(tmp_path: Path) -> None:
+    settings = Settings(tmp_path / "h")
+    assert (settings.ledger, settings.counters, settings.store) == (
+        f"sqlite:///{tmp_path}/h/ledger.sqlite3", f"sqlite:///{tmp_path}/h/counters.sqlite3", (tmp_path / "h").as_uri())
+    assert (settings.embedded_ledger, settings.budgets_csv) == (tmp_path / "h" / "ledger.sqlite3",
+                                                                tmp_path / "h" / "budgets.csv")
+    assert Settings(Path("relative")).store == Path("relative").absolute().as_uri()
+    configured = Settings.from_env({"CHARGEBACK_HOME": str(tmp_path), "CHARGEBACK_LEDGER": "cosmos://h/db/events",
+                                    "CHARGEBACK_COUNTERS": "", "CHARGEBACK_BUDGETS": "/etc/budgets.csv"})
+    assert (configured.ledger, configured.embedded_ledger, configured.counters, configured.budgets_csv) == (
+        "cosmos://h/db/events", None, f"sqlite:///{tmp_path}/counters.sqlite3", Path("/etc/budgets.csv"))
 
 
 def test_query_without_snapshots_sees_empty_views(home: Path) -> None:
@@ -139,6 +213,9 @@ def test_query_without_snapshots_sees_empty_views(home: Path) -> None:
 
 
 @pytest.mark.parametrize(("case", "expected"), [
+    ("unknown-ledger", "CHARGEBACK_LEDGER 'postgres://db/usage': expected sqlite:///PATH or cosmos://"),
+    ("unknown-store", "CHARGEBACK_STORE 's3://bucket/usage': expected file:///PATH or az://"),
+    ("bad-budget", "scope 'team' must be one of subscription, cost-center"),
     ("bad-month", "'2026-13' is not of the form YYYY-MM"),
     ("missing-input", "missing.jsonl: no such file"),
     ("missing-prices", "nope.csv: no such file"),
@@ -150,9 +227,19 @@ def test_query_without_snapshots_sees_empty_views(home: Path) -> None:
     ("empty-sql", ""),  # any clear message will do
 ])
 def test_user_mistakes_give_one_clear_line(loaded: Path, reference_files: ReferenceFiles, write_file: WriteFile,
-                                           tmp_path: Path, case: str, expected: str) -> None:
+                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str,
+                                           expected: str) -> None:
     negative = write_file("negative.csv", reference_files.prices.read_text().replace(",4.00", ",-4.00"))
+    budgets = write_file("budgets.csv", "scope,key,monthly_budget,currency\nteam,search,10,USD\n")
+    environment = {"unknown-ledger": ("CHARGEBACK_LEDGER", "postgres://db/usage"),
+                   "unknown-store": ("CHARGEBACK_STORE", "s3://bucket/usage"),
+                   "bad-budget": ("CHARGEBACK_BUDGETS", str(budgets))}
+    if case in environment:
+        monkeypatch.setenv(*environment[case])
     args = {
+        "unknown-ledger": ["snapshot"],
+        "unknown-store": ["query", "SELECT 1"],
+        "bad-budget": ["ingest", str(write_file("one.jsonl", jsonl(EVENTS[:1])))],
         "bad-month": ["report", "--month", "2026-13"],
         "missing-input": ["ingest", str(tmp_path / "missing.jsonl")],
         "missing-prices": ["report", "--month", "2026-10", "--prices", str(tmp_path / "nope.csv")],
@@ -193,7 +280,7 @@ def test_every_command_has_an_example(name: str) -> None:
 def test_demo_console_script_is_repeatable(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "chargeback"
     environment = {**os.environ, "CHARGEBACK_HOME": str(tmp_path / "demo-home"), "COLUMNS": "200"}
-    for name in ("CHARGEBACK_PRICES", "CHARGEBACK_DEPLOYMENTS", "CHARGEBACK_COST_CENTERS"):
+    for name in SETTINGS_VARIABLES:
         environment.pop(name, None)
     command = [str(script), "demo", "--events", "3000", "--month", "2026-10"]
     first = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120, check=False)

@@ -13,7 +13,15 @@ import msgspec
 import pytest
 
 from pipeline.domain.decode import DecodedBatch, RawMessage, decode_batch
-from pipeline.domain.events import EXTRA_FIELD, ORIGIN_FIELD, RESERVED_FIELDS, USAGE_FIELDS, WIRE_FIELDS, Usage, UsageEvent
+from pipeline.domain.events import (
+    EXTRA_FIELD,
+    ORIGIN_FIELD,
+    RESERVED_FIELDS,
+    USAGE_FIELDS,
+    WIRE_FIELDS,
+    Usage,
+    UsageEvent,
+)
 from tests.factories import event, line, usage
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "usage-event.v1.schema.json"

@@ -1,19 +1,22 @@
-"""Ingest stage on the real SQLite ledger and counters and the dead-letter files."""
+"""Ingest stage on the real SQLite ledger and counters and the dead-letter files; live spend
+priced with the test catalog of conftest (open_pipeline(settings, reference)) and budgets read
+from budgets.csv under the home."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import pyarrow as pa
 
 from pipeline.adapters.dead_letter_files import raw_body
 from pipeline.bootstrap import Pipeline, open_pipeline
 from pipeline.domain.decode import RawMessage, decode_batch
+from pipeline.domain.live import BudgetAlert, BudgetScope
 from pipeline.settings import Settings
+from pipeline.sources import json_lines
 from pipeline.stages.ingest import ingest
-from tests.conftest import Feed
+from tests.conftest import Feed, ReferenceFiles, WriteFile
 from tests.factories import event, jsonl, line, usage
 
 MEASURES = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens", "total_tokens")
@@ -35,8 +38,8 @@ def traffic() -> list[bytes]:
 
 
 def ledger_rows(pipeline: Pipeline) -> list[dict[str, Any]]:
-    batches = list(pipeline.ledger.read(0, pipeline.ledger.head(), 1000))
-    return pa.Table.from_batches(batches).to_pylist() if batches else []
+    changes = pipeline.ledger.changes(None, 100_000)
+    return changes.table.to_pylist()  # type: ignore[no-any-return]
 
 
 def ledger_sums(pipeline: Pipeline, hourly: bool) -> dict[tuple[str, ...], list[int]]:
@@ -54,14 +57,13 @@ def ledger_sums(pipeline: Pipeline, hourly: bool) -> dict[tuple[str, ...], list[
 
 
 def counter_sums(pipeline: Pipeline, hourly: bool) -> dict[tuple[str, ...], list[int]]:
+    if not hourly:
+        return {(row.subscription_id, row.month): [getattr(row, m) for m in MEASURES]
+                for month in ("2026-09", "2026-10") for row in pipeline.counters.month_to_date(month)}
     rows: list[dict[str, Any]] = []
-    if hourly:
-        for subscription in ("sub-a", "sub-b"):
-            rows += pipeline.counters.hourly(subscription)
-    else:
-        for month in ("2026-09", "2026-10"):
-            rows += pipeline.counters.monthly(month)
-    names = ("subscription_id", "deployment", "hour") if hourly else ("subscription_id", "month")
+    for subscription in ("sub-a", "sub-b", "sub-c"):
+        rows += pipeline.counters.hourly(subscription)
+    names = ("subscription_id", "deployment", "hour")
     return {tuple(str(row[n]) for n in names): [int(row[m]) for m in MEASURES] for row in rows}
 
 
@@ -93,6 +95,14 @@ def test_counters_equal_ledger_sums(pipeline: Pipeline, feed: Feed) -> None:
     # n = 5 and n = 11 carry no usage; the others have prompt 100n + 7.
     assert monthly[("sub-b", "2026-10")][1] == sum(100 * n + 7 for n in range(1, 17, 2) if n % 6 != 5)
     assert_counters_match_ledger(pipeline)
+    # dep-x/y/z are not in the deployment map: nothing is priced, every request is unpriced.
+    live = [row for month in ("2026-09", "2026-10") for row in pipeline.counters.month_to_date(month)]
+    assert [(row.spend_micros, row.unpriced_requests) for row in live] == [(0, row.requests) for row in live]
+    assert sum(row.requests for row in live) == 17
+    september = pipeline.counters.hourly("sub-a", "2026-09")
+    assert september == [row for row in pipeline.counters.hourly("sub-a") if str(row["hour"]).startswith("2026-09")]
+    assert sum(int(str(row["requests"])) for row in september) == 9
+    assert pipeline.counters.hourly("sub-a", "2026_09") == pipeline.counters.hourly("sub-a", "2026-09%") == []
 
 
 def test_duplicates_within_one_batch(pipeline: Pipeline, feed: Feed) -> None:
@@ -164,11 +174,11 @@ def test_crash_after_ledger_before_counters(pipeline: Pipeline) -> None:
     decoded = decode_batch(messages)
     pipeline.ledger.append(decoded.events[:11])  # the process died before counters.add ran
     assert counter_sums(pipeline, hourly=False) == {}
-    result = ingest(messages, pipeline.ledger, pipeline.counters, pipeline.dead_letters)
+    result = ingest(messages, pipeline.ledger, pipeline.counters, pipeline.dead_letters, pipeline.pricer)
     assert (result.ingested, result.duplicates, result.counted) == (6, 11, 17)
     assert pipeline.ledger.count() == 17
     assert_counters_match_ledger(pipeline)
-    again = ingest(messages, pipeline.ledger, pipeline.counters, pipeline.dead_letters)
+    again = ingest(messages, pipeline.ledger, pipeline.counters, pipeline.dead_letters, pipeline.pricer)
     assert (again.ingested, again.duplicates, again.counted) == (0, 17, 0)
     assert_counters_match_ledger(pipeline)
 
@@ -181,7 +191,8 @@ def test_small_batches_give_the_same_totals(tmp_path: Path) -> None:
         opened = open_pipeline(Settings(tmp_path / f"home-{batch_size}"))
         try:
             messages = [RawMessage(body, "f", f"line {n}") for n, body in enumerate(data, start=1)]
-            result = ingest(messages, opened.ledger, opened.counters, opened.dead_letters, batch_size=batch_size)
+            result = ingest(messages, opened.ledger, opened.counters, opened.dead_letters, opened.pricer,
+                            batch_size=batch_size)
             assert_counters_match_ledger(opened)
             outcomes.append(((result.received, result.ingested, result.duplicates, result.dead_lettered,
                               result.counted), counter_sums(opened, False), counter_sums(opened, True),
@@ -190,3 +201,111 @@ def test_small_batches_give_the_same_totals(tmp_path: Path) -> None:
             opened.close()
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][0] == (22, 17, 3, 2, 17)
+
+
+def ev(subscription: str, deployment: str, timestamp: str, tokens: dict[str, int] | None,
+       **changes: Any) -> dict[str, Any]:
+    return event(**{"subscriptionId": subscription, "deployment": deployment, "timestamp": timestamp,
+                    "usage": tokens, "model": None, **changes})
+
+
+# Per 1M tokens (conftest.PRICES_CSV): m-alpha 1.00 in / 0.50 cached / 4.00 out before 2026-10-16,
+# 2.00 / 1.00 / 8.00 from then; m-beta 0.10 in (cached too) / 0.40 out. 1 micro = 0.000001 USD.
+LIVE = [
+    ev("sub-a", "dep-alpha", "2026-10-05T10:00:00Z", usage(1_000_000, 250_000)),  # 1.00 + 1.00 = 2_000_000
+    ev("sub-a", "dep-alpha", "2026-10-05T11:00:00Z", usage(3, 0, cached=3)),  # 1.5 micros -> 2
+    ev("sub-a", "dep-alpha", "2026-10-05T11:30:00Z", usage(5, 0, cached=5)),  # 2.5 -> 2 (half-even)
+    ev("sub-a", "dep-alpha", "2026-10-06T00:00:00Z", None, usageSource="none", statusCode=429),  # unpriced
+    ev("sub-a", "dep-unknown", "2026-10-06T00:00:00Z", usage(100, 50)),  # unpriced: not in the map
+    ev("sub-b", "dep-beta", "2026-10-10T00:00:00Z", usage(25, 0)),  # 2.5 -> 2
+    ev("sub-b", "dep-beta", "2026-10-10T01:00:00Z", usage(15, 1)),  # 1.5 + 0.4 = 1.9 -> 2
+    ev("sub-b", "dep-beta", "2026-10-10T02:00:00Z", usage(5, 0)),  # 0.5 -> 0, but priced
+    ev("sub-b", "dep-beta", "2026-10-25T00:00:00Z", usage(2_000_000, 1_000_000, cached=1_000_000)),  # 600_000
+    ev("sub-c", "dep-alpha", "2026-10-20T00:00:00Z", usage(3, 1, cached=1),  # new price: 2*2 + 1*1 + 1*8 = 13
+       costCenter="CC-CALLER"),
+    ev("sub-c", "dep-alpha", "2026-10-20T01:00:00Z", None, stream=True, usageSource="stream"),  # pending
+    ev("sub-a", "dep-alpha", "2026-10-01T01:00:00+02:00", usage(1_000_000, 0)),  # 2026-09-30 UTC: 1_000_000
+]
+
+
+def live_totals(pipeline: Pipeline, month: str) -> dict[str, tuple[int, int, int]]:
+    return {row.subscription_id: (row.requests, row.spend_micros, row.unpriced_requests)
+            for row in pipeline.counters.month_to_date(month)}
+
+
+def test_live_spend_is_the_hand_computed_cost_in_micros(pipeline: Pipeline, feed: Feed) -> None:
+    # Rounded per event: sub-b's three small events make 2 + 2 + 0 = 4, where their sum (4.9) would make 5.
+    october = {"sub-a": (5, 2_000_004, 2), "sub-b": (4, 600_004, 0), "sub-c": (2, 13, 1)}
+    centers = {"CC-A": 2_000_004, "CC-B1": 4, "CC-B2": 600_000, "CC-CALLER": 13, "unassigned": 0}
+    first = feed(jsonl(LIVE), batch_size=5)
+    assert (first.ingested, first.counted, first.alerts) == (12, 12, [])
+    for _ in range(2):
+        assert live_totals(pipeline, "2026-10") == october
+        assert live_totals(pipeline, "2026-09") == {"sub-a": (1, 1_000_000, 0)}
+        assert pipeline.counters.cost_center_spend("2026-10") == centers
+        assert pipeline.counters.cost_center_spend("2026-09") == {"CC-A": 1_000_000}
+        assert (pipeline.counters.month_to_date("2026-11"), pipeline.counters.cost_center_spend("2026-11")) == ([], {})
+        again = feed(jsonl([*LIVE[6:], *LIVE[:6]]))  # redelivered, in another order: nothing changes
+        assert (again.ingested, again.duplicates, again.counted) == (0, 12, 0)
+    assert_counters_match_ledger(pipeline)
+
+
+BUDGETS_CSV = """\
+scope,key,monthly_budget,currency
+subscription,sub-a,10.00,USD
+cost-center,CC-B1,1.00,USD
+subscription,sub-quiet,5.00,USD
+"""
+
+
+def alert_keys(alerts: list[BudgetAlert]) -> list[tuple[object, ...]]:
+    return sorted((a.month, a.scope.value, a.key, a.threshold, a.spend_micros, a.budget_micros, a.currency)
+                  for a in alerts)
+
+
+def test_budget_alerts_are_raised_once_per_threshold(settings: Settings, reference_files: ReferenceFiles,
+                                                      write_file: WriteFile) -> None:
+    settings.home.mkdir(parents=True)
+    (settings.home / "budgets.csv").write_text(BUDGETS_CSV, encoding="utf-8")
+    dollars = [4, 1, 2.99, 0.01]  # sub-a on m-alpha (1.00 per 1M input tokens): 40%, 50%, 79.9%, 80%
+    first = write_file("first.jsonl", jsonl(
+        [ev("sub-a", "dep-alpha", f"2026-10-05T0{n}:00:00Z", usage(round(d * 1_000_000), 0))
+         for n, d in enumerate(dollars)]
+        + [ev("sub-b", "dep-beta", "2026-10-10T00:00:00Z", usage(20_000_000, 0))]))  # 2.00: 200% of CC-B1
+    second = write_file("second.jsonl", jsonl([
+        ev("sub-a", "dep-alpha", "2026-10-06T00:00:00Z", usage(2_000_000, 0)),  # 10.00: exactly 100%
+        ev("sub-a", "dep-alpha", "2026-09-06T00:00:00Z", usage(6_000_000, 0)),  # 60% of September's budget
+    ]))
+    sub, center = BudgetScope.SUBSCRIPTION.value, BudgetScope.COST_CENTER.value
+    expected_first = [
+        ("2026-10", center, "CC-B1", 50, 2_000_000, 1_000_000, "USD"),
+        ("2026-10", center, "CC-B1", 80, 2_000_000, 1_000_000, "USD"),
+        ("2026-10", center, "CC-B1", 100, 2_000_000, 1_000_000, "USD"),
+        ("2026-10", sub, "sub-a", 50, 5_000_000, 10_000_000, "USD"),
+        ("2026-10", sub, "sub-a", 80, 8_000_000, 10_000_000, "USD"),
+    ]
+    expected_second = [("2026-09", sub, "sub-a", 50, 6_000_000, 10_000_000, "USD"),
+                       ("2026-10", sub, "sub-a", 100, 10_000_000, 10_000_000, "USD")]
+    started = datetime.now(UTC)
+    opened = open_pipeline(settings, reference_files.load())
+    other = open_pipeline(settings, reference_files.load())  # a second consumer on the same counters
+    try:
+        def run(p: Pipeline, path: Path) -> list[BudgetAlert]:
+            result = ingest(json_lines(str(path)), p.ledger, p.counters, p.dead_letters, p.pricer, batch_size=1)
+            return result.alerts
+
+        raised = run(opened, first)
+        assert alert_keys(raised) == expected_first
+        assert [a.threshold for a in raised if a.key == "sub-a"] == [50, 80]  # in the order they were crossed
+        assert run(opened, first) == [] and run(other, first) == []
+        assert alert_keys(run(other, second)) == expected_second
+        assert run(opened, second) == []
+        finished = datetime.now(UTC)
+        stored = opened.counters.alerts("2026-10") + opened.counters.alerts("2026-09")
+        assert alert_keys(stored) == sorted(expected_first + expected_second)
+        assert all(started <= a.raised_at <= finished for a in stored)
+        assert opened.counters.alerts("2026-08") == []
+        assert live_totals(opened, "2026-10")["sub-a"] == (5, 10_000_000, 0)
+    finally:
+        opened.close()
+        other.close()

@@ -1,4 +1,5 @@
-"""Report stage over real snapshots: a small dataset priced by hand (prices in conftest.PRICES_CSV).
+"""Report stage over real snapshots: a small dataset priced by hand (prices in conftest.PRICES_CSV),
+reconciled with the ledger and with the live counters (spend priced at ingest with the same catalog).
 
 m-alpha/global: 1.00 in, 0.50 cached, 4.00 out per 1M before 2026-10-16; 2.00 / 1.00 / 8.00 from then.
 m-beta/datazone: 0.10 in, no cached price (cached at 0.10), 0.40 out per 1M.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import sqlite3
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,11 +22,12 @@ import pytest
 
 from pipeline.adapters.sqlite_ledger import micros
 from pipeline.bootstrap import Pipeline
+from pipeline.domain.live import MICROS
 from pipeline.settings import Settings
 from pipeline.stages.report import Report, ReportError, build_report, write_report
 from pipeline.stages.snapshot import snapshot
 from pipeline.warehouse import open_warehouse
-from tests.conftest import Feed, ReferenceFiles
+from tests.conftest import Feed, ReferenceFiles, local
 from tests.factories import event, jsonl, usage
 
 HEADER = ("month,cost_center,subscription_id,model,deployment_type,requests,prompt_tokens,cached_tokens,"
@@ -102,7 +105,7 @@ def written(pipeline: Pipeline, feed: Feed, reference_files: ReferenceFiles, tmp
     assert (result.ingested, result.dead_lettered) == (len(EVENTS), 0)
     snapshot(pipeline.ledger, pipeline.snapshots)
     reference = reference_files.load()
-    report = build_report(open_warehouse(pipeline.snapshots, reference), reference, "2026-10")
+    report = build_report(open_warehouse(local(pipeline.snapshots), reference), reference, "2026-10")
     files = write_report(report, tmp_path / "out")
     assert sorted(path.name for path in files) == [
         "chargeback-2026-10-unpriced.csv", "chargeback-2026-10.csv", "chargeback-2026-10.parquet"]
@@ -140,13 +143,34 @@ def test_token_totals_reconcile_with_ledger_and_counters(written: Written, setti
     columns = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens")
     csv_totals = tuple(sum(int(r[c]) for r in rows) for c in columns)
     start, end = (micros(datetime(2026, m, 1, tzinfo=UTC)) for m in (10, 11))
-    with sqlite3.connect(settings.ledger_path) as db:
+    assert settings.embedded_ledger == settings.home / "ledger.sqlite3"
+    with sqlite3.connect(settings.embedded_ledger) as db:
         ledger = db.execute("SELECT count(*), sum(prompt_tokens), sum(cached_tokens), sum(completion_tokens) "
                             "FROM events WHERE timestamp >= ? AND timestamp < ?", (start, end)).fetchone()
     db.close()
     assert csv_totals == tuple(ledger) == (14, 7_502_311, 1_000_800, 1_750_561)
-    counted = pipeline.counters.monthly("2026-10")
-    assert tuple(sum(int(r[c]) for r in counted) for c in columns) == csv_totals  # type: ignore[call-overload]
+    counted = pipeline.counters.month_to_date("2026-10")
+    assert tuple(sum(getattr(r, c) for r in counted) for c in columns) == csv_totals
+
+
+def test_live_spend_reconciles_with_the_report(written: Written, pipeline: Pipeline) -> None:
+    # Every cost here is a whole number of micro-dollars, so the live spend (rounded per event) is exact.
+    by_subscription: dict[str, Decimal] = defaultdict(Decimal)
+    by_center: dict[str, Decimal] = defaultdict(Decimal)
+    for row in written.report.rows:
+        if row.cost is not None:
+            by_subscription[row.subscription_id] += row.cost
+            by_center[row.cost_center] += row.cost
+    live = pipeline.counters.month_to_date("2026-10")
+    assert {r.subscription_id: r.spend_micros for r in live} == {
+        key: int(cost * MICROS) for key, cost in by_subscription.items()} == {
+        "sub-a": 3_004_850, "sub-b": 1_000_000, "sub-c": 1_500_005}
+    assert sum(r.spend_micros for r in live) == TOTAL * MICROS == 5_504_855
+    assert pipeline.counters.cost_center_spend("2026-10") == {
+        key: int(cost * MICROS) for key, cost in by_center.items()} == {
+        "CC-A": 3_004_850, "CC-B1": 600_000, "CC-B2": 400_000, "CC-CALLER": 1_500_000, "unassigned": 5}
+    assert {r.subscription_id: r.unpriced_requests for r in live} == {"sub-a": 5, "sub-b": 0, "sub-c": 0}
+    assert sum(r.unpriced_requests for r in live) == written.report.unpriced_requests
 
 
 def test_parquet_report_equals_the_csv(written: Written) -> None:
@@ -164,7 +188,7 @@ def test_parquet_report_equals_the_csv(written: Written) -> None:
 
 def test_report_total_equals_the_costs_view(written: Written, pipeline: Pipeline,
                                            reference_files: ReferenceFiles) -> None:
-    connection = open_warehouse(pipeline.snapshots, reference_files.load()).connection
+    connection = open_warehouse(local(pipeline.snapshots), reference_files.load()).connection
     [(total,)] = connection.execute("SELECT sum(cost) FROM costs WHERE month = ?", ["2026-10"]).fetchall()
     assert total == TOTAL == written.report.totals["USD"]
     by_row = connection.execute(
@@ -185,7 +209,7 @@ def test_report_total_equals_the_costs_view(written: Written, pipeline: Pipeline
 def test_other_months_get_their_own_report(written: Written, pipeline: Pipeline,
                                            reference_files: ReferenceFiles) -> None:
     reference = reference_files.load()
-    warehouse = open_warehouse(pipeline.snapshots, reference)
+    warehouse = open_warehouse(local(pipeline.snapshots), reference)
     november = build_report(warehouse, reference, "2026-11")
     assert [(r.cost_center, r.requests, r.prompt_tokens) for r in november.rows] == [("CC-A", 1, 7), ("CC-B2", 1, 7)]
     # 7 prompt + 7 completion at 2/8 for m-alpha (new price) and 0.10/0.40 for m-beta, per 1M tokens

@@ -1,7 +1,9 @@
-"""Snapshot stage and the local object store: real Parquet files, read back with pyarrow and DuckDB."""
+"""Snapshot stage and the local object store: real Parquet files committed by manifests, read back
+with pyarrow and DuckDB."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -10,15 +12,26 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.adapters.local_store import LocalObjectStore
-from pipeline.bootstrap import Pipeline, open_pipeline
+from pipeline.bootstrap import SNAPSHOTS, Pipeline, open_pipeline, open_store
 from pipeline.domain.decode import RawMessage
+from pipeline.ports import Ledger
 from pipeline.settings import Settings
-from pipeline.stages.ingest import ingest
-from pipeline.stages.snapshot import STATE_KEY, SnapshotState, load_state, snapshot
+from pipeline.sources import json_lines
+from pipeline.stages.ingest import ingest, ingest_batch
+from pipeline.stages.snapshot import SnapshotConflict, SnapshotResult, manifests, published_files, snapshot
 from pipeline.usage_schema import USAGE_SCHEMA
 from pipeline.warehouse import open_warehouse
-from tests.conftest import Feed
-from tests.factories import event, jsonl, usage
+from tests.conftest import Feed, WriteFile, local
+from tests.factories import event, jsonl, line, usage
+
+PART = re.compile(r"^usage/date=(\d{4}-\d{2}-\d{2})/part-(\d{8})-[0-9a-f]+\.parquet$")
+
+
+def part(key: str) -> tuple[str, str]:
+    """(date, manifest number) in the name of a usage file; fails on any other name."""
+    match = PART.match(key)
+    assert match, key
+    return match[1], match[2]
 
 
 def days_of_traffic(days: dict[str, int]) -> bytes:
@@ -26,125 +39,182 @@ def days_of_traffic(days: dict[str, int]) -> bytes:
                   for day, count in days.items() for n in range(count)])
 
 
-def parquet_files(settings: Settings) -> dict[str, tuple[bytes, int]]:
-    """Every published file under usage/, with its bytes and mtime."""
-    root = settings.snapshots_root
+def stored(settings: Settings, pattern: str = "usage/date=*/part-*.parquet") -> dict[str, tuple[bytes, int]]:
+    """Every object under the snapshot root matching `pattern`, with its bytes and mtime."""
+    root = settings.home / "snapshots"
     return {path.relative_to(root).as_posix(): (path.read_bytes(), path.stat().st_mtime_ns)
-            for path in sorted(root.glob("usage/date=*/part-*.parquet"))}
+            for path in sorted(root.glob(pattern)) if path.is_file()}
 
 
 def usage_ids(pipeline: Pipeline) -> list[str]:
-    rows = open_warehouse(pipeline.snapshots).connection.execute("SELECT event_id FROM usage").fetchall()
+    rows = open_warehouse(local(pipeline.snapshots)).connection.execute("SELECT event_id FROM usage").fetchall()
     return sorted(str(row[0]) for row in rows)
 
 
 def ledger_ids(pipeline: Pipeline) -> list[str]:
-    batches = pipeline.ledger.read(0, pipeline.ledger.head(), 10_000)
-    return sorted(str(v) for batch in batches for v in batch.column("event_id").to_pylist())
+    return sorted(str(v) for v in pipeline.ledger.changes(None, 10_000).table.column("event_id").to_pylist())
+
+
+def assert_published_once(pipeline: Pipeline, events: int) -> None:
+    ids = usage_ids(pipeline)
+    assert ids == ledger_ids(pipeline)
+    assert len(ids) == len(set(ids)) == pipeline.ledger.count() == events
+    assert sum(file.rows for file in published_files(pipeline.snapshots)) == events
 
 
 def test_files_are_partitioned_typed_and_compressed(pipeline: Pipeline, settings: Settings, feed: Feed) -> None:
     feed(days_of_traffic({"2026-10-14": 3, "2026-10-15": 5}))
     result = snapshot(pipeline.ledger, pipeline.snapshots)
-    files = parquet_files(settings)
-    assert sorted(files) == ["usage/date=2026-10-14/part-000000000001-000000000008.parquet",
-                             "usage/date=2026-10-15/part-000000000001-000000000008.parquet"]
-    assert sorted(result.files) == [f"{pipeline.snapshots.url}/{key}" for key in sorted(files)]
-    assert (result.rows, result.watermark_from, result.watermark_to) == (8, 0, 8)
+    files = stored(settings)
+    assert [part(key) for key in files] == [("2026-10-14", "00000001"), ("2026-10-15", "00000001")]
+    assert sorted(result.files) == [f"{pipeline.snapshots.url}/{key}" for key in files]
+    assert (result.rows, result.manifests, result.cursor) == (8, [1], "8")
+    assert list(stored(settings, "_manifests/*")) == ["_manifests/00000001.json"]
+    [manifest] = manifests(pipeline.snapshots)
+    assert (manifest.number, manifest.cursor) == (1, "8")
+    assert sorted((f.key, f.date, f.rows) for f in manifest.files) == [
+        (key, date.fromisoformat(part(key)[0]), rows) for key, rows in zip(files, (3, 5), strict=True)]
+    assert published_files(pipeline.snapshots, (date(2026, 10, 15), date(2026, 10, 16))) == [
+        f for f in manifest.files if f.date == date(2026, 10, 15)]
     total = 0
     for key in files:
-        path = settings.snapshots_root / key
+        path = settings.home / "snapshots" / key
         schema = pq.read_schema(path)
         assert schema.equals(USAGE_SCHEMA)
-        assert schema.metadata[b"chargeback.table"] == b"usage"
-        metadata = pq.ParquetFile(path).metadata
-        codecs = {metadata.row_group(g).column(c).compression
-                  for g in range(metadata.num_row_groups) for c in range(metadata.num_columns)}
+        metadata = schema.metadata or {}
+        assert (metadata.get(b"chargeback.table"), metadata.get(b"chargeback.schema_version")) == (b"usage", b"1")
+        parquet = pq.ParquetFile(path).metadata
+        codecs = {parquet.row_group(g).column(c).compression
+                  for g in range(parquet.num_row_groups) for c in range(parquet.num_columns)}
         assert codecs == {"ZSTD"}
         table = pq.read_table(path)
-        day = key.split("/")[1].removeprefix("date=")
-        assert {ts.date().isoformat() for ts in table.column("timestamp").to_pylist()} == {day}
+        assert {ts.date().isoformat() for ts in table.column("timestamp").to_pylist()} == {part(key)[0]}
         total += table.num_rows
     assert total == pipeline.ledger.count() == 8
-    assert usage_ids(pipeline) == ledger_ids(pipeline)
+    assert_published_once(pipeline, 8)
 
 
 def test_second_snapshot_with_nothing_new_writes_nothing(pipeline: Pipeline, settings: Settings,
                                                          feed: Feed) -> None:
     feed(days_of_traffic({"2026-10-15": 4}))
-    snapshot(pipeline.ledger, pipeline.snapshots)
-    before = parquet_files(settings)
-    state = (settings.snapshots_root / STATE_KEY).read_bytes()
+    first = snapshot(pipeline.ledger, pipeline.snapshots)
+    before = stored(settings, "**/*")
     again = snapshot(pipeline.ledger, pipeline.snapshots)
-    assert (again.rows, again.files, again.already_published) == (0, [], 0)
-    assert parquet_files(settings) == before
-    assert (settings.snapshots_root / STATE_KEY).read_bytes() == state
-    assert load_state(pipeline.snapshots) == SnapshotState(watermark=4)
+    assert (again.rows, again.files, again.manifests, again.cursor) == (0, [], [], first.cursor) == (0, [], [], "4")
+    assert stored(settings, "**/*") == before  # no new manifest, no new file, nothing rewritten
+    assert [m.number for m in manifests(pipeline.snapshots)] == [1]
 
 
 def test_late_events_become_new_files(pipeline: Pipeline, settings: Settings, feed: Feed) -> None:
     feed(days_of_traffic({"2026-10-15": 4}))
     snapshot(pipeline.ledger, pipeline.snapshots)
-    before = parquet_files(settings)
+    before = stored(settings, "**/*")
     feed(jsonl([event(timestamp="2026-10-12T08:00:00Z"), event(timestamp="2026-10-15T23:59:59Z")]))
     late = snapshot(pipeline.ledger, pipeline.snapshots)
-    after = parquet_files(settings)
+    after = stored(settings, "**/*")
     assert {key: after[key] for key in before} == before  # same bytes, same mtime
-    assert sorted(set(after) - set(before)) == [
-        "usage/date=2026-10-12/part-000000000005-000000000006.parquet",
-        "usage/date=2026-10-15/part-000000000005-000000000006.parquet"]
-    assert (late.rows, late.watermark_from, late.watermark_to, len(late.files)) == (2, 4, 6, 2)
-    assert usage_ids(pipeline) == ledger_ids(pipeline)
+    new = sorted(set(after) - set(before))
+    assert new[0] == "_manifests/00000002.json"
+    assert [part(key) for key in new[1:]] == [("2026-10-12", "00000002"), ("2026-10-15", "00000002")]
+    assert (late.rows, late.manifests, late.cursor, len(late.files)) == (2, [2], "6", 2)
+    assert [f.key for f in manifests(pipeline.snapshots)[1].files] == new[1:]
+    assert_published_once(pipeline, 6)
 
 
-def test_resume_after_a_crash_finishes_the_pending_run(pipeline: Pipeline, settings: Settings, feed: Feed) -> None:
+class CrashingStore(LocalObjectStore):
+    """The snapshot store of a process that dies just before its `crash_at`-th commit."""
+
+    def __init__(self, root: Path, crash_at: int = 1) -> None:
+        super().__init__(root)
+        self.commits_left = crash_at - 1
+
+    def put(self, key: str, data: bytes, *, overwrite: bool) -> bool:
+        if key.startswith("_manifests/"):
+            if self.commits_left == 0:
+                raise OSError("killed before the commit")
+            self.commits_left -= 1
+        return super().put(key, data, overwrite=overwrite)
+
+
+@pytest.mark.parametrize(("crash_at", "chunk_rows", "resumed_manifests"), [
+    (1, 1_000_000, [1]),  # nothing was committed
+    (2, 4, [2]),  # the first chunk was committed; finished with another chunk size
+])
+def test_a_crash_before_the_commit_leaves_only_orphans(pipeline: Pipeline, settings: Settings, feed: Feed,
+                                                       crash_at: int, chunk_rows: int,
+                                                       resumed_manifests: list[int]) -> None:
     feed(days_of_traffic({"2026-10-14": 5, "2026-10-15": 5}))
-    first = snapshot(pipeline.ledger, pipeline.snapshots, chunk_rows=4)
-    published = parquet_files(settings)
-    assert len(first.files) == len(published) == 4  # chunks (0,4] (4,8] (8,10]; (4,8] spans both days
-    lost = sorted(published)[1]
-    (settings.snapshots_root / lost).unlink()
-    pipeline.snapshots.put(STATE_KEY, b'{"watermark":0,"pending_upto":10}', overwrite=True)
-    feed(days_of_traffic({"2026-10-16": 2}))  # arrives while the run is pending
-    resumed = snapshot(pipeline.ledger, pipeline.snapshots, chunk_rows=4)
-    assert resumed.files == [f"{pipeline.snapshots.url}/{lost}"]
-    assert resumed.already_published == 3
-    assert resumed.watermark_to == 10
-    after = parquet_files(settings)
-    assert after[lost][0] == published[lost][0]  # the very same bytes again
-    assert {key: after[key] for key in published if key != lost} == {
-        key: value for key, value in published.items() if key != lost}
-    assert load_state(pipeline.snapshots) == SnapshotState(watermark=10)
-    rest = snapshot(pipeline.ledger, pipeline.snapshots, chunk_rows=4)
-    assert (rest.rows, rest.watermark_to) == (2, 12)
-    ids = usage_ids(pipeline)
-    assert ids == ledger_ids(pipeline)
-    assert len(ids) == len(set(ids)) == 12
+    with pytest.raises(OSError, match="killed before the commit"):
+        snapshot(pipeline.ledger, CrashingStore(local(pipeline.snapshots).path(""), crash_at), chunk_rows=chunk_rows)
+    committed = {f.key for f in published_files(pipeline.snapshots)}
+    orphans = set(stored(settings)) - committed
+    assert orphans and {part(key)[1] for key in orphans} == {f"{crash_at:08d}"}
+    assert len(committed) == (0 if crash_at == 1 else 1)  # 4 events of 2026-10-14
+    assert len(usage_ids(pipeline)) == (crash_at - 1) * 4  # the orphans are on disk but nobody reads them
+    feed(days_of_traffic({"2026-10-16": 2}))  # arrives in between
+    resumed = snapshot(pipeline.ledger, pipeline.snapshots)
+    assert (resumed.rows, resumed.manifests, resumed.cursor) == (12 - len(committed) * 4, resumed_manifests, "12")
+    assert set(stored(settings)) >= orphans  # left where they are, still unread
+    assert not orphans & {f.key for f in published_files(pipeline.snapshots)}
+    assert_published_once(pipeline, 12)
+
+
+class RacingStore(LocalObjectStore):
+    """A store on which another snapshot run (over the same ledger) commits just before this one."""
+
+    def __init__(self, root: Path, rival: Ledger) -> None:
+        super().__init__(root)
+        self.rival: Ledger | None = rival
+        self.rival_result = SnapshotResult()
+
+    def put(self, key: str, data: bytes, *, overwrite: bool) -> bool:
+        if key.startswith("_manifests/") and self.rival is not None:
+            rival, self.rival = self.rival, None
+            self.rival_result = snapshot(rival, LocalObjectStore(self.root))
+        return super().put(key, data, overwrite=overwrite)
+
+
+def test_a_run_that_loses_the_race_commits_nothing(pipeline: Pipeline, settings: Settings, feed: Feed) -> None:
+    feed(days_of_traffic({"2026-10-14": 3, "2026-10-15": 3}))
+    racing = RacingStore(local(pipeline.snapshots).path(""), pipeline.ledger)
+    with pytest.raises(SnapshotConflict, match="manifest 1 was committed by another snapshot run"):
+        snapshot(pipeline.ledger, racing)
+    assert (racing.rival_result.rows, racing.rival_result.manifests) == (6, [1])
+    [manifest] = manifests(pipeline.snapshots)
+    assert sorted(f.key for f in manifest.files) == sorted(key.removeprefix(f"{pipeline.snapshots.url}/")
+                                                           for key in racing.rival_result.files)
+    assert len(stored(settings)) == 4  # the loser's two files are orphans
+    assert_published_once(pipeline, 6)
+    assert snapshot(pipeline.ledger, pipeline.snapshots).rows == 0
 
 
 def test_temporary_files_are_never_read(pipeline: Pipeline, settings: Settings, feed: Feed) -> None:
     feed(days_of_traffic({"2026-10-15": 3}))
     snapshot(pipeline.ledger, pipeline.snapshots)
-    [(key, (data, _))] = parquet_files(settings).items()
-    folder = (settings.snapshots_root / key).parent
+    [(key, (data, _))] = stored(settings).items()
+    folder = (settings.home / "snapshots" / key).parent
     (folder / ".part-x.parquet.123.tmp").write_bytes(data)  # a valid copy: reading it would double rows
     (folder / ".part-y.parquet.456.tmp").write_bytes(b"half a fi")
-    other = settings.snapshots_root / "usage" / "date=2026-10-16"
+    (folder / "part-99999999-stray.parquet").write_bytes(data)  # valid and visible, but in no manifest
+    other = settings.home / "snapshots" / "usage" / "date=2026-10-16"
     other.mkdir()
     (other / ".part-z.parquet.789.tmp").write_bytes(data)
     assert usage_ids(pipeline) == ledger_ids(pipeline)
-    assert pipeline.snapshots.list("usage") == [key]
+    assert pipeline.snapshots.list("usage") == sorted([key, f"{key.rsplit('/', 1)[0]}/part-99999999-stray.parquet"])
 
 
 def test_chunk_rows_small_still_writes_every_row_once(pipeline: Pipeline, settings: Settings, feed: Feed) -> None:
     feed(days_of_traffic({"2026-10-13": 4, "2026-10-15": 6}))
     result = snapshot(pipeline.ledger, pipeline.snapshots, chunk_rows=3)
-    assert result.rows == 10
-    names = {key.rsplit("/", 1)[1] for key in parquet_files(settings)}
-    assert names == {f"part-{low + 1:012d}-{min(low + 3, 10):012d}.parquet" for low in range(0, 10, 3)}
-    assert sum(pq.read_metadata(settings.snapshots_root / key).num_rows for key in parquet_files(settings)) == 10
-    ids = usage_ids(pipeline)
-    assert ids == ledger_ids(pipeline) and len(set(ids)) == 10
+    assert (result.rows, result.manifests, result.cursor) == (10, [1, 2, 3, 4], "10")
+    committed = manifests(pipeline.snapshots)
+    assert [(m.number, m.cursor, sum(f.rows for f in m.files)) for m in committed] == [
+        (1, "3", 3), (2, "6", 3), (3, "9", 3), (4, "10", 1)]
+    assert {part(f.key)[1] for f in committed[1].files} == {"00000002"}
+    assert len(committed[1].files) == 2  # events 4-6 span 2026-10-13 and 2026-10-15
+    assert sorted(stored(settings)) == sorted(f.key for f in published_files(pipeline.snapshots))
+    assert sum(pq.read_metadata(settings.home / "snapshots" / key).num_rows for key in stored(settings)) == 10
+    assert_published_once(pipeline, 10)
 
 
 def test_local_store_put_without_overwrite_keeps_the_object(tmp_path: Path) -> None:
@@ -162,7 +232,7 @@ def test_local_store_put_without_overwrite_keeps_the_object(tmp_path: Path) -> N
     assert not (tmp_path / "outside.bin").exists()
 
 
-def test_every_field_round_trips_to_parquet(pipeline: Pipeline, feed: Feed) -> None:
+def test_every_field_round_trips_to_parquet(pipeline: Pipeline, write_file: WriteFile) -> None:
     full = event(eventId="evt-full", timestamp="2026-10-16T01:30:00.123456+02:00", subscriptionId="sub-full",
                  productId="product-x", callerAppId="app-x", callerTenantId="tenant-x", callerObjectId="obj-x",
                  costCenter="CC-X", deployment="dep-alpha", model="m-alpha", region="Sweden Central", stream=True,
@@ -174,16 +244,19 @@ def test_every_field_round_trips_to_parquet(pipeline: Pipeline, feed: Feed) -> N
                  durationMs=0)
     for omitted in ("usage", "apiId", "operationId", "region", "tags"):  # optional fields may be left out
         del bare[omitted]
+    path = write_file("round-trip.jsonl", jsonl([full, bare]))
     started = datetime.now(UTC)
-    feed(jsonl([full, bare]))
+    ingest(json_lines(str(path)), pipeline.ledger, pipeline.counters, pipeline.dead_letters, pipeline.pricer)
     finished = datetime.now(UTC)
     snapshot(pipeline.ledger, pipeline.snapshots)
-    result = open_warehouse(pipeline.snapshots).connection.execute("SELECT * FROM usage ORDER BY event_id")
+    result = open_warehouse(local(pipeline.snapshots)).connection.execute("SELECT * FROM usage ORDER BY event_id")
     names = [column[0] for column in result.description]
     got_full, got_bare = (dict(zip(names, row, strict=True)) for row in result.fetchall())
     ingested = got_full.pop("ingested_at")
     assert started <= ingested <= finished
     assert msgspec.json.decode(got_full.pop("extra")) == {"traceId": "t-1", "usage": {"audioTokens": 3}}
+    no_event_hub = {"eventhub_partition": None, "eventhub_sequence_number": None, "eventhub_offset": None,
+                    "eventhub_enqueued_time": None}
     assert got_full == {
         "event_id": "evt-full", "timestamp": datetime(2026, 10, 15, 23, 30, 0, 123456, UTC),
         "subscription_id": "sub-full", "product_id": "product-x", "api_id": "azure-openai",
@@ -192,6 +265,7 @@ def test_every_field_round_trips_to_parquet(pipeline: Pipeline, feed: Feed) -> N
         "region": "Sweden Central", "stream": True, "status_code": 200, "duration_ms": 1234,
         "usage_source": "stream", "prompt_tokens": 2048, "completion_tokens": 300, "total_tokens": 2348,
         "cached_tokens": 1024, "reasoning_tokens": 120, "tags": {"team": "search", "env": "prod"},
+        "source": str(path), "source_position": "line 1", **no_event_hub,
         "schema_version": 1, "ledger_seq": 1, "date": date(2026, 10, 15)}
     assert got_bare.pop("ingested_at") == ingested  # one batch, one ingestion time
     assert got_bare == {
@@ -201,39 +275,46 @@ def test_every_field_round_trips_to_parquet(pipeline: Pipeline, feed: Feed) -> N
         "caller_object_id": None, "cost_center": None, "deployment": "chat-gpt4o", "model": None, "region": None,
         "stream": False, "status_code": 429, "duration_ms": 0, "usage_source": "none", "prompt_tokens": None,
         "completion_tokens": None, "total_tokens": None, "cached_tokens": None, "reasoning_tokens": None,
-        "tags": None, "extra": None, "schema_version": 1, "ledger_seq": 2, "date": date(2026, 10, 15)}
+        "tags": None, "extra": None, "source": str(path), "source_position": "line 2", **no_event_hub,
+        "schema_version": 1, "ledger_seq": 2, "date": date(2026, 10, 15)}
+
+
+def test_event_hub_origin_round_trips_to_parquet(pipeline: Pipeline) -> None:
+    enqueued = datetime(2026, 10, 15, 12, 30, 1, 250000, UTC)
+    message = RawMessage(line(event(eventId="evt-hub")), "eventhub:ns-chargeback/apim-usage",
+                         "partition 3, sequence 1234", "3", 1234, "8589934592", enqueued)
+    result = ingest_batch([message], pipeline.ledger, pipeline.counters, pipeline.dead_letters, pipeline.pricer)
+    assert (result.ingested, result.counted) == (1, 1)
+    snapshot(pipeline.ledger, pipeline.snapshots)
+    got = open_warehouse(local(pipeline.snapshots)).connection.execute(
+        "SELECT source, source_position, eventhub_partition, eventhub_sequence_number, eventhub_offset, "
+        "eventhub_enqueued_time FROM usage").fetchall()
+    assert got == [("eventhub:ns-chargeback/apim-usage", "partition 3, sequence 1234", "3", 1234, "8589934592",
+                    enqueued)]
 
 
 def snapshot_one_event(home: Path) -> LocalObjectStore:
     opened = open_pipeline(Settings(home))
     try:
         ingest([RawMessage(jsonl([event()]).rstrip(b"\n"), "t", "line 1")], opened.ledger, opened.counters,
-               opened.dead_letters)
+               opened.dead_letters, opened.pricer)
         snapshot(opened.ledger, opened.snapshots)
-        return opened.snapshots
     finally:
         opened.close()
+    store = open_store(Settings(home), SNAPSHOTS)  # as a reader opens it, from the settings
+    assert isinstance(store, LocalObjectStore)
+    assert store.root == (home / "snapshots").resolve()
+    return store
 
 
-@pytest.mark.parametrize("name", ["team [finance]", "team-*", "env=prod"])
+@pytest.mark.parametrize("name", ["team [finance]", "team-*", "env=prod", "100% #1?"])
 def test_snapshots_under_a_home_with_special_characters_are_read(tmp_path: Path, name: str) -> None:
-    # CHARGEBACK_HOME is a user-chosen folder; `[`, `]`, `*` and `=` are legal in folder names. The
-    # warehouse must read this home's files only (not fail, not also read a neighbour's) and the
-    # `usage` view must keep its columns (no Hive partition made up from the folder name).
+    # CHARGEBACK_HOME is a user-chosen folder; `[`, `]`, `*`, `=`, `%`, `#` and `?` are legal in folder
+    # names (and the store URL derived from the home must keep them). The warehouse must read this
+    # home's files only (not fail, not also read a neighbour's) and the `usage` view must keep its
+    # columns (no Hive partition made up from the folder name).
     snapshot_one_event(tmp_path / "team-a")
     store = snapshot_one_event(tmp_path / name)
     result = open_warehouse(store).connection.execute("SELECT * FROM usage")
     assert [column[0] for column in result.description] == [*USAGE_SCHEMA.names, "date"]
     assert len(result.fetchall()) == 1
-
-
-def test_resume_with_another_chunk_size_publishes_no_duplicates(pipeline: Pipeline, feed: Feed) -> None:
-    # The intent is the cursor range; the chunk size is not recorded with it. A run that died
-    # with chunk_rows=4 and is finished by one with the default chunk size (a restart with other
-    # settings, or a new release) must still publish each event exactly once.
-    feed(days_of_traffic({"2026-10-14": 5, "2026-10-15": 5}))
-    snapshot(pipeline.ledger, pipeline.snapshots, chunk_rows=4)
-    pipeline.snapshots.put(STATE_KEY, b'{"watermark":0,"pending_upto":10}', overwrite=True)
-    snapshot(pipeline.ledger, pipeline.snapshots)
-    ids = usage_ids(pipeline)
-    assert len(ids) == len(set(ids)) == 10

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.ports import Ledger, ObjectStore
+from pipeline.usage_schema import USAGE_SCHEMA
 
 USAGE_PREFIX = "usage"
 MANIFEST_PREFIX = "_manifests"
@@ -93,7 +94,8 @@ def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK
         number += 1
         run = uuid.uuid4().hex[:12]
         files = []
-        for day, rows in _split_by_date(changes.table):
+        table = changes.table.replace_schema_metadata(USAGE_SCHEMA.metadata)
+        for day, rows in _split_by_date(table):
             key = f"{USAGE_PREFIX}/date={day.isoformat()}/part-{number:08d}-{run}.parquet"
             store.put(key, _parquet_bytes(rows), overwrite=False)  # a fresh name: never taken
             files.append(PublishedFile(key, day, rows.num_rows))
