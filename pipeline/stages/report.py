@@ -178,27 +178,35 @@ def exact_text(amount: Decimal | None) -> str:
     return "" if amount is None else format(MONEY.normalize(amount), "f")
 
 
-def write_report(report: Report, out_dir: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
-    """Write the report files; each is written to a temporary name and renamed into place."""
+def render_report(report: Report, formats: Iterable[str] = FORMATS) -> dict[str, bytes]:
+    """The report's files as {file name: bytes}: `chargeback-YYYY-MM.csv`, its `-unpriced.csv`
+    companion, and `chargeback-YYYY-MM.parquet`, for the formats asked."""
     wanted = list(formats)
     unknown = [f for f in wanted if f not in FORMATS]
     if unknown:
         raise ReportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"chargeback-{report.month}"
-    written = []
+    stem = f"chargeback-{report.month}"
+    files: dict[str, bytes] = {}
     if "csv" in wanted:
-        written.append(_publish(stem.with_suffix(".csv"), _csv(REPORT_COLUMNS, (
-            {**row.values(), "cost": exact_text(row.cost)} for row in report.rows))))
-        written.append(_publish(out_dir / f"chargeback-{report.month}-unpriced.csv", _csv(
-            UNPRICED_COLUMNS, ({c: getattr(row, c) for c in UNPRICED_COLUMNS} for row in report.unpriced))))
+        files[f"{stem}.csv"] = _csv(REPORT_COLUMNS, (
+            {**row.values(), "cost": exact_text(row.cost)} for row in report.rows))
+        files[f"{stem}-unpriced.csv"] = _csv(
+            UNPRICED_COLUMNS, ({c: getattr(row, c) for c in UNPRICED_COLUMNS} for row in report.unpriced))
     if "parquet" in wanted:
         table = pa.Table.from_pylist([row.values() for row in report.rows], schema=REPORT_SCHEMA)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
-        written.append(_publish(stem.with_suffix(".parquet"), sink.getvalue().to_pybytes()))
-    report.files = written
-    return written
+        files[f"{stem}.parquet"] = sink.getvalue().to_pybytes()
+    return files
+
+
+def write_report(report: Report, out_dir: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """Write the report files into a folder; each is written to a temporary name and renamed
+    into place."""
+    files = render_report(report, formats)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report.files = [_publish(out_dir / name, data) for name, data in files.items()]
+    return report.files
 
 
 def _csv(columns: tuple[str, ...], rows: Iterable[dict[str, object]]) -> bytes:

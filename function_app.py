@@ -1,0 +1,9 @@
+"""The Azure Functions app: registers the blueprints of pipeline.functions, nothing else."""
+
+import azure.functions as func
+
+from pipeline.functions import eventhub, timers
+
+app = func.FunctionApp()
+app.register_blueprint(eventhub.bp)
+app.register_blueprint(timers.bp)

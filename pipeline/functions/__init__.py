@@ -1,0 +1,11 @@
+"""The Azure Functions entry points (Python v2 programming model), as blueprints that the root
+`function_app.py` registers:
+
+    eventhub.bp   ingest_usage_events   Event Hub trigger, batches of usage events -> ingest
+    timers.bp     snapshot_usage        every 15 minutes: ledger -> Parquet snapshots
+                  refresh_reports       daily: this month's (and early on, last month's) report
+
+Each trigger body only translates the host's input into one call of a plain function in the
+same module; tests call those functions directly. App settings, host.json choices and the
+retry semantics are described in docs/functions.md.
+"""
