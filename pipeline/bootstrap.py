@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -70,7 +71,10 @@ def open_ledger(settings: Settings) -> Ledger:
     if url.startswith("cosmos://"):
         from pipeline.adapters.cosmos_ledger import open_cosmos_ledger
 
-        return open_cosmos_ledger(url, key=settings.cosmos_key)
+        options: dict[str, Any] = {}
+        if settings.cosmos_settle_seconds is not None:
+            options["settle_seconds"] = settings.cosmos_settle_seconds
+        return open_cosmos_ledger(url, key=settings.cosmos_key, create=settings.create_resources, **options)
     raise SettingsError(f"CHARGEBACK_LEDGER {url!r}: expected sqlite:///PATH or cosmos://HOST/DATABASE/CONTAINER")
 
 
@@ -82,7 +86,7 @@ def open_counters(settings: Settings, budgets: Budgets) -> Counters:
     if url.startswith(("redis://", "rediss://")):
         from pipeline.adapters.redis_counters import open_redis_counters
 
-        return open_redis_counters(url, budgets)
+        return open_redis_counters(url, budgets, username=settings.redis_username)
     raise SettingsError(f"CHARGEBACK_COUNTERS {url!r}: expected sqlite:///PATH, redis://HOST:PORT/DB or "
                         "rediss://HOST:PORT/DB")
 
@@ -97,7 +101,8 @@ def open_store(settings: Settings, area: str) -> ObjectStore:
         from pipeline.adapters.blob_store import open_blob_store
 
         return open_blob_store(url, account_url=settings.storage_account_url,
-                               connection_string=settings.storage_connection_string)
+                               connection_string=settings.storage_connection_string,
+                               create_container=settings.create_resources)
     raise SettingsError(f"CHARGEBACK_STORE {settings.store!r}: expected file:///PATH or az://CONTAINER/PREFIX")
 
 

@@ -24,6 +24,11 @@ Cosmos DB and Blob Storage use DefaultAzureCredential (managed identity in Azure
 the local emulators only: CHARGEBACK_COSMOS_KEY, AZURE_STORAGE_CONNECTION_STRING. For Blob with
 identity, CHARGEBACK_STORAGE_ACCOUNT_URL names the account (https://ACCOUNT.blob.core.windows.net).
 `sqlite:///relative/path` is relative to the working directory, `sqlite:////abs/path` absolute.
+
+Also: CHARGEBACK_REDIS_USERNAME (the object id of the identity that signs in to Azure Cache for
+Redis with Entra ID), CHARGEBACK_COSMOS_SETTLE_SECONDS (how old a ledger item must be before a
+snapshot takes it; default 120, 0 for one local writer), CHARGEBACK_CREATE_RESOURCES=1 (create
+a missing Cosmos DB database/container or Blob container: local emulators and tests only).
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ class Settings:
     prices: Path | None = None
     deployments: Path | None = None
     cost_centers: Path | None = None
+    create_resources: bool = False  # create the Cosmos container / Blob container if missing (local only)
+    cosmos_settle_seconds: float | None = None
+    redis_username: str | None = None
 
     def __post_init__(self) -> None:
         # Defaults derive from the home; frozen, so set through object.__setattr__.
@@ -84,6 +92,9 @@ class Settings:
             prices=path("CHARGEBACK_PRICES"),
             deployments=path("CHARGEBACK_DEPLOYMENTS"),
             cost_centers=path("CHARGEBACK_COST_CENTERS"),
+            create_resources=get("CHARGEBACK_CREATE_RESOURCES") == "1",
+            cosmos_settle_seconds=float(settle) if (settle := get("CHARGEBACK_COSMOS_SETTLE_SECONDS")) else None,
+            redis_username=get("CHARGEBACK_REDIS_USERNAME"),
         )
 
     @property

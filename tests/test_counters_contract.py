@@ -276,18 +276,17 @@ class FakeCredential:
         return AccessToken(self.token, self.expires_on)
 
 
-def test_entra_id_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entra_id_credentials() -> None:
     claims = base64.urlsafe_b64encode(json.dumps({"oid": "object-1"}).encode()).decode().rstrip("=")
     credential = FakeCredential(f"header.{claims}.signature", int(time.time()) + 3600)
-    monkeypatch.delenv("CHARGEBACK_REDIS_USERNAME", raising=False)
     provider = EntraIdCredentialProvider(credential)
     assert provider.get_credentials() == ("object-1", credential.token)  # the token's oid
     assert not provider.renew_due() and provider.renew_due(now=time.time() + 3400)
-    monkeypatch.setenv("CHARGEBACK_REDIS_USERNAME", "object-2")
-    assert EntraIdCredentialProvider(credential).get_credentials() == ("object-2", credential.token)
-    opened = open_redis_counters("rediss://cache.example.invalid:6380/0", Budgets())
-    assert isinstance(opened._client.connection_pool.connection_kwargs["credential_provider"],
-                      EntraIdCredentialProvider)
+    named = EntraIdCredentialProvider(credential, username="object-2")  # CHARGEBACK_REDIS_USERNAME
+    assert named.get_credentials() == ("object-2", credential.token)
+    opened = open_redis_counters("rediss://cache.example.invalid:6380/0", Budgets(), username="object-3")
+    chosen = opened._client.connection_pool.connection_kwargs["credential_provider"]
+    assert isinstance(chosen, EntraIdCredentialProvider) and chosen._username == "object-3"
     opened.close()
 
 

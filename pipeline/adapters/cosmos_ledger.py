@@ -41,7 +41,6 @@ is one this call sent: the new/duplicate counts stay exact.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import secrets
 import threading
@@ -212,9 +211,10 @@ def open_cosmos_ledger(url: str, key: str | None = None, *, create: bool = False
                        default_ttl: int = -1, workers: int = 16, **options: Any) -> CosmosLedger:
     """`cosmos://HOST[:PORT]/DATABASE/CONTAINER` over https. `key` is for the local stand-in only;
     otherwise DefaultAzureCredential (managed identity in Azure). The database and container are
-    created only with create=True or CHARGEBACK_COSMOS_CREATE=1 (local and test use), with
-    `default_ttl` (-1: never expire; RESTATEMENT_TTL_SECONDS: 400 days). CHARGEBACK_COSMOS_SETTLE_SECONDS
-    overrides the settle time (e.g. 0 for a local demo that snapshots right after ingesting)."""
+    created only with create=True (local and test use: CHARGEBACK_CREATE_RESOURCES=1), with
+    `default_ttl` (-1: never expire; RESTATEMENT_TTL_SECONDS: 400 days). `settle_seconds` (option,
+    CHARGEBACK_COSMOS_SETTLE_SECONDS) may be 0 for a single local writer that snapshots right
+    after ingesting."""
     parsed = urlparse(url)
     names = [part for part in parsed.path.split("/") if part]
     if parsed.scheme != "cosmos" or not parsed.netloc or len(names) != 2:
@@ -232,10 +232,8 @@ def open_cosmos_ledger(url: str, key: str | None = None, *, create: bool = False
     client = CosmosClient(f"https://{parsed.netloc}/", credential=credential, connection_policy=policy,
                           transport=RequestsTransport(session=session, session_owner=True))
     database = client.get_database_client(names[0])
-    if create or os.environ.get("CHARGEBACK_COSMOS_CREATE") == "1":
+    if create:
         database = client.create_database_if_not_exists(names[0])
         database.create_container_if_not_exists(names[1], partition_key=PartitionKey("/id"),
                                                 default_ttl=default_ttl, indexing_policy=INDEXING_POLICY)
-    if "settle_seconds" not in options and os.environ.get("CHARGEBACK_COSMOS_SETTLE_SECONDS"):
-        options["settle_seconds"] = float(os.environ["CHARGEBACK_COSMOS_SETTLE_SECONDS"])
     return CosmosLedger(database.get_container_client(names[1]), workers=workers, client=client, **options)

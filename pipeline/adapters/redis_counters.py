@@ -45,7 +45,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -373,7 +372,7 @@ class EntraIdCredentialProvider(CredentialProvider):
     def __init__(self, credential: TokenCredential | None = None, username: str | None = None, *,
                  renew_before_seconds: float = 300) -> None:
         self._credential = credential
-        self._username = username or os.environ.get(USERNAME_VARIABLE) or None
+        self._username = username or None
         self._renew_before = renew_before_seconds  # Azure asks for a new token >= 3 min before expiry
         self._earliest_expiry: float | None = None
         self._lock = threading.Lock()
@@ -408,7 +407,7 @@ def _object_id(token: str) -> str:
                          "of the identity that connects to Redis") from error
 
 
-def open_redis_counters(url: str, budgets: Budgets) -> RedisCounters:
+def open_redis_counters(url: str, budgets: Budgets, username: str | None = None) -> RedisCounters:
     """`redis://[:PASSWORD@]HOST:PORT/DB` (local), `rediss://HOST:PORT/DB` (Azure, Entra ID)."""
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss"):
@@ -417,5 +416,5 @@ def open_redis_counters(url: str, budgets: Budgets) -> RedisCounters:
     if parsed.scheme == "rediss" and not parsed.password:
         if parsed.username:
             raise ValueError(f"{USERNAME_VARIABLE} names the Entra user; rediss:// URLs carry no username")
-        options["credential_provider"] = EntraIdCredentialProvider()
+        options["credential_provider"] = EntraIdCredentialProvider(username=username)
     return RedisCounters(redis.Redis.from_url(url, **options), budgets)
