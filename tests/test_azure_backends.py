@@ -1,0 +1,143 @@
+"""The whole pipeline on the real local servers: Cosmos DB stand-in (ledger), redis-server
+(counters) and Azurite (snapshots, dead letters), chosen by the settings' URLs exactly as in
+production. Two consumers race over overlapping batches; every CLI command gives the same
+results as on the embedded defaults."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from pipeline.bootstrap import open_pipeline
+from pipeline.cli import main
+from pipeline.domain.decode import RawMessage
+from pipeline.settings import Settings
+from pipeline.stages.ingest import ingest_batch
+from tests.conftest import SETTINGS_VARIABLES
+from tests.factories import event, jsonl, line, usage
+from tests.servers import CosmosEndpoint
+
+DEPLOYMENTS = "deployment,model,deployment_type,region\nchat-gpt4o,gpt-4o,global,\n"
+TOTAL = 400
+COST_CENTERS = "subscription_id,cost_center,effective_from,effective_to\nsub-a,CC-A,2026-01-01,\n"
+
+
+@pytest.fixture
+def azure_env(tmp_path: Path, redis_url: str, azurite_connection_string: str, cosmos_endpoint: CosmosEndpoint,
+              monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Environment variables that point every backend at a fresh place on the real servers."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    database = redis_url.rsplit("/", 1)[0] + "/7"
+    redis.Redis.from_url(database).flushdb()
+    host = cosmos_endpoint.url.removeprefix("https://").rstrip("/")
+    env = {
+        "CHARGEBACK_HOME": str(tmp_path / "home"),
+        "CHARGEBACK_LEDGER": f"cosmos://{host}/{name}/ledger",
+        "CHARGEBACK_COSMOS_KEY": cosmos_endpoint.key,
+        "CHARGEBACK_COSMOS_SETTLE_SECONDS": "0",  # one writer at a time in these tests
+        "CHARGEBACK_COUNTERS": database,
+        "CHARGEBACK_STORE": f"az://{name}/chargeback",
+        "AZURE_STORAGE_CONNECTION_STRING": azurite_connection_string,
+        "CHARGEBACK_CREATE_RESOURCES": "1",
+    }
+    for variable in SETTINGS_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    home = Path(env["CHARGEBACK_HOME"])
+    home.mkdir()
+    (home / "deployments.csv").write_text(DEPLOYMENTS)
+    (home / "cost-centers.csv").write_text(COST_CENTERS)
+    yield env
+    redis.Redis.from_url(database).flushdb()
+
+
+def _events(count: int) -> list[dict[str, Any]]:
+    return [event(eventId=f"race-{n:05d}", subscriptionId=f"sub-{'ab'[n % 2]}", deployment="chat-gpt4o",
+                  timestamp=f"2026-10-{1 + n % 28:02d}T{n % 24:02d}:15:00Z", usage=usage(100 + n, 10 + n % 7))
+            for n in range(count)]
+
+
+def test_two_consumers_over_overlapping_batches_count_every_event_once(azure_env: dict[str, str]) -> None:
+    events = _events(TOTAL)
+    messages = [RawMessage(line(body), "eventhub:test/usage", f"sequence {n}") for n, body in enumerate(events)]
+    # Consumer A sees events 0-249 in batches of 50; B sees 150-399 in batches of 75 (the last
+    # one shorter): the overlap lands in both, as after a partition rebalance.
+    plans = [[messages[i:i + 50] for i in range(0, 250, 50)],
+             [messages[i:min(i + 75, TOTAL)] for i in range(150, TOTAL, 75)]]
+    pipelines = [open_pipeline(Settings.from_env()) for _ in plans]
+    ingested = [0, 0]
+    start = threading.Barrier(len(plans))
+
+    def consume(index: int) -> None:
+        start.wait()
+        for batch in plans[index]:
+            result = ingest_batch(batch, pipelines[index].ledger, pipelines[index].counters,
+                                  pipelines[index].dead_letters, pipelines[index].pricer)
+            ingested[index] += result.ingested
+
+    threads = [threading.Thread(target=consume, args=(index,)) for index in range(len(plans))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        ledger, counters = pipelines[0].ledger, pipelines[0].counters
+        assert sum(ingested) == ledger.count() == TOTAL
+        totals = {row.subscription_id: (row.requests, row.prompt_tokens, row.completion_tokens, row.spend_micros)
+                  for row in counters.month_to_date("2026-10")}
+        for subscription, parity in (("sub-a", 0), ("sub-b", 1)):
+            mine = [n for n in range(TOTAL) if n % 2 == parity]
+            prompt = sum(100 + n for n in mine)
+            completion = sum(10 + n % 7 for n in mine)
+            # gpt-4o global: 2.50 per 1M input, 10.00 per 1M output; per event, in micro-USD
+            spend = sum(round((100 + n) * 2.5 + (10 + n % 7) * 10) for n in mine)
+            assert totals[subscription] == (TOTAL // 2, prompt, completion, spend)
+    finally:
+        for opened in pipelines:
+            opened.close()
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_every_command_works_on_the_real_servers_as_on_the_embedded_defaults(
+        azure_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bodies = [*_events(60), event(eventId="race-00001"), event(statusCode=429, usage=None, usageSource="none")]
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(jsonl(bodies) + b"not json\n")
+
+    def pipeline_run(out: Path) -> tuple[str, str, str]:
+        ingested = run("ingest", str(source))
+        run("snapshot")
+        run("report", "--month", "2026-10", "--out", str(out))
+        queried = run("query", "SELECT cost_center, sum(cost) AS cost, count(*) AS n FROM costs "
+                               "WHERE month = '2026-10' GROUP BY ALL ORDER BY ALL", "--format", "csv")
+        return ingested, queried, run("usage", "--month", "2026-10")
+
+    on_azure = pipeline_run(tmp_path / "azure")
+    for variable in azure_env:
+        if variable != "CHARGEBACK_HOME":
+            monkeypatch.delenv(variable)
+    monkeypatch.setenv("CHARGEBACK_HOME", str(tmp_path / "embedded"))
+    (tmp_path / "embedded").mkdir()
+    for name in ("deployments.csv", "cost-centers.csv"):
+        (tmp_path / "embedded" / name).write_text((Path(azure_env["CHARGEBACK_HOME"]) / name).read_text())
+    embedded = pipeline_run(tmp_path / "embedded-out")
+
+    assert "ingested 61, duplicates 1, dead-lettered 1" in on_azure[0].replace("\n", " ")
+    assert on_azure[1] == embedded[1]  # same query result
+    assert on_azure[2] == embedded[2]  # same live usage
+    for name in ("chargeback-2026-10.csv", "chargeback-2026-10-unpriced.csv"):
+        assert (tmp_path / "azure" / name).read_bytes() == (tmp_path / "embedded-out" / name).read_bytes()
+    assert "CC-A" in on_azure[1]
