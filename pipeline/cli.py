@@ -6,107 +6,38 @@ from __future__ import annotations
 import csv
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import wraps
 from pathlib import Path
-from typing import ParamSpec, TypeVar
 
 import click
-import duckdb
 import msgspec
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from pipeline import demo_traffic
 from pipeline.bootstrap import (
     SNAPSHOTS,
-    Pipeline,
-    SettingsError,
-    has_embedded_ledger_data,
     open_budgets,
     open_counters,
-    open_pipeline,
     open_store,
 )
-from pipeline.domain.costing import Reference
+from pipeline.cli_support import (
+    catch_up,
+    console,
+    load_reference_files,
+    notices,
+    pipeline,
+    reference_options,
+    user_errors,
+)
 from pipeline.domain.decode import RawMessage
-from pipeline.domain.pricing import CatalogError
 from pipeline.presentation import LiveUsage, show_ingest, show_report, show_snapshot, show_usage
-from pipeline.reference_files import load_reference
 from pipeline.settings import Settings
 from pipeline.sources import json_lines
 from pipeline.stages.ingest import IngestResult, ingest
-from pipeline.stages.report import FORMATS, ReportError, build_report, check_month, write_report
+from pipeline.stages.report import FORMATS, build_report, check_month, write_report
 from pipeline.stages.snapshot import snapshot
 from pipeline.warehouse import month_bounds, open_warehouse
-
-P = ParamSpec("P")
-R = TypeVar("R")
-console = Console()
-notices = Console(stderr=True)
-
-
-def user_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn the errors a user can cause into click errors (one line, exit 1)."""
-    @wraps(command)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except (CatalogError, ReportError, SettingsError) as error:
-            raise click.ClickException(str(error)) from None
-        except duckdb.Error as error:
-            raise click.ClickException(f"query failed: {str(error).splitlines()[0]}") from None
-        except OSError as error:
-            where = f"{error.filename}: " if error.filename else ""
-            raise click.ClickException(f"{where}{error.strerror or error}") from None
-    return run
-
-
-@contextmanager
-def pipeline(settings: Settings) -> Iterator[Pipeline]:
-    opened = open_pipeline(settings)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-def reference_options(command: Callable[P, R]) -> Callable[P, R]:
-    options = [
-        click.option("--prices", type=click.Path(dir_okay=False, path_type=Path), envvar="CHARGEBACK_PRICES",
-                     help="Price catalog CSV (default: the shipped catalog)."),
-        click.option("--deployments", type=click.Path(dir_okay=False, path_type=Path),
-                     envvar="CHARGEBACK_DEPLOYMENTS",
-                     help="Deployment map CSV (default: $CHARGEBACK_HOME/deployments.csv)."),
-        click.option("--cost-centers", type=click.Path(dir_okay=False, path_type=Path),
-                     envvar="CHARGEBACK_COST_CENTERS",
-                     help="Cost-center map CSV (default: $CHARGEBACK_HOME/cost-centers.csv)."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _reference(settings: Settings, prices: Path | None, deployments: Path | None,
-               cost_centers: Path | None) -> Reference:
-    for given in (prices, deployments, cost_centers):
-        if given is not None and not given.exists():
-            raise click.ClickException(f"{given}: no such file")
-    return load_reference(prices, deployments or settings.deployments_csv,
-                          cost_centers or settings.cost_centers_csv)
-
-
-def _catch_up(settings: Settings, out: Console) -> None:
-    """Publish ledger events not yet in the snapshots, so reports and queries see all of them."""
-    if not has_embedded_ledger_data(settings):
-        return
-    with pipeline(settings) as p:
-        result = snapshot(p.ledger, p.snapshots)
-        if result.rows:
-            show_snapshot(out, result)
 
 
 @click.group()
@@ -167,8 +98,8 @@ def report_command(month: str, out: Path | None, formats: str, prices: Path | No
     """
     settings = Settings.from_env()
     check_month(month)
-    reference = _reference(settings, prices, deployments, cost_centers)
-    _catch_up(settings, console)
+    reference = load_reference_files(settings, prices, deployments, cost_centers)
+    catch_up(settings, console)
     report = build_report(open_warehouse(open_store(settings, SNAPSHOTS), reference, month_bounds(month)), reference,
                           month)
     files = write_report(report, out or settings.reports_dir, [f.strip() for f in formats.split(",") if f.strip()])
@@ -191,8 +122,8 @@ def query_command(sql: str, output: str, prices: Path | None, deployments: Path 
     Example: chargeback query "SELECT cost_center, sum(cost) FROM costs GROUP BY ALL"
     """
     settings = Settings.from_env()
-    reference = _reference(settings, prices, deployments, cost_centers)
-    _catch_up(settings, notices)
+    reference = load_reference_files(settings, prices, deployments, cost_centers)
+    catch_up(settings, notices)
     result = open_warehouse(open_store(settings, SNAPSHOTS), reference).connection.execute(sql)
     if result is None:
         raise click.ClickException("no SQL statement given")
@@ -265,7 +196,7 @@ def demo_command(events: int, month: str | None, seed: int) -> None:
         progress.stop()
         show_ingest(console, result)
         show_snapshot(console, snapshot(p.ledger, p.snapshots))
-    reference = _reference(settings, None, None, None)
+    reference = load_reference_files(settings, None, None, None)
     report = build_report(open_warehouse(open_store(settings, SNAPSHOTS), reference, month_bounds(month)), reference,
                           month)
     files = write_report(report, settings.reports_dir)
@@ -289,3 +220,6 @@ def _write_if_absent(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     console.print(f"wrote demo map {path}")
+
+
+# Commands defined in their own modules (ops: replay, corrections, reconcile), registered here.
