@@ -223,3 +223,6 @@ def _write_if_absent(path: Path, text: str) -> None:
 
 
 # Commands defined in their own modules (ops: replay, corrections, reconcile), registered here.
+from pipeline.cli_reconcile import reconcile_command  # noqa: E402
+
+main.add_command(reconcile_command)

@@ -76,6 +76,15 @@ class Counters(Protocol):
 
     def alerts(self, month: str) -> list[BudgetAlert]: ...
 
+    def clear_month(self, month: str) -> None:
+        """Remove the month's sums (hourly, subscription, cost center); marks and alerts stay.
+        Reconcile calls it before counting the month again from the ledger."""
+        ...
+
+    def forget(self, event_ids: Sequence[str]) -> None:
+        """Remove the dedupe marks of these events, so that `add` counts them again."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from pipeline.domain.events import UsageEvent
+from pipeline.domain.events import Origin, Usage, UsageEvent
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -89,3 +89,26 @@ def events_table(events: Sequence[UsageEvent], ingested_at: Sequence[datetime],
     if ledger_seq is not None:
         columns["ledger_seq"] = list(ledger_seq)
     return pa.Table.from_pydict(columns, schema=USAGE_SCHEMA)
+
+
+def events_from_table(table: pa.Table) -> list[UsageEvent]:
+    """The events of a USAGE_SCHEMA table (the inverse of `events_table`, origin included)."""
+    events = []
+    for row in table.to_pylist():
+        prompt = row["prompt_tokens"]
+        usage = None if prompt is None else Usage(
+            prompt, row["completion_tokens"], row["total_tokens"], row["cached_tokens"] or 0,
+            row["reasoning_tokens"] or 0)
+        origin = None if row["source"] is None else Origin(
+            row["source"], row["source_position"] or "", row["eventhub_partition"],
+            row["eventhub_sequence_number"], row["eventhub_offset"], row["eventhub_enqueued_time"])
+        events.append(UsageEvent(
+            schema_version=row["schema_version"], event_id=row["event_id"], timestamp=row["timestamp"],
+            subscription_id=row["subscription_id"], deployment=row["deployment"], stream=row["stream"],
+            status_code=row["status_code"], duration_ms=row["duration_ms"], usage_source=row["usage_source"],
+            usage=usage, product_id=row["product_id"], api_id=row["api_id"], operation_id=row["operation_id"],
+            caller_app_id=row["caller_app_id"], caller_tenant_id=row["caller_tenant_id"],
+            caller_object_id=row["caller_object_id"], cost_center=row["cost_center"], model=row["model"],
+            region=row["region"], tags=None if row["tags"] is None else dict(row["tags"]), extra=row["extra"],
+            origin=origin))
+    return events

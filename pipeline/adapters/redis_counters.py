@@ -316,6 +316,31 @@ class RedisCounters:
         alerts = [_alert(record) for record in cast(list[Any], self._client.hvals(self._key("a", month)))]
         return sorted(alerts, key=lambda a: (a.raised_at.isoformat(), a.scope.value, a.key, a.threshold))
 
+    def clear_month(self, month: str) -> None:
+        self._renew_auth()
+        subs = [_text(m) for m in cast(set[Any], self._client.smembers(self._key("si", month)))]
+        centers = [_text(m) for m in cast(set[Any], self._client.smembers(self._key("ci", month)))]
+        hours = {sub: [hour for hour in map(_text, cast(list[Any], self._client.zrange(self._key("hi", sub), 0, -1)))
+                       if hour.startswith(month)] for sub in subs}
+        pipe = self._client.pipeline(transaction=True)
+        for sub in subs:
+            pipe.delete(self._key("s", month, sub))
+            for hour in hours[sub]:
+                pipe.delete(self._key("h", hour, sub))
+            if hours[sub]:
+                pipe.zrem(self._key("hi", sub), *hours[sub])
+        for center in centers:
+            pipe.delete(self._key("c", month, center))
+        pipe.delete(self._key("si", month), self._key("ci", month))
+        pipe.execute()
+
+    def forget(self, event_ids: Sequence[str]) -> None:
+        self._renew_auth()
+        pipe = self._client.pipeline(transaction=False)
+        for start in range(0, len(event_ids), CHUNK):
+            pipe.delete(*(self._key("e", event_id) for event_id in event_ids[start:start + CHUNK]))
+        pipe.execute()
+
     def _renew_auth(self) -> None:
         """With Entra ID, re-open the connections before their token expires (they reconnect, and
         so authenticate with a fresh token, on the next command)."""

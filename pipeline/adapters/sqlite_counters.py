@@ -151,6 +151,26 @@ class SqliteCounters:
                             datetime.fromisoformat(raised_at))
                 for scope, key, month_, threshold, spend, budget, currency, raised_at in cursor]
 
+    def clear_month(self, month: str) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("DELETE FROM hourly WHERE substr(hour, 1, 7) = ?", (month,))
+            self._db.execute("DELETE FROM monthly WHERE month = ?", (month,))
+            self._db.execute("DELETE FROM cost_center_monthly WHERE month = ?", (month,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def forget(self, event_ids: Sequence[str]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("DELETE FROM counted WHERE event_id = ?", [(event_id,) for event_id in event_ids])
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
     def close(self) -> None:
         self._db.close()
 
