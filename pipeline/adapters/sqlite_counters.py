@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 from pipeline.adapters.sqlite_ledger import connect
@@ -59,7 +60,6 @@ _UPSERT_COST_CENTER = _upsert("cost_center_monthly", 2, ("requests", "spend_micr
 _LOOKUP_CHUNK = 500  # below SQLite's limit on bound parameters
 
 Key = tuple[str, ...]
-ZERO = timedelta(0)
 
 
 class SqliteCounters:
@@ -188,21 +188,33 @@ def _totals(pairs: Iterable[tuple[UsageEvent, LiveCharge]]) -> tuple[
     cost_centers: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
     for event, charge in pairs:
         hour = hour_key(event)
+        month = hour[:7]
         usage = event.usage
-        tokens = ((usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens, usage.reasoning_tokens,
-                   usage.total_tokens) if usage else (0, 0, 0, 0, 0))
-        _add(hourly[(event.subscription_id, event.deployment, hour)], (1, *tokens))
-        _add(monthly[(event.subscription_id, hour[:7])], (1, *tokens, charge.micros, 0 if charge.priced else 1))
-        _add(cost_centers[(charge.cost_center, hour[:7])], (1, charge.micros))
+        h = hourly[(event.subscription_id, event.deployment, hour)]
+        m = monthly[(event.subscription_id, month)]
+        c = cost_centers[(charge.cost_center, month)]
+        h[0] += 1
+        m[0] += 1
+        c[0] += 1
+        c[1] += charge.micros
+        m[6] += charge.micros
+        if not charge.priced:
+            m[7] += 1
+        if usage is not None:
+            for total in (h, m):  # HOURLY and MONTHLY share the order requests, *TOKENS
+                total[1] += usage.prompt_tokens
+                total[2] += usage.cached_tokens
+                total[3] += usage.completion_tokens
+                total[4] += usage.reasoning_tokens
+                total[5] += usage.total_tokens
     return hourly, monthly, cost_centers
-
-
-def _add(total: list[int], values: tuple[int, ...]) -> None:
-    for index, value in enumerate(values):
-        total[index] += value
 
 
 def hour_key(event: UsageEvent) -> str:
     """`YYYY-MM-DDTHH` of the event's UTC timestamp."""
-    moment = event.timestamp
-    return (moment if moment.utcoffset() == ZERO else moment.astimezone(UTC)).isoformat()[:13]
+    return _hour_text(int(event.timestamp.timestamp()) // 3600)
+
+
+@lru_cache(maxsize=4096)  # a batch spans few hours
+def _hour_text(number: int) -> str:
+    return datetime.fromtimestamp(number * 3600, UTC).strftime("%Y-%m-%dT%H")

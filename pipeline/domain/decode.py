@@ -121,7 +121,7 @@ def _decode(body: bytes) -> UsageEvent:
         if not str(error).startswith("Object contains unknown field"):
             raise
         return _decode_with_extra_fields(body)
-    if any(marker in body for marker in _RESERVED_MARKERS):
+    if b'"__' in body and any(marker in body for marker in _RESERVED_MARKERS):  # both names start "__
         reserved = [name for name in RESERVED_FIELDS if name in _document(body)]
         if reserved:
             raise InvalidEvent("schema", f"field `{reserved[0]}` is reserved")
