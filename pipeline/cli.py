@@ -226,3 +226,7 @@ def _write_if_absent(path: Path, text: str) -> None:
 from pipeline.cli_reconcile import reconcile_command  # noqa: E402
 
 main.add_command(reconcile_command)
+
+from pipeline.cli_replay import replay_command  # noqa: E402
+
+main.add_command(replay_command)

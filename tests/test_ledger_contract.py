@@ -195,6 +195,17 @@ def test_concurrent_overlapping_appends_count_each_event_once(backend: Backend) 
     assert sorted(ids(read_all(handles[1], max_rows=7)[0])) == [f"evt-{i:02d}" for i in range(30)]
 
 
+def test_existing_tells_which_event_ids_the_ledger_holds(backend: Backend) -> None:
+    ledger = backend.ledger()
+    assert ledger.existing([]) == set() and ledger.existing(["evt-0"]) == set()
+    held = [FULL, event("x" * 256), *(event(f"evt-{i:04d}") for i in range(0, 1100, 37))]
+    ledger.append(held)
+    asked = [f"evt-{i:04d}" for i in range(1100)] + [FULL.event_id, "x" * 256, "y" * 256, "evt-0000", "full/evt"]
+    assert ledger.existing(asked) == {e.event_id for e in held}  # over several chunks, repeats and odd ids
+    assert backend.ledger().existing([FULL.event_id, "evt-0037", "evt-0038"]) == {FULL.event_id, "evt-0037"}
+    assert ledger.count() == len(held)  # a read: nothing written
+
+
 # ---------------------------------------------------------------------------------------------- Cosmos only
 
 class Faults:

@@ -19,6 +19,7 @@ from pipeline.ports import AppendResult, Changes
 from pipeline.usage_schema import USAGE_SCHEMA
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LOOKUP_CHUNK = 500  # eventIds per IN query: below SQLite's limit on bound parameters
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 _COLUMNS = [f.name for f in USAGE_SCHEMA if f.name not in ("ledger_seq",)]
@@ -78,6 +79,15 @@ class SqliteLedger:
         if not rows:
             return Changes(USAGE_SCHEMA.empty_table(), cursor)
         return Changes(pa.Table.from_batches([_record_batch(rows)]), str(rows[-1][-1]))
+
+    def existing(self, event_ids: Sequence[str]) -> set[str]:
+        unique = list(dict.fromkeys(event_ids))
+        found: set[str] = set()
+        for start in range(0, len(unique), LOOKUP_CHUNK):
+            chunk = unique[start:start + LOOKUP_CHUNK]
+            query = f"SELECT event_id FROM events WHERE event_id IN ({', '.join('?' * len(chunk))})"
+            found.update(row[0] for row in self._db.execute(query, chunk))
+        return found
 
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
