@@ -17,6 +17,9 @@ from pipeline.domain.live import Budgets, LivePricer
 from pipeline.ports import Counters, Ledger, ObjectStore
 from pipeline.reference_files import load_budgets, load_reference
 from pipeline.settings import Settings, sqlite_path
+from pipeline.stages.correct import CORRECTIONS, load_corrections
+from pipeline.stages.report import Report, build_report
+from pipeline.warehouse import month_bounds, open_warehouse
 
 SNAPSHOTS = "snapshots"
 DEAD_LETTERS = "dead-letters"
@@ -104,6 +107,17 @@ def open_store(settings: Settings, area: str) -> ObjectStore:
                                connection_string=settings.storage_connection_string,
                                create_container=settings.create_resources)
     raise SettingsError(f"CHARGEBACK_STORE {settings.store!r}: expected file:///PATH or az://CONTAINER/PREFIX")
+
+
+def monthly_report(settings: Settings, reference: Reference, month: str) -> Report:
+    """The month's report from the committed snapshots, with every recorded correction applied:
+    what `chargeback report`, the demo and the daily Functions timer all publish."""
+    warehouse = open_warehouse(open_store(settings, SNAPSHOTS), reference, month_bounds(month))
+    try:
+        corrections = load_corrections(open_store(settings, CORRECTIONS))
+        return build_report(warehouse, reference, month, corrections=corrections)
+    finally:
+        warehouse.connection.close()
 
 
 def has_embedded_ledger_data(settings: Settings) -> bool:

@@ -17,6 +17,7 @@ from rich.table import Table
 from pipeline import demo_traffic
 from pipeline.bootstrap import (
     SNAPSHOTS,
+    monthly_report,
     open_budgets,
     open_counters,
     open_store,
@@ -34,10 +35,11 @@ from pipeline.domain.decode import RawMessage
 from pipeline.presentation import LiveUsage, show_ingest, show_report, show_snapshot, show_usage
 from pipeline.settings import Settings
 from pipeline.sources import json_lines
+from pipeline.stages.correct import CORRECTIONS, load_corrections
 from pipeline.stages.ingest import IngestResult, ingest
-from pipeline.stages.report import FORMATS, build_report, check_month, write_report
+from pipeline.stages.report import FORMATS, check_month, write_report
 from pipeline.stages.snapshot import snapshot
-from pipeline.warehouse import month_bounds, open_warehouse
+from pipeline.warehouse import open_warehouse
 
 
 @click.group()
@@ -100,8 +102,7 @@ def report_command(month: str, out: Path | None, formats: str, prices: Path | No
     check_month(month)
     reference = load_reference_files(settings, prices, deployments, cost_centers)
     catch_up(settings, console)
-    report = build_report(open_warehouse(open_store(settings, SNAPSHOTS), reference, month_bounds(month)), reference,
-                          month)
+    report = monthly_report(settings, reference, month)
     files = write_report(report, out or settings.reports_dir, [f.strip() for f in formats.split(",") if f.strip()])
     show_report(console, report)
     for path in files:
@@ -124,7 +125,8 @@ def query_command(sql: str, output: str, prices: Path | None, deployments: Path 
     settings = Settings.from_env()
     reference = load_reference_files(settings, prices, deployments, cost_centers)
     catch_up(settings, notices)
-    result = open_warehouse(open_store(settings, SNAPSHOTS), reference).connection.execute(sql)
+    corrections = load_corrections(open_store(settings, CORRECTIONS))
+    result = open_warehouse(open_store(settings, SNAPSHOTS), reference, corrections=corrections).connection.execute(sql)
     if result is None:
         raise click.ClickException("no SQL statement given")
     names = [column[0] for column in result.description or []]
@@ -197,8 +199,7 @@ def demo_command(events: int, month: str | None, seed: int) -> None:
         show_ingest(console, result)
         show_snapshot(console, snapshot(p.ledger, p.snapshots))
     reference = load_reference_files(settings, None, None, None)
-    report = build_report(open_warehouse(open_store(settings, SNAPSHOTS), reference, month_bounds(month)), reference,
-                          month)
+    report = monthly_report(settings, reference, month)
     files = write_report(report, settings.reports_dir)
     show_report(console, report)
     for path in files:
@@ -230,3 +231,8 @@ main.add_command(reconcile_command)
 from pipeline.cli_replay import replay_command  # noqa: E402
 
 main.add_command(replay_command)
+
+from pipeline.cli_correct import correct_command, corrections_command  # noqa: E402
+
+main.add_command(correct_command)
+main.add_command(corrections_command)

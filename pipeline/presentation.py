@@ -9,10 +9,12 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.domain.corrections import Kind
 from pipeline.domain.live import MICROS, BudgetAlert, Budgets, BudgetScope, SubscriptionMonth
 from pipeline.domain.pricing import money_sum
 from pipeline.stages.ingest import IngestResult
 from pipeline.stages.report import Report, ReportRow
+from pipeline.stages.restate import Restatement
 from pipeline.stages.snapshot import SnapshotResult
 
 MAX_ROWS = 40
@@ -39,6 +41,11 @@ def show_ingest(console: Console, result: IngestResult) -> None:
     if result.dead_letter_objects:
         folder = result.dead_letter_objects[-1].rsplit("/", 2)[0]
         console.print(f"  {len(result.dead_letter_objects)} dead-letter file(s) under {folder}")
+    if result.counters_degraded:
+        console.print(f"warning: the live counters were unavailable ({result.counters_error}); "
+                      f"{result.uncounted:,} event(s) are in the ledger but not counted. Once they are back run: "
+                      + "; ".join(f"chargeback reconcile --apply --month {month}"
+                                  for month in sorted(result.uncounted_months)), style="yellow", markup=False)
 
 
 def show_snapshot(console: Console, result: SnapshotResult) -> None:
@@ -57,8 +64,18 @@ def show_report(console: Console, report: Report) -> None:
     console.print(_summary_table(f"Chargeback {report.month} by model", ("model", "type"), by_model))
     totals = report.totals
     total_text = ", ".join(money(amount, currency) for currency, amount in totals.items()) or "nothing priced"
+    others = sorted({row.catalog_version for row in report.rows if row.catalog_version} - {report.catalog_version})
     console.print(f"[bold]Total {total_text}[/] over {report.requests:,} requests "
-                  f"(prices: catalog {report.catalog_version})")
+                  f"(prices: catalog {report.catalog_version}"
+                  + (f"; repriced by corrections with catalog {', '.join(others)})" if others else ")"))
+    if report.corrections:
+        console.print(f"corrections applied: {len(report.corrections)} (lines they set are marked "
+                      "charge_class=Correction)")
+        for correction in report.corrections:
+            voided = (f", {report.voided.get(correction.id, 0):,} requests voided"
+                      if correction.kind is Kind.VOID else "")
+            console.print(f"  {correction.id} {correction.describe()}{voided}: {correction.reason} "
+                          f"(by {correction.by})", markup=False)
     if report.unpriced:
         console.print(f"[yellow]warning: {report.unpriced_requests:,} requests are unpriced; they stay in the "
                       "report with an empty cost:[/]")
@@ -73,6 +90,26 @@ def show_report(console: Console, report: Report) -> None:
         for reason, (requests, tokens) in sorted(reasons.items()):
             table.add_row(reason, f"{requests:,}", f"{tokens:,}", examples[reason])
         console.print(table)
+    if report.restatement is not None:
+        show_restatement(console, report.restatement)
+
+
+def show_restatement(console: Console, restatement: Restatement) -> None:
+    previous = restatement.version - 1
+    console.print(f"[yellow]restated {restatement.month}[/]: version {restatement.version} replaces version "
+                  f"{previous}, kept as {', '.join(restatement.history)}")
+    if not restatement.lines:
+        console.print("  no cost center's total changed")
+    else:
+        table = Table("cost center", "old", "new", "delta", "corrections",
+                      title=f"Restatement {restatement.month} (v{previous} -> v{restatement.version})",
+                      title_justify="left")
+        for line in restatement.lines:
+            table.add_row(line.cost_center, money(line.old, line.currency), money(line.new, line.currency),
+                          f"{'+' if line.delta > 0 else ''}{money(line.delta, line.currency)}",
+                          " ".join(line.corrections) or "-")
+        console.print(table)
+    console.print(f"wrote {restatement.location or restatement.key}")
 
 
 Summary = dict[tuple[str, ...], tuple[int, int, dict[str, Decimal]]]

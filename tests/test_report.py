@@ -115,7 +115,7 @@ def written(pipeline: Pipeline, feed: Feed, reference_files: ReferenceFiles, tmp
 def test_csv_rows_match_the_hand_computed_costs(written: Written) -> None:
     header = (written.out / "chargeback-2026-10.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header.startswith(HEADER + ",")
-    assert header == HEADER + ",catalog_version"
+    assert header == HEADER + ",catalog_version,charge_class"  # charge_class: FOCUS ChargeClass, see corrections
     rows = written.rows()
     got = {(r["cost_center"], r["subscription_id"], r["model"], r["deployment_type"], r["currency"]):
            (r["requests"], r["prompt_tokens"], r["cached_tokens"], r["completion_tokens"], r["cost"]) for r in rows}
@@ -176,7 +176,7 @@ def test_live_spend_reconciles_with_the_report(written: Written, pipeline: Pipel
 def test_parquet_report_equals_the_csv(written: Written) -> None:
     table = pq.read_table(written.out / "chargeback-2026-10.parquet")
     assert table.schema.field("cost").type == pa.decimal128(38, 12)
-    assert table.column_names == [*HEADER.split(","), "catalog_version"]
+    assert table.column_names == [*HEADER.split(","), "catalog_version", "charge_class"]
     from_parquet = table.to_pylist()
     from_csv = written.rows()
     assert len(from_parquet) == len(from_csv)

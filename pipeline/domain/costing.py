@@ -16,6 +16,8 @@ from enum import StrEnum
 from pipeline.domain.mappings import CostCenterMap, DeploymentMap
 from pipeline.domain.pricing import Price, PriceCatalog
 
+CORRECTION = "Correction"  # FOCUS ChargeClass of lines set by a correction
+
 
 class UsageState(StrEnum):
     """Whether a group of events carries token counts."""
@@ -53,10 +55,22 @@ class Resolution:
     price: Price | None
     unpriced: Unpriced | None
     detail: str
+    catalog_version: str = ""  # the catalog that priced it ("" when unpriced)
+    corrections: tuple[str, ...] = ()  # ids of the corrections that changed it (pipeline.domain.corrections)
+    uncorrected: Resolution | None = None  # what it would be without those corrections
 
     @property
     def priced(self) -> bool:
         return self.price is not None
+
+    @property
+    def charge_class(self) -> str:
+        """FOCUS ChargeClass: `Correction` when a correction set the cost center or the price."""
+        return CORRECTION if self.corrections else ""
+
+    @property
+    def currency(self) -> str:
+        return self.price.currency if self.price else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +104,7 @@ class Reference:
         if price is None:
             return unpriced(Unpriced.NO_PRICE, f"no price for {model} ({deployment.deployment_type}, "
                             f"region {deployment.region or '*'}) on {key.day}")
-        return Resolution(cost_center, model, deployment_type, price, None, "")
+        return Resolution(cost_center, model, deployment_type, price, None, "", self.catalog.version)
 
 
 @dataclass(frozen=True, slots=True)

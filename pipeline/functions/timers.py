@@ -13,13 +13,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import azure.functions as func
 
-from pipeline.bootstrap import REPORTS, SNAPSHOTS, open_ledger, open_store
+from pipeline.bootstrap import REPORTS, SNAPSHOTS, monthly_report, open_ledger, open_store
 from pipeline.reference_files import load_reference
 from pipeline.settings import Settings
 from pipeline.stages.publish import publish_report
-from pipeline.stages.report import build_report
 from pipeline.stages.snapshot import SnapshotConflict, SnapshotResult, snapshot
-from pipeline.warehouse import month_bounds, open_warehouse
 
 SNAPSHOT_SCHEDULE = "0 */15 * * * *"
 REPORT_SCHEDULE = "0 30 1 * * *"  # 01:30 UTC (WEBSITE_TIME_ZONE unset), after the 01:15 snapshot
@@ -68,15 +66,10 @@ def refresh_reports(settings: Settings, today: date) -> list[str]:
     the settings' catalog and maps (as `chargeback report`), and publish them into the
     `reports` area of the store; returns the keys written."""
     reference = load_reference(settings.prices, settings.deployments_csv, settings.cost_centers_csv)
-    snapshots, reports = open_store(settings, SNAPSHOTS), open_store(settings, REPORTS)
+    reports = open_store(settings, REPORTS)
     keys = []
     for month in report_months(today):
-        warehouse = open_warehouse(snapshots, None, month_bounds(month))
-        try:
-            report = build_report(warehouse, reference, month)
-        finally:
-            warehouse.connection.close()
-        keys.extend(publish_report(report, reports))
+        keys.extend(publish_report(monthly_report(settings, reference, month), reports, today=today))
     return keys
 
 

@@ -3,6 +3,11 @@
 Pricing happens here, from the events and the catalogs, so history can always be re-priced.
 Usage without a price stays in the report as rows with an empty cost (token totals reconcile
 with the ledger and counters) and is also listed on its own with the reason.
+
+Recorded corrections (pipeline.domain.corrections) apply here: voided events are left out of
+the aggregation (an anti-join in DuckDB), reassigns and reprices change the resolution of the
+groups they cover, and the lines they set are marked `charge_class = Correction`. A month written
+before is restated, never silently replaced (pipeline.stages.restate).
 """
 
 from __future__ import annotations
@@ -14,19 +19,25 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.domain.costing import CostLine, Reference
+from pipeline.adapters.local_store import LocalObjectStore
+from pipeline.domain.corrections import NO_CORRECTIONS, Correction, Corrections
+from pipeline.domain.costing import CostLine, Reference, Resolution
 from pipeline.domain.pricing import MONEY, money_sum
-from pipeline.warehouse import Warehouse, month_bounds, usage_key
+from pipeline.ports import ObjectStore
+from pipeline.stages import restate
+from pipeline.stages.restate import Restatement
+from pipeline.warehouse import NOT_VOIDED, STATE_SQL, Warehouse, month_bounds, register_corrections, usage_key
 
 REPORT_COLUMNS = ("month", "cost_center", "subscription_id", "model", "deployment_type", "requests",
                   "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "currency",
-                  "catalog_version")
+                  "catalog_version", "charge_class")  # extend at the end only, never reorder
 UNPRICED_COLUMNS = ("month", "reason", "cost_center", "subscription_id", "deployment", "model", "requests",
                     "prompt_tokens", "cached_tokens", "completion_tokens", "detail")
 FORMATS = ("csv", "parquet")
@@ -37,8 +48,15 @@ REPORT_SCHEMA = pa.schema([
     ("month", pa.string()), ("cost_center", pa.string()), ("subscription_id", pa.string()),
     ("model", pa.string()), ("deployment_type", pa.string()), ("requests", pa.int64()),
     ("prompt_tokens", pa.int64()), ("cached_tokens", pa.int64()), ("completion_tokens", pa.int64()),
-    ("cost", COST), ("currency", pa.string()), ("catalog_version", pa.string()),
+    ("cost", COST), ("currency", pa.string()), ("catalog_version", pa.string()), ("charge_class", pa.string()),
 ])
+_KEY = f"u.date, u.subscription_id, u.cost_center, u.deployment, u.model, {STATE_SQL}"
+_SUMS = ("count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(cached_tokens), 0), "
+         "coalesce(sum(completion_tokens), 0), coalesce(sum(reasoning_tokens), 0)")
+GROUPS_SQL = (f"SELECT {_KEY}, {_SUMS} FROM usage u WHERE u.date >= ? AND u.date < ? AND {NOT_VOIDED} "
+              "GROUP BY ALL ORDER BY ALL")
+VOIDED_SQL = (f"SELECT {_KEY}, v.correction, count(*) FROM usage u JOIN voided_events v ON v.event_id = u.event_id "
+              "WHERE u.date >= ? AND u.date < ? GROUP BY ALL ORDER BY ALL")
 
 
 class ReportError(ValueError):
@@ -54,6 +72,7 @@ class ReportRow:
     deployment_type: str
     currency: str
     catalog_version: str
+    charge_class: str = ""
     requests: int = 0
     prompt_tokens: int = 0
     cached_tokens: int = 0
@@ -87,6 +106,10 @@ class Report:
     unpriced: list[UnpricedRow]
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    corrections: list[Correction] = field(default_factory=list)  # those that changed this month
+    voided: dict[str, int] = field(default_factory=dict)  # correction id -> requests it voided
+    explanations: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (cost center, currency) -> ids
+    restatement: Restatement | None = None  # set when writing replaced an earlier, different version
 
     @property
     def totals(self) -> dict[str, Decimal]:
@@ -96,6 +119,15 @@ class Report:
             if row.cost is not None:
                 by_currency[row.currency].append(row.cost)
         return {currency: money_sum(costs) for currency, costs in sorted(by_currency.items())}
+
+    @property
+    def cost_center_totals(self) -> dict[tuple[str, str], Decimal]:
+        """Cost per (cost center, currency)."""
+        by_pair: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
+        for row in self.rows:
+            if row.cost is not None:
+                by_pair[(row.cost_center, row.currency)].append(row.cost)
+        return {pair: money_sum(costs) for pair, costs in sorted(by_pair.items())}
 
     @property
     def requests(self) -> int:
@@ -112,46 +144,72 @@ def check_month(month: str) -> str:
     return month
 
 
-def build_report(warehouse: Warehouse, reference: Reference, month: str) -> Report:
+def build_report(warehouse: Warehouse, reference: Reference, month: str,
+                 corrections: Corrections | None = None) -> Report:
+    """Price the month's usage, with the recorded corrections applied (none when not given).
+    The warehouse's `voided_events` view is redefined for these corrections."""
     started = time.perf_counter()
     start, end = month_bounds(check_month(month))
-    groups = warehouse.connection.execute(
-        "SELECT date, subscription_id, cost_center, deployment, model, "
-        "CASE WHEN prompt_tokens IS NOT NULL THEN 'measured' WHEN usage_source = 'stream' THEN 'pending' "
-        "ELSE 'none' END AS state, count(*), coalesce(sum(prompt_tokens), 0), "
-        "coalesce(sum(cached_tokens), 0), coalesce(sum(completion_tokens), 0), "
-        "coalesce(sum(reasoning_tokens), 0) "
-        "FROM usage WHERE date >= ? AND date < ? GROUP BY ALL ORDER BY ALL", [start, end]).fetchall()
+    corrections = corrections or NO_CORRECTIONS
+    register_corrections(warehouse.connection, corrections)
+    groups = warehouse.connection.execute(GROUPS_SQL, [start, end]).fetchall()
     lines = [
-        CostLine(key, reference.resolve(key), *(int(n) for n in row[6:]))
+        CostLine(key, corrections.resolve(reference, key), *(int(n) for n in row[6:]))
         for row in groups
         for key in (usage_key(row[:6]),)
     ]
-    report = Report(month, reference.catalog.version, _rows(month, lines, reference.catalog.version),
-                    _unpriced(month, lines))
+    explanations: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for line in lines:
+        _explain(explanations, line.resolution, corrections.reassigned_to(line.key))
+    voided: dict[str, int] = defaultdict(int)
+    for row in warehouse.connection.execute(VOIDED_SQL, [start, end]).fetchall():
+        key, correction_id, requests = usage_key(row[:6]), str(row[6]), int(row[7])
+        voided[correction_id] += requests
+        explanations[_pair(corrections.resolve(reference, key))].add(correction_id)
+    applied = set(voided) | {c for line in lines for c in line.resolution.corrections}
+    report = Report(month, reference.catalog.version, _rows(month, lines), _unpriced(month, lines),
+                    corrections=corrections.by_id(applied), voided=dict(voided), explanations=dict(explanations))
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _rows(month: str, lines: Iterable[CostLine], version: str) -> list[ReportRow]:
-    rows: dict[tuple[str, str, str, str, str], ReportRow] = {}
-    costs: dict[tuple[str, str, str, str, str], list[Decimal]] = defaultdict(list)
+def _pair(resolution: Resolution) -> tuple[str, str]:
+    return resolution.cost_center, resolution.currency
+
+
+def _explain(explanations: dict[tuple[str, str], set[str]], resolution: Resolution,
+             reassigned_to: Iterable[str]) -> None:
+    """A corrected line's corrections explain its cost center, the one it would have without
+    them, and those that earlier reassigns it overrides gave it."""
+    if not resolution.corrections:
+        return
+    pairs = {_pair(resolution), *((cost_center, resolution.currency) for cost_center in reassigned_to)}
+    if resolution.uncorrected is not None:
+        pairs.add(_pair(resolution.uncorrected))
+    for pair in pairs:
+        explanations[pair].update(resolution.corrections)
+
+
+def _rows(month: str, lines: Iterable[CostLine]) -> list[ReportRow]:
+    rows: dict[tuple[str, ...], ReportRow] = {}
+    costs: dict[tuple[str, ...], list[Decimal]] = defaultdict(list)
     for line in lines:
         resolved = line.resolution
-        currency = resolved.price.currency if resolved.price else ""
+        currency = resolved.currency
         key = (resolved.cost_center, line.key.subscription_id, resolved.model or "",
-               resolved.deployment_type or "", currency)
+               resolved.deployment_type or "", currency, resolved.catalog_version if currency else "",
+               resolved.charge_class)
         row = rows.get(key)
         if row is None:
-            row = rows[key] = ReportRow(month, *key[:4], currency, version if currency else "")
+            row = rows[key] = ReportRow(month, *key)
         row.requests += line.requests
         row.prompt_tokens += line.prompt_tokens
         row.cached_tokens += line.cached_tokens
         row.completion_tokens += line.completion_tokens
         if line.cost is not None:
             costs[key].append(line.cost)
-    for key, amounts in costs.items():
-        rows[key].cost = money_sum(amounts)
+    for pair, amounts in costs.items():
+        rows[pair].cost = money_sum(amounts)
     return [rows[key] for key in sorted(rows)]
 
 
@@ -200,12 +258,38 @@ def render_report(report: Report, formats: Iterable[str] = FORMATS) -> dict[str,
     return files
 
 
+def is_closed(month: str, today: date | None = None) -> bool:
+    """A month is closed once the next one has begun (UTC)."""
+    return month < f"{today or datetime.now(UTC).date():%Y-%m}"
+
+
+def store_report(report: Report, store: ObjectStore, formats: Iterable[str] = FORMATS,
+                 today: date | None = None) -> list[str]:
+    """Write the report's files into a store (each object replaced atomically); returns their
+    keys. The formats already there are rewritten too, so that no stale file stays next to the
+    new ones. When a CLOSED month was written before with other content, the previous files are
+    kept in history and a restatement is written first (`report.restatement`); the current
+    month's report is provisional and is replaced in place."""
+    wanted = list(formats)
+    render_report(report, wanted)  # an unknown format fails before the store is read
+    current = restate.current_files(store, report.month)
+    files = render_report(report, set(wanted) | restate.present_formats(current, report.month))
+    report.restatement = None
+    if is_closed(report.month, today) and restate.changed(current, files):
+        report.restatement = restate.restate(store, report.month, current, report.cost_center_totals,
+                                             report.explanations)
+    for key, data in files.items():
+        store.put(key, data, overwrite=True)
+    return list(files)
+
+
 def write_report(report: Report, out_dir: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
-    """Write the report files into a folder; each is written to a temporary name and renamed
-    into place."""
-    files = render_report(report, formats)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report.files = [_publish(out_dir / name, data) for name, data in files.items()]
+    """Write the report files into a folder (through the local object store: each file is
+    written to a temporary name and renamed into place); see `store_report`."""
+    keys = store_report(report, LocalObjectStore(out_dir), formats)
+    report.files = [out_dir / key for key in keys]
+    if report.restatement is not None:
+        report.restatement.location = str(out_dir / report.restatement.key)
     return report.files
 
 
@@ -216,9 +300,3 @@ def _csv(columns: tuple[str, ...], rows: Iterable[dict[str, object]]) -> bytes:
     writer.writerows(rows)
     return text.getvalue().encode("utf-8")
 
-
-def _publish(path: Path, data: bytes) -> Path:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
-    return path
