@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SERVICES     := bash scripts/services.sh
 SERVICES_ENV := .services/env
 
-.PHONY: demo test lint typecheck unit clean help services-install services-start services-stop services-status
+.PHONY: demo test lint typecheck unit clean help services-install services-start services-stop services-status checkov-venv
 
 help:
 	@echo "make demo   - create .venv if missing, run the whole pipeline on a month of synthetic traffic"
@@ -20,6 +20,18 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,functions]'
 	touch $(STAMP)
+
+# checkov (tests/test_terraform.py) in a virtual environment of its own: its bc-python-hcl2
+# dependency would overwrite the `hcl2` module of python-hcl2, which the Terraform checks import.
+CHECKOV_VENV  := $(VENV)/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+checkov-venv: $(CHECKOV_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/chargeback demo
@@ -48,7 +60,7 @@ services-status:
 # ruff, mypy and pytest with the servers' endpoints exported. The servers are stopped whatever
 # happens (failure, Ctrl-C); every check runs, and the exit status is pytest's when it failed,
 # else the first failing check's.
-test: $(STAMP) services-install
+test: $(STAMP) services-install checkov-venv
 	@trap '$(SERVICES) stop' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
 	$(SERVICES) start || exit $$?; \
 	set -a; . ./$(SERVICES_ENV); set +a; \
@@ -66,3 +78,4 @@ clean:
 .PHONY: package
 package: $(STAMP)
 	$(BIN)/python scripts/package_functions.py --out dist/chargeback-functions.zip
+

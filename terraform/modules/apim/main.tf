@@ -1,0 +1,145 @@
+# The gateway teams call instead of Azure OpenAI. Its policies are the files of apim_policies/,
+# loaded by the root module and passed in as they are: this module never contains policy XML.
+# Identities: the system-assigned identity signs in to Azure OpenAI (the policy's
+# authentication-managed-identity has no client-id) and to the usage Event Hub (the logger).
+resource "azurerm_api_management" "this" {
+  name                          = var.name
+  location                      = var.location
+  resource_group_name           = var.resource_group_name
+  publisher_name                = var.publisher_name
+  publisher_email               = var.publisher_email
+  sku_name                      = var.sku_name
+  zones                         = length(var.zones) > 0 ? var.zones : null
+  min_api_version               = "2021-08-01"
+  public_network_access_enabled = true # the gateway teams call
+  tags                          = var.tags
+
+  identity {
+    type = "SystemAssigned"
+  }
+}
+
+# log-to-eventhub logger-id in fragments/chargeback-emit-usage.xml. Entra ID: endpoint + identity,
+# no connection string.
+resource "azurerm_api_management_logger" "usage" {
+  name                = var.usage_logger_name
+  api_management_name = azurerm_api_management.this.name
+  resource_group_name = var.resource_group_name
+  description         = "APIM usage events (one per request) to the chargeback pipeline's hub"
+
+  eventhub {
+    name         = var.usage_hub_name
+    endpoint_uri = var.usage_namespace_fqdn
+  }
+}
+
+resource "azurerm_api_management_named_value" "this" {
+  for_each = var.named_values
+
+  name                = each.key
+  display_name        = each.key
+  api_management_name = azurerm_api_management.this.name
+  resource_group_name = var.resource_group_name
+  value               = each.value
+  secret              = false
+}
+
+resource "azurerm_api_management_policy_fragment" "this" {
+  for_each = var.policy_fragments
+
+  name              = each.key
+  api_management_id = azurerm_api_management.this.id
+  format            = "rawxml"
+  value             = each.value
+
+  depends_on = [azurerm_api_management_named_value.this, azurerm_api_management_logger.usage]
+}
+
+resource "azurerm_api_management_api" "openai" {
+  name                  = "azure-openai"
+  api_management_name   = azurerm_api_management.this.name
+  resource_group_name   = var.resource_group_name
+  revision              = "1"
+  display_name          = "Azure OpenAI"
+  path                  = "openai"
+  protocols             = ["https"]
+  service_url           = "${trimsuffix(var.openai_endpoint, "/")}/openai"
+  subscription_required = true
+
+  subscription_key_parameter_names {
+    header = "api-key"
+    query  = "api-key"
+  }
+
+  import {
+    content_format = "openapi+json-link"
+    content_value  = var.openai_api_spec_url
+  }
+}
+
+resource "azurerm_api_management_api_policy" "openai" {
+  api_name            = azurerm_api_management_api.openai.name
+  api_management_name = azurerm_api_management.this.name
+  resource_group_name = var.resource_group_name
+  xml_content         = var.api_policy_xml
+
+  depends_on = [azurerm_api_management_policy_fragment.this]
+}
+
+# One product and one subscription per team: the subscription id is the subscriptionId of the
+# team's usage events (cost-centers.csv maps it to a cost center). APIM generates the keys; they
+# are read in the portal or with `az rest` by the team's owners, never written here.
+resource "azurerm_api_management_product" "team" {
+  for_each = var.teams
+
+  product_id            = each.key
+  display_name          = each.value.display_name
+  description           = each.value.description
+  api_management_name   = azurerm_api_management.this.name
+  resource_group_name   = var.resource_group_name
+  subscription_required = true
+  approval_required     = true
+  subscriptions_limit   = 1
+  published             = true
+}
+
+resource "azurerm_api_management_product_api" "team" {
+  for_each = var.teams
+
+  product_id          = azurerm_api_management_product.team[each.key].product_id
+  api_name            = azurerm_api_management_api.openai.name
+  api_management_name = azurerm_api_management.this.name
+  resource_group_name = var.resource_group_name
+}
+
+resource "azurerm_api_management_subscription" "team" {
+  for_each = var.teams
+
+  subscription_id     = each.key
+  display_name        = each.value.display_name
+  product_id          = azurerm_api_management_product.team[each.key].id
+  api_management_name = azurerm_api_management.this.name
+  resource_group_name = var.resource_group_name
+  state               = "active"
+  allow_tracing       = false
+}
+
+# GatewayLogs and GatewayLlmLogs (token counts per request; the LLM message logging of the API
+# stays off, so no prompt or completion text is logged) to the gateway-logs hub, and with full
+# monitoring to Log Analytics as well.
+resource "azurerm_monitor_diagnostic_setting" "gateway" {
+  name                           = "apim-gateway-logs"
+  target_resource_id             = azurerm_api_management.this.id
+  eventhub_name                  = var.gateway_logs_hub_name
+  eventhub_authorization_rule_id = var.diagnostics_authorization_rule_id
+  log_analytics_workspace_id     = var.log_analytics_workspace_id
+  log_analytics_destination_type = var.log_analytics_workspace_id == null ? null : "Dedicated"
+
+  enabled_log {
+    category = "GatewayLogs"
+  }
+
+  enabled_log {
+    category = "GatewayLlmLogs"
+  }
+}

@@ -1,0 +1,93 @@
+# The ledger (pipeline/adapters/cosmos_ledger.py): one item per event, id = eventId, partition key
+# /id, so that a redelivered event always meets its first copy and gets 409. The indexing policy is
+# the adapter's INDEXING_POLICY (only ingestedAt and id, plus the composite index the snapshot
+# cursor query needs); tests/test_terraform.py compares the two.
+resource "azurerm_cosmosdb_account" "this" {
+  name                                  = var.account_name
+  location                              = var.location
+  resource_group_name                   = var.resource_group_name
+  offer_type                            = "Standard"
+  kind                                  = "GlobalDocumentDB"
+  local_authentication_enabled          = false # Entra ID (data-plane RBAC) only: no account keys
+  access_key_metadata_writes_enabled    = false
+  public_network_access_enabled         = var.private_endpoints_enabled ? false : true
+  network_acl_bypass_for_azure_services = false
+  minimal_tls_version                   = "Tls12"
+  automatic_failover_enabled            = false
+  tags                                  = var.tags
+
+  consistency_policy {
+    consistency_level = "Session"
+  }
+
+  geo_location {
+    location          = var.location
+    failover_priority = 0
+    zone_redundant    = var.zone_redundant
+  }
+
+  dynamic "capabilities" {
+    for_each = var.serverless ? ["EnableServerless"] : []
+
+    content {
+      name = capabilities.value
+    }
+  }
+
+  backup {
+    type = "Continuous"
+    tier = "Continuous7Days"
+  }
+}
+
+resource "azurerm_cosmosdb_sql_database" "this" {
+  name                = var.database_name
+  resource_group_name = var.resource_group_name
+  account_name        = azurerm_cosmosdb_account.this.name
+}
+
+resource "azurerm_cosmosdb_sql_container" "ledger" {
+  name                  = var.container_name
+  resource_group_name   = var.resource_group_name
+  account_name          = azurerm_cosmosdb_account.this.name
+  database_name         = azurerm_cosmosdb_sql_database.this.name
+  partition_key_paths   = ["/id"]
+  partition_key_version = 2
+  default_ttl           = var.ledger_ttl_seconds
+
+  dynamic "autoscale_settings" {
+    for_each = var.serverless ? [] : [var.max_throughput]
+
+    content {
+      max_throughput = autoscale_settings.value
+    }
+  }
+
+  indexing_policy {
+    indexing_mode = "consistent"
+
+    included_path {
+      path = "/ingestedAt/?"
+    }
+
+    included_path {
+      path = "/id/?"
+    }
+
+    excluded_path {
+      path = "/*"
+    }
+
+    composite_index {
+      index {
+        path  = "/ingestedAt"
+        order = "Ascending"
+      }
+
+      index {
+        path  = "/id"
+        order = "Ascending"
+      }
+    }
+  }
+}

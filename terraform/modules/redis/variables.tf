@@ -1,0 +1,34 @@
+variable "name" {
+  type        = string
+  description = "Name of the Managed Redis instance."
+}
+
+variable "sku_name" {
+  type        = string
+  description = "Managed Redis SKU."
+}
+
+variable "high_availability" {
+  type        = bool
+  description = "Replicated (zone-redundant where the region has zones) instead of a single node."
+}
+
+variable "private_endpoints_enabled" {
+  type        = bool
+  description = "Deny public network access."
+}
+
+variable "location" {
+  type        = string
+  description = "Azure region."
+}
+
+variable "resource_group_name" {
+  type        = string
+  description = "Resource group."
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags of every resource."
+}

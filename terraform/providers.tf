@@ -1,0 +1,17 @@
+# The subscription comes from ARM_SUBSCRIPTION_ID, the identity from ARM_USE_OIDC/ARM_CLIENT_ID
+# (CI) or the Azure CLI login (a person): nothing about credentials lives in this configuration.
+provider "azurerm" {
+  # Storage accounts have shared keys disabled: the provider must use Entra ID for data-plane calls.
+  storage_use_azuread = true
+
+  features {
+    resource_group {
+      prevent_deletion_if_contains_resources = true
+    }
+    key_vault {
+      purge_soft_delete_on_destroy = false
+    }
+  }
+}
+
+provider "azapi" {}

@@ -1,0 +1,655 @@
+"""Static checks of terraform/ without a Terraform CLI or Azure: python-hcl2 parses every file and
+each check returns the problems it finds (an empty list when the configuration is sound).
+
+The checks know Terraform's expression syntax only as far as this configuration uses it:
+references (`var.x`, `local.x`, `module.x.y`, `TYPE.NAME`), string templates made of `${...}`
+interpolations, and calls of the file functions. Whatever they cannot resolve is reported, never
+assumed good. tests/test_terraform.py runs them on the repository and on seeded mistakes.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hcl2
+
+META_ARGUMENTS = frozenset({"count", "for_each", "depends_on", "lifecycle", "provider", "provisioner",
+                            "connection", "dynamic"})
+MODULE_META_ARGUMENTS = frozenset({"source", "version", "count", "for_each", "depends_on", "providers"})
+_MARKERS = ("__is_block__", "__comments__", "__inline_comments__", "__start_line__", "__end_line__")
+_REFERENCE = re.compile(r"(?<![\w.\-\"])(var|local|module|data|path)\.([A-Za-z_][\w-]*)")
+_RESOURCE_REFERENCE = re.compile(r"(?<![\w.\-/\"@])((?:azurerm|azapi)_[a-z0-9_]+|terraform_data)\.([A-Za-z_][\w-]*)")
+_FILE_FUNCTIONS = ("filesha256", "filebase64sha256", "filebase64", "filemd5", "templatefile", "fileset", "file")
+
+
+class ParseError(Exception):
+    """A file python-hcl2 cannot parse."""
+
+
+def unquote(value: Any) -> Any:
+    """python-hcl2 keeps the quotes of string literals and block labels: `"x"` -> `x`."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def literal(value: Any) -> str | None:
+    """The string a literal stands for, or None for an expression (anything with `${`)."""
+    if isinstance(value, str) and value.startswith('"') and value.endswith('"') and "${" not in value:
+        return value[1:-1]
+    return None
+
+
+def parse_file(path: Path) -> dict[str, Any]:
+    try:
+        return copy.deepcopy(_parse_text(path.read_text(encoding="utf-8")))
+    except Exception as error:  # python-hcl2 raises lark errors of several kinds
+        raise ParseError(f"{path}: {type(error).__name__}: {error}") from error
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_text(text: str) -> dict[str, Any]:
+    """Parsing is slow (python-hcl2 is a pure-Python Lark grammar): the same text parses once."""
+    parsed: dict[str, Any] = hcl2.loads(text)
+    return parsed
+
+
+@dataclass
+class Module:
+    """The blocks of one Terraform module (one folder of .tf files)."""
+
+    path: Path
+    variables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    locals: dict[str, Any] = field(default_factory=dict)
+    resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    data: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    blocks: list[tuple[str, Any]] = field(default_factory=list)  # (kind, parsed body) for text scans
+
+
+@dataclass
+class Config:
+    terraform: Path
+    root: Module
+    modules: dict[str, Module]  # by call name in the root module
+    tfvars: dict[str, dict[str, Any]]  # by environment
+    problems: list[str]  # parse problems
+
+
+def load_module(folder: Path) -> tuple[Module, list[str]]:
+    module, problems = Module(folder), []
+    for path in sorted(folder.glob("*.tf")):
+        try:
+            parsed = parse_file(path)
+        except ParseError as error:
+            problems.append(str(error))
+            continue
+        for kind, entries in parsed.items():
+            for entry in entries if isinstance(entries, list) else [entries]:
+                module.blocks.append((kind, entry))
+                _register(module, kind, entry)
+    return module, problems
+
+
+def _register(module: Module, kind: str, entry: dict[str, Any]) -> None:
+    if kind == "variable":
+        module.variables.update({unquote(name): body for name, body in entry.items()})
+    elif kind == "output":
+        module.outputs.update({unquote(name): body for name, body in entry.items()})
+    elif kind == "locals":
+        module.locals.update({name: value for name, value in entry.items() if name not in _MARKERS})
+    elif kind in ("resource", "data"):
+        target = module.resources if kind == "resource" else module.data
+        for kind_name, named in entry.items():
+            for name, body in named.items():
+                target[(unquote(kind_name), unquote(name))] = body
+    elif kind == "module":
+        module.calls.update({unquote(name): body for name, body in entry.items()})
+
+
+def load_config(terraform: Path) -> Config:
+    root, problems = load_module(terraform)
+    modules: dict[str, Module] = {}
+    for name, call in root.calls.items():
+        source = literal(call.get("source"))
+        if source is None or not source.startswith("./"):
+            problems.append(f"module {name}: source must be a local path literal, got {call.get('source')!r}")
+            continue
+        folder = (terraform / source).resolve()
+        if not folder.is_dir():
+            problems.append(f"module {name}: source {source} does not exist")
+            continue
+        modules[name], module_problems = load_module(folder)
+        problems += module_problems
+    tfvars: dict[str, dict[str, Any]] = {}
+    for path in sorted((terraform / "environments").glob("*.tfvars")):
+        try:
+            tfvars[path.stem] = parse_file(path)
+        except ParseError as error:
+            problems.append(str(error))
+    return Config(terraform, root, modules, tfvars, problems)
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed value (expressions, templates, literals), comments left out."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if key not in _MARKERS:
+                yield key
+                yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+def references(value: Any, kind: str) -> set[str]:
+    """Names referenced as `kind.NAME` (kind: var, local, module, data, path)."""
+    found = set()
+    for text in strings(value):
+        found |= {name for ref_kind, name in _REFERENCE.findall(text) if ref_kind == kind}
+    return found
+
+
+def module_label(config: Config, module: Module) -> str:
+    return "root module" if module is config.root else f"module {module.path.name}"
+
+
+def all_modules(config: Config) -> list[Module]:
+    return [config.root, *config.modules.values()]
+
+
+# --- variables, tfvars and module wiring --------------------------------------------------------
+
+def check_variables(config: Config) -> list[str]:
+    """Every variable is declared, typed, described and used."""
+    problems = []
+    for module in all_modules(config):
+        label = module_label(config, module)
+        used: set[str] = set()
+        for kind, entry in module.blocks:
+            if kind == "variable":
+                for name, body in entry.items():
+                    # A variable's own validation does not count as a use.
+                    used |= references({k: v for k, v in body.items() if k != "validation"}, "var")
+                    used |= {ref for ref in references(body.get("validation", []), "var") if ref != unquote(name)}
+            else:
+                used |= references(entry, "var")
+        for name in sorted(used - module.variables.keys()):
+            problems.append(f"{label}: var.{name} is used but not declared")
+        for name, body in sorted(module.variables.items()):
+            if "type" not in body:
+                problems.append(f"{label}: variable {name} has no type")
+            description = literal(body.get("description"))
+            if not description or not description.strip():
+                problems.append(f"{label}: variable {name} has no description")
+            if name not in used:
+                problems.append(f"{label}: variable {name} is declared but never used")
+    return problems
+
+
+def check_tfvars(config: Config) -> list[str]:
+    """Each environment file sets only declared root variables, and every required one."""
+    problems = []
+    required = {name for name, body in config.root.variables.items() if "default" not in body}
+    if set(config.tfvars) != {"dev", "staging", "prod"}:
+        problems.append(f"environments/: expected dev, staging and prod tfvars, found {sorted(config.tfvars)}")
+    for environment, values in sorted(config.tfvars.items()):
+        keys = {key for key in values if key not in _MARKERS}
+        for key in sorted(keys - config.root.variables.keys()):
+            problems.append(f"environments/{environment}.tfvars: {key} is not a declared variable")
+        for key in sorted(required - keys):
+            problems.append(f"environments/{environment}.tfvars: required variable {key} is not set")
+        if unquote(values.get("environment")) != environment:
+            problems.append(f"environments/{environment}.tfvars: environment must be {environment!r}")
+    return problems
+
+
+def check_module_wiring(config: Config) -> list[str]:
+    """Every module input is wired (required ones given, no unknown ones) and every module output
+    that is referenced exists."""
+    problems = []
+    for name, call in sorted(config.root.calls.items()):
+        module = config.modules.get(name)
+        if module is None:
+            continue  # reported by load_config
+        given = {key for key in call if key not in MODULE_META_ARGUMENTS and key not in _MARKERS}
+        for key in sorted(given - module.variables.keys()):
+            problems.append(f"module {name}: input {key} is not a variable of {module.path.name}")
+        required = {var for var, body in module.variables.items() if "default" not in body}
+        for key in sorted(required - given):
+            problems.append(f"module {name}: required input {key} is not wired")
+    pattern = re.compile(r"module\.([A-Za-z_][\w-]*)(?:\[[^\]]*\])?\.([A-Za-z_][\w-]*)")
+    for module in all_modules(config):
+        for _, entry in module.blocks:
+            for text in strings(entry):
+                for called, output in pattern.findall(text):
+                    target = config.modules.get(called)
+                    if called not in config.root.calls:
+                        problems.append(f"{module_label(config, module)}: module.{called} is not declared")
+                    elif target is not None and output not in target.outputs:
+                        problems.append(f"{module_label(config, module)}: module.{called}.{output} is not an "
+                                        f"output of {target.path.name}")
+    return problems
+
+
+def check_references(config: Config) -> list[str]:
+    """References to locals, data sources, resources and modules name declared ones."""
+    problems = []
+    for module in all_modules(config):
+        label = module_label(config, module)
+        resources = {f"{kind}.{name}" for kind, name in module.resources}
+        for _, entry in module.blocks:
+            for name in sorted(references(entry, "local") - module.locals.keys()):
+                problems.append(f"{label}: local.{name} is not declared")
+            for text in strings(entry):
+                for kind, name in _RESOURCE_REFERENCE.findall(text):
+                    if f"{kind}.{name}" not in resources:
+                        problems.append(f"{label}: {kind}.{name} is not declared in this module")
+                for kind, name in re.findall(r"\bdata\.([a-z0-9_]+)\.([A-Za-z_][\w-]*)", text):
+                    if (kind, name) not in module.data:
+                        problems.append(f"{label}: data.{kind}.{name} is not declared")
+    return sorted(set(problems))
+
+
+# --- file paths --------------------------------------------------------------------------------
+
+def _call_arguments(text: str, function: str) -> Iterator[list[str]]:
+    """The arguments of every call of `function` in an expression (balanced parentheses/quotes)."""
+    for match in re.finditer(rf"(?<![\w.]){function}\(", text):
+        depth, start, quote, arguments = 1, match.end(), False, []
+        position = start
+        while position < len(text) and depth:
+            char = text[position]
+            if char == "\\":
+                position += 2
+                continue
+            if char == '"':
+                quote = not quote
+            elif not quote and char in "([{":
+                depth += 1
+            elif not quote and char in ")]}":
+                depth -= 1
+            elif not quote and char == "," and depth == 1:
+                arguments.append(text[start:position].strip())
+                start = position + 1
+            position += 1
+        arguments.append(text[start:position - 1].strip())
+        yield arguments
+
+
+def _loop_variables(text: str) -> set[str]:
+    return {match.group(1) for match in re.finditer(r"\bfor\s+([A-Za-z_]\w*)(?:\s*,\s*[A-Za-z_]\w*)?\s+in\b", text)}
+
+
+def resolve(expression: str, module: Module, config: Config, depth: int = 0) -> str | None:
+    """The string an expression evaluates to, when it is built only from literals, path.module,
+    path.root, string locals and variables (root: default or nothing; module: the root's input)."""
+    if depth > 10:
+        return None
+    expression = expression.strip()
+    whole = re.fullmatch(r"\$\{(.*)\}", expression, re.S)
+    if whole and "${" not in whole.group(1):
+        expression = whole.group(1).strip()
+    if re.fullmatch(r"(var|local)\.[\w-]+|path\.(module|root)", expression):
+        expression = "${" + expression + "}"
+    elif not (expression.startswith('"') and expression.endswith('"')):
+        return None
+    else:
+        expression = expression[1:-1]
+
+    def substitute(match: re.Match[str]) -> str:
+        inner = match.group(1).strip()
+        value = _resolve_reference(inner, module, config, depth)
+        return value if value is not None else match.group(0)
+
+    text = re.sub(r"\$\{([^{}]*)\}", substitute, expression)
+    return None if "${" in text else text
+
+
+def _resolve_reference(inner: str, module: Module, config: Config, depth: int) -> str | None:
+    if inner == "path.module":
+        return str(module.path)
+    if inner == "path.root":
+        return str(config.terraform)
+    match = re.fullmatch(r"(var|local)\.([\w-]+)", inner)
+    if not match:
+        return None
+    kind, name = match.groups()
+    if kind == "local":
+        value = module.locals.get(name)
+        return resolve(value, module, config, depth + 1) if isinstance(value, str) else None
+    if module is config.root:
+        body = module.variables.get(name, {})
+        return resolve(body["default"], module, config, depth + 1) if isinstance(body.get("default"), str) else None
+    for call_name, call in config.root.calls.items():
+        if config.modules.get(call_name) is module and isinstance(call.get(name), str):
+            return resolve(call[name], config.root, config, depth + 1)
+    return None
+
+
+def made_by(repo: Path, path: Path) -> str | None:
+    """The Makefile target whose recipe writes `path` (a build output absent from a clean clone)."""
+    makefile = repo / "Makefile"
+    if not makefile.is_file():
+        return None
+    wanted = path.resolve().relative_to(repo.resolve()).as_posix()
+    target = None
+    for line in makefile.read_text(encoding="utf-8").splitlines():
+        header = re.match(r"^([A-Za-z0-9_.-]+)\s*:(?!=)", line)
+        if header:
+            target = header.group(1)
+        elif line.startswith("\t") and target and wanted in line:
+            return target
+    return None
+
+
+def check_paths(config: Config, repo: Path) -> list[str]:
+    """Every file a file function reads exists, or is the output of a Makefile target."""
+    problems = []
+    for module in all_modules(config):
+        label = module_label(config, module)
+        for _, entry in module.blocks:
+            for text in strings(entry):
+                loops = _loop_variables(text)
+                for function in _FILE_FUNCTIONS:
+                    for arguments in _call_arguments(text, function):
+                        problems += _check_path_call(function, arguments, loops, module, config, repo, label)
+    return sorted(set(problems))
+
+
+def _check_path_call(function: str, arguments: list[str], loops: set[str], module: Module, config: Config,
+                     repo: Path, label: str) -> list[str]:
+    first = arguments[0]
+    if any(f"${{{loop}}}" in first or first == loop for loop in loops):
+        return []  # a loop variable over a fileset(): that fileset is checked itself
+    resolved = resolve(first, module, config)
+    if resolved is None:
+        return [f"{label}: cannot resolve the path of {function}({first})"]
+    path = Path(resolved) if Path(resolved).is_absolute() else config.terraform / resolved
+    if function == "fileset":
+        pattern = literal(arguments[1]) if len(arguments) > 1 else None
+        if not path.is_dir():
+            return [f"{label}: fileset folder {resolved} does not exist"]
+        if pattern is None or not list(path.glob(pattern)):
+            return [f"{label}: fileset({resolved}, {arguments[1] if len(arguments) > 1 else ''}) matches no file"]
+        return []
+    if path.is_file() or made_by(repo, path):
+        return []
+    return [f"{label}: {function}() reads {resolved}, which does not exist (and no Makefile target builds it)"]
+
+
+# --- secrets -------------------------------------------------------------------------------------
+
+SECRET_TEXT = [
+    (re.compile(r"AccountKey=|SharedAccessKey=|SharedAccessSignature=|InstrumentationKey=|Password=",
+                re.I), "a connection string with a key"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+    (re.compile(r"[?&]sig=[A-Za-z0-9%+/=]{16,}"), "a SAS token"),
+    (re.compile(r"(?<![A-Za-z0-9+])(?=[A-Za-z0-9+]*[0-9])(?=[A-Za-z0-9+]*[A-Z])(?=[A-Za-z0-9+]*[a-z])"
+                r"[A-Za-z0-9+]{32,}={0,2}"), "a long base64 token (a key?)"),
+]
+SECRET_NAME = re.compile(r"(?i)(password|secret|access_?key|account_?key|primary_?key|secondary_?key|"
+                         r"connection_?string|sas_?token|api_?key|client_?secret|instrumentation_?key)")
+KEY_ATTRIBUTE = re.compile(r"\.(primary|secondary)_(access_key|key|connection_string|blob_connection_string|"
+                           r"connection_string_alias)\b|\.default_(primary|secondary)_(key|connection_string)\b|"
+                           r"\.instrumentation_key\b|\.primary_access_key\b|\.secondary_access_key\b")
+# Names whose value is allowed to be a reference (never a literal): the only connection string the
+# configuration passes, Application Insights' (an ingestion endpoint plus a non-secret key).
+ALLOWED_SECRET_NAMES = frozenset({"application_insights_connection_string", "APPLICATIONINSIGHTS_CONNECTION_STRING"})
+
+
+def check_no_secrets(terraform: Path) -> list[str]:
+    """No key, password, token or connection string appears in the Terraform files, and no
+    configuration reads one from a resource attribute."""
+    problems = []
+    files = sorted([*terraform.rglob("*.tf"), *terraform.rglob("*.tfvars"), *terraform.rglob("*.hcl")])
+    for path in files:
+        if ".terraform" in path.parts:
+            continue
+        relative = path.relative_to(terraform)
+        text = path.read_text(encoding="utf-8")
+        for number, line in enumerate(text.splitlines(), 1):
+            for pattern, what in SECRET_TEXT:
+                if pattern.search(line):
+                    problems.append(f"{relative}:{number}: looks like {what}")
+            if KEY_ATTRIBUTE.search(line):
+                problems.append(f"{relative}:{number}: reads a key attribute of a resource")
+            if re.search(r"\.connection_string\b", line) and "azurerm_application_insights." not in line:
+                problems.append(f"{relative}:{number}: reads a connection string of a resource")
+        try:
+            parsed = parse_file(path)
+        except ParseError:
+            continue  # reported by the parse check
+        problems += [f"{relative}: {problem}" for problem in _secret_assignments(parsed)]
+    return problems
+
+
+def _secret_assignments(value: Any, where: str = "") -> Iterator[str]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if key in _MARKERS:
+                continue
+            name = str(unquote(key))
+            secret_like = (SECRET_NAME.search(name) and name not in ALLOWED_SECRET_NAMES
+                           and not name.endswith(("_enabled", "_type")))
+            if secret_like and isinstance(item, str):
+                if literal(item) is not None:
+                    yield f"{where}{name} is set to a literal value (keys and secrets never belong here)"
+                else:
+                    yield f"{where}{name} is given a value (use identities, not keys)"
+            yield from _secret_assignments(item, f"{where}{name}.")
+    elif isinstance(value, list):
+        for item in value:
+            yield from _secret_assignments(item, where)
+
+
+# --- names ---------------------------------------------------------------------------------------
+
+# Azure naming rules (Microsoft Learn: "Naming rules and restrictions for Azure resources").
+NAMING_RULES: dict[str, tuple[str, str]] = {
+    "resource_group": (r"^[\w\-.()]{1,89}[\w\-()]$", "1-90 letters, digits, _-.() not ending in ."),
+    "identity": (r"^[A-Za-z0-9][A-Za-z0-9_-]{2,127}$", "3-128 letters, digits, _ and -"),
+    "log_analytics": (r"^[A-Za-z0-9][A-Za-z0-9-]{2,61}[A-Za-z0-9]$", "4-63 letters, digits and -"),
+    "application_insights": (r"^[^%&\\?/]{1,260}$", "1-260 characters, no %&\\?/"),
+    "storage": (r"^[a-z0-9]{3,24}$", "3-24 lowercase letters and digits"),
+    "eventhub_namespace": (r"^[A-Za-z][A-Za-z0-9-]{4,48}[A-Za-z0-9]$(?<!-sb)(?<!-mgmt)",
+                           "6-50 letters, digits and -, starting with a letter"),
+    "cosmos": (r"^[a-z0-9][a-z0-9-]{1,42}[a-z0-9]$", "3-44 lowercase letters, digits and -"),
+    "redis": (r"^(?!.*--)[A-Za-z0-9][A-Za-z0-9-]{0,58}[A-Za-z0-9]$", "1-60 letters, digits, single -"),
+    "key_vault": (r"^(?!.*--)[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$", "3-24 letters, digits, single -"),
+    "service_plan": (r"^[A-Za-z0-9-]{1,60}$", "1-60 letters, digits and -"),
+    # 60 is Azure's limit; 32 keeps the Functions host id (the first 32 characters) unique.
+    "function_app": (r"^(?!.*--)[A-Za-z0-9][A-Za-z0-9-]{0,30}[A-Za-z0-9]$", "2-32 letters, digits, single -"),
+    "apim": (r"^[A-Za-z](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?$", "1-50 letters, digits and -, letter first"),
+    "virtual_network": (r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}[A-Za-z0-9_]$", "2-64 letters, digits, _.-"),
+    "action_group": (r"^[^%&\\?/]{1,260}$", "1-260 characters"),
+    "container": (r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", "3-63 lowercase letters, digits, single -"),
+    "eventhub": (r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}[A-Za-z0-9]$", "1-256 letters, digits, _.-"),
+    "cosmos_child": (r"^[^/\\#?]{1,255}$", "1-255 characters without /\\#?"),
+}
+# Which rule each entry of local.names follows (by its name's first word).
+NAME_KINDS = {"resource_group": "resource_group", "identity": "identity", "log_analytics": "log_analytics",
+              "application_insights": "application_insights", "storage": "storage",
+              "eventhub_namespace": "eventhub_namespace", "cosmos_account": "cosmos", "redis": "redis",
+              "key_vault": "key_vault", "service_plan": "service_plan", "function_app": "function_app",
+              "apim": "apim", "virtual_network": "virtual_network", "action_group": "action_group"}
+# Other fixed names of the root module's locals and their rules.
+FIXED_NAMES = {"usage_hub_name": "eventhub", "gateway_logs_hub_name": "eventhub", "usage_consumer_group": "eventhub",
+               "store_container": "container", "capture_container": "container",
+               "deployment_container": "container", "cosmos_database": "cosmos_child",
+               "cosmos_container": "cosmos_child"}
+# The extremes the validations of workload and unique_suffix allow (checked by check_names).
+WORKLOAD_PATTERN = "^[a-z][a-z0-9]{1,7}$"
+SUFFIX_PATTERN = "^[a-z0-9]{3,4}$"
+EXTREMES = [{"workload": "abcdefgh", "environment": "staging", "unique_suffix": "abcd"},
+            {"workload": "ab", "environment": "dev", "unique_suffix": "abc"}]
+
+
+def name_kind(key: str) -> str | None:
+    for prefix, kind in NAME_KINDS.items():
+        if key == prefix or key.startswith(prefix + "_"):
+            return kind
+    return None
+
+
+def evaluate_template(template: str, values: Mapping[str, str]) -> str | None:
+    text = literal(template) if "${" not in template else unquote(template)
+    if text is None:
+        return None
+    text = re.sub(r"\$\{var\.(\w+)\}", lambda match: values.get(match.group(1), match.group(0)), text)
+    return None if "${" in text else text
+
+
+def check_names(config: Config) -> list[str]:
+    """Every resource name, evaluated for each environment and for the extremes the variables
+    allow, follows Azure's naming rules."""
+    problems = []
+    root = config.root
+    for variable, pattern in (("workload", WORKLOAD_PATTERN), ("unique_suffix", SUFFIX_PATTERN)):
+        validations = "".join(strings(root.variables.get(variable, {}).get("validation", [])))
+        if pattern.replace("\\", "\\\\") not in validations and pattern not in validations:
+            problems.append(f"variable {variable}: its validation must be regex({pattern!r}), which the naming "
+                            "check assumes")
+    names = root.locals.get("names")
+    if not isinstance(names, Mapping):
+        return [*problems, "root module: local.names (every resource name) is missing"]
+    workload_default = unquote(root.variables.get("workload", {}).get("default", ""))
+    cases = [(f"environments/{environment}.tfvars", {
+        "workload": unquote(values.get("workload", workload_default)),
+        "environment": unquote(values.get("environment", environment)),
+        "unique_suffix": unquote(values.get("unique_suffix", ""))}) for environment, values in config.tfvars.items()]
+    cases += [(f"extreme {case}", case) for case in EXTREMES]
+    for key, template in names.items():
+        if key in _MARKERS:
+            continue
+        kind = name_kind(key)
+        if kind is None:
+            problems.append(f"local.names.{key}: no naming rule known for it")
+            continue
+        pattern, rule = NAMING_RULES[kind]
+        for where, values in cases:
+            value = evaluate_template(template, values) if isinstance(template, str) else None
+            if value is None:
+                problems.append(f"local.names.{key}: {template!r} uses more than var.workload, var.environment "
+                                "and var.unique_suffix")
+                break
+            if not re.match(pattern, value):
+                problems.append(f"local.names.{key} = {value!r} ({where}) breaks the rule: {rule}")
+    for key, kind in FIXED_NAMES.items():
+        value = literal(root.locals.get(key))
+        pattern, rule = NAMING_RULES[kind]
+        if value is None or not re.match(pattern, value):
+            problems.append(f"local.{key} = {value!r} breaks the rule: {rule}")
+    return problems
+
+
+# --- provider arguments ----------------------------------------------------------------------------
+
+def check_provider_arguments(config: Config, arguments_file: Path) -> list[str]:
+    """Every argument and block of every resource exists in the pinned provider's documentation
+    (tests/terraform_fixtures/provider-arguments.json, extracted from it)."""
+    known: dict[str, list[str]] = json.loads(arguments_file.read_text(encoding="utf-8"))["resources"]
+    problems = []
+    for module in all_modules(config):
+        label = module_label(config, module)
+        for blocks, what in ((module.resources, "resource"), (module.data, "data")):
+            for (kind, name), body in sorted(blocks.items()):
+                lookup = kind if what == "resource" else f"data.{kind}"
+                if lookup not in known:
+                    problems.append(f"{label}: {what} {kind}: no recorded arguments (refresh {arguments_file.name})")
+                    continue
+                for argument in sorted(_arguments(body) - set(known[lookup]) - META_ARGUMENTS):
+                    problems.append(f"{label}: {kind}.{name}: {argument} is not an argument of {kind}")
+    return problems
+
+
+def _arguments(body: Mapping[str, Any]) -> set[str]:
+    """Argument and block names of a resource body, nested blocks (and dynamic blocks) included."""
+    names: set[str] = set()
+    for key, value in body.items():
+        if key in _MARKERS or key in {"lifecycle", "provisioner", "connection"}:
+            continue
+        if key == "dynamic":
+            for dynamic in value if isinstance(value, list) else [value]:
+                for label, block in dynamic.items():
+                    names.add(unquote(label))
+                    for content in block.get("content", []):
+                        names |= _arguments(content)
+            continue
+        names.add(key)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, Mapping) and item.get("__is_block__"):
+                names |= _arguments(item)
+    return names
+
+
+# --- APIM policies ---------------------------------------------------------------------------------
+
+def check_policies(config: Config, repo: Path) -> list[str]:
+    """The policies are loaded from apim_policies/ (never copied into HCL), every fragment they
+    include is a file there, every {{named value}} they read is defined, and every logger they send
+    to is the one Terraform creates."""
+    problems = []
+    policies = repo / "apim_policies"
+    api_policy = policies / "openai-api.policy.xml"
+    fragment_files = sorted((policies / "fragments").glob("*.xml"))
+    texts = {path: path.read_text(encoding="utf-8") for path in [api_policy, *fragment_files] if path.is_file()}
+    if api_policy not in texts:
+        problems.append(f"{api_policy.relative_to(repo)} does not exist")
+    fragment_ids = {path.stem for path in fragment_files}
+    named_values = config.root.locals.get("apim_named_values")
+    defined = {key for key in named_values if key not in _MARKERS} if isinstance(named_values, Mapping) else set()
+    loggers = {literal(call.get("usage_logger_name")) for call in config.root.calls.values()}
+    for path, text in texts.items():
+        where = path.relative_to(repo)
+        for fragment in re.findall(r'include-fragment\s+fragment-id="([^"]+)"', text):
+            if fragment not in fragment_ids:
+                problems.append(f"{where}: includes fragment {fragment}, which is not a file of "
+                                "apim_policies/fragments")
+        for name in re.findall(r"\{\{([^{}]+)\}\}", text):
+            if name not in defined:
+                problems.append(f"{where}: reads named value {{{{{name}}}}}, which local.apim_named_values "
+                                "does not define")
+        for logger in re.findall(r'log-to-eventhub\s+logger-id="([^"]+)"', text):
+            if logger not in loggers:
+                problems.append(f"{where}: logs to logger {logger}, which Terraform does not create")
+    for module in all_modules(config):
+        for _, entry in module.blocks:
+            for text in strings(entry):
+                if re.search(r"<(policies|fragment|inbound|outbound)\b", text):
+                    problems.append(f"{module_label(config, module)}: policy XML is written in HCL; load the "
+                                    "apim_policies/ file instead")
+    return problems
+
+
+CHECKS = ("parse", "variables", "tfvars", "module wiring", "references", "paths", "secrets", "names",
+          "provider arguments", "policies")
+
+
+def run_checks(repo: Path) -> dict[str, list[str]]:
+    """Every check on the repository at `repo`, by name."""
+    terraform = repo / "terraform"
+    config = load_config(terraform)
+    fixture = Path(__file__).parent / "terraform_fixtures" / "provider-arguments.json"
+    return {
+        "parse": config.problems,
+        "variables": check_variables(config),
+        "tfvars": check_tfvars(config),
+        "module wiring": check_module_wiring(config),
+        "references": check_references(config),
+        "paths": check_paths(config, repo),
+        "secrets": check_no_secrets(terraform),
+        "names": check_names(config),
+        "provider arguments": check_provider_arguments(config, fixture),
+        "policies": check_policies(config, repo),
+    }

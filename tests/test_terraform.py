@@ -1,0 +1,515 @@
+"""terraform/ checked statically (no Terraform CLI or Azure here): HCL parses, variables, module
+wiring, file paths, secrets, names, provider arguments, policies, the Function App's settings
+against pipeline/settings.py, least-privilege grants, checkov, terraform fmt (when a terraform
+binary exists), and the delivery workflow. Each kind of mistake the checks exist for is seeded
+into a copy of the repository to show that it is caught."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.adapters.cosmos_ledger import INDEXING_POLICY
+from pipeline.settings import Settings
+from tests import terraform_static as static
+
+REPO = Path(__file__).resolve().parent.parent
+TERRAFORM = REPO / "terraform"
+ENVIRONMENTS = ("dev", "staging", "prod")
+CHECKOV = Path(os.environ.get("CHECKOV_BIN", REPO / ".venv" / "checkov" / "bin" / "checkov"))
+SKIPS_FILE = TERRAFORM / "checkov-skips"
+WORKFLOW = REPO / ".github" / "workflows" / "deploy.yml"
+
+
+@pytest.fixture(scope="module")
+def config() -> static.Config:
+    return static.load_config(TERRAFORM)
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, list[str]]:
+    return static.run_checks(REPO)
+
+
+@pytest.mark.parametrize("check", static.CHECKS)
+def test_static_check_passes(check: str, results: dict[str, list[str]]) -> None:
+    assert results[check] == []
+
+
+# --- seeded mistakes: each check fails on the mistake it exists for ------------------------------
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    """A copy of what the checks read: terraform/, apim_policies/ and the Makefile."""
+    for folder in ("terraform", "apim_policies"):
+        shutil.copytree(REPO / folder, tmp_path / folder, ignore=shutil.ignore_patterns(".terraform"))
+    shutil.copy2(REPO / "Makefile", tmp_path / "Makefile")
+    return tmp_path
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def problems_of(repo: Path, check: str) -> list[str]:
+    return static.run_checks(repo)[check]
+
+
+def test_an_undeclared_variable_is_caught(copy: Path) -> None:
+    edit(copy / "terraform/modules/cosmos/main.tf", "default_ttl           = var.ledger_ttl_seconds",
+         "default_ttl           = var.ledger_ttl")
+    assert "module cosmos: var.ledger_ttl is used but not declared" in problems_of(copy, "variables")
+
+
+def test_a_variable_without_type_description_or_use_is_caught(copy: Path) -> None:
+    with (copy / "terraform/variables.tf").open("a", encoding="utf-8") as handle:
+        handle.write('\nvariable "forgotten" {\n  default = 1\n}\n')
+    assert set(problems_of(copy, "variables")) == {
+        "root module: variable forgotten has no type", "root module: variable forgotten has no description",
+        "root module: variable forgotten is declared but never used"}
+
+
+def test_a_missing_policy_file_is_caught(copy: Path) -> None:
+    (copy / "apim_policies/openai-api.policy.xml").unlink()
+    assert any("openai-api.policy.xml, which does not exist" in problem for problem in problems_of(copy, "paths"))
+    assert "apim_policies/openai-api.policy.xml does not exist" in problems_of(copy, "policies")
+
+
+def test_a_missing_fragment_is_caught(copy: Path) -> None:
+    (copy / "apim_policies/fragments/chargeback-emit-usage.xml").unlink()
+    assert any("includes fragment chargeback-emit-usage" in problem for problem in problems_of(copy, "policies"))
+
+
+def test_a_key_in_a_tfvars_file_is_caught(copy: Path) -> None:
+    with (copy / "terraform/environments/dev.tfvars").open("a", encoding="utf-8") as handle:
+        handle.write('storage_account_key = "q8Xz3vN0kLm2Pw7Rt5Yb1Hc9Jd4Fg6Ks0Ae2Ui8Oo4Ll7Qm3Nn5Bv1Cx9Zz2Ww=="\n')
+    problems = problems_of(copy, "secrets")
+    assert any("long base64 token" in problem for problem in problems)
+    assert "environments/dev.tfvars: storage_account_key is set to a literal value (keys and secrets never " \
+           "belong here)" in problems
+    assert "environments/dev.tfvars: storage_account_key is not a declared variable" in problems_of(copy, "tfvars")
+
+
+def test_a_connection_string_or_key_attribute_is_caught(copy: Path) -> None:
+    edit(copy / "terraform/modules/storage/outputs.tf", "value       = azurerm_storage_account.this[\"data\"].name",
+         "value       = azurerm_storage_account.this[\"data\"].primary_connection_string")
+    assert any("reads a key attribute" in problem for problem in problems_of(copy, "secrets"))
+
+
+def test_an_unwired_or_unknown_module_input_is_caught(copy: Path) -> None:
+    edit(copy / "terraform/main.tf", "  redis_id                = module.redis.id\n  resource_group_name",
+         "  redis_identifier        = module.redis.id\n  resource_group_name")
+    problems = problems_of(copy, "module wiring")
+    assert "module access: required input redis_id is not wired" in problems
+    assert "module access: input redis_identifier is not a variable of access" in problems
+
+
+def test_a_reference_to_a_missing_output_is_caught(copy: Path) -> None:
+    edit(copy / "terraform/main.tf", "module.redis.hostname", "module.redis.host")
+    assert "root module: module.redis.host is not an output of redis" in problems_of(copy, "module wiring")
+
+
+def test_a_reference_to_an_undeclared_resource_or_local_is_caught(copy: Path) -> None:
+    edit(copy / "terraform/modules/cosmos/main.tf", "account_name        = azurerm_cosmosdb_account.this.name",
+         "account_name        = azurerm_cosmosdb_account.ledger.name")
+    edit(copy / "terraform/main.tf", "store_container_name      = local.store_container",
+         "store_container_name      = local.store_containers")
+    problems = problems_of(copy, "references")
+    assert "module cosmos: azurerm_cosmosdb_account.ledger is not declared in this module" in problems
+    assert "root module: local.store_containers is not declared" in problems
+
+
+def test_a_name_over_azure_limits_is_caught(copy: Path) -> None:
+    locals_tf = copy / "terraform/locals.tf"
+    edit(locals_tf, '${var.unique_suffix}fn"', '${var.unique_suffix}host"')
+    problems = problems_of(copy, "names")
+    assert any(problem.startswith("local.names.storage_host = 'stabcdefghstagingabcdhost'") for problem in problems)
+
+
+def test_an_argument_the_provider_does_not_have_is_caught(copy: Path) -> None:
+    # The azurerm 3.x spelling, removed in 4.x.
+    edit(copy / "terraform/modules/cosmos/main.tf", "local_authentication_enabled          = false",
+         "local_authentication_disabled         = true")
+    assert ("module cosmos: azurerm_cosmosdb_account.this: local_authentication_disabled is not an argument of "
+            "azurerm_cosmosdb_account") in problems_of(copy, "provider arguments")
+
+
+def test_an_undefined_named_value_is_caught(copy: Path) -> None:
+    edit(copy / "terraform/main.tf", "chargeback-entra-audience      = var.entra_token_validation.audience\n", "")
+    assert any("{{chargeback-entra-audience}}" in problem for problem in problems_of(copy, "policies"))
+
+
+def test_policy_xml_written_into_hcl_is_caught(copy: Path) -> None:
+    edit(copy / "terraform/main.tf", 'file("${local.policies_dir}/openai-api.policy.xml")',
+         '"<policies><inbound><base /></inbound></policies>"')
+    assert any("policy XML is written in HCL" in problem for problem in problems_of(copy, "policies"))
+
+
+def test_the_function_package_is_accepted_only_as_a_make_target_output(copy: Path) -> None:
+    assert problems_of(copy, "paths") == []  # dist/ is absent in the copy: `make package` builds it
+    edit(copy / "Makefile", "--out dist/chargeback-functions.zip", "--out dist/other.zip")
+    assert any("chargeback-functions.zip, which does not exist" in problem for problem in problems_of(copy, "paths"))
+
+
+# --- the Function App provides what the pipeline reads ------------------------------------------
+
+# Every environment variable Settings.from_env reads, by what production does with it.
+PRODUCTION = {"CHARGEBACK_HOME", "CHARGEBACK_LEDGER", "CHARGEBACK_COUNTERS", "CHARGEBACK_STORE",
+              "CHARGEBACK_STORAGE_ACCOUNT_URL", "CHARGEBACK_REDIS_USERNAME", "CHARGEBACK_DEPLOYMENTS",
+              "CHARGEBACK_COST_CENTERS", "CHARGEBACK_COSMOS_SETTLE_SECONDS"}
+EMULATOR_ONLY = {"CHARGEBACK_COSMOS_KEY", "AZURE_STORAGE_CONNECTION_STRING", "CHARGEBACK_CREATE_RESOURCES"}
+OPTIONAL = {
+    "CHARGEBACK_PRICES": "unset: the catalog shipped in the package (pipeline/data/prices.csv)",
+    "CHARGEBACK_BUDGETS": "set only when the package ships reference/budgets.csv (a named file must exist)",
+}
+# What docs/functions.md lists for the Functions host and bindings besides the pipeline's settings.
+BINDINGS = {"CHARGEBACK_EVENTHUB_NAME", "CHARGEBACK_CONSUMER_GROUP", "EVENTHUB__fullyQualifiedNamespace",
+            "AzureWebJobsStorage__accountName", "APPLICATIONINSIGHTS_CONNECTION_STRING"}
+NEVER = EMULATOR_ONLY | {"AzureWebJobsStorage", "EVENTHUB", "APPINSIGHTS_INSTRUMENTATIONKEY", "WEBSITE_TIME_ZONE",
+                         "DEPLOYMENT_STORAGE_CONNECTION_STRING", "WEBSITE_RUN_FROM_PACKAGE"}
+
+
+def settings_environment_names() -> set[str]:
+    """The environment variable names Settings.from_env reads (from pipeline/settings.py's source)."""
+    tree = ast.parse((REPO / "pipeline" / "settings.py").read_text(encoding="utf-8"))
+    constants = {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                 for target in node.targets if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant)}
+    from_env = next(node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == "from_env")
+    names = set()
+    for node in ast.walk(from_env):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("get", "path"):
+            argument = node.args[0]
+            if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                names.add(argument.value)
+            elif isinstance(argument, ast.Name) and argument.id in constants:  # not get(name) in path()
+                names.add(str(constants[argument.id]))
+    return names
+
+
+def terraform_app_settings(config: static.Config) -> dict[str, str]:
+    """App setting name -> HCL expression, as the function_app module sets them."""
+    module = config.modules["function_app"]
+    settings = {key: value for key, value in module.locals["app_settings"].items() if key not in static._MARKERS}
+    settings |= dict(re.findall(r"(\w+)\s*=\s*(\"[^\"]*\")", module.locals["budget_settings"]))
+    app = module.resources[("azurerm_function_app_flex_consumption", "this")]
+    site_config = app["site_config"][0]
+    if site_config.get("application_insights_connection_string"):
+        settings["APPLICATIONINSIGHTS_CONNECTION_STRING"] = site_config["application_insights_connection_string"]
+    return settings
+
+
+def test_every_setting_the_pipeline_reads_is_classified() -> None:
+    read = settings_environment_names()
+    assert read == PRODUCTION | EMULATOR_ONLY | set(OPTIONAL), "a new setting in pipeline/settings.py: decide " \
+        "here whether the Function App sets it (and set it in terraform/modules/function_app)"
+    # Every field of Settings is filled from the environment by from_env.
+    from_env = next(node for node in ast.walk(ast.parse((REPO / "pipeline" / "settings.py").read_text()))
+                    if isinstance(node, ast.FunctionDef) and node.name == "from_env")
+    keywords = {keyword.arg for node in ast.walk(from_env) if isinstance(node, ast.Call)
+                for keyword in node.keywords}
+    assert {field.name for field in fields(Settings)} <= keywords
+
+
+def test_the_function_app_provides_every_production_setting(config: static.Config) -> None:
+    settings = terraform_app_settings(config)
+    assert settings.keys() >= PRODUCTION | BINDINGS
+    assert not settings.keys() & NEVER
+    assert set(OPTIONAL) & settings.keys() <= {"CHARGEBACK_BUDGETS"}
+
+
+def keys_in(value: Any) -> Iterator[str]:
+    """Every map key and attribute name of a parsed HCL value (where a setting could be set)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield str(static.unquote(key))
+            yield from keys_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from keys_in(item)
+    elif isinstance(value, str):  # maps inside expressions: {NAME = ...}
+        yield from re.findall(r"[{,]\s*([A-Za-z_][\w]*)\s*=", value)
+
+
+def test_emulator_only_settings_are_set_nowhere_in_terraform(config: static.Config) -> None:
+    keys = {key for module in static.all_modules(config) for _, entry in module.blocks for key in keys_in(entry)}
+    keys |= {key for values in config.tfvars.values() for key in keys_in(values)}
+    assert not keys & (EMULATOR_ONLY | NEVER)
+
+
+def test_the_settings_point_at_the_services_by_endpoint(config: static.Config) -> None:
+    settings = terraform_app_settings(config)
+    shapes = {
+        "CHARGEBACK_LEDGER": r'"cosmos://\$\{var\.cosmos_account_name\}\.documents\.azure\.com/'
+                             r'\$\{var\.cosmos_database_name\}/\$\{var\.cosmos_container_name\}"',
+        "CHARGEBACK_COUNTERS": r'"rediss://\$\{var\.redis_hostname\}:\$\{var\.redis_port\}/0"',
+        "CHARGEBACK_STORE": r'"az://\$\{var\.store_container_name\}/\$\{var\.store_prefix\}"',
+        "CHARGEBACK_STORAGE_ACCOUNT_URL": r'\$\{trimsuffix\(var\.data_blob_endpoint, "/"\)\}',
+        "CHARGEBACK_REDIS_USERNAME": r"\$\{var\.identity_principal_id\}",
+        "CHARGEBACK_HOME": r'"/tmp/[\w/-]+"',
+        "CHARGEBACK_DEPLOYMENTS": r'"\$\{var\.reference_dir\}/deployments\.csv"',
+        "CHARGEBACK_COST_CENTERS": r'"\$\{var\.reference_dir\}/cost-centers\.csv"',
+        "EVENTHUB__fullyQualifiedNamespace": r"\$\{var\.eventhub_namespace_fqdn\}",
+        "EVENTHUB__credential": r'"managedidentity"',
+        "AzureWebJobsStorage__credential": r'"managedidentity"',
+    }
+    for name, shape in shapes.items():
+        assert re.fullmatch(shape, settings[name]), f"{name} = {settings[name]}"
+    # The module's inputs come from the services' outputs, not from literals.
+    call = config.root.calls["function_app"]
+    assert call["cosmos_account_name"] == "${module.cosmos.account_name}"
+    assert call["redis_hostname"] == "${module.redis.hostname}"
+    assert call["eventhub_namespace_fqdn"] == "${module.eventhubs.usage_namespace_fqdn}"
+    assert call["identity_principal_id"] == '${module.identity.principal_ids["function"]}'
+    assert static.literal(config.root.locals["store_container"]) == "chargeback"
+
+
+def test_the_settings_override_survives_the_provider_bug(config: static.Config) -> None:
+    """azapi PUTs exactly the module's settings (plus App Insights) after every change of the app."""
+    module = config.modules["function_app"]
+    action = module.resources[("azapi_resource_action", "app_settings")]
+    assert action["method"] == '"PUT"' and action["resource_id"].endswith('/config/appsettings"')
+    assert action["body"]["properties"] == "${local.all_app_settings}"
+    assert set(action["sensitive_body"]["properties"]) == {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
+    assert action["lifecycle"][0]["replace_triggered_by"] == ["${azurerm_function_app_flex_consumption.this}"]
+
+
+# --- data layout and security posture ------------------------------------------------------------
+
+def test_the_ledger_container_matches_the_adapter(config: static.Config) -> None:
+    container = config.modules["cosmos"].resources[("azurerm_cosmosdb_sql_container", "ledger")]
+    assert container["partition_key_paths"] == ['"/id"']
+    assert container["default_ttl"] == "${var.ledger_ttl_seconds}"
+    assert config.root.variables["cosmos_ledger_ttl_seconds"]["default"] == -1
+    policy = container["indexing_policy"][0]
+    assert static.unquote(policy["indexing_mode"]) == INDEXING_POLICY["indexingMode"]
+    assert [static.unquote(path["path"]) for path in policy["included_path"]] == [
+        path["path"] for path in INDEXING_POLICY["includedPaths"]]
+    assert [static.unquote(path["path"]) for path in policy["excluded_path"]] == [
+        path["path"] for path in INDEXING_POLICY["excludedPaths"]]
+    assert [[(static.unquote(index["path"]), static.unquote(index["order"]).lower()) for index in composite["index"]]
+            for composite in policy["composite_index"]] == [
+        [(index["path"], index["order"]) for index in composite] for composite in INDEXING_POLICY["compositeIndexes"]]
+
+
+def test_no_service_accepts_keys(config: static.Config) -> None:
+    def attribute(module: str, resource: tuple[str, str], *path: str) -> Any:
+        value: Any = config.modules[module].resources[resource]
+        for key in path:
+            value = value[key][0] if isinstance(value[key], list) else value[key]
+        return value
+
+    assert attribute("cosmos", ("azurerm_cosmosdb_account", "this"), "local_authentication_enabled") is False
+    assert attribute("storage", ("azurerm_storage_account", "this"), "shared_access_key_enabled") is False
+    assert attribute("eventhubs", ("azurerm_eventhub_namespace", "usage"), "local_authentication_enabled") is False
+    assert attribute("redis", ("azurerm_managed_redis", "this"), "default_database",
+                     "access_keys_authentication_enabled") is False
+    assert attribute("keyvault", ("azurerm_key_vault", "this"), "rbac_authorization_enabled") is True
+    assert attribute("function_app", ("azurerm_function_app_flex_consumption", "this"),
+                     "webdeploy_publish_basic_authentication_enabled") is False
+    assert attribute("function_app", ("azurerm_function_app_flex_consumption", "this"),
+                     "storage_authentication_type") == '"UserAssignedIdentity"'
+    logger = attribute("apim", ("azurerm_api_management_logger", "usage"), "eventhub")
+    assert "connection_string" not in logger and logger["endpoint_uri"] == "${var.usage_namespace_fqdn}"
+    # The one SAS-enabled namespace is the one Azure Monitor diagnostic settings require.
+    assert attribute("eventhubs", ("azurerm_eventhub_namespace", "gateway_logs"), "local_authentication_enabled")
+    assert attribute("redis", ("azurerm_managed_redis", "this"), "default_database",
+                     "eviction_policy") == '"NoEviction"'
+
+
+# (principal, role, scope), principal and scope as the expressions the grants use.
+EXPECTED_GRANTS = {
+    ("${var.apim_principal_id}", "Azure Event Hubs Data Sender", "${var.usage_hub_id}"),
+    ("${var.apim_principal_id}", "Cognitive Services OpenAI User", "${var.openai_account_id}"),
+    ("${var.function_principal_id}", "Azure Event Hubs Data Receiver", "${var.usage_hub_id}"),
+    ("${var.function_principal_id}", "Storage Blob Data Contributor", "${var.store_container_scope}"),
+    ("${var.function_principal_id}", "Storage Blob Data Owner", "${var.host_storage_account_id}"),
+    ("${var.function_principal_id}", "Monitoring Metrics Publisher", "${var.application_insights_id}"),
+    ('${module.identity.principal_ids["capture"]}', "Storage Blob Data Contributor",
+     "${module.storage.capture_container_scope}"),
+}
+
+
+def test_grants_are_exactly_the_least_privilege_list(config: static.Config) -> None:
+    grants = set()
+    for module in static.all_modules(config):
+        for (kind, _), body in module.resources.items():
+            if kind != "azurerm_role_assignment":
+                continue
+            if body.get("for_each") == "${local.role_grants}":
+                for grant in module.locals["role_grants"].values():
+                    if isinstance(grant, dict):
+                        grants.add((grant["principal_id"], static.unquote(grant["role"]), grant["scope"]))
+            else:
+                grants.add((body["principal_id"], static.unquote(body["role_definition_name"]), body["scope"]))
+    assert grants == EXPECTED_GRANTS
+    access = config.modules["access"]
+    cosmos = access.resources[("azurerm_cosmosdb_sql_role_assignment", "function_ledger")]
+    assert cosmos["role_definition_id"].endswith('/sqlRoleDefinitions/00000000-0000-0000-0000-000000000002"')
+    assert cosmos["scope"] == "${var.cosmos_database_scope}"
+    database_scope = config.modules["cosmos"].outputs["database_scope"]["value"]
+    assert database_scope.endswith('/dbs/${azurerm_cosmosdb_sql_database.this.name}"')
+    redis = access.resources[("azurerm_managed_redis_access_policy_assignment", "function_counters")]
+    assert redis["object_id"] == "${var.function_principal_id}"
+    text = "\n".join(path.read_text(encoding="utf-8") for path in TERRAFORM.rglob("*.tf"))
+    for broad in ('"Owner"', '"Contributor"', '"User Access Administrator"', "azurerm_resource_group.this.id"):
+        assert broad not in text
+
+
+# --- checkov and terraform fmt -------------------------------------------------------------------
+
+def read_skips() -> dict[str, tuple[set[str], str]]:
+    """checkov-skips: `CHECK_ID  ENVIRONMENTS  REASON` per line; ENVIRONMENTS is a comma list or *."""
+    skips: dict[str, tuple[set[str], str]] = {}
+    for number, line in enumerate(SKIPS_FILE.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.split(None, 2)
+        assert len(parts) == 3 and re.fullmatch(r"CKV2?_[A-Z]+_\d+", parts[0]), f"checkov-skips:{number}: {line!r}"
+        environments = set(ENVIRONMENTS) if parts[1] == "*" else set(parts[1].split(","))
+        assert environments <= set(ENVIRONMENTS), f"checkov-skips:{number}: unknown environment"
+        assert len(parts[2]) > 20, f"checkov-skips:{number}: give the reason"
+        assert parts[0] not in skips, f"checkov-skips:{number}: {parts[0]} listed twice"
+        skips[parts[0]] = (environments, parts[2])
+    return skips
+
+
+def test_every_skip_is_in_the_one_file_with_a_reason() -> None:
+    assert read_skips()
+    for path in TERRAFORM.rglob("*.tf"):
+        assert "checkov:skip" not in path.read_text(encoding="utf-8"), f"{path}: skips belong in checkov-skips"
+
+
+def run_checkov(environment: str) -> set[str]:
+    """The ids of the checks that fail for one environment's variables."""
+    result = subprocess.run(
+        [str(CHECKOV), "-d", str(TERRAFORM), "--framework", "terraform", "--quiet", "--compact", "--skip-download",
+         "--var-file", str(TERRAFORM / "environments" / f"{environment}.tfvars"), "-o", "json"],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    reports = json.loads(result.stdout)
+    failed = set()
+    for report in reports if isinstance(reports, list) else [reports]:
+        assert report["summary"]["parsing_errors"] == 0
+        failed |= {check["check_id"] for check in report["results"]["failed_checks"]}
+    return failed
+
+
+@pytest.fixture(scope="module")
+def checkov_failures() -> dict[str, set[str]]:
+    if not CHECKOV.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHECKOV} is missing: `make checkov-venv` installs it (make test does)")
+        pytest.skip(f"{CHECKOV} is missing: run `make checkov-venv`")
+    with ThreadPoolExecutor(max_workers=len(ENVIRONMENTS)) as pool:
+        return dict(zip(ENVIRONMENTS, pool.map(run_checkov, ENVIRONMENTS), strict=True))
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_checkov_passes_with_only_the_listed_skips(environment: str, checkov_failures: dict[str, set[str]]) -> None:
+    skips = read_skips()
+    failed = checkov_failures[environment]
+    listed = {check for check, (environments, _) in skips.items() if environment in environments}
+    assert failed - listed == set(), "fix these, or list them in terraform/checkov-skips with the reason"
+    assert listed - failed == set(), "these skips no longer fail: remove them from terraform/checkov-skips"
+
+
+def test_terraform_fmt() -> None:
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("no terraform binary here (terraform fmt -check runs where one is installed)")
+    result = subprocess.run([terraform, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- delivery ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def workflow() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    return loaded
+
+
+def steps(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield from job.get("steps", [])
+
+
+def runs(job: dict[str, Any]) -> str:
+    return "\n".join(str(step.get("run", "")) for step in steps(job))
+
+
+def test_the_workflow_tests_packages_then_deploys_each_environment_in_turn(workflow: dict[str, Any]) -> None:
+    jobs = workflow["jobs"]
+    assert "make test" in runs(jobs["test"])
+    assert "make package" in runs(jobs["package"]) and jobs["package"]["needs"] == "test"
+    upload = next(step for step in steps(jobs["package"])
+                  if str(step.get("uses", "")).startswith("actions/upload-artifact"))
+    assert upload["with"]["path"] == "dist/chargeback-functions.zip"
+    previous = "package"
+    for environment in ENVIRONMENTS:
+        plan, apply = jobs[f"plan-{environment}"], jobs[f"apply-{environment}"]
+        assert plan["needs"] == previous and apply["needs"] == f"plan-{environment}"
+        assert f"-var-file=environments/{environment}.tfvars -out={environment}.tfplan" in runs(plan)
+        assert f"key=chargeback-{environment}.tfstate" in runs(plan)
+        assert f"apply -input=false {environment}.tfplan" in runs(apply)  # the reviewed plan, nothing else
+        assert apply["environment"] == environment
+        assert "pull_request" in apply["if"]  # pull requests plan, never apply
+        for job in (plan, apply):
+            assert job["permissions"]["id-token"] == "write"
+        previous = f"apply-{environment}"
+    # prod applies only after a person approves: the GitHub environment "prod" has required reviewers.
+    assert jobs["apply-prod"]["environment"] == "prod"
+    assert "required reviewers" in WORKFLOW.read_text(encoding="utf-8")
+
+
+def test_the_workflow_holds_no_secret_and_pins_its_tools(workflow: dict[str, Any]) -> None:
+    text = WORKFLOW.read_text(encoding="utf-8")
+    assert "secrets." not in text and "client-secret" not in text and "ARM_CLIENT_SECRET" not in text
+    assert workflow["permissions"] == {"contents": "read"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", workflow["env"]["TERRAFORM_VERSION"])
+    for job in workflow["jobs"].values():
+        for step in steps(job):
+            if "uses" in step:
+                assert re.search(r"@v\d+$|@[0-9a-f]{40}$", step["uses"]), step["uses"]
+
+
+def test_rollback_is_a_run_of_the_workflow_at_an_earlier_commit(workflow: dict[str, Any]) -> None:
+    # PyYAML reads the key `on` as True.
+    triggers: dict[str, Any] = workflow["on"] if "on" in workflow else workflow[True]  # type: ignore[index]
+    assert "ref" in triggers["workflow_dispatch"]["inputs"]
+    for job in workflow["jobs"].values():
+        checkout = next((step for step in steps(job) if str(step.get("uses", "")).startswith("actions/checkout")), None)
+        if checkout is not None:
+            assert checkout["with"]["ref"] == "${{ env.DEPLOY_REF }}"
+    readme = (TERRAFORM / "README.md").read_text(encoding="utf-8")
+    assert "## Rollback" in readme and "config-zip" in readme and "ref" in readme
+
+
+# --- the README explains every variable, the cost and the teardown -------------------------------
+
+def test_the_readme_documents_every_variable_the_cost_and_the_teardown(config: static.Config) -> None:
+    readme = (TERRAFORM / "README.md").read_text(encoding="utf-8")
+    for name in config.root.variables:
+        assert f"`{name}`" in readme, f"terraform/README.md does not explain {name}"
+    for heading in ("## Deploy", "## Variables", "## Cost of dev", "## Tear down", "## Rollback"):
+        assert heading in readme
+
+
+def test_outputs_give_what_a_user_needs_next(config: static.Config) -> None:
+    assert {"apim_gateway_url", "function_app_name", "storage_blob_endpoint", "storage_reports_url",
+            "storage_capture_url"} <= config.root.outputs.keys()
+
