@@ -79,3 +79,37 @@ clean:
 package: $(STAMP)
 	$(BIN)/python scripts/package_functions.py --out dist/chargeback-functions.zip
 
+# Benchmarks (docs/benchmarks.md): `make bench` (10M-event month), `make bench SCALE=1m` (quick),
+# `PROFILE=1` profiles the stages that miss their target, `REPEATS=N` overrides the runs per
+# variant. The servers run from their own folder and ports (BENCH_*_PORT), so `make bench` never
+# touches the ones `make test` starts, and are stopped whatever happens, as in `make test`.
+SCALE            ?= 10m
+BENCH_STAMP      := $(VENV)/.bench-installed
+BENCH_DIR        := .bench
+BENCH_REDIS_PORT ?= 6391
+BENCH_BLOB_PORT  ?= 10100
+BENCH_COSMOS_PORT ?= 8181
+BENCH_SERVICES   := CHARGEBACK_SERVICES_DIR=$(CURDIR)/$(BENCH_DIR)/services CHARGEBACK_REDIS_PORT=$(BENCH_REDIS_PORT) \
+	CHARGEBACK_AZURITE_BLOB_PORT=$(BENCH_BLOB_PORT) CHARGEBACK_AZURITE_QUEUE_PORT=$$(($(BENCH_BLOB_PORT) + 1)) \
+	CHARGEBACK_AZURITE_TABLE_PORT=$$(($(BENCH_BLOB_PORT) + 2)) CHARGEBACK_COSMOS_PORT=$(BENCH_COSMOS_PORT) $(SERVICES)
+
+$(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
+	touch $(BENCH_STAMP)
+
+.PHONY: bench
+bench: $(BENCH_STAMP) services-install
+	@trap '$(BENCH_SERVICES) stop' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	$(BENCH_SERVICES) start || exit $$?; \
+	redis_url=$$(sed -n "s/^CHARGEBACK_TEST_REDIS_URL='\(.*\)'$$/\1/p" $(BENCH_DIR)/services/env); \
+	$(BIN)/python -m benchmarks.run --scale $(SCALE) --work $(BENCH_DIR) --redis-url "$$redis_url" \
+		$(if $(PROFILE),--profile) $(if $(REPEATS),--repeats $(REPEATS))
+
+# Soak (scripts/soak.py, numbers in docs/guarantees.md): the ingest path at volume through the real
+# adapters (its own redis-server and Cosmos DB stand-in on loopback), 2 consumers, 1% redeliveries,
+# exact totals, RSS sampled. Bounded by SOAK_EVENTS and SOAK_MINUTES, whichever comes first. Not in `make test`.
+SOAK_EVENTS  ?= 1000000
+SOAK_MINUTES ?= 10
+.PHONY: soak
+soak: $(STAMP) services-install
+	$(BIN)/python scripts/soak.py --events $(SOAK_EVENTS) --minutes $(SOAK_MINUTES) --consumers 2 --duplicates 0.01

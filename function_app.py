@@ -2,8 +2,9 @@
 
 import azure.functions as func
 
-from pipeline.functions import eventhub, timers
+from pipeline.functions import eventhub, llm_logs, timers
 
 app = func.FunctionApp()
 app.register_blueprint(eventhub.bp)
+app.register_blueprint(llm_logs.bp)
 app.register_blueprint(timers.bp)

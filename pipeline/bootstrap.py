@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -19,11 +20,12 @@ from pipeline.reference_files import load_budgets, load_reference
 from pipeline.settings import Settings, sqlite_path
 from pipeline.stages.correct import CORRECTIONS, load_corrections
 from pipeline.stages.report import Report, build_report
-from pipeline.warehouse import month_bounds, open_warehouse
+from pipeline.warehouse import USAGE_WINDOW, month_bounds, open_warehouse
 
 SNAPSHOTS = "snapshots"
 DEAD_LETTERS = "dead-letters"
 REPORTS = "reports"
+LLM_USAGE = "llm-usage"  # usage records from APIM's LLM logs (pipeline.stages.llm_usage)
 
 
 class SettingsError(ValueError):
@@ -47,7 +49,7 @@ def open_pipeline(settings: Settings, reference: Reference | None = None) -> Pip
     """Every adapter the ingest and snapshot stages need. `reference` prices live spend
     (default: the shipped catalog and the maps under the home)."""
     if reference is None:
-        reference = load_reference(settings.prices, settings.deployments_csv, settings.cost_centers_csv)
+        reference = settings_reference(settings)
     budgets = open_budgets(settings)
     dead_letters, snapshots = open_store(settings, DEAD_LETTERS), open_store(settings, SNAPSHOTS)
     ledger = open_ledger(settings)
@@ -57,6 +59,14 @@ def open_pipeline(settings: Settings, reference: Reference | None = None) -> Pip
         ledger.close()
         raise
     return Pipeline(ledger, counters, DeadLetterFiles(dead_letters), snapshots, LivePricer(reference))
+
+
+def settings_reference(settings: Settings) -> Reference:
+    """The catalog, maps and provisioned capacity the settings name (defaults under the home)."""
+    if settings.capacity is not None and not settings.capacity.is_file():
+        raise SettingsError(f"CHARGEBACK_CAPACITY {settings.capacity}: no such file")
+    return load_reference(settings.prices, settings.deployments_csv, settings.cost_centers_csv,
+                          settings.capacity_csv, settings.ptu_weights, settings.ptu_idle_owner)
 
 
 def open_budgets(settings: Settings) -> Budgets:
@@ -95,7 +105,7 @@ def open_counters(settings: Settings, budgets: Budgets) -> Counters:
 
 
 def open_store(settings: Settings, area: str) -> ObjectStore:
-    """The object store for one area (snapshots, dead letters, reports) under CHARGEBACK_STORE."""
+    """The object store for one area (snapshots, dead letters, reports, llm-usage) under CHARGEBACK_STORE."""
     url = f"{settings.store.rstrip('/')}/{area}"
     parsed = urlparse(url)
     if parsed.scheme == "file":
@@ -109,10 +119,12 @@ def open_store(settings: Settings, area: str) -> ObjectStore:
     raise SettingsError(f"CHARGEBACK_STORE {settings.store!r}: expected file:///PATH or az://CONTAINER/PREFIX")
 
 
-def monthly_report(settings: Settings, reference: Reference, month: str) -> Report:
-    """The month's report from the committed snapshots, with every recorded correction applied:
-    what `chargeback report`, the demo and the daily Functions timer all publish."""
-    warehouse = open_warehouse(open_store(settings, SNAPSHOTS), reference, month_bounds(month))
+def monthly_report(settings: Settings, reference: Reference, month: str,
+                   usage_window: timedelta = USAGE_WINDOW) -> Report:
+    """The month's report from the committed snapshots and the LLM-log usage, with every recorded
+    correction applied: what `chargeback report`, the demo and the daily Functions timer all publish."""
+    warehouse = open_warehouse(open_store(settings, SNAPSHOTS), reference, month_bounds(month),
+                               llm_usage=open_store(settings, LLM_USAGE), usage_window=usage_window)
     try:
         corrections = load_corrections(open_store(settings, CORRECTIONS))
         return build_report(warehouse, reference, month, corrections=corrections)

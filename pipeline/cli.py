@@ -16,6 +16,7 @@ from rich.table import Table
 
 from pipeline import demo_traffic
 from pipeline.bootstrap import (
+    LLM_USAGE,
     SNAPSHOTS,
     monthly_report,
     open_budgets,
@@ -23,6 +24,7 @@ from pipeline.bootstrap import (
     open_store,
 )
 from pipeline.cli_support import (
+    capacity_options,
     catch_up,
     console,
     load_reference_files,
@@ -32,12 +34,13 @@ from pipeline.cli_support import (
     user_errors,
 )
 from pipeline.domain.decode import RawMessage
+from pipeline.finance_views import register_finance_views, wanted_views
 from pipeline.presentation import LiveUsage, show_ingest, show_report, show_snapshot, show_usage
 from pipeline.settings import Settings
 from pipeline.sources import json_lines
 from pipeline.stages.correct import CORRECTIONS, load_corrections
 from pipeline.stages.ingest import IngestResult, ingest
-from pipeline.stages.report import FORMATS, check_month, write_report
+from pipeline.stages.report import DEFAULT_FORMATS, FORMATS, check_month, write_report
 from pipeline.stages.snapshot import snapshot
 from pipeline.warehouse import open_warehouse
 
@@ -86,21 +89,27 @@ def snapshot_command() -> None:
 @click.option("--month", required=True, help="The month to report, YYYY-MM (UTC).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the report files (default: $CHARGEBACK_HOME/reports).")
-@click.option("--format", "formats", default=",".join(FORMATS), show_default=True,
-              help="Comma-separated output formats.")
+@click.option("--format", "formats", default=",".join(DEFAULT_FORMATS), show_default=True,
+              help=f"Comma-separated output formats, of: {', '.join(FORMATS)} (focus: FOCUS 1.2 CSV and "
+                   "Parquet in the FinOps hubs layout; html: a self-contained report with charts).")
 @reference_options
+@capacity_options
 @user_errors
 def report_command(month: str, out: Path | None, formats: str, prices: Path | None,
-                   deployments: Path | None, cost_centers: Path | None) -> None:
-    """Price a month of usage and write chargeback-YYYY-MM.csv and .parquet.
+                   deployments: Path | None, cost_centers: Path | None, capacity: Path | None,
+                   ptu_weights: Path | None, ptu_idle_owner: str | None) -> None:
+    """Price a month of usage and write chargeback-YYYY-MM.csv and .parquet (and, with --format,
+    the FOCUS 1.2 export and the HTML report). Provisioned (PTU) capacity is allocated to the
+    cost centers that used it (ptu_cost, next to the pay-as-you-go cost).
 
     Ledger events not yet snapshotted are snapshotted first.
 
-    Example: chargeback report --month 2026-10 --out reports/
+    Example: chargeback report --month 2026-10 --out reports/ --format csv,parquet,focus,html
     """
     settings = Settings.from_env()
     check_month(month)
-    reference = load_reference_files(settings, prices, deployments, cost_centers)
+    reference = load_reference_files(settings, prices, deployments, cost_centers, capacity, ptu_weights,
+                                     ptu_idle_owner)
     catch_up(settings, console)
     report = monthly_report(settings, reference, month)
     files = write_report(report, out or settings.reports_dir, [f.strip() for f in formats.split(",") if f.strip()])
@@ -114,19 +123,28 @@ def report_command(month: str, out: Path | None, formats: str, prices: Path | No
 @click.option("--format", "output", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
 @reference_options
+@capacity_options
 @user_errors
 def query_command(sql: str, output: str, prices: Path | None, deployments: Path | None,
-                  cost_centers: Path | None) -> None:
+                  cost_centers: Path | None, capacity: Path | None, ptu_weights: Path | None,
+                  ptu_idle_owner: str | None) -> None:
     """Run DuckDB SQL over the snapshots: views `usage` (one row per event) and `costs`
-    (one priced row per event, with cost, cost_center, month).
+    (one priced row per event, with cost, cost_center, month); `llm_usage` and
+    `llm_usage_unmatched` (usage from APIM's LLM logs, and its records with no request event);
+    `allocations` (provisioned capacity per deployment, day and cost center) and `focus` (the
+    FOCUS 1.2 rows), built only when the statement names them.
 
     Example: chargeback query "SELECT cost_center, sum(cost) FROM costs GROUP BY ALL"
     """
     settings = Settings.from_env()
-    reference = load_reference_files(settings, prices, deployments, cost_centers)
+    reference = load_reference_files(settings, prices, deployments, cost_centers, capacity, ptu_weights,
+                                     ptu_idle_owner)
     catch_up(settings, notices)
     corrections = load_corrections(open_store(settings, CORRECTIONS))
-    result = open_warehouse(open_store(settings, SNAPSHOTS), reference, corrections=corrections).connection.execute(sql)
+    warehouse = open_warehouse(open_store(settings, SNAPSHOTS), reference, corrections=corrections,
+                               llm_usage=open_store(settings, LLM_USAGE))
+    register_finance_views(warehouse, reference, corrections, wanted_views(sql))
+    result = warehouse.connection.execute(sql)
     if result is None:
         raise click.ClickException("no SQL statement given")
     names = [column[0] for column in result.description or []]
@@ -185,6 +203,7 @@ def demo_command(events: int, month: str | None, seed: int) -> None:
     _write_if_absent(settings.deployments_csv, demo_traffic.deployments_csv())
     _write_if_absent(settings.cost_centers_csv, demo_traffic.cost_centers_csv(month))
     _write_if_absent(settings.budgets_csv, demo_traffic.budgets_csv())
+    _write_if_absent(settings.capacity_csv, demo_traffic.capacity_csv(month))
     traffic = settings.home / "demo" / f"traffic-{month}.jsonl"
     traffic.parent.mkdir(parents=True, exist_ok=True)
     traffic.write_bytes(b"\n".join(demo_traffic.traffic(month, events, seed)) + b"\n")
@@ -200,7 +219,7 @@ def demo_command(events: int, month: str | None, seed: int) -> None:
         show_snapshot(console, snapshot(p.ledger, p.snapshots))
     reference = load_reference_files(settings, None, None, None)
     report = monthly_report(settings, reference, month)
-    files = write_report(report, settings.reports_dir)
+    files = write_report(report, settings.reports_dir, FORMATS)
     show_report(console, report)
     for path in files:
         console.print(f"wrote {path}")
@@ -236,3 +255,11 @@ from pipeline.cli_correct import correct_command, corrections_command  # noqa: E
 
 main.add_command(correct_command)
 main.add_command(corrections_command)
+
+from pipeline.cli_llm_logs import ingest_llm_logs_command  # noqa: E402
+
+main.add_command(ingest_llm_logs_command)
+
+from pipeline.cli_prices import prices_group  # noqa: E402
+
+main.add_command(prices_group)

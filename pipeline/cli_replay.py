@@ -7,10 +7,9 @@ from datetime import UTC, datetime
 
 import click
 
-from pipeline.bootstrap import has_embedded_ledger_data, open_ledger
+from pipeline.bootstrap import has_embedded_ledger_data, open_ledger, settings_reference
 from pipeline.cli_support import console, pipeline, user_errors
 from pipeline.presentation import money
-from pipeline.reference_files import load_reference
 from pipeline.replay import DryRun, Source, SourceCounts, dry_run, open_sources, replay
 from pipeline.settings import Settings
 from pipeline.sources import SourceError, TimeRange
@@ -86,7 +85,7 @@ def _replay(settings: Settings, sources: list[Source]) -> None:
 
 
 def _dry_run(settings: Settings, sources: list[Source]) -> None:
-    reference = load_reference(settings.prices, settings.deployments_csv, settings.cost_centers_csv)
+    reference = settings_reference(settings)
     # An embedded ledger that does not exist yet is not created: every event would be new.
     ledger = open_ledger(settings) if has_embedded_ledger_data(settings) else None
     try:

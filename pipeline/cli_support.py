@@ -69,13 +69,34 @@ def reference_options(command: Callable[P, R]) -> Callable[P, R]:
     return command
 
 
+def capacity_options(command: Callable[P, R]) -> Callable[P, R]:
+    """--capacity, --ptu-weights and --ptu-idle-owner: provisioned (PTU) capacity and its allocation."""
+    options = [
+        click.option("--capacity", type=click.Path(dir_okay=False, path_type=Path), envvar="CHARGEBACK_CAPACITY",
+                     help="Provisioned-capacity CSV: deployment,ptu,price_per_ptu_hour,currency,effective_from,"
+                          "effective_to[,idle_owner] (default: $CHARGEBACK_HOME/capacity.csv if present)."),
+        click.option("--ptu-weights", type=click.Path(dir_okay=False, path_type=Path),
+                     envvar="CHARGEBACK_PTU_WEIGHTS",
+                     help="PTU weights CSV: model,input_weight,cached_input_weight,output_weight"
+                          "[,input_tpm_per_ptu] (default: the shipped weights)."),
+        click.option("--ptu-idle-owner", envvar="CHARGEBACK_PTU_IDLE_OWNER", metavar="COST_CENTER",
+                     help="Charge idle PTU capacity to this cost center (default: spread it over the users "
+                          "in proportion; a capacity row's idle_owner wins)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def load_reference_files(settings: Settings, prices: Path | None, deployments: Path | None,
-               cost_centers: Path | None) -> Reference:
-    for given in (prices, deployments, cost_centers):
+                         cost_centers: Path | None, capacity: Path | None = None, ptu_weights: Path | None = None,
+                         ptu_idle_owner: str | None = None) -> Reference:
+    for given in (prices, deployments, cost_centers, capacity, ptu_weights):
         if given is not None and not given.exists():
             raise click.ClickException(f"{given}: no such file")
     return load_reference(prices, deployments or settings.deployments_csv,
-                          cost_centers or settings.cost_centers_csv)
+                          cost_centers or settings.cost_centers_csv, capacity or settings.capacity_csv,
+                          ptu_weights or settings.ptu_weights, ptu_idle_owner or settings.ptu_idle_owner)
 
 
 def catch_up(settings: Settings, out: Console) -> None:

@@ -36,7 +36,8 @@ class DemoDeployment:
 
 DEPLOYMENTS = (
     DemoDeployment("chat-gpt4o", "gpt-4o-2024-11-20", "global", "", "chat"),
-    DemoDeployment("chat-gpt41", "gpt-4.1", "datazone", "", "chat"),
+    # provisioned (PTU): its capacity (capacity_csv) is shared by support and data science
+    DemoDeployment("chat-gpt41", "gpt-4.1", "datazone-provisioned", "", "chat"),
     DemoDeployment("mini-gpt41", "gpt-4.1-mini", "global", "", "chat"),
     DemoDeployment("embed-small", "text-embedding-3-small", "regional", "eastus", "embedding"),
     DemoDeployment("reason-o4mini", "o4-mini", "global", "", "reasoning"),
@@ -76,6 +77,16 @@ def cost_centers_csv(month: str) -> str:
         f"sub-marketing-gen,CC-3003-marketing,2024-01-01,{middle}\n"
         f"sub-marketing-gen,CC-3100-growth,{middle},\n"
         "sub-data-science,CC-4004-data-science,2024-01-01,\n"
+    )
+
+
+def capacity_csv(month: str) -> str:
+    """15 Data Zone PTUs of chat-gpt41 for the month (USD 1.10 per PTU-hour, a list-price figure to
+    verify); idle capacity is charged to the platform team that owns the deployment."""
+    start, end = month_bounds(month)
+    return (
+        "deployment,ptu,price_per_ptu_hour,currency,effective_from,effective_to,idle_owner\n"
+        f"chat-gpt41,15,1.10,USD,{start},{end},CC-0001-platform\n"
     )
 
 

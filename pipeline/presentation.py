@@ -13,6 +13,7 @@ from pipeline.domain.corrections import Kind
 from pipeline.domain.live import MICROS, BudgetAlert, Budgets, BudgetScope, SubscriptionMonth
 from pipeline.domain.pricing import money_sum
 from pipeline.stages.ingest import IngestResult
+from pipeline.stages.llm_usage import LlmIngestResult
 from pipeline.stages.report import Report, ReportRow
 from pipeline.stages.restate import Restatement
 from pipeline.stages.snapshot import SnapshotResult
@@ -48,6 +49,19 @@ def show_ingest(console: Console, result: IngestResult) -> None:
                                   for month in sorted(result.uncounted_months)), style="yellow", markup=False)
 
 
+def show_llm_ingest(console: Console, result: LlmIngestResult) -> None:
+    discarded, rejected = sum(result.discarded.values()), sum(result.rejected.values())
+    console.print(f"read {result.messages:,} envelope(s), {result.records:,} record(s): kept {result.kept:,} usage "
+                  f"record(s), discarded {discarded:,}, rejected {rejected:,}; {result.files_written:,} new file(s), "
+                  f"{result.files_present:,} already stored", markup=False)
+    for reason, count in sorted(result.discarded.items()):
+        console.print(f"  discarded: {reason} x{count:,}", markup=False)
+    for reason, count in sorted(result.rejected.items()):
+        console.print(f"  rejected: {reason} x{count:,}", markup=False)
+    for rejection in result.examples[:5]:
+        console.print(f"    {rejection.where}: {rejection.detail}", markup=False)
+
+
 def show_snapshot(console: Console, result: SnapshotResult) -> None:
     if not result.rows:
         console.print("snapshot: nothing new")
@@ -68,6 +82,14 @@ def show_report(console: Console, report: Report) -> None:
     console.print(f"[bold]Total {total_text}[/] over {report.requests:,} requests "
                   f"(prices: catalog {report.catalog_version}"
                   + (f"; repriced by corrections with catalog {', '.join(others)})" if others else ")"))
+    show_ptu(console, report)
+    if report.states:
+        origins = ", ".join(f"{origin} {count:,}" for origin, count in report.origins.items() if origin != "none")
+        console.print("usage: " + ", ".join(f"{state} {count:,}" for state, count in report.states.items())
+                      + (f" (numbers from: {origins})" if origins else ""), markup=False)
+    if report.llm_unmatched:
+        console.print(f"LLM-log usage records with no request event (not priced): {report.llm_unmatched:,}; "
+                      "chargeback query \"SELECT * FROM llm_usage_unmatched\" lists them", markup=False)
     if report.corrections:
         console.print(f"corrections applied: {len(report.corrections)} (lines they set are marked "
                       "charge_class=Correction)")
@@ -79,17 +101,18 @@ def show_report(console: Console, report: Report) -> None:
     if report.unpriced:
         console.print(f"[yellow]warning: {report.unpriced_requests:,} requests are unpriced; they stay in the "
                       "report with an empty cost:[/]")
-        reasons: dict[str, list[int]] = {}
-        examples: dict[str, str] = {}
+        reasons: dict[tuple[str, str], list[int]] = {}  # (reason, usage state): no-usage has two causes
+        examples: dict[tuple[str, str], str] = {}
         for line in sorted(report.unpriced, key=lambda line: -line.requests):
-            sums = reasons.setdefault(line.reason, [0, 0])
+            sums = reasons.setdefault((line.reason, line.usage_state), [0, 0])
             sums[0] += line.requests
             sums[1] += line.prompt_tokens + line.completion_tokens
-            examples.setdefault(line.reason, line.detail)
+            examples.setdefault((line.reason, line.usage_state), line.detail)
         table = Table("reason", "requests", "tokens", "for example")
-        for reason, (requests, tokens) in sorted(reasons.items()):
-            table.add_row(reason, f"{requests:,}", f"{tokens:,}", examples[reason])
+        for (reason, state), (requests, tokens) in sorted(reasons.items()):
+            table.add_row(reason, f"{requests:,}", f"{tokens:,}", examples[(reason, state)])
         console.print(table)
+    show_unpriced_models(console, report)
     if report.restatement is not None:
         show_restatement(console, report.restatement)
 
@@ -121,9 +144,10 @@ def _summary(report: Report, key: Callable[[ReportRow], tuple[str, ...]]) -> Sum
         entry = sums.setdefault(key(row), [0, 0, {}])
         entry[0] += row.requests  # type: ignore[operator]
         entry[1] += row.prompt_tokens + row.completion_tokens  # type: ignore[operator]
-        if row.cost is not None:
+        total = row.total_cost  # pay-as-you-go + allocated PTU capacity
+        if total is not None:
             costs: dict[str, Decimal] = entry[2]  # type: ignore[assignment]
-            costs[row.currency] = money_sum((costs.get(row.currency, Decimal(0)), row.cost))
+            costs[row.currency] = money_sum((costs.get(row.currency, Decimal(0)), total))
     return {k: (int(v[0]), int(v[1]), v[2]) for k, v in sums.items()}  # type: ignore[call-overload, misc]
 
 
@@ -185,3 +209,55 @@ def show_usage(console: Console, live: LiveUsage, subscription: str | None = Non
                           f"{alert.raised_at:%Y-%m-%d %H:%M} UTC ({_micros(alert.spend_micros, alert.currency)})")
     if not rows:
         console.print("no live usage recorded for this month" + (f" and {subscription}" if subscription else ""))
+
+
+UNPRICED_MODEL_REASONS = ("no-price", "unknown-model", "no-capacity")
+
+
+def show_ptu(console: Console, report: Report) -> None:
+    """Pay-as-you-go and allocated PTU capacity side by side, and how busy each PTU deployment was."""
+    if not report.deployment_days:
+        return
+    payg, ptu = report.payg_totals, report.ptu_totals
+    console.print("of which pay-as-you-go " + ", ".join(money(payg.get(c, Decimal(0)), c) for c in sorted(ptu))
+                  + ", provisioned (PTU) capacity " + ", ".join(money(a, c) for c, a in ptu.items())
+                  + f" (capacity file {report.capacity_version})", markup=False)
+    days: dict[str, list[Decimal]] = {}
+    idle: dict[str, set[str]] = {}
+    for day in report.deployment_days:
+        entry = days.setdefault(day.deployment, [Decimal(0), Decimal(0), Decimal(0)])
+        entry[0] = money_sum((entry[0], day.cost))
+        entry[1] = money_sum((entry[1], day.used))
+        entry[2] = money_sum((entry[2], day.capacity or Decimal(0)))
+        if day.idle_to:
+            idle.setdefault(day.deployment, set()).add(day.idle_to)
+    currencies = {day.deployment: day.currency for day in report.deployment_days}
+    for deployment, (cost, used, capacity) in sorted(days.items()):
+        busy = f"{used / capacity:.1%} used" if capacity else "utilisation unknown (no throughput per PTU)"
+        owner = ", ".join(sorted(idle.get(deployment, ()))) or "spread over its users"
+        console.print(f"  PTU {deployment}: {money(cost, currencies[deployment])} capacity, {busy} (weighted "
+                      f"tokens); idle capacity: {owner}", markup=False)
+
+
+def unpriced_models(report: Report) -> list[tuple[str, str, str, int, int]]:
+    """(model, deployment type, reason, requests, tokens) of the traffic no price or capacity
+    row covered, most requests first."""
+    sums: dict[tuple[str, str, str], list[int]] = {}
+    for line in report.unpriced:
+        if line.reason in UNPRICED_MODEL_REASONS:
+            entry = sums.setdefault((line.model or "(none)", line.deployment_type or "-", line.reason), [0, 0])
+            entry[0] += line.requests
+            entry[1] += line.prompt_tokens + line.completion_tokens
+    return sorted(((*key, n, t) for key, (n, t) in sums.items()), key=lambda r: (-r[3], r[:3]))
+
+
+def show_unpriced_models(console: Console, report: Report) -> None:
+    """The models the catalog (or the capacity file) has no price for: what to add."""
+    models = unpriced_models(report)
+    if not models:
+        return
+    table = Table("model", "deployment type", "reason", "requests", "tokens",
+                  title="Unpriced models: add them to the price catalog (or the capacity file)", title_justify="left")
+    for model, deployment_type, reason, requests, tokens in models:
+        table.add_row(model, deployment_type, reason, f"{requests:,}", f"{tokens:,}")
+    console.print(table)

@@ -208,6 +208,11 @@ def _price(plan: DryRun, event: UsageEvent, reference: Reference, resolved: dict
     if resolution is None:
         resolution = resolved[key] = reference.resolve(key)
     price, usage = resolution.price, event.usage
+    if resolution.provisioned and usage is not None:  # PTU usage adds no per-token cost
+        delta = plan.costs.setdefault((resolution.cost_center, f"{event.timestamp:%Y-%m}", resolution.currency),
+                                      Delta())
+        delta.requests += 1
+        return
     if price is None or usage is None or resolution.unpriced is not None:
         reason = resolution.unpriced.value if resolution.unpriced else "no-usage"
         entry = plan.unpriced.setdefault(reason, Unpriced(0, resolution.detail))

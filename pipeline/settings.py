@@ -11,10 +11,14 @@ CHARGEBACK_HOME (default ./.chargeback):
     deployments.csv     deployment map (deployment,model,deployment_type,region)
     cost-centers.csv    cost-center map (subscription_id,cost_center,effective_from,effective_to)
     budgets.csv         monthly budgets (scope,key,monthly_budget,currency), optional
+    capacity.csv        provisioned (PTU) capacity
+                        (deployment,ptu,price_per_ptu_hour,currency,effective_from,effective_to), optional
 
 CHARGEBACK_PRICES, CHARGEBACK_DEPLOYMENTS, CHARGEBACK_COST_CENTERS and CHARGEBACK_BUDGETS name
 other files for the catalog (default: the shipped one) and the maps; ingest prices live spend
-with the same files that `report` and `query` use.
+with the same files that `report` and `query` use. CHARGEBACK_CAPACITY names the provisioned
+capacity file, CHARGEBACK_PTU_WEIGHTS the PTU weights (default: the shipped ones) and
+CHARGEBACK_PTU_IDLE_OWNER the cost center charged idle PTU capacity (default: spread over users).
 
 Each backend is chosen by the scheme of its URL:
     CHARGEBACK_LEDGER    sqlite:///PATH | cosmos://HOST[:PORT]/DATABASE/CONTAINER
@@ -59,6 +63,9 @@ class Settings:
     create_resources: bool = False  # create the Cosmos container / Blob container if missing (local only)
     cosmos_settle_seconds: float | None = None
     redis_username: str | None = None
+    capacity: Path | None = None
+    ptu_weights: Path | None = None
+    ptu_idle_owner: str | None = None
 
     def __post_init__(self) -> None:
         # Defaults derive from the home; frozen, so set through object.__setattr__.
@@ -95,6 +102,9 @@ class Settings:
             create_resources=get("CHARGEBACK_CREATE_RESOURCES") == "1",
             cosmos_settle_seconds=float(settle) if (settle := get("CHARGEBACK_COSMOS_SETTLE_SECONDS")) else None,
             redis_username=get("CHARGEBACK_REDIS_USERNAME"),
+            capacity=path("CHARGEBACK_CAPACITY"),
+            ptu_weights=path("CHARGEBACK_PTU_WEIGHTS"),
+            ptu_idle_owner=get("CHARGEBACK_PTU_IDLE_OWNER"),
         )
 
     @property
@@ -117,6 +127,10 @@ class Settings:
     @property
     def budgets_csv(self) -> Path:
         return self.budgets or self.home / "budgets.csv"
+
+    @property
+    def capacity_csv(self) -> Path:
+        return self.capacity or self.home / "capacity.csv"
 
 
 def sqlite_path(url: str) -> Path | None:

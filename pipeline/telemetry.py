@@ -7,6 +7,8 @@
     chargeback.events.unpriced        events whose live charge had no price (no usage, usage
                                       pending, unknown deployment or model, no price)
     chargeback.budget.alerts          budget thresholds first reached, by `scope` and `threshold`
+    chargeback.counters.degraded      batches acknowledged while the live counters were unavailable
+                                      (in the ledger, not counted): run `chargeback reconcile --apply`
     chargeback.batch.duration  (s)    time ingest spent on one batch
     chargeback.ingest.lag      (s)    from an event's Event Hub enqueued time to its processing
 
@@ -72,6 +74,9 @@ def record_ingest(result: IngestResult, lag_seconds: Sequence[float], *, meter_p
     alerts = meter.create_counter("chargeback.budget.alerts", "{alert}", "Budget thresholds first reached")
     for alert in result.alerts:
         alerts.add(1, {"scope": alert.scope.value, "threshold": alert.threshold})
+    if result.counters_degraded:
+        meter.create_counter("chargeback.counters.degraded", "{batch}",
+                             "Batches in the ledger but not in the live counters (reconcile them)").add(1)
     meter.create_histogram("chargeback.batch.duration", "s", "Time ingest spent on one batch",
                            explicit_bucket_boundaries_advisory=DURATION_BUCKETS).record(result.seconds)
     lag = meter.create_histogram("chargeback.ingest.lag", "s", "From Event Hub enqueued time to processing",

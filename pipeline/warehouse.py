@@ -9,13 +9,21 @@ Corrections (pipeline.domain.corrections) apply here as in the report: voided ev
 out by an anti-join on the `voided_events` view, built over small registered tables (the voided
 ids, and the void filters as rows), so no user value is ever formatted into SQL; reassigns and
 reprices change the resolved keys.
+
+Streamed events arrive without usage (the policy never reads a stream); their token counts come
+from APIM's LLM logs (pipeline.domain.llm_logs), joined here at read time by `eventId` =
+`CorrelationId`. `usage` says where each event's numbers came from (`usage_origin`: response,
+stream, estimated, llm-log, none) and whether it can be priced (`usage_state`): a streamed event
+without usage is `pending` while younger than the usage window (24 hours by default), then
+`expired`, which is unpriced `no-usage`, never zero. `llm_usage` is the deduplicated LLM usage,
+`llm_usage_unmatched` its records whose request event never arrived (not priced: no caller).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import duckdb
@@ -27,13 +35,14 @@ from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
 from pipeline.domain.costing import Reference, UsageKey, UsageState
 from pipeline.domain.pricing import MONEY, TOKENS_PER_UNIT
 from pipeline.ports import ObjectStore
+from pipeline.stages.llm_usage import LLM_USAGE_SCHEMA, llm_usage_keys
 from pipeline.stages.snapshot import USAGE_PREFIX, published_files
-from pipeline.usage_schema import USAGE_SCHEMA
+from pipeline.usage_schema import TIMESTAMP, USAGE_SCHEMA
 
 PER_TOKEN = pa.decimal128(38, 12)
 USAGE_WITH_DATE = USAGE_SCHEMA.append(pa.field("date", pa.date32()))
-STATE_SQL = ("CASE WHEN prompt_tokens IS NOT NULL THEN 'measured' "
-             "WHEN usage_source = 'stream' THEN 'pending' ELSE 'none' END")
+USAGE_WINDOW = timedelta(hours=24)  # how long a streamed event waits for its LLM-log usage
+PAY_AS_YOU_GO, PROVISIONED = "pay-as-you-go", "provisioned"  # `costs.pricing`
 KEY_COLUMNS = ("date", "subscription_id", "cost_center", "deployment", "model", "state")
 
 RESOLUTION_SCHEMA = pa.schema([
@@ -42,7 +51,7 @@ RESOLUTION_SCHEMA = pa.schema([
     ("cost_center", pa.string()), ("model", pa.string()), ("deployment_type", pa.string()),
     ("currency", pa.string()), ("input_per_token", PER_TOKEN), ("cached_input_per_token", PER_TOKEN),
     ("output_per_token", PER_TOKEN), ("catalog_version", pa.string()), ("unpriced_reason", pa.string()),
-    ("unpriced_detail", pa.string()), ("charge_class", pa.string()),
+    ("unpriced_detail", pa.string()), ("charge_class", pa.string()), ("pricing", pa.string()),
 ])
 VOID_IDS_SCHEMA = pa.schema([("event_id", pa.string()), ("correction", pa.string())])
 VOID_FILTERS_SCHEMA = pa.schema([
@@ -68,14 +77,47 @@ SELECT u.* EXCLUDE (cost_center, model),
             (u.prompt_tokens - u.cached_tokens)::DECIMAL(18, 0) * r.input_per_token
           + u.cached_tokens::DECIMAL(18, 0) * r.cached_input_per_token
           + u.completion_tokens::DECIMAL(18, 0) * r.output_per_token END AS cost,
-       r.currency, r.catalog_version, r.unpriced_reason, r.charge_class
+       r.currency, r.catalog_version, r.unpriced_reason, r.charge_class, r.pricing
 FROM usage u JOIN pricing_keys r
   ON u.date = r.date AND u.subscription_id = r.subscription_id
  AND u.cost_center IS NOT DISTINCT FROM r.cost_center_sent AND u.deployment = r.deployment
- AND u.model IS NOT DISTINCT FROM r.model_sent AND {STATE_SQL.replace("prompt_tokens", "u.prompt_tokens")
-                                                   .replace("usage_source", "u.usage_source")} = r.state
+ AND u.model IS NOT DISTINCT FROM r.model_sent AND u.usage_state = r.state
 WHERE {NOT_VOIDED}
 """
+
+# One usage record per join id: the one with the most tokens (a request's counts are logged once;
+# other entries of the same request, such as message chunks, carry none or the same), then a
+# fixed order, so that every reader picks the same record.
+LLM_USAGE_VIEW = """
+CREATE OR REPLACE VIEW llm_usage AS
+SELECT * FROM llm_usage_records
+QUALIFY row_number() OVER (PARTITION BY join_id ORDER BY total_tokens DESC, prompt_tokens DESC,
+        cached_tokens DESC NULLS LAST, sequence_number NULLS LAST, time, request_id NULLS LAST,
+        deployment NULLS LAST, model NULLS LAST, region NULLS LAST, operation NULLS LAST) = 1
+"""
+LLM_UNMATCHED_VIEW = """
+CREATE OR REPLACE VIEW llm_usage_unmatched AS
+SELECT l.* FROM llm_usage l WHERE NOT EXISTS (SELECT 1 FROM usage_events e WHERE e.event_id = l.join_id)
+"""
+# Usage from the LLM log fills only streamed events that came without it. Cached tokens the log
+# does not report count as uncached (the higher price).
+USAGE_VIEW = """
+CREATE OR REPLACE VIEW usage AS
+SELECT e.* REPLACE (
+         coalesce(e.prompt_tokens, l.prompt_tokens) AS prompt_tokens,
+         coalesce(e.completion_tokens, l.completion_tokens) AS completion_tokens,
+         coalesce(e.total_tokens, l.total_tokens) AS total_tokens,
+         coalesce(e.cached_tokens, CASE WHEN l.join_id IS NOT NULL THEN coalesce(l.cached_tokens, 0) END)
+           AS cached_tokens),
+       CASE WHEN e.prompt_tokens IS NOT NULL THEN e.usage_source
+            WHEN l.join_id IS NOT NULL THEN 'llm-log' ELSE 'none' END AS usage_origin,
+       CASE WHEN e.prompt_tokens IS NOT NULL OR l.join_id IS NOT NULL THEN 'measured'
+            WHEN e.usage_source = 'stream' AND e.timestamp > w.cutoff THEN 'pending'
+            WHEN e.usage_source = 'stream' THEN 'expired' ELSE 'none' END AS usage_state
+FROM usage_events e CROSS JOIN usage_window w
+LEFT JOIN llm_usage l ON e.usage_source = 'stream' AND e.prompt_tokens IS NULL AND l.join_id = e.event_id
+"""
+WINDOW_SCHEMA = pa.schema([("cutoff", TIMESTAMP)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +127,18 @@ class Warehouse:
 
 
 def open_warehouse(store: ObjectStore, reference: Reference | None = None,
-                   days: tuple[date, date] | None = None, corrections: Corrections | None = None) -> Warehouse:
-    """A DuckDB connection with the `usage` and `voided_events` views (and `costs` when a
-    reference is given, with the corrections applied), over the committed snapshot files of the
-    days in [start, end) when `days` is given.
+                   days: tuple[date, date] | None = None, corrections: Corrections | None = None, *,
+                   llm_usage: ObjectStore | None = None, now: datetime | None = None,
+                   usage_window: timedelta = USAGE_WINDOW) -> Warehouse:
+    """A DuckDB connection with the `usage`, `llm_usage`, `llm_usage_unmatched` and
+    `voided_events` views (and `costs` when a reference is given, with the corrections applied),
+    over the committed snapshot files of the days in [start, end) when `days` is given, and the
+    LLM usage files of the `llm_usage` store (none: no streamed event gets usage). A streamed
+    event without usage is `pending` until `usage_window` after its timestamp, as of `now`.
 
-    Only files named by a committed manifest are read, handed over as an Arrow dataset: no
-    path is ever read as a glob pattern, and orphans of a failed run are never seen."""
+    Only files named by a committed manifest (or listed in the LLM usage area) are read, handed
+    over as Arrow datasets: no path is ever read as a glob pattern, and orphans of a failed run
+    are never seen."""
     connection = duckdb.connect()
     files = published_files(store, days)
     filesystem, base = arrow_filesystem(store)
@@ -100,15 +147,27 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
         filesystem=filesystem, partition_base_dir=f"{base}/{USAGE_PREFIX}",
         partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
     )
-    connection.register("usage", dataset)
+    connection.register("usage_events", dataset)
+    connection.register("llm_usage_records", _llm_usage_dataset(llm_usage, days))
+    cutoff = (now or datetime.now(UTC)) - usage_window
+    connection.register("usage_window", pa.Table.from_pylist([{"cutoff": cutoff}], schema=WINDOW_SCHEMA))
+    for view in (LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW, USAGE_VIEW):
+        connection.execute(view)
     register_corrections(connection, corrections or NO_CORRECTIONS)
     if reference is not None:
         keys = connection.execute(
-            f"SELECT DISTINCT date, subscription_id, cost_center, deployment, model, {STATE_SQL} "
-            "FROM usage").fetchall()
+            "SELECT DISTINCT date, subscription_id, cost_center, deployment, model, usage_state FROM usage").fetchall()
         connection.register("pricing_keys", resolution_table(reference, keys, corrections))
         connection.execute(COSTS_VIEW)
     return Warehouse(connection, bool(files))
+
+
+def _llm_usage_dataset(store: ObjectStore | None, days: tuple[date, date] | None) -> ds.Dataset:
+    if store is None:
+        return ds.dataset(LLM_USAGE_SCHEMA.empty_table())
+    filesystem, base = arrow_filesystem(store)
+    return ds.dataset([f"{base}/{key}" for key in llm_usage_keys(store, days)], schema=LLM_USAGE_SCHEMA,
+                      format="parquet", filesystem=filesystem)
 
 
 def register_corrections(connection: duckdb.DuckDBPyConnection, corrections: Corrections) -> None:
@@ -135,19 +194,22 @@ def resolution_table(reference: Reference, keys: Iterable[tuple[object, ...]],
         key = usage_key(row)
         resolved = corrections.resolve(reference, key)
         price = resolved.price
+        zero = Decimal(0) if resolved.provisioned else None
         rows.append({
             "date": key.day, "subscription_id": key.subscription_id, "cost_center_sent": key.cost_center_sent,
             "deployment": key.deployment, "model_sent": key.model, "state": key.state.value,
             "cost_center": resolved.cost_center, "model": resolved.model,
             "deployment_type": resolved.deployment_type,
-            "currency": price.currency if price else None,
-            "input_per_token": _per_token(price.input_per_1m) if price else None,
-            "cached_input_per_token": _per_token(price.cached_input_per_1m) if price else None,
-            "output_per_token": _per_token(price.output_per_1m) if price else None,
+            "currency": resolved.currency or None,
+            # provisioned (PTU) usage costs 0 per token: its capacity is in the `allocations` view
+            "input_per_token": _per_token(price.input_per_1m) if price else zero,
+            "cached_input_per_token": _per_token(price.cached_input_per_1m) if price else zero,
+            "output_per_token": _per_token(price.output_per_1m) if price else zero,
             "catalog_version": resolved.catalog_version or None,
             "unpriced_reason": resolved.unpriced.value if resolved.unpriced else None,
             "unpriced_detail": resolved.detail or None,
             "charge_class": resolved.charge_class or None,
+            "pricing": PROVISIONED if resolved.provisioned else PAY_AS_YOU_GO if price else None,
         })
     return pa.Table.from_pylist(rows, schema=RESOLUTION_SCHEMA)
 

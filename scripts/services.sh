@@ -4,7 +4,8 @@
 #   Blob Storage          -> Azurite (npm, in memory)       127.0.0.1:10000 (queue/table 10001/10002 or free ports)
 #   Cosmos DB (NoSQL)     -> @vercel/cosmosdb-server (npm)  https://127.0.0.1:8081
 #
-#   scripts/services.sh install   redis-server from apt if missing; npm ci if node_modules is missing or outdated
+#   scripts/services.sh install   redis-server and chromium (headless, for the HTML report test) from apt if
+#                                 missing; npm ci if node_modules is missing or outdated
 #   scripts/services.sh start     start the three, wait until each port answers, write .services/env
 #   scripts/services.sh stop      stop what `start` started (by recorded PID only); safe to run twice
 #   scripts/services.sh status    show what runs; exit 0 only when all three run
@@ -140,6 +141,23 @@ install_redis() {
     # Debian's package starts its own server on 6379 where there is an init system; we never use it.
 }
 
+CHROMIUM=/usr/bin/chromium
+
+install_chromium() {  # Debian's chromium, for the HTML report's headless-browser test (not a service)
+    if [[ -x "$CHROMIUM" ]]; then
+        say "chromium present: $CHROMIUM"
+        return
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "chromium is missing and there is no apt-get to install it"
+    if ! apt-cache policy chromium 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        say "apt-get update (the package lists do not know chromium yet)"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    fi
+    say "apt-get install chromium (headless browser for tests/test_html_report.py)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    [[ -x "$CHROMIUM" ]] || die "apt-get installed chromium but $CHROMIUM is missing"
+}
+
 lock_hash() {
     local lock="$ROOT/package-lock.json"
     [[ -f "$lock" ]] || lock="$ROOT/package.json"
@@ -169,6 +187,7 @@ install_npm() {
 
 cmd_install() {
     install_redis
+    install_chromium
     install_npm
 }
 

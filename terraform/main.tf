@@ -156,6 +156,9 @@ module "function_app" {
   eventhub_namespace_fqdn                = module.eventhubs.usage_namespace_fqdn
   eventhub_name                          = module.eventhubs.usage_hub_name
   consumer_group                         = module.eventhubs.usage_consumer_group_name
+  llm_logs_eventhub_namespace_fqdn       = module.eventhubs.gateway_logs_namespace_fqdn
+  llm_logs_eventhub_name                 = module.eventhubs.gateway_logs_hub_name
+  llm_logs_consumer_group                = module.eventhubs.gateway_logs_consumer_group_name
   cosmos_account_name                    = module.cosmos.account_name
   cosmos_database_name                   = module.cosmos.database_name
   cosmos_container_name                  = module.cosmos.container_name
@@ -222,6 +225,7 @@ module "access" {
   apim_principal_id       = module.apim.principal_id
   function_principal_id   = module.identity.principal_ids["function"]
   usage_hub_id            = module.eventhubs.usage_hub_id
+  gateway_logs_hub_id     = module.eventhubs.gateway_logs_hub_id
   openai_account_id       = var.openai_account.resource_id
   store_container_scope   = module.storage.store_container_scope
   host_storage_account_id = module.storage.host_account_id

@@ -117,13 +117,15 @@ def test_every_command_works_on_the_real_servers_as_on_the_embedded_defaults(
     source = tmp_path / "events.jsonl"
     source.write_bytes(jsonl(bodies) + b"not json\n")
 
-    def pipeline_run(out: Path) -> tuple[str, str, str]:
+    def pipeline_run(out: Path) -> tuple[str, str, str, str]:
         ingested = run("ingest", str(source))
         run("snapshot")
-        run("report", "--month", "2026-10", "--out", str(out))
+        run("report", "--month", "2026-10", "--out", str(out), "--format", "csv,parquet,focus")
         queried = run("query", "SELECT cost_center, sum(cost) AS cost, count(*) AS n FROM costs "
                                "WHERE month = '2026-10' GROUP BY ALL ORDER BY ALL", "--format", "csv")
-        return ingested, queried, run("usage", "--month", "2026-10")
+        focus = run("query", "SELECT x_CostCenter, SkuMeter, sum(BilledCost) AS billed FROM focus "
+                             "GROUP BY ALL ORDER BY ALL", "--format", "csv")
+        return ingested, queried, run("usage", "--month", "2026-10"), focus
 
     on_azure = pipeline_run(tmp_path / "azure")
     for variable in azure_env:
@@ -138,6 +140,7 @@ def test_every_command_works_on_the_real_servers_as_on_the_embedded_defaults(
     assert "ingested 61, duplicates 1, dead-lettered 1" in on_azure[0].replace("\n", " ")
     assert on_azure[1] == embedded[1]  # same query result
     assert on_azure[2] == embedded[2]  # same live usage
-    for name in ("chargeback-2026-10.csv", "chargeback-2026-10-unpriced.csv"):
+    assert on_azure[3] == embedded[3] and "Input Tokens" in on_azure[3]  # the focus view over Blob and a folder
+    for name in ("chargeback-2026-10.csv", "chargeback-2026-10-unpriced.csv", "chargeback-2026-10-focus.csv"):
         assert (tmp_path / "azure" / name).read_bytes() == (tmp_path / "embedded-out" / name).read_bytes()
     assert "CC-A" in on_azure[1]

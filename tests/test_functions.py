@@ -358,22 +358,24 @@ def test_publish_replaces_a_report(pipeline: Pipeline, reference_files: Referenc
     assert report.files == []
 
 
-def test_the_app_registers_three_functions_with_their_bindings() -> None:
+def test_the_app_registers_four_functions_with_their_bindings() -> None:
     functions = {str(f.get_function_name()): f for f in function_app.app.get_functions()}
-    assert sorted(functions) == ["ingest_usage_events", "refresh_reports", "snapshot_usage"]
+    assert sorted(functions) == ["ingest_llm_logs", "ingest_usage_events", "refresh_reports", "snapshot_usage"]
 
-    ingest = functions["ingest_usage_events"]
-    [trigger] = json.loads(ingest.get_function_json())["bindings"]
-    assert trigger == {"type": "eventHubTrigger", "direction": "IN", "name": "events", "cardinality": "MANY",
-                       "dataType": "BINARY", "connection": "EVENTHUB",
-                       "eventHubName": "%CHARGEBACK_EVENTHUB_NAME%", "consumerGroup": "%CHARGEBACK_CONSUMER_GROUP%"}
-    assert ingest.get_settings_dict("retry_policy") == {
-        "setting_name": "retry_policy", "strategy": "exponential_backoff", "max_retry_count": "-1",
-        "minimum_interval": "00:00:05", "maximum_interval": "00:05:00"}
-    # The checks the Python worker makes when it loads the function.
-    hints = typing.get_type_hints(ingest.get_user_function())
-    assert EventHubTriggerConverter.check_input_type_annotation(hints["events"])
-    assert hints["context"] is func.Context
+    for name, connection, prefix in (("ingest_usage_events", "EVENTHUB", "CHARGEBACK"),
+                                     ("ingest_llm_logs", "EVENTHUB_LLM_LOGS", "CHARGEBACK_LLM_LOGS")):
+        ingest = functions[name]
+        [trigger] = json.loads(ingest.get_function_json())["bindings"]
+        assert trigger == {"type": "eventHubTrigger", "direction": "IN", "name": "events", "cardinality": "MANY",
+                           "dataType": "BINARY", "connection": connection,
+                           "eventHubName": f"%{prefix}_EVENTHUB_NAME%", "consumerGroup": f"%{prefix}_CONSUMER_GROUP%"}
+        assert ingest.get_settings_dict("retry_policy") == {
+            "setting_name": "retry_policy", "strategy": "exponential_backoff", "max_retry_count": "-1",
+            "minimum_interval": "00:00:05", "maximum_interval": "00:05:00"}
+        # The checks the Python worker makes when it loads the function.
+        hints = typing.get_type_hints(ingest.get_user_function())
+        assert EventHubTriggerConverter.check_input_type_annotation(hints["events"])
+        assert hints["context"] is func.Context
 
     for name, schedule in (("snapshot_usage", "0 */15 * * * *"), ("refresh_reports", "0 30 1 * * *")):
         [timer] = json.loads(functions[name].get_function_json())["bindings"]

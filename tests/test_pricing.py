@@ -208,13 +208,14 @@ def key(deployment: str = "dep-alpha", model: str | None = None, state: UsageSta
 @pytest.mark.parametrize(("usage_key", "reason"), [
     (key(state=UsageState.NONE), Unpriced.NO_USAGE),
     (key(state=UsageState.PENDING), Unpriced.USAGE_PENDING),
+    (key(state=UsageState.EXPIRED), Unpriced.NO_USAGE),  # the LLM logs never brought its usage
     (key(deployment="dep-unknown"), Unpriced.UNKNOWN_DEPLOYMENT),
     (key(deployment="dep-unknown", state=UsageState.NONE), Unpriced.NO_USAGE),
     (key(deployment="dep-nomodel"), Unpriced.UNKNOWN_MODEL),
     (key(deployment="dep-noprice"), Unpriced.NO_PRICE),
     (key(day=date(2026, 1, 31)), Unpriced.NO_PRICE),
-], ids=["no-usage", "usage-pending", "unknown-deployment", "no-usage-first", "unknown-model", "no-price",
-        "no-price-before-effective"])
+], ids=["no-usage", "usage-pending", "usage-expired", "unknown-deployment", "no-usage-first", "unknown-model",
+        "no-price", "no-price-before-effective"])
 def test_resolve_unpriced(usage_key: UsageKey, reason: Unpriced) -> None:
     resolution = REFERENCE.resolve(usage_key)
     assert (resolution.unpriced, resolution.price, resolution.priced) == (reason, None, False)

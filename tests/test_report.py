@@ -67,6 +67,9 @@ EVENTS = [
     ev("sub-b", "dep-beta", "2026-10-31T23:30:00-02:00", usage(7, 7)),  # 2026-11-01 UTC
 ]
 TOTAL = Decimal("5.504855")  # 3.00485 + 0.6 + 0.4 + 1.5 + 0.000005
+# Read as of this moment, so that the streamed event of 2026-10-08 without usage is still within
+# the LLM-log usage window (pending); tests/test_llm_logs.py covers what happens after it.
+NOW = datetime(2026, 10, 8, 12, 0, tzinfo=UTC)
 
 # (cost_center, subscription, model, deployment_type, currency) -> requests, prompt, cached, completion, cost
 EXPECTED_ROWS = {
@@ -105,7 +108,7 @@ def written(pipeline: Pipeline, feed: Feed, reference_files: ReferenceFiles, tmp
     assert (result.ingested, result.dead_lettered) == (len(EVENTS), 0)
     snapshot(pipeline.ledger, pipeline.snapshots)
     reference = reference_files.load()
-    report = build_report(open_warehouse(local(pipeline.snapshots), reference), reference, "2026-10")
+    report = build_report(open_warehouse(local(pipeline.snapshots), reference, now=NOW), reference, "2026-10")
     files = write_report(report, tmp_path / "out")
     assert sorted(path.name for path in files) == [
         "chargeback-2026-10-unpriced.csv", "chargeback-2026-10.csv", "chargeback-2026-10.parquet"]
@@ -115,7 +118,8 @@ def written(pipeline: Pipeline, feed: Feed, reference_files: ReferenceFiles, tmp
 def test_csv_rows_match_the_hand_computed_costs(written: Written) -> None:
     header = (written.out / "chargeback-2026-10.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header.startswith(HEADER + ",")
-    assert header == HEADER + ",catalog_version,charge_class"  # charge_class: FOCUS ChargeClass, see corrections
+    # charge_class: FOCUS ChargeClass (see corrections); ptu_cost, total_cost: provisioned capacity (test_ptu_report)
+    assert header == HEADER + ",catalog_version,charge_class,ptu_cost,total_cost"
     rows = written.rows()
     got = {(r["cost_center"], r["subscription_id"], r["model"], r["deployment_type"], r["currency"]):
            (r["requests"], r["prompt_tokens"], r["cached_tokens"], r["completion_tokens"], r["cost"]) for r in rows}
@@ -176,19 +180,22 @@ def test_live_spend_reconciles_with_the_report(written: Written, pipeline: Pipel
 def test_parquet_report_equals_the_csv(written: Written) -> None:
     table = pq.read_table(written.out / "chargeback-2026-10.parquet")
     assert table.schema.field("cost").type == pa.decimal128(38, 12)
-    assert table.column_names == [*HEADER.split(","), "catalog_version", "charge_class"]
+    assert table.column_names == [*HEADER.split(","), "catalog_version", "charge_class", "ptu_cost", "total_cost"]
     from_parquet = table.to_pylist()
     from_csv = written.rows()
     assert len(from_parquet) == len(from_csv)
+    amounts = ("cost", "ptu_cost", "total_cost")
     for parquet_row, csv_row in zip(from_parquet, from_csv, strict=True):
-        assert parquet_row["cost"] == (Decimal(csv_row["cost"]) if csv_row["cost"] else None)
-        assert {k: str(v) for k, v in parquet_row.items() if k != "cost"} == {
-            k: v for k, v in csv_row.items() if k != "cost"}
+        for amount in amounts:
+            assert parquet_row[amount] == (Decimal(csv_row[amount]) if csv_row[amount] else None)
+        assert parquet_row["total_cost"] == parquet_row["cost"]  # no provisioned capacity here
+        assert {k: str(v) for k, v in parquet_row.items() if k not in amounts} == {
+            k: v for k, v in csv_row.items() if k not in amounts}
 
 
 def test_report_total_equals_the_costs_view(written: Written, pipeline: Pipeline,
                                            reference_files: ReferenceFiles) -> None:
-    connection = open_warehouse(local(pipeline.snapshots), reference_files.load()).connection
+    connection = open_warehouse(local(pipeline.snapshots), reference_files.load(), now=NOW).connection
     [(total,)] = connection.execute("SELECT sum(cost) FROM costs WHERE month = ?", ["2026-10"]).fetchall()
     assert total == TOTAL == written.report.totals["USD"]
     by_row = connection.execute(
@@ -209,7 +216,7 @@ def test_report_total_equals_the_costs_view(written: Written, pipeline: Pipeline
 def test_other_months_get_their_own_report(written: Written, pipeline: Pipeline,
                                            reference_files: ReferenceFiles) -> None:
     reference = reference_files.load()
-    warehouse = open_warehouse(local(pipeline.snapshots), reference)
+    warehouse = open_warehouse(local(pipeline.snapshots), reference, now=NOW)
     november = build_report(warehouse, reference, "2026-11")
     assert [(r.cost_center, r.requests, r.prompt_tokens) for r in november.rows] == [("CC-A", 1, 7), ("CC-B2", 1, 7)]
     # 7 prompt + 7 completion at 2/8 for m-alpha (new price) and 0.10/0.40 for m-beta, per 1M tokens

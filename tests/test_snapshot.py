@@ -266,7 +266,8 @@ def test_every_field_round_trips_to_parquet(pipeline: Pipeline, write_file: Writ
         "usage_source": "stream", "prompt_tokens": 2048, "completion_tokens": 300, "total_tokens": 2348,
         "cached_tokens": 1024, "reasoning_tokens": 120, "tags": {"team": "search", "env": "prod"},
         "source": str(path), "source_position": "line 1", **no_event_hub,
-        "schema_version": 1, "ledger_seq": 1, "date": date(2026, 10, 15)}
+        "schema_version": 1, "ledger_seq": 1, "date": date(2026, 10, 15),
+        "usage_origin": "stream", "usage_state": "measured"}  # the view's two usage columns
     assert got_bare.pop("ingested_at") == ingested  # one batch, one ingestion time
     assert got_bare == {
         "event_id": "evt-nulls", "timestamp": datetime(2026, 10, 15, 12, 30, tzinfo=UTC),
@@ -276,7 +277,7 @@ def test_every_field_round_trips_to_parquet(pipeline: Pipeline, write_file: Writ
         "stream": False, "status_code": 429, "duration_ms": 0, "usage_source": "none", "prompt_tokens": None,
         "completion_tokens": None, "total_tokens": None, "cached_tokens": None, "reasoning_tokens": None,
         "tags": None, "extra": None, "source": str(path), "source_position": "line 2", **no_event_hub,
-        "schema_version": 1, "ledger_seq": 2, "date": date(2026, 10, 15)}
+        "schema_version": 1, "ledger_seq": 2, "date": date(2026, 10, 15), "usage_origin": "none", "usage_state": "none"}
 
 
 def test_event_hub_origin_round_trips_to_parquet(pipeline: Pipeline) -> None:
@@ -316,5 +317,5 @@ def test_snapshots_under_a_home_with_special_characters_are_read(tmp_path: Path,
     snapshot_one_event(tmp_path / "team-a")
     store = snapshot_one_event(tmp_path / name)
     result = open_warehouse(store).connection.execute("SELECT * FROM usage")
-    assert [column[0] for column in result.description] == [*USAGE_SCHEMA.names, "date"]
+    assert [column[0] for column in result.description] == [*USAGE_SCHEMA.names, "date", "usage_origin", "usage_state"]
     assert len(result.fetchall()) == 1

@@ -175,11 +175,19 @@ EMULATOR_ONLY = {"CHARGEBACK_COSMOS_KEY", "AZURE_STORAGE_CONNECTION_STRING", "CH
 OPTIONAL = {
     "CHARGEBACK_PRICES": "unset: the catalog shipped in the package (pipeline/data/prices.csv)",
     "CHARGEBACK_BUDGETS": "set only when the package ships reference/budgets.csv (a named file must exist)",
+    "CHARGEBACK_CAPACITY": "unset: $CHARGEBACK_HOME/capacity.csv when present (PTU deployments; a named file must "
+                           "exist)",
+    "CHARGEBACK_PTU_WEIGHTS": "unset: the PTU weights shipped in the package (pipeline/data/ptu-weights.csv)",
+    "CHARGEBACK_PTU_IDLE_OWNER": "unset: idle PTU capacity is spread over its users, unless a capacity row names "
+                                 "its owner",
 }
 # What docs/functions.md lists for the Functions host and bindings besides the pipeline's settings.
 BINDINGS = {"CHARGEBACK_EVENTHUB_NAME", "CHARGEBACK_CONSUMER_GROUP", "EVENTHUB__fullyQualifiedNamespace",
+            "CHARGEBACK_LLM_LOGS_EVENTHUB_NAME", "CHARGEBACK_LLM_LOGS_CONSUMER_GROUP",
+            "EVENTHUB_LLM_LOGS__fullyQualifiedNamespace",
             "AzureWebJobsStorage__accountName", "APPLICATIONINSIGHTS_CONNECTION_STRING"}
-NEVER = EMULATOR_ONLY | {"AzureWebJobsStorage", "EVENTHUB", "APPINSIGHTS_INSTRUMENTATIONKEY", "WEBSITE_TIME_ZONE",
+NEVER = EMULATOR_ONLY | {"AzureWebJobsStorage", "EVENTHUB", "EVENTHUB_LLM_LOGS", "APPINSIGHTS_INSTRUMENTATIONKEY",
+                         "WEBSITE_TIME_ZONE",
                          "DEPLOYMENT_STORAGE_CONNECTION_STRING", "WEBSITE_RUN_FROM_PACKAGE"}
 
 
@@ -264,6 +272,8 @@ def test_the_settings_point_at_the_services_by_endpoint(config: static.Config) -
         "CHARGEBACK_COST_CENTERS": r'"\$\{var\.reference_dir\}/cost-centers\.csv"',
         "EVENTHUB__fullyQualifiedNamespace": r"\$\{var\.eventhub_namespace_fqdn\}",
         "EVENTHUB__credential": r'"managedidentity"',
+        "EVENTHUB_LLM_LOGS__fullyQualifiedNamespace": r"\$\{var\.llm_logs_eventhub_namespace_fqdn\}",
+        "EVENTHUB_LLM_LOGS__credential": r'"managedidentity"',
         "AzureWebJobsStorage__credential": r'"managedidentity"',
     }
     for name, shape in shapes.items():
@@ -273,6 +283,8 @@ def test_the_settings_point_at_the_services_by_endpoint(config: static.Config) -
     assert call["cosmos_account_name"] == "${module.cosmos.account_name}"
     assert call["redis_hostname"] == "${module.redis.hostname}"
     assert call["eventhub_namespace_fqdn"] == "${module.eventhubs.usage_namespace_fqdn}"
+    assert call["llm_logs_eventhub_namespace_fqdn"] == "${module.eventhubs.gateway_logs_namespace_fqdn}"
+    assert call["llm_logs_consumer_group"] == "${module.eventhubs.gateway_logs_consumer_group_name}"
     assert call["identity_principal_id"] == '${module.identity.principal_ids["function"]}'
     assert static.literal(config.root.locals["store_container"]) == "chargeback"
 
@@ -335,6 +347,7 @@ EXPECTED_GRANTS = {
     ("${var.apim_principal_id}", "Azure Event Hubs Data Sender", "${var.usage_hub_id}"),
     ("${var.apim_principal_id}", "Cognitive Services OpenAI User", "${var.openai_account_id}"),
     ("${var.function_principal_id}", "Azure Event Hubs Data Receiver", "${var.usage_hub_id}"),
+    ("${var.function_principal_id}", "Azure Event Hubs Data Receiver", "${var.gateway_logs_hub_id}"),
     ("${var.function_principal_id}", "Storage Blob Data Contributor", "${var.store_container_scope}"),
     ("${var.function_principal_id}", "Storage Blob Data Owner", "${var.host_storage_account_id}"),
     ("${var.function_principal_id}", "Monitoring Metrics Publisher", "${var.application_insights_id}"),

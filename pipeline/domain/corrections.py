@@ -166,7 +166,8 @@ class Corrections:
         if reprice is not None and reprice.catalog_version is not None:
             catalog = self.catalogs[reprice.catalog_version]
             repriced = dataclasses.replace(reference, catalog=catalog).resolve(key)
-            if repriced.unpriced in (None, Unpriced.NO_PRICE):  # the other catalog was consulted
+            # the other catalog was consulted (never for provisioned usage, which has no per-token price)
+            if not repriced.provisioned and repriced.unpriced in (None, Unpriced.NO_PRICE):
                 detail = f"{repriced.detail} in catalog {catalog.version} (correction {reprice.id})"
                 resolved = dataclasses.replace(repriced, detail=detail if repriced.detail else "")
                 applied.append(reprice.id)

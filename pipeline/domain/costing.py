@@ -13,6 +13,7 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
+from pipeline.domain.capacity import NO_CAPACITY, CapacityPlan, is_provisioned_type
 from pipeline.domain.mappings import CostCenterMap, DeploymentMap
 from pipeline.domain.pricing import Price, PriceCatalog
 
@@ -22,8 +23,9 @@ CORRECTION = "Correction"  # FOCUS ChargeClass of lines set by a correction
 class UsageState(StrEnum):
     """Whether a group of events carries token counts."""
 
-    MEASURED = "measured"  # usage present (response, stream final chunk, or estimate)
-    PENDING = "pending"  # streamed, usage still to be joined from APIM's LLM logs
+    MEASURED = "measured"  # usage present (response, stream final chunk, estimate, or APIM's LLM logs)
+    PENDING = "pending"  # streamed, usage still to be joined from APIM's LLM logs (within the window)
+    EXPIRED = "expired"  # streamed, and the LLM logs brought no usage within the window
     NONE = "none"  # no usage at all (usageSource = none, e.g. most errors)
 
 
@@ -33,6 +35,7 @@ class Unpriced(StrEnum):
     UNKNOWN_DEPLOYMENT = "unknown-deployment"
     UNKNOWN_MODEL = "unknown-model"
     NO_PRICE = "no-price"
+    NO_CAPACITY = "no-capacity"  # a provisioned deployment without a capacity row for the day
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +61,17 @@ class Resolution:
     catalog_version: str = ""  # the catalog that priced it ("" when unpriced)
     corrections: tuple[str, ...] = ()  # ids of the corrections that changed it (pipeline.domain.corrections)
     uncorrected: Resolution | None = None  # what it would be without those corrections
+    # Provisioned (PTU) usage: no per-token price (its pay-as-you-go cost is 0); the capacity
+    # cost, in this currency, is allocated by pipeline.domain.capacity.
+    provisioned_currency: str = ""
 
     @property
     def priced(self) -> bool:
         return self.price is not None
+
+    @property
+    def provisioned(self) -> bool:
+        return bool(self.provisioned_currency)
 
     @property
     def charge_class(self) -> str:
@@ -70,16 +80,17 @@ class Resolution:
 
     @property
     def currency(self) -> str:
-        return self.price.currency if self.price else ""
+        return self.price.currency if self.price else self.provisioned_currency
 
 
 @dataclass(frozen=True, slots=True)
 class Reference:
-    """Everything pricing reads: the catalog and the two maps."""
+    """Everything pricing reads: the catalog, the two maps and the provisioned capacity."""
 
     catalog: PriceCatalog
     deployments: DeploymentMap
     cost_centers: CostCenterMap
+    capacity: CapacityPlan = NO_CAPACITY
 
     def resolve(self, key: UsageKey) -> Resolution:
         cost_center = self.cost_centers.cost_center(key.subscription_id, key.day, key.cost_center_sent)
@@ -92,6 +103,9 @@ class Reference:
 
         if key.state is UsageState.NONE:
             return unpriced(Unpriced.NO_USAGE, "request carried no token usage (usageSource none)")
+        if key.state is UsageState.EXPIRED:
+            return unpriced(Unpriced.NO_USAGE, "streamed request; its usage never arrived from APIM LLM logs "
+                            "(GatewayLlmLogs) within the usage window")
         if key.state is UsageState.PENDING:
             return unpriced(Unpriced.USAGE_PENDING, "streamed request; usage not yet joined from APIM LLM logs")
         if deployment is None:
@@ -100,6 +114,13 @@ class Reference:
         if model is None:
             return unpriced(Unpriced.UNKNOWN_MODEL,
                             f"no model in the event nor in the deployment map for {key.deployment!r}")
+        capacity = self.capacity.on(key.deployment, key.day)
+        if capacity:
+            return Resolution(cost_center, model, deployment_type, None, None, "",
+                              provisioned_currency=capacity[0].currency)
+        if is_provisioned_type(deployment.deployment_type):
+            return unpriced(Unpriced.NO_CAPACITY, f"provisioned deployment {key.deployment!r} has no capacity "
+                            f"row in force on {key.day} (provisioned-capacity file)")
         price = self.catalog.find(model, deployment.deployment_type, deployment.region, key.day)
         if price is None:
             return unpriced(Unpriced.NO_PRICE, f"no price for {model} ({deployment.deployment_type}, "
@@ -123,5 +144,5 @@ class CostLine:
     def cost(self) -> Decimal | None:
         price = self.resolution.price
         if price is None:
-            return None
+            return Decimal(0) if self.resolution.provisioned else None
         return price.cost(self.prompt_tokens, self.cached_tokens, self.completion_tokens)

@@ -2,12 +2,19 @@
 
 The fast path is one msgspec typed decode per event. Events carrying fields this version does
 not know take a slower path that keeps those fields as JSON text (forward compatibility).
+
+An object that names a key twice (`"usage"` twice, at any depth) is rejected (`duplicate-key`):
+JSON parsers disagree on which copy wins (msgspec keeps the last, others the first), and such an
+event is what a JSON built by string concatenation with an injected value looks like. The check
+counts the colons of the raw bytes against those of the parsed document re-encoded (equal unless
+a key was repeated; exact when the body has no backslash, else Python's json names the key).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -69,6 +76,7 @@ class InvalidEvent(Exception):
 
 
 _decoder = msgspec.json.Decoder(UsageEvent)
+_any_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 _KNOWN = frozenset(WIRE_FIELDS)
 _KNOWN_USAGE = frozenset(USAGE_FIELDS)
@@ -108,6 +116,9 @@ def decode_event(body: bytes, latest: datetime) -> UsageEvent:
         raise InvalidEvent("not-json", "not valid UTF-8") from None
     except RecursionError:
         raise InvalidEvent("not-json", "JSON nested too deeply") from None
+    if event.tags and not CONTENT_FIELDS.isdisjoint(event.tags):  # a tag is a field too
+        raise InvalidEvent("content-field", f"tag(s) {', '.join(sorted(CONTENT_FIELDS & event.tags.keys()))} "
+                           "named like prompt/completion fields; such text is never stored")
     _check_consistency(event, latest)
     if event.timestamp.utcoffset():
         event = msgspec.structs.replace(event, timestamp=event.timestamp.astimezone(UTC))
@@ -125,7 +136,36 @@ def _decode(body: bytes) -> UsageEvent:
         reserved = [name for name in RESERVED_FIELDS if name in _document(body)]
         if reserved:
             raise InvalidEvent("schema", f"field `{reserved[0]}` is reserved")
+    _check_unique_keys(body, _any_decoder.decode(body))
     return event
+
+
+def _check_unique_keys(body: bytes, document: object) -> None:
+    """Raise `duplicate-key` when an object of the body names a key twice. Without a backslash in
+    the body, every colon is either after a key or inside a string, and strings re-encode as they
+    were: the parsed document re-encoded has fewer colons exactly when a key was repeated (the
+    dropped copy took its colon along). With escapes, Python's json looks at every pair."""
+    if b"\\" not in body and body.count(b":") == _encoder.encode(document).count(b":"):
+        return
+    repeated: list[str] = []
+
+    def pairs(items: Sequence[tuple[str, object]]) -> None:
+        seen: set[str] = set()
+        for name, _ in items:
+            if name in seen:
+                repeated.append(name)
+            seen.add(name)
+
+    try:
+        json.loads(body, object_pairs_hook=pairs)
+    except RecursionError:
+        raise InvalidEvent("not-json", "JSON nested too deeply to check its keys") from None
+    except ValueError as error:  # not reached for a body msgspec parsed, but never let it through
+        raise InvalidEvent("not-json", f"not valid JSON: {error}") from None
+    if repeated or b"\\" not in body:
+        name = repeated[0][:64] if repeated else "?"  # a key is sender's text: keep the reason short
+        raise InvalidEvent("duplicate-key", f"key `{name}` appears more than once in one object; "
+                           "which copy counts is ambiguous, so the event is refused")
 
 
 def _document(body: bytes) -> dict[str, object]:
@@ -158,6 +198,7 @@ def _decode_with_extra_fields(body: bytes) -> UsageEvent:
     reserved = [name for name in RESERVED_FIELDS if name in extra]
     if reserved:
         raise InvalidEvent("schema", f"field `{reserved[0]}` is reserved")
+    _check_unique_keys(body, document)
     extra_json = _encoder.encode(extra)
     if len(extra_json) > MAX_EXTRA_BYTES:
         raise InvalidEvent("oversized", f"unknown fields take {len(extra_json)} bytes, the limit is "

@@ -52,6 +52,8 @@ class LivePricer:
         if resolved is None:
             resolved = self._resolved[key] = self.reference.resolve(key)
         price = resolved.price
+        if resolved.provisioned and usage is not None:  # PTU: no per-token cost; the capacity is allocated later
+            return LiveCharge(resolved.cost_center, 0, resolved.currency, True)
         if price is None or usage is None:
             return LiveCharge(resolved.cost_center, 0, "", False)
         rates = self._rates.get(price)

@@ -100,16 +100,26 @@ class PriceCatalog:
 
 
 def _check_overlaps(prices: Iterable[Price]) -> None:
+    problems = overlap_problems(prices)
+    if problems:
+        raise CatalogError(problems[0])
+
+
+def overlap_problems(prices: Iterable[Price]) -> list[str]:
+    """Every pair of rows for the same model, deployment type and region whose effective
+    ranges overlap (each row is compared with the one before it, in start order)."""
     groups: dict[tuple[str, str, str], list[Price]] = defaultdict(list)
     for price in prices:
         groups[(price.model, _key(price.deployment_type), _key(price.region))].append(price)
+    problems = []
     for (model, deployment_type, region), group in groups.items():
         group.sort(key=lambda p: p.effective_from)
         for earlier, later in pairwise(group):
             if earlier.effective_to is None or earlier.effective_to > later.effective_from:
-                raise CatalogError(
+                problems.append(
                     f"{later.origin or 'catalog'}: overlapping prices for {model} / {deployment_type} / "
                     f"region {region}: {later.effective_from}..{later.effective_to or 'open'} overlaps "
                     f"{earlier.effective_from}..{earlier.effective_to or 'open'}"
                     + (f" ({earlier.origin})" if earlier.origin else "")
                 )
+    return problems

@@ -2,6 +2,7 @@
 `function_app.py` registers:
 
     eventhub.bp   ingest_usage_events   Event Hub trigger, batches of usage events -> ingest
+    llm_logs.bp   ingest_llm_logs       Event Hub trigger, APIM diagnostic logs -> LLM-log usage records
     timers.bp     snapshot_usage        every 15 minutes: ledger -> Parquet snapshots
                   refresh_reports       daily: this month's (and early on, last month's) report
 

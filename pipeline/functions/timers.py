@@ -13,8 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import azure.functions as func
 
-from pipeline.bootstrap import REPORTS, SNAPSHOTS, monthly_report, open_ledger, open_store
-from pipeline.reference_files import load_reference
+from pipeline.bootstrap import REPORTS, SNAPSHOTS, monthly_report, open_ledger, open_store, settings_reference
 from pipeline.settings import Settings
 from pipeline.stages.publish import publish_report
 from pipeline.stages.snapshot import SnapshotConflict, SnapshotResult, snapshot
@@ -65,7 +64,7 @@ def refresh_reports(settings: Settings, today: date) -> list[str]:
     """Build the reports of `report_months(today)` from the committed snapshots, priced with
     the settings' catalog and maps (as `chargeback report`), and publish them into the
     `reports` area of the store; returns the keys written."""
-    reference = load_reference(settings.prices, settings.deployments_csv, settings.cost_centers_csv)
+    reference = settings_reference(settings)
     reports = open_store(settings, REPORTS)
     keys = []
     for month in report_months(today):

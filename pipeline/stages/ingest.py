@@ -4,10 +4,19 @@ Functions Event Hub trigger and replays.
 Order per batch: dead letters first, then the ledger (the durable record), then the counters.
 Every write is idempotent by eventId, so a batch redelivered after a crash anywhere in between
 ends with the same state as one delivered once.
+
+Failures: a dead-letter or ledger error propagates (the batch is not acknowledged and comes
+again). A counters OUTAGE (store unreachable, timed out, read-only, locked) does not: the ledger
+already holds the batch, so the batch is acknowledged with `counters_degraded` set, a warning is
+logged, and the live counters are behind the ledger until `reconcile --apply` recounts the month
+(docs/guarantees.md). Any other counters error (a bug, a bad event) still propagates.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +29,19 @@ from pipeline.domain.live import BudgetAlert, LivePricer
 from pipeline.ports import Counters, DeadLetters, Ledger
 
 DEFAULT_BATCH = 5_000
+log = logging.getLogger(__name__)
+
+
+def counters_outage(error: Exception) -> bool:
+    """Whether a counters error means their store is unavailable now, not that the batch is wrong:
+    SQLite locked past its busy timeout, disk full or I/O error; Redis refused, reset, loading
+    after a restart (BusyLoadingError), timed out, or a read-only replica during a failover. (redis
+    is only looked up when loaded: the embedded CLI never imports it.)"""
+    if isinstance(error, sqlite3.OperationalError):
+        return True
+    errors = sys.modules.get("redis.exceptions")
+    return errors is not None and isinstance(error, (errors.ConnectionError, errors.TimeoutError,
+                                                     errors.ReadOnlyError))
 
 
 @dataclass(slots=True)
@@ -35,6 +57,11 @@ class IngestResult:
     reasons: Counter[str] = field(default_factory=Counter)
     dead_letter_objects: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # The ledger has the batch but the counters could not take it: run reconcile for the month.
+    counters_degraded: bool = False
+    counters_error: str | None = None  # the last counters outage, "ConnectionError: ..."
+    uncounted: int = 0  # events of degraded batches (some may have been counted before the error)
+    uncounted_months: set[str] = field(default_factory=set)  # their months, YYYY-MM: what to reconcile
 
     @property
     def events_per_second(self) -> float:
@@ -50,6 +77,10 @@ class IngestResult:
         self.reasons.update(other.reasons)
         self.dead_letter_objects.extend(other.dead_letter_objects)
         self.seconds += other.seconds
+        self.counters_degraded |= other.counters_degraded
+        self.counters_error = other.counters_error or self.counters_error
+        self.uncounted += other.uncounted
+        self.uncounted_months |= other.uncounted_months
 
 
 def ingest_batch(messages: list[RawMessage], ledger: Ledger, counters: Counters, dead_letters: DeadLetters,
@@ -65,8 +96,20 @@ def ingest_batch(messages: list[RawMessage], ledger: Ledger, counters: Counters,
     if decoded.events:
         appended = ledger.append(decoded.events)
         result.ingested, result.duplicates = appended.new, appended.duplicates
-        counted = counters.add(decoded.events, pricer.charges(decoded.events))
-        result.counted, result.alerts = counted.new, counted.alerts
+        charges = pricer.charges(decoded.events)
+        try:
+            counted = counters.add(decoded.events, charges)
+        except Exception as error:  # an outage: the ledger has the batch, so acknowledge it and reconcile later
+            if not counters_outage(error):
+                raise
+            result.counters_degraded, result.uncounted = True, len(decoded.events)
+            result.counters_error = f"{type(error).__name__}: {error}"
+            result.uncounted_months = {f"{event.timestamp:%Y-%m}" for event in decoded.events}
+            log.warning("counters unavailable (%s): %d event(s) are in the ledger but not counted; once the "
+                        "counters are back run `chargeback reconcile --apply --month M` for M in %s",
+                        result.counters_error, len(decoded.events), ", ".join(sorted(result.uncounted_months)))
+        else:
+            result.counted, result.alerts = counted.new, counted.alerts
     result.seconds = time.perf_counter() - started
     return result
 

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from datetime import date
 
 from pipeline.ports import ObjectStore
-from pipeline.stages.report import FORMATS, Report, store_report
+from pipeline.stages.report import DEFAULT_FORMATS, Report, store_report
 
 
-def publish_report(report: Report, store: ObjectStore, formats: Iterable[str] = FORMATS,
+def publish_report(report: Report, store: ObjectStore, formats: Iterable[str] = DEFAULT_FORMATS,
                    today: date | None = None) -> list[str]:
     """Write the report's files into the store; returns their keys (a restatement, if any, is
     in `report.restatement`)."""

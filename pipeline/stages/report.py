@@ -8,6 +8,15 @@ Recorded corrections (pipeline.domain.corrections) apply here: voided events are
 the aggregation (an anti-join in DuckDB), reassigns and reprices change the resolution of the
 groups they cover, and the lines they set are marked `charge_class = Correction`. A month written
 before is restated, never silently replaced (pipeline.stages.restate).
+
+Provisioned (PTU) deployments have no per-token price: their usage lines cost 0 pay-as-you-go,
+and each day's capacity cost is allocated to the lines that used it (pipeline.domain.capacity),
+in `ptu_cost`, next to the pay-as-you-go `cost`; `total_cost` is their sum. Capacity left idle
+and charged to an owner cost center becomes a line of that owner with no usage.
+
+Formats: `csv` (the report and its `-unpriced.csv`), `parquet`, `focus` (FOCUS 1.2 CSV and
+Parquet, pipeline.stages.focus) and `html` (a self-contained page with charts,
+pipeline.stages.html_report).
 """
 
 from __future__ import annotations
@@ -17,30 +26,33 @@ import io
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.adapters.local_store import LocalObjectStore
+from pipeline.domain.capacity import Consumer, DeploymentDay, Usage, allocate_day
 from pipeline.domain.corrections import NO_CORRECTIONS, Correction, Corrections
 from pipeline.domain.costing import CostLine, Reference, Resolution
 from pipeline.domain.pricing import MONEY, money_sum
 from pipeline.ports import ObjectStore
 from pipeline.stages import restate
 from pipeline.stages.restate import Restatement
-from pipeline.warehouse import NOT_VOIDED, STATE_SQL, Warehouse, month_bounds, register_corrections, usage_key
+from pipeline.warehouse import NOT_VOIDED, Warehouse, month_bounds, register_corrections, usage_key
 
 REPORT_COLUMNS = ("month", "cost_center", "subscription_id", "model", "deployment_type", "requests",
                   "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "currency",
-                  "catalog_version", "charge_class")  # extend at the end only, never reorder
+                  "catalog_version", "charge_class", "ptu_cost", "total_cost")  # extend at the end only
 UNPRICED_COLUMNS = ("month", "reason", "cost_center", "subscription_id", "deployment", "model", "requests",
-                    "prompt_tokens", "cached_tokens", "completion_tokens", "detail")
-FORMATS = ("csv", "parquet")
+                    "prompt_tokens", "cached_tokens", "completion_tokens", "detail", "deployment_type")
+FORMATS = ("csv", "parquet", "focus", "html")  # every format render_report knows
+DEFAULT_FORMATS = ("csv", "parquet")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 COST = pa.decimal128(38, 12)
@@ -49,14 +61,17 @@ REPORT_SCHEMA = pa.schema([
     ("model", pa.string()), ("deployment_type", pa.string()), ("requests", pa.int64()),
     ("prompt_tokens", pa.int64()), ("cached_tokens", pa.int64()), ("completion_tokens", pa.int64()),
     ("cost", COST), ("currency", pa.string()), ("catalog_version", pa.string()), ("charge_class", pa.string()),
+    ("ptu_cost", COST), ("total_cost", COST),
 ])
-_KEY = f"u.date, u.subscription_id, u.cost_center, u.deployment, u.model, {STATE_SQL}"
+_KEY = "u.date, u.subscription_id, u.cost_center, u.deployment, u.model, u.usage_state"
 _SUMS = ("count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(cached_tokens), 0), "
          "coalesce(sum(completion_tokens), 0), coalesce(sum(reasoning_tokens), 0)")
-GROUPS_SQL = (f"SELECT {_KEY}, {_SUMS} FROM usage u WHERE u.date >= ? AND u.date < ? AND {NOT_VOIDED} "
+GROUPS_SQL = (f"SELECT {_KEY}, u.usage_origin, {_SUMS} FROM usage u WHERE u.date >= ? AND u.date < ? AND {NOT_VOIDED} "
               "GROUP BY ALL ORDER BY ALL")
 VOIDED_SQL = (f"SELECT {_KEY}, v.correction, count(*) FROM usage u JOIN voided_events v ON v.event_id = u.event_id "
               "WHERE u.date >= ? AND u.date < ? GROUP BY ALL ORDER BY ALL")
+# LLM-log usage of the month whose request event never arrived: no caller to charge, so only counted.
+UNMATCHED_SQL = "SELECT count(*) FROM llm_usage_unmatched WHERE time >= ? AND time < ?"
 
 
 class ReportError(ValueError):
@@ -77,7 +92,14 @@ class ReportRow:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
-    cost: Decimal | None = None
+    cost: Decimal | None = None  # pay-as-you-go (per-token) cost; 0 for provisioned usage
+    ptu_cost: Decimal | None = None  # provisioned capacity allocated to this line
+
+    @property
+    def total_cost(self) -> Decimal | None:
+        if self.cost is None and self.ptu_cost is None:
+            return None
+        return money_sum(c for c in (self.cost, self.ptu_cost) if c is not None)
 
     def values(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in REPORT_COLUMNS}
@@ -96,6 +118,8 @@ class UnpricedRow:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
+    usage_state: str = ""  # not a CSV column: tells `no-usage` of errors from streams whose usage never came
+    deployment_type: str = ""
 
 
 @dataclass(slots=True)
@@ -110,24 +134,47 @@ class Report:
     voided: dict[str, int] = field(default_factory=dict)  # correction id -> requests it voided
     explanations: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (cost center, currency) -> ids
     restatement: Restatement | None = None  # set when writing replaced an earlier, different version
+    states: dict[str, int] = field(default_factory=dict)  # usage_state -> requests (measured, pending, ...)
+    origins: dict[str, int] = field(default_factory=dict)  # usage_origin -> requests (response, llm-log, ...)
+    llm_unmatched: int = 0  # LLM-log usage records of the month whose request event never arrived
+    lines: list[CostLine] = field(default_factory=list)  # what the rows were built from (day level)
+    deployment_days: list[DeploymentDay] = field(default_factory=list)  # PTU capacity, day by day
+    capacity_version: str = ""  # the provisioned-capacity file's content hash ("" without one)
 
     @property
     def totals(self) -> dict[str, Decimal]:
-        """Cost per currency."""
-        by_currency: dict[str, list[Decimal]] = defaultdict(list)
-        for row in self.rows:
-            if row.cost is not None:
-                by_currency[row.currency].append(row.cost)
-        return {currency: money_sum(costs) for currency, costs in sorted(by_currency.items())}
+        """Total cost (pay-as-you-go + allocated PTU capacity) per currency."""
+        return _by(self.rows, lambda row: row.currency, lambda row: row.total_cost)
+
+    @property
+    def payg_totals(self) -> dict[str, Decimal]:
+        """Pay-as-you-go (per-token) cost per currency."""
+        return _by(self.rows, lambda row: row.currency, lambda row: row.cost)
+
+    @property
+    def ptu_totals(self) -> dict[str, Decimal]:
+        """Allocated provisioned capacity per currency."""
+        return _by(self.rows, lambda row: row.currency, lambda row: row.ptu_cost)
 
     @property
     def cost_center_totals(self) -> dict[tuple[str, str], Decimal]:
-        """Cost per (cost center, currency)."""
-        by_pair: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
-        for row in self.rows:
-            if row.cost is not None:
-                by_pair[(row.cost_center, row.currency)].append(row.cost)
-        return {pair: money_sum(costs) for pair, costs in sorted(by_pair.items())}
+        """Total cost per (cost center, currency)."""
+        return _by(self.rows, lambda row: (row.cost_center, row.currency), lambda row: row.total_cost)
+
+    def daily(self) -> dict[date, dict[str, tuple[Decimal, Decimal]]]:
+        """(pay-as-you-go, PTU capacity) cost per day and currency."""
+        payg: dict[tuple[date, str], list[Decimal]] = defaultdict(list)
+        ptu: dict[tuple[date, str], list[Decimal]] = defaultdict(list)
+        for line in self.lines:
+            cost = line.cost
+            if cost is not None and not line.resolution.provisioned:
+                payg[(line.key.day, line.resolution.currency)].append(cost)
+        for deployment_day in self.deployment_days:
+            ptu[(deployment_day.day, deployment_day.currency)].append(deployment_day.cost)
+        out: dict[date, dict[str, tuple[Decimal, Decimal]]] = defaultdict(dict)
+        for day, currency in sorted(set(payg) | set(ptu)):
+            out[day][currency] = (money_sum(payg.get((day, currency), ())), money_sum(ptu.get((day, currency), ())))
+        return dict(out)
 
     @property
     def requests(self) -> int:
@@ -138,15 +185,66 @@ class Report:
         return sum(row.requests for row in self.unpriced)
 
 
+def _by(rows: Iterable[ReportRow], key: Callable[[ReportRow], Any],
+        amount: Callable[[ReportRow], Decimal | None]) -> dict[Any, Decimal]:
+    sums: dict[Any, list[Decimal]] = defaultdict(list)
+    for row in rows:
+        value = amount(row)
+        if value is not None:
+            sums[key(row)].append(value)
+    return {k: money_sum(v) for k, v in sorted(sums.items())}
+
+
 def check_month(month: str) -> str:
     if not _MONTH.fullmatch(month):
         raise ReportError(f"month {month!r} is not of the form YYYY-MM")
     return month
 
 
+def allocate_capacity(lines: Iterable[CostLine], reference: Reference, start: date, end: date,
+                      today: date | None = None) -> list[DeploymentDay]:
+    """Each provisioned deployment-day of [start, end) allocated to the lines that used it.
+    Days after `today` (UTC) count only when they already have usage: a report of the current
+    month charges the capacity used so far, not the rest of the month."""
+    plan = reference.capacity
+    if not plan:
+        return []
+    last = (today or datetime.now(UTC).date()) + timedelta(days=1)
+    usage: dict[tuple[date, str], dict[Consumer, Usage]] = defaultdict(dict)
+    corrected: dict[tuple[date, str], dict[Consumer, tuple[str, ...]]] = defaultdict(dict)
+    models: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for line in lines:
+        resolved = line.resolution
+        if not resolved.provisioned:
+            continue
+        at = (line.key.day, line.key.deployment)
+        consumer = Consumer(resolved.cost_center, line.key.subscription_id, resolved.model or "",
+                            resolved.deployment_type or "", resolved.charge_class)
+        weighted = plan.weights.for_model(resolved.model).weighted(line.prompt_tokens, line.cached_tokens,
+                                                                   line.completion_tokens)
+        usage[at].setdefault(consumer, Usage()).add(line.requests, line.prompt_tokens, line.cached_tokens,
+                                                    line.completion_tokens, weighted)
+        if resolved.corrections:
+            corrected[at][consumer] = tuple(sorted({*corrected[at].get(consumer, ()), *resolved.corrections}))
+        models[line.key.deployment][resolved.model or ""] += line.requests
+    days = []
+    for day, deployment, rows in plan.days(start, end):
+        if day >= last and (day, deployment) not in usage:
+            continue
+        mapped = reference.deployments.get(deployment)
+        seen = models.get(deployment, {})
+        model = mapped.model if mapped is not None and mapped.model else (
+            max(seen.items(), key=lambda item: (item[1], item[0]))[0] if seen else None)
+        deployment_type = mapped.deployment_type if mapped is not None else "provisioned"
+        days.append(allocate_day(day, deployment, rows, usage.get((day, deployment), {}), plan, model,
+                                 deployment_type, corrected.get((day, deployment))))
+    return days
+
+
 def build_report(warehouse: Warehouse, reference: Reference, month: str,
-                 corrections: Corrections | None = None) -> Report:
-    """Price the month's usage, with the recorded corrections applied (none when not given).
+                 corrections: Corrections | None = None, today: date | None = None) -> Report:
+    """Price the month's usage, with the recorded corrections applied (none when not given),
+    and allocate its provisioned capacity (days up to `today`, default today UTC).
     The warehouse's `voided_events` view is redefined for these corrections."""
     started = time.perf_counter()
     start, end = month_bounds(check_month(month))
@@ -154,10 +252,17 @@ def build_report(warehouse: Warehouse, reference: Reference, month: str,
     register_corrections(warehouse.connection, corrections)
     groups = warehouse.connection.execute(GROUPS_SQL, [start, end]).fetchall()
     lines = [
-        CostLine(key, corrections.resolve(reference, key), *(int(n) for n in row[6:]))
+        CostLine(key, corrections.resolve(reference, key), *(int(n) for n in row[7:]))
         for row in groups
         for key in (usage_key(row[:6]),)
     ]
+    states: dict[str, int] = defaultdict(int)
+    origins: dict[str, int] = defaultdict(int)
+    for row in groups:
+        states[str(row[5])] += int(row[7])
+        origins[str(row[6])] += int(row[7])
+    bounds = [datetime(day.year, day.month, day.day, tzinfo=UTC) for day in (start, end)]
+    [(unmatched,)] = warehouse.connection.execute(UNMATCHED_SQL, bounds).fetchall()
     explanations: dict[tuple[str, str], set[str]] = defaultdict(set)
     for line in lines:
         _explain(explanations, line.resolution, corrections.reassigned_to(line.key))
@@ -166,9 +271,17 @@ def build_report(warehouse: Warehouse, reference: Reference, month: str,
         key, correction_id, requests = usage_key(row[:6]), str(row[6]), int(row[7])
         voided[correction_id] += requests
         explanations[_pair(corrections.resolve(reference, key))].add(correction_id)
+    deployment_days = allocate_capacity(lines, reference, start, end, today)
+    for deployment_day in deployment_days:
+        for allocation in deployment_day.allocations:
+            if allocation.corrections:
+                explanations[(allocation.consumer.cost_center, allocation.currency)].update(allocation.corrections)
     applied = set(voided) | {c for line in lines for c in line.resolution.corrections}
-    report = Report(month, reference.catalog.version, _rows(month, lines), _unpriced(month, lines),
-                    corrections=corrections.by_id(applied), voided=dict(voided), explanations=dict(explanations))
+    report = Report(month, reference.catalog.version, _rows(month, lines, deployment_days), _unpriced(month, lines),
+                    lines=lines, deployment_days=deployment_days, capacity_version=reference.capacity.version,
+                    corrections=corrections.by_id(applied), voided=dict(voided), explanations=dict(explanations),
+                    states=dict(sorted(states.items())), origins=dict(sorted(origins.items())),
+                    llm_unmatched=int(unmatched))
     report.seconds = time.perf_counter() - started
     return report
 
@@ -190,9 +303,10 @@ def _explain(explanations: dict[tuple[str, str], set[str]], resolution: Resoluti
         explanations[pair].update(resolution.corrections)
 
 
-def _rows(month: str, lines: Iterable[CostLine]) -> list[ReportRow]:
+def _rows(month: str, lines: Iterable[CostLine], deployment_days: Iterable[DeploymentDay] = ()) -> list[ReportRow]:
     rows: dict[tuple[str, ...], ReportRow] = {}
     costs: dict[tuple[str, ...], list[Decimal]] = defaultdict(list)
+    allocated: dict[tuple[str, ...], list[Decimal]] = defaultdict(list)
     for line in lines:
         resolved = line.resolution
         currency = resolved.currency
@@ -208,8 +322,18 @@ def _rows(month: str, lines: Iterable[CostLine]) -> list[ReportRow]:
         row.completion_tokens += line.completion_tokens
         if line.cost is not None:
             costs[key].append(line.cost)
+    for deployment_day in deployment_days:
+        for allocation in deployment_day.allocations:
+            consumer = allocation.consumer
+            key = (consumer.cost_center, consumer.subscription_id, consumer.model, consumer.deployment_type,
+                   allocation.currency, "", consumer.charge_class)
+            if key not in rows:  # idle capacity charged to its owner: a line with no usage
+                rows[key] = ReportRow(month, *key)
+            allocated[key].append(allocation.amount)
     for pair, amounts in costs.items():
         rows[pair].cost = money_sum(amounts)
+    for pair, amounts in allocated.items():
+        rows[pair].ptu_cost = money_sum(amounts)
     return [rows[key] for key in sorted(rows)]
 
 
@@ -220,10 +344,11 @@ def _unpriced(month: str, lines: Iterable[CostLine]) -> list[UnpricedRow]:
         if resolved.unpriced is None:
             continue
         key = (resolved.unpriced.value, resolved.cost_center, line.key.subscription_id, line.key.deployment,
-               resolved.model or "")
+               resolved.model or "", line.key.state.value)
         row = rows.get(key)
         if row is None:
-            row = rows[key] = UnpricedRow(month, *key, detail=resolved.detail)
+            row = rows[key] = UnpricedRow(month, *key[:5], detail=resolved.detail, usage_state=key[5],
+                                          deployment_type=resolved.deployment_type or "")
         row.requests += line.requests
         row.prompt_tokens += line.prompt_tokens
         row.cached_tokens += line.cached_tokens
@@ -236,9 +361,10 @@ def exact_text(amount: Decimal | None) -> str:
     return "" if amount is None else format(MONEY.normalize(amount), "f")
 
 
-def render_report(report: Report, formats: Iterable[str] = FORMATS) -> dict[str, bytes]:
+def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS) -> dict[str, bytes]:
     """The report's files as {file name: bytes}: `chargeback-YYYY-MM.csv`, its `-unpriced.csv`
-    companion, and `chargeback-YYYY-MM.parquet`, for the formats asked."""
+    companion, and `chargeback-YYYY-MM.parquet`, for the formats asked; `focus` adds the FOCUS
+    1.2 CSV and Parquet (the Parquet in the FinOps hubs layout), `html` the HTML report."""
     wanted = list(formats)
     unknown = [f for f in wanted if f not in FORMATS]
     if unknown:
@@ -247,7 +373,8 @@ def render_report(report: Report, formats: Iterable[str] = FORMATS) -> dict[str,
     files: dict[str, bytes] = {}
     if "csv" in wanted:
         files[f"{stem}.csv"] = _csv(REPORT_COLUMNS, (
-            {**row.values(), "cost": exact_text(row.cost)} for row in report.rows))
+            {**row.values(), **{c: exact_text(getattr(row, c)) for c in ("cost", "ptu_cost", "total_cost")}}
+            for row in report.rows))
         files[f"{stem}-unpriced.csv"] = _csv(
             UNPRICED_COLUMNS, ({c: getattr(row, c) for c in UNPRICED_COLUMNS} for row in report.unpriced))
     if "parquet" in wanted:
@@ -255,6 +382,14 @@ def render_report(report: Report, formats: Iterable[str] = FORMATS) -> dict[str,
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
         files[f"{stem}.parquet"] = sink.getvalue().to_pybytes()
+    if "focus" in wanted:
+        from pipeline.stages.focus import render_focus
+
+        files.update(render_focus(report))
+    if "html" in wanted:
+        from pipeline.stages.html_report import render_html
+
+        files[f"{stem}.html"] = render_html(report)
     return files
 
 
@@ -263,7 +398,7 @@ def is_closed(month: str, today: date | None = None) -> bool:
     return month < f"{today or datetime.now(UTC).date():%Y-%m}"
 
 
-def store_report(report: Report, store: ObjectStore, formats: Iterable[str] = FORMATS,
+def store_report(report: Report, store: ObjectStore, formats: Iterable[str] = DEFAULT_FORMATS,
                  today: date | None = None) -> list[str]:
     """Write the report's files into a store (each object replaced atomically); returns their
     keys. The formats already there are rewritten too, so that no stale file stays next to the
@@ -283,7 +418,7 @@ def store_report(report: Report, store: ObjectStore, formats: Iterable[str] = FO
     return list(files)
 
 
-def write_report(report: Report, out_dir: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+def write_report(report: Report, out_dir: Path, formats: Iterable[str] = DEFAULT_FORMATS) -> list[Path]:
     """Write the report files into a folder (through the local object store: each file is
     written to a temporary name and renamed into place); see `store_report`."""
     keys = store_report(report, LocalObjectStore(out_dir), formats)

@@ -33,7 +33,11 @@ from pipeline.ports import ObjectStore
 
 HISTORY = "history"
 RESTATEMENT_COLUMNS = ("month", "cost_center", "currency", "old_total", "new_total", "delta", "corrections")
-FORMAT_FILES = {"csv": ("{stem}.csv", "{stem}-unpriced.csv"), "parquet": ("{stem}.parquet",)}
+# FinOps hubs ingest custom FOCUS Parquet from ingestion/Costs/{yyyy}/{mm}/{scope}/ (pipeline.stages.focus).
+FOCUS_SCOPE = "apim-openai-chargeback"
+HUBS_FOLDER = "ingestion/Costs/{yyyy}/{mm}/" + FOCUS_SCOPE
+FORMAT_FILES = {"csv": ("{stem}.csv", "{stem}-unpriced.csv"), "parquet": ("{stem}.parquet",),
+                "focus": ("{stem}-focus.csv", HUBS_FOLDER + "/{stem}-focus.parquet"), "html": ("{stem}.html",)}
 MAX_ATTEMPTS = 100
 
 Totals = Mapping[tuple[str, str], Decimal]  # (cost center, currency) -> total cost
@@ -72,7 +76,9 @@ def restatement_key(month: str) -> str:
 
 def month_files(month: str) -> dict[str, str]:
     """{file name: format} of every report file of the month."""
-    return {name.format(stem=stem(month)): fmt for fmt, names in FORMAT_FILES.items() for name in names}
+    yyyy, mm = month.split("-")
+    return {name.format(stem=stem(month), yyyy=yyyy, mm=mm): fmt
+            for fmt, names in FORMAT_FILES.items() for name in names}
 
 
 def current_files(store: ObjectStore, month: str) -> dict[str, bytes]:
@@ -140,24 +146,30 @@ def _history_key(name: str, version: int) -> str:
 
 
 def _totals(files: Mapping[str, bytes], month: str) -> dict[tuple[str, str], Decimal]:
-    """Cost per (cost center, currency) of a previous report: its CSV, else its Parquet. A file
-    that is not a report (no such columns) counts as empty."""
+    """Cost per (cost center, currency) of a previous report: its CSV, else its Parquet; the
+    pay-as-you-go `cost` plus the allocated `ptu_cost` where the report has one. A file that is
+    not a report (no such columns) counts as empty."""
     sums: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
     csv_data, parquet_data = files.get(f"{stem(month)}.csv"), files.get(f"{stem(month)}.parquet")
     if csv_data is not None:
         for row in csv.DictReader(io.StringIO(csv_data.decode("utf-8", errors="replace"))):
-            try:
-                cost = Decimal(row.get("cost") or "")
-            except InvalidOperation:
-                continue
-            if not cost.is_finite():
-                continue
-            sums[(row.get("cost_center") or "", row.get("currency") or "")].append(cost)
+            for column in ("cost", "ptu_cost"):
+                try:
+                    cost = Decimal(row.get(column) or "")
+                except InvalidOperation:
+                    continue
+                if not cost.is_finite():
+                    continue
+                sums[(row.get("cost_center") or "", row.get("currency") or "")].append(cost)
     elif parquet_data is not None:
-        table = pq.read_table(pa.BufferReader(parquet_data), columns=["cost_center", "currency", "cost"])
+        reader = pa.BufferReader(parquet_data)
+        names = pq.read_schema(reader).names
+        columns = [c for c in ("cost", "ptu_cost") if c in names]
+        table = pq.read_table(pa.BufferReader(parquet_data), columns=["cost_center", "currency", *columns])
         for row in table.to_pylist():
-            if row["cost"] is not None:
-                sums[(row["cost_center"], row["currency"])].append(row["cost"])
+            for column in columns:
+                if row[column] is not None:
+                    sums[(row["cost_center"], row["currency"])].append(row[column])
     return {pair: money_sum(amounts) for pair, amounts in sums.items()}
 
 

@@ -4,6 +4,7 @@
 #   APIM       -> Azure Event Hubs Data Sender      on the usage hub
 #   APIM       -> Cognitive Services OpenAI User    on the Azure OpenAI account
 #   Functions  -> Azure Event Hubs Data Receiver    on the usage hub
+#   Functions  -> Azure Event Hubs Data Receiver    on the gateway logs hub (GatewayLlmLogs)
 #   Functions  -> Storage Blob Data Contributor     on the store container
 #   Functions  -> Storage Blob Data Owner           on the host storage account (AzureWebJobsStorage
 #                                                   needs Owner: blob leases and checkpoints)
@@ -26,6 +27,11 @@ locals {
       principal_id = var.function_principal_id
       role         = "Azure Event Hubs Data Receiver"
       scope        = var.usage_hub_id
+    }
+    function_llm_logs_receiver = {
+      principal_id = var.function_principal_id
+      role         = "Azure Event Hubs Data Receiver"
+      scope        = var.gateway_logs_hub_id
     }
     function_store_contributor = {
       principal_id = var.function_principal_id

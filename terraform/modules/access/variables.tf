@@ -13,6 +13,11 @@ variable "usage_hub_id" {
   description = "Resource id of the usage hub."
 }
 
+variable "gateway_logs_hub_id" {
+  type        = string
+  description = "Resource id of the gateway logs hub (GatewayLogs and GatewayLlmLogs)."
+}
+
 variable "openai_account_id" {
   type        = string
   description = "Resource id of the Azure OpenAI account."

@@ -22,6 +22,13 @@ locals {
     EVENTHUB__fullyQualifiedNamespace = var.eventhub_namespace_fqdn
     EVENTHUB__credential              = "managedidentity"
     EVENTHUB__clientId                = var.identity_client_id
+    # The LLM-log trigger (pipeline/functions/llm_logs.py): the gateway logs hub the APIM
+    # diagnostic setting streams GatewayLlmLogs to, its own consumer group, connection "EVENTHUB_LLM_LOGS".
+    CHARGEBACK_LLM_LOGS_EVENTHUB_NAME          = var.llm_logs_eventhub_name
+    CHARGEBACK_LLM_LOGS_CONSUMER_GROUP         = var.llm_logs_consumer_group
+    EVENTHUB_LLM_LOGS__fullyQualifiedNamespace = var.llm_logs_eventhub_namespace_fqdn
+    EVENTHUB_LLM_LOGS__credential              = "managedidentity"
+    EVENTHUB_LLM_LOGS__clientId                = var.identity_client_id
     # The host's storage (checkpoints, leases, timer locks), with the same identity.
     AzureWebJobsStorage__accountName = var.host_storage_account_name
     AzureWebJobsStorage__credential  = "managedidentity"

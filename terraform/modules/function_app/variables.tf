@@ -78,6 +78,21 @@ variable "consumer_group" {
   description = "The pipeline's consumer group."
 }
 
+variable "llm_logs_eventhub_namespace_fqdn" {
+  type        = string
+  description = "NAMESPACE.servicebus.windows.net of the gateway logs hub (GatewayLlmLogs)."
+}
+
+variable "llm_logs_eventhub_name" {
+  type        = string
+  description = "Gateway logs hub name (the LLM-log trigger)."
+}
+
+variable "llm_logs_consumer_group" {
+  type        = string
+  description = "The pipeline's consumer group on the gateway logs hub."
+}
+
 variable "cosmos_account_name" {
   type        = string
   description = "Cosmos DB account of the ledger."

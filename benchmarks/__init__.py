@@ -1,0 +1,1 @@
+"""Benchmarks of the chargeback pipeline against bare baselines: `make bench` (docs/benchmarks.md)."""

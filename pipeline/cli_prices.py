@@ -1,0 +1,124 @@
+"""`chargeback prices check FILE`: check a price catalog before any report uses it."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from pipeline.bootstrap import monthly_report
+from pipeline.cli_support import capacity_options, catch_up, console, load_reference_files, notices, user_errors
+from pipeline.domain.capacity import is_provisioned_type
+from pipeline.domain.pricing import PriceCatalog
+from pipeline.presentation import show_unpriced_models as show_models
+from pipeline.presentation import unpriced_models
+from pipeline.reference_files import CatalogCheck, check_price_catalog, load_deployments
+from pipeline.settings import Settings
+from pipeline.stages.report import Report, check_month
+
+
+@click.group("prices")
+def prices_group() -> None:
+    """Price catalogs (CSV, prices per 1M tokens): check one before using it.
+
+    Example: chargeback prices check my-prices.csv
+    """
+
+
+@prices_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--month", default=None,
+              help="Also price this month's traffic with FILE and list the models it leaves unpriced.")
+@click.option("--deployments", type=click.Path(dir_okay=False, path_type=Path), envvar="CHARGEBACK_DEPLOYMENTS",
+              help="Deployment map whose deployments must have a price (default: $CHARGEBACK_HOME/deployments.csv).")
+@click.option("--cost-centers", type=click.Path(dir_okay=False, path_type=Path), envvar="CHARGEBACK_COST_CENTERS",
+              help="Cost-center map, for --month (default: $CHARGEBACK_HOME/cost-centers.csv).")
+@capacity_options
+@user_errors
+def check_command(file: Path, month: str | None, deployments: Path | None, cost_centers: Path | None,
+                  capacity: Path | None, ptu_weights: Path | None, ptu_idle_owner: str | None) -> None:
+    """Check a price catalog: overlapping effective ranges, negative or malformed prices, unknown
+    currencies, per-1K vs per-1M unit mistakes (a `unit` column, per-1K columns, or prices 100x
+    away from the shipped catalog's), and which deployments (and, with --month, which traffic)
+    it leaves without a price. Exit code 1 when the catalog cannot be used.
+
+    Example: chargeback prices check my-prices.csv --month 2026-10
+    """
+    if not file.exists():
+        raise click.ClickException(f"{file}: no such file")
+    settings = Settings.from_env()
+    if month is not None:
+        check_month(month)
+    check = check_price_catalog(file)
+    show_check(check)
+    if not check.ok:
+        raise click.ClickException(f"{len(check.errors)} problem(s) in {file}: fix them before using this catalog")
+    catalog = check.catalog()
+    show_deployment_coverage(catalog, settings, deployments, datetime.now(UTC).date())
+    if month is not None:
+        reference = load_reference_files(settings, file, deployments, cost_centers, capacity, ptu_weights,
+                                         ptu_idle_owner)
+        catch_up(settings, notices)
+        show_unpriced_models(monthly_report(settings, reference, month))
+
+
+def show_check(check: CatalogCheck) -> None:
+    for error in check.errors:
+        for line in error.splitlines():
+            notices.print(f"error: {line}", style="red", markup=False, highlight=False, soft_wrap=True)
+    if not check.prices:
+        return
+    models = sorted({p.model for p in check.prices})
+    types = sorted({p.deployment_type.lower() for p in check.prices})
+    currencies = sorted({p.currency for p in check.prices})
+    first = min(p.effective_from for p in check.prices)
+    console.print(f"{check.path}: catalog {check.version}, {len(check.prices)} price(s) for {len(models)} model(s); "
+                  f"deployment types {', '.join(types)}; currencies {', '.join(currencies)}; effective from {first}; "
+                  "prices per 1M tokens", markup=False, highlight=False, soft_wrap=True)
+    named = {word for line in check.comments for word in ("source", "date") if line.lower().startswith(word)}
+    for line in check.comments:
+        if line.lower().startswith(("source", "date")):
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    for word in ("source", "date"):
+        if word not in named:
+            console.print(f"note: the file names no {word} (a `# {word}: ...` comment line): finance will ask "
+                          "where these prices come from", style="yellow", markup=False, soft_wrap=True)
+    for note in check.notes:
+        console.print(f"note: {note}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    if check.ok:
+        console.print("ok: no overlapping ranges, negative prices, unknown currencies or unit mistakes found",
+                      style="green", markup=False, soft_wrap=True)
+
+
+def show_deployment_coverage(catalog: PriceCatalog, settings: Settings, deployments: Path | None,
+                             today: date) -> None:
+    """Deployments of the map that this catalog cannot price today."""
+    path = deployments or settings.deployments_csv
+    if not path.is_file():
+        return
+    missing = []
+    for deployment in load_deployments(path):
+        if is_provisioned_type(deployment.deployment_type):
+            continue  # priced per PTU-hour from the capacity file, not per token
+        if deployment.model is None or catalog.find(deployment.model, deployment.deployment_type,
+                                                     deployment.region, today) is None:
+            missing.append(deployment)
+    if not missing:
+        console.print(f"every deployment of {path} has a price today ({today})", markup=False, highlight=False,
+                      soft_wrap=True)
+        return
+    table = Table("deployment", "model", "deployment type", "region",
+                  title=f"Deployments of {path} without a price today ({today})", title_justify="left")
+    for deployment in missing:
+        table.add_row(deployment.name, deployment.model or "(none)", deployment.deployment_type,
+                      deployment.region or "*")
+    console.print(table)
+
+
+def show_unpriced_models(report: Report) -> None:
+    if not unpriced_models(report):
+        console.print(f"{report.month}: every model of the month's traffic has a price", markup=False)
+        return
+    show_models(console, report)
