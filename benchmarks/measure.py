@@ -1,5 +1,9 @@
 """Timing and memory of one measured run, in the process that runs it (stdlib only).
 
+Wall-clock seconds decide the medians and ratios (what the issue's targets are about). CPU
+seconds of the process are recorded too: on a shared machine they move much less with the load
+than wall-clock time, so events per CPU-second is the per-core rate to plan capacity with.
+
 Peak RSS is the process's high-water mark (VmHWM). Before each run the mark is reset to the
 current RSS (Linux >= 4.0: writing 5 to /proc/self/clear_refs), so a run's peak is its own
 even when several runs share a process; without that file it is the process's peak so far
@@ -56,6 +60,7 @@ class Run:
     peak_reset: bool
     loadavg: float
     events: int = 0  # events this run processed, when not the result's (a run stopped by a time cap)
+    cpu_seconds: float = 0.0  # CPU time of the process (all its threads) during the run
 
 
 @dataclass(slots=True)
@@ -78,7 +83,9 @@ def measure(run: Callable[[], object]) -> tuple[Run, object]:
     gc.collect()
     start = rss_mib()
     was_reset = reset_peak()
+    cpu = time.process_time()
     began = time.perf_counter()
     value = run()
     seconds = time.perf_counter() - began
-    return Run(seconds, peak_mib(), start, was_reset, os.getloadavg()[0]), value
+    cpu = time.process_time() - cpu
+    return Run(seconds, peak_mib(), start, was_reset, os.getloadavg()[0], cpu_seconds=cpu), value

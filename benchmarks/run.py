@@ -93,6 +93,13 @@ def rate(result: dict[str, Any]) -> float:
     return statistics.median((run.get("events") or result["events"]) / run["seconds"] for run in result["runs"])
 
 
+def cpu_rate(result: dict[str, Any]) -> float:
+    """Median events per CPU-second of the process (all threads): the per-core rate."""
+    rates = [(run.get("events") or result["events"]) / run["cpu_seconds"] for run in result["runs"]
+             if run.get("cpu_seconds")]
+    return statistics.median(rates) if rates else 0.0
+
+
 def events(result: dict[str, Any]) -> int:
     return max((run.get("events") or result["events"]) for run in result["runs"]) if result["runs"] else 0
 
@@ -268,13 +275,13 @@ def evaluate(results: list[dict[str, Any]]) -> list[Target]:
 
 
 def table(results: list[dict[str, Any]]) -> list[str]:
-    header = ("stage", "variant", "events", "runs", "median s", "min-max s", "events/s", "peak RSS", "vs baseline",
-              "load")
+    header = ("stage", "variant", "events", "runs", "median s", "min-max s", "events/s", "events/CPU-s",
+              "peak RSS", "vs baseline", "load")
     lines = [header]
     for result in results:
         if not result["runs"]:
-            lines.append((result["stage"], result["variant"], f"{result['events']:,}", "0", "-", "-", "-", "-",
-                          result["extra"].get("skipped", "skipped"), "-"))
+            lines.append((result["stage"], result["variant"], f"{result['events']:,}", "0", "-", "-", "-", "-", "-",
+                          result["extra"].get("skipped", "not run: time budget"), "-"))
             continue
         times = seconds(result)
         versus = "-"
@@ -289,13 +296,13 @@ def table(results: list[dict[str, Any]]) -> list[str]:
             versus = "baseline"
         lines.append((result["stage"], result["variant"], f"{events(result):,}", str(len(times)),
                       f"{median_s(result):.3f}", f"{min(times):.3f}-{max(times):.3f}", f"{rate(result):,.0f}",
-                      f"{peak(result):,.0f} MiB", versus, f"{load(result):.1f}"))
+                      f"{cpu_rate(result):,.0f}", f"{peak(result):,.0f} MiB", versus, f"{load(result):.1f}"))
     return [" | ".join(cells) for cells in _aligned(lines)]
 
 
 def _aligned(lines: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    numeric = {2, 3, 4, 5, 6, 7, 9}
+    numeric = {2, 3, 4, 5, 6, 7, 8, 10}
     return [tuple(cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths,
                                                                                                    strict=True)))
             for line in lines]
@@ -344,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     repeats = {stage: args.repeats or count for stage, count in REPEATS.items()}
     budgets = {stage: 0.0 if args.repeats else seconds * (1 if args.scale == "10m" else 1 / 3)
                for stage, seconds in BUDGETS.items()}
-    command = "make bench" + ("" if args.scale == "10m" else f" SCALE={args.scale}")
+    command = ("make bench" + ("" if args.scale == "10m" else f" SCALE={args.scale}")
+               + (" PROFILE=1" if args.profile else "") + (f" REPEATS={args.repeats}" if args.repeats else ""))
     began, started = time.monotonic(), datetime.now(UTC)
     info = machine()
     info["redis"] = redis_version(args.redis_url)

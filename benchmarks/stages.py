@@ -11,12 +11,14 @@ Stages and baselines:
   redis     LivePricer charges + RedisCounters.add per batch of 5,000 decoded events
             vs a bare Lua script per 500 events (SET NX EX + 4 HINCRBY each), 10 per pipeline
   ingest    pipeline.stages.ingest.ingest into SqliteLedger + SqliteCounters + dead-letter files
-            (absolute events/s; target 100k/s)
-  snapshot  pipeline.stages.snapshot.snapshot from a filled SQLite ledger to a local folder
+            (absolute events/s, target 100k/s; with --time-cap, a run stops taking batches after
+            that many seconds and its rate is over the events it ingested)
+  snapshot  pipeline.stages.snapshot.snapshot from a filled SQLite ledger (--ledger, else one
+            is filled) to a local folder
             vs pyarrow.parquet.write_table of the same rows (zstd, 1M-row groups)
   report    open_warehouse + build_report over a month of Parquet snapshots (one run per process)
             vs one hand-written DuckDB SQL over the same files computing the same totals
-  prepare   generate the report's snapshot folder (cached under --root)
+  prepare   generate the report's month of snapshots (cached under WORK/data)
 """
 
 from __future__ import annotations

@@ -123,7 +123,9 @@ def monthly_report(settings: Settings, reference: Reference, month: str,
                    usage_window: timedelta = USAGE_WINDOW) -> Report:
     """The month's report from the committed snapshots and the LLM-log usage, with every recorded
     correction applied: what `chargeback report`, the demo and the daily Functions timer all publish."""
-    warehouse = open_warehouse(open_store(settings, SNAPSHOTS), reference, month_bounds(month),
+    # No reference: the report prices its own groups; the per-event `costs` view would only
+    # cost time (docs/benchmarks.md).
+    warehouse = open_warehouse(open_store(settings, SNAPSHOTS), None, month_bounds(month),
                                llm_usage=open_store(settings, LLM_USAGE), usage_window=usage_window)
     try:
         corrections = load_corrections(open_store(settings, CORRECTIONS))
