@@ -37,21 +37,32 @@ CONNECTION = "EVENTHUB"  # app settings EVENTHUB__fullyQualifiedNamespace (+ __c
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
+Handler = typing.Callable[[typing.List[func.EventHubEvent], func.Context], None]  # noqa: UP006
 
-# An exception does NOT stop the host from checkpointing a batch: without a retry policy the
-# pointer moves past a failed batch. With this policy the host re-runs the same batch in place and
-# writes no checkpoint until the policy is done, so the partition waits while the stores are
-# down. The count is unbounded (-1) because a batch abandoned after the last retry would be
-# checkpointed past, i.e. lost to the ledger; the backoff is bounded (5 s doubling to 5 min) so a
-# long outage costs one attempt per 5 minutes per partition. Every failure is logged with its
-# partition and sequence range, and the lag metric grows.
-@bp.function_name("ingest_usage_events")
-@bp.retry(strategy="exponential_backoff", max_retry_count="-1", minimum_interval="00:00:05",
-          maximum_interval="00:05:00")
-@bp.event_hub_message_trigger(arg_name="events", connection=CONNECTION,
-                              event_hub_name=f"%{EVENTHUB_NAME_SETTING}%",
-                              consumer_group=f"%{CONSUMER_GROUP_SETTING}%",
-                              cardinality=func.Cardinality.MANY, data_type=func.DataType.BINARY)
+
+def batch_trigger(blueprint: func.Blueprint, name: str, connection: str, hub_setting: str,
+                  group_setting: str) -> typing.Callable[[Handler], typing.Any]:
+    """Register a function for Event Hub batches (cardinality many, bytes) that no batch can skip.
+
+    An exception does NOT stop the host from checkpointing a batch: without a retry policy the
+    pointer moves past a failed batch. With this policy the host re-runs the same batch in place
+    and writes no checkpoint until the policy is done, so the partition waits while the stores
+    are down. The count is unbounded (-1) because a batch abandoned after the last retry would be
+    checkpointed past, i.e. lost; the backoff is bounded (5 s doubling to 5 min) so a long outage
+    costs one attempt per 5 minutes per partition. Every failure is logged with its partition and
+    sequence range, and the lag metric grows."""
+    def register(handler: Handler) -> typing.Any:
+        trigger = blueprint.event_hub_message_trigger(
+            arg_name="events", connection=connection, event_hub_name=f"%{hub_setting}%",
+            consumer_group=f"%{group_setting}%", cardinality=func.Cardinality.MANY,
+            data_type=func.DataType.BINARY)
+        retry = blueprint.retry(strategy="exponential_backoff", max_retry_count="-1",
+                                minimum_interval="00:00:05", maximum_interval="00:05:00")
+        return blueprint.function_name(name)(retry(trigger(handler)))
+    return register
+
+
+@batch_trigger(bp, "ingest_usage_events", CONNECTION, EVENTHUB_NAME_SETTING, CONSUMER_GROUP_SETTING)
 def ingest_usage_events(events: typing.List[func.EventHubEvent], context: func.Context) -> None:  # noqa: UP006
     try:
         with worker_pipeline(Settings.from_env()) as pipeline:

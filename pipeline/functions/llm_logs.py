@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import azure.functions as func
 
 from pipeline.bootstrap import LLM_USAGE, open_store
-from pipeline.functions.eventhub import describe_batch, raw_messages
+from pipeline.functions.eventhub import batch_trigger, describe_batch, raw_messages
 from pipeline.ports import ObjectStore
 from pipeline.settings import Settings
 from pipeline.stages.llm_usage import LlmIngestResult, ingest_llm_batch
@@ -31,16 +31,9 @@ CONNECTION = "EVENTHUB_LLM_LOGS"  # app settings EVENTHUB_LLM_LOGS__fullyQualifi
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 
-# The same retry policy as the usage trigger (pipeline/functions/eventhub.py): the host writes no
-# checkpoint until the policy is done, so a batch is never skipped while the store is down. Bad
-# records never raise; only a failing store write does.
-@bp.function_name("ingest_llm_logs")
-@bp.retry(strategy="exponential_backoff", max_retry_count="-1", minimum_interval="00:00:05",
-          maximum_interval="00:05:00")
-@bp.event_hub_message_trigger(arg_name="events", connection=CONNECTION,
-                              event_hub_name=f"%{EVENTHUB_NAME_SETTING}%",
-                              consumer_group=f"%{CONSUMER_GROUP_SETTING}%",
-                              cardinality=func.Cardinality.MANY, data_type=func.DataType.BINARY)
+# The usage trigger's registration and retry policy (batch_trigger): a batch is never skipped
+# while the store is down. Bad records never raise; only a failing store write does.
+@batch_trigger(bp, "ingest_llm_logs", CONNECTION, EVENTHUB_NAME_SETTING, CONSUMER_GROUP_SETTING)
 def ingest_llm_logs(events: typing.List[func.EventHubEvent], context: func.Context) -> None:  # noqa: UP006
     try:
         result = ingest_llm_events(events, open_store(Settings.from_env(), LLM_USAGE), llm_logs_source(os.environ))
