@@ -247,3 +247,39 @@ def test_damaged_events_never_raise(data: st.DataObject) -> None:
     cut = data.draw(st.integers(min_value=0, max_value=len(whole)))
     splice = data.draw(st.binary(min_size=1, max_size=3))
     outcomes_match([whole, whole[:cut], whole[:cut] + splice + whole[cut:]])
+
+
+@pytest.mark.parametrize(("body", "code"), [(b, c) for _, b, c in BAD], ids=[name for name, _, _ in BAD])
+def test_the_unchecked_path_rejects_bad_input_alike(body: bytes, code: str) -> None:
+    # check_duplicate_keys=False (the Event Hub trigger) skips that check only.
+    batch = decode_batch([RawMessage(body, "eventhub", "1")], now=NOW, check_duplicate_keys=False)
+    assert (batch.events, [r.code for r in batch.rejections]) == ([], [code])
+
+
+ESCAPED_EXTRA = line(event())[:-1] + b',"\\u005f_extra__":"{\\"a\\":1}"}'
+PLAIN = event(eventId="evt-null-extra")
+NULL_EXTRA = line({**PLAIN, EXTRA_FIELD: None})
+
+
+@pytest.mark.parametrize("check", [True, False], ids=["checked", "unchecked"])
+def test_a_reserved_field_set_from_the_wire_is_refused_however_spelled(check: bool) -> None:
+    batch = decode_batch([RawMessage(ESCAPED_EXTRA, "t", "1")], now=NOW, check_duplicate_keys=check)
+    assert [(r.code, r.reason) for r in batch.rejections] == [("schema", f"field `{EXTRA_FIELD}` is reserved")]
+
+
+def test_a_reserved_name_with_a_null_value() -> None:
+    # Refused where the keys are checked; without the check it decodes to the very event sent
+    # without it (null is what the decoder leaves there), so nothing can be smuggled in.
+    assert reject_one(NULL_EXTRA).code == "schema"
+    [plain] = decode_batch([RawMessage(line(PLAIN), "t", "1")], now=NOW, check_duplicate_keys=False).events
+    [nulled] = decode_batch([RawMessage(NULL_EXTRA, "t", "1")], now=NOW, check_duplicate_keys=False).events
+    assert nulled == plain and nulled.extra is None
+
+
+@pytest.mark.parametrize("check", [True, False], ids=["checked", "unchecked"])
+def test_both_paths_set_the_origin_and_store_utc(check: bool) -> None:
+    message = RawMessage(line(event(timestamp="2026-10-15T07:30:00-05:00")), "eventhub:ns/hub", "partition 1, "
+                         "sequence 9", "1", 9, "4096", datetime(2026, 10, 15, 12, 31, tzinfo=UTC))
+    [decoded] = decode_batch([message], now=NOW, check_duplicate_keys=check).events
+    assert decoded.origin == message.origin()
+    assert decoded.timestamp == datetime(2026, 10, 15, 12, 30, tzinfo=UTC) and decoded.timestamp.tzinfo is UTC

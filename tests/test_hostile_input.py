@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import azure.functions as func
 import fastavro
 import msgspec
 import pytest
@@ -35,9 +36,10 @@ from pipeline.domain.decode import RawMessage, decode_batch
 from pipeline.domain.events import EXTRA_FIELD, ORIGIN_FIELD, UsageEvent
 from pipeline.domain.live import LivePricer
 from pipeline.domain.pricing import CatalogError
+from pipeline.functions.eventhub import ingest_events
 from pipeline.reference_files import load_budgets, load_cost_centers, load_deployments, load_price_catalog
-from pipeline.sources import SourceError, capture_files, capture_messages
-from pipeline.stages.ingest import ingest_batch
+from pipeline.sources import SourceError, capture_files, capture_messages, json_lines
+from pipeline.stages.ingest import ingest, ingest_batch
 from pipeline.stages.snapshot import snapshot
 from pipeline.warehouse import open_warehouse
 from tests.conftest import ReferenceFiles
@@ -136,6 +138,33 @@ DUPLICATES = {
 def test_duplicate_keys_are_dead_lettered(body: bytes) -> None:
     [rejection] = decode_batch([RawMessage(body, "t", "1")], now=NOW).rejections
     assert rejection.code == "duplicate-key" and "appears more than once" in rejection.reason
+
+
+@pytest.mark.parametrize("name", list(DUPLICATES))
+def test_duplicate_keys_are_checked_unless_turned_off(name: str) -> None:
+    # The default is the checked path (files, stdin, replays); only the Event Hub trigger turns the
+    # check off, and then the same bytes decode with the last copy, as msgspec keeps it (a usage
+    # member repeated with a smaller count then breaks the token-sum rule instead).
+    message = RawMessage(DUPLICATES[name], "t", "1")
+    assert [r.code for r in decode_batch([message], now=NOW).rejections] == ["duplicate-key"]
+    unchecked = decode_batch([message], now=NOW, check_duplicate_keys=False)
+    expected = ["inconsistent-usage"] if name == "a usage member twice" else []
+    assert ([r.code for r in unchecked.rejections], len(unchecked.events)) == (expected, 1 - len(expected))
+
+
+def test_only_the_event_hub_trigger_skips_the_duplicate_key_check(pipeline: Pipeline, tmp_path: Path) -> None:
+    # Its producer, the APIM policy, builds a JObject (no key twice) and only APIM may send to the
+    # hub. The same bytes from a file (the CLI's ingest, replays) are refused: the default is checked.
+    body = DUPLICATES["usage twice, the smaller last"]
+    hub = ingest_events([func.EventHubEvent(body=body, sequence_number=1, offset="0")], pipeline, "eventhub:ns/hub")
+    assert (hub.ingested, hub.dead_lettered) == (1, 0)
+    (tmp_path / "events.jsonl").write_bytes(body + b"\n")
+    from_file = ingest(json_lines(str(tmp_path / "events.jsonl")), pipeline.ledger, pipeline.counters,
+                       pipeline.dead_letters, pipeline.pricer)
+    assert (from_file.dead_lettered, dict(from_file.reasons)) == (1, {"duplicate-key": 1})
+    one = ingest_batch([RawMessage(body, "t", "1")], pipeline.ledger, pipeline.counters, pipeline.dead_letters,
+                       pipeline.pricer)
+    assert dict(one.reasons) == {"duplicate-key": 1}
 
 
 @pytest.mark.parametrize("body", [line(event(costCenter="usage", region='"usage":')),

@@ -84,10 +84,14 @@ class IngestResult:
 
 
 def ingest_batch(messages: list[RawMessage], ledger: Ledger, counters: Counters, dead_letters: DeadLetters,
-                 pricer: LivePricer, now: datetime | None = None) -> IngestResult:
-    """Ingest one batch (one Event Hub trigger invocation, or one slice of a file)."""
+                 pricer: LivePricer, now: datetime | None = None, *,
+                 check_duplicate_keys: bool = True) -> IngestResult:
+    """Ingest one batch (one Event Hub trigger invocation, or one slice of a file).
+
+    `check_duplicate_keys=False` only for a producer that cannot repeat a key: the APIM policy
+    through the Event Hub trigger (pipeline.domain.decode). Files, stdin and replays keep it."""
     started = time.perf_counter()
-    decoded = decode_batch(messages, now)
+    decoded = decode_batch(messages, now, check_duplicate_keys=check_duplicate_keys)
     result = IngestResult(received=len(messages), dead_lettered=len(decoded.rejections))
     result.reasons.update(rejection.code for rejection in decoded.rejections)
     where = dead_letters.put(decoded.rejections)
@@ -116,13 +120,15 @@ def ingest_batch(messages: list[RawMessage], ledger: Ledger, counters: Counters,
 
 def ingest(messages: Iterable[RawMessage], ledger: Ledger, counters: Counters, dead_letters: DeadLetters,
            pricer: LivePricer, batch_size: int = DEFAULT_BATCH,
-           progress: Callable[[IngestResult], None] | None = None, now: datetime | None = None) -> IngestResult:
+           progress: Callable[[IngestResult], None] | None = None, now: datetime | None = None, *,
+           check_duplicate_keys: bool = True) -> IngestResult:
     """Ingest a stream of messages in batches; `progress` is called after each batch."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     total = IngestResult()
     for batch in _batches(iter(messages), batch_size):
-        result = ingest_batch(batch, ledger, counters, dead_letters, pricer, now)
+        result = ingest_batch(batch, ledger, counters, dead_letters, pricer, now,
+                              check_duplicate_keys=check_duplicate_keys)
         total.add(result)
         if progress:
             progress(result)
