@@ -15,12 +15,13 @@ from pipeline.adapters.sqlite_counters import SqliteCounters
 from pipeline.adapters.sqlite_ledger import SqliteLedger
 from pipeline.domain.costing import Reference
 from pipeline.domain.live import Budgets, LivePricer
+from pipeline.domain.periods import Period
 from pipeline.ports import Counters, Ledger, ObjectStore
 from pipeline.reference_files import load_budgets, load_reference
 from pipeline.settings import Settings, sqlite_path
 from pipeline.stages.correct import CORRECTIONS, load_corrections
 from pipeline.stages.report import Report, build_report
-from pipeline.warehouse import USAGE_WINDOW, month_bounds, open_warehouse
+from pipeline.warehouse import USAGE_WINDOW, open_warehouse
 
 SNAPSHOTS = "snapshots"
 DEAD_LETTERS = "dead-letters"
@@ -123,13 +124,19 @@ def monthly_report(settings: Settings, reference: Reference, month: str,
                    usage_window: timedelta = USAGE_WINDOW) -> Report:
     """The month's report from the committed snapshots and the LLM-log usage, with every recorded
     correction applied: what `chargeback report`, the demo and the daily Functions timer all publish."""
+    return period_report(settings, reference, Period.month(month), usage_window)
+
+
+def period_report(settings: Settings, reference: Reference, period: Period,
+                  usage_window: timedelta = USAGE_WINDOW) -> Report:
+    """The report of a month or of any range of days (`chargeback report --from/--to`)."""
     # No reference: the report prices its own groups; the per-event `costs` view would only
     # cost time (docs/benchmarks.md).
-    warehouse = open_warehouse(open_store(settings, SNAPSHOTS), None, month_bounds(month),
+    warehouse = open_warehouse(open_store(settings, SNAPSHOTS), None, (period.start, period.end),
                                llm_usage=open_store(settings, LLM_USAGE), usage_window=usage_window)
     try:
         corrections = load_corrections(open_store(settings, CORRECTIONS))
-        return build_report(warehouse, reference, month, corrections=corrections)
+        return build_report(warehouse, reference, period, corrections=corrections)
     finally:
         warehouse.connection.close()
 

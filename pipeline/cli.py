@@ -22,6 +22,7 @@ from pipeline.bootstrap import (
     open_budgets,
     open_counters,
     open_store,
+    period_report,
 )
 from pipeline.cli_support import (
     capacity_options,
@@ -40,7 +41,7 @@ from pipeline.settings import Settings
 from pipeline.sources import json_lines
 from pipeline.stages.correct import CORRECTIONS, load_corrections
 from pipeline.stages.ingest import IngestResult, ingest
-from pipeline.stages.report import DEFAULT_FORMATS, FORMATS, check_month, write_report
+from pipeline.stages.report import DEFAULT_FORMATS, FORMATS, check_month, choose_period, write_report
 from pipeline.stages.snapshot import snapshot
 from pipeline.warehouse import open_warehouse
 
@@ -86,7 +87,10 @@ def snapshot_command() -> None:
 
 
 @main.command("report")
-@click.option("--month", required=True, help="The month to report, YYYY-MM (UTC).")
+@click.option("--month", default=None, help="The month to report, YYYY-MM (UTC).")
+@click.option("--from", "first", default=None, metavar="YYYY-MM-DD",
+              help="Report a range of days instead of a month: its first day (UTC), with --to.")
+@click.option("--to", "last", default=None, metavar="YYYY-MM-DD", help="The range's last day (UTC, included).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the report files (default: $CHARGEBACK_HOME/reports).")
 @click.option("--format", "formats", default=",".join(DEFAULT_FORMATS), show_default=True,
@@ -95,23 +99,27 @@ def snapshot_command() -> None:
 @reference_options
 @capacity_options
 @user_errors
-def report_command(month: str, out: Path | None, formats: str, prices: Path | None,
-                   deployments: Path | None, cost_centers: Path | None, capacity: Path | None,
-                   ptu_weights: Path | None, ptu_idle_owner: str | None) -> None:
-    """Price a month of usage and write chargeback-YYYY-MM.csv and .parquet (and, with --format,
-    the FOCUS 1.2 export and the HTML report). Provisioned (PTU) capacity is allocated to the
-    cost centers that used it (ptu_cost, next to the pay-as-you-go cost).
+def report_command(month: str | None, first: str | None, last: str | None, out: Path | None, formats: str,
+                   prices: Path | None, deployments: Path | None, cost_centers: Path | None,
+                   capacity: Path | None, ptu_weights: Path | None, ptu_idle_owner: str | None) -> None:
+    """Price a month (or, with --from/--to, any range of days) of usage and write
+    chargeback-YYYY-MM.csv, -daily.csv and .parquet (chargeback-YYYY-MM-DD_YYYY-MM-DD.* for a
+    range) and, with --format, the FOCUS 1.2 export and the HTML report. Provisioned (PTU)
+    capacity is allocated to the cost centers that used it (ptu_cost, next to the pay-as-you-go
+    cost).
 
     Ledger events not yet snapshotted are snapshotted first.
 
     Example: chargeback report --month 2026-10 --out reports/ --format csv,parquet,focus,html
+
+    Example: chargeback report --from 2026-07-01 --to 2026-09-30 --format csv,html
     """
     settings = Settings.from_env()
-    check_month(month)
+    period = choose_period(month, first, last)
     reference = load_reference_files(settings, prices, deployments, cost_centers, capacity, ptu_weights,
                                      ptu_idle_owner)
     catch_up(settings, console)
-    report = monthly_report(settings, reference, month)
+    report = period_report(settings, reference, period)
     files = write_report(report, out or settings.reports_dir, [f.strip() for f in formats.split(",") if f.strip()])
     show_report(console, report)
     for path in files:

@@ -119,6 +119,6 @@ def show_deployment_coverage(catalog: PriceCatalog, settings: Settings, deployme
 
 def show_unpriced_models(report: Report) -> None:
     if not unpriced_models(report):
-        console.print(f"{report.month}: every model of the month's traffic has a price", markup=False)
+        console.print(f"{report.period.title}: every model of its traffic has a price", markup=False)
         return
     show_models(console, report)

@@ -73,9 +73,9 @@ def show_snapshot(console: Console, result: SnapshotResult) -> None:
 def show_report(console: Console, report: Report) -> None:
     """Summaries that fit a terminal; the CSV has every cost center x subscription x model row."""
     by_center = _summary(report, lambda row: (row.cost_center,))
-    console.print(_summary_table(f"Chargeback {report.month} by cost center", ("cost center",), by_center))
+    console.print(_summary_table(f"Chargeback {report.period.title} by cost center", ("cost center",), by_center))
     by_model = _summary(report, lambda row: (row.model or "-", row.deployment_type or "-"))
-    console.print(_summary_table(f"Chargeback {report.month} by model", ("model", "type"), by_model))
+    console.print(_summary_table(f"Chargeback {report.period.title} by model", ("model", "type"), by_model))
     totals = report.totals
     total_text = ", ".join(money(amount, currency) for currency, amount in totals.items()) or "nothing priced"
     others = sorted({row.catalog_version for row in report.rows if row.catalog_version} - {report.catalog_version})

@@ -32,7 +32,9 @@ identity, CHARGEBACK_STORAGE_ACCOUNT_URL names the account (https://ACCOUNT.blob
 Also: CHARGEBACK_REDIS_USERNAME (the object id of the identity that signs in to Azure Cache for
 Redis with Entra ID), CHARGEBACK_COSMOS_SETTLE_SECONDS (how old a ledger item must be before a
 snapshot takes it; default 120, 0 for one local writer), CHARGEBACK_CREATE_RESOURCES=1 (create
-a missing Cosmos DB database/container or Blob container: local emulators and tests only).
+a missing Cosmos DB database/container or Blob container: local emulators and tests only),
+CHARGEBACK_REPORT_FORMATS (the formats the daily Functions timer publishes, comma-separated;
+default csv,parquet,focus,html).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Settings:
     capacity: Path | None = None
     ptu_weights: Path | None = None
     ptu_idle_owner: str | None = None
+    report_formats: str | None = None  # comma-separated, for the daily report timer
 
     def __post_init__(self) -> None:
         # Defaults derive from the home; frozen, so set through object.__setattr__.
@@ -105,6 +108,7 @@ class Settings:
             capacity=path("CHARGEBACK_CAPACITY"),
             ptu_weights=path("CHARGEBACK_PTU_WEIGHTS"),
             ptu_idle_owner=get("CHARGEBACK_PTU_IDLE_OWNER"),
+            report_formats=get("CHARGEBACK_REPORT_FORMATS"),
         )
 
     @property

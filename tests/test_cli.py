@@ -87,13 +87,14 @@ def test_report_writes_files_and_prints_the_total(loaded: Path, reference_files:
     assert "Total 3.20 USD over 3 requests" in text
     assert "1 requests are unpriced" in text
     assert sorted(p.name for p in out.iterdir()) == [
-        "chargeback-2026-10-unpriced.csv", "chargeback-2026-10.csv", "chargeback-2026-10.parquet"]
+        "chargeback-2026-10-daily.csv", "chargeback-2026-10-unpriced.csv", "chargeback-2026-10.csv",
+        "chargeback-2026-10.parquet"]
     lines = (out / "chargeback-2026-10.csv").read_text().splitlines()
     assert [line.split(",")[9] for line in lines] == ["cost", "", "3", "0.2"]
     only_csv = run("report", "--month", "2026-10", "--format", "csv", *reference_files.options())
     assert only_csv.exit_code == 0, only_csv.output
     assert sorted(p.name for p in (loaded / "reports").iterdir()) == [
-        "chargeback-2026-10-unpriced.csv", "chargeback-2026-10.csv"]
+        "chargeback-2026-10-daily.csv", "chargeback-2026-10-unpriced.csv", "chargeback-2026-10.csv"]
 
 
 def test_reference_files_from_the_environment(loaded: Path, reference_files: ReferenceFiles,

@@ -129,7 +129,8 @@ def test_void_by_event_ids(world: World) -> None:
     assert world.restatement() == RESTATEMENT_HEADER + f"2026-10,CC-A,USD,4,2,-2,{void}\n"
     assert (world.out / "history" / "chargeback-2026-10.v1.csv").read_bytes() == v1
     assert sorted(p.name for p in (world.out / "history").iterdir()) == [
-        "chargeback-2026-10-unpriced.v1.csv", "chargeback-2026-10.v1.csv", "chargeback-2026-10.v1.parquet"]
+        "chargeback-2026-10-daily.v1.csv", "chargeback-2026-10-unpriced.v1.csv", "chargeback-2026-10.v1.csv",
+        "chargeback-2026-10.v1.parquet"]
     world.report("2026-11")
     assert world.totals("2026-11") == {"CC-A": "2"}
     assert not (world.out / "chargeback-2026-11-restatement.csv").exists()

@@ -213,7 +213,7 @@ def test_log_catalog_and_restatement_on_azurite(home: Path, write_file: WriteFil
         RESTATEMENT_HEADER + f"2026-10,CC-A,USD,4,8,4,{reprice}\n"
         f"2026-10,unassigned,USD,2.1,6.1,4,{reprice}\n").encode()
     assert sorted(k for k in reports.list("history")) == [
-        "history/chargeback-2026-10-unpriced.v1.csv", "history/chargeback-2026-10.v1.csv",
-        "history/chargeback-2026-10.v1.parquet"]
+        "history/chargeback-2026-10-daily.v1.csv", "history/chargeback-2026-10-unpriced.v1.csv",
+        "history/chargeback-2026-10.v1.csv", "history/chargeback-2026-10.v1.parquet"]
     publish()  # the same content again: no new version
-    assert published[-1] is None and len(reports.list("history")) == 3
+    assert published[-1] is None and len(reports.list("history")) == 4

@@ -28,14 +28,14 @@ from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, InMemoryMetricReader
 
 import function_app
-from pipeline.bootstrap import REPORTS, Pipeline, open_pipeline, open_store
+from pipeline.bootstrap import REPORTS, Pipeline, SettingsError, open_pipeline, open_store
 from pipeline.functions import eventhub, timers
 from pipeline.functions.eventhub import UnpricedTally, eventhub_source, ingest_events, raw_messages
-from pipeline.functions.timers import refresh_reports, report_months, snapshot_ledger
+from pipeline.functions.timers import refresh_reports, report_formats, report_months, snapshot_ledger
 from pipeline.settings import Settings
 from pipeline.stages.ingest import IngestResult
 from pipeline.stages.publish import publish_report
-from pipeline.stages.report import build_report, render_report, write_report
+from pipeline.stages.report import FORMATS, build_report, render_report, write_report
 from pipeline.stages.snapshot import published_files, snapshot
 from pipeline.telemetry import configure_metrics, record_ingest
 from pipeline.warehouse import month_bounds, open_warehouse
@@ -314,15 +314,27 @@ def test_the_report_timer_publishes_this_and_last_month(app_settings: Settings, 
 
     store = open_store(app_settings, REPORTS)
     assert sorted(keys) == sorted(store.list("")) == sorted(
-        f"chargeback-{month}{suffix}" for month in ("2026-10", "2026-11")
-        for suffix in (".csv", ".parquet", "-unpriced.csv"))
-    # The published bytes are write_report's.
+        [f"chargeback-{month}{suffix}" for month in ("2026-10", "2026-11")
+         for suffix in (".csv", ".parquet", "-unpriced.csv", "-daily.csv", "-focus.csv", ".html")]
+        + [f"ingestion/Costs/2026/{mm}/apim-openai-chargeback/{name}" for mm in ("10", "11")
+           for name in (f"chargeback-2026-{mm}-focus.parquet", "manifest.json")])
+    # The published bytes are write_report's, in every format.
     reference = reference_files.load()
     direct = build_report(open_warehouse(pipeline.snapshots, None, month_bounds("2026-10")),
                           reference, "2026-10")
-    for path in write_report(direct, tmp_path / "direct"):
-        assert store.get(path.name) == path.read_bytes(), path.name
+    for path in write_report(direct, tmp_path / "direct", FORMATS):
+        key = path.relative_to(tmp_path / "direct").as_posix()
+        assert store.get(key) == path.read_bytes(), key
     assert b"CC-A" in (store.get("chargeback-2026-10.csv") or b"")
+
+
+def test_the_report_timer_formats_come_from_the_settings(app_settings: Settings) -> None:
+    assert report_formats(app_settings) == ["csv", "parquet", "focus", "html"]
+    assert report_formats(dataclasses.replace(app_settings, report_formats=" csv, html ")) == ["csv", "html"]
+    for bad in ("csv,xlsx", ",", "pdf"):
+        with pytest.raises(SettingsError, match=r"CHARGEBACK_REPORT_FORMATS .*: choose from csv, parquet, focus, html"):
+            report_formats(dataclasses.replace(app_settings, report_formats=bad))
+    assert Settings.from_env({"CHARGEBACK_REPORT_FORMATS": "csv"}).report_formats == "csv"
 
 
 def test_the_report_timer_body_writes_into_the_reports_area(app_settings: Settings) -> None:
@@ -353,7 +365,7 @@ def test_publish_replaces_a_report(pipeline: Pipeline, reference_files: Referenc
 
     keys = publish_report(report, store, ["csv"])
 
-    assert keys == ["chargeback-2026-10.csv", "chargeback-2026-10-unpriced.csv"]
+    assert keys == ["chargeback-2026-10.csv", "chargeback-2026-10-unpriced.csv", "chargeback-2026-10-daily.csv"]
     assert store.get("chargeback-2026-10.csv") == render_report(report, ["csv"])["chargeback-2026-10.csv"]
     assert report.files == []
 

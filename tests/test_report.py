@@ -111,7 +111,8 @@ def written(pipeline: Pipeline, feed: Feed, reference_files: ReferenceFiles, tmp
     report = build_report(open_warehouse(local(pipeline.snapshots), reference, now=NOW), reference, "2026-10")
     files = write_report(report, tmp_path / "out")
     assert sorted(path.name for path in files) == [
-        "chargeback-2026-10-unpriced.csv", "chargeback-2026-10.csv", "chargeback-2026-10.parquet"]
+        "chargeback-2026-10-daily.csv", "chargeback-2026-10-unpriced.csv", "chargeback-2026-10.csv",
+        "chargeback-2026-10.parquet"]
     return Written(report, tmp_path / "out")
 
 
@@ -227,7 +228,8 @@ def test_other_months_get_their_own_report(written: Written, pipeline: Pipeline,
 
 def test_write_report_formats(written: Written, tmp_path: Path) -> None:
     only_csv = write_report(written.report, tmp_path / "csv-only", ["csv"])
-    assert sorted(p.name for p in only_csv) == ["chargeback-2026-10-unpriced.csv", "chargeback-2026-10.csv"]
+    assert sorted(p.name for p in only_csv) == [
+        "chargeback-2026-10-daily.csv", "chargeback-2026-10-unpriced.csv", "chargeback-2026-10.csv"]
     assert (tmp_path / "csv-only" / "chargeback-2026-10.csv").read_bytes() == (
         written.out / "chargeback-2026-10.csv").read_bytes()
     with pytest.raises(ReportError, match="unknown format"):

@@ -13,9 +13,18 @@ from datetime import UTC, date, datetime, timedelta
 
 import azure.functions as func
 
-from pipeline.bootstrap import REPORTS, SNAPSHOTS, monthly_report, open_ledger, open_store, settings_reference
+from pipeline.bootstrap import (
+    REPORTS,
+    SNAPSHOTS,
+    SettingsError,
+    monthly_report,
+    open_ledger,
+    open_store,
+    settings_reference,
+)
 from pipeline.settings import Settings
 from pipeline.stages.publish import publish_report
+from pipeline.stages.report import FORMATS
 from pipeline.stages.snapshot import SnapshotConflict, SnapshotResult, snapshot
 
 SNAPSHOT_SCHEDULE = "0 */15 * * * *"
@@ -63,13 +72,27 @@ def snapshot_ledger(settings: Settings) -> SnapshotResult:
 def refresh_reports(settings: Settings, today: date) -> list[str]:
     """Build the reports of `report_months(today)` from the committed snapshots, priced with
     the settings' catalog and maps (as `chargeback report`), and publish them into the
-    `reports` area of the store; returns the keys written."""
+    `reports` area of the store in every format (CHARGEBACK_REPORT_FORMATS to choose): the CSV,
+    daily CSV and Parquet, the FOCUS 1.2 export in the FinOps hubs layout and the HTML report;
+    returns the keys written."""
+    formats = report_formats(settings)
     reference = settings_reference(settings)
     reports = open_store(settings, REPORTS)
     keys = []
     for month in report_months(today):
-        keys.extend(publish_report(monthly_report(settings, reference, month), reports, today=today))
+        keys.extend(publish_report(monthly_report(settings, reference, month), reports, formats, today=today))
     return keys
+
+
+def report_formats(settings: Settings) -> list[str]:
+    """CHARGEBACK_REPORT_FORMATS, checked; every format when unset."""
+    if not settings.report_formats:
+        return list(FORMATS)
+    formats = [f.strip() for f in settings.report_formats.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise SettingsError(f"CHARGEBACK_REPORT_FORMATS {settings.report_formats!r}: choose from {', '.join(FORMATS)}")
+    return formats
 
 
 def report_months(today: date, late_days: int = LATE_DAYS) -> list[str]:

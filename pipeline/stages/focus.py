@@ -32,7 +32,10 @@ Files: `chargeback-YYYY-MM-focus.csv`, and the same rows as Parquet where a FinO
 custom FOCUS data, `ingestion/Costs/{yyyy}/{mm}/apim-openai-chargeback/chargeback-YYYY-MM-focus.parquet`,
 followed by an empty `manifest.json` in that folder (hubs with Data Explorer start ingesting a
 custom folder when its manifest.json appears, so it is written last). Copy the `ingestion/` tree
-into the hub's storage account as it is.
+into the hub's storage account as it is. A report of a range of days
+(`chargeback-2026-10-05_2026-10-20-focus.csv`) has its Parquet next to its CSV and no manifest: a hub
+replaces a month folder's data with what it finds there, so a part of a month must not land in it.
+Each row's billing period is the calendar month of its day, in a range as in a month.
 """
 
 from __future__ import annotations
@@ -53,9 +56,9 @@ import pyarrow.parquet as pq
 
 from pipeline.domain.capacity import IDLE, DeploymentDay
 from pipeline.domain.costing import CORRECTION, CostLine
+from pipeline.domain.periods import is_month_label, month_start, next_month
 from pipeline.domain.pricing import MONEY, TOKENS_PER_UNIT, Price, money_sum
-from pipeline.stages.restate import HUBS_FOLDER, stem
-from pipeline.warehouse import month_bounds
+from pipeline.stages.restate import focus_parquet_key, stem
 
 if TYPE_CHECKING:  # report imports this module when asked for the focus format
     from pipeline.stages.report import Report
@@ -151,23 +154,24 @@ class FocusContext:
 
 
 def focus_rows(report: Report, context: FocusContext | None = None) -> list[dict[str, Any]]:
-    """The month's FOCUS rows, sorted by day, cost center, subscription, model and meter."""
+    """The period's FOCUS rows, sorted by day, cost center, subscription, model and meter. The
+    billing period of a row is the calendar month of its day, also in a report of a range."""
     context = context or FocusContext.from_env()
-    start, end = month_bounds(report.month)
     common = {
         "BillingAccountId": context.billing_account_id, "BillingAccountName": context.billing_account_name,
-        "BillingPeriodStart": _instant(start), "BillingPeriodEnd": _instant(end),
         "ChargeCategory": "Usage", "InvoiceIssuerName": PROVIDER, "ProviderName": PROVIDER,
         "PublisherName": PROVIDER, "ServiceCategory": SERVICE_CATEGORY, "ServiceName": SERVICE_NAME,
         "ServiceSubcategory": SERVICE_SUBCATEGORY, "PricingCategory": "Standard",
     }
     rows = [{**common, **row} for row in _token_rows(report.lines)]
     rows += [{**common, **row} for row in _capacity_rows(report.deployment_days, report.capacity_version)]
-    closing = _instant(end)
-    late = {c.id for c in report.corrections if c.at >= closing}  # recorded after the period ended
+    recorded = {c.id: c.at for c in report.corrections}
     for row in rows:
+        day = row["ChargePeriodStart"].date()
+        row["BillingPeriodStart"], row["BillingPeriodEnd"] = _instant(month_start(day)), _instant(next_month(day))
         ids = set((row["x_CorrectionIds"] or "").split(";")) - {""}
-        if row["ChargeClass"] == CORRECTION and not ids & late:
+        late = any(recorded[i] >= row["BillingPeriodEnd"] for i in ids if i in recorded)  # after the period ended
+        if row["ChargeClass"] == CORRECTION and not late:
             row["ChargeClass"] = None  # a correction within the billing period: a regular charge
     rows.sort(key=lambda r: (r["ChargePeriodStart"], r["x_CostCenter"], r["x_ApimSubscriptionId"] or "",
                              r["x_Model"], r["SkuPriceId"], r["ChargeClass"] or ""))
@@ -178,20 +182,24 @@ def focus_table(report: Report, context: FocusContext | None = None) -> pa.Table
     return pa.Table.from_pylist(focus_rows(report, context), schema=FOCUS_SCHEMA)
 
 
-def focus_keys(month: str) -> tuple[str, str, str]:
-    """(CSV, hubs Parquet, hubs manifest) keys of a month's FOCUS files."""
-    yyyy, mm = month.split("-")
-    folder = HUBS_FOLDER.format(yyyy=yyyy, mm=mm)
-    return f"{stem(month)}-focus.csv", f"{folder}/{stem(month)}-focus.parquet", f"{folder}/manifest.json"
+def focus_keys(label: str) -> tuple[str, str, str | None]:
+    """(CSV, Parquet, hubs manifest) keys of a period's FOCUS files: a month's Parquet and
+    manifest in the hubs layout; a range of days has its Parquet next to the CSV and no manifest."""
+    parquet_key = focus_parquet_key(label)
+    manifest_key = f"{parquet_key.rpartition('/')[0]}/manifest.json" if is_month_label(label) else None
+    return f"{stem(label)}-focus.csv", parquet_key, manifest_key
 
 
 def render_focus(report: Report, context: FocusContext | None = None) -> dict[str, bytes]:
-    """{key: bytes} of the FOCUS CSV, the Parquet in the hubs layout and, last, its manifest."""
+    """{key: bytes} of the FOCUS CSV, the Parquet and, last, a month's hubs manifest."""
     table = focus_table(report, context)
-    csv_key, parquet_key, manifest_key = focus_keys(report.month)
+    csv_key, parquet_key, manifest_key = focus_keys(report.label)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
-    return {csv_key: render_csv(table), parquet_key: sink.getvalue().to_pybytes(), manifest_key: b""}
+    files = {csv_key: render_csv(table), parquet_key: sink.getvalue().to_pybytes()}
+    if manifest_key is not None:
+        files[manifest_key] = b""
+    return files
 
 
 def render_csv(table: pa.Table) -> bytes:

@@ -1,6 +1,7 @@
-"""The month's report as one self-contained HTML page: totals, charts, tables, unpriced usage and
-anomalies. Nothing is fetched: the charts are inline SVG drawn here, the style and the few lines
-of script are inline, so the file can be mailed, archived or opened offline.
+"""The period's report (a month, or a range of days) as one self-contained HTML page: totals,
+charts, tables, unpriced usage and anomalies. Nothing is fetched: the charts are inline SVG drawn
+here, the style and the few lines of script are inline, so the file can be mailed, archived or
+opened offline.
 
 Charts: cost by cost center (pay-as-you-go and PTU stacked), cost over days, tokens by model.
 Amounts are rounded to cents for people; every figure that is rounded carries the exact amount
@@ -81,7 +82,7 @@ def render_html(report: Report) -> bytes:
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Chargeback {_e(report.month)}: {_e(total_text)}</title>
+<title>Chargeback {_e(report.period.title)}: {_e(total_text)}</title>
 <script>
 window.__errors = [];
 window.addEventListener("error", function (event) {{
@@ -94,7 +95,7 @@ window.addEventListener("error", function (event) {{
 </head>
 <body>
 <header>
-<h1>Azure OpenAI chargeback {_e(report.month)}</h1>
+<h1>Azure OpenAI chargeback {_e(report.period.title)}</h1>
 <p class="meta">prices: catalog {_e(report.catalog_version)}{
         f" &middot; provisioned capacity: {_e(report.capacity_version)}" if report.capacity_version else ""}
  &middot; totals are exact; amounts shown are rounded to cents (hover for the exact value)</p>

@@ -1,4 +1,5 @@
-"""Report: price a month of usage from the snapshots and write chargeback-YYYY-MM.csv/.parquet.
+"""Report: price a month (or any range of days) of usage from the snapshots and write
+chargeback-YYYY-MM.csv/.parquet (chargeback-YYYY-MM-DD_YYYY-MM-DD.* for a range).
 
 Pricing happens here, from the events and the catalogs, so history can always be re-priced.
 Usage without a price stays in the report as rows with an empty cost (token totals reconcile
@@ -14,16 +15,19 @@ and each day's capacity cost is allocated to the lines that used it (pipeline.do
 in `ptu_cost`, next to the pay-as-you-go `cost`; `total_cost` is their sum. Capacity left idle
 and charged to an owner cost center becomes a line of that owner with no usage.
 
-Formats: `csv` (the report and its `-unpriced.csv`), `parquet`, `focus` (FOCUS 1.2 CSV and
-Parquet, pipeline.stages.focus) and `html` (a self-contained page with charts,
-pipeline.stages.html_report).
+A report covers a period (pipeline.domain.periods): a calendar month, or any range of whole UTC
+days. Each row's `month` is the calendar month of its usage, so a range across months has a row
+per month, and summing a quarter's rows by month gives each month's report.
+
+Formats: `csv` (the report, its `-unpriced.csv` and the same rows day by day in `-daily.csv`),
+`parquet`, `focus` (FOCUS 1.2 CSV and Parquet, pipeline.stages.focus) and `html` (a
+self-contained page with charts, pipeline.stages.html_report).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -40,20 +44,21 @@ from pipeline.adapters.local_store import LocalObjectStore
 from pipeline.domain.capacity import Consumer, DeploymentDay, Usage, allocate_day
 from pipeline.domain.corrections import NO_CORRECTIONS, Correction, Corrections
 from pipeline.domain.costing import CostLine, Reference, Resolution
+from pipeline.domain.periods import Period, PeriodError, month_of, parse_day
 from pipeline.domain.pricing import MONEY, money_sum
 from pipeline.ports import ObjectStore
 from pipeline.stages import restate
 from pipeline.stages.restate import Restatement
-from pipeline.warehouse import NOT_VOIDED, Warehouse, month_bounds, register_corrections, usage_key
+from pipeline.warehouse import NOT_VOIDED, Warehouse, register_corrections, usage_key
 
 REPORT_COLUMNS = ("month", "cost_center", "subscription_id", "model", "deployment_type", "requests",
                   "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "currency",
                   "catalog_version", "charge_class", "ptu_cost", "total_cost")  # extend at the end only
 UNPRICED_COLUMNS = ("month", "reason", "cost_center", "subscription_id", "deployment", "model", "requests",
                     "prompt_tokens", "cached_tokens", "completion_tokens", "detail", "deployment_type")
+DAILY_COLUMNS = ("date", *(c for c in REPORT_COLUMNS if c != "month"))  # `-daily.csv`: the rows by UTC day
 FORMATS = ("csv", "parquet", "focus", "html")  # every format render_report knows
 DEFAULT_FORMATS = ("csv", "parquet")
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 COST = pa.decimal128(38, 12)
 REPORT_SCHEMA = pa.schema([
@@ -80,7 +85,7 @@ class ReportError(ValueError):
 
 @dataclass(slots=True)
 class ReportRow:
-    month: str
+    month: str  # the calendar month of the usage (the day, in `-daily.csv` rows)
     cost_center: str
     subscription_id: str
     model: str
@@ -124,7 +129,7 @@ class UnpricedRow:
 
 @dataclass(slots=True)
 class Report:
-    month: str
+    period: Period
     catalog_version: str
     rows: list[ReportRow]
     unpriced: list[UnpricedRow]
@@ -140,6 +145,11 @@ class Report:
     lines: list[CostLine] = field(default_factory=list)  # what the rows were built from (day level)
     deployment_days: list[DeploymentDay] = field(default_factory=list)  # PTU capacity, day by day
     capacity_version: str = ""  # the provisioned-capacity file's content hash ("" without one)
+
+    @property
+    def label(self) -> str:
+        """`2026-10` for a month, `2026-10-05_2026-10-20` for a range: the files' names."""
+        return self.period.label
 
     @property
     def totals(self) -> dict[str, Decimal]:
@@ -196,9 +206,36 @@ def _by(rows: Iterable[ReportRow], key: Callable[[ReportRow], Any],
 
 
 def check_month(month: str) -> str:
-    if not _MONTH.fullmatch(month):
-        raise ReportError(f"month {month!r} is not of the form YYYY-MM")
+    try:
+        Period.month(month)
+    except PeriodError as error:
+        raise ReportError(str(error)) from None
     return month
+
+
+def choose_period(month: str | None, first: str | None, last: str | None) -> Period:
+    """The period a command names: `--month YYYY-MM`, or `--from YYYY-MM-DD --to YYYY-MM-DD`
+    (both days included)."""
+    try:
+        if month is not None:
+            if first is not None or last is not None:
+                raise ReportError("give either --month or --from/--to, not both")
+            return Period.month(month)
+        if first is None or last is None:
+            raise ReportError("give --month YYYY-MM, or a range of days with --from YYYY-MM-DD --to YYYY-MM-DD")
+        return Period.days(parse_day(first, "--from"), parse_day(last, "--to"))
+    except PeriodError as error:
+        raise ReportError(str(error)) from None
+
+
+def as_period(period: Period | str) -> Period:
+    """A Period, or a month (`2026-10`) or range label (`2026-10-05_2026-10-20`)."""
+    if isinstance(period, Period):
+        return period
+    try:
+        return Period.parse(period)
+    except PeriodError as error:
+        raise ReportError(str(error)) from None
 
 
 def allocate_capacity(lines: Iterable[CostLine], reference: Reference, start: date, end: date,
@@ -241,13 +278,15 @@ def allocate_capacity(lines: Iterable[CostLine], reference: Reference, start: da
     return days
 
 
-def build_report(warehouse: Warehouse, reference: Reference, month: str,
+def build_report(warehouse: Warehouse, reference: Reference, period: Period | str,
                  corrections: Corrections | None = None, today: date | None = None) -> Report:
-    """Price the month's usage, with the recorded corrections applied (none when not given),
-    and allocate its provisioned capacity (days up to `today`, default today UTC).
-    The warehouse's `voided_events` view is redefined for these corrections."""
+    """Price the period's usage (a month `2026-10`, or a Period of days), with the recorded
+    corrections applied (none when not given), and allocate its provisioned capacity (days up
+    to `today`, default today UTC). The warehouse's `voided_events` view is redefined for
+    these corrections."""
     started = time.perf_counter()
-    start, end = month_bounds(check_month(month))
+    period = as_period(period)
+    start, end = period.start, period.end
     corrections = corrections or NO_CORRECTIONS
     register_corrections(warehouse.connection, corrections)
     groups = warehouse.connection.execute(GROUPS_SQL, [start, end]).fetchall()
@@ -277,7 +316,7 @@ def build_report(warehouse: Warehouse, reference: Reference, month: str,
             if allocation.corrections:
                 explanations[(allocation.consumer.cost_center, allocation.currency)].update(allocation.corrections)
     applied = set(voided) | {c for line in lines for c in line.resolution.corrections}
-    report = Report(month, reference.catalog.version, _rows(month, lines, deployment_days), _unpriced(month, lines),
+    report = Report(period, reference.catalog.version, _rows(lines, deployment_days), _unpriced(lines),
                     lines=lines, deployment_days=deployment_days, capacity_version=reference.capacity.version,
                     corrections=corrections.by_id(applied), voided=dict(voided), explanations=dict(explanations),
                     states=dict(sorted(states.items())), origins=dict(sorted(origins.items())),
@@ -303,19 +342,22 @@ def _explain(explanations: dict[tuple[str, str], set[str]], resolution: Resoluti
         explanations[pair].update(resolution.corrections)
 
 
-def _rows(month: str, lines: Iterable[CostLine], deployment_days: Iterable[DeploymentDay] = ()) -> list[ReportRow]:
+def _rows(lines: Iterable[CostLine], deployment_days: Iterable[DeploymentDay] = (),
+          bucket: Callable[[date], str] = month_of) -> list[ReportRow]:
+    """Report rows per bucket of days (the calendar month; the day for `-daily.csv`) x cost
+    center x subscription x model x deployment type x currency x catalog x charge class."""
     rows: dict[tuple[str, ...], ReportRow] = {}
     costs: dict[tuple[str, ...], list[Decimal]] = defaultdict(list)
     allocated: dict[tuple[str, ...], list[Decimal]] = defaultdict(list)
     for line in lines:
         resolved = line.resolution
         currency = resolved.currency
-        key = (resolved.cost_center, line.key.subscription_id, resolved.model or "",
+        key = (bucket(line.key.day), resolved.cost_center, line.key.subscription_id, resolved.model or "",
                resolved.deployment_type or "", currency, resolved.catalog_version if currency else "",
                resolved.charge_class)
         row = rows.get(key)
         if row is None:
-            row = rows[key] = ReportRow(month, *key)
+            row = rows[key] = ReportRow(*key)
         row.requests += line.requests
         row.prompt_tokens += line.prompt_tokens
         row.cached_tokens += line.cached_tokens
@@ -325,10 +367,10 @@ def _rows(month: str, lines: Iterable[CostLine], deployment_days: Iterable[Deplo
     for deployment_day in deployment_days:
         for allocation in deployment_day.allocations:
             consumer = allocation.consumer
-            key = (consumer.cost_center, consumer.subscription_id, consumer.model, consumer.deployment_type,
-                   allocation.currency, "", consumer.charge_class)
+            key = (bucket(deployment_day.day), consumer.cost_center, consumer.subscription_id, consumer.model,
+                   consumer.deployment_type, allocation.currency, "", consumer.charge_class)
             if key not in rows:  # idle capacity charged to its owner: a line with no usage
-                rows[key] = ReportRow(month, *key)
+                rows[key] = ReportRow(*key)
             allocated[key].append(allocation.amount)
     for pair, amounts in costs.items():
         rows[pair].cost = money_sum(amounts)
@@ -337,17 +379,17 @@ def _rows(month: str, lines: Iterable[CostLine], deployment_days: Iterable[Deplo
     return [rows[key] for key in sorted(rows)]
 
 
-def _unpriced(month: str, lines: Iterable[CostLine]) -> list[UnpricedRow]:
+def _unpriced(lines: Iterable[CostLine]) -> list[UnpricedRow]:
     rows: dict[tuple[str, ...], UnpricedRow] = {}
     for line in lines:
         resolved = line.resolution
         if resolved.unpriced is None:
             continue
-        key = (resolved.unpriced.value, resolved.cost_center, line.key.subscription_id, line.key.deployment,
-               resolved.model or "", line.key.state.value)
+        key = (month_of(line.key.day), resolved.unpriced.value, resolved.cost_center, line.key.subscription_id,
+               line.key.deployment, resolved.model or "", line.key.state.value)
         row = rows.get(key)
         if row is None:
-            row = rows[key] = UnpricedRow(month, *key[:5], detail=resolved.detail, usage_state=key[5],
+            row = rows[key] = UnpricedRow(*key[:6], detail=resolved.detail, usage_state=key[6],
                                           deployment_type=resolved.deployment_type or "")
         row.requests += line.requests
         row.prompt_tokens += line.prompt_tokens
@@ -362,21 +404,22 @@ def exact_text(amount: Decimal | None) -> str:
 
 
 def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS) -> dict[str, bytes]:
-    """The report's files as {file name: bytes}: `chargeback-YYYY-MM.csv`, its `-unpriced.csv`
-    companion, and `chargeback-YYYY-MM.parquet`, for the formats asked; `focus` adds the FOCUS
-    1.2 CSV and Parquet (the Parquet in the FinOps hubs layout), `html` the HTML report."""
+    """The report's files as {file name: bytes}: `chargeback-<label>.csv` with its `-unpriced.csv`
+    and `-daily.csv` companions, and `chargeback-<label>.parquet`, for the formats asked; `focus`
+    adds the FOCUS 1.2 CSV and Parquet (a month's Parquet in the FinOps hubs layout), `html` the
+    HTML report. The label is the month (`2026-10`) or the range (`2026-10-05_2026-10-20`)."""
     wanted = list(formats)
     unknown = [f for f in wanted if f not in FORMATS]
     if unknown:
         raise ReportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
-    stem = f"chargeback-{report.month}"
+    stem = restate.stem(report.label)
     files: dict[str, bytes] = {}
     if "csv" in wanted:
-        files[f"{stem}.csv"] = _csv(REPORT_COLUMNS, (
-            {**row.values(), **{c: exact_text(getattr(row, c)) for c in ("cost", "ptu_cost", "total_cost")}}
-            for row in report.rows))
+        files[f"{stem}.csv"] = _csv(REPORT_COLUMNS, (_csv_values(row) for row in report.rows))
         files[f"{stem}-unpriced.csv"] = _csv(
             UNPRICED_COLUMNS, ({c: getattr(row, c) for c in UNPRICED_COLUMNS} for row in report.unpriced))
+        daily = _rows(report.lines, report.deployment_days, bucket=date.isoformat)
+        files[f"{stem}-daily.csv"] = _csv(DAILY_COLUMNS, (_csv_values(row, first="date") for row in daily))
     if "parquet" in wanted:
         table = pa.Table.from_pylist([row.values() for row in report.rows], schema=REPORT_SCHEMA)
         sink = pa.BufferOutputStream()
@@ -393,25 +436,32 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS) -> d
     return files
 
 
-def is_closed(month: str, today: date | None = None) -> bool:
-    """A month is closed once the next one has begun (UTC)."""
-    return month < f"{today or datetime.now(UTC).date():%Y-%m}"
+def _csv_values(row: ReportRow, first: str = "month") -> dict[str, object]:
+    """The row's CSV cells, its bucket of days (`month`, or `date` for daily rows) named `first`."""
+    values = {**row.values(), **{c: exact_text(getattr(row, c)) for c in ("cost", "ptu_cost", "total_cost")}}
+    values[first] = values.pop("month")
+    return values
+
+
+def is_closed(period: Period | str, today: date | None = None) -> bool:
+    """A month is closed once the next one has begun, a range once its last day is over (UTC)."""
+    return as_period(period).is_closed(today or datetime.now(UTC).date())
 
 
 def store_report(report: Report, store: ObjectStore, formats: Iterable[str] = DEFAULT_FORMATS,
                  today: date | None = None) -> list[str]:
     """Write the report's files into a store (each object replaced atomically); returns their
     keys. The formats already there are rewritten too, so that no stale file stays next to the
-    new ones. When a CLOSED month was written before with other content, the previous files are
-    kept in history and a restatement is written first (`report.restatement`); the current
-    month's report is provisional and is replaced in place."""
+    new ones. When a CLOSED period (a month, or a range of days) was written before with other
+    content, the previous files are kept in history and a restatement is written first
+    (`report.restatement`); the current month's report is provisional and is replaced in place."""
     wanted = list(formats)
     render_report(report, wanted)  # an unknown format fails before the store is read
-    current = restate.current_files(store, report.month)
-    files = render_report(report, set(wanted) | restate.present_formats(current, report.month))
+    current = restate.current_files(store, report.label)
+    files = render_report(report, set(wanted) | restate.present_formats(current, report.label))
     report.restatement = None
-    if is_closed(report.month, today) and restate.changed(current, files):
-        report.restatement = restate.restate(store, report.month, current, report.cost_center_totals,
+    if is_closed(report.period, today) and restate.changed(current, files):
+        report.restatement = restate.restate(store, report.label, current, report.cost_center_totals,
                                              report.explanations)
     for key, data in files.items():
         store.put(key, data, overwrite=True)

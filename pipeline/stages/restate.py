@@ -12,7 +12,9 @@ before, and the new files differ from the ones there, then before anything is re
    the ids of the corrections that shape that cost center's lines in the new version;
 3. only then the new report files replace the old ones.
 
-A month written the first time, or rewritten identically, produces no restatement.
+A month written the first time, or rewritten identically, produces no restatement. A report of a
+range of days (`chargeback-2026-10-05_2026-10-20.*`) is restated the same way once its last day
+is over; its restatement's `month` column holds the range.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from decimal import Decimal, InvalidOperation
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.domain.periods import is_month_label
 from pipeline.domain.pricing import MONEY, money_sum
 from pipeline.ports import ObjectStore
 
@@ -36,8 +39,8 @@ RESTATEMENT_COLUMNS = ("month", "cost_center", "currency", "old_total", "new_tot
 # FinOps hubs ingest custom FOCUS Parquet from ingestion/Costs/{yyyy}/{mm}/{scope}/ (pipeline.stages.focus).
 FOCUS_SCOPE = "apim-openai-chargeback"
 HUBS_FOLDER = "ingestion/Costs/{yyyy}/{mm}/" + FOCUS_SCOPE
-FORMAT_FILES = {"csv": ("{stem}.csv", "{stem}-unpriced.csv"), "parquet": ("{stem}.parquet",),
-                "focus": ("{stem}-focus.csv", HUBS_FOLDER + "/{stem}-focus.parquet"), "html": ("{stem}.html",)}
+FORMAT_FILES = {"csv": ("{stem}.csv", "{stem}-unpriced.csv", "{stem}-daily.csv"), "parquet": ("{stem}.parquet",),
+                "focus": ("{stem}-focus.csv", "{focus_parquet}"), "html": ("{stem}.html",)}
 MAX_ATTEMPTS = 100
 
 Totals = Mapping[tuple[str, str], Decimal]  # (cost center, currency) -> total cost
@@ -74,10 +77,18 @@ def restatement_key(month: str) -> str:
     return f"{stem(month)}-restatement.csv"
 
 
-def month_files(month: str) -> dict[str, str]:
-    """{file name: format} of every report file of the month."""
-    yyyy, mm = month.split("-")
-    return {name.format(stem=stem(month), yyyy=yyyy, mm=mm): fmt
+def focus_parquet_key(label: str) -> str:
+    """A month's FOCUS Parquet goes where a FinOps hub ingests that month; a range's stays next
+    to its CSV (a hub replaces a month folder's data, so a part of a month must never land there)."""
+    if not is_month_label(label):
+        return f"{stem(label)}-focus.parquet"
+    yyyy, mm = label.split("-")
+    return f"{HUBS_FOLDER.format(yyyy=yyyy, mm=mm)}/{stem(label)}-focus.parquet"
+
+
+def month_files(label: str) -> dict[str, str]:
+    """{file name: format} of every report file of the period (a month, or a range of days)."""
+    return {name.format(stem=stem(label), focus_parquet=focus_parquet_key(label)): fmt
             for fmt, names in FORMAT_FILES.items() for name in names}
 
 
