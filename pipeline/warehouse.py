@@ -21,23 +21,26 @@ without usage is `pending` while younger than the usage window (24 hours by defa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
 from pipeline.adapters.arrow_fs import arrow_filesystem
+from pipeline.adapters.local_store import LocalObjectStore
 from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
 from pipeline.domain.costing import Reference, UsageKey, UsageState
 from pipeline.domain.pricing import MONEY, TOKENS_PER_UNIT
 from pipeline.ports import ObjectStore
 from pipeline.stages.llm_usage import LLM_USAGE_SCHEMA, llm_usage_keys
-from pipeline.stages.snapshot import USAGE_PREFIX, published_files
-from pipeline.usage_schema import TIMESTAMP, USAGE_SCHEMA
+from pipeline.stages.snapshot import USAGE_PREFIX, PublishedFile, published_files
+from pipeline.usage_schema import USAGE_SCHEMA
 
 PER_TOKEN = pa.decimal128(38, 12)
 USAGE_WITH_DATE = USAGE_SCHEMA.append(pa.field("date", pa.date32()))
@@ -65,7 +68,10 @@ VOIDED_BY_FILTER = ("SELECT u.event_id, f.correction FROM usage u JOIN correctio
                     "ON u.subscription_id = f.subscription_id AND u.timestamp >= f.start_time "
                     "AND u.timestamp < f.end_time AND (f.deployment IS NULL OR u.deployment = f.deployment)")
 NO_VOIDS = "SELECT NULL::VARCHAR AS event_id, NULL::VARCHAR AS correction WHERE false"
-NOT_VOIDED = "NOT EXISTS (SELECT 1 FROM voided_events v WHERE v.event_id = u.event_id)"
+# `is_voided` is a macro that register_corrections redefines: `false` when nothing is voided, so
+# that DuckDB drops the filter and never reads the event ids; else an anti-join on `voided_events`.
+NOT_VOIDED = "NOT is_voided(u.event_id)"
+IS_VOIDED = "EXISTS (SELECT 1 FROM voided_events v WHERE v.event_id = voided_event_id)"
 
 COSTS_VIEW = f"""
 CREATE OR REPLACE VIEW costs AS
@@ -112,12 +118,28 @@ SELECT e.* REPLACE (
        CASE WHEN e.prompt_tokens IS NOT NULL THEN e.usage_source
             WHEN l.join_id IS NOT NULL THEN 'llm-log' ELSE 'none' END AS usage_origin,
        CASE WHEN e.prompt_tokens IS NOT NULL OR l.join_id IS NOT NULL THEN 'measured'
-            WHEN e.usage_source = 'stream' AND e.timestamp > w.cutoff THEN 'pending'
+            WHEN e.usage_source = 'stream' AND e.timestamp > {cutoff} THEN 'pending'
             WHEN e.usage_source = 'stream' THEN 'expired' ELSE 'none' END AS usage_state
-FROM usage_events e CROSS JOIN usage_window w
+FROM usage_events e
 LEFT JOIN llm_usage l ON e.usage_source = 'stream' AND e.prompt_tokens IS NULL AND l.join_id = e.event_id
 """
-WINDOW_SCHEMA = pa.schema([("cutoff", TIMESTAMP)])
+# The same view when there is no LLM usage to join (no file read): what the join would give.
+USAGE_VIEW_WITHOUT_LLM_USAGE = """
+CREATE OR REPLACE VIEW usage AS
+SELECT e.*,
+       CASE WHEN e.prompt_tokens IS NOT NULL THEN e.usage_source ELSE 'none' END AS usage_origin,
+       CASE WHEN e.prompt_tokens IS NOT NULL THEN 'measured'
+            WHEN e.usage_source = 'stream' AND e.timestamp > {cutoff} THEN 'pending'
+            WHEN e.usage_source = 'stream' THEN 'expired' ELSE 'none' END AS usage_state
+FROM usage_events e
+"""
+LLM_UNMATCHED_VIEW_EMPTY = "CREATE OR REPLACE VIEW llm_usage_unmatched AS SELECT l.* FROM llm_usage l WHERE false"
+# DuckDB reads a path with `*`, `?` or `[` as a glob pattern; inside brackets they are literal.
+_GLOB_CHARACTER = re.compile(r"[\[*?]")
+_MAYBE_PATTERN = re.compile(r"[\[*?{}\\]")
+# The snapshot's day, from its committed key `usage/date=YYYY-MM-DD/part-....parquet`.
+_FILE_COLUMN = "filename"  # DuckDB's name for the column of each row's file (not a usage column)
+_DATE_OF_FILE = rf"CAST(regexp_extract({_FILE_COLUMN}, '/date=(\d{{4}}-\d{{2}}-\d{{2}})/[^/]*$', 1) AS DATE)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,18 +163,23 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     are never seen."""
     connection = duckdb.connect()
     files = published_files(store, days)
-    filesystem, base = arrow_filesystem(store)
-    dataset = ds.dataset(
-        [f"{base}/{file.key}" for file in files], schema=USAGE_WITH_DATE, format="parquet",
-        filesystem=filesystem, partition_base_dir=f"{base}/{USAGE_PREFIX}",
-        partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
-    )
-    connection.register("usage_events", dataset)
-    connection.register("llm_usage_records", _llm_usage_dataset(llm_usage, days))
+    if not (isinstance(store, LocalObjectStore) and files and _read_local_files(connection, store.root, files)):
+        filesystem, base = arrow_filesystem(store)
+        dataset = ds.dataset(
+            [f"{base}/{file.key}" for file in files], schema=USAGE_WITH_DATE, format="parquet",
+            filesystem=filesystem, partition_base_dir=f"{base}/{USAGE_PREFIX}",
+            partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
+        )
+        connection.register("usage_events", dataset)
+    llm_keys = llm_usage_keys(llm_usage, days) if llm_usage is not None else []
+    connection.register("llm_usage_records", _llm_usage_dataset(llm_usage, llm_keys))
     cutoff = (now or datetime.now(UTC)) - usage_window
-    connection.register("usage_window", pa.Table.from_pylist([{"cutoff": cutoff}], schema=WINDOW_SCHEMA))
-    for view in (LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW, USAGE_VIEW):
-        connection.execute(view)
+    # A constant, not a joined one-row table: it is a datetime (never text), in UTC.
+    cutoff = cutoff.astimezone(UTC) if cutoff.tzinfo is not None else cutoff.replace(tzinfo=UTC)
+    views = (LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW, USAGE_VIEW) if llm_keys else (
+        LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW_EMPTY, USAGE_VIEW_WITHOUT_LLM_USAGE)
+    for view in views:
+        connection.execute(view.replace("{cutoff}", f"TIMESTAMPTZ '{cutoff.isoformat()}'"))
     register_corrections(connection, corrections or NO_CORRECTIONS)
     if reference is not None:
         keys = connection.execute(
@@ -162,11 +189,36 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     return Warehouse(connection, bool(files))
 
 
-def _llm_usage_dataset(store: ObjectStore | None, days: tuple[date, date] | None) -> ds.Dataset:
-    if store is None:
+def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: list[PublishedFile]) -> bool:
+    """Define `usage_events` as DuckDB's own scan of the committed files of a local store (it
+    streams row groups: memory does not grow with the files). False, and nothing defined, when
+    a path cannot be handed to DuckDB as exactly itself.
+
+    DuckDB expands glob patterns in the paths it reads, so `*`, `?` and `[` are bracketed
+    (`[*]` is a literal `*`); when the folder has any character a pattern may use, DuckDB's own
+    `glob` must expand each path to that one file, or the caller reads them through Arrow. The
+    `date` comes from the key (`usage/date=YYYY-MM-DD/...`), never from Hive partitions of the
+    whole path, which would also parse `name=value` folders above the store."""
+    paths = [str(root / file.key) for file in files]
+    patterns = [_GLOB_CHARACTER.sub(r"[\g<0>]", path) for path in paths]
+    if _MAYBE_PATTERN.search(str(root)) and any(
+            connection.execute("SELECT file FROM glob(?)", [pattern]).fetchall() != [(path,)]
+            for pattern, path in zip(patterns, paths, strict=True)):
+        return False
+    scan = connection.read_parquet(patterns, filename=True, union_by_name=True)
+    present = set(scan.columns)
+    types = connection.from_arrow(USAGE_SCHEMA.empty_table()).types
+    columns = [f'CAST("{name}" AS {kind}) AS "{name}"' if name in present else f'CAST(NULL AS {kind}) AS "{name}"'
+               for name, kind in zip(USAGE_SCHEMA.names, types, strict=True)]
+    scan.project(", ".join([*columns, f"{_DATE_OF_FILE} AS date"])).create_view("usage_events")
+    return True
+
+
+def _llm_usage_dataset(store: ObjectStore | None, keys: list[str]) -> ds.Dataset:
+    if store is None or not keys:
         return ds.dataset(LLM_USAGE_SCHEMA.empty_table())
     filesystem, base = arrow_filesystem(store)
-    return ds.dataset([f"{base}/{key}" for key in llm_usage_keys(store, days)], schema=LLM_USAGE_SCHEMA,
+    return ds.dataset([f"{base}/{key}" for key in keys], schema=LLM_USAGE_SCHEMA,
                       format="parquet", filesystem=filesystem)
 
 
@@ -179,6 +231,7 @@ def register_corrections(connection: duckdb.DuckDBPyConnection, corrections: Cor
     connection.register("corrections_void_filters", pa.Table.from_pylist(filters, schema=VOID_FILTERS_SCHEMA))
     parts = [sql for sql, present in ((VOIDED_BY_ID, ids), (VOIDED_BY_FILTER, filters)) if present]
     connection.execute(f"CREATE OR REPLACE VIEW voided_events AS {' UNION ALL '.join(parts) or NO_VOIDS}")
+    connection.execute(f"CREATE OR REPLACE MACRO is_voided(voided_event_id) AS {IS_VOIDED if parts else 'false'}")
 
 
 def usage_key(row: tuple[object, ...]) -> UsageKey:

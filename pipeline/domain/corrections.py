@@ -30,7 +30,7 @@ from enum import StrEnum
 
 import msgspec
 
-from pipeline.domain.costing import Reference, Resolution, Unpriced, UsageKey
+from pipeline.domain.costing import PeriodMemo, Reference, Resolution, Unpriced, UsageKey
 from pipeline.domain.pricing import CatalogError, PriceCatalog, base_model
 
 ID_LENGTH = 16
@@ -137,15 +137,21 @@ class Corrections:
 
     records: tuple[Correction, ...] = ()
     catalogs: Mapping[str, PriceCatalog] = field(default_factory=dict)
+    _by_kind: dict[Kind, tuple[Correction, ...]] = field(default_factory=dict, init=False, repr=False,
+                                                         compare=False)
+    # The resolutions of the last reference resolved against (a report resolves ~1 key per group).
+    _memo: tuple[Reference, PeriodMemo] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "records", tuple(unique(self.records)))
+        for kind in Kind:
+            self._by_kind[kind] = tuple(c for c in self.records if c.kind is kind)
         for record in self.of(Kind.REPRICE):
             if record.catalog_version not in self.catalogs:
                 raise CorrectionError(f"correction {record.id}: catalog {record.catalog_version} is not available")
 
     def of(self, kind: Kind) -> list[Correction]:
-        return [c for c in self.records if c.kind is kind]
+        return list(self._by_kind[kind])
 
     def by_id(self, ids: Iterable[str]) -> list[Correction]:
         wanted = set(ids)
@@ -160,9 +166,29 @@ class Corrections:
 
     def resolve(self, reference: Reference, key: UsageKey) -> Resolution:
         """The reference's resolution, then the corrections in force for the key's day."""
+        if not self.records:
+            return reference.resolve(key)
+        memo = self._memo
+        if memo is None or memo[0] is not reference:
+            memo = (reference, PeriodMemo(self.boundaries(reference)))
+            object.__setattr__(self, "_memo", memo)
+        return memo[1].get(key, lambda k: self._resolve(reference, k))
+
+    def boundaries(self, reference: Reference) -> set[date]:
+        """The days on which the resolution of a key may change: the reference's, the
+        corrections' and those of the catalogs reprices name."""
+        days = reference.boundaries()
+        for record in self.records:
+            days.update(moment.date() for moment in (record.start, record.end) if moment is not None)
+        for record in self._by_kind[Kind.REPRICE]:
+            if record.catalog_version is not None:
+                days |= self.catalogs[record.catalog_version].boundaries()
+        return days
+
+    def _resolve(self, reference: Reference, key: UsageKey) -> Resolution:
         base = reference.resolve(key)
         resolved, applied = base, []
-        reprice = _last(c for c in self.of(Kind.REPRICE) if c.covers(key.day) and c.matches_model(base.model))
+        reprice = _last(c for c in self._by_kind[Kind.REPRICE] if c.covers(key.day) and c.matches_model(base.model))
         if reprice is not None and reprice.catalog_version is not None:
             catalog = self.catalogs[reprice.catalog_version]
             repriced = dataclasses.replace(reference, catalog=catalog).resolve(key)
@@ -179,14 +205,14 @@ class Corrections:
             return base
         return dataclasses.replace(resolved, corrections=tuple(applied), uncorrected=base)
 
-
     def reassigned_to(self, key: UsageKey) -> set[str]:
         """Every cost center a reassign recorded for the key's subscription and day names (the
         latest wins; the others explain where cost moved from when it overrode them)."""
         return {c.cost_center for c in self._reassigns(key) if c.cost_center is not None}
 
     def _reassigns(self, key: UsageKey) -> list[Correction]:
-        return [c for c in self.of(Kind.REASSIGN) if c.subscription_id == key.subscription_id and c.covers(key.day)]
+        return [c for c in self._by_kind[Kind.REASSIGN]
+                if c.subscription_id == key.subscription_id and c.covers(key.day)]
 
 
 def _last(found: Iterable[Correction]) -> Correction | None:

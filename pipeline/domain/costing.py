@@ -8,8 +8,10 @@ same resolution, so both agree to the last digit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
@@ -91,8 +93,26 @@ class Reference:
     deployments: DeploymentMap
     cost_centers: CostCenterMap
     capacity: CapacityPlan = NO_CAPACITY
+    _memo: PeriodMemo | None = field(default=None, init=False, repr=False, compare=False)
+
+    def boundaries(self) -> set[date]:
+        """Every day on which a price, a cost-center assignment or a capacity row starts or
+        stops being in force: between two of them, a key resolves the same on every day."""
+        days = self.catalog.boundaries() | self.cost_centers.boundaries()
+        for row in self.capacity.rows:
+            days.add(row.start.date())
+            if row.end is not None:  # the last day with hours of the row, plus one
+                days.add((row.end - timedelta(microseconds=1)).date() + timedelta(days=1))
+        return days
 
     def resolve(self, key: UsageKey) -> Resolution:
+        memo = self._memo
+        if memo is None:
+            memo = PeriodMemo(self.boundaries())
+            object.__setattr__(self, "_memo", memo)  # built once, on first use
+        return memo.get(key, self._resolve)
+
+    def _resolve(self, key: UsageKey) -> Resolution:
         cost_center = self.cost_centers.cost_center(key.subscription_id, key.day, key.cost_center_sent)
         deployment = self.deployments.get(key.deployment)
         model = key.model or (deployment.model if deployment else None)
@@ -126,6 +146,37 @@ class Reference:
             return unpriced(Unpriced.NO_PRICE, f"no price for {model} ({deployment.deployment_type}, "
                             f"region {deployment.region or '*'}) on {key.day}")
         return Resolution(cost_center, model, deployment_type, price, None, "", self.catalog.version)
+
+
+class PeriodMemo:
+    """Resolutions kept per reference period: the days between two effective-date boundaries
+    resolve a key alike, so a month of daily groups costs one resolution per key and period.
+    A resolution whose detail names the day (no price, no capacity) is computed for each day."""
+
+    def __init__(self, boundaries: Iterable[date]) -> None:
+        self.boundaries = sorted(set(boundaries))
+        self._kept: dict[tuple[object, ...], Resolution | None] = {}
+
+    def get(self, key: UsageKey, resolve: Callable[[UsageKey], Resolution]) -> Resolution:
+        period = (bisect_right(self.boundaries, key.day), key.subscription_id, key.cost_center_sent,
+                  key.deployment, key.model, key.state)
+        kept = self._kept.get(period, _MISSING)
+        if isinstance(kept, Resolution):
+            return kept
+        resolved = resolve(key)
+        if kept is _MISSING:
+            self._kept[period] = None if names_day(resolved) else resolved
+        return resolved
+
+
+_MISSING = object()
+DAY_IN_DETAIL = frozenset({Unpriced.NO_PRICE, Unpriced.NO_CAPACITY})
+
+
+def names_day(resolution: Resolution) -> bool:
+    """Whether the resolution (or the one it corrects) has a detail that names the key's day."""
+    uncorrected = resolution.uncorrected
+    return resolution.unpriced in DAY_IN_DETAIL or (uncorrected is not None and uncorrected.unpriced in DAY_IN_DETAIL)
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,11 @@ class CostCenterMap:
                         f"{later.cost_center} from {later.effective_from}"
                     )
 
+    def boundaries(self) -> set[date]:
+        """Every day on which an assignment starts or ends."""
+        return {day for group in self._by_subscription.values() for a in group
+                for day in (a.effective_from, a.effective_to) if day is not None}
+
     def cost_center(self, subscription_id: str, day: date, sent: str | None) -> str:
         for assignment in self._by_subscription.get(subscription_id, ()):
             if assignment.in_force(day):

@@ -74,27 +74,43 @@ class PriceCatalog:
     def __init__(self, prices: Iterable[Price], version: str) -> None:
         self.version = version
         self.prices = tuple(prices)
-        self._by_model: dict[str, list[Price]] = defaultdict(list)
+        # Per model: (normalised deployment type, normalised region, price), keys computed once.
+        self._by_model: dict[str, list[tuple[str, str, Price]]] = defaultdict(list)
         for price in self.prices:
-            self._by_model[price.model].append(price)
+            self._by_model[price.model].append((_key(price.deployment_type), _key(price.region), price))
         _check_overlaps(self.prices)
+        # find() is called once per group of a report (tens of thousands of times with a few
+        # distinct arguments): its answers are kept. The catalog never changes once built.
+        self._found: dict[tuple[str, str, str | None, date], Price | None] = {}
 
     @property
     def models(self) -> frozenset[str]:
         return frozenset(self._by_model)
 
+    def boundaries(self) -> set[date]:
+        """Every day on which a price starts or stops being in force."""
+        return {day for p in self.prices for day in (p.effective_from, p.effective_to) if day is not None}
+
     def find(self, model: str, deployment_type: str, region: str | None, day: date) -> Price | None:
         """The price in force on `day`: exact model name first, then without a date suffix;
         an exact region before `*`."""
+        args = (model, deployment_type, region, day)
+        try:
+            return self._found[args]
+        except KeyError:
+            found = self._found[args] = self._find(*args)
+            return found
+
+    def _find(self, model: str, deployment_type: str, region: str | None, day: date) -> Price | None:
+        type_key, region_key = _key(deployment_type), _key(region or "")
         for name in dict.fromkeys((model, base_model(model))):
             candidates = [
-                p for p in self._by_model.get(name, ())
-                if _key(p.deployment_type) == _key(deployment_type) and p.in_force(day)
+                (price_region, p) for price_type, price_region, p in self._by_model.get(name, ())
+                if price_type == type_key and p.in_force(day)
             ]
-            region_key = _key(region or "")
             for wanted in (region_key, ANY_REGION):
-                for price in candidates:
-                    if _key(price.region) == wanted:
+                for price_region, price in candidates:
+                    if price_region == wanted:
                         return price
         return None
 

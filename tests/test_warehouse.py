@@ -1,0 +1,87 @@
+"""The warehouse reads exactly the committed files of a local store with DuckDB's own Parquet
+scan, whatever the folder is called: the same rows and types as reading them through Arrow."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import warehouse
+from pipeline.adapters.local_store import LocalObjectStore
+from pipeline.domain.corrections import Corrections, Kind, correction
+from pipeline.stages.snapshot import published_files
+from pipeline.usage_schema import USAGE_SCHEMA
+from pipeline.warehouse import NOT_VOIDED, open_warehouse, register_corrections
+from tests.test_snapshot import snapshot_one_event
+
+ALL = "SELECT * FROM usage ORDER BY event_id"
+
+
+def rows_and_types(store: LocalObjectStore) -> tuple[list[tuple[object, ...]], list[tuple[str, str]]]:
+    result = open_warehouse(store, now=datetime(2026, 10, 15, 13, tzinfo=UTC)).connection.execute(ALL)
+    return result.fetchall(), [(column[0], str(column[1])) for column in result.description]
+
+
+def through_arrow(store: LocalObjectStore, monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[object, ...]],
+                                                                                        list[tuple[str, str]]]:
+    with monkeypatch.context() as patch:
+        patch.setattr(warehouse, "_read_local_files", lambda *args: False)
+        return rows_and_types(store)
+
+
+# `abc` is what `a[b]c` matches as a pattern, `team-a` what `team-*` matches (each neighbour
+# holds a copy of the same files); `x\[y]` is a name
+# DuckDB's glob cannot be made to match literally (the Arrow reader takes it); `date=1999-01-01`
+# would be a Hive partition of the whole path.
+@pytest.mark.parametrize(("name", "neighbour"), [
+    ("a[b]c", "abc"), ("team-*", "team-a"), ("100% #1?", "100% #12"), ("**", "x"), ("{a,b}", "a"),
+    ("x\\[y]", "x\\y"), ("date=1999-01-01", "date=1999-01-02"), ("env=prod, it's", "env=prod"),
+])
+def test_a_home_whose_name_is_a_pattern_reads_its_own_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            name: str, neighbour: str) -> None:
+    store = snapshot_one_event(tmp_path / name)
+    shutil.copytree(tmp_path / name, tmp_path / neighbour)  # the same file names, one folder over
+    [file] = published_files(store)
+    copy = tmp_path / neighbour / store.root.relative_to(tmp_path / name) / file.key
+    table = pq.read_table(copy)
+    pq.write_table(table.set_column(0, "event_id", pa.array(["neighbour's"])), copy)
+    rows, types = rows_and_types(store)
+    assert [column for column, _ in types] == [*USAGE_SCHEMA.names, "date", "usage_origin", "usage_state"]
+    assert len(rows) == 1
+    assert rows[0][0] != "neighbour's"
+    assert rows[0][len(USAGE_SCHEMA)] == date(2026, 10, 15)  # the day of the committed key
+    assert (rows, types) == through_arrow(store, monkeypatch)
+
+
+def test_files_of_an_older_schema_read_with_their_missing_columns_empty(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = snapshot_one_event(tmp_path / "home")
+    [file] = published_files(store)
+    path = store.root / file.key
+    pq.write_table(pq.read_table(path).drop_columns(["reasoning_tokens", "tags", "ledger_seq"]), path)
+    rows, types = rows_and_types(store)
+    names = [column for column, _ in types]
+    assert [rows[0][names.index(c)] for c in ("reasoning_tokens", "tags", "ledger_seq")] == [None, None, None]
+    assert (rows, types) == through_arrow(store, monkeypatch)
+
+
+def test_not_voided_leaves_out_exactly_the_voided_events(tmp_path: Path) -> None:
+    store = snapshot_one_event(tmp_path / "home")
+    connection = open_warehouse(store).connection
+    count = f"SELECT count(*) FROM usage u WHERE {NOT_VOIDED}"
+    assert connection.execute(count).fetchall() == [(1,)]
+    [(event_id,)] = connection.execute("SELECT event_id FROM usage").fetchall()
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    register_corrections(connection, Corrections((
+        correction(kind=Kind.VOID, reason="test", by="t", at=at, event_ids=(event_id,)),)))
+    assert connection.execute(count).fetchall() == [(0,)]
+    register_corrections(connection, Corrections((
+        correction(kind=Kind.VOID, reason="other", by="t", at=at, event_ids=("evt-other",)),)))
+    assert connection.execute(count).fetchall() == [(1,)]
+    register_corrections(connection, Corrections())
+    assert connection.execute(count).fetchall() == [(1,)]
