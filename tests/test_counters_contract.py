@@ -12,14 +12,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
 import redis
 from azure.core.credentials import AccessToken
 
-from pipeline.adapters.redis_counters import SCRIPT, EntraIdCredentialProvider, RedisCounters, open_redis_counters
+from pipeline.adapters.redis_counters import (
+    CHUNK,
+    SCRIPT,
+    EntraIdCredentialProvider,
+    RedisCounters,
+    open_redis_counters,
+)
 from pipeline.adapters.sqlite_counters import SqliteCounters
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import Budget, BudgetAlert, Budgets, BudgetScope, LiveCharge, SubscriptionMonth
@@ -240,6 +246,36 @@ def test_every_key_expires(redis_make: Callable[..., RedisCounters]) -> None:
         assert all(expected.get(kind, 3000) - 5 < ttl <= expected.get(kind, 3000) for ttl in ttls), (kind, ttls)
 
 
+def test_the_hour_index_is_trimmed_when_a_new_hour_is_added(redis_make: Callable[..., RedisCounters]) -> None:
+    counters = redis_make(hourly_ttl_seconds=3600)
+    client, index = counters._client, counters._key("hi", "sub-a")
+
+    def hours() -> list[str]:
+        return [member.decode() for member in cast(list[bytes], client.zrange(index, 0, -1))]
+
+    add(counters, (ev(1, ts="2026-10-15T12:30:00Z"), ch()))
+    client.zadd(index, {"2026-08-01T00": 1})  # last written in 1970: far older than the hourly TTL
+
+    add(counters, (ev(2, ts="2026-10-15T12:45:00Z"), ch()))  # an hour the index has: no trim yet
+    assert hours() == ["2026-08-01T00", "2026-10-15T12"]
+    add(counters, (ev(3, ts="2026-10-15T13:05:00Z"), ch()))  # a new hour: older ones are trimmed
+
+    assert hours() == ["2026-10-15T12", "2026-10-15T13"]
+    assert [(row["hour"], row["requests"]) for row in counters.hourly("sub-a")] == [("2026-10-15T12", 2),
+                                                                                  ("2026-10-15T13", 1)]
+
+
+def test_zero_sums_are_not_written_and_read_as_zero(redis_make: Callable[..., RedisCounters]) -> None:
+    counters = redis_make()
+    add(counters, (ev(1, tokens=(100, 0, 20, 0)), ch(0, priced=False)), (ev(2, tokens=None), ch(0, priced=False)))
+    fields = {f.decode() for f in cast(list[bytes], counters._client.hkeys(counters._key("s", "2026-10", "sub-a")))}
+    assert fields == {"requests", "prompt_tokens", "completion_tokens", "total_tokens", "spend_micros",
+                      "unpriced_requests"}  # no cached or reasoning tokens: their sums were 0
+    assert counters.month_to_date("2026-10") == [SubscriptionMonth("sub-a", "2026-10", 2, 100, 0, 20, 0, 120, 0, 2)]
+    assert counters.hourly("sub-a") == [hour_row("dep-1", "2026-10-15T12", 2, 100, 0, 20, 0, 120)]
+    assert counters.cost_center_spend("2026-10") == {"CC-A": 0}
+
+
 class CountingConnection(redis.Connection):
     sent = 0
 
@@ -256,13 +292,14 @@ def test_one_round_trip_per_batch_and_noscript_recovery(redis_make: Callable[...
     counters._sha = hashlib.sha1(counters._script.encode()).hexdigest()
     add(counters, (ev("warm-up"), ch()))  # connects
     CountingConnection.sent = 0
-    assert add(counters, *[(ev(i), ch()) for i in range(1200)]).new == 1200  # 3 chunks, loaded already
+    first = 2 * CHUNK + 200
+    assert add(counters, *[(ev(i), ch()) for i in range(first)]).new == first  # 3 chunks, loaded already
     assert CountingConnection.sent == 1
     counters._client.script_flush()
     CountingConnection.sent = 0
-    assert add(counters, *[(ev(i), ch()) for i in range(1000, 2000)]).new == 800  # NOSCRIPT, load, retry
+    assert add(counters, *[(ev(i), ch()) for i in range(first - 200, first + 800)]).new == 800  # NOSCRIPT, load, retry
     assert CountingConnection.sent == 3
-    assert counters.month_to_date("2026-10")[0].requests == 2001
+    assert counters.month_to_date("2026-10")[0].requests == 1 + first + 800
 
 
 class FakeCredential:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from pipeline.domain.costing import Reference, Resolution, UsageKey, UsageState
+import msgspec
+
+from pipeline.domain.costing import Reference, UsageKey, UsageState
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.pricing import MONEY, Price
 
@@ -22,9 +24,9 @@ PICO_PER_MICRO = 1_000_000
 THRESHOLDS = (50, 80, 100)  # percent of a monthly budget
 
 
-@dataclass(frozen=True, slots=True)
-class LiveCharge:
-    """What one event adds to the live spend."""
+class LiveCharge(msgspec.Struct, frozen=True, gc=False):
+    """What one event adds to the live spend. (A struct rather than a frozen dataclass: one is
+    built per event, and a frozen dataclass's __init__ sets each field through Python.)"""
 
     cost_center: str
     micros: int  # cost in micro-units of `currency`, rounded half-even; 0 when unpriced
@@ -32,33 +34,33 @@ class LiveCharge:
     priced: bool
 
 
+# The usage state as plain text in cache keys: a str hashes in C, a StrEnum member in Python.
+_MEASURED, _PENDING, _NONE = UsageState.MEASURED.value, UsageState.PENDING.value, UsageState.NONE.value
+# (day, subscription, cost center sent, deployment, model, usage state): a UsageKey as a plain tuple.
+_Key = tuple[date, str, str | None, str, str | None, str]
+
+
 class LivePricer:
-    """Prices events as they arrive. Resolutions are cached per key: a batch shares few keys."""
+    """Prices events as they arrive. What a key resolves to is cached: a batch shares few keys.
+    The key is a plain tuple, not a UsageKey, whose dataclass __init__, __hash__ and __eq__ would
+    run in Python for every event."""
 
     def __init__(self, reference: Reference) -> None:
         self.reference = reference
-        self._resolved: dict[UsageKey, Resolution] = {}
+        # Per key: the charge without tokens, and the integer rates when tokens are charged.
+        self._charging: dict[_Key, tuple[LiveCharge, tuple[int, int, int] | None]] = {}
         self._rates: dict[Price, tuple[int, int, int]] = {}
 
     def charge(self, event: UsageEvent) -> LiveCharge:
         usage = event.usage
-        if usage is not None:
-            state = UsageState.MEASURED
-        else:
-            state = UsageState.PENDING if event.usage_source == "stream" else UsageState.NONE
-        key = UsageKey(event.timestamp.date(), event.subscription_id, event.cost_center, event.deployment,
-                       event.model, state)
-        resolved = self._resolved.get(key)
-        if resolved is None:
-            resolved = self._resolved[key] = self.reference.resolve(key)
-        price = resolved.price
-        if resolved.provisioned and usage is not None:  # PTU: no per-token cost; the capacity is allocated later
-            return LiveCharge(resolved.cost_center, 0, resolved.currency, True)
-        if price is None or usage is None:
-            return LiveCharge(resolved.cost_center, 0, "", False)
-        rates = self._rates.get(price)
-        if rates is None:
-            rates = self._rates[price] = _micro_rates(price)
+        state = _MEASURED if usage is not None else _PENDING if event.usage_source == "stream" else _NONE
+        key = (event.timestamp.date(), event.subscription_id, event.cost_center, event.deployment, event.model, state)
+        charging = self._charging.get(key)
+        if charging is None:
+            charging = self._charging[key] = self._resolve(key)
+        fixed, rates = charging
+        if rates is None or usage is None:  # unpriced, provisioned (PTU) or without usage: the same for every event
+            return fixed
         cached = usage.cached_tokens
         # cost x 10^12 as an integer (prices have at most 6 decimals per 1M tokens), then micros
         # rounded half-even: the same value as Decimal arithmetic, without Decimal on the hot path.
@@ -66,10 +68,24 @@ class LivePricer:
         micros, rest = divmod(exact, PICO_PER_MICRO)
         if rest * 2 > PICO_PER_MICRO or (rest * 2 == PICO_PER_MICRO and micros % 2):
             micros += 1
-        return LiveCharge(resolved.cost_center, micros, price.currency, True)
+        return LiveCharge(fixed.cost_center, micros, fixed.currency, True)
 
     def charges(self, events: Iterable[UsageEvent]) -> list[LiveCharge]:
         return [self.charge(event) for event in events]
+
+    def _resolve(self, key: _Key) -> tuple[LiveCharge, tuple[int, int, int] | None]:
+        day, subscription_id, cost_center_sent, deployment, model, state = key
+        resolved = self.reference.resolve(UsageKey(day, subscription_id, cost_center_sent, deployment, model,
+                                                   UsageState(state)))
+        price, measured = resolved.price, state == _MEASURED
+        if resolved.provisioned and measured:  # PTU: no per-token cost; the capacity is allocated later
+            return LiveCharge(resolved.cost_center, 0, resolved.currency, True), None
+        if price is None or not measured:
+            return LiveCharge(resolved.cost_center, 0, "", False), None
+        rates = self._rates.get(price)
+        if rates is None:
+            rates = self._rates[price] = _micro_rates(price)
+        return LiveCharge(resolved.cost_center, 0, price.currency, True), rates
 
 
 def _micro_rates(price: Price) -> tuple[int, int, int]:
