@@ -234,9 +234,12 @@ def register_corrections(connection: duckdb.DuckDBPyConnection, corrections: Cor
     connection.execute(f"CREATE OR REPLACE MACRO is_voided(voided_event_id) AS {IS_VOIDED if parts else 'false'}")
 
 
+_STATES = {state.value: state for state in UsageState}  # a dict lookup: calling the enum costs more
+
+
 def usage_key(row: tuple[object, ...]) -> UsageKey:
     day, subscription, cost_center, deployment, model, state = row
-    return UsageKey(day, subscription, cost_center, deployment, model, UsageState(state))  # type: ignore[arg-type]
+    return UsageKey(day, subscription, cost_center, deployment, model, _STATES[state])  # type: ignore[arg-type, index]
 
 
 def resolution_table(reference: Reference, keys: Iterable[tuple[object, ...]],

@@ -208,6 +208,8 @@ class Corrections:
     def reassigned_to(self, key: UsageKey) -> set[str]:
         """Every cost center a reassign recorded for the key's subscription and day names (the
         latest wins; the others explain where cost moved from when it overrode them)."""
+        if not self._by_kind[Kind.REASSIGN]:
+            return set()
         return {c.cost_center for c in self._reassigns(key) if c.cost_center is not None}
 
     def _reassigns(self, key: UsageKey) -> list[Correction]:

@@ -155,21 +155,20 @@ class PeriodMemo:
 
     def __init__(self, boundaries: Iterable[date]) -> None:
         self.boundaries = sorted(set(boundaries))
-        self._kept: dict[tuple[object, ...], Resolution | None] = {}
+        self._kept: dict[tuple[object, ...], Resolution] = {}
 
     def get(self, key: UsageKey, resolve: Callable[[UsageKey], Resolution]) -> Resolution:
         period = (bisect_right(self.boundaries, key.day), key.subscription_id, key.cost_center_sent,
                   key.deployment, key.model, key.state)
-        kept = self._kept.get(period, _MISSING)
-        if isinstance(kept, Resolution):
+        kept = self._kept.get(period)
+        if kept is not None:
             return kept
         resolved = resolve(key)
-        if kept is _MISSING:
-            self._kept[period] = None if names_day(resolved) else resolved
+        if not names_day(resolved):
+            self._kept[period] = resolved
         return resolved
 
 
-_MISSING = object()
 DAY_IN_DETAIL = frozenset({Unpriced.NO_PRICE, Unpriced.NO_CAPACITY})
 
 

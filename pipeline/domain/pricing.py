@@ -13,6 +13,7 @@ from itertools import pairwise
 # Exact arithmetic: any operation that would round raises instead.
 MONEY = Context(prec=60, traps=[Inexact, Overflow, InvalidOperation])
 TOKENS_PER_UNIT = Decimal(1_000_000)
+_ZERO = Decimal(0)
 MAX_PRICE_DECIMALS = 6
 ANY_REGION = "*"
 _DATE_VERSION = re.compile(r"-\d{4}-\d{2}-\d{2}$")
@@ -42,11 +43,11 @@ class Price:
 
     def cost(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> Decimal:
         """Exact cost: uncached prompt at input, cached at cached input, completion at output."""
-        units = money_sum((
-            MONEY.multiply(prompt_tokens - cached_tokens, self.input_per_1m),
-            MONEY.multiply(cached_tokens, self.cached_input_per_1m),
-            MONEY.multiply(completion_tokens, self.output_per_1m),
-        ))
+        # money_sum's additions, in its order, written out: a report prices every group here.
+        add, multiply = MONEY.add, MONEY.multiply
+        units = add(add(add(_ZERO, multiply(prompt_tokens - cached_tokens, self.input_per_1m)),
+                        multiply(cached_tokens, self.cached_input_per_1m)),
+                    multiply(completion_tokens, self.output_per_1m))
         return MONEY.divide(units, TOKENS_PER_UNIT)
 
 
