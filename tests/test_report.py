@@ -8,7 +8,6 @@ m-beta/datazone: 0.10 in, no cached price (cached at 0.10), 0.40 out per 1M.
 from __future__ import annotations
 
 import csv
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +19,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.adapters.sqlite_ledger import micros
 from pipeline.bootstrap import Pipeline
 from pipeline.domain.live import MICROS
 from pipeline.settings import Settings
@@ -147,13 +145,11 @@ def test_token_totals_reconcile_with_ledger_and_counters(written: Written, setti
     rows = written.rows()
     columns = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens")
     csv_totals = tuple(sum(int(r[c]) for r in rows) for c in columns)
-    start, end = (micros(datetime(2026, m, 1, tzinfo=UTC)) for m in (10, 11))
+    start, end = (datetime(2026, m, 1, tzinfo=UTC) for m in (10, 11))
     assert settings.embedded_ledger == settings.home / "ledger.sqlite3"
-    with sqlite3.connect(settings.embedded_ledger) as db:
-        ledger = db.execute("SELECT count(*), sum(prompt_tokens), sum(cached_tokens), sum(completion_tokens) "
-                            "FROM events WHERE timestamp >= ? AND timestamp < ?", (start, end)).fetchone()
-    db.close()
-    assert csv_totals == tuple(ledger) == (14, 7_502_311, 1_000_800, 1_750_561)
+    events = [row for row in pipeline.ledger.changes(None, 1_000).table.to_pylist() if start <= row["timestamp"] < end]
+    ledger = (len(events), *(sum(row[c] or 0 for row in events) for c in columns[1:]))
+    assert csv_totals == ledger == (14, 7_502_311, 1_000_800, 1_750_561)
     counted = pipeline.counters.month_to_date("2026-10")
     assert tuple(sum(getattr(r, c) for r in counted) for c in columns) == csv_totals
 

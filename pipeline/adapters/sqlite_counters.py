@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
+import msgspec
+
 from pipeline.adapters.sqlite_ledger import connect
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import Budget, BudgetAlert, Budgets, BudgetScope, LiveCharge, SubscriptionMonth, reached
@@ -57,7 +59,10 @@ CREATE TABLE IF NOT EXISTS alerts (
 _UPSERT_HOURLY = _upsert("hourly", 3, HOURLY)
 _UPSERT_MONTHLY = _upsert("monthly", 2, MONTHLY)
 _UPSERT_COST_CENTER = _upsert("cost_center_monthly", 2, ("requests", "spend_micros"))
-_LOOKUP_CHUNK = 500  # below SQLite's limit on bound parameters
+# One statement per batch: RETURNING names the marks created, i.e. the events not counted before.
+_MARK_ALL = "INSERT OR IGNORE INTO counted SELECT value FROM json_each(?) RETURNING event_id"
+_MARK_ONE = "INSERT OR IGNORE INTO counted VALUES (?)"
+_encode = msgspec.json.Encoder().encode
 
 Key = tuple[str, ...]
 
@@ -75,9 +80,8 @@ class SqliteCounters:
             unique.setdefault(event.event_id, (event, charge))
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            counted = self._counted(unique)
-            new = [pair for event_id, pair in unique.items() if event_id not in counted]
-            self._db.executemany("INSERT INTO counted VALUES (?)", sorted((e.event_id,) for e, _ in new))
+            marked = self._mark(sorted(unique))
+            new = [pair for event_id, pair in unique.items() if event_id in marked]
             hourly, monthly, cost_centers = _totals(new)
             self._db.executemany(_UPSERT_HOURLY, [(*k, *v) for k, v in hourly.items()])
             self._db.executemany(_UPSERT_MONTHLY, [(*k, *v) for k, v in monthly.items()])
@@ -91,14 +95,12 @@ class SqliteCounters:
             raise
         return CountResult(len(new), alerts)
 
-    def _counted(self, event_ids: Iterable[str]) -> set[str]:
-        ids = sorted(event_ids)
-        found: set[str] = set()
-        for start in range(0, len(ids), _LOOKUP_CHUNK):
-            chunk = ids[start:start + _LOOKUP_CHUNK]
-            found.update(row[0] for row in self._db.execute(
-                f"SELECT event_id FROM counted WHERE event_id IN ({', '.join('?' * len(chunk))})", chunk))
-        return found
+    def _mark(self, event_ids: list[str]) -> set[str]:
+        """Mark the eventIds not marked yet; returns those (in key order: neighbours share pages)."""
+        ids = _encode(event_ids)
+        if b"\\u0000" not in ids:  # JSON text cannot carry NUL through SQLite: such ids go one by one
+            return {row[0] for row in self._db.execute(_MARK_ALL, (ids,))}
+        return {event_id for event_id in event_ids if self._db.execute(_MARK_ONE, (event_id,)).rowcount == 1}
 
     def _raise_alerts(self, touched: list[tuple[BudgetScope, str, str]]) -> list[BudgetAlert]:
         alerts = []
