@@ -108,34 +108,41 @@ def decode_batch(messages: Iterable[RawMessage], now: datetime | None = None, *,
     events, rejections = batch.events, batch.rejections
     for message in messages:
         try:
-            event = decode_event(message.body, latest, check_duplicate_keys=check_duplicate_keys)
+            event = decode_event(message.body, latest, check_duplicate_keys)
         except InvalidEvent as bad:
             kept = dataclasses.replace(message, body=_without_content(message.body))
             rejections.append(Rejection(kept, bad.code, bad.reason))
         else:
-            # In place: the event was decoded just now and nothing else holds it (a copy with
-            # structs.replace would cost as much as a tenth of the decode).
-            _set_field(event, "origin", message.origin())
+            # message.origin(), inlined, and set in place: the event was decoded just now and
+            # nothing else holds it (structs.replace would copy it; per event, both cost as much
+            # as a tenth of the decode).
+            _set_field(event, "origin", Origin(message.source, message.position, message.partition,
+                                               message.sequence_number, message.offset, message.enqueued_time))
             events.append(event)
     return batch
 
 
-def decode_event(body: bytes, latest: datetime, *, check_duplicate_keys: bool = True) -> UsageEvent:
+def decode_event(body: bytes, latest: datetime, check_duplicate_keys: bool = True) -> UsageEvent:
     """Decode one event or raise InvalidEvent with a reason code."""
     if len(body) > MAX_EVENT_BYTES:
         raise InvalidEvent("oversized", f"event is {len(body)} bytes, the limit is {MAX_EVENT_BYTES}")
     try:
-        event = _decode(body, check_duplicate_keys)
-    except msgspec.ValidationError as error:
-        raise _schema_error(str(error)) from None
-    except msgspec.DecodeError as error:
-        if not body.strip():  # tested only here: an empty body never decodes
-            raise InvalidEvent("empty", "empty message") from None
-        raise InvalidEvent("not-json", f"not valid JSON: {error}") from None
-    except UnicodeDecodeError:
-        raise InvalidEvent("not-json", "not valid UTF-8") from None
-    except RecursionError:
-        raise InvalidEvent("not-json", "JSON nested too deeply") from None
+        event: UsageEvent | None = _decoder.decode(body)
+    except _DECODE_ERRORS as error:
+        if not str(error).startswith("Object contains unknown field"):
+            raise _invalid(body, error) from None
+        event = None
+    if event is None:  # fields this version does not know: the slow path keeps them
+        event = _decode_with_extra_fields(body, check_duplicate_keys)
+    elif event.extra is not None or event.origin is not None:
+        # The reserved names are fields of UsageEvent, so the typed decode takes them: a value
+        # set from the wire is refused here, O(1) however the name is spelled (only the decoder
+        # sets them). A reserved name with a null value decodes to the same event as without
+        # it; it is refused on the checked path, which has the untyped document at hand anyway
+        # (a byte scan for it alone would cost half a typed decode).
+        raise InvalidEvent("schema", f"field `{EXTRA_FIELD if event.extra is not None else ORIGIN_FIELD}` is reserved")
+    elif check_duplicate_keys:
+        _check_keys(body)
     if event.tags and not CONTENT_FIELDS.isdisjoint(event.tags):  # a tag is a field too
         raise InvalidEvent("content-field", f"tag(s) {', '.join(sorted(CONTENT_FIELDS & event.tags.keys()))} "
                            "named like prompt/completion fields; such text is never stored")
@@ -145,27 +152,34 @@ def decode_event(body: bytes, latest: datetime, *, check_duplicate_keys: bool = 
     return event
 
 
-def _decode(body: bytes, check_duplicate_keys: bool) -> UsageEvent:
+# What decoding raises; ValidationError is a DecodeError. RecursionError: nesting too deep.
+_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+def _invalid(body: bytes, error: Exception) -> InvalidEvent:
+    """The rejection for an error of msgspec (or of the Python it runs) on this body."""
+    if isinstance(error, msgspec.ValidationError):
+        return _schema_error(str(error))
+    if isinstance(error, msgspec.DecodeError):
+        if not body.strip():  # tested only here: an empty body never decodes
+            return InvalidEvent("empty", "empty message")
+        return InvalidEvent("not-json", f"not valid JSON: {error}")
+    if isinstance(error, UnicodeDecodeError):
+        return InvalidEvent("not-json", "not valid UTF-8")
+    return InvalidEvent("not-json", "JSON nested too deeply")
+
+
+def _check_keys(body: bytes) -> None:
+    """The checks that need the untyped document: no reserved name, even with a null value, and
+    no key twice in one object."""
     try:
-        event = _decoder.decode(body)
-    except msgspec.ValidationError as error:
-        if not str(error).startswith("Object contains unknown field"):
-            raise
-        return _decode_with_extra_fields(body, check_duplicate_keys)
-    # The reserved names are fields of UsageEvent, so the typed decode takes them: a value set
-    # from the wire is refused here, O(1) and however the name is spelled (only the decoder sets
-    # them). A reserved name with a null value decodes to the same event as its absence; it is
-    # refused on the checked path, where the untyped document is at hand anyway (a byte scan for
-    # it alone would cost half a typed decode).
-    if event.extra is not None or event.origin is not None:
-        raise InvalidEvent("schema", f"field `{EXTRA_FIELD if event.extra is not None else ORIGIN_FIELD}` is reserved")
-    if check_duplicate_keys:
         document = _any_decoder.decode(body)  # an object: the typed decode of a struct succeeded
-        reserved = [name for name in RESERVED_FIELDS if name in document]
-        if reserved:
-            raise InvalidEvent("schema", f"field `{reserved[0]}` is reserved")
-        _check_unique_keys(body, document)
-    return event
+    except _DECODE_ERRORS as error:
+        raise _invalid(body, error) from None
+    reserved = [name for name in RESERVED_FIELDS if name in document]
+    if reserved:
+        raise InvalidEvent("schema", f"field `{reserved[0]}` is reserved")
+    _check_unique_keys(body, document)
 
 
 def _check_unique_keys(body: bytes, document: object) -> None:
@@ -212,6 +226,13 @@ def _schema_error(text: str) -> InvalidEvent:
 
 
 def _decode_with_extra_fields(body: bytes, check_duplicate_keys: bool) -> UsageEvent:
+    try:
+        return _with_extra_fields(body, check_duplicate_keys)
+    except _DECODE_ERRORS as error:
+        raise _invalid(body, error) from None
+
+
+def _with_extra_fields(body: bytes, check_duplicate_keys: bool) -> UsageEvent:
     document = _document(body)
     known = {k: v for k, v in document.items() if k in _KNOWN}
     extra = {k: v for k, v in document.items() if k not in _KNOWN}
