@@ -30,7 +30,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from pipeline.adapters.arrow_fs import arrow_filesystem
 from pipeline.adapters.local_store import LocalObjectStore
@@ -164,6 +163,8 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     connection = duckdb.connect()
     files = published_files(store, days)
     if not (isinstance(store, LocalObjectStore) and files and _read_local_files(connection, store.root, files)):
+        import pyarrow.dataset as ds  # here: importing it costs a report about a second (it loads pandas)
+
         filesystem, base = arrow_filesystem(store)
         dataset = ds.dataset(
             [f"{base}/{file.key}" for file in files], schema=USAGE_WITH_DATE, format="parquet",
@@ -172,7 +173,10 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
         )
         connection.register("usage_events", dataset)
     llm_keys = llm_usage_keys(llm_usage, days) if llm_usage is not None else []
-    connection.register("llm_usage_records", _llm_usage_dataset(llm_usage, llm_keys))
+    if llm_usage is not None and llm_keys:
+        connection.register("llm_usage_records", _llm_usage_dataset(llm_usage, llm_keys))
+    else:
+        connection.execute(f"CREATE OR REPLACE TABLE llm_usage_records ({_columns_sql(LLM_USAGE_SCHEMA)})")
     cutoff = (now or datetime.now(UTC)) - usage_window
     # A constant, not a joined one-row table: it is a datetime (never text), in UTC.
     cutoff = cutoff.astimezone(UTC) if cutoff.tzinfo is not None else cutoff.replace(tzinfo=UTC)
@@ -207,16 +211,26 @@ def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: 
         return False
     scan = connection.read_parquet(patterns, filename=True, union_by_name=True)
     present = set(scan.columns)
-    types = connection.from_arrow(USAGE_SCHEMA.empty_table()).types
-    columns = [f'CAST("{name}" AS {kind}) AS "{name}"' if name in present else f'CAST(NULL AS {kind}) AS "{name}"'
-               for name, kind in zip(USAGE_SCHEMA.names, types, strict=True)]
+    columns = [f'CAST("{f.name}" AS {_SQL_TYPES[f.type]}) AS "{f.name}"' if f.name in present
+               else f'CAST(NULL AS {_SQL_TYPES[f.type]}) AS "{f.name}"' for f in USAGE_SCHEMA]
     scan.project(", ".join([*columns, f"{_DATE_OF_FILE} AS date"])).create_view("usage_events")
     return True
 
 
-def _llm_usage_dataset(store: ObjectStore | None, keys: list[str]) -> ds.Dataset:
-    if store is None or not keys:
-        return ds.dataset(LLM_USAGE_SCHEMA.empty_table())
+_SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.int16(): "SMALLINT",
+              pa.int8(): "TINYINT", pa.bool_(): "BOOLEAN", pa.date32(): "DATE",
+              pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
+              pa.map_(pa.string(), pa.string()): "MAP(VARCHAR, VARCHAR)"}
+
+
+def _columns_sql(schema: pa.Schema) -> str:
+    """`"name" TYPE, ...`: the DuckDB types Arrow's would become (KeyError for one not listed)."""
+    return ", ".join(f'"{f.name}" {_SQL_TYPES[f.type]}' for f in schema)
+
+
+def _llm_usage_dataset(store: ObjectStore, keys: list[str]) -> pa.dataset.Dataset:
+    import pyarrow.dataset as ds
+
     filesystem, base = arrow_filesystem(store)
     return ds.dataset([f"{base}/{key}" for key in keys], schema=LLM_USAGE_SCHEMA,
                       format="parquet", filesystem=filesystem)
@@ -227,8 +241,11 @@ def register_corrections(connection: duckdb.DuckDBPyConnection, corrections: Cor
     ids = [{"event_id": event_id, "correction": correction} for event_id, correction in corrections.void_ids()]
     filters = [{"correction": c.id, "subscription_id": c.subscription_id, "deployment": c.deployment,
                 "start_time": c.start, "end_time": c.end} for c in corrections.void_filters()]
-    connection.register("corrections_void_ids", pa.Table.from_pylist(ids, schema=VOID_IDS_SCHEMA))
-    connection.register("corrections_void_filters", pa.Table.from_pylist(filters, schema=VOID_FILTERS_SCHEMA))
+    # Registered only when there are some: any Arrow table handed to DuckDB loads pandas (half a second).
+    if ids:
+        connection.register("corrections_void_ids", pa.Table.from_pylist(ids, schema=VOID_IDS_SCHEMA))
+    if filters:
+        connection.register("corrections_void_filters", pa.Table.from_pylist(filters, schema=VOID_FILTERS_SCHEMA))
     parts = [sql for sql, present in ((VOIDED_BY_ID, ids), (VOIDED_BY_FILTER, filters)) if present]
     connection.execute(f"CREATE OR REPLACE VIEW voided_events AS {' UNION ALL '.join(parts) or NO_VOIDS}")
     connection.execute(f"CREATE OR REPLACE MACRO is_voided(voided_event_id) AS {IS_VOIDED if parts else 'false'}")
