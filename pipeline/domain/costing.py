@@ -189,9 +189,18 @@ class CostLine:
     cached_tokens: int
     completion_tokens: int
     reasoning_tokens: int
+    # the cost, computed once on first use (a report reads it for its monthly and its daily rows)
+    _cost: tuple[Decimal | None] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def cost(self) -> Decimal | None:
+        kept = self._cost
+        if kept is None:
+            kept = (self._compute_cost(),)
+            object.__setattr__(self, "_cost", kept)
+        return kept[0]
+
+    def _compute_cost(self) -> Decimal | None:
         price = self.resolution.price
         if price is None:
             return Decimal(0) if self.resolution.provisioned else None
