@@ -522,10 +522,11 @@ def stage_report(args: argparse.Namespace) -> list[Result]:
         raise SystemExit(f"{root}: no generated snapshot; run the prepare stage first")
     files = write_reference(_world(), args.work / "reference")
     runs = {
+        # What `chargeback report` and the daily timer run (bootstrap.period_report): no `costs` view.
         "pipeline": ("report: open_warehouse + build_report", "stage",
-                     lambda: _report_pipeline(root, files, costs_view=True)),
-        "no-costs-view": ("  same, warehouse without `costs` view", "info",
-                          lambda: _report_pipeline(root, files, costs_view=False)),
+                     lambda: _report_pipeline(root, files, costs_view=False)),
+        "with-costs-view": ("  same, warehouse also with the `costs` view (as `query`)", "info",
+                            lambda: _report_pipeline(root, files, costs_view=True)),
         "duckdb": ("hand-written DuckDB SQL, same totals", "baseline", lambda: _report_duckdb(root, files)),
     }
     name, role, run = runs[args.variant]
@@ -562,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, help="profile one more run with pyinstrument, text to this file")
     parser.add_argument("--redis-url")
     parser.add_argument("--ledger", help="snapshot: a filled SQLite ledger (else one is filled)")
-    parser.add_argument("--variant", default="pipeline", help="report: pipeline, no-costs-view or duckdb")
+    parser.add_argument("--variant", default="pipeline", help="report: pipeline, with-costs-view or duckdb")
     parser.add_argument("--rows-out", help="report: write the report rows here (JSON)")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)

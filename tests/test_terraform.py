@@ -180,6 +180,7 @@ OPTIONAL = {
     "CHARGEBACK_PTU_WEIGHTS": "unset: the PTU weights shipped in the package (pipeline/data/ptu-weights.csv)",
     "CHARGEBACK_PTU_IDLE_OWNER": "unset: idle PTU capacity is spread over its users, unless a capacity row names "
                                  "its owner",
+    "CHARGEBACK_REPORT_FORMATS": "unset: the daily timer publishes every format (csv, parquet, focus, html)",
 }
 # What docs/functions.md lists for the Functions host and bindings besides the pipeline's settings.
 BINDINGS = {"CHARGEBACK_EVENTHUB_NAME", "CHARGEBACK_CONSUMER_GROUP", "EVENTHUB__fullyQualifiedNamespace",
