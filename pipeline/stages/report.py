@@ -30,8 +30,9 @@ import csv
 import functools
 import io
 import time
+from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -44,9 +45,9 @@ import pyarrow.parquet as pq
 from pipeline.adapters.local_store import LocalObjectStore
 from pipeline.domain.capacity import Consumer, DeploymentDay, Usage, allocate_day
 from pipeline.domain.corrections import NO_CORRECTIONS, Correction, Corrections
-from pipeline.domain.costing import CostLine, Reference, Resolution
+from pipeline.domain.costing import CostLine, Reference, Resolution, UsageKey
 from pipeline.domain.periods import Period, PeriodError, month_of, parse_day
-from pipeline.domain.pricing import MONEY, money_sum
+from pipeline.domain.pricing import MONEY, Price, money_sum
 from pipeline.ports import ObjectStore
 from pipeline.stages import restate
 from pipeline.stages.restate import Restatement
@@ -148,9 +149,19 @@ class Report:
     states: dict[str, int] = field(default_factory=dict)  # usage_state -> requests (measured, pending, ...)
     origins: dict[str, int] = field(default_factory=dict)  # usage_origin -> requests (response, llm-log, ...)
     llm_unmatched: int = 0  # LLM-log usage records of the month whose request event never arrived
-    lines: list[CostLine] = field(default_factory=list)  # what the rows were built from (day level)
     deployment_days: list[DeploymentDay] = field(default_factory=list)  # PTU capacity, day by day
     capacity_version: str = ""  # the provisioned-capacity file's content hash ("" without one)
+    # The day-level cost lines the rows were built from, made on first use (the daily CSV, FOCUS,
+    # the HTML chart): the monthly rows do not need an object per day and group.
+    make_lines: Callable[[], list[CostLine]] | None = field(default=None, repr=False, compare=False)
+    _lines: list[CostLine] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def lines(self) -> list[CostLine]:
+        """The cost lines, one per day and resolution key."""
+        if self._lines is None:
+            self._lines = self.make_lines() if self.make_lines is not None else []
+        return self._lines
 
     @property
     def label(self) -> str:
@@ -296,41 +307,96 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
     corrections = corrections or NO_CORRECTIONS
     register_corrections(warehouse.connection, corrections)
     groups = warehouse.connection.execute(GROUPS_SQL, [start, end]).fetchall()
-    lines = [
-        CostLine(key, corrections.resolve(reference, key), *(int(n) for n in row[6:11]))
-        for row in groups
-        for key in (usage_key(row[:6]),)
-    ]
     states: dict[str, int] = defaultdict(int)
-    origins: dict[str, int] = defaultdict(int)
     for row in groups:
-        states[str(row[5])] += int(row[6])
-        for origin, count in zip((*ORIGINS, "other"), row[11:], strict=True):
-            if count:
-                origins[origin] += int(count)
+        states[row[5]] += row[6]
+    # Column sums of the origin counts (a transpose in C, not a loop per group and origin).
+    columns = list(zip(*(row[11:] for row in groups), strict=True)) or [()] * (len(ORIGINS) + 1)
+    origins = {origin: int(sum(counts)) for origin, counts in zip((*ORIGINS, "other"), columns, strict=True)
+               if sum(counts)}
     bounds = [datetime(day.year, day.month, day.day, tzinfo=UTC) for day in (start, end)]
     [(unmatched,)] = warehouse.connection.execute(UNMATCHED_SQL, bounds).fetchall()
+    usage = _month_usage(groups, reference, corrections)
     explanations: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for line in lines:
-        _explain(explanations, line.resolution, corrections.reassigned_to(line.key))
+    for item in usage:
+        resolved = item[4]
+        if resolved.corrections:
+            _explain(explanations, resolved, corrections.reassigned_to(_key(item)))
     voided: dict[str, int] = defaultdict(int)
     for row in warehouse.connection.execute(VOIDED_SQL, [start, end]).fetchall():
         key, correction_id, requests = usage_key(row[:6]), str(row[6]), int(row[7])
         voided[correction_id] += requests
         explanations[_pair(corrections.resolve(reference, key))].add(correction_id)
-    deployment_days = allocate_capacity(lines, reference, start, end, today)
+    make_lines = functools.partial(_cost_lines, groups, reference, corrections)
+    lines = make_lines() if reference.capacity else None  # PTU allocation needs the days' lines
+    deployment_days = allocate_capacity(lines or (), reference, start, end, today)
     for deployment_day in deployment_days:
         for allocation in deployment_day.allocations:
             if allocation.corrections:
                 explanations[(allocation.consumer.cost_center, allocation.currency)].update(allocation.corrections)
-    applied = set(voided) | {c for line in lines for c in line.resolution.corrections}
-    report = Report(period, reference.catalog.version, _rows(lines, deployment_days), _unpriced(lines),
-                    lines=lines, deployment_days=deployment_days, capacity_version=reference.capacity.version,
+    applied = set(voided) | {c for item in usage for c in item[4].corrections}
+    report = Report(period, reference.catalog.version, _rows(usage, deployment_days), _unpriced(usage),
+                    deployment_days=deployment_days, capacity_version=reference.capacity.version,
                     corrections=corrections.by_id(applied), voided=dict(voided), explanations=dict(explanations),
                     states=dict(sorted(states.items())), origins=dict(sorted(origins.items())),
-                    llm_unmatched=int(unmatched))
+                    llm_unmatched=int(unmatched), make_lines=make_lines)
+    if lines is not None:
+        report._lines = lines
     report.seconds = time.perf_counter() - started
     return report
+
+
+# Usage of one resolution key, summed: (day, subscription, deployment, usage state, its
+# resolution, requests, prompt, cached and completion tokens). `day` is its first day.
+KeyUsage = tuple[date, str, str, str, Resolution, int, int, int, int]
+
+
+def _cost_lines(groups: list[tuple[Any, ...]], reference: Reference, corrections: Corrections) -> list[CostLine]:
+    """The day-level cost lines of the groups (GROUPS_SQL rows)."""
+    return [CostLine(key, corrections.resolve(reference, key), *row[6:11])
+            for row in groups for key in (usage_key(row[:6]),)]
+
+
+def _month_usage(groups: list[tuple[Any, ...]], reference: Reference, corrections: Corrections) -> list[KeyUsage]:
+    """The groups (GROUPS_SQL rows, in their order) summed over the days of a month that lie
+    between the same two reference boundaries, where a key resolves alike: one resolution per
+    key and period instead of one per day. Each is resolved on its first day, whose detail is
+    the one its first day-level line would give."""
+    boundaries = sorted(corrections.boundaries(reference))
+    slots: dict[date, tuple[str, int]] = {}
+    merged: dict[tuple[Any, ...], list[Any]] = {}
+    for row in groups:
+        day = row[0]
+        slot = slots.get(day)
+        if slot is None:
+            slot = slots[day] = (month_of(day), bisect_right(boundaries, day))
+        key = (slot, *row[1:6])
+        kept = merged.get(key)
+        if kept is None:
+            merged[key] = [*row[:10]]
+        else:
+            kept[6] += row[6]
+            kept[7] += row[7]
+            kept[8] += row[8]
+            kept[9] += row[9]
+    return [(day, subscription_id, deployment, state,
+             corrections.resolve(reference, usage_key((day, subscription_id, cost_center, deployment, model, state))),
+             requests, prompt, cached, completion)
+            for day, subscription_id, cost_center, deployment, model, state, requests, prompt, cached, completion
+            in merged.values()]
+
+
+def _key(item: KeyUsage) -> UsageKey:
+    """A key with the usage's day, subscription and deployment (what reassigns look at)."""
+    day, subscription_id, deployment, state = item[:4]
+    return usage_key((day, subscription_id, None, deployment, None, state))
+
+
+def _usage(lines: Iterable[CostLine]) -> Iterator[KeyUsage]:
+    for line in lines:
+        key = line.key
+        yield (key.day, key.subscription_id, key.deployment, key.state.value, line.resolution, line.requests,
+               line.prompt_tokens, line.cached_tokens, line.completion_tokens)
 
 
 def _pair(resolution: Resolution) -> tuple[str, str]:
@@ -350,29 +416,43 @@ def _explain(explanations: dict[tuple[str, str], set[str]], resolution: Resoluti
         explanations[pair].update(resolution.corrections)
 
 
-def _rows(lines: Iterable[CostLine], deployment_days: Iterable[DeploymentDay] = (),
+def _rows(usage: Iterable[KeyUsage], deployment_days: Iterable[DeploymentDay] = (),
           bucket: Callable[[date], str] = month_of) -> list[ReportRow]:
     """Report rows per bucket of days (the calendar month; the day for `-daily.csv`) x cost
-    center x subscription x model x deployment type x currency x catalog x charge class."""
+    center x subscription x model x deployment type x currency x catalog x charge class.
+
+    Pricing is linear and exact, so a row's cost is priced once per price from its summed
+    tokens, to the same amount as the sum of its lines' costs."""
     bucket = functools.cache(bucket)  # named once per day, not once per line
     rows: dict[tuple[str, ...], ReportRow] = {}
-    costs: dict[tuple[str, ...], list[Decimal]] = defaultdict(list)
+    priced: dict[tuple[str, ...], dict[int, tuple[Price, list[int]]]] = defaultdict(dict)
+    provisioned: set[tuple[str, ...]] = set()  # rows with provisioned usage: 0 pay-as-you-go
     allocated: dict[tuple[str, ...], list[Decimal]] = defaultdict(list)
-    for line in lines:
-        resolved = line.resolution
+    for day, subscription_id, _, _, resolved, requests, prompt, cached, completion in usage:
         currency = resolved.currency
-        key = (bucket(line.key.day), resolved.cost_center, line.key.subscription_id, resolved.model or "",
+        key = (bucket(day), resolved.cost_center, subscription_id, resolved.model or "",
                resolved.deployment_type or "", currency, resolved.catalog_version if currency else "",
                resolved.charge_class)
         row = rows.get(key)
         if row is None:
             row = rows[key] = ReportRow(*key)
-        row.requests += line.requests
-        row.prompt_tokens += line.prompt_tokens
-        row.cached_tokens += line.cached_tokens
-        row.completion_tokens += line.completion_tokens
-        if line.cost is not None:
-            costs[key].append(line.cost)
+        row.requests += requests
+        row.prompt_tokens += prompt
+        row.cached_tokens += cached
+        row.completion_tokens += completion
+        price = resolved.price
+        if price is not None:
+            prices = priced[key]
+            kept = prices.get(id(price))
+            if kept is None:
+                prices[id(price)] = (price, [prompt, cached, completion])
+            else:
+                tokens = kept[1]
+                tokens[0] += prompt
+                tokens[1] += cached
+                tokens[2] += completion
+        elif resolved.provisioned:
+            provisioned.add(key)
     for deployment_day in deployment_days:
         for allocation in deployment_day.allocations:
             consumer = allocation.consumer
@@ -381,29 +461,31 @@ def _rows(lines: Iterable[CostLine], deployment_days: Iterable[DeploymentDay] = 
             if key not in rows:  # idle capacity charged to its owner: a line with no usage
                 rows[key] = ReportRow(*key)
             allocated[key].append(allocation.amount)
-    for pair, amounts in costs.items():
-        rows[pair].cost = money_sum(amounts)
+    for pair in provisioned:
+        rows[pair].cost = Decimal(0)
+    for pair, prices in priced.items():
+        costs = [price.cost(*tokens) for price, tokens in prices.values()]
+        rows[pair].cost = money_sum(costs if pair not in provisioned else [Decimal(0), *costs])
     for pair, amounts in allocated.items():
         rows[pair].ptu_cost = money_sum(amounts)
     return [rows[key] for key in sorted(rows)]
 
 
-def _unpriced(lines: Iterable[CostLine]) -> list[UnpricedRow]:
+def _unpriced(usage: Iterable[KeyUsage]) -> list[UnpricedRow]:
     rows: dict[tuple[str, ...], UnpricedRow] = {}
-    for line in lines:
-        resolved = line.resolution
+    for day, subscription_id, deployment, state, resolved, requests, prompt, cached, completion in usage:
         if resolved.unpriced is None:
             continue
-        key = (month_of(line.key.day), resolved.unpriced.value, resolved.cost_center, line.key.subscription_id,
-               line.key.deployment, resolved.model or "", line.key.state.value)
+        key = (month_of(day), resolved.unpriced.value, resolved.cost_center, subscription_id,
+               deployment, resolved.model or "", state)
         row = rows.get(key)
         if row is None:
             row = rows[key] = UnpricedRow(*key[:6], detail=resolved.detail, usage_state=key[6],
                                           deployment_type=resolved.deployment_type or "")
-        row.requests += line.requests
-        row.prompt_tokens += line.prompt_tokens
-        row.cached_tokens += line.cached_tokens
-        row.completion_tokens += line.completion_tokens
+        row.requests += requests
+        row.prompt_tokens += prompt
+        row.cached_tokens += cached
+        row.completion_tokens += completion
     return [rows[key] for key in sorted(rows)]
 
 
@@ -427,7 +509,7 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS) -> d
         files[f"{stem}.csv"] = _csv(REPORT_COLUMNS, (_csv_values(row) for row in report.rows))
         files[f"{stem}-unpriced.csv"] = _csv(
             UNPRICED_COLUMNS, ({c: getattr(row, c) for c in UNPRICED_COLUMNS} for row in report.unpriced))
-        daily = _rows(report.lines, report.deployment_days, bucket=date.isoformat)
+        daily = _rows(_usage(report.lines), report.deployment_days, bucket=date.isoformat)
         files[f"{stem}-daily.csv"] = _csv(DAILY_COLUMNS, (_csv_values(row, first="date") for row in daily))
     if "parquet" in wanted:
         table = pa.Table.from_pylist([row.values() for row in report.rows], schema=REPORT_SCHEMA)
