@@ -145,6 +145,7 @@ _DATE_OF_FILE = rf"CAST(regexp_extract({_FILE_COLUMN}, '/date=(\d{{4}}-\d{{2}}-\
 class Warehouse:
     connection: duckdb.DuckDBPyConnection
     has_data: bool
+    llm_usage: bool = False  # whether `usage` joins LLM usage (else `usage_origin` is the usageSource or `none`)
 
 
 def open_warehouse(store: ObjectStore, reference: Reference | None = None,
@@ -190,7 +191,7 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
             "SELECT DISTINCT date, subscription_id, cost_center, deployment, model, usage_state FROM usage").fetchall()
         connection.register("pricing_keys", resolution_table(reference, keys, corrections))
         connection.execute(COSTS_VIEW)
-    return Warehouse(connection, bool(files))
+    return Warehouse(connection, bool(files), bool(llm_keys))
 
 
 def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: list[PublishedFile]) -> bool:
