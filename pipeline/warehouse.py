@@ -123,15 +123,18 @@ FROM usage_events e
 LEFT JOIN llm_usage l ON e.usage_source = 'stream' AND e.prompt_tokens IS NULL AND l.join_id = e.event_id
 """
 # The same view when there is no LLM usage to join (no file read): what the join would give.
-USAGE_VIEW_WITHOUT_LLM_USAGE = """
-CREATE OR REPLACE VIEW usage AS
+# `{events}` and `{pending}`: a local store's files of days whose every event is older than the
+# usage window get their own scan with `false` for the window test, so that the report, which
+# never selects `timestamp`, does not read that column for them (a third of its scan).
+USAGE_WITHOUT_LLM_USAGE = """
 SELECT e.*,
        CASE WHEN e.prompt_tokens IS NOT NULL THEN e.usage_source ELSE 'none' END AS usage_origin,
        CASE WHEN e.prompt_tokens IS NOT NULL THEN 'measured'
-            WHEN e.usage_source = 'stream' AND e.timestamp > {cutoff} THEN 'pending'
+            WHEN e.usage_source = 'stream' AND {pending} THEN 'pending'
             WHEN e.usage_source = 'stream' THEN 'expired' ELSE 'none' END AS usage_state
-FROM usage_events e
+FROM {events} e
 """
+SETTLED_EVENTS, RECENT_EVENTS = "usage_events_settled", "usage_events_recent"
 LLM_UNMATCHED_VIEW_EMPTY = "CREATE OR REPLACE VIEW llm_usage_unmatched AS SELECT l.* FROM llm_usage l WHERE false"
 # DuckDB reads a path with `*`, `?` or `[` as a glob pattern; inside brackets they are literal.
 _GLOB_CHARACTER = re.compile(r"[\[*?]")
@@ -163,7 +166,12 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     are never seen."""
     connection = duckdb.connect()
     files = published_files(store, days)
-    if not (isinstance(store, LocalObjectStore) and files and _read_local_files(connection, store.root, files)):
+    cutoff = (now or datetime.now(UTC)) - usage_window
+    # A constant, not a joined one-row table: it is a datetime (never text), in UTC.
+    cutoff = cutoff.astimezone(UTC) if cutoff.tzinfo is not None else cutoff.replace(tzinfo=UTC)
+    parts = isinstance(store, LocalObjectStore) and files and _read_local_files(
+        connection, store.root, files, cutoff.date())
+    if not parts:
         import pyarrow.dataset as ds  # here: importing it costs a report about a second (it loads pandas)
 
         filesystem, base = arrow_filesystem(store)
@@ -178,13 +186,18 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
         connection.register("llm_usage_records", _llm_usage_dataset(llm_usage, llm_keys))
     else:
         connection.execute(f"CREATE OR REPLACE TABLE llm_usage_records ({_columns_sql(LLM_USAGE_SCHEMA)})")
-    cutoff = (now or datetime.now(UTC)) - usage_window
-    # A constant, not a joined one-row table: it is a datetime (never text), in UTC.
-    cutoff = cutoff.astimezone(UTC) if cutoff.tzinfo is not None else cutoff.replace(tzinfo=UTC)
-    views = (LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW, USAGE_VIEW) if llm_keys else (
-        LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW_EMPTY, USAGE_VIEW_WITHOUT_LLM_USAGE)
+    moment = f"TIMESTAMPTZ '{cutoff.isoformat()}'"
+    pending = f"e.timestamp > {moment}"
+    if llm_keys:
+        views = (LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW, USAGE_VIEW.replace("{cutoff}", moment))
+    else:
+        scans = [(name, "false" if name == SETTLED_EVENTS else pending) for name in parts or ()] or [
+            ("usage_events", pending)]
+        usage = " UNION ALL ".join(USAGE_WITHOUT_LLM_USAGE.format(events=events, pending=test)
+                                   for events, test in scans)
+        views = (LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW_EMPTY, f"CREATE OR REPLACE VIEW usage AS {usage}")
     for view in views:
-        connection.execute(view.replace("{cutoff}", f"TIMESTAMPTZ '{cutoff.isoformat()}'"))
+        connection.execute(view)
     register_corrections(connection, corrections or NO_CORRECTIONS)
     if reference is not None:
         keys = connection.execute(
@@ -194,10 +207,13 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     return Warehouse(connection, bool(files), bool(llm_keys))
 
 
-def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: list[PublishedFile]) -> bool:
-    """Define `usage_events` as DuckDB's own scan of the committed files of a local store (it
-    streams row groups: memory does not grow with the files). False, and nothing defined, when
-    a path cannot be handed to DuckDB as exactly itself.
+def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: list[PublishedFile],
+                      settled_before: date) -> list[str]:
+    """Define `usage_events` as DuckDB's own scans of the committed files of a local store (they
+    stream row groups: memory does not grow with the files): `usage_events_settled` over the
+    files of days before `settled_before`, `usage_events_recent` over the others, and their
+    union; returns the names of the scans defined. [], and nothing defined, when a path
+    cannot be handed to DuckDB as exactly itself.
 
     DuckDB expands glob patterns in the paths it reads, so `*`, `?` and `[` are bracketed
     (`[*]` is a literal `*`); when the folder has any character a pattern may use, DuckDB's own
@@ -209,13 +225,23 @@ def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: 
     if _MAYBE_PATTERN.search(str(root)) and any(
             connection.execute("SELECT file FROM glob(?)", [pattern]).fetchall() != [(path,)]
             for pattern, path in zip(patterns, paths, strict=True)):
-        return False
-    scan = connection.read_parquet(patterns, filename=True, union_by_name=True)
-    present = set(scan.columns)
-    columns = [f'CAST("{f.name}" AS {_SQL_TYPES[f.type]}) AS "{f.name}"' if f.name in present
-               else f'CAST(NULL AS {_SQL_TYPES[f.type]}) AS "{f.name}"' for f in USAGE_SCHEMA]
-    scan.project(", ".join([*columns, f"{_DATE_OF_FILE} AS date"])).create_view("usage_events")
-    return True
+        return []
+    # A snapshot file holds the events of its UTC day (pipeline.stages.snapshot), so every
+    # event of a file of a day before `settled_before` is older than that day.
+    settled = [pattern for pattern, file in zip(patterns, files, strict=True) if file.date < settled_before]
+    recent = [pattern for pattern, file in zip(patterns, files, strict=True) if file.date >= settled_before]
+    names = []
+    for name, chosen in ((SETTLED_EVENTS, settled), (RECENT_EVENTS, recent)):
+        if chosen:
+            scan = connection.read_parquet(chosen, filename=True, union_by_name=True)
+            present = set(scan.columns)
+            columns = [f'CAST("{f.name}" AS {_SQL_TYPES[f.type]}) AS "{f.name}"' if f.name in present
+                       else f'CAST(NULL AS {_SQL_TYPES[f.type]}) AS "{f.name}"' for f in USAGE_SCHEMA]
+            scan.project(", ".join([*columns, f"{_DATE_OF_FILE} AS date"])).create_view(name)
+            names.append(name)
+    union = " UNION ALL ".join(f"SELECT * FROM {name}" for name in names)
+    connection.execute(f"CREATE OR REPLACE VIEW usage_events AS {union}")
+    return names
 
 
 _SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.int16(): "SMALLINT",

@@ -7,6 +7,7 @@ import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -85,3 +86,44 @@ def test_not_voided_leaves_out_exactly_the_voided_events(tmp_path: Path) -> None
     assert connection.execute(count).fetchall() == [(1,)]
     register_corrections(connection, Corrections())
     assert connection.execute(count).fetchall() == [(1,)]
+
+
+def test_streamed_events_wait_for_their_usage_in_the_files_of_recent_days_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The files of days before the cutoff's are scanned without `timestamp` (every event in them
+    # is older than the cutoff); the others test each event's time. Same rows as through Arrow.
+    from pipeline.bootstrap import open_pipeline
+    from pipeline.domain.decode import RawMessage
+    from pipeline.settings import Settings
+    from pipeline.stages.ingest import ingest
+    from pipeline.stages.snapshot import snapshot
+    from tests.factories import event, jsonl
+
+    def streamed(at: str, event_id: str) -> dict[str, object]:
+        return event(eventId=event_id, timestamp=at, stream=True, usage=None, usageSource="stream")
+
+    bodies = [streamed("2026-10-14T23:59:59Z", "a-settled-day"), streamed("2026-10-15T11:00:00Z", "b-expired"),
+              streamed("2026-10-15T13:00:00Z", "c-pending"), event(eventId="d-measured")]
+    opened = open_pipeline(Settings(tmp_path))
+    try:
+        ingest([RawMessage(jsonl([body]).rstrip(b"\n"), "t", f"line {n}") for n, body in enumerate(bodies)],
+               opened.ledger, opened.counters, opened.dead_letters, opened.pricer)
+        snapshot(opened.ledger, opened.snapshots)
+    finally:
+        opened.close()
+    store = LocalObjectStore(tmp_path / "snapshots")
+    now = datetime(2026, 10, 16, 12, 30, tzinfo=UTC)  # the usage window ends at 2026-10-15 12:30
+
+    def states(connection: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
+        query = "SELECT event_id, date, usage_origin, usage_state FROM usage ORDER BY event_id"
+        return connection.execute(query).fetchall()
+
+    local = open_warehouse(store, now=now).connection
+    assert states(local) == [("a-settled-day", date(2026, 10, 14), "none", "expired"),
+                             ("b-expired", date(2026, 10, 15), "none", "expired"),
+                             ("c-pending", date(2026, 10, 15), "none", "pending"),
+                             ("d-measured", date(2026, 10, 15), "response", "measured")]
+    assert local.execute("SELECT count(*) FROM usage_events").fetchall() == [(4,)]
+    with monkeypatch.context() as patch:
+        patch.setattr(warehouse, "_read_local_files", lambda *args: [])
+        assert states(open_warehouse(store, now=now).connection) == states(local)
