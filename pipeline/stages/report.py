@@ -30,7 +30,6 @@ import csv
 import functools
 import io
 import time
-from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -71,18 +70,32 @@ REPORT_SCHEMA = pa.schema([
     ("ptu_cost", COST), ("total_cost", COST),
 ])
 _KEY = "u.date, u.subscription_id, u.cost_center, u.deployment, u.model, u.usage_state"
-_SUMS = ("count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(cached_tokens), 0), "
-         "coalesce(sum(completion_tokens), 0), coalesce(sum(reasoning_tokens), 0)")
-# Where the numbers came from (`usage.usage_origin`) is grouped by, last, and the origins summed
-# in Python: a FILTER per origin costs the SQL more. Without LLM usage joined, the origin is the
-# event's usageSource when it carried usage (else `none`), so the plain column is grouped by
-# (the view's CASE for `usage_origin`, per event, costs the SQL a third more).
+_SUMS = ("count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
+         "coalesce(sum(cached_tokens), 0) AS cached_tokens, coalesce(sum(completion_tokens), 0) AS completion_tokens, "
+         "coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens")
+# Where the numbers came from (`usage.usage_origin`) is grouped by and summed afterwards: a
+# FILTER per origin costs the SQL more. Without LLM usage joined, the origin is the event's
+# usageSource when it carried usage (else `none`), so the plain column is grouped by (the
+# view's CASE for `usage_origin`, per event, costs the SQL a third more).
 ORIGINS = ("response", "stream", "estimated", "llm-log", "none")
 
 
 def groups_sql(origin_column: str) -> str:
-    return (f"SELECT {_KEY}, {_SUMS}, {origin_column} FROM usage u WHERE u.date >= ? AND u.date < ? "
-            f"AND {NOT_VOIDED} GROUP BY ALL ORDER BY ALL")
+    """The period's usage per day, key and origin, kept in the `report_groups` table."""
+    return (f"CREATE OR REPLACE TEMP TABLE report_groups AS SELECT {_KEY}, {_SUMS}, {origin_column} AS origin "
+            f"FROM usage u WHERE u.date >= ? AND u.date < ? AND {NOT_VOIDED} GROUP BY ALL")
+
+
+_GROUP_KEY = "subscription_id, cost_center, deployment, model, usage_state"
+_TOTALS = ("sum(requests)::BIGINT, sum(prompt_tokens)::BIGINT, sum(cached_tokens)::BIGINT, "
+           "sum(completion_tokens)::BIGINT, sum(reasoning_tokens)::BIGINT")
+# Per key, month and period between two reference boundaries (the boundaries of the period's
+# days, a parameter), from its first day: a key resolves alike on all the days of a period.
+PERIODS_SQL = (f"SELECT min(date), {_GROUP_KEY}, {_TOTALS} FROM report_groups "
+               f"GROUP BY date_trunc('month', date), len(list_filter(?::DATE[], lambda b: b <= date)), {_GROUP_KEY} "
+               "ORDER BY ALL")
+DAYS_SQL = f"SELECT date, {_GROUP_KEY}, {_TOTALS} FROM report_groups GROUP BY ALL ORDER BY ALL"
+ORIGINS_SQL = "SELECT usage_state, origin, sum(requests)::BIGINT FROM report_groups GROUP BY ALL ORDER BY ALL"
 
 
 VOIDED_SQL = (f"SELECT {_KEY}, v.correction, count(*) FROM usage u JOIN voided_events v ON v.event_id = u.event_id "
@@ -311,20 +324,22 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
     start, end = period.start, period.end
     corrections = corrections or NO_CORRECTIONS
     register_corrections(warehouse.connection, corrections)
-    origin_column = "u.usage_origin" if warehouse.llm_usage else "u.usage_source"
-    groups = warehouse.connection.execute(groups_sql(origin_column), [start, end]).fetchall()
+    connection = warehouse.connection
+    connection.execute(groups_sql("u.usage_origin" if warehouse.llm_usage else "u.usage_source"), [start, end])
     states: dict[str, int] = defaultdict(int)
     origins: dict[str, int] = defaultdict(int)
-    for row in groups:
-        state, requests, origin = row[5], row[6], row[11]
+    for state, origin, requests in connection.execute(ORIGINS_SQL).fetchall():
         states[state] += requests
         if not warehouse.llm_usage and state != "measured":
             origin = "none"
         if origin is not None:  # a NULL `usage_origin` is counted under no origin
             origins[origin if origin in ORIGINS else "other"] += requests
+    groups = connection.execute(DAYS_SQL).fetchall()
+    boundaries = sorted(day for day in corrections.boundaries(reference) if start < day < end)
+    usage = _resolved(connection.execute(PERIODS_SQL, [boundaries]).fetchall(), reference, corrections)
+    connection.execute("DROP TABLE report_groups")
     bounds = [datetime(day.year, day.month, day.day, tzinfo=UTC) for day in (start, end)]
     [(unmatched,)] = warehouse.connection.execute(UNMATCHED_SQL, bounds).fetchall()
-    usage = _month_usage(groups, reference, corrections)
     explanations: dict[tuple[str, str], set[str]] = defaultdict(set)
     for item in usage:
         resolved = item[4]
@@ -360,46 +375,20 @@ KeyUsage = tuple[date, str, str, str, Resolution, int, int, int, int]
 
 
 def _cost_lines(groups: list[tuple[Any, ...]], reference: Reference, corrections: Corrections) -> list[CostLine]:
-    """The day-level cost lines of the groups (groups_sql rows: a key's origins are adjacent)."""
-    summed: list[list[Any]] = []
-    for row in groups:
-        last = summed[-1] if summed else None
-        if last is not None and last[:6] == list(row[:6]):
-            for column in range(6, 11):
-                last[column] += row[column]
-        else:
-            summed.append(list(row[:11]))
+    """The day-level cost lines of the groups (DAYS_SQL rows)."""
     return [CostLine(key, corrections.resolve(reference, key), *row[6:11])
-            for row in summed for key in (usage_key(tuple(row[:6])),)]
+            for row in groups for key in (usage_key(row[:6]),)]
 
 
-def _month_usage(groups: list[tuple[Any, ...]], reference: Reference, corrections: Corrections) -> list[KeyUsage]:
-    """The groups (groups_sql rows, in their order) summed over the days of a month that lie
-    between the same two reference boundaries, where a key resolves alike: one resolution per
-    key and period instead of one per day. Each is resolved on its first day, whose detail is
-    the one its first day-level line would give."""
-    boundaries = sorted(corrections.boundaries(reference))
-    slots: dict[date, tuple[str, int]] = {}
-    merged: dict[tuple[Any, ...], list[Any]] = {}
-    for row in groups:
-        day = row[0]
-        slot = slots.get(day)
-        if slot is None:
-            slot = slots[day] = (month_of(day), bisect_right(boundaries, day))
-        key = (slot, *row[1:6])
-        kept = merged.get(key)
-        if kept is None:
-            merged[key] = [*row[:10]]
-        else:
-            kept[6] += row[6]
-            kept[7] += row[7]
-            kept[8] += row[8]
-            kept[9] += row[9]
+def _resolved(periods: list[tuple[Any, ...]], reference: Reference, corrections: Corrections) -> list[KeyUsage]:
+    """The usage of each key over a month's days between two reference boundaries (PERIODS_SQL
+    rows, in their order), resolved on its first day: one resolution per key and period
+    instead of one per day, and the detail its first day-level line would give."""
     return [(day, subscription_id, deployment, state,
              corrections.resolve(reference, usage_key((day, subscription_id, cost_center, deployment, model, state))),
              requests, prompt, cached, completion)
-            for day, subscription_id, cost_center, deployment, model, state, requests, prompt, cached, completion
-            in merged.values()]
+            for day, subscription_id, cost_center, deployment, model, state, requests, prompt, cached, completion, _
+            in periods]
 
 
 def _key(item: KeyUsage) -> UsageKey:
