@@ -334,7 +334,7 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
             origin = "none"
         if origin is not None:  # a NULL `usage_origin` is counted under no origin
             origins[origin if origin in ORIGINS else "other"] += requests
-    groups = connection.execute(DAYS_SQL).fetchall()
+    days = connection.sql(DAYS_SQL).to_arrow_table()  # made into Python objects only for the lines
     boundaries = sorted(day for day in corrections.boundaries(reference) if start < day < end)
     usage = _resolved(connection.execute(PERIODS_SQL, [boundaries]).fetchall(), reference, corrections)
     connection.execute("DROP TABLE report_groups")
@@ -350,7 +350,7 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
         key, correction_id, requests = usage_key(row[:6]), str(row[6]), int(row[7])
         voided[correction_id] += requests
         explanations[_pair(corrections.resolve(reference, key))].add(correction_id)
-    make_lines = functools.partial(_cost_lines, groups, reference, corrections)
+    make_lines = functools.partial(_cost_lines, days, reference, corrections)
     lines = make_lines() if reference.capacity else None  # PTU allocation needs the days' lines
     deployment_days = allocate_capacity(lines or (), reference, start, end, today)
     for deployment_day in deployment_days:
@@ -374,10 +374,11 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
 KeyUsage = tuple[date, str, str, str, Resolution, int, int, int, int]
 
 
-def _cost_lines(groups: list[tuple[Any, ...]], reference: Reference, corrections: Corrections) -> list[CostLine]:
-    """The day-level cost lines of the groups (DAYS_SQL rows)."""
+def _cost_lines(days: pa.Table, reference: Reference, corrections: Corrections) -> list[CostLine]:
+    """The day-level cost lines of the period (DAYS_SQL rows)."""
     return [CostLine(key, corrections.resolve(reference, key), *row[6:11])
-            for row in groups for key in (usage_key(row[:6]),)]
+            for row in zip(*(column.to_pylist() for column in days.columns), strict=True)
+            for key in (usage_key(row[:6]),)]
 
 
 def _resolved(periods: list[tuple[Any, ...]], reference: Reference, corrections: Corrections) -> list[KeyUsage]:
