@@ -9,10 +9,18 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import Phase, given, settings
+from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
-from pipeline.domain.decode import MAX_EVENT_BYTES, RawMessage, Rejection, decode_batch
+from pipeline.domain.decode import (
+    FUTURE_TOLERANCE,
+    MAX_EVENT_BYTES,
+    InvalidEvent,
+    RawMessage,
+    Rejection,
+    decode_batch,
+    decode_event,
+)
 from pipeline.domain.events import EXTRA_FIELD
 from tests.factories import event, line, usage
 
@@ -247,6 +255,51 @@ def test_damaged_events_never_raise(data: st.DataObject) -> None:
     cut = data.draw(st.integers(min_value=0, max_value=len(whole)))
     splice = data.draw(st.binary(min_size=1, max_size=3))
     outcomes_match([whole, whole[:cut], whole[:cut] + splice + whole[cut:]])
+
+
+# Event fields drawn near the edges of the checks that decode_batch makes inline for speed.
+edge_changes = st.fixed_dictionaries({}, optional={
+    "timestamp": st.sampled_from(["2014-12-31T23:59:59Z", "2015-01-01T00:00:00Z", "2015-01-01T00:30:00+01:00",
+                                  "2026-10-27T00:00:00Z", "2026-10-27T00:00:01Z", "2026-10-26T20:00:01-04:00",
+                                  "2026-10-15T12:30:00-05:00", "2026-10-15T12:30:00+00:00"]),
+    "usage": st.none() | st.builds(usage, st.integers(0, 3), st.integers(0, 3), st.integers(0, 4), st.integers(0, 4))
+    | st.fixed_dictionaries({"promptTokens": st.integers(0, 3), "completionTokens": st.integers(0, 3),
+                             "totalTokens": st.integers(0, 6)}),
+    "usageSource": st.sampled_from(["response", "stream", "estimated", "none"]),
+    "tags": st.none() | st.dictionaries(st.sampled_from(["env", "prompt", "content", "team"]), st.just("x"),
+                                        max_size=2),
+    EXTRA_FIELD: st.none() | st.just("{}"),
+    "__origin__": st.none() | st.just({"source": "s", "position": "p"}),
+    "extraField": json_values,
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(edge_changes, st.booleans())
+@example({"usage": usage(1, 2, cached=4)}, False)
+@example({"usage": usage(1, 2, reasoning=3)}, False)
+@example({"usage": {"promptTokens": 1, "completionTokens": 2, "totalTokens": 4}}, False)
+@example({"usageSource": "none"}, False)
+@example({"usage": None, "usageSource": "estimated"}, False)
+@example({"timestamp": "2026-10-15T12:30:00-05:00"}, False)
+@example({"timestamp": "2014-12-31T23:59:59Z"}, False)
+@example({"tags": {"prompt": "x"}}, False)
+@example({EXTRA_FIELD: "{}"}, False)
+def test_the_batch_loop_decides_as_decode_event(changes: dict[str, Any], check: bool) -> None:
+    # decode_batch accepts the common event inline and hands every other one to decode_event:
+    # it must accept exactly what decode_event accepts, as the same event, and reject the rest
+    # with decode_event's code and reason.
+    body = line(event(**changes))
+    batch = decode_batch([RawMessage(body, "prop", "1")], now=NOW, check_duplicate_keys=check)
+    try:
+        expected = decode_event(body, NOW + FUTURE_TOLERANCE, check)
+    except InvalidEvent as bad:
+        assert batch.events == []
+        assert [(r.code, r.reason) for r in batch.rejections] == [(bad.code, bad.reason)]
+    else:
+        assert batch.rejections == []
+        assert [msgspec.structs.replace(e, origin=None) for e in batch.events] == [expected]
+        assert batch.events[0].timestamp.tzinfo is UTC  # equal datetimes may differ in offset
 
 
 @pytest.mark.parametrize(("body", "code"), [(b, c) for _, b, c in BAD], ids=[name for name, _, _ in BAD])
