@@ -141,6 +141,14 @@ def test_a_range_of_days_is_priced_by_hand(world: World) -> None:
     assert sum(r["total_cost"] for r in parquet if r["total_cost"] is not None) == Decimal("73.00")
 
 
+def test_the_html_report_of_a_range_names_the_range(world: World) -> None:
+    report_range(world, "2026-10-02", "2026-10-05", "html")
+    page = (world.out / f"chargeback-{RANGE}.html").read_text(encoding="utf-8")
+    assert "<title>Chargeback 2026-10-02 to 2026-10-05: 73.00 USD</title>" in page
+    assert "<h1>Azure OpenAI chargeback 2026-10-02 to 2026-10-05</h1>" in page
+    assert "http://" not in page and "https://" not in page  # still self-contained
+
+
 def test_the_month_as_a_range_is_the_month_report(world: World, tmp_path: Path) -> None:
     world.report("csv", "parquet", "focus", "html")
     month_files = {p.relative_to(world.out): p.read_bytes() for p in world.out.rglob("*") if p.is_file()}
