@@ -35,6 +35,7 @@ from pipeline.adapters.arrow_fs import arrow_filesystem
 from pipeline.adapters.local_store import LocalObjectStore
 from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
 from pipeline.domain.costing import Reference, UsageKey, UsageState
+from pipeline.domain.periods import Period
 from pipeline.domain.pricing import MONEY, TOKENS_PER_UNIT
 from pipeline.ports import ObjectStore
 from pipeline.stages.llm_usage import LLM_USAGE_SCHEMA, llm_usage_keys
@@ -320,6 +321,5 @@ def _per_token(per_1m: Decimal) -> Decimal:
 
 def month_bounds(month: str) -> tuple[date, date]:
     """`2026-10` -> (2026-10-01, 2026-11-01)."""
-    start = date.fromisoformat(f"{month}-01")
-    end = date(start.year + 1, 1, 1) if start.month == 12 else date(start.year, start.month + 1, 1)
-    return start, end
+    period = Period.month(month)
+    return period.start, period.end

@@ -170,16 +170,14 @@ class Report:
     deployment_days: list[DeploymentDay] = field(default_factory=list)  # PTU capacity, day by day
     capacity_version: str = ""  # the provisioned-capacity file's content hash ("" without one)
     # The day-level cost lines the rows were built from, made on first use (the daily CSV, FOCUS,
-    # the HTML chart): the monthly rows do not need an object per day and group.
+    # the HTML chart) and kept by the cached callable: the monthly rows do not need an object per
+    # day and group.
     make_lines: Callable[[], list[CostLine]] | None = field(default=None, repr=False, compare=False)
-    _lines: list[CostLine] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def lines(self) -> list[CostLine]:
         """The cost lines, one per day and resolution key."""
-        if self._lines is None:
-            self._lines = self.make_lines() if self.make_lines is not None else []
-        return self._lines
+        return self.make_lines() if self.make_lines is not None else []
 
     @property
     def label(self) -> str:
@@ -339,20 +337,20 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
     usage = _resolved(connection.execute(PERIODS_SQL, [boundaries]).fetchall(), reference, corrections)
     connection.execute("DROP TABLE report_groups")
     bounds = [datetime(day.year, day.month, day.day, tzinfo=UTC) for day in (start, end)]
-    [(unmatched,)] = warehouse.connection.execute(UNMATCHED_SQL, bounds).fetchall()
+    [(unmatched,)] = connection.execute(UNMATCHED_SQL, bounds).fetchall()
     explanations: dict[tuple[str, str], set[str]] = defaultdict(set)
     for item in usage:
         resolved = item[4]
         if resolved.corrections:
             _explain(explanations, resolved, corrections.reassigned_to(_key(item)))
     voided: dict[str, int] = defaultdict(int)
-    for row in warehouse.connection.execute(VOIDED_SQL, [start, end]).fetchall():
+    for row in connection.execute(VOIDED_SQL, [start, end]).fetchall():
         key, correction_id, requests = usage_key(row[:6]), str(row[6]), int(row[7])
         voided[correction_id] += requests
         explanations[_pair(corrections.resolve(reference, key))].add(correction_id)
-    make_lines = functools.partial(_cost_lines, days, reference, corrections)
-    lines = make_lines() if reference.capacity else None  # PTU allocation needs the days' lines
-    deployment_days = allocate_capacity(lines or (), reference, start, end, today)
+    make_lines = functools.cache(functools.partial(_cost_lines, days, reference, corrections))
+    # PTU allocation needs the days' lines; without capacity they are made only if rendered.
+    deployment_days = allocate_capacity(make_lines() if reference.capacity else (), reference, start, end, today)
     for deployment_day in deployment_days:
         for allocation in deployment_day.allocations:
             if allocation.corrections:
@@ -363,8 +361,6 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
                     corrections=corrections.by_id(applied), voided=dict(voided), explanations=dict(explanations),
                     states=dict(sorted(states.items())), origins=dict(sorted(origins.items())),
                     llm_unmatched=int(unmatched), make_lines=make_lines)
-    if lines is not None:
-        report._lines = lines
     report.seconds = time.perf_counter() - started
     return report
 
