@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import fastavro
 import msgspec
 
 _ids = itertools.count(1)
@@ -50,3 +51,13 @@ def line(body: dict[str, Any]) -> bytes:
 
 def jsonl(bodies: list[dict[str, Any]]) -> bytes:
     return b"".join(line(body) + b"\n" for body in bodies)
+
+
+# Exactly what Event Hubs Capture writes (Microsoft.ServiceBus.Messaging.EventData).
+CAPTURE_SCHEMA = fastavro.parse_schema({
+    "type": "record", "name": "EventData", "namespace": "Microsoft.ServiceBus.Messaging", "fields": [
+        {"name": "SequenceNumber", "type": "long"}, {"name": "Offset", "type": "string"},
+        {"name": "EnqueuedTimeUtc", "type": "string"},
+        {"name": "SystemProperties", "type": {"type": "map", "values": ["long", "double", "string", "bytes"]}},
+        {"name": "Properties", "type": {"type": "map", "values": ["long", "double", "string", "bytes", "null"]}},
+        {"name": "Body", "type": ["null", "bytes"]}]})

@@ -43,7 +43,7 @@ from pipeline.stages.ingest import ingest, ingest_batch
 from pipeline.stages.snapshot import snapshot
 from pipeline.warehouse import open_warehouse
 from tests.conftest import ReferenceFiles
-from tests.factories import event, line, usage
+from tests.factories import CAPTURE_SCHEMA, event, line, usage
 from tests.servers import CosmosEndpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -271,13 +271,6 @@ def test_sql_looking_ids_are_stored_verbatim_on_cosmos_redis_and_parquet(cosmos_
     assert found == [(SQL_IDS[1],)]
 
 
-CAPTURE = fastavro.parse_schema({
-    "type": "record", "name": "EventData", "namespace": "Microsoft.ServiceBus.Messaging", "fields": [
-        {"name": "SequenceNumber", "type": "long"}, {"name": "Offset", "type": "string"},
-        {"name": "EnqueuedTimeUtc", "type": "string"},
-        {"name": "SystemProperties", "type": {"type": "map", "values": ["long", "double", "string", "bytes"]}},
-        {"name": "Properties", "type": {"type": "map", "values": ["long", "double", "string", "bytes", "null"]}},
-        {"name": "Body", "type": ["null", "bytes"]}]})
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -289,7 +282,7 @@ def test_capture_files_damaged_or_hostile_never_crash_the_reader(tmp_path: Path,
     path = store.path("ns/hub/0/2026/10/15/12/00/00.avro")
     path.parent.mkdir(parents=True)
     with path.open("wb") as file:
-        fastavro.writer(file, CAPTURE, [{"SequenceNumber": seq, "Offset": "0", "EnqueuedTimeUtc": when,
+        fastavro.writer(file, CAPTURE_SCHEMA, [{"SequenceNumber": seq, "Offset": "0", "EnqueuedTimeUtc": when,
                                          "SystemProperties": {}, "Properties": {}, "Body": body}
                                         for seq, when, body in records])
     data = path.read_bytes()

@@ -26,16 +26,8 @@ from pipeline.settings import HOME_VARIABLE, Settings
 from pipeline.sources import SourceError, dead_letter_messages, enqueued_time, json_lines
 from pipeline.stages.ingest import ingest
 from tests.conftest import ReferenceFiles, WriteFile
-from tests.factories import event, jsonl, line, usage
+from tests.factories import CAPTURE_SCHEMA, event, jsonl, line, usage
 
-# Exactly what Capture writes (Microsoft.ServiceBus.Messaging.EventData).
-CAPTURE_SCHEMA = fastavro.parse_schema({
-    "type": "record", "name": "EventData", "namespace": "Microsoft.ServiceBus.Messaging", "fields": [
-        {"name": "SequenceNumber", "type": "long"}, {"name": "Offset", "type": "string"},
-        {"name": "EnqueuedTimeUtc", "type": "string"},
-        {"name": "SystemProperties", "type": {"type": "map", "values": ["long", "double", "string", "bytes"]}},
-        {"name": "Properties", "type": {"type": "map", "values": ["long", "double", "string", "bytes", "null"]}},
-        {"name": "Body", "type": ["null", "bytes"]}]})
 SOURCE = "capture:ns-usage/apim-usage"
 DAY, NEXT_DAY = datetime(2026, 10, 15, 12, tzinfo=UTC), datetime(2026, 10, 16, 9, tzinfo=UTC)
 
