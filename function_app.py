@@ -1,8 +1,8 @@
-"""The Azure Functions app: registers the blueprints of pipeline.functions, nothing else."""
+"""The Azure Functions app: registers the blueprints of pipeline.entrypoints.functions, nothing else."""
 
 import azure.functions as func
 
-from pipeline.functions import eventhub, llm_logs, timers
+from pipeline.entrypoints.functions import eventhub, llm_logs, timers
 
 app = func.FunctionApp()
 app.register_blueprint(eventhub.bp)

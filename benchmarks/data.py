@@ -22,8 +22,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from benchmarks.world import DEPLOYMENTS, ENVS, REGIONS, TENANT, World
-from pipeline.stages.snapshot import MANIFEST_PREFIX, ROW_GROUP_ROWS, USAGE_PREFIX, Manifest, PublishedFile
-from pipeline.usage_schema import USAGE_SCHEMA
+from pipeline.lake.manifests import MANIFEST_PREFIX, USAGE_PREFIX, Manifest, PublishedFile
+from pipeline.lake.usage import USAGE_SCHEMA
+from pipeline.stages.snapshot import ROW_GROUP_ROWS
 
 GENERATOR_VERSION = "2"  # bump when the data changes: cached snapshots are regenerated
 DAY_US = 86_400_000_000

@@ -53,7 +53,8 @@ def _world() -> World:
 
 
 def _reference(work: Path) -> tuple[Any, Any, dict[str, Path]]:
-    from pipeline.reference_files import load_budgets, load_reference
+    from pipeline.inputs.maps import load_budgets
+    from pipeline.inputs.reference import load_reference
 
     files = write_reference(_world(), work / "reference")
     reference = load_reference(None, files["deployments"], files["cost_centers"])
@@ -195,8 +196,8 @@ def stage_redis(args: argparse.Namespace) -> list[Result]:
     import redis
 
     from benchmarks.data import json_events
-    from pipeline.adapters.redis_counters import MARK_TTL, RedisCounters
-    from pipeline.adapters.sqlite_counters import hour_key
+    from pipeline.adapters.azure.redis_counters import MARK_TTL, RedisCounters
+    from pipeline.domain.counters import hour_key
     from pipeline.domain.decode import decode_batch
     from pipeline.domain.live import LivePricer
 
@@ -281,11 +282,11 @@ def _fresh(folder: Path) -> Path:
 
 def stage_ingest(args: argparse.Namespace) -> list[Result]:
     from benchmarks.data import json_events
-    from pipeline.adapters.dead_letter_files import DeadLetterFiles
-    from pipeline.adapters.local_store import LocalObjectStore
-    from pipeline.adapters.sqlite_counters import SqliteCounters
-    from pipeline.adapters.sqlite_ledger import SqliteLedger
+    from pipeline.adapters.embedded.counters import SqliteCounters
+    from pipeline.adapters.embedded.ledger import SqliteLedger
+    from pipeline.adapters.embedded.local_store import LocalObjectStore
     from pipeline.domain.live import LivePricer
+    from pipeline.lake.dead_letters import DeadLetterFiles
     from pipeline.stages.ingest import ingest
 
     reference, budgets, _ = _reference(args.work)
@@ -346,8 +347,8 @@ def stage_snapshot(args: argparse.Namespace) -> list[Result]:
     import pyarrow.parquet as pq
 
     from benchmarks.data import json_events
-    from pipeline.adapters.local_store import LocalObjectStore
-    from pipeline.adapters.sqlite_ledger import SqliteLedger
+    from pipeline.adapters.embedded.ledger import SqliteLedger
+    from pipeline.adapters.embedded.local_store import LocalObjectStore
     from pipeline.domain.decode import decode_batch
     from pipeline.stages.snapshot import ROW_GROUP_ROWS, snapshot
 
@@ -484,10 +485,11 @@ ORDER BY ALL
 
 
 def _report_pipeline(root: Path, files: dict[str, Path], costs_view: bool) -> list[list[Any]]:
-    from pipeline.adapters.local_store import LocalObjectStore
-    from pipeline.reference_files import load_reference
-    from pipeline.stages.report import build_report
-    from pipeline.warehouse import month_bounds, open_warehouse
+    from pipeline.adapters.embedded.local_store import LocalObjectStore
+    from pipeline.domain.periods import month_bounds
+    from pipeline.inputs.reference import load_reference
+    from pipeline.lake.warehouse import open_warehouse
+    from pipeline.stages.report.build import build_report
 
     reference = load_reference(None, files["deployments"], files["cost_centers"])
     warehouse = open_warehouse(LocalObjectStore(root), reference if costs_view else None, month_bounds(MONTH))
@@ -500,8 +502,8 @@ def _report_pipeline(root: Path, files: dict[str, Path], costs_view: bool) -> li
 def _report_duckdb(root: Path, files: dict[str, Path]) -> list[list[Any]]:
     import duckdb
 
-    from pipeline.reference_files import shipped_catalog_path
-    from pipeline.warehouse import month_bounds
+    from pipeline.domain.periods import month_bounds
+    from pipeline.inputs.catalog import shipped_catalog_path
 
     start, end = month_bounds(MONTH)
     manifests = sorted((root / "_manifests").glob("*.json"))

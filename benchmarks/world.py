@@ -4,7 +4,7 @@ deployments of the models in the shipped price catalog (plus one without a price
 missing from the deployment map), and budgets. Deterministic for a seed.
 
 `write_reference(folder)` writes the deployment map, cost-center map and budgets as the CSV
-files the pipeline loads (pipeline.reference_files), so the report under test and the
+files the pipeline loads (pipeline.inputs.reference), so the report under test and the
 hand-written SQL baseline read the same reference data.
 """
 

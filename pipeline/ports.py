@@ -1,17 +1,57 @@
-"""The ports: what the stages need from storage. Embedded adapters ship in `pipeline.adapters`;
-the Azure ones implement the same protocols."""
+"""The ports: what the stages need from storage, and the one error hierarchy.
+
+Embedded adapters ship in `pipeline.adapters.embedded`, the Azure ones in
+`pipeline.adapters.azure`; both implement these protocols, and only `pipeline.app` picks one.
+
+Errors: every error raised on purpose derives from `ChargebackError`. `UserError`: a mistake the
+user can fix (a setting, a file, an option), told in one line. `BackendUnavailable`: a backend
+cannot be reached or refuses now (an outage, throttling past the retry budget); adapters raise
+it in the terms of their port (`LedgerUnavailable`, `CountersUnavailable`, `StoreUnavailable`),
+so no stage ever looks at which driver failed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-import pyarrow as pa
-
+from pipeline.domain.counters import HourlyRow
 from pipeline.domain.decode import Rejection
+from pipeline.domain.errors import ChargebackError, UserError
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import BudgetAlert, LiveCharge, SubscriptionMonth
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+__all__ = [
+    "AppendResult", "BackendUnavailable", "Changes", "ChargebackError", "CountResult", "Counters",
+    "CountersUnavailable", "DeadLetters", "HourlyRow", "Ledger", "LedgerUnavailable", "ObjectStore", "SourceError",
+    "StoreUnavailable", "UserError",
+]
+
+
+class BackendUnavailable(ChargebackError):
+    """A backend cannot be reached, or keeps refusing, now: try again later (nothing was lost)."""
+
+
+class LedgerUnavailable(BackendUnavailable):
+    """The ledger kept refusing (throttling, transient errors) past its retry budget."""
+
+
+class CountersUnavailable(BackendUnavailable):
+    """The live counters' store is unreachable, timed out, read-only or locked."""
+
+
+class StoreUnavailable(BackendUnavailable):
+    """The object store cannot be reached or refuses now."""
+
+
+class SourceError(UserError):
+    """A source of events that cannot be read, with which one and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +100,8 @@ class CountResult:
 class Counters(Protocol):
     """Live view: requests and tokens per subscription x deployment x hour; requests, tokens and
     spend per subscription x month and per cost center x month; budget alerts. `add` is
-    idempotent by eventId on its own, so a redelivered batch never counts twice."""
+    idempotent by eventId on its own, so a redelivered batch never counts twice. An outage of
+    the store raises CountersUnavailable."""
 
     def add(self, events: Sequence[UsageEvent], charges: Sequence[LiveCharge]) -> CountResult:
         """Count the events not counted before (charges[i] belongs to events[i])."""
@@ -74,9 +115,9 @@ class Counters(Protocol):
         """Month-to-date spend in micro-units per cost center."""
         ...
 
-    def hourly(self, subscription_id: str, hour_prefix: str = "") -> list[dict[str, object]]:
-        """Hourly rows (subscription_id, deployment, hour `YYYY-MM-DDTHH`, measures) whose hour
-        starts with hour_prefix."""
+    def hourly(self, subscription_id: str, hour_prefix: str = "") -> list[HourlyRow]:
+        """The subscription's hourly rows whose hour (`YYYY-MM-DDTHH`) starts with hour_prefix,
+        by deployment and hour."""
         ...
 
     def alerts(self, month: str) -> list[BudgetAlert]: ...
@@ -104,6 +145,9 @@ class ObjectStore(Protocol):
     readers see a whole object or none."""
 
     url: str
+    # The folder the objects are files in, when they are on this machine (None: remote), so that
+    # DuckDB may read them itself.
+    local_root: Path | None
 
     def put(self, key: str, data: bytes, *, overwrite: bool) -> bool:
         """Write atomically. With overwrite=False an existing object is kept and False returned."""
@@ -111,4 +155,14 @@ class ObjectStore(Protocol):
 
     def get(self, key: str) -> bytes | None: ...
 
+    def open(self, key: str) -> BinaryIO | None:
+        """The object as a readable, seekable stream (a local file is streamed, not read whole);
+        None when there is no such object."""
+        ...
+
     def list(self, prefix: str) -> list[str]: ...
+
+    def arrow_filesystem(self) -> tuple[pafs.FileSystem, str]:
+        """(pyarrow filesystem, base path): the object of `key` is at `f"{base}/{key}"` in it, so
+        that pyarrow.dataset and DuckDB read Parquet where it is, with no copy."""
+        ...

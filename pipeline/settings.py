@@ -1,4 +1,6 @@
-"""Settings, read once from the environment by the entry points (never at import time).
+"""Settings: every environment variable the pipeline reads, read once, by `Settings.from_env`,
+in the entry points (never at import time). Everything else receives a Settings or its values;
+`Settings.variables()` lists every variable (the tests and the docs use it).
 
 The embedded defaults need no settings at all; everything they write goes under
 CHARGEBACK_HOME (default ./.chargeback):
@@ -14,61 +16,101 @@ CHARGEBACK_HOME (default ./.chargeback):
     capacity.csv        provisioned (PTU) capacity
                         (deployment,ptu,price_per_ptu_hour,currency,effective_from,effective_to), optional
 
-CHARGEBACK_PRICES, CHARGEBACK_DEPLOYMENTS, CHARGEBACK_COST_CENTERS and CHARGEBACK_BUDGETS name
-other files for the catalog (default: the shipped one) and the maps; ingest prices live spend
-with the same files that `report` and `query` use. CHARGEBACK_CAPACITY names the provisioned
-capacity file, CHARGEBACK_PTU_WEIGHTS the PTU weights (default: the shipped ones) and
-CHARGEBACK_PTU_IDLE_OWNER the cost center charged idle PTU capacity (default: spread over users).
-
 Each backend is chosen by the scheme of its URL:
     CHARGEBACK_LEDGER    sqlite:///PATH | cosmos://HOST[:PORT]/DATABASE/CONTAINER
     CHARGEBACK_COUNTERS  sqlite:///PATH | redis://HOST:PORT/DB | rediss://HOST:PORT/DB
     CHARGEBACK_STORE     file:///PATH   | az://CONTAINER/PREFIX
 Cosmos DB and Blob Storage use DefaultAzureCredential (managed identity in Azure). Keys are for
-the local emulators only: CHARGEBACK_COSMOS_KEY, AZURE_STORAGE_CONNECTION_STRING. For Blob with
-identity, CHARGEBACK_STORAGE_ACCOUNT_URL names the account (https://ACCOUNT.blob.core.windows.net).
+the local emulators only: CHARGEBACK_COSMOS_KEY, AZURE_STORAGE_CONNECTION_STRING.
 `sqlite:///relative/path` is relative to the working directory, `sqlite:////abs/path` absolute.
-
-Also: CHARGEBACK_REDIS_USERNAME (the object id of the identity that signs in to Azure Cache for
-Redis with Entra ID), CHARGEBACK_COSMOS_SETTLE_SECONDS (how old a ledger item must be before a
-snapshot takes it; default 120, 0 for one local writer), CHARGEBACK_CREATE_RESOURCES=1 (create
-a missing Cosmos DB database/container or Blob container: local emulators and tests only),
-CHARGEBACK_REPORT_FORMATS (the formats the daily Functions timer publishes, comma-separated;
-default csv,parquet,focus,html).
+The other variables are described next to their fields below.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pipeline.domain.errors import UserError
 
 HOME_VARIABLE = "CHARGEBACK_HOME"
 DEFAULT_HOME = ".chargeback"
 SQLITE = "sqlite:///"
 
 
+class SettingsError(UserError):
+    """A setting that names no usable backend or file."""
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _path(value: str) -> Path:
+    return Path(value)
+
+
+def _flag(value: str) -> bool:
+    return value == "1"
+
+
+def _seconds(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise SettingsError(f"CHARGEBACK_COSMOS_SETTLE_SECONDS {value!r}: expected a number of seconds") from None
+
+
+def _env(*names: str, parse: Callable[[str], Any] = _text, default: Any = None) -> Any:
+    """A field read from the first of `names` that is set and not empty."""
+    return field(default=default, metadata={"variables": names, "parse": parse})
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    home: Path
-    ledger: str = ""
-    counters: str = ""
-    store: str = ""
-    cosmos_key: str | None = None
-    storage_account_url: str | None = None
-    storage_connection_string: str | None = None
-    budgets: Path | None = None
-    prices: Path | None = None
-    deployments: Path | None = None
-    cost_centers: Path | None = None
-    create_resources: bool = False  # create the Cosmos container / Blob container if missing (local only)
-    cosmos_settle_seconds: float | None = None
-    redis_username: str | None = None
-    capacity: Path | None = None
-    ptu_weights: Path | None = None
-    ptu_idle_owner: str | None = None
-    report_formats: str | None = None  # comma-separated, for the daily report timer
+    home: Path = _env(HOME_VARIABLE, parse=_path, default=Path(DEFAULT_HOME))
+    ledger: str = _env("CHARGEBACK_LEDGER", default="")
+    counters: str = _env("CHARGEBACK_COUNTERS", default="")
+    store: str = _env("CHARGEBACK_STORE", default="")
+    cosmos_key: str | None = _env("CHARGEBACK_COSMOS_KEY")  # the local Cosmos DB emulator's key only
+    # https://ACCOUNT.blob.core.windows.net: Blob Storage with DefaultAzureCredential
+    storage_account_url: str | None = _env("CHARGEBACK_STORAGE_ACCOUNT_URL")
+    storage_connection_string: str | None = _env("AZURE_STORAGE_CONNECTION_STRING")  # Azurite only
+    budgets: Path | None = _env("CHARGEBACK_BUDGETS", parse=_path)
+    prices: Path | None = _env("CHARGEBACK_PRICES", parse=_path)  # default: the shipped catalog
+    deployments: Path | None = _env("CHARGEBACK_DEPLOYMENTS", parse=_path)
+    cost_centers: Path | None = _env("CHARGEBACK_COST_CENTERS", parse=_path)
+    # Create a missing Cosmos DB database/container or Blob container: local emulators and tests only.
+    create_resources: bool = _env("CHARGEBACK_CREATE_RESOURCES", parse=_flag, default=False)
+    # How old a ledger item must be before a snapshot takes it (default 120; 0 for one local writer).
+    cosmos_settle_seconds: float | None = _env("CHARGEBACK_COSMOS_SETTLE_SECONDS", parse=_seconds)
+    # The object id of the identity that signs in to Azure Cache for Redis with Entra ID.
+    redis_username: str | None = _env("CHARGEBACK_REDIS_USERNAME")
+    capacity: Path | None = _env("CHARGEBACK_CAPACITY", parse=_path)  # provisioned (PTU) capacity
+    ptu_weights: Path | None = _env("CHARGEBACK_PTU_WEIGHTS", parse=_path)  # default: the shipped weights
+    # The cost center charged idle PTU capacity (default: spread over the users).
+    ptu_idle_owner: str | None = _env("CHARGEBACK_PTU_IDLE_OWNER")
+    # The formats the daily Functions timer publishes, comma-separated (default: every format).
+    report_formats: str | None = _env("CHARGEBACK_REPORT_FORMATS")
+    # Your Azure billing account in the FOCUS export (its fully-qualified id and name).
+    focus_billing_account_id: str | None = _env("CHARGEBACK_FOCUS_BILLING_ACCOUNT_ID")
+    focus_billing_account_name: str | None = _env("CHARGEBACK_FOCUS_BILLING_ACCOUNT_NAME")
+    # Who records corrections when `chargeback correct` has no --by.
+    user: str | None = _env("CHARGEBACK_USER", "USER", "USERNAME")
+    # The Functions app's Event Hub triggers (docs/functions.md): hub names and identity-based
+    # connections, which name the source of every event they deliver.
+    eventhub_name: str | None = _env("CHARGEBACK_EVENTHUB_NAME")
+    eventhub_namespace: str | None = _env("EVENTHUB__fullyQualifiedNamespace")
+    eventhub_connection: str | None = _env("EVENTHUB")
+    llm_logs_eventhub_name: str | None = _env("CHARGEBACK_LLM_LOGS_EVENTHUB_NAME")
+    llm_logs_eventhub_namespace: str | None = _env("EVENTHUB_LLM_LOGS__fullyQualifiedNamespace")
+    # Metrics: to Application Insights when its connection string is set, else CHARGEBACK_METRICS=console.
+    appinsights_connection_string: str | None = _env("APPLICATIONINSIGHTS_CONNECTION_STRING")
+    metrics: str | None = _env("CHARGEBACK_METRICS")
 
     def __post_init__(self) -> None:
         # Defaults derive from the home; frozen, so set through object.__setattr__.
@@ -81,35 +123,25 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of this environment (os.environ unless given): an unset or empty
+        variable leaves its field at its default."""
         environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for item in dataclasses.fields(cls):
+            for name in item.metadata["variables"]:
+                if environ.get(name):
+                    values[item.name] = item.metadata["parse"](environ[name])
+                    break
+        return cls(**values)
 
-        def get(name: str) -> str | None:
-            return environ.get(name) or None
+    @classmethod
+    def variables(cls) -> tuple[str, ...]:
+        """Every environment variable the pipeline reads, in field order."""
+        return tuple(name for item in dataclasses.fields(cls) for name in item.metadata["variables"])
 
-        def path(name: str) -> Path | None:
-            value = get(name)
-            return Path(value) if value else None
-
-        return cls(
-            home=Path(get(HOME_VARIABLE) or DEFAULT_HOME),
-            ledger=get("CHARGEBACK_LEDGER") or "",
-            counters=get("CHARGEBACK_COUNTERS") or "",
-            store=get("CHARGEBACK_STORE") or "",
-            cosmos_key=get("CHARGEBACK_COSMOS_KEY"),
-            storage_account_url=get("CHARGEBACK_STORAGE_ACCOUNT_URL"),
-            storage_connection_string=get("AZURE_STORAGE_CONNECTION_STRING"),
-            budgets=path("CHARGEBACK_BUDGETS"),
-            prices=path("CHARGEBACK_PRICES"),
-            deployments=path("CHARGEBACK_DEPLOYMENTS"),
-            cost_centers=path("CHARGEBACK_COST_CENTERS"),
-            create_resources=get("CHARGEBACK_CREATE_RESOURCES") == "1",
-            cosmos_settle_seconds=float(settle) if (settle := get("CHARGEBACK_COSMOS_SETTLE_SECONDS")) else None,
-            redis_username=get("CHARGEBACK_REDIS_USERNAME"),
-            capacity=path("CHARGEBACK_CAPACITY"),
-            ptu_weights=path("CHARGEBACK_PTU_WEIGHTS"),
-            ptu_idle_owner=get("CHARGEBACK_PTU_IDLE_OWNER"),
-            report_formats=get("CHARGEBACK_REPORT_FORMATS"),
-        )
+    def replace(self, **changes: Any) -> Settings:
+        """These settings with some fields changed (the CLI's options over the environment's)."""
+        return dataclasses.replace(self, **{name: value for name, value in changes.items() if value is not None})
 
     @property
     def embedded_ledger(self) -> Path | None:

@@ -90,13 +90,13 @@ def body(run: str, n: int) -> bytes:
 
 def consume(plan: Plan, index: int, reports: multiprocessing.Queue[object]) -> None:
     """One consumer process: its partition's events in batches through ingest_batch."""
-    from pipeline.adapters.cosmos_ledger import open_cosmos_ledger
-    from pipeline.adapters.dead_letter_files import DeadLetterFiles
-    from pipeline.adapters.local_store import LocalObjectStore
-    from pipeline.adapters.redis_counters import open_redis_counters
+    from pipeline.adapters.azure.cosmos_ledger import open_cosmos_ledger
+    from pipeline.adapters.azure.redis_counters import open_redis_counters
+    from pipeline.adapters.embedded.local_store import LocalObjectStore
     from pipeline.domain.decode import RawMessage
     from pipeline.domain.live import Budgets, LivePricer
-    from pipeline.reference_files import load_reference
+    from pipeline.inputs.reference import load_reference
+    from pipeline.lake.dead_letters import DeadLetterFiles
     from pipeline.stages.ingest import IngestResult, ingest_batch
 
     home = Path(plan.home)
@@ -135,7 +135,7 @@ def expected_totals(plan: Plan, events: set[int]) -> dict[str, list[int]]:
     """Month-to-date per subscription when each delivered event counts once."""
     from pipeline.domain.events import Usage, UsageEvent
     from pipeline.domain.live import LivePricer
-    from pipeline.reference_files import load_reference
+    from pipeline.inputs.reference import load_reference
 
     pricer = LivePricer(load_reference(None, Path(plan.home) / "deployments.csv", None))
     totals: dict[str, list[int]] = defaultdict(lambda: [0] * len(MEASURES))
@@ -203,7 +203,7 @@ def main() -> int:
     redis_server.start()
     stand_in, port = start_stand_in(folder, args.keepalive)
     try:
-        from pipeline.adapters.cosmos_ledger import open_cosmos_ledger
+        from pipeline.adapters.azure.cosmos_ledger import open_cosmos_ledger
 
         url = f"cosmos://127.0.0.1:{port}/soak/ledger"
         open_cosmos_ledger(url, key=EMULATOR_KEY, create=True, settle_seconds=0).close()
@@ -273,7 +273,7 @@ def check_ledger(plan: Plan, events: set[int]) -> list[str]:
     from azure.cosmos import CosmosClient
     from azure.cosmos.exceptions import CosmosHttpResponseError
 
-    from pipeline.adapters.cosmos_ledger import open_cosmos_ledger
+    from pipeline.adapters.azure.cosmos_ledger import open_cosmos_ledger
 
     if len(events) <= FULL_COUNT_LIMIT:
         ledger = open_cosmos_ledger(plan.ledger_url, key=plan.cosmos_key, settle_seconds=0)
@@ -311,7 +311,7 @@ def check_ledger(plan: Plan, events: set[int]) -> list[str]:
 
 def verify(plan: Plan, finished: dict[int, tuple[Any, ...]], elapsed: float, sampler: Sampler,
            final_rss: dict[str, int]) -> int:
-    from pipeline.adapters.redis_counters import open_redis_counters
+    from pipeline.adapters.azure.redis_counters import open_redis_counters
     from pipeline.domain.live import Budgets
 
     received, ingested, duplicates, dead = (sum(int(done[i]) for done in finished.values()) for i in (2, 3, 4, 5))

@@ -11,13 +11,13 @@ from typing import Protocol
 
 import pytest
 
-from pipeline.adapters.local_store import LocalObjectStore
-from pipeline.bootstrap import Pipeline, open_pipeline
+from pipeline.adapters.embedded.local_store import LocalObjectStore
+from pipeline.app import Pipeline, open_pipeline
 from pipeline.domain.costing import Reference
+from pipeline.inputs.event_files import json_lines
+from pipeline.inputs.reference import load_reference
 from pipeline.ports import ObjectStore
-from pipeline.reference_files import load_reference
 from pipeline.settings import HOME_VARIABLE, Settings
-from pipeline.sources import json_lines
 from pipeline.stages.ingest import DEFAULT_BATCH, IngestResult, ingest
 
 pytest_plugins = ["tests.servers"]  # redis_url, azurite_connection_string, cosmos_endpoint
@@ -78,16 +78,9 @@ class ReferenceFiles:
                 "--cost-centers", str(self.cost_centers)]
 
 
-# Every variable Settings.from_env or the CLI reads besides the home: cleared so that nothing
-# from the developer's shell (a Cosmos DB, a Redis, a Blob container) leaks into a test.
-SETTINGS_VARIABLES = (
-    "CHARGEBACK_PRICES", "CHARGEBACK_DEPLOYMENTS", "CHARGEBACK_COST_CENTERS", "CHARGEBACK_BUDGETS",
-    "CHARGEBACK_LEDGER", "CHARGEBACK_COUNTERS", "CHARGEBACK_STORE", "CHARGEBACK_COSMOS_KEY",
-    "CHARGEBACK_STORAGE_ACCOUNT_URL", "AZURE_STORAGE_CONNECTION_STRING", "CHARGEBACK_CREATE_RESOURCES",
-    "CHARGEBACK_COSMOS_SETTLE_SECONDS", "CHARGEBACK_REDIS_USERNAME",
-    "CHARGEBACK_CAPACITY", "CHARGEBACK_PTU_WEIGHTS", "CHARGEBACK_PTU_IDLE_OWNER",
-    "CHARGEBACK_FOCUS_BILLING_ACCOUNT_ID", "CHARGEBACK_FOCUS_BILLING_ACCOUNT_NAME", "CHARGEBACK_REPORT_FORMATS",
-)
+# Every variable the pipeline reads besides the home (Settings is the only reader): cleared so
+# that nothing from the developer's shell (a Cosmos DB, a Redis, a Blob container) leaks into a test.
+SETTINGS_VARIABLES = tuple(name for name in Settings.variables() if name != HOME_VARIABLE)
 
 
 @pytest.fixture

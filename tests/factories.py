@@ -1,12 +1,19 @@
-"""Build wire-format usage events for tests: a valid v1 event, changed only where a test says."""
+"""Build wire-format usage events for tests: a valid v1 event, changed only where a test says;
+and write a report into a folder as `chargeback report --out` does."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import fastavro
 import msgspec
+
+from pipeline.adapters.embedded.local_store import LocalObjectStore
+from pipeline.stages.report.model import DEFAULT_FORMATS, Report
+from pipeline.stages.report.publish import publish_report
 
 _ids = itertools.count(1)
 
@@ -61,3 +68,8 @@ CAPTURE_SCHEMA = fastavro.parse_schema({
         {"name": "SystemProperties", "type": {"type": "map", "values": ["long", "double", "string", "bytes"]}},
         {"name": "Properties", "type": {"type": "map", "values": ["long", "double", "string", "bytes", "null"]}},
         {"name": "Body", "type": ["null", "bytes"]}]})
+
+
+def write_report(report: Report, folder: Path, formats: Iterable[str] = DEFAULT_FORMATS) -> list[Path]:
+    """The report's files written into `folder`, as `chargeback report --out` writes them."""
+    return [folder / key for key in publish_report(report, LocalObjectStore(folder), formats).keys]

@@ -23,10 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlparse
 
-from pipeline.adapters.blob_store import BlobObjectStore
-from pipeline.adapters.local_store import LocalObjectStore
+import pyarrow.fs as pafs
+
+from pipeline.adapters.azure.blob_store import BlobObjectStore
+from pipeline.adapters.embedded.local_store import LocalObjectStore
 from pipeline.ports import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,9 +228,9 @@ class _Handler(BaseHTTPRequestHandler):
 # stops dead after the ledger write or after the counters (before the checkpoint) to be killed.
 CONSUMER = r"""
 import os, sys, time
-from pipeline.bootstrap import open_pipeline
+from pipeline.app import open_pipeline
 from pipeline.settings import Settings
-from pipeline.sources import json_lines
+from pipeline.inputs.event_files import json_lines
 from pipeline.stages.ingest import ingest_batch
 path, size, hold_at, report = sys.argv[1], int(sys.argv[2]), sys.argv[3], os.fdopen(int(sys.argv[4]), "w", 1)
 checkpoint = os.path.join(os.path.dirname(path), "checkpoint")
@@ -295,6 +298,7 @@ class FailingStore:
 
     def __init__(self, store: ObjectStore, fail_at: int, partial: bool) -> None:
         self.store, self.fail_at, self.partial, self.puts, self.url = store, fail_at, partial, 0, store.url
+        self.local_root = store.local_root
         self.failed_key = ""
 
     def put(self, key: str, data: bytes, *, overwrite: bool) -> bool:
@@ -314,5 +318,11 @@ class FailingStore:
     def get(self, key: str) -> bytes | None:
         return self.store.get(key)
 
+    def open(self, key: str) -> BinaryIO | None:
+        return self.store.open(key)
+
     def list(self, prefix: str) -> list[str]:
         return self.store.list(prefix)
+
+    def arrow_filesystem(self) -> tuple[pafs.FileSystem, str]:
+        return self.store.arrow_filesystem()

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from pipeline.cli import main
+from pipeline.entrypoints.cli import main
 from tests.conftest import COST_CENTERS_CSV, DEPLOYMENTS_CSV, PRICES_CSV, WriteFile
 from tests.factories import event, jsonl, usage
 

@@ -1,6 +1,6 @@
 """A FOCUS 1.2 conformance check, written from the specification's column definitions and
 attributes (FinOps Foundation, FOCUS_Spec at tag v1.2: `specification/columns/*.md` and
-`specification/attributes/*.md`), for the export of pipeline.stages.focus.
+`specification/attributes/*.md`), for the export of pipeline.stages.report.focus.
 
 `focus-validator` cannot be the judge: its only release installable on Python 3.11 (1.0.0)
 predates the FOCUS 1.0 column names and fails valid files.

@@ -34,7 +34,7 @@ from pipeline.domain.costing import CostLine, Reference, Unpriced, UsageKey, Usa
 from pipeline.domain.decode import MAX_EVENT_BYTES, RawMessage, decode_batch
 from pipeline.domain.events import USAGE_FIELDS, WIRE_FIELDS, UsageEvent
 from pipeline.domain.live import LivePricer
-from pipeline.reference_files import load_reference
+from pipeline.inputs.reference import load_reference
 
 REPO = Path(__file__).resolve().parent.parent
 POLICY_DIR = REPO / "apim_policies"

@@ -15,9 +15,9 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from pipeline.bootstrap import open_pipeline
-from pipeline.cli import main
+from pipeline.app import open_pipeline
 from pipeline.domain.decode import RawMessage
+from pipeline.entrypoints.cli import main
 from pipeline.settings import Settings
 from pipeline.stages.ingest import ingest_batch
 from tests.conftest import SETTINGS_VARIABLES

@@ -29,7 +29,7 @@ from pipeline.domain.capacity import (
 )
 from pipeline.domain.currencies import minor_unit
 from pipeline.domain.pricing import CatalogError
-from pipeline.reference_files import load_capacity, load_ptu_weights, shipped_weights_path
+from pipeline.inputs.capacity import load_capacity, load_ptu_weights, shipped_weights_path
 from tests.conftest import WriteFile
 from tests.finance_world import (
     MONTH,

@@ -15,8 +15,8 @@ import msgspec
 import pytest
 from click.testing import CliRunner, Result
 
-from pipeline.cli import main
-from pipeline.reference_files import load_price_catalog, shipped_catalog_path
+from pipeline.entrypoints.cli import main
+from pipeline.inputs.catalog import load_price_catalog, shipped_catalog_path
 from pipeline.settings import Settings
 from tests.conftest import SETTINGS_VARIABLES, ReferenceFiles, WriteFile
 from tests.factories import event, jsonl, usage

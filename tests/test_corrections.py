@@ -18,13 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
-from pipeline.bootstrap import SNAPSHOTS, open_store
-from pipeline.cli import main
+from pipeline.app import open_store
+from pipeline.entrypoints.cli import main
+from pipeline.lake.areas import CORRECTIONS, SNAPSHOTS
+from pipeline.lake.warehouse import open_warehouse
 from pipeline.ports import ObjectStore
 from pipeline.settings import Settings
-from pipeline.stages.correct import CORRECTIONS, load_corrections, read_log
-from pipeline.stages.report import build_report
-from pipeline.warehouse import open_warehouse
+from pipeline.stages.correct import load_corrections, read_log
+from pipeline.stages.report.build import build_report
 from tests.conftest import PRICES_CSV, ReferenceFiles, WriteFile
 from tests.factories import event, jsonl, usage
 

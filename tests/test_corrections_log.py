@@ -8,22 +8,26 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
+import pyarrow.fs as pafs
 import pytest
 from click.testing import CliRunner, Result
 
-from pipeline.adapters.blob_store import open_blob_store
-from pipeline.adapters.local_store import LocalObjectStore
-from pipeline.bootstrap import REPORTS, SNAPSHOTS, open_store
-from pipeline.cli import main
+from pipeline.adapters.azure.blob_store import open_blob_store
+from pipeline.adapters.embedded.local_store import LocalObjectStore
+from pipeline.app import open_store
 from pipeline.domain.corrections import Correction, CorrectionError, Kind, correction
+from pipeline.domain.periods import month_bounds
+from pipeline.entrypoints.cli import main
+from pipeline.lake.areas import CORRECTIONS, REPORTS, SNAPSHOTS
+from pipeline.lake.warehouse import open_warehouse
 from pipeline.ports import ObjectStore
 from pipeline.settings import Settings
-from pipeline.stages.correct import CORRECTIONS, LogEntry, load_corrections, read_log, record
-from pipeline.stages.publish import publish_report
-from pipeline.stages.report import build_report
-from pipeline.warehouse import month_bounds, open_warehouse
+from pipeline.stages.correct import LogEntry, load_corrections, read_log, record
+from pipeline.stages.report.build import build_report
+from pipeline.stages.report.publish import publish_report
 from tests.conftest import PRICES_CSV, ReferenceFiles, WriteFile
 from tests.factories import jsonl
 from tests.test_corrections import EVENTS, PRICES_V2, RESTATEMENT_HEADER, V2, flat
@@ -130,7 +134,7 @@ class Racing:
     """A store where another writer commits `entry` just before our first log append."""
 
     def __init__(self, store: ObjectStore, entry: LogEntry) -> None:
-        self.inner, self.entry, self.url = store, entry, store.url
+        self.inner, self.entry, self.url, self.local_root = store, entry, store.url, store.local_root
 
     def put(self, key: str, data: bytes, *, overwrite: bool) -> bool:
         if key.endswith(".json") and self.entry is not None:
@@ -141,8 +145,14 @@ class Racing:
     def get(self, key: str) -> bytes | None:
         return self.inner.get(key)
 
+    def open(self, key: str) -> BinaryIO | None:
+        return self.inner.open(key)
+
     def list(self, prefix: str) -> list[str]:
         return self.inner.list(prefix)
+
+    def arrow_filesystem(self) -> tuple[pafs.FileSystem, str]:
+        return self.inner.arrow_filesystem()
 
 
 @pytest.fixture(params=["folder", "azurite"])
@@ -189,9 +199,9 @@ def test_log_catalog_and_restatement_on_azurite(home: Path, write_file: WriteFil
     def publish(corrections: Callable[[], object] | None = None) -> list[str]:
         warehouse = open_warehouse(open_store(settings, SNAPSHOTS), None, month_bounds("2026-10"))
         report = build_report(warehouse, reference, "2026-10", load_corrections(open_store(settings, CORRECTIONS)))
-        keys = publish_report(report, open_store(settings, REPORTS))
-        published.append(report.restatement)
-        return keys
+        done = publish_report(report, open_store(settings, REPORTS))
+        published.append(done.restatement)
+        return done.keys
 
     published: list[object] = []
     assert run("report", "--month", "2026-10", "--out", str(tmp_path / "out"), *reference_files.options()

@@ -19,14 +19,10 @@ import pytest
 import redis
 from azure.core.credentials import AccessToken
 
-from pipeline.adapters.redis_counters import (
-    CHUNK,
-    SCRIPT,
-    EntraIdCredentialProvider,
-    RedisCounters,
-    open_redis_counters,
-)
-from pipeline.adapters.sqlite_counters import SqliteCounters
+from pipeline.adapters.azure.entra import EntraIdCredentialProvider
+from pipeline.adapters.azure.redis_counters import CHUNK, SCRIPT, RedisCounters, open_redis_counters
+from pipeline.adapters.embedded.counters import SqliteCounters
+from pipeline.domain.counters import HourlyRow
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import Budget, BudgetAlert, Budgets, BudgetScope, LiveCharge, SubscriptionMonth
 from pipeline.ports import Counters, CountResult
@@ -95,9 +91,8 @@ def make(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Make]:
         counters.close()
 
 
-def hour_row(dep: str, hour: str, *measures: int, sub: str = "sub-a") -> dict[str, object]:
-    names = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens", "total_tokens")
-    return {"subscription_id": sub, "deployment": dep, "hour": hour, **dict(zip(names, measures, strict=True))}
+def hour_row(dep: str, hour: str, *measures: int, sub: str = "sub-a") -> HourlyRow:
+    return HourlyRow(sub, dep, hour, *measures)
 
 
 def test_exact_totals_for_a_hand_built_batch(make: Make) -> None:
@@ -227,7 +222,7 @@ def test_concurrent_consumers_over_overlapping_batches(redis_make: Callable[...,
                                                                    180_000, 45_000, 1_080_000, 900_000, 0)]
     assert counters.cost_center_spend("2026-10") == {"CC-A": 900_000}
     rows = counters.hourly("sub-a")
-    assert len(rows) == 120 and sum(int(str(row["requests"])) for row in rows) == 9000
+    assert len(rows) == 120 and sum(row.requests for row in rows) == 9000
     assert len(counters.alerts("2026-10")) == 6
 
 
@@ -261,7 +256,7 @@ def test_the_hour_index_is_trimmed_when_a_new_hour_is_added(redis_make: Callable
     add(counters, (ev(3, ts="2026-10-15T13:05:00Z"), ch()))  # a new hour: older ones are trimmed
 
     assert hours() == ["2026-10-15T12", "2026-10-15T13"]
-    assert [(row["hour"], row["requests"]) for row in counters.hourly("sub-a")] == [("2026-10-15T12", 2),
+    assert [(row.hour, row.requests) for row in counters.hourly("sub-a")] == [("2026-10-15T12", 2),
                                                                                   ("2026-10-15T13", 1)]
 
 

@@ -20,25 +20,26 @@ from click.testing import CliRunner
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from pipeline.adapters.blob_store import BlobObjectStore
-from pipeline.adapters.cosmos_ledger import LedgerUnavailable, open_cosmos_ledger
-from pipeline.adapters.dead_letter_files import DeadLetterFiles
-from pipeline.adapters.local_store import LocalObjectStore
-from pipeline.adapters.redis_counters import RedisCounters
-from pipeline.adapters.sqlite_counters import SqliteCounters
-from pipeline.adapters.sqlite_ledger import SqliteLedger
-from pipeline.bootstrap import Pipeline, open_pipeline
-from pipeline.cli import main
+from pipeline.adapters.azure.blob_store import BlobObjectStore
+from pipeline.adapters.azure.cosmos_ledger import open_cosmos_ledger
+from pipeline.adapters.azure.redis_counters import RedisCounters
+from pipeline.adapters.embedded.counters import SqliteCounters
+from pipeline.adapters.embedded.ledger import SqliteLedger
+from pipeline.adapters.embedded.local_store import LocalObjectStore
+from pipeline.app import Pipeline, open_pipeline
 from pipeline.domain.decode import RawMessage, decode_batch
 from pipeline.domain.events import UsageEvent
-from pipeline.domain.live import LivePricer, SubscriptionMonth
-from pipeline.functions.eventhub import ingest_events
-from pipeline.ports import ObjectStore
+from pipeline.domain.live import LiveCharge, LivePricer, SubscriptionMonth
+from pipeline.entrypoints.cli import main
+from pipeline.entrypoints.functions.eventhub import ingest_events
+from pipeline.lake.dead_letters import DeadLetterFiles
+from pipeline.lake.manifests import manifests, published_files
+from pipeline.lake.warehouse import open_warehouse
+from pipeline.ports import CountersUnavailable, LedgerUnavailable, ObjectStore
 from pipeline.settings import Settings
-from pipeline.stages.ingest import IngestResult, counters_outage, ingest_batch
+from pipeline.stages.ingest import IngestResult, ingest_batch
 from pipeline.stages.reconcile import reconcile
-from pipeline.stages.snapshot import manifests, published_files, snapshot
-from pipeline.warehouse import open_warehouse
+from pipeline.stages.snapshot import snapshot
 from tests.conftest import ReferenceFiles
 from tests.factories import event, line, usage
 from tests.fault_tools import FailingStore, Fault, FaultProxy, RedisServer, free_port, run_consumer
@@ -192,8 +193,9 @@ def test_cli_ingest_warns_when_the_counters_are_unreachable(home: Path, tmp_path
 
 def test_a_degraded_batch_is_logged_and_counted_in_the_metrics(pipeline: Pipeline, caplog: pytest.LogCaptureFixture,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    def unavailable(*args: object) -> None:
-        raise redis.exceptions.TimeoutError("Timeout reading from 127.0.0.1:6380")
+    def unavailable(*args: object) -> None:  # what the Redis adapter raises on a timeout
+        cause = redis.exceptions.TimeoutError("Timeout reading from 127.0.0.1:6380")
+        raise CountersUnavailable(f"Redis: TimeoutError: {cause}") from cause
 
     monkeypatch.setattr(pipeline.counters, "add", unavailable)
     reader = InMemoryMetricReader()
@@ -210,10 +212,21 @@ def test_a_degraded_batch_is_logged_and_counted_in_the_metrics(pipeline: Pipelin
     [record] = [r for r in caplog.records if r.name == "pipeline.stages.ingest"]
     assert record.levelname == "WARNING" and "reconcile --apply --month M" in record.getMessage()
     assert "TimeoutError" in record.getMessage() and "2026-10" in record.getMessage()
-    assert counters_outage(sqlite3.OperationalError("database is locked"))  # the embedded counters, too
     monkeypatch.setattr(pipeline.counters, "add", lambda *args: 1 / 0)  # a bug is not an outage: it fails the batch
     with pytest.raises(ZeroDivisionError):
         ingest_lines(pipeline, bodies)
+
+
+def test_the_embedded_counters_report_a_store_they_cannot_write_as_unavailable(tmp_path: Path) -> None:
+    counters = SqliteCounters(tmp_path / "counters.sqlite3")
+    try:
+        events = decode_batch([RawMessage(line(event()), "test", "1")]).events
+        counters._db.execute("PRAGMA query_only = ON")  # every write now fails as on a read-only disk
+        with pytest.raises(CountersUnavailable, match="readonly") as raised:
+            counters.add(events, [LiveCharge("CC", 0, "USD", True)])
+        assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
+    finally:
+        counters.close()
 
 
 # ---------------------------------------------------------------------------------------------- Cosmos 429/503

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.stages.focus import COLUMN_NAMES, focus_keys
+from pipeline.stages.report.focus import COLUMN_NAMES, focus_keys
 from tests.conftest import WriteFile
 from tests.finance_world import MONTH, PAYG, PTU, TOTAL, World, build_world, run
 from tests.focus_conformance import MANDATORY, check_csv, check_table
@@ -205,12 +205,13 @@ def test_billing_account_comes_from_the_environment(world: World, monkeypatch: p
 ])
 def test_charge_class_correction_only_for_corrections_recorded_after_the_period(
         world: World, recorded: datetime, charge_class: str | None) -> None:
-    from pipeline.bootstrap import SNAPSHOTS, open_store, settings_reference
+    from pipeline.app import open_store, settings_reference
     from pipeline.domain.corrections import Corrections, Kind, correction
+    from pipeline.lake.areas import SNAPSHOTS
+    from pipeline.lake.warehouse import open_warehouse
     from pipeline.settings import Settings
-    from pipeline.stages.focus import focus_rows
-    from pipeline.stages.report import build_report
-    from pipeline.warehouse import open_warehouse
+    from pipeline.stages.report.build import build_report
+    from pipeline.stages.report.focus import focus_rows
 
     settings = Settings.from_env()
     reassign = correction(kind=Kind.REASSIGN, reason="r", by="tester", at=recorded, subscription_id="sub-b",

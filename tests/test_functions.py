@@ -28,19 +28,24 @@ from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, InMemoryMetricReader
 
 import function_app
-from pipeline.bootstrap import REPORTS, Pipeline, SettingsError, open_pipeline, open_store
-from pipeline.functions import eventhub, timers
-from pipeline.functions.eventhub import UnpricedTally, eventhub_source, ingest_events, raw_messages
-from pipeline.functions.timers import refresh_reports, report_formats, report_months, snapshot_ledger
-from pipeline.settings import Settings
+from pipeline.app import Pipeline, open_pipeline, open_store
+from pipeline.domain.periods import month_bounds
+from pipeline.entrypoints.functions import eventhub, timers
+from pipeline.entrypoints.functions.eventhub import UnpricedTally, eventhub_source, ingest_events, raw_messages
+from pipeline.entrypoints.functions.metrics import configure_metrics, record_ingest
+from pipeline.entrypoints.functions.timers import refresh_reports, report_formats, report_months, snapshot_ledger
+from pipeline.lake.areas import REPORTS
+from pipeline.lake.manifests import published_files
+from pipeline.lake.warehouse import open_warehouse
+from pipeline.settings import Settings, SettingsError
 from pipeline.stages.ingest import IngestResult
-from pipeline.stages.publish import publish_report
-from pipeline.stages.report import FORMATS, build_report, render_report, write_report
-from pipeline.stages.snapshot import published_files, snapshot
-from pipeline.telemetry import configure_metrics, record_ingest
-from pipeline.warehouse import month_bounds, open_warehouse
+from pipeline.stages.report.build import build_report
+from pipeline.stages.report.model import FORMATS
+from pipeline.stages.report.publish import publish_report
+from pipeline.stages.report.render import render_report
+from pipeline.stages.snapshot import snapshot
 from tests.conftest import ReferenceFiles
-from tests.factories import event, line, usage
+from tests.factories import event, line, usage, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "chargeback-ns.servicebus.windows.net"
@@ -232,16 +237,16 @@ def test_unpriced_tally_counts_what_the_pricer_could_not_price(pipeline: Pipelin
 
 
 def test_configure_metrics_picks_the_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert isinstance(configure_metrics({}), NoOpMeterProvider)
-    assert isinstance(configure_metrics({"CHARGEBACK_METRICS": "off"}), NoOpMeterProvider)
-    console = configure_metrics({"CHARGEBACK_METRICS": "console"})
+    assert isinstance(configure_metrics(Settings.from_env({})), NoOpMeterProvider)
+    assert isinstance(configure_metrics(Settings.from_env({"CHARGEBACK_METRICS": "off"})), NoOpMeterProvider)
+    console = configure_metrics(Settings.from_env({"CHARGEBACK_METRICS": "console"}))
     assert isinstance(console, SdkMeterProvider)
     assert [type(r._exporter) for r in console._metric_readers] == [ConsoleMetricExporter]  # type: ignore[attr-defined]
     console.shutdown()
     monkeypatch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
-    azure = configure_metrics({"APPLICATIONINSIGHTS_CONNECTION_STRING":
+    azure = configure_metrics(Settings.from_env({"APPLICATIONINSIGHTS_CONNECTION_STRING":
                                "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
-                               "IngestionEndpoint=http://127.0.0.1:9/", "CHARGEBACK_METRICS": "console"})
+                               "IngestionEndpoint=http://127.0.0.1:9/", "CHARGEBACK_METRICS": "console"}))
     assert isinstance(azure, SdkMeterProvider)
     assert [type(r._exporter).__name__ for r in azure._metric_readers] == [  # type: ignore[attr-defined]
         "AzureMonitorMetricExporter"]
@@ -249,10 +254,12 @@ def test_configure_metrics_picks_the_exporter(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_eventhub_source_from_the_connection_settings() -> None:
-    assert eventhub_source({"EVENTHUB__fullyQualifiedNamespace": NAMESPACE, "CHARGEBACK_EVENTHUB_NAME": HUB}) == SOURCE
-    assert eventhub_source({"EVENTHUB": f"Endpoint=sb://{NAMESPACE}/;SharedAccessKeyName=listen;SharedAccessKey=x",
-                            "CHARGEBACK_EVENTHUB_NAME": HUB}) == SOURCE
-    assert eventhub_source({}) == "eventhub:unknown/unknown"
+    assert eventhub_source(Settings.from_env({"EVENTHUB__fullyQualifiedNamespace": NAMESPACE,
+                                              "CHARGEBACK_EVENTHUB_NAME": HUB})) == SOURCE
+    assert eventhub_source(Settings.from_env({
+        "EVENTHUB": f"Endpoint=sb://{NAMESPACE}/;SharedAccessKeyName=listen;SharedAccessKey=x",
+        "CHARGEBACK_EVENTHUB_NAME": HUB})) == SOURCE
+    assert eventhub_source(Settings.from_env({})) == "eventhub:unknown/unknown"
 
 
 @pytest.fixture
@@ -363,11 +370,12 @@ def test_publish_replaces_a_report(pipeline: Pipeline, reference_files: Referenc
     store = open_store(settings, REPORTS)
     store.put("chargeback-2026-10.csv", b"stale", overwrite=True)
 
-    keys = publish_report(report, store, ["csv"])
+    published = publish_report(report, store, ["csv"])
 
-    assert keys == ["chargeback-2026-10.csv", "chargeback-2026-10-unpriced.csv", "chargeback-2026-10-daily.csv"]
+    assert published.keys == ["chargeback-2026-10.csv", "chargeback-2026-10-unpriced.csv",
+                              "chargeback-2026-10-daily.csv"]
+    assert published.store == store.url
     assert store.get("chargeback-2026-10.csv") == render_report(report, ["csv"])["chargeback-2026-10.csv"]
-    assert report.files == []
 
 
 def test_the_app_registers_four_functions_with_their_bindings() -> None:
@@ -413,7 +421,7 @@ def test_package_without_dependencies(tmp_path: Path) -> None:
                    check=True, capture_output=True, cwd=tmp_path, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
 
     names = zipfile.ZipFile(out).namelist()
-    assert {"function_app.py", "host.json", "pipeline/__init__.py", "pipeline/functions/eventhub.py",
+    assert {"function_app.py", "host.json", "pipeline/__init__.py", "pipeline/entrypoints/functions/eventhub.py",
             "pipeline/data/prices.csv"} <= set(names)
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
     assert not [name for name in names if name.startswith((".python_packages/", "tests/", ".venv/"))]

@@ -25,23 +25,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from pipeline.adapters import cosmos_ledger
-from pipeline.adapters.cosmos_ledger import open_cosmos_ledger
-from pipeline.adapters.local_store import LocalObjectStore
-from pipeline.adapters.redis_counters import RedisCounters
-from pipeline.adapters.sqlite_counters import SqliteCounters
-from pipeline.bootstrap import Pipeline
-from pipeline.corrections_files import parse_corrections_file
+from pipeline.adapters.azure import cosmos_ledger
+from pipeline.adapters.azure.capture import capture_files, capture_messages
+from pipeline.adapters.azure.cosmos_ledger import open_cosmos_ledger
+from pipeline.adapters.azure.redis_counters import RedisCounters
+from pipeline.adapters.embedded.counters import SqliteCounters
+from pipeline.adapters.embedded.local_store import LocalObjectStore
+from pipeline.app import Pipeline
 from pipeline.domain.decode import RawMessage, decode_batch
 from pipeline.domain.events import EXTRA_FIELD, ORIGIN_FIELD, UsageEvent
 from pipeline.domain.live import LivePricer
 from pipeline.domain.pricing import CatalogError
-from pipeline.functions.eventhub import ingest_events
-from pipeline.reference_files import load_budgets, load_cost_centers, load_deployments, load_price_catalog
-from pipeline.sources import SourceError, capture_files, capture_messages, json_lines
+from pipeline.entrypoints.functions.eventhub import ingest_events
+from pipeline.inputs.catalog import load_price_catalog
+from pipeline.inputs.corrections import parse_corrections_file
+from pipeline.inputs.event_files import json_lines
+from pipeline.inputs.maps import load_budgets, load_cost_centers, load_deployments
+from pipeline.lake.warehouse import open_warehouse
+from pipeline.ports import SourceError
 from pipeline.stages.ingest import ingest, ingest_batch
 from pipeline.stages.snapshot import snapshot
-from pipeline.warehouse import open_warehouse
 from tests.conftest import ReferenceFiles
 from tests.factories import CAPTURE_SCHEMA, event, line, usage
 from tests.servers import CosmosEndpoint

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.adapters.dead_letter_files import raw_body
-from pipeline.bootstrap import Pipeline, open_pipeline
+from pipeline.app import Pipeline, open_pipeline
 from pipeline.domain.decode import RawMessage, decode_batch
 from pipeline.domain.live import BudgetAlert, BudgetScope
+from pipeline.inputs.event_files import json_lines
+from pipeline.lake.dead_letters import raw_body
 from pipeline.settings import Settings
-from pipeline.sources import json_lines
 from pipeline.stages.ingest import ingest
 from tests.conftest import Feed, ReferenceFiles, WriteFile
 from tests.factories import event, jsonl, line, usage
@@ -60,11 +60,8 @@ def counter_sums(pipeline: Pipeline, hourly: bool) -> dict[tuple[str, ...], list
     if not hourly:
         return {(row.subscription_id, row.month): [getattr(row, m) for m in MEASURES]
                 for month in ("2026-09", "2026-10") for row in pipeline.counters.month_to_date(month)}
-    rows: list[dict[str, Any]] = []
-    for subscription in ("sub-a", "sub-b", "sub-c"):
-        rows += pipeline.counters.hourly(subscription)
-    names = ("subscription_id", "deployment", "hour")
-    return {tuple(str(row[n]) for n in names): [int(row[m]) for m in MEASURES] for row in rows}
+    rows = [row for subscription in ("sub-a", "sub-b", "sub-c") for row in pipeline.counters.hourly(subscription)]
+    return {(row.subscription_id, row.deployment, row.hour): [getattr(row, m) for m in MEASURES] for row in rows}
 
 
 def assert_counters_match_ledger(pipeline: Pipeline) -> None:
@@ -100,8 +97,8 @@ def test_counters_equal_ledger_sums(pipeline: Pipeline, feed: Feed) -> None:
     assert [(row.spend_micros, row.unpriced_requests) for row in live] == [(0, row.requests) for row in live]
     assert sum(row.requests for row in live) == 17
     september = pipeline.counters.hourly("sub-a", "2026-09")
-    assert september == [row for row in pipeline.counters.hourly("sub-a") if str(row["hour"]).startswith("2026-09")]
-    assert sum(int(str(row["requests"])) for row in september) == 9
+    assert september == [row for row in pipeline.counters.hourly("sub-a") if row.hour.startswith("2026-09")]
+    assert sum(row.requests for row in september) == 9
     assert pipeline.counters.hourly("sub-a", "2026_09") == pipeline.counters.hourly("sub-a", "2026-09%") == []
 
 

@@ -20,11 +20,11 @@ from azure.core.exceptions import ServiceResponseError
 from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
-from pipeline.adapters.cosmos_ledger import INDEXING_POLICY, CosmosLedger, LedgerUnavailable, open_cosmos_ledger
-from pipeline.adapters.sqlite_ledger import SqliteLedger
+from pipeline.adapters.azure.cosmos_ledger import INDEXING_POLICY, CosmosLedger, open_cosmos_ledger
+from pipeline.adapters.embedded.ledger import SqliteLedger
 from pipeline.domain.events import Origin, Usage, UsageEvent
-from pipeline.ports import AppendResult, Ledger
-from pipeline.usage_schema import USAGE_SCHEMA, events_table
+from pipeline.lake.usage import USAGE_SCHEMA, events_table
+from pipeline.ports import AppendResult, Ledger, LedgerUnavailable
 
 if TYPE_CHECKING:  # imported by pytest as a plugin (pytest_plugins), not here: no assert-rewrite warning
     from tests.servers import CosmosEndpoint

@@ -9,7 +9,6 @@ tests/fixtures/apim/deployments.csv (gpt-4o-prod -> gpt-4o, global).
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,20 +19,24 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.adapters.blob_store import open_blob_store
-from pipeline.bootstrap import LLM_USAGE, Pipeline, open_store
+from pipeline.adapters.azure.blob_store import open_blob_store
+from pipeline.app import Pipeline, open_store
 from pipeline.domain.decode import RawMessage
 from pipeline.domain.llm_logs import parse_envelope
-from pipeline.functions import llm_logs
-from pipeline.functions.llm_logs import ingest_llm_events
+from pipeline.entrypoints.functions import llm_logs
+from pipeline.entrypoints.functions.llm_logs import ingest_llm_events
+from pipeline.inputs.event_files import llm_log_messages
+from pipeline.inputs.reference import load_reference
+from pipeline.lake.areas import LLM_USAGE
+from pipeline.lake.llm_usage import LLM_USAGE_SCHEMA
+from pipeline.lake.warehouse import open_warehouse
 from pipeline.ports import ObjectStore
-from pipeline.reference_files import load_reference
 from pipeline.settings import Settings
 from pipeline.stages.ingest import ingest
-from pipeline.stages.llm_usage import LLM_USAGE_SCHEMA, LlmIngestResult, ingest_llm_logs, llm_log_messages
-from pipeline.stages.report import Report, build_report
+from pipeline.stages.llm_usage import LlmIngestResult, ingest_llm_logs
+from pipeline.stages.report.build import build_report
+from pipeline.stages.report.model import Report
 from pipeline.stages.snapshot import snapshot
-from pipeline.warehouse import open_warehouse
 from tests.conftest import local
 from tests.test_cli import run
 from tests.test_functions import host_batch
@@ -211,7 +214,7 @@ def test_the_trigger_body_writes_to_the_store_and_raises_store_failures(
     context = SimpleNamespace(retry_context=SimpleNamespace(retry_count=0, max_retry_count=-1))
     llm_logs.ingest_llm_logs(host_batch((LOGS / "rejects.jsonl").read_bytes().splitlines()[:1]), context)
     assert llm_store.list("") == []  # a bad envelope is counted and logged, never raised
-    assert llm_logs.llm_logs_source(os.environ) == "eventhub:gw-ns.servicebus.windows.net/apim-gateway-logs"
+    assert llm_logs.llm_logs_source(Settings.from_env()) == "eventhub:gw-ns.servicebus.windows.net/apim-gateway-logs"
 
     def unavailable(*args: object) -> None:
         raise ConnectionError("store unavailable")

@@ -21,10 +21,9 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-from pipeline.adapters import blob_store
-from pipeline.adapters.arrow_fs import arrow_filesystem
-from pipeline.adapters.blob_store import BlobObjectStore, open_blob_store, parse_blob_url
-from pipeline.adapters.local_store import LocalObjectStore
+from pipeline.adapters.azure import blob_store
+from pipeline.adapters.azure.blob_store import BlobObjectStore, open_blob_store, parse_blob_url
+from pipeline.adapters.embedded.local_store import LocalObjectStore
 from pipeline.ports import ObjectStore
 
 pytest_plugins = ["tests.servers"]
@@ -191,7 +190,7 @@ def test_parquet_written_through_the_store_reads_back_through_arrow_filesystem(s
         store.put(f"usage/date={day}/part-00000001-run.parquet", parquet_bytes(table), overwrite=False)
     store.put("usage/date=2026-10-02/.part-00000002-run.parquet.tmp", b"not parquet", overwrite=False)
 
-    filesystem, base = arrow_filesystem(store)
+    filesystem, base = store.arrow_filesystem()
     partitioning = ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive")
     expected = [
         {"event_id": "a", "tokens": 10, "date": "2026-10-01"},
@@ -289,7 +288,7 @@ def test_arrow_filesystem_for_an_account_with_identity_takes_no_key() -> None:
     """Production: https://ACCOUNT.blob.core.windows.net and DefaultAzureCredential. pyarrow gets
     the account and no key, so it uses its own default credential chain (nothing is contacted)."""
     client = ContainerClient("https://chargebackprod.blob.core.windows.net", "snapshots")
-    filesystem, base = arrow_filesystem(BlobObjectStore(client, "prod/snapshots"))
+    filesystem, base = BlobObjectStore(client, "prod/snapshots").arrow_filesystem()
     assert base == "snapshots/prod/snapshots"
     options = filesystem.__reduce__()[1][0]
     assert options["account_name"] == "chargebackprod"
@@ -301,7 +300,7 @@ def test_arrow_filesystem_for_an_account_with_identity_takes_no_key() -> None:
 
 def test_arrow_filesystem_for_azurite_uses_the_connection_string(azurite_connection_string: str) -> None:
     client = ContainerClient.from_connection_string(azurite_connection_string, "snapshots")
-    filesystem, base = arrow_filesystem(BlobObjectStore(client))
+    filesystem, base = BlobObjectStore(client).arrow_filesystem()
     assert base == "snapshots"
     options = filesystem.__reduce__()[1][0]
     assert options["account_name"] == "devstoreaccount1"
@@ -312,6 +311,6 @@ def test_arrow_filesystem_for_azurite_uses_the_connection_string(azurite_connect
 
 
 def test_arrow_filesystem_for_a_local_store(tmp_path: Path) -> None:
-    filesystem, base = arrow_filesystem(LocalObjectStore(tmp_path))
+    filesystem, base = LocalObjectStore(tmp_path).arrow_filesystem()
     assert filesystem.type_name == "local"
     assert base == str(tmp_path.resolve())

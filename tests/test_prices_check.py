@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from pipeline.cli import main
 from pipeline.domain.pricing import CatalogError
-from pipeline.reference_files import check_price_catalog, load_price_catalog, shipped_catalog_path
+from pipeline.entrypoints.cli import main
+from pipeline.inputs.catalog import check_price_catalog, load_price_catalog, shipped_catalog_path
 from tests.conftest import WriteFile
 from tests.factories import event, jsonl, usage
 

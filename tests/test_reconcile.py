@@ -9,11 +9,11 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from pipeline.bootstrap import Pipeline, open_pipeline
-from pipeline.cli import main
+from pipeline.app import Pipeline, open_pipeline
 from pipeline.domain.decode import RawMessage, decode_batch
+from pipeline.entrypoints.cli import main
+from pipeline.inputs.event_files import json_lines
 from pipeline.settings import Settings
-from pipeline.sources import json_lines
 from pipeline.stages.ingest import ingest
 from pipeline.stages.reconcile import reconcile
 from tests.conftest import SETTINGS_VARIABLES

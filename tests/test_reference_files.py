@@ -12,13 +12,9 @@ import pytest
 
 from pipeline.domain.mappings import UNASSIGNED
 from pipeline.domain.pricing import CatalogError
-from pipeline.reference_files import (
-    load_cost_centers,
-    load_deployments,
-    load_price_catalog,
-    load_reference,
-    shipped_catalog_path,
-)
+from pipeline.inputs.catalog import load_price_catalog, shipped_catalog_path
+from pipeline.inputs.maps import load_cost_centers, load_deployments
+from pipeline.inputs.reference import load_reference
 
 HEADER = ("model,deployment_type,region,effective_from,effective_to,currency,"
           "input_per_1m,cached_input_per_1m,output_per_1m")

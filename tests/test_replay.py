@@ -17,14 +17,17 @@ import pyarrow.dataset as ds
 import pytest
 from click.testing import CliRunner, Result
 
-from pipeline.adapters.local_store import LocalObjectStore
-from pipeline.bootstrap import open_ledger, open_pipeline
-from pipeline.cli import main
+from pipeline.adapters.azure.capture import enqueued_time
+from pipeline.adapters.embedded.local_store import LocalObjectStore
+from pipeline.app import open_ledger, open_pipeline, open_sources
 from pipeline.domain.decode import RawMessage
-from pipeline.replay import Delta, dry_run, open_sources
+from pipeline.entrypoints.cli import main
+from pipeline.inputs.event_files import json_lines
+from pipeline.lake.dead_letters import dead_letter_messages
+from pipeline.ports import SourceError
 from pipeline.settings import HOME_VARIABLE, Settings
-from pipeline.sources import SourceError, dead_letter_messages, enqueued_time, json_lines
 from pipeline.stages.ingest import ingest
+from pipeline.stages.replay import Delta, dry_run
 from tests.conftest import ReferenceFiles, WriteFile
 from tests.factories import CAPTURE_SCHEMA, event, jsonl, line, usage
 

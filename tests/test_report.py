@@ -19,14 +19,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.bootstrap import Pipeline
+from pipeline.app import Pipeline
 from pipeline.domain.live import MICROS
+from pipeline.lake.warehouse import open_warehouse
 from pipeline.settings import Settings
-from pipeline.stages.report import Report, ReportError, build_report, write_report
+from pipeline.stages.report.build import build_report
+from pipeline.stages.report.model import Report, ReportError
 from pipeline.stages.snapshot import snapshot
-from pipeline.warehouse import open_warehouse
 from tests.conftest import Feed, ReferenceFiles, local
-from tests.factories import event, jsonl, usage
+from tests.factories import event, jsonl, usage, write_report
 
 HEADER = ("month,cost_center,subscription_id,model,deployment_type,requests,prompt_tokens,cached_tokens,"
           "completion_tokens,cost,currency")

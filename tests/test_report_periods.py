@@ -17,17 +17,21 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import click
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
-from pipeline.adapters.local_store import LocalObjectStore
-from pipeline.bootstrap import Pipeline
-from pipeline.cli import main
+from pipeline.adapters.embedded.local_store import LocalObjectStore
+from pipeline.app import Pipeline
 from pipeline.domain.periods import Period, PeriodError
-from pipeline.stages.report import ReportError, build_report, choose_period, is_closed, render_report, store_report
+from pipeline.entrypoints.cli import main
+from pipeline.entrypoints.cli.options import choose_period
+from pipeline.lake.warehouse import open_warehouse
+from pipeline.stages.report.build import build_report
+from pipeline.stages.report.publish import is_closed, publish_report
+from pipeline.stages.report.render import render_report
 from pipeline.stages.snapshot import snapshot
-from pipeline.warehouse import open_warehouse
 from tests.conftest import Feed, ReferenceFiles, WriteFile, local
 from tests.factories import jsonl, usage
 from tests.finance_world import MONTH, TOTAL, World, build_world, ev
@@ -101,9 +105,9 @@ def test_bad_period_labels_are_clear_errors(label: str, words: str) -> None:
 ])
 def test_choosing_a_period_explains_mistakes(month: str | None, first: str | None, last: str | None,
                                             words: str) -> None:
-    with pytest.raises(ReportError) as raised:
+    with pytest.raises(click.ClickException) as raised:
         choose_period(month, first, last)
-    assert words in str(raised.value)
+    assert words in raised.value.message
 
 
 def test_the_cli_rejects_a_bad_range_in_one_line(world: World) -> None:
@@ -245,9 +249,9 @@ def test_store_report_of_a_range_keeps_month_files_alone(pipeline: Pipeline, fee
     reference = reference_files.load()
     warehouse = open_warehouse(local(pipeline.snapshots), None, now=NOW)
     store = LocalObjectStore(tmp_path / "reports")
-    month_keys = store_report(build_report(warehouse, reference, "2026-10"), store, ["csv"])
+    month_keys = publish_report(build_report(warehouse, reference, "2026-10"), store, ["csv"]).keys
     month_bytes = {key: store.get(key) for key in month_keys}
-    range_keys = store_report(build_report(warehouse, reference, "2026-10-05_2026-10-06"), store, ["csv"])
+    range_keys = publish_report(build_report(warehouse, reference, "2026-10-05_2026-10-06"), store, ["csv"]).keys
     assert range_keys == ["chargeback-2026-10-05_2026-10-06.csv", "chargeback-2026-10-05_2026-10-06-unpriced.csv",
                           "chargeback-2026-10-05_2026-10-06-daily.csv"]
     assert {key: store.get(key) for key in month_keys} == month_bytes

@@ -19,13 +19,13 @@ import msgspec
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.bootstrap import Pipeline
+from pipeline.app import Pipeline
 from pipeline.domain.decode import CONTENT_FIELDS
-from pipeline.functions.eventhub import ingest_events
-from pipeline.sources import json_lines
+from pipeline.entrypoints.functions.eventhub import ingest_events
+from pipeline.inputs.event_files import json_lines
+from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.stages.ingest import ingest
 from pipeline.stages.snapshot import snapshot
-from pipeline.usage_schema import USAGE_SCHEMA
 from tests.conftest import WriteFile, local
 from tests.factories import event, jsonl, line, usage
 

@@ -11,16 +11,18 @@ import msgspec
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.adapters.local_store import LocalObjectStore
-from pipeline.bootstrap import SNAPSHOTS, Pipeline, open_pipeline, open_store
+from pipeline.adapters.embedded.local_store import LocalObjectStore
+from pipeline.app import Pipeline, open_pipeline, open_store
 from pipeline.domain.decode import RawMessage
+from pipeline.inputs.event_files import json_lines
+from pipeline.lake.areas import SNAPSHOTS
+from pipeline.lake.manifests import manifests, published_files
+from pipeline.lake.usage import USAGE_SCHEMA
+from pipeline.lake.warehouse import open_warehouse
 from pipeline.ports import Ledger
 from pipeline.settings import Settings
-from pipeline.sources import json_lines
 from pipeline.stages.ingest import ingest, ingest_batch
-from pipeline.stages.snapshot import SnapshotConflict, SnapshotResult, manifests, published_files, snapshot
-from pipeline.usage_schema import USAGE_SCHEMA
-from pipeline.warehouse import open_warehouse
+from pipeline.stages.snapshot import SnapshotConflict, SnapshotResult, snapshot
 from tests.conftest import Feed, WriteFile, local
 from tests.factories import event, jsonl, line, usage
 

@@ -12,10 +12,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from pipeline.adapters.sqlite_counters import SqliteCounters
-from pipeline.adapters.sqlite_ledger import LAYOUT, SqliteLedger, micros
+from pipeline.adapters.embedded.counters import SqliteCounters
+from pipeline.adapters.embedded.ledger import LAYOUT, SqliteLedger, micros
 from pipeline.domain.live import LiveCharge
-from pipeline.usage_schema import USAGE_SCHEMA, events_table
+from pipeline.lake.usage import USAGE_SCHEMA, events_table
+from pipeline.ports import UserError
 from tests.test_ledger_contract import FULL, event
 
 V1_COLUMNS = [name for name in USAGE_SCHEMA.names if name != "ledger_seq"]
@@ -72,7 +73,7 @@ def test_a_ledger_of_a_newer_layout_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {LAYOUT + 1}")
     db.close()
-    with pytest.raises(RuntimeError, match="upgrade chargeback"):
+    with pytest.raises(UserError, match="upgrade chargeback"):
         SqliteLedger(path)
 
 

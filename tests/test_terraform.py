@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.adapters.cosmos_ledger import INDEXING_POLICY
+from pipeline.adapters.azure.cosmos_ledger import INDEXING_POLICY
 from pipeline.settings import Settings
 from tests import terraform_static as static
 

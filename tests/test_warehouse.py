@@ -12,12 +12,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import warehouse
-from pipeline.adapters.local_store import LocalObjectStore
+from pipeline.adapters.embedded.local_store import LocalObjectStore
 from pipeline.domain.corrections import Corrections, Kind, correction
-from pipeline.stages.snapshot import published_files
-from pipeline.usage_schema import USAGE_SCHEMA
-from pipeline.warehouse import NOT_VOIDED, open_warehouse, register_corrections
+from pipeline.lake import warehouse
+from pipeline.lake.manifests import published_files
+from pipeline.lake.usage import USAGE_SCHEMA
+from pipeline.lake.views import NOT_VOIDED
+from pipeline.lake.warehouse import open_warehouse, register_corrections
 from tests.test_snapshot import snapshot_one_event
 
 ALL = "SELECT * FROM usage ORDER BY event_id"
@@ -92,7 +93,7 @@ def test_streamed_events_wait_for_their_usage_in_the_files_of_recent_days_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The files of days before the cutoff's are scanned without `timestamp` (every event in them
     # is older than the cutoff); the others test each event's time. Same rows as through Arrow.
-    from pipeline.bootstrap import open_pipeline
+    from pipeline.app import open_pipeline
     from pipeline.domain.decode import RawMessage
     from pipeline.settings import Settings
     from pipeline.stages.ingest import ingest

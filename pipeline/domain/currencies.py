@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from pipeline.domain.errors import UserError
+
 _ZERO_DECIMALS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
 _THREE_DECIMALS = "BHD IQD JOD KWD LYD OMR TND"
 _FOUR_DECIMALS = "CLF UYW"
@@ -33,7 +35,7 @@ MINOR_UNITS: dict[str, int] = {
 }
 
 
-class UnknownCurrency(ValueError):
+class UnknownCurrency(UserError):
     pass
 
 

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from pipeline.domain.errors import ChargebackError
 from pipeline.domain.events import (
     EXTRA_FIELD,
     ORIGIN_FIELD,
@@ -80,7 +81,7 @@ class DecodedBatch:
     rejections: list[Rejection] = field(default_factory=list)
 
 
-class InvalidEvent(Exception):
+class InvalidEvent(ChargebackError):
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(reason)
         self.code = code

@@ -12,7 +12,6 @@ from typing import Annotated, Literal
 
 import msgspec
 
-SCHEMA_VERSION = 1
 EXTRA_FIELD = "__extra__"
 ORIGIN_FIELD = "__origin__"
 RESERVED_FIELDS = (EXTRA_FIELD, ORIGIN_FIELD)

@@ -37,6 +37,8 @@ from typing import Any
 
 import msgspec
 
+from pipeline.domain.errors import ChargebackError
+
 CATEGORY = "gatewayllmlogs"  # compared lowercased
 MAX_TOKENS = 10**12
 MAX_TEXT = 256
@@ -83,7 +85,7 @@ class LlmParse:
     rejected: list[LlmRejection] = field(default_factory=list)
 
 
-class _Invalid(ValueError):
+class _Invalid(ChargebackError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason

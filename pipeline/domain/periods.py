@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+
+from pipeline.domain.errors import UserError
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -19,7 +21,7 @@ _RANGE_LABEL = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{4}-\d{2}-\d{2}$")
 MAX_DAYS = 3_660  # ten years: a longer range is a typing mistake
 
 
-class PeriodError(ValueError):
+class PeriodError(UserError):
     pass
 
 
@@ -46,10 +48,6 @@ def parse_day(text: str, what: str = "date") -> date:
 
 def is_month_label(label: str) -> bool:
     return bool(_MONTH.fullmatch(label))
-
-
-def is_period_label(label: str) -> bool:
-    return is_month_label(label) or bool(_RANGE_LABEL.fullmatch(label))
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -120,3 +118,26 @@ class Period:
 
     def __str__(self) -> str:
         return self.label
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """[start, end) in UTC, to the microsecond; None is open (replays select events by it)."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def __contains__(self, moment: datetime) -> bool:
+        return (self.start is None or moment >= self.start) and (self.end is None or moment < self.end)
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        return (self.start is None or end > self.start) and (self.end is None or start < self.end)
+
+
+ALL_TIME = TimeRange()
+
+
+def month_bounds(month: str) -> tuple[date, date]:
+    """`2026-10` -> (2026-10-01, 2026-11-01)."""
+    period = Period.month(month)
+    return period.start, period.end

@@ -10,6 +10,8 @@ from datetime import date
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from itertools import pairwise
 
+from pipeline.domain.errors import UserError
+
 # Exact arithmetic: any operation that would round raises instead.
 MONEY = Context(prec=60, traps=[Inexact, Overflow, InvalidOperation])
 TOKENS_PER_UNIT = Decimal(1_000_000)
@@ -19,7 +21,7 @@ ANY_REGION = "*"
 _DATE_VERSION = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
 
-class CatalogError(ValueError):
+class CatalogError(UserError):
     """A catalog or mapping file that cannot be used, with the place and the reason."""
 
 
@@ -64,7 +66,7 @@ def base_model(model: str) -> str:
     return _DATE_VERSION.sub("", model)
 
 
-def _key(text: str) -> str:
+def loose_key(text: str) -> str:
     """Deployment types and regions compare loosely: `West Europe` == `westeurope`."""
     return "".join(text.split()).lower()
 
@@ -78,7 +80,7 @@ class PriceCatalog:
         # Per model: (normalised deployment type, normalised region, price), keys computed once.
         self._by_model: dict[str, list[tuple[str, str, Price]]] = defaultdict(list)
         for price in self.prices:
-            self._by_model[price.model].append((_key(price.deployment_type), _key(price.region), price))
+            self._by_model[price.model].append((loose_key(price.deployment_type), loose_key(price.region), price))
         _check_overlaps(self.prices)
         # find() is called once per group of a report (tens of thousands of times with a few
         # distinct arguments): its answers are kept. The catalog never changes once built.
@@ -103,7 +105,7 @@ class PriceCatalog:
             return found
 
     def _find(self, model: str, deployment_type: str, region: str | None, day: date) -> Price | None:
-        type_key, region_key = _key(deployment_type), _key(region or "")
+        type_key, region_key = loose_key(deployment_type), loose_key(region or "")
         for name in dict.fromkeys((model, base_model(model))):
             candidates = [
                 (price_region, p) for price_type, price_region, p in self._by_model.get(name, ())
@@ -127,7 +129,7 @@ def overlap_problems(prices: Iterable[Price]) -> list[str]:
     ranges overlap (each row is compared with the one before it, in start order)."""
     groups: dict[tuple[str, str, str], list[Price]] = defaultdict(list)
     for price in prices:
-        groups[(price.model, _key(price.deployment_type), _key(price.region))].append(price)
+        groups[(price.model, loose_key(price.deployment_type), loose_key(price.region))].append(price)
     problems = []
     for (model, deployment_type, region), group in groups.items():
         group.sort(key=lambda p: p.effective_from)

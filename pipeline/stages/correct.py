@@ -31,10 +31,9 @@ from pipeline.domain.corrections import (
     unique,
 )
 from pipeline.domain.pricing import CatalogError, PriceCatalog
+from pipeline.inputs.catalog import load_price_catalog
 from pipeline.ports import ObjectStore
-from pipeline.reference_files import load_price_catalog
 
-CORRECTIONS = "corrections"  # the object store area
 CATALOGS = "catalogs"
 MAX_ATTEMPTS = 100
 _ENTRY = re.compile(r"^(\d{8})\.json$")

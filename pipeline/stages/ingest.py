@@ -6,17 +6,16 @@ Every write is idempotent by eventId, so a batch redelivered after a crash anywh
 ends with the same state as one delivered once.
 
 Failures: a dead-letter or ledger error propagates (the batch is not acknowledged and comes
-again). A counters OUTAGE (store unreachable, timed out, read-only, locked) does not: the ledger
-already holds the batch, so the batch is acknowledged with `counters_degraded` set, a warning is
-logged, and the live counters are behind the ledger until `reconcile --apply` recounts the month
-(docs/guarantees.md). Any other counters error (a bug, a bad event) still propagates.
+again). A counters OUTAGE (CountersUnavailable: the adapter's store is unreachable, timed out,
+read-only or locked) does not: the ledger already holds the batch, so the batch is acknowledged
+with `counters_degraded` set, a warning is logged, and the live counters are behind the ledger
+until `reconcile --apply` recounts the month (docs/guarantees.md). Any other counters error (a
+bug, a bad event) still propagates.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -26,22 +25,10 @@ from itertools import islice
 
 from pipeline.domain.decode import RawMessage, decode_batch
 from pipeline.domain.live import BudgetAlert, LivePricer
-from pipeline.ports import Counters, DeadLetters, Ledger
+from pipeline.ports import Counters, CountersUnavailable, DeadLetters, Ledger
 
 DEFAULT_BATCH = 5_000
 log = logging.getLogger(__name__)
-
-
-def counters_outage(error: Exception) -> bool:
-    """Whether a counters error means their store is unavailable now, not that the batch is wrong:
-    SQLite locked past its busy timeout, disk full or I/O error; Redis refused, reset, loading
-    after a restart (BusyLoadingError), timed out, or a read-only replica during a failover. (redis
-    is only looked up when loaded: the embedded CLI never imports it.)"""
-    if isinstance(error, sqlite3.OperationalError):
-        return True
-    errors = sys.modules.get("redis.exceptions")
-    return errors is not None and isinstance(error, (errors.ConnectionError, errors.TimeoutError,
-                                                     errors.ReadOnlyError))
 
 
 @dataclass(slots=True)
@@ -103,11 +90,10 @@ def ingest_batch(messages: list[RawMessage], ledger: Ledger, counters: Counters,
         charges = pricer.charges(decoded.events)
         try:
             counted = counters.add(decoded.events, charges)
-        except Exception as error:  # an outage: the ledger has the batch, so acknowledge it and reconcile later
-            if not counters_outage(error):
-                raise
+        except CountersUnavailable as error:  # the ledger has the batch: acknowledge it and reconcile later
             result.counters_degraded, result.uncounted = True, len(decoded.events)
-            result.counters_error = f"{type(error).__name__}: {error}"
+            cause = error.__cause__ or error  # the driver's error, for ops
+            result.counters_error = f"{type(cause).__name__}: {cause}"
             result.uncounted_months = {f"{event.timestamp:%Y-%m}" for event in decoded.events}
             log.warning("counters unavailable (%s): %d event(s) are in the ledger but not counted; once the "
                         "counters are back run `chargeback reconcile --apply --month M` for M in %s",
@@ -126,7 +112,7 @@ def ingest(messages: Iterable[RawMessage], ledger: Ledger, counters: Counters, d
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     total = IngestResult()
-    for batch in _batches(iter(messages), batch_size):
+    for batch in batches(messages, batch_size):
         result = ingest_batch(batch, ledger, counters, dead_letters, pricer, now,
                               check_duplicate_keys=check_duplicate_keys)
         total.add(result)
@@ -135,6 +121,8 @@ def ingest(messages: Iterable[RawMessage], ledger: Ledger, counters: Counters, d
     return total
 
 
-def _batches(messages: Iterator[RawMessage], size: int) -> Iterator[list[RawMessage]]:
-    while batch := list(islice(messages, size)):
+def batches(messages: Iterable[RawMessage], size: int) -> Iterator[list[RawMessage]]:
+    """The messages in lists of `size` (the last one shorter), read lazily."""
+    stream = iter(messages)
+    while batch := list(islice(stream, size)):
         yield batch

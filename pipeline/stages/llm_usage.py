@@ -7,40 +7,23 @@ the batch does not matter) and created only if absent. So:
 - a file is whole or absent (the store's writes are atomic) and is never rewritten;
 - a redelivered batch writes nothing new (same records, same name);
 - the same record in two files (a redelivery with other batch boundaries) is fine: readers
-  deduplicate by join id (pipeline.warehouse).
+  deduplicate by join id (pipeline.lake.warehouse).
 Only the fields of `LlmUsage` are written: no message text, no other property of a record.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import sys
 import time
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
-from pathlib import Path
-
-import msgspec
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.domain.decode import RawMessage
 from pipeline.domain.llm_logs import LlmRejection, LlmUsage, parse_envelope
+from pipeline.lake.llm_usage import batch_files
 from pipeline.ports import ObjectStore
-from pipeline.usage_schema import TIMESTAMP
 
 DEFAULT_BATCH = 500  # envelopes per file batch from files (the Event Hub trigger: one host batch)
-LLM_USAGE_SCHEMA = pa.schema([
-    pa.field("join_id", pa.string(), nullable=False), pa.field("time", TIMESTAMP, nullable=False),
-    pa.field("prompt_tokens", pa.int64(), nullable=False), pa.field("completion_tokens", pa.int64(), nullable=False),
-    pa.field("total_tokens", pa.int64(), nullable=False), pa.field("cached_tokens", pa.int64()),
-    pa.field("deployment", pa.string()), pa.field("model", pa.string()), pa.field("operation", pa.string()),
-    pa.field("is_stream", pa.bool_()), pa.field("region", pa.string()), pa.field("sequence_number", pa.int64()),
-    pa.field("request_id", pa.string()),
-], metadata={"chargeback.table": "llm_usage", "chargeback.schema_version": "1"})
 
 
 @dataclass(slots=True)
@@ -104,53 +87,3 @@ def ingest_llm_logs(messages: Iterable[RawMessage], store: ObjectStore,
     if batch:
         total.add(ingest_llm_batch(batch, store))
     return total
-
-
-def batch_files(records: Iterable[LlmUsage]) -> dict[str, bytes]:
-    """{`date=YYYY-MM-DD/<sha256 of the day's records>.parquet`: Parquet bytes}."""
-    by_day: dict[date, list[LlmUsage]] = defaultdict(list)
-    for record in records:
-        by_day[record.time.date()].append(record)
-    files = {}
-    for day, day_records in sorted(by_day.items()):
-        encoded = sorted(msgspec.json.encode(record) for record in day_records)
-        digest = hashlib.sha256(b"\n".join(encoded)).hexdigest()[:32]
-        table = pa.Table.from_pylist([msgspec.structs.asdict(r) for r in day_records], schema=LLM_USAGE_SCHEMA)
-        sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd")
-        files[f"date={day.isoformat()}/{digest}.parquet"] = sink.getvalue()
-    return files
-
-
-def llm_usage_keys(store: ObjectStore, days: tuple[date, date] | None = None) -> list[str]:
-    """The stored files, optionally of the days in [start - 1, end + 1) only: a request's log
-    record and its event both carry the request's start, but two clocks may put them either side
-    of midnight."""
-    keys = []
-    for key in store.list(""):
-        if not key.endswith(".parquet"):
-            continue
-        try:
-            day = date.fromisoformat(key.split("/", 1)[0].removeprefix("date="))
-        except ValueError:
-            continue
-        if days is None or days[0] - timedelta(days=1) <= day < days[1] + timedelta(days=1):
-            keys.append(key)
-    return keys
-
-
-def llm_log_messages(name: str) -> Iterator[RawMessage]:
-    """The envelopes of a file (`-`: stdin): a whole-envelope file is one message, anything else is
-    read as JSON lines, one envelope per line."""
-    data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
-    source = "stdin" if name == "-" else name
-    try:
-        document = msgspec.json.decode(data)
-    except msgspec.DecodeError:
-        document = None
-    if isinstance(document, dict):
-        yield RawMessage(data, source, "whole file")
-        return
-    for number, line in enumerate(data.splitlines(), start=1):
-        if line.strip():
-            yield RawMessage(line, source, f"line {number}")

@@ -1,8 +1,8 @@
 """Reconcile: recount a month's live counters from the ledger, report the drift per key, and
 (with apply) rebuild them. The answer to a Redis flush or failover.
 
-The expected counters are computed by the same `add` logic, into an in-memory SQLite counter
-store, from the ledger's events of the month (read in chunks: memory stays flat). Rebuilding
+The expected counters are the ledger's events of the month summed as the counters sum them
+(pipeline.domain.counters.Tally), read in chunks: memory grows with the keys, not the events. Rebuilding
 clears the month's sums, forgets the events' marks and adds the events again, chunk by chunk;
 alerts already raised stay raised. Spend is re-priced with the catalog in force now. Run it
 while ingest for that month is quiet (or run it again: it converges, and is idempotent).
@@ -14,20 +14,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.adapters.sqlite_counters import SqliteCounters
+from pipeline.domain.counters import HOURLY, MONTHLY, Tally
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LivePricer, SubscriptionMonth
+from pipeline.domain.periods import month_bounds
+from pipeline.lake.usage import events_from_table
 from pipeline.ports import Counters, Ledger
-from pipeline.usage_schema import events_from_table
-from pipeline.warehouse import month_bounds
 
 CHUNK_ROWS = 50_000
-MEMORY = Path(":memory:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,21 +52,18 @@ def reconcile(ledger: Ledger, counters: Counters, pricer: LivePricer, month: str
               apply: bool = False) -> ReconcileResult:
     started = time.perf_counter()
     result = ReconcileResult(month)
-    expected = SqliteCounters(MEMORY)
-    try:
+    expected = Tally()
+    for events in month_events(ledger, month):
+        expected.add(zip(events, pricer.charges(events), strict=True))
+        result.events += len(events)
+    result.drift = compare(counters, expected, month)
+    if apply and result.drift:
+        counters.clear_month(month)
         for events in month_events(ledger, month):
-            expected.add(events, pricer.charges(events))
-            result.events += len(events)
-        result.drift = compare(counters, expected, month)
-        if apply and result.drift:
-            counters.clear_month(month)
-            for events in month_events(ledger, month):
-                counters.forget([event.event_id for event in events])
-                counters.add(events, pricer.charges(events))
-            result.applied = True
-            result.drift_after = compare(counters, expected, month)
-    finally:
-        expected.close()
+            counters.forget([event.event_id for event in events])
+            counters.add(events, pricer.charges(events))
+        result.applied = True
+        result.drift_after = compare(counters, expected, month)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -90,19 +85,25 @@ def month_events(ledger: Ledger, month: str) -> Iterator[list[UsageEvent]]:
             yield events_from_table(selected)
 
 
-def compare(counters: Counters, expected: Counters, month: str) -> list[Drift]:
+def compare(counters: Counters, expected: Tally, month: str) -> list[Drift]:
+    """Every counter of the month that differs from the expected sums."""
     drift: list[Drift] = []
     counted_months = {row.subscription_id: row for row in counters.month_to_date(month)}
-    expected_months = {row.subscription_id: row for row in expected.month_to_date(month)}
+    expected_months = {sub: SubscriptionMonth(sub, month, *sums)
+                       for (sub, of), sums in expected.monthly.items() if of == month}
     for subscription in sorted(counted_months.keys() | expected_months.keys()):
         drift += _differences(f"subscription {subscription}", _measures(counted_months.get(subscription)),
                               _measures(expected_months.get(subscription)))
-        counted_hours = _hourly(counters, subscription, month)
-        expected_hours = _hourly(expected, subscription, month)
+        counted_hours = {(subscription, row.deployment, row.hour): row.measures()
+                         for row in counters.hourly(subscription, month)}
+        expected_hours = {(sub, deployment, hour): dict(zip(HOURLY, sums, strict=True))
+                          for (sub, deployment, hour), sums in expected.hourly.items()
+                          if sub == subscription and hour.startswith(month)}
         for hour_key in sorted(counted_hours.keys() | expected_hours.keys()):
             drift += _differences(f"hourly {' '.join(hour_key)}", counted_hours.get(hour_key, {}),
                                   expected_hours.get(hour_key, {}))
-    counted_centers, expected_centers = counters.cost_center_spend(month), expected.cost_center_spend(month)
+    counted_centers = counters.cost_center_spend(month)
+    expected_centers = {center: sums[1] for (center, of), sums in expected.cost_centers.items() if of == month}
     for center in sorted(counted_centers.keys() | expected_centers.keys()):
         drift += _differences(f"cost-center {center}", {"spend_micros": counted_centers.get(center, 0)},
                               {"spend_micros": expected_centers.get(center, 0)})
@@ -112,18 +113,7 @@ def compare(counters: Counters, expected: Counters, month: str) -> list[Drift]:
 def _measures(row: SubscriptionMonth | None) -> dict[str, int]:
     if row is None:
         return {}
-    return {name: int(getattr(row, name)) for name in (
-        "requests", "prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens", "total_tokens",
-        "spend_micros", "unpriced_requests")}
-
-
-def _hourly(counters: Counters, subscription: str, month: str) -> dict[tuple[str, str, str], dict[str, int]]:
-    return {
-        (subscription, str(row["deployment"]), str(row["hour"])): {
-            name: int(value) for name, value in row.items()  # type: ignore[call-overload]
-            if name not in ("subscription_id", "deployment", "hour")}
-        for row in counters.hourly(subscription, month)
-    }
+    return {name: int(getattr(row, name)) for name in MONTHLY}
 
 
 def _differences(key: str, counted: dict[str, int], expected: dict[str, int]) -> list[Drift]:

@@ -25,29 +25,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.ports import Ledger, ObjectStore
-from pipeline.usage_schema import USAGE_SCHEMA
+from pipeline.lake.manifests import MANIFEST_PREFIX, USAGE_PREFIX, Manifest, PublishedFile, manifests
+from pipeline.lake.usage import USAGE_SCHEMA
+from pipeline.ports import ChargebackError, Ledger, ObjectStore
 
-USAGE_PREFIX = "usage"
-MANIFEST_PREFIX = "_manifests"
 DEFAULT_CHUNK_ROWS = 1_000_000
 ROW_GROUP_ROWS = 1_000_000
 
 
-class PublishedFile(msgspec.Struct, frozen=True):
-    key: str
-    date: date
-    rows: int
-
-
-class Manifest(msgspec.Struct, frozen=True):
-    number: int
-    cursor: str | None
-    files: list[PublishedFile]
-    created: datetime
-
-
-class SnapshotConflict(RuntimeError):
+class SnapshotConflict(ChargebackError):
     """Another snapshot run committed the same manifest number first."""
 
 
@@ -58,26 +44,6 @@ class SnapshotResult:
     manifests: list[int] = field(default_factory=list)
     cursor: str | None = None
     seconds: float = 0.0
-
-
-def manifests(store: ObjectStore) -> list[Manifest]:
-    """Every committed manifest, in commit order."""
-    decoder = msgspec.json.Decoder(Manifest)
-    found = []
-    for key in store.list(MANIFEST_PREFIX):
-        if key.endswith(".json"):
-            data = store.get(key)
-            if data is not None:
-                found.append(decoder.decode(data))
-    return sorted(found, key=lambda manifest: manifest.number)
-
-
-def published_files(store: ObjectStore, days: tuple[date, date] | None = None) -> list[PublishedFile]:
-    """The committed usage files, optionally only those of the days in [start, end)."""
-    return [
-        file for manifest in manifests(store) for file in manifest.files
-        if days is None or days[0] <= file.date < days[1]
-    ]
 
 
 def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SnapshotResult:

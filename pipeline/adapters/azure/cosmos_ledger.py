@@ -1,0 +1,252 @@
+"""The ledger on Azure Cosmos DB (NoSQL API): one item per event, create-if-absent by eventId.
+
+Container layout (Terraform creates it in production; `open_cosmos_ledger(create=True)` locally):
+- `id` = eventId, partition key path `/id`. A duplicate delivery must land in the same logical
+  partition as the first copy to be refused with 409 Conflict, whatever its other fields say, and
+  only the eventId is the same for both. Random ids (APIM request ids) also spread writes evenly
+  over physical partitions, and nothing reads by partition: snapshots read the change query below.
+  An eventId Cosmos cannot take as an id (over 255 characters, or with / \\ ? #) is escaped, see
+  `item_id`; the item keeps the original in `eventId`.
+- The item is the event's wire JSON (camelCase, `__extra__`, `__origin__`), plus `ingestedAt`.
+  `ttl` is never set per item: the container's default TTL decides. The raw ledger may expire
+  once snapshotted and past the restatement window (e.g. 400 days);
+  -1 keeps items forever.
+- `INDEXING_POLICY` indexes only `ingestedAt` plus the composite index (ingestedAt, id) that the
+  change query needs (a multi-property ORDER BY requires it on real Cosmos); every other path is
+  left out of the index, which keeps the RU cost of each write low.
+
+Change feed. `changes()` does not use Cosmos' change feed: on the local stand-in
+(@vercel/cosmosdb-server 1.0.1) the feed ignores continuation tokens (verified: every token is
+"1" and reading from one returns nothing), and on real Cosmos an item that is ever updated shows
+up in the feed again. It runs `SELECT TOP @n * ... ORDER BY c.ingestedAt, c.id` from a cursor
+(ingestedAt, id) instead, which both servers answer (no GROUP BY, DISTINCT or OFFSET). Not `_ts`:
+it is the last-modified time in whole seconds, so an updated item would come back and a second
+holds many events. `ingestedAt` is written once, stamped (microseconds, fixed-width UTC text, so
+text order is time order) right before each create attempt; only items stamped before
+`now - settle_seconds` are read, so an attempt in flight or a writer with a slightly slow clock
+is never passed over by a cursor. `settle_seconds` must exceed writer clock skew plus the longest
+create attempt, which the client abandons within `retry_budget_seconds` (default 120 s > 60 s;
+snapshots run every 15 minutes). One call returns at most `max_rows_per_call` rows (memory bound).
+
+Retries. 429 and the transient 408, 449, 503 and connection errors are retried here, waiting the
+server's `x-ms-retry-after-ms` when given, within `retry_budget_seconds` per call; after that the
+call raises `LedgerUnavailable`, and the host redelivers the batch (safe: create is idempotent).
+`open_cosmos_ledger` turns the SDK's own 429 retries off so the wait stays bounded here; with a
+client whose SDK retries are on, the SDK's waits happen inside each of these attempts.
+A create that fails with a transient error may still have been written (by this loop's retry or the
+SDK's own 503 retry); so on 409 the item is read back (1 RU) and counts as new when its `writeId`
+is one this call sent: the new/duplicate counts stay exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import msgspec
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
+from azure.cosmos._retry_options import RetryOptions  # not re-exported; ConnectionPolicy uses it
+from azure.cosmos.documents import ConnectionPolicy
+from azure.cosmos.exceptions import CosmosClientTimeoutError, CosmosHttpResponseError, CosmosResourceExistsError
+from requests import Session
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from pipeline.domain.events import UsageEvent
+from pipeline.lake.usage import USAGE_SCHEMA, events_table
+from pipeline.ports import AppendResult, Changes, LedgerUnavailable, UserError
+
+T = TypeVar("T")
+RETRYABLE_STATUS = frozenset({408, 429, 449, 503})
+INDEXING_POLICY: dict[str, Any] = {
+    "indexingMode": "consistent", "automatic": True,
+    "includedPaths": [{"path": "/ingestedAt/?"}, {"path": "/id/?"}], "excludedPaths": [{"path": "/*"}],
+    "compositeIndexes": [[{"path": "/ingestedAt", "order": "ascending"}, {"path": "/id", "order": "ascending"}]],
+}
+_CHANGES = ("SELECT TOP @n * FROM c WHERE (c.ingestedAt > @at OR (c.ingestedAt = @at AND c.id > @id))"
+            " AND c.ingestedAt < @horizon ORDER BY c.ingestedAt ASC, c.id ASC")
+_EXISTING = "SELECT VALUE c.id FROM c WHERE ARRAY_CONTAINS(@ids, c.id)"
+LOOKUP_CHUNK = 256  # item ids per `existing` query
+_EVENT_FIELDS = tuple(field.encode_name for field in msgspec.structs.fields(UsageEvent))
+_UNSAFE_ID = str.maketrans({"%": "%25", "/": "%2F", "\\": "%5C", "?": "%3F", "#": "%23"})
+_cursor_decoder = msgspec.json.Decoder(tuple[str, str])
+
+
+class _Abandoned(LedgerUnavailable):
+    """Another create of the same append failed for good: this one stops retrying."""
+
+
+def item_id(event_id: str) -> str:
+    """The Cosmos id of an eventId: itself when allowed, else %-escaped; hashed past 255 characters.
+    Injective: an escaped id never holds '%s', so it cannot equal a hashed one."""
+    escaped = event_id.translate(_UNSAFE_ID)
+    return escaped if len(escaped) <= 255 else "%sha256-" + hashlib.sha256(event_id.encode()).hexdigest()
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class CosmosLedger:
+    def __init__(self, container: ContainerProxy, *, settle_seconds: float = 120.0, workers: int = 16,
+                 retry_budget_seconds: float = 60.0, max_rows_per_call: int = 100_000,
+                 sleep: Callable[[float], None] = time.sleep, client: CosmosClient | None = None) -> None:
+        self._container = container
+        self._settle = timedelta(seconds=settle_seconds)
+        self._budget = retry_budget_seconds
+        self._max_rows = max_rows_per_call
+        self._sleep = sleep
+        self._client = client  # closed with the ledger when given
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cosmos-ledger")
+
+    def append(self, events: Sequence[UsageEvent]) -> AppendResult:
+        first: dict[str, UsageEvent] = {}
+        for event in events:  # the first copy of an eventId in the batch wins
+            first.setdefault(event.event_id, event)
+        deadline, abort = time.monotonic() + self._budget, threading.Event()
+        futures = [self._pool.submit(self._create, event, deadline, abort) for event in first.values()]
+        errors = [error for future in futures if (error := future.exception()) is not None]
+        if errors:
+            raise next((error for error in errors if not isinstance(error, _Abandoned)), errors[0])
+        new = sum(1 for future in futures if future.result())
+        return AppendResult(new=new, duplicates=len(events) - new)
+
+    def changes(self, cursor: str | None, max_rows: int) -> Changes:
+        try:
+            after_at, after_id = _cursor_decoder.decode(cursor) if cursor else ("", "")
+        except msgspec.DecodeError as error:
+            raise UserError(f"cursor {cursor!r} was not written by the Cosmos DB ledger") from error
+        rows = max(1, min(max_rows, self._max_rows))
+        deadline = time.monotonic() + self._budget
+        parameters: list[dict[str, object]] = [
+            {"name": "@n", "value": rows}, {"name": "@at", "value": after_at},
+            {"name": "@id", "value": after_id}, {"name": "@horizon", "value": stamp(datetime.now(UTC) - self._settle)}]
+        items = self._call(lambda: list(self._container.query_items(
+            _CHANGES, parameters=parameters, enable_cross_partition_query=True, max_item_count=min(rows, 1000),
+            timeout=_remaining(deadline))), deadline, threading.Event())
+        if not items:
+            return Changes(USAGE_SCHEMA.empty_table(), cursor)
+        events = [msgspec.convert({k: item[k] for k in _EVENT_FIELDS if k in item}, UsageEvent) for item in items]
+        ingested = [datetime.fromisoformat(item["ingestedAt"]) for item in items]
+        last = items[-1]
+        return Changes(events_table(events, ingested), msgspec.json.encode((last["ingestedAt"], last["id"])).decode())
+
+    def existing(self, event_ids: Sequence[str]) -> set[str]:
+        """One parameterised query per chunk of ids, the chunks in parallel. Not point reads: the
+        local stand-in answers a read of a missing item with 500, which looks like a server error."""
+        by_item = {item_id(event_id): event_id for event_id in event_ids}
+        ids = list(by_item)
+        deadline, abort = time.monotonic() + self._budget, threading.Event()
+
+        def lookup(chunk: list[str]) -> list[str]:
+            parameters: list[dict[str, object]] = [{"name": "@ids", "value": chunk}]
+            return self._call(lambda: [str(found) for found in self._container.query_items(
+                _EXISTING, parameters=parameters, enable_cross_partition_query=True, max_item_count=len(chunk),
+                timeout=_remaining(deadline))], deadline, abort)
+
+        futures = [self._pool.submit(lookup, ids[i:i + LOOKUP_CHUNK]) for i in range(0, len(ids), LOOKUP_CHUNK)]
+        return {by_item[found] for future in futures for found in future.result() if found in by_item}
+
+    def count(self) -> int:
+        deadline = time.monotonic() + self._budget
+        rows: list[Any] = self._call(lambda: list(self._container.query_items(
+            "SELECT VALUE COUNT(1) FROM c", enable_cross_partition_query=True, timeout=_remaining(deadline))),
+            deadline, threading.Event())
+        return int(rows[0]) if rows else 0
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._client is not None:
+            self._client.close()
+
+    def _create(self, event: UsageEvent, deadline: float, abort: threading.Event) -> bool:
+        """True when this call wrote the item, False when the eventId was there already."""
+        base = {k: v for k, v in msgspec.to_builtins(event).items() if v is not None}
+        base["id"] = item_id(event.event_id)
+        sent: list[str] = []  # the writeId of every attempt
+
+        def attempt() -> bool:
+            sent.append(secrets.token_hex(8))
+            try:
+                self._container.create_item({**base, "ingestedAt": stamp(datetime.now(UTC)), "writeId": sent[-1]},
+                                            no_response=True, timeout=_remaining(deadline))
+            except CosmosResourceExistsError:
+                found = self._call(lambda: self._container.read_item(base["id"], partition_key=base["id"],
+                                                                     timeout=_remaining(deadline)), deadline, abort)
+                return found.get("writeId") in sent
+            return True
+
+        return self._call(attempt, deadline, abort)
+
+    def _call(self, operation: Callable[[], T], deadline: float, abort: threading.Event) -> T:
+        attempts = 0
+        while True:
+            if abort.is_set():
+                raise _Abandoned("another create of this append failed; the whole append is retried")
+            try:
+                return operation()
+            except CosmosHttpResponseError as error:
+                if error.status_code not in RETRYABLE_STATUS:
+                    raise
+                failure: Exception = error
+                after_ms = (error.headers or {}).get("x-ms-retry-after-ms")
+                wait = float(after_ms) / 1000 if after_ms else _backoff(attempts)
+            except (ServiceRequestError, ServiceResponseError, CosmosClientTimeoutError) as error:
+                failure, wait = error, _backoff(attempts)
+            attempts += 1
+            if abort.is_set() or time.monotonic() + wait > deadline:
+                abort.set()  # the whole call fails: the other workers stop retrying too
+                raise LedgerUnavailable(f"Cosmos DB ledger still failing after {attempts} attempt(s) within "
+                                        f"{self._budget:g} s: {failure}") from failure
+            self._sleep(wait)
+
+
+def _remaining(deadline: float) -> float:
+    """The SDK's timeout for one request: what is left of the budget (at least 1 s)."""
+    return max(1.0, deadline - time.monotonic())
+
+
+def _backoff(attempts: int) -> float:
+    return min(5.0, 0.05 * 2.0**attempts) * random.uniform(0.5, 1.0)  # jitter
+
+
+def open_cosmos_ledger(url: str, key: str | None = None, *, create: bool = False,
+                       default_ttl: int = -1, workers: int = 16, **options: Any) -> CosmosLedger:
+    """`cosmos://HOST[:PORT]/DATABASE/CONTAINER` over https. `key` is for the local stand-in only;
+    otherwise DefaultAzureCredential (managed identity in Azure). The database and container are
+    created only with create=True (local and test use: CHARGEBACK_CREATE_RESOURCES=1), with
+    `default_ttl` (-1: never expire; e.g. 34560000: 400 days). `settle_seconds` (option,
+    CHARGEBACK_COSMOS_SETTLE_SECONDS) may be 0 for a single local writer that snapshots right
+    after ingesting."""
+    parsed = urlparse(url)
+    names = [part for part in parsed.path.split("/") if part]
+    if parsed.scheme != "cosmos" or not parsed.netloc or len(names) != 2:
+        raise UserError(f"{url!r}: expected cosmos://HOST[:PORT]/DATABASE/CONTAINER")
+    credential: Any = key
+    if credential is None:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    policy = ConnectionPolicy()
+    policy.RetryOptions = RetryOptions(max_retry_attempt_count=0)  # 429 is retried by CosmosLedger
+    session = Session()  # a pool as large as the append workers: no connection is thrown away
+    adapter = HTTPAdapter(pool_maxsize=workers, max_retries=Retry(total=False, redirect=False))
+    session.mount("https://", adapter)
+    client = CosmosClient(f"https://{parsed.netloc}/", credential=credential, connection_policy=policy,
+                          transport=RequestsTransport(session=session, session_owner=True))
+    database = client.get_database_client(names[0])
+    if create:
+        database = client.create_database_if_not_exists(names[0])
+        database.create_container_if_not_exists(names[1], partition_key=PartitionKey("/id"),
+                                                default_ttl=default_ttl, indexing_policy=INDEXING_POLICY)
+    return CosmosLedger(database.get_container_client(names[1]), workers=workers, client=client, **options)

@@ -1,0 +1,147 @@
+"""The embedded ledger on SQLite: append-only, idempotent by eventId, readable as a change feed.
+
+Layout (user_version 2):
+- `event_ids (event_id PRIMARY KEY, batch)`: what idempotence needs, and nothing more. An
+  eventId is new when its row is created; the first copy wins.
+- `batches (batch, first_seq, last_seq, events)`: the NEW events of each append, as one Arrow IPC
+  stream in USAGE_SCHEMA, with `ledger_seq` numbered first_seq..last_seq.
+
+Both are written in one transaction, so an event is in `event_ids` exactly when it is in a batch.
+`ledger_seq` is the change-feed cursor: SQLite has one writer at a time and each append numbers
+its events after every event committed before it, so an event that becomes visible always has a
+higher seq than every event visible before it. A ledger of the first layout (one `events` row per
+event) is converted when opened, in one transaction, keeping every event's seq, so the cursors
+in existing snapshot manifests stay valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.adapters.embedded import ledger_v1
+from pipeline.adapters.embedded.sqlite import connect, write_transaction
+from pipeline.domain.events import UsageEvent
+from pipeline.lake.usage import USAGE_SCHEMA, events_batch
+from pipeline.ports import AppendResult, Changes, UserError
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LOOKUP_CHUNK = 500  # eventIds per IN query: below SQLite's limit on bound parameters
+ONE_MICROSECOND = timedelta(microseconds=1)
+LAYOUT = 2  # PRAGMA user_version of this layout; 0 is the first one (or a new, empty file)
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS event_ids (event_id TEXT PRIMARY KEY, batch INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batches (
+    batch INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL UNIQUE,
+    rows INTEGER NOT NULL, events BLOB NOT NULL);
+"""
+# One statement for a whole batch: the ids travel as one JSON array, and RETURNING names the rows
+# created, i.e. the new eventIds. JSON text cannot carry NUL through SQLite, so ids holding one
+# take the one-row statement.
+_INSERT_IDS = "INSERT OR IGNORE INTO event_ids SELECT value, ? FROM json_each(?) RETURNING event_id"
+_INSERT_ID = "INSERT OR IGNORE INTO event_ids VALUES (?, ?)"
+_encode = msgspec.json.Encoder().encode
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+
+
+def micros(moment: datetime) -> int:
+    return (moment - EPOCH) // ONE_MICROSECOND
+
+
+class SqliteLedger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = connect(path)
+        with write_transaction(self._db):
+            layout = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if layout > LAYOUT:
+                raise UserError(f"{path} is a ledger of layout {layout}, newer than this version's ({LAYOUT}): "
+                                "upgrade chargeback to read it")
+            if layout < LAYOUT:
+                for statement in _DDL.split(";"):
+                    self._db.execute(statement)
+                for rows in ledger_v1.take_rows(self._db):  # a first-layout ledger: convert it
+                    self._write(ledger_v1.record_batch(rows))
+                self._db.execute(f"PRAGMA user_version = {LAYOUT}")
+
+    def append(self, events: Sequence[UsageEvent]) -> AppendResult:
+        first: dict[str, UsageEvent] = {}
+        for event in events:
+            first.setdefault(event.event_id, event)
+        if not first:
+            return AppendResult(new=0, duplicates=len(events))
+        ingested_at = datetime.now(UTC)
+        with write_transaction(self._db):
+            batch, last_seq = self._db.execute(
+                "SELECT coalesce(max(batch), 0) + 1, coalesce(max(last_seq), 0) FROM batches").fetchone()
+            created = self._insert_ids(sorted(first), batch)  # in key order: neighbours share index pages
+            new = [event for event_id, event in first.items() if event_id in created]
+            if new:
+                seqs = range(last_seq + 1, last_seq + 1 + len(new))
+                self._write(events_batch(new, ingested_at, seqs), batch)
+        return AppendResult(new=len(new), duplicates=len(events) - len(new))
+
+    def _insert_ids(self, event_ids: list[str], batch: int) -> set[str]:
+        """Create the rows of the eventIds not present yet; returns those."""
+        ids = _encode(event_ids)
+        if b"\\u0000" not in ids:
+            return {row[0] for row in self._db.execute(_INSERT_IDS, (batch, ids))}
+        return {event_id for event_id in event_ids if self._db.execute(_INSERT_ID, (event_id, batch)).rowcount == 1}
+
+    def _write(self, events: pa.RecordBatch, batch: int | None = None) -> None:
+        """Store one batch of new events (their eventIds already in event_ids)."""
+        seqs = events.column("ledger_seq")
+        if batch is None:  # a converted first-layout chunk: its ids go in with it
+            batch = self._db.execute("SELECT coalesce(max(batch), 0) + 1 FROM batches").fetchone()[0]
+            self._db.executemany(_INSERT_ID, ((event_id, batch) for event_id in events.column("event_id").to_pylist()))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, events.schema, options=_IPC_OPTIONS) as writer:
+            writer.write_batch(events)
+        self._db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?)",
+                         (batch, seqs[0].as_py(), seqs[-1].as_py(), events.num_rows, memoryview(sink.getvalue())))
+
+    def changes(self, cursor: str | None, max_rows: int) -> Changes:
+        after = int(cursor) if cursor else 0
+        batches = list(self._batches_after(after, max_rows))
+        if not batches:
+            return Changes(USAGE_SCHEMA.empty_table(), cursor)
+        return Changes(pa.Table.from_batches(batches, USAGE_SCHEMA), str(batches[-1].column("ledger_seq")[-1]))
+
+    def _batches_after(self, after: int, max_rows: int) -> Iterator[pa.RecordBatch]:
+        """The events with ledger_seq > after, at most max_rows, batch by batch (one blob in memory
+        at a time besides what is returned)."""
+        rows = 0
+        found = self._db.execute("SELECT first_seq, events FROM batches WHERE last_seq > ? ORDER BY last_seq", (after,))
+        try:
+            for first_seq, blob in found:
+                events = pa.ipc.open_stream(pa.py_buffer(blob)).read_next_batch()
+                if first_seq <= after:  # the cursor is inside this batch
+                    events = events.slice(pc.sum(pc.less_equal(events.column("ledger_seq"), after)).as_py())
+                events = events.slice(0, max_rows - rows)
+                rows += events.num_rows
+                yield events
+                if rows >= max_rows:
+                    return
+        finally:
+            found.close()
+
+    def existing(self, event_ids: Sequence[str]) -> set[str]:
+        unique = list(dict.fromkeys(event_ids))
+        found: set[str] = set()
+        for start in range(0, len(unique), LOOKUP_CHUNK):
+            chunk = unique[start:start + LOOKUP_CHUNK]
+            query = f"SELECT event_id FROM event_ids WHERE event_id IN ({', '.join('?' * len(chunk))})"
+            found.update(row[0] for row in self._db.execute(query, chunk))
+        return found
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT coalesce(sum(rows), 0) FROM batches").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()

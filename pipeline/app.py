@@ -1,0 +1,196 @@
+"""The composition root: the one place that turns Settings into wired ports, choosing each adapter
+by the scheme of its URL (`sqlite:///`, `cosmos://`, `redis://`, `rediss://`, `file://`, `az://`).
+Each adapter is imported when a setting names it (the Azure SDKs only for an Azure backend), so
+that a command loads only what it uses. Entry points call these functions and hand what they
+return to the stages; nothing else opens an adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+from pipeline.adapters.embedded.local_store import LocalObjectStore
+from pipeline.domain.costing import Reference
+from pipeline.domain.live import Budgets, LivePricer
+from pipeline.domain.periods import ALL_TIME, TimeRange
+from pipeline.inputs.event_files import STDIN, json_lines
+from pipeline.inputs.maps import load_budgets
+from pipeline.inputs.reference import load_reference
+from pipeline.lake.areas import CORRECTIONS, DEAD_LETTERS, LLM_USAGE, SNAPSHOTS, ReportStores
+from pipeline.lake.dead_letters import DeadLetterFiles, dead_letter_messages
+from pipeline.ports import Counters, Ledger, ObjectStore, SourceError
+from pipeline.settings import Settings, SettingsError, sqlite_path
+from pipeline.stages.replay import Source
+
+if TYPE_CHECKING:
+    from pipeline.stages.report.focus import FocusContext
+
+DEAD_LETTERS_SOURCE = "dead-letters"
+JSON_SUFFIXES = (".jsonl", ".json")
+SOURCES_HELP = "dead-letters, a .jsonl/.json file, - (stdin), a Capture folder or az://CONTAINER/PREFIX"
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """The ports the ingest, snapshot, replay and reconcile stages run on."""
+
+    ledger: Ledger
+    counters: Counters
+    dead_letters: DeadLetterFiles
+    snapshots: ObjectStore
+    pricer: LivePricer
+
+    def close(self) -> None:
+        self.ledger.close()
+        self.counters.close()
+
+
+def open_pipeline(settings: Settings, reference: Reference | None = None) -> Pipeline:
+    """Every adapter the ingest and snapshot stages need. `reference` prices live spend
+    (default: the catalog and maps the settings name)."""
+    if reference is None:
+        reference = settings_reference(settings)
+    budgets = open_budgets(settings)
+    dead_letters, snapshots = open_store(settings, DEAD_LETTERS), open_store(settings, SNAPSHOTS)
+    ledger = open_ledger(settings)
+    try:
+        counters = open_counters(settings, budgets)
+    except BaseException:
+        ledger.close()
+        raise
+    return Pipeline(ledger, counters, DeadLetterFiles(dead_letters), snapshots, LivePricer(reference))
+
+
+def settings_reference(settings: Settings) -> Reference:
+    """The catalog, maps and provisioned capacity the settings name (defaults under the home);
+    a file the settings name explicitly must exist."""
+    for named in (settings.prices, settings.deployments, settings.cost_centers, settings.capacity,
+                  settings.ptu_weights):
+        if named is not None and not named.is_file():
+            raise SettingsError(f"{named}: no such file")
+    return load_reference(settings.prices, settings.deployments_csv, settings.cost_centers_csv,
+                          settings.capacity_csv, settings.ptu_weights, settings.ptu_idle_owner)
+
+
+def open_budgets(settings: Settings) -> Budgets:
+    """The budgets file, if any; one named by CHARGEBACK_BUDGETS must exist."""
+    if settings.budgets is not None and not settings.budgets.is_file():
+        raise SettingsError(f"CHARGEBACK_BUDGETS {settings.budgets}: no such file")
+    return load_budgets(settings.budgets_csv) if settings.budgets_csv.is_file() else Budgets()
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    url = settings.ledger
+    path = sqlite_path(url)
+    if path is not None:
+        from pipeline.adapters.embedded.ledger import SqliteLedger
+
+        return SqliteLedger(path)
+    if url.startswith("cosmos://"):
+        from pipeline.adapters.azure.cosmos_ledger import open_cosmos_ledger
+
+        options: dict[str, Any] = {}
+        if settings.cosmos_settle_seconds is not None:
+            options["settle_seconds"] = settings.cosmos_settle_seconds
+        return open_cosmos_ledger(url, key=settings.cosmos_key, create=settings.create_resources, **options)
+    raise SettingsError(f"CHARGEBACK_LEDGER {url!r}: expected sqlite:///PATH or cosmos://HOST/DATABASE/CONTAINER")
+
+
+def ledger_exists(settings: Settings) -> bool:
+    """False only for an embedded ledger whose file is not there yet (nothing was ingested)."""
+    path = sqlite_path(settings.ledger)
+    return path is None or path.exists()
+
+
+def open_counters(settings: Settings, budgets: Budgets) -> Counters:
+    url = settings.counters
+    path = sqlite_path(url)
+    if path is not None:
+        from pipeline.adapters.embedded.counters import SqliteCounters
+
+        return SqliteCounters(path, budgets)
+    if url.startswith(("redis://", "rediss://")):
+        from pipeline.adapters.azure.redis_counters import open_redis_counters
+
+        return open_redis_counters(url, budgets, username=settings.redis_username)
+    raise SettingsError(f"CHARGEBACK_COUNTERS {url!r}: expected sqlite:///PATH, redis://HOST:PORT/DB or "
+                        "rediss://HOST:PORT/DB")
+
+
+def open_store(settings: Settings, area: str) -> ObjectStore:
+    """The object store for one area (pipeline.lake.areas) under CHARGEBACK_STORE."""
+    url = f"{settings.store.rstrip('/')}/{area}"
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return LocalObjectStore(Path(url2pathname(parsed.path)))
+    if parsed.scheme == "az":
+        from pipeline.adapters.azure.blob_store import open_blob_store
+
+        return open_blob_store(url, account_url=settings.storage_account_url,
+                               connection_string=settings.storage_connection_string,
+                               create_container=settings.create_resources)
+    raise SettingsError(f"CHARGEBACK_STORE {settings.store!r}: expected file:///PATH or az://CONTAINER/PREFIX")
+
+
+def folder_store(folder: Path) -> ObjectStore:
+    """A local folder as an object store (`chargeback report --out`): files are written to a
+    temporary name and renamed into place."""
+    return LocalObjectStore(folder)
+
+
+def report_stores(settings: Settings) -> ReportStores:
+    """Where a report reads from: the snapshots, the LLM-log usage and the corrections log."""
+    return ReportStores(open_store(settings, SNAPSHOTS), open_store(settings, LLM_USAGE),
+                        open_store(settings, CORRECTIONS))
+
+
+def focus_context(settings: Settings) -> FocusContext:
+    """The billing account the FOCUS rows name (the defaults when the settings name none)."""
+    from pipeline.stages.report.focus import FocusContext
+
+    default = FocusContext()
+    return FocusContext(settings.focus_billing_account_id or default.billing_account_id,
+                        settings.focus_billing_account_name or default.billing_account_name)
+
+
+def open_sources(names: Sequence[str], settings: Settings, when: TimeRange = ALL_TIME,
+                 partitions: Collection[str] = ()) -> list[Source]:
+    """Every replay source, checked and listed before anything is replayed. `when` selects
+    Capture records by enqueued time and dead letters by when they were rejected; JSON-lines
+    files are replayed whole. Partitions select Capture files only."""
+    return [_open_source(name, settings, when, partitions) for name in names]
+
+
+def _open_source(name: str, settings: Settings, when: TimeRange, partitions: Collection[str]) -> Source:
+    if name == DEAD_LETTERS_SOURCE:
+        return Source(name, dead_letter_messages(open_store(settings, DEAD_LETTERS), when), from_dead_letters=True)
+    if name == STDIN:
+        return Source(name, json_lines(name))
+    if name.startswith("az://"):
+        from pipeline.adapters.azure.blob_store import open_blob_store
+
+        store: ObjectStore = open_blob_store(name, account_url=settings.storage_account_url,
+                                             connection_string=settings.storage_connection_string)
+    elif Path(name).is_dir():
+        store = LocalObjectStore(Path(name))
+    elif Path(name).is_file():
+        if not name.endswith(JSON_SUFFIXES):
+            raise SourceError(f"{name}: not a source replay knows ({SOURCES_HELP})")
+        return Source(name, json_lines(name))
+    else:
+        raise SourceError(f"{name}: no such file or folder (a source is {SOURCES_HELP})")
+    from pipeline.adapters.azure.capture import capture_files, capture_messages
+
+    try:
+        files = capture_files(store, partitions, when)
+    except SourceError:
+        raise
+    except Exception as error:  # the Blob service refused (no such container, no access)
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SourceError(f"{name}: cannot list Capture files: {message}") from None
+    return Source(name, capture_messages(store, files, when))

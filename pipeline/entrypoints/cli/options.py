@@ -1,0 +1,138 @@
+"""What the `chargeback` commands share: the consoles, the user-error boundary, the options
+for the reference files and periods, and snapshotting what the ledger holds before a report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import click
+from rich.console import Console
+
+from pipeline.app import Pipeline, ledger_exists, open_pipeline, settings_reference
+from pipeline.domain.costing import Reference
+from pipeline.domain.periods import Period, PeriodError, parse_day
+from pipeline.ports import UserError
+from pipeline.settings import Settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+console = Console()
+notices = Console(stderr=True)
+
+
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn the errors a user can cause into click errors (one line, exit 1)."""
+    @wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            raise click.ClickException(str(error)) from None
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            raise click.ClickException(f"{where}{error.strerror or error}") from None
+    return run
+
+
+@contextmanager
+def pipeline_of(settings: Settings) -> Iterator[Pipeline]:
+    """The settings' wired pipeline, closed at the end of the block."""
+    opened = open_pipeline(settings)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def reference_options(command: Callable[P, R]) -> Callable[P, R]:
+    """--prices, --deployments and --cost-centers: they take the place of the settings' files."""
+    options = [
+        click.option("--prices", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Price catalog CSV (default: $CHARGEBACK_PRICES, else the shipped catalog)."),
+        click.option("--deployments", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Deployment map CSV (default: $CHARGEBACK_DEPLOYMENTS, else "
+                          "$CHARGEBACK_HOME/deployments.csv)."),
+        click.option("--cost-centers", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Cost-center map CSV (default: $CHARGEBACK_COST_CENTERS, else "
+                          "$CHARGEBACK_HOME/cost-centers.csv)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def capacity_options(command: Callable[P, R]) -> Callable[P, R]:
+    """--capacity, --ptu-weights and --ptu-idle-owner: provisioned (PTU) capacity and its allocation."""
+    options = [
+        click.option("--capacity", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Provisioned-capacity CSV: deployment,ptu,price_per_ptu_hour,currency,effective_from,"
+                          "effective_to[,idle_owner] (default: $CHARGEBACK_CAPACITY, else "
+                          "$CHARGEBACK_HOME/capacity.csv if present)."),
+        click.option("--ptu-weights", type=click.Path(dir_okay=False, path_type=Path),
+                     help="PTU weights CSV: model,input_weight,cached_input_weight,output_weight"
+                          "[,input_tpm_per_ptu] (default: $CHARGEBACK_PTU_WEIGHTS, else the shipped weights)."),
+        click.option("--ptu-idle-owner", metavar="COST_CENTER",
+                     help="Charge idle PTU capacity to this cost center (default: $CHARGEBACK_PTU_IDLE_OWNER, "
+                          "else spread it over the users in proportion; a capacity row's idle_owner wins)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def reference_of(settings: Settings, prices: Path | None = None, deployments: Path | None = None,
+                 cost_centers: Path | None = None, capacity: Path | None = None, ptu_weights: Path | None = None,
+                 ptu_idle_owner: str | None = None) -> Reference:
+    """The reference files the options name, else the settings' ones."""
+    return settings_reference(settings.replace(prices=prices, deployments=deployments, cost_centers=cost_centers,
+                                               capacity=capacity, ptu_weights=ptu_weights,
+                                               ptu_idle_owner=ptu_idle_owner))
+
+
+def catch_up(settings: Settings, out: Console) -> None:
+    """Publish ledger events not yet in the snapshots, so reports and queries see all of them."""
+    from pipeline.entrypoints.cli.output import show_snapshot
+    from pipeline.stages.snapshot import snapshot
+
+    if not ledger_exists(settings):
+        return
+    with pipeline_of(settings) as p:
+        result = snapshot(p.ledger, p.snapshots)
+        if result.rows:
+            show_snapshot(out, result)
+
+
+def month_option(month: str | None) -> str:
+    """`--month YYYY-MM` checked; this month (UTC) when not given."""
+    chosen = month or datetime.now(UTC).strftime("%Y-%m")
+    try:
+        Period.month(chosen)
+    except PeriodError as error:
+        raise click.ClickException(str(error)) from None
+    return chosen
+
+
+def choose_period(month: str | None, first: str | None, last: str | None) -> Period:
+    """The period a command names: `--month YYYY-MM`, or `--from YYYY-MM-DD --to YYYY-MM-DD`
+    (both days included)."""
+    try:
+        if month is not None:
+            if first is not None or last is not None:
+                raise click.ClickException("give either --month or --from/--to, not both")
+            return Period.month(month)
+        if first is None or last is None:
+            raise click.ClickException("give --month YYYY-MM, or a range of days with --from YYYY-MM-DD "
+                                       "--to YYYY-MM-DD")
+        return Period.days(parse_day(first, "--from"), parse_day(last, "--to"))
+    except PeriodError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def say(text: str) -> None:
+    """One line as it is (no markup, no highlighting, wrapped only by the terminal)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)

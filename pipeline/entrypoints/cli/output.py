@@ -1,0 +1,267 @@
+"""How results look in a terminal (rich). Amounts are rounded here, and only here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.domain.corrections import Kind
+from pipeline.domain.live import MICROS, BudgetAlert, Budgets, BudgetScope, SubscriptionMonth
+from pipeline.domain.pricing import money_sum
+
+if TYPE_CHECKING:  # the results of stages that load pyarrow: imported by the commands that run them
+    from pipeline.stages.ingest import IngestResult
+    from pipeline.stages.llm_usage import LlmIngestResult
+    from pipeline.stages.report.model import Report, ReportRow
+    from pipeline.stages.report.restate import Restatement
+    from pipeline.stages.snapshot import SnapshotResult
+
+MAX_ROWS = 40
+CENT = Decimal("0.01")
+
+
+def money(amount: Decimal | None, currency: str = "") -> str:
+    if amount is None:
+        return "unpriced"
+    rounded = amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
+    return f"{rounded:,.2f} {currency}".strip()
+
+
+def show_ingest(console: Console, result: IngestResult) -> None:
+    console.print(
+        f"received [bold]{result.received:,}[/]: ingested [green]{result.ingested:,}[/], "
+        f"duplicates {result.duplicates:,}, dead-lettered [red]{result.dead_lettered:,}[/]"
+        + (f" ({result.events_per_second:,.0f} events/s)" if result.seconds else ""))
+    for code, count in sorted(result.reasons.items()):
+        console.print(f"  dead letter: {code} x{count}")
+    for alert in result.alerts:
+        console.print(f"  [yellow]budget alert[/] {alert.scope.value} {alert.key}: {alert.threshold}% of "
+                      f"{_micros(alert.budget_micros, alert.currency)} reached in {alert.month}")
+    if result.dead_letter_objects:
+        folder = result.dead_letter_objects[-1].rsplit("/", 2)[0]
+        console.print(f"  {len(result.dead_letter_objects)} dead-letter file(s) under {folder}")
+    if result.counters_degraded:
+        console.print(f"warning: the live counters were unavailable ({result.counters_error}); "
+                      f"{result.uncounted:,} event(s) are in the ledger but not counted. Once they are back run: "
+                      + "; ".join(f"chargeback reconcile --apply --month {month}"
+                                  for month in sorted(result.uncounted_months)), style="yellow", markup=False)
+
+
+def show_llm_ingest(console: Console, result: LlmIngestResult) -> None:
+    discarded, rejected = sum(result.discarded.values()), sum(result.rejected.values())
+    console.print(f"read {result.messages:,} envelope(s), {result.records:,} record(s): kept {result.kept:,} usage "
+                  f"record(s), discarded {discarded:,}, rejected {rejected:,}; {result.files_written:,} new file(s), "
+                  f"{result.files_present:,} already stored", markup=False)
+    for reason, count in sorted(result.discarded.items()):
+        console.print(f"  discarded: {reason} x{count:,}", markup=False)
+    for reason, count in sorted(result.rejected.items()):
+        console.print(f"  rejected: {reason} x{count:,}", markup=False)
+    for rejection in result.examples[:5]:
+        console.print(f"    {rejection.where}: {rejection.detail}", markup=False)
+
+
+def show_snapshot(console: Console, result: SnapshotResult) -> None:
+    if not result.rows:
+        console.print("snapshot: nothing new")
+        return
+    console.print(f"snapshot: {result.rows:,} events -> {len(result.files)} new Parquet file(s), committed as "
+                  f"manifest {', '.join(str(n) for n in result.manifests)}")
+
+
+def show_report(console: Console, report: Report, restatement: tuple[Restatement, str] | None = None) -> None:
+    """Summaries that fit a terminal; the CSV has every cost center x subscription x model row.
+    `restatement`: the one written when publishing, and where it was written."""
+    by_center = _summary(report, lambda row: (row.cost_center,))
+    console.print(_summary_table(f"Chargeback {report.period.title} by cost center", ("cost center",), by_center))
+    by_model = _summary(report, lambda row: (row.model or "-", row.deployment_type or "-"))
+    console.print(_summary_table(f"Chargeback {report.period.title} by model", ("model", "type"), by_model))
+    totals = report.totals
+    total_text = ", ".join(money(amount, currency) for currency, amount in totals.items()) or "nothing priced"
+    others = sorted({row.catalog_version for row in report.rows if row.catalog_version} - {report.catalog_version})
+    console.print(f"[bold]Total {total_text}[/] over {report.requests:,} requests "
+                  f"(prices: catalog {report.catalog_version}"
+                  + (f"; repriced by corrections with catalog {', '.join(others)})" if others else ")"))
+    show_ptu(console, report)
+    if report.states:
+        origins = ", ".join(f"{origin} {count:,}" for origin, count in report.origins.items() if origin != "none")
+        console.print("usage: " + ", ".join(f"{state} {count:,}" for state, count in report.states.items())
+                      + (f" (numbers from: {origins})" if origins else ""), markup=False)
+    if report.llm_unmatched:
+        console.print(f"LLM-log usage records with no request event (not priced): {report.llm_unmatched:,}; "
+                      "chargeback query \"SELECT * FROM llm_usage_unmatched\" lists them", markup=False)
+    if report.corrections:
+        console.print(f"corrections applied: {len(report.corrections)} (lines they set are marked "
+                      "charge_class=Correction)")
+        for correction in report.corrections:
+            voided = (f", {report.voided.get(correction.id, 0):,} requests voided"
+                      if correction.kind is Kind.VOID else "")
+            console.print(f"  {correction.id} {correction.describe()}{voided}: {correction.reason} "
+                          f"(by {correction.by})", markup=False)
+    if report.unpriced:
+        console.print(f"[yellow]warning: {report.unpriced_requests:,} requests are unpriced; they stay in the "
+                      "report with an empty cost:[/]")
+        reasons: dict[tuple[str, str], list[int]] = {}  # (reason, usage state): no-usage has two causes
+        examples: dict[tuple[str, str], str] = {}
+        for line in sorted(report.unpriced, key=lambda line: -line.requests):
+            sums = reasons.setdefault((line.reason, line.usage_state), [0, 0])
+            sums[0] += line.requests
+            sums[1] += line.prompt_tokens + line.completion_tokens
+            examples.setdefault((line.reason, line.usage_state), line.detail)
+        table = Table("reason", "requests", "tokens", "for example")
+        for (reason, state), (requests, tokens) in sorted(reasons.items()):
+            table.add_row(reason, f"{requests:,}", f"{tokens:,}", examples[(reason, state)])
+        console.print(table)
+    show_unpriced_models(console, report)
+    if restatement is not None:
+        show_restatement(console, *restatement)
+
+
+def show_restatement(console: Console, restatement: Restatement, where: str) -> None:
+    previous = restatement.version - 1
+    console.print(f"[yellow]restated {restatement.month}[/]: version {restatement.version} replaces version "
+                  f"{previous}, kept as {', '.join(restatement.history)}")
+    if not restatement.lines:
+        console.print("  no cost center's total changed")
+    else:
+        table = Table("cost center", "old", "new", "delta", "corrections",
+                      title=f"Restatement {restatement.month} (v{previous} -> v{restatement.version})",
+                      title_justify="left")
+        for line in restatement.lines:
+            table.add_row(line.cost_center, money(line.old, line.currency), money(line.new, line.currency),
+                          f"{'+' if line.delta > 0 else ''}{money(line.delta, line.currency)}",
+                          " ".join(line.corrections) or "-")
+        console.print(table)
+    console.print(f"wrote {where}")
+
+
+Summary = dict[tuple[str, ...], tuple[int, int, dict[str, Decimal]]]
+
+
+def _summary(report: Report, key: Callable[[ReportRow], tuple[str, ...]]) -> Summary:
+    sums: dict[tuple[str, ...], list[object]] = {}
+    for row in report.rows:
+        entry = sums.setdefault(key(row), [0, 0, {}])
+        entry[0] += row.requests  # type: ignore[operator]
+        entry[1] += row.prompt_tokens + row.completion_tokens  # type: ignore[operator]
+        total = row.total_cost  # pay-as-you-go + allocated PTU capacity
+        if total is not None:
+            costs: dict[str, Decimal] = entry[2]  # type: ignore[assignment]
+            costs[row.currency] = money_sum((costs.get(row.currency, Decimal(0)), total))
+    return {k: (int(v[0]), int(v[1]), v[2]) for k, v in sums.items()}  # type: ignore[call-overload, misc]
+
+
+def _summary_table(title: str, names: tuple[str, ...], summary: Summary) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in names:
+        table.add_column(name)
+    for name in ("requests", "tokens", "cost"):
+        table.add_column(name, justify="right")
+    ranked = sorted(summary.items(), key=lambda item: (-sum(item[1][2].values(), Decimal(0)), item[0]))
+    for labels, (requests, tokens, costs) in ranked[:MAX_ROWS]:
+        cost = ", ".join(money(amount, currency) for currency, amount in sorted(costs.items())) or "unpriced"
+        table.add_row(*labels, f"{requests:,}", f"{tokens:,}", cost)
+    if len(ranked) > MAX_ROWS:
+        table.add_row(f"... {len(ranked) - MAX_ROWS} more in the CSV", *[""] * (len(names) + 2))
+    return table
+
+
+@dataclass(frozen=True, slots=True)
+class LiveUsage:
+    month: str
+    subscriptions: list[SubscriptionMonth]
+    cost_centers: dict[str, int]
+    alerts: list[BudgetAlert]
+    budgets: Budgets
+
+
+def _micros(amount: int, currency: str = "") -> str:
+    return money(Decimal(amount) / MICROS, currency)
+
+
+def _budget_cells(budgets: Budgets, scope: BudgetScope, key: str, spend: int) -> tuple[str, str]:
+    budget = budgets.get(scope, key)
+    if budget is None:
+        return "-", "-"
+    return _micros(budget.monthly_micros, budget.currency), f"{spend * 100 / budget.monthly_micros:.0f}%"
+
+
+def show_usage(console: Console, live: LiveUsage, subscription: str | None = None) -> None:
+    rows = [s for s in live.subscriptions if subscription is None or s.subscription_id == subscription]
+    table = Table(title=f"Live usage {live.month} (month to date, priced at ingest)", title_justify="left")
+    for name in ("subscription", "requests", "tokens", "unpriced", "spend", "budget", "used"):
+        table.add_column(name, justify="left" if name == "subscription" else "right")
+    for row in rows:
+        budget, used = _budget_cells(live.budgets, BudgetScope.SUBSCRIPTION, row.subscription_id, row.spend_micros)
+        table.add_row(row.subscription_id, f"{row.requests:,}", f"{row.total_tokens:,}",
+                      f"{row.unpriced_requests:,}", _micros(row.spend_micros), budget, used)
+    console.print(table)
+    if subscription is None and live.cost_centers:
+        centers = Table("cost center", "spend", "budget", "used", title="By cost center", title_justify="left")
+        for cost_center, spend in live.cost_centers.items():
+            centers.add_row(cost_center, _micros(spend), *_budget_cells(live.budgets, BudgetScope.COST_CENTER,
+                                                                         cost_center, spend))
+        console.print(centers)
+    for alert in live.alerts:
+        if subscription is None or alert.key == subscription:
+            console.print(f"[yellow]budget alert[/] {alert.scope.value} {alert.key}: {alert.threshold}% of "
+                          f"{_micros(alert.budget_micros, alert.currency)} reached at "
+                          f"{alert.raised_at:%Y-%m-%d %H:%M} UTC ({_micros(alert.spend_micros, alert.currency)})")
+    if not rows:
+        console.print("no live usage recorded for this month" + (f" and {subscription}" if subscription else ""))
+
+
+UNPRICED_MODEL_REASONS = ("no-price", "unknown-model", "no-capacity")
+
+
+def show_ptu(console: Console, report: Report) -> None:
+    """Pay-as-you-go and allocated PTU capacity side by side, and how busy each PTU deployment was."""
+    if not report.deployment_days:
+        return
+    payg, ptu = report.payg_totals, report.ptu_totals
+    console.print("of which pay-as-you-go " + ", ".join(money(payg.get(c, Decimal(0)), c) for c in sorted(ptu))
+                  + ", provisioned (PTU) capacity " + ", ".join(money(a, c) for c, a in ptu.items())
+                  + f" (capacity file {report.capacity_version})", markup=False)
+    days: dict[str, list[Decimal]] = {}
+    idle: dict[str, set[str]] = {}
+    for day in report.deployment_days:
+        entry = days.setdefault(day.deployment, [Decimal(0), Decimal(0), Decimal(0)])
+        entry[0] = money_sum((entry[0], day.cost))
+        entry[1] = money_sum((entry[1], day.used))
+        entry[2] = money_sum((entry[2], day.capacity or Decimal(0)))
+        if day.idle_to:
+            idle.setdefault(day.deployment, set()).add(day.idle_to)
+    currencies = {day.deployment: day.currency for day in report.deployment_days}
+    for deployment, (cost, used, capacity) in sorted(days.items()):
+        busy = f"{used / capacity:.1%} used" if capacity else "utilisation unknown (no throughput per PTU)"
+        owner = ", ".join(sorted(idle.get(deployment, ()))) or "spread over its users"
+        console.print(f"  PTU {deployment}: {money(cost, currencies[deployment])} capacity, {busy} (weighted "
+                      f"tokens); idle capacity: {owner}", markup=False)
+
+
+def unpriced_models(report: Report) -> list[tuple[str, str, str, int, int]]:
+    """(model, deployment type, reason, requests, tokens) of the traffic no price or capacity
+    row covered, most requests first."""
+    sums: dict[tuple[str, str, str], list[int]] = {}
+    for line in report.unpriced:
+        if line.reason in UNPRICED_MODEL_REASONS:
+            entry = sums.setdefault((line.model or "(none)", line.deployment_type or "-", line.reason), [0, 0])
+            entry[0] += line.requests
+            entry[1] += line.prompt_tokens + line.completion_tokens
+    return sorted(((*key, n, t) for key, (n, t) in sums.items()), key=lambda r: (-r[3], r[:3]))
+
+
+def show_unpriced_models(console: Console, report: Report) -> None:
+    """The models the catalog (or the capacity file) has no price for: what to add."""
+    models = unpriced_models(report)
+    if not models:
+        return
+    table = Table("model", "deployment type", "reason", "requests", "tokens",
+                  title="Unpriced models: add them to the price catalog (or the capacity file)", title_justify="left")
+    for model, deployment_type, reason, requests, tokens in models:
+        table.add_row(model, deployment_type, reason, f"{requests:,}", f"{tokens:,}")
+    console.print(table)

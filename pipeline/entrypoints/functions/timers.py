@@ -1,0 +1,101 @@
+"""Timer triggers: Parquet snapshots every 15 minutes and the daily chargeback reports.
+
+No `from __future__ import annotations` here: the Functions worker reads the triggers'
+parameter annotations at indexing time and expects real types, not strings.
+
+Both open their adapters per run and close them (a run every 15 minutes or every day does not
+need a long-lived client), and both are safe to run twice: a snapshot commits by a
+create-if-absent manifest, and a report is re-derived and replaces the previous one.
+"""
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+
+import azure.functions as func
+
+from pipeline.app import focus_context, open_ledger, open_store, report_stores, settings_reference
+from pipeline.domain.periods import Period
+from pipeline.lake.areas import REPORTS, SNAPSHOTS
+from pipeline.settings import Settings, SettingsError
+from pipeline.stages.report.build import period_report
+from pipeline.stages.report.model import FORMATS
+from pipeline.stages.report.publish import publish_report
+from pipeline.stages.snapshot import SnapshotConflict, SnapshotResult, snapshot
+
+SNAPSHOT_SCHEDULE = "0 */15 * * * *"
+REPORT_SCHEDULE = "0 30 1 * * *"  # 01:30 UTC (WEBSITE_TIME_ZONE unset), after the 01:15 snapshot
+# Last month's report is refreshed on the first LATE_DAYS days of a month: usage of its last
+# hours keeps arriving after midnight (Event Hub backlog, retried batches, the 15-minute snapshot
+# cadence, streamed usage joined later), and maps or prices fixed in those days must reach it
+# before finance closes the month. Later on it is left as published (`chargeback report`
+# re-derives any month on demand).
+LATE_DAYS = 5
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+
+
+@bp.function_name("snapshot_usage")
+@bp.timer_trigger(arg_name="timer", schedule=SNAPSHOT_SCHEDULE, run_on_startup=False, use_monitor=True)
+def snapshot_timer(timer: func.TimerRequest) -> None:
+    try:
+        result = snapshot_ledger(Settings.from_env())
+    except SnapshotConflict:
+        logging.warning("snapshot: another run committed first; the next run continues from it")
+        return
+    logging.info("snapshot: %d events -> %d new file(s), cursor %s", result.rows, len(result.files), result.cursor)
+
+
+# The next scheduled run is a day away, so a failed run is retried a few times (it is
+# idempotent); timer retries stay on the instance that ran it.
+@bp.function_name("refresh_reports")
+@bp.retry(strategy="fixed_delay", max_retry_count="3", delay_interval="00:10:00")
+@bp.timer_trigger(arg_name="timer", schedule=REPORT_SCHEDULE, run_on_startup=False, use_monitor=True)
+def report_timer(timer: func.TimerRequest) -> None:
+    keys = refresh_reports(Settings.from_env(), datetime.now(UTC).date())
+    logging.info("reports published: %s", ", ".join(keys))
+
+
+def snapshot_ledger(settings: Settings) -> SnapshotResult:
+    """Copy the ledger events not yet snapshotted into Parquet (the `snapshot` stage)."""
+    ledger = open_ledger(settings)
+    try:
+        return snapshot(ledger, open_store(settings, SNAPSHOTS))
+    finally:
+        ledger.close()
+
+
+def refresh_reports(settings: Settings, today: date) -> list[str]:
+    """Build the reports of `report_months(today)` from the committed snapshots, priced with
+    the settings' catalog and maps (as `chargeback report`), and publish them into the
+    `reports` area of the store in every format (CHARGEBACK_REPORT_FORMATS to choose): the CSV,
+    daily CSV and Parquet, the FOCUS 1.2 export in the FinOps hubs layout and the HTML report;
+    returns the keys written."""
+    formats = report_formats(settings)
+    reference = settings_reference(settings)
+    reports, stores, focus = open_store(settings, REPORTS), report_stores(settings), focus_context(settings)
+    keys = []
+    for month in report_months(today):
+        report = period_report(stores, reference, Period.month(month))
+        keys.extend(publish_report(report, reports, formats, today=today, focus=focus).keys)
+    return keys
+
+
+def report_formats(settings: Settings) -> list[str]:
+    """CHARGEBACK_REPORT_FORMATS, checked; every format when unset."""
+    if not settings.report_formats:
+        return list(FORMATS)
+    formats = [f.strip() for f in settings.report_formats.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise SettingsError(f"CHARGEBACK_REPORT_FORMATS {settings.report_formats!r}: choose from {', '.join(FORMATS)}")
+    return formats
+
+
+def report_months(today: date, late_days: int = LATE_DAYS) -> list[str]:
+    """`2026-11-03` -> ['2026-11', '2026-10']; `2026-11-20` -> ['2026-11']."""
+    months = [f"{today:%Y-%m}"]
+    if today.day <= late_days:
+        last_of_previous = today.replace(day=1) - timedelta(days=1)
+        months.append(f"{last_of_previous:%Y-%m}")
+    return months
+

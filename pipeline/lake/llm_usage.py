@@ -1,0 +1,61 @@
+"""The `llm-usage` area: the token counts of APIM's LLM logs as Parquet files
+`date=YYYY-MM-DD/<hash>.parquet` (written by pipeline.stages.llm_usage, read back and
+deduplicated by the warehouse)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date, timedelta
+
+import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.domain.llm_logs import LlmUsage
+from pipeline.lake.usage import TIMESTAMP
+from pipeline.ports import ObjectStore
+
+LLM_USAGE_SCHEMA = pa.schema([
+    pa.field("join_id", pa.string(), nullable=False), pa.field("time", TIMESTAMP, nullable=False),
+    pa.field("prompt_tokens", pa.int64(), nullable=False), pa.field("completion_tokens", pa.int64(), nullable=False),
+    pa.field("total_tokens", pa.int64(), nullable=False), pa.field("cached_tokens", pa.int64()),
+    pa.field("deployment", pa.string()), pa.field("model", pa.string()), pa.field("operation", pa.string()),
+    pa.field("is_stream", pa.bool_()), pa.field("region", pa.string()), pa.field("sequence_number", pa.int64()),
+    pa.field("request_id", pa.string()),
+], metadata={"chargeback.table": "llm_usage", "chargeback.schema_version": "1"})
+
+
+def batch_files(records: Iterable[LlmUsage]) -> dict[str, bytes]:
+    """{`date=YYYY-MM-DD/<sha256 of the day's records>.parquet`: Parquet bytes}."""
+    by_day: dict[date, list[LlmUsage]] = defaultdict(list)
+    for record in records:
+        by_day[record.time.date()].append(record)
+    files = {}
+    for day, day_records in sorted(by_day.items()):
+        encoded = sorted(msgspec.json.encode(record) for record in day_records)
+        digest = hashlib.sha256(b"\n".join(encoded)).hexdigest()[:32]
+        table = pa.Table.from_pylist([msgspec.structs.asdict(r) for r in day_records], schema=LLM_USAGE_SCHEMA)
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        files[f"date={day.isoformat()}/{digest}.parquet"] = sink.getvalue()
+    return files
+
+
+def llm_usage_keys(store: ObjectStore, days: tuple[date, date] | None = None) -> list[str]:
+    """The stored files, optionally of the days in [start - 1, end + 1) only: a request's log
+    record and its event both carry the request's start, but two clocks may put them either side
+    of midnight."""
+    keys = []
+    for key in store.list(""):
+        if not key.endswith(".parquet"):
+            continue
+        try:
+            day = date.fromisoformat(key.split("/", 1)[0].removeprefix("date="))
+        except ValueError:
+            continue
+        if days is None or days[0] - timedelta(days=1) <= day < days[1] + timedelta(days=1):
+            keys.append(key)
+    return keys

@@ -1,0 +1,47 @@
+"""The snapshot log of the `snapshots` area: Parquet files under `usage/date=YYYY-MM-DD/`, made
+visible by numbered manifests `_manifests/<n:08d>.json` (pipeline.stages.snapshot writes them).
+Readers see only the files a committed manifest names."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import msgspec
+
+from pipeline.ports import ObjectStore
+
+USAGE_PREFIX = "usage"
+MANIFEST_PREFIX = "_manifests"
+
+
+class PublishedFile(msgspec.Struct, frozen=True):
+    key: str
+    date: date
+    rows: int
+
+
+class Manifest(msgspec.Struct, frozen=True):
+    number: int
+    cursor: str | None
+    files: list[PublishedFile]
+    created: datetime
+
+
+def manifests(store: ObjectStore) -> list[Manifest]:
+    """Every committed manifest, in commit order."""
+    decoder = msgspec.json.Decoder(Manifest)
+    found = []
+    for key in store.list(MANIFEST_PREFIX):
+        if key.endswith(".json"):
+            data = store.get(key)
+            if data is not None:
+                found.append(decoder.decode(data))
+    return sorted(found, key=lambda manifest: manifest.number)
+
+
+def published_files(store: ObjectStore, days: tuple[date, date] | None = None) -> list[PublishedFile]:
+    """The committed usage files, optionally only those of the days in [start, end)."""
+    return [
+        file for manifest in manifests(store) for file in manifest.files
+        if days is None or days[0] <= file.date < days[1]
+    ]

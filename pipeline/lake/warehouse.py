@@ -1,0 +1,215 @@
+"""DuckDB over the Parquet snapshots: the `usage` and `costs` views that reports, `query`
+and finance share.
+
+`costs` prices each event with the same resolution the report uses (pipeline.domain.costing):
+the distinct pricing keys are resolved in Python, registered as a small table, and joined.
+Money stays DECIMAL(38,12) in SQL: prices per token have at most 12 decimals, so no rounding.
+
+Corrections (pipeline.domain.corrections) apply here as in the report: voided events are left
+out by an anti-join on the `voided_events` view, built over small registered tables (the voided
+ids, and the void filters as rows), so no user value is ever formatted into SQL; reassigns and
+reprices change the resolved keys.
+
+Streamed events arrive without usage (the policy never reads a stream); their token counts come
+from APIM's LLM logs (pipeline.domain.llm_logs), joined here at read time by `eventId` =
+`CorrelationId`. `usage` says where each event's numbers came from (`usage_origin`: response,
+stream, estimated, llm-log, none) and whether it can be priced (`usage_state`): a streamed event
+without usage is `pending` while younger than the usage window (24 hours by default), then
+`expired`, which is unpriced `no-usage`, never zero. `llm_usage` is the deduplicated LLM usage,
+`llm_usage_unmatched` its records whose request event never arrived (not priced: no caller).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
+from pipeline.domain.costing import Reference
+from pipeline.lake.llm_usage import LLM_USAGE_SCHEMA, llm_usage_keys
+from pipeline.lake.manifests import USAGE_PREFIX, PublishedFile, published_files
+from pipeline.lake.pricing_keys import resolution_table
+from pipeline.lake.usage import USAGE_SCHEMA
+from pipeline.lake.views import (
+    COSTS_VIEW,
+    IS_VOIDED,
+    LLM_UNMATCHED_VIEW,
+    LLM_UNMATCHED_VIEW_EMPTY,
+    LLM_USAGE_VIEW,
+    NO_VOIDS,
+    RECENT_EVENTS,
+    SETTLED_EVENTS,
+    USAGE_VIEW,
+    USAGE_WITHOUT_LLM_USAGE,
+    VOIDED_BY_FILTER,
+    VOIDED_BY_ID,
+)
+from pipeline.ports import ObjectStore, UserError
+
+USAGE_WITH_DATE = USAGE_SCHEMA.append(pa.field("date", pa.date32()))
+USAGE_WINDOW = timedelta(hours=24)  # how long a streamed event waits for its LLM-log usage
+
+VOID_IDS_SCHEMA = pa.schema([("event_id", pa.string()), ("correction", pa.string())])
+VOID_FILTERS_SCHEMA = pa.schema([
+    ("correction", pa.string()), ("subscription_id", pa.string()), ("deployment", pa.string()),
+    ("start_time", pa.timestamp("us", tz="UTC")), ("end_time", pa.timestamp("us", tz="UTC")),
+])
+# DuckDB reads a path with `*`, `?` or `[` as a glob pattern; inside brackets they are literal.
+_GLOB_CHARACTER = re.compile(r"[\[*?]")
+_MAYBE_PATTERN = re.compile(r"[\[*?{}\\]")
+# The snapshot's day, from its committed key `usage/date=YYYY-MM-DD/part-....parquet`.
+_FILE_COLUMN = "filename"  # DuckDB's name for the column of each row's file (not a usage column)
+_DATE_OF_FILE = rf"CAST(regexp_extract({_FILE_COLUMN}, '/date=(\d{{4}}-\d{{2}}-\d{{2}})/[^/]*$', 1) AS DATE)"
+
+
+class QueryError(UserError):
+    """DuckDB could not run a statement over the snapshots (the user's SQL, or a file it read)."""
+
+
+@contextmanager
+def query_errors() -> Iterator[None]:
+    """DuckDB's errors as one-line QueryErrors."""
+    try:
+        yield
+    except duckdb.Error as error:
+        raise QueryError(f"query failed: {str(error).splitlines()[0]}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Warehouse:
+    connection: duckdb.DuckDBPyConnection
+    llm_usage: bool = False  # whether `usage` joins LLM usage (else `usage_origin` is the usageSource or `none`)
+
+
+def open_warehouse(store: ObjectStore, reference: Reference | None = None,
+                   days: tuple[date, date] | None = None, corrections: Corrections | None = None, *,
+                   llm_usage: ObjectStore | None = None, now: datetime | None = None,
+                   usage_window: timedelta = USAGE_WINDOW) -> Warehouse:
+    """A DuckDB connection with the `usage`, `llm_usage`, `llm_usage_unmatched` and
+    `voided_events` views (and `costs` when a reference is given, with the corrections applied),
+    over the committed snapshot files of the days in [start, end) when `days` is given, and the
+    LLM usage files of the `llm_usage` store (none: no streamed event gets usage). A streamed
+    event without usage is `pending` until `usage_window` after its timestamp, as of `now`.
+
+    Only files named by a committed manifest (or listed in the LLM usage area) are read, handed
+    over as Arrow datasets: no path is ever read as a glob pattern, and orphans of a failed run
+    are never seen."""
+    connection = duckdb.connect()
+    files = published_files(store, days)
+    cutoff = (now or datetime.now(UTC)) - usage_window
+    # A constant, not a joined one-row table: it is a datetime (never text), in UTC.
+    cutoff = cutoff.astimezone(UTC) if cutoff.tzinfo is not None else cutoff.replace(tzinfo=UTC)
+    parts = store.local_root is not None and files and _read_local_files(
+        connection, store.local_root, files, cutoff.date())
+    if not parts:
+        import pyarrow.dataset as ds  # here: importing it costs a report about a second (it loads pandas)
+
+        filesystem, base = store.arrow_filesystem()
+        dataset = ds.dataset(
+            [f"{base}/{file.key}" for file in files], schema=USAGE_WITH_DATE, format="parquet",
+            filesystem=filesystem, partition_base_dir=f"{base}/{USAGE_PREFIX}",
+            partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
+        )
+        connection.register("usage_events", dataset)
+    llm_keys = llm_usage_keys(llm_usage, days) if llm_usage is not None else []
+    if llm_usage is not None and llm_keys:
+        connection.register("llm_usage_records", _llm_usage_dataset(llm_usage, llm_keys))
+    else:
+        connection.execute(f"CREATE OR REPLACE TABLE llm_usage_records ({_columns_sql(LLM_USAGE_SCHEMA)})")
+    moment = f"TIMESTAMPTZ '{cutoff.isoformat()}'"
+    pending = f"e.timestamp > {moment}"
+    if llm_keys:
+        views = (LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW, USAGE_VIEW.replace("{cutoff}", moment))
+    else:
+        scans = [(name, "false" if name == SETTLED_EVENTS else pending) for name in parts or ()] or [
+            ("usage_events", pending)]
+        usage = " UNION ALL ".join(USAGE_WITHOUT_LLM_USAGE.format(events=events, pending=test)
+                                   for events, test in scans)
+        views = (LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW_EMPTY, f"CREATE OR REPLACE VIEW usage AS {usage}")
+    for view in views:
+        connection.execute(view)
+    register_corrections(connection, corrections or NO_CORRECTIONS)
+    if reference is not None:
+        keys = connection.execute(
+            "SELECT DISTINCT date, subscription_id, cost_center, deployment, model, usage_state FROM usage").fetchall()
+        connection.register("pricing_keys", resolution_table(reference, keys, corrections))
+        connection.execute(COSTS_VIEW)
+    return Warehouse(connection, bool(llm_keys))
+
+
+def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: list[PublishedFile],
+                      settled_before: date) -> list[str]:
+    """Define `usage_events` as DuckDB's own scans of the committed files of a local store (they
+    stream row groups: memory does not grow with the files): `usage_events_settled` over the
+    files of days before `settled_before`, `usage_events_recent` over the others, and their
+    union; returns the names of the scans defined. [], and nothing defined, when a path
+    cannot be handed to DuckDB as exactly itself.
+
+    DuckDB expands glob patterns in the paths it reads, so `*`, `?` and `[` are bracketed
+    (`[*]` is a literal `*`); when the folder has any character a pattern may use, DuckDB's own
+    `glob` must expand each path to that one file, or the caller reads them through Arrow. The
+    `date` comes from the key (`usage/date=YYYY-MM-DD/...`), never from Hive partitions of the
+    whole path, which would also parse `name=value` folders above the store."""
+    paths = [str(root / file.key) for file in files]
+    patterns = [_GLOB_CHARACTER.sub(r"[\g<0>]", path) for path in paths]
+    if _MAYBE_PATTERN.search(str(root)) and any(
+            connection.execute("SELECT file FROM glob(?)", [pattern]).fetchall() != [(path,)]
+            for pattern, path in zip(patterns, paths, strict=True)):
+        return []
+    # A snapshot file holds the events of its UTC day (pipeline.stages.snapshot), so every
+    # event of a file of a day before `settled_before` is older than that day.
+    settled = [pattern for pattern, file in zip(patterns, files, strict=True) if file.date < settled_before]
+    recent = [pattern for pattern, file in zip(patterns, files, strict=True) if file.date >= settled_before]
+    names = []
+    for name, chosen in ((SETTLED_EVENTS, settled), (RECENT_EVENTS, recent)):
+        if chosen:
+            scan = connection.read_parquet(chosen, filename=True, union_by_name=True)
+            present = set(scan.columns)
+            columns = [f'CAST("{f.name}" AS {_SQL_TYPES[f.type]}) AS "{f.name}"' if f.name in present
+                       else f'CAST(NULL AS {_SQL_TYPES[f.type]}) AS "{f.name}"' for f in USAGE_SCHEMA]
+            scan.project(", ".join([*columns, f"{_DATE_OF_FILE} AS date"])).create_view(name)
+            names.append(name)
+    union = " UNION ALL ".join(f"SELECT * FROM {name}" for name in names)
+    connection.execute(f"CREATE OR REPLACE VIEW usage_events AS {union}")
+    return names
+
+
+_SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.int16(): "SMALLINT",
+              pa.int8(): "TINYINT", pa.bool_(): "BOOLEAN", pa.date32(): "DATE",
+              pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
+              pa.map_(pa.string(), pa.string()): "MAP(VARCHAR, VARCHAR)"}
+
+
+def _columns_sql(schema: pa.Schema) -> str:
+    """`"name" TYPE, ...`: the DuckDB types Arrow's would become (KeyError for one not listed)."""
+    return ", ".join(f'"{f.name}" {_SQL_TYPES[f.type]}' for f in schema)
+
+
+def _llm_usage_dataset(store: ObjectStore, keys: list[str]) -> pa.dataset.Dataset:
+    import pyarrow.dataset as ds
+
+    filesystem, base = store.arrow_filesystem()
+    return ds.dataset([f"{base}/{key}" for key in keys], schema=LLM_USAGE_SCHEMA,
+                      format="parquet", filesystem=filesystem)
+
+
+def register_corrections(connection: duckdb.DuckDBPyConnection, corrections: Corrections) -> None:
+    """(Re)define `voided_events` (event_id, correction) for these corrections."""
+    ids = [{"event_id": event_id, "correction": correction} for event_id, correction in corrections.void_ids()]
+    filters = [{"correction": c.id, "subscription_id": c.subscription_id, "deployment": c.deployment,
+                "start_time": c.start, "end_time": c.end} for c in corrections.void_filters()]
+    # Registered only when there are some: any Arrow table handed to DuckDB loads pandas (half a second).
+    if ids:
+        connection.register("corrections_void_ids", pa.Table.from_pylist(ids, schema=VOID_IDS_SCHEMA))
+    if filters:
+        connection.register("corrections_void_filters", pa.Table.from_pylist(filters, schema=VOID_FILTERS_SCHEMA))
+    parts = [sql for sql, present in ((VOIDED_BY_ID, ids), (VOIDED_BY_FILTER, filters)) if present]
+    connection.execute(f"CREATE OR REPLACE VIEW voided_events AS {' UNION ALL '.join(parts) or NO_VOIDS}")
+    connection.execute(f"CREATE OR REPLACE MACRO is_voided(voided_event_id) AS {IS_VOIDED if parts else 'false'}")

@@ -1,0 +1,314 @@
+"""FOCUS 1.2 export of a month's report: the shape finance tools and the Microsoft FinOps hubs read.
+
+One row per cost center x APIM subscription x model x meter x day, where a meter is one priced
+token kind (uncached input, cached input, output) at one catalog price, or one provisioned
+deployment's PTU-hours allocated to that cost center (`x_ChargeKind` ProvisionedAllocation) or
+left idle and charged to its owner (ProvisionedIdle). Unpriced usage has no cost to state and
+is not exported (it is in the report's `-unpriced.csv`): so the sum of `BilledCost` equals the
+report's total, pay-as-you-go plus PTU, to the last digit.
+
+Column values follow the FOCUS 1.2 column definitions (FinOps Foundation, FOCUS_Spec,
+`specification/columns/`; checked by tests/test_focus.py):
+- costs are exact decimals (Parquet decimal128(38, 12); CSV plain decimal text, no exponent);
+  ListCost = ListUnitPrice x PricingQuantity exactly. Token meters are priced per
+  `1000000 Tokens` (PricingQuantity = tokens / 1,000,000; ConsumedQuantity = tokens), so
+  ListCost = BilledCost; PTU rows are priced per `PTU-Hours`, their PricingQuantity being the
+  allocated amount / price per PTU-hour rounded to 6 decimals (ListCost may then differ from
+  BilledCost, the allocated amount, in the 7th decimal). There are no negotiated or commitment
+  discounts here: ContractedCost = EffectiveCost = BilledCost.
+- date-times are UTC (`2026-10-05T00:00:00Z` in CSV, timestamp[s, UTC] in Parquet); the charge
+  period is the UTC day, the billing period the month.
+- ChargeClass is `Correction` on lines a recorded correction set (pipeline.domain.corrections)
+  when that correction was recorded after the billing period ended (a correction to a
+  previously invoiced period), else null, as chargeclass.md requires: a correction recorded within
+  the month is part of the month's regular charges (its ids stay in `x_CorrectionIds`; the report
+  CSV marks every corrected line). ChargeCategory `Usage`; ServiceCategory `AI and Machine
+  Learning`.
+- Tags and SkuPriceDetails are JSON objects (string keys, scalar values); Tags carries the
+  provider-defined `chargeback/` keys.
+- our own columns start with `x_`, after the FOCUS columns.
+
+Files: `chargeback-YYYY-MM-focus.csv`, and the same rows as Parquet where a FinOps hub ingests
+custom FOCUS data, `ingestion/Costs/{yyyy}/{mm}/apim-openai-chargeback/chargeback-YYYY-MM-focus.parquet`,
+followed by an empty `manifest.json` in that folder (hubs with Data Explorer start ingesting a
+custom folder when its manifest.json appears, so it is written last). Copy the `ingestion/` tree
+into the hub's storage account as it is. A report of a range of days
+(`chargeback-2026-10-05_2026-10-20-focus.csv`) has its Parquet next to its CSV and no manifest: a hub
+replaces a month folder's data with what it finds there, so a part of a month must not land in it.
+Each row's billing period is the calendar month of its day, in a range as in a month.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.domain.capacity import IDLE, DeploymentDay
+from pipeline.domain.costing import CORRECTION, CostLine
+from pipeline.domain.periods import is_month_label, month_start, next_month
+from pipeline.domain.pricing import MONEY, TOKENS_PER_UNIT, Price
+from pipeline.stages.report.model import Report
+from pipeline.stages.report.restate import focus_parquet_key, stem
+
+FOCUS_VERSION = "1.2"
+PROVIDER = "Microsoft"
+SERVICE_NAME = "Azure OpenAI"
+SERVICE_CATEGORY = "AI and Machine Learning"
+SERVICE_SUBCATEGORY = "Generative AI"
+TOKEN_UNIT = "1000000 Tokens"
+CONSUMED_TOKEN_UNIT = "Tokens"
+PTU_UNIT = "PTU-Hours"
+PTU_QUANTITY = Decimal("0.000001")  # PTU-hours are stated to 6 decimals
+TAG_PREFIX = "chargeback/"
+PAY_AS_YOU_GO, ALLOCATION, IDLE_KIND = "PayAsYouGo", "ProvisionedAllocation", "ProvisionedIdle"
+
+AMOUNT = pa.decimal128(38, 12)
+INSTANT = pa.timestamp("s", tz="UTC")
+# FOCUS columns first (alphabetical), then ours (x_). Types from the spec's column definitions.
+FOCUS_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("BilledCost", AMOUNT), ("BillingAccountId", pa.string()), ("BillingAccountName", pa.string()),
+    ("BillingCurrency", pa.string()), ("BillingPeriodEnd", INSTANT), ("BillingPeriodStart", INSTANT),
+    ("ChargeCategory", pa.string()), ("ChargeClass", pa.string()), ("ChargeDescription", pa.string()),
+    ("ChargeFrequency", pa.string()), ("ChargePeriodEnd", INSTANT), ("ChargePeriodStart", INSTANT),
+    ("ConsumedQuantity", AMOUNT), ("ConsumedUnit", pa.string()), ("ContractedCost", AMOUNT),
+    ("EffectiveCost", AMOUNT), ("InvoiceIssuerName", pa.string()), ("ListCost", AMOUNT),
+    ("ListUnitPrice", AMOUNT), ("PricingCategory", pa.string()), ("PricingQuantity", AMOUNT),
+    ("PricingUnit", pa.string()), ("ProviderName", pa.string()), ("PublisherName", pa.string()),
+    ("ServiceCategory", pa.string()), ("ServiceName", pa.string()), ("ServiceSubcategory", pa.string()),
+    ("SkuId", pa.string()), ("SkuMeter", pa.string()), ("SkuPriceDetails", pa.string()),
+    ("SkuPriceId", pa.string()), ("Tags", pa.string()),
+)
+EXTRA_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("x_CostCenter", pa.string()), ("x_ApimSubscriptionId", pa.string()), ("x_Model", pa.string()),
+    ("x_DeploymentType", pa.string()), ("x_Deployment", pa.string()), ("x_ChargeKind", pa.string()),
+    ("x_PriceCatalogVersion", pa.string()), ("x_CapacityVersion", pa.string()),
+    ("x_SourceEventCount", pa.int64()), ("x_CorrectionIds", pa.string()),
+)
+FOCUS_SCHEMA = pa.schema(
+    [pa.field(name, kind) for name, kind in FOCUS_COLUMNS + EXTRA_COLUMNS],
+    metadata={b"FocusVersion": FOCUS_VERSION.encode(), b"DataGenerator": b"apim-openai-chargeback"},
+)
+COLUMN_NAMES = tuple(name for name, _ in FOCUS_COLUMNS + EXTRA_COLUMNS)
+
+
+
+def _uncached(line: CostLine) -> int:
+    return line.prompt_tokens - line.cached_tokens
+
+
+def _cached(line: CostLine) -> int:
+    return line.cached_tokens
+
+
+def _completion(line: CostLine) -> int:
+    return line.completion_tokens
+
+
+def _input_price(price: Price) -> Decimal:
+    return price.input_per_1m
+
+
+def _cached_price(price: Price) -> Decimal:
+    return price.cached_input_per_1m
+
+
+def _output_price(price: Price) -> Decimal:
+    return price.output_per_1m
+
+
+# token meters: (SkuMeter, kind, tokens of a line, price per 1M tokens)
+_METERS: tuple[tuple[str, str, Callable[[CostLine], int], Callable[[Price], Decimal]], ...] = (
+    ("Input Tokens", "input", _uncached, _input_price),
+    ("Cached Input Tokens", "cached-input", _cached, _cached_price),
+    ("Output Tokens", "output", _completion, _output_price),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FocusContext:
+    """Who the data is about: the billing account of the rows. Settings (CHARGEBACK_FOCUS_BILLING_
+    ACCOUNT_ID and _NAME) name your Azure billing account (its fully-qualified id) so that the
+    rows join Microsoft's own exports."""
+
+    billing_account_id: str = "apim-openai-chargeback"
+    billing_account_name: str = "APIM OpenAI chargeback"
+
+
+def focus_rows(report: Report, context: FocusContext | None = None) -> list[dict[str, Any]]:
+    """The period's FOCUS rows, sorted by day, cost center, subscription, model and meter. The
+    billing period of a row is the calendar month of its day, also in a report of a range."""
+    context = context or FocusContext()
+    common = {
+        "BillingAccountId": context.billing_account_id, "BillingAccountName": context.billing_account_name,
+        "ChargeCategory": "Usage", "InvoiceIssuerName": PROVIDER, "ProviderName": PROVIDER,
+        "PublisherName": PROVIDER, "ServiceCategory": SERVICE_CATEGORY, "ServiceName": SERVICE_NAME,
+        "ServiceSubcategory": SERVICE_SUBCATEGORY, "PricingCategory": "Standard",
+    }
+    rows = [{**common, **row} for row in _token_rows(report.lines)]
+    rows += [{**common, **row} for row in _capacity_rows(report.deployment_days, report.capacity_version)]
+    recorded = {c.id: c.at for c in report.corrections}
+    for row in rows:
+        day = row["ChargePeriodStart"].date()
+        row["BillingPeriodStart"], row["BillingPeriodEnd"] = _instant(month_start(day)), _instant(next_month(day))
+        ids = set((row["x_CorrectionIds"] or "").split(";")) - {""}
+        late = any(recorded[i] >= row["BillingPeriodEnd"] for i in ids if i in recorded)  # after the period ended
+        if row["ChargeClass"] == CORRECTION and not late:
+            row["ChargeClass"] = None  # a correction within the billing period: a regular charge
+    rows.sort(key=lambda r: (r["ChargePeriodStart"], r["x_CostCenter"], r["x_ApimSubscriptionId"] or "",
+                             r["x_Model"], r["SkuPriceId"], r["ChargeClass"] or ""))
+    return [{name: row.get(name) for name in COLUMN_NAMES} for row in rows]
+
+
+def focus_table(report: Report, context: FocusContext | None = None) -> pa.Table:
+    return pa.Table.from_pylist(focus_rows(report, context), schema=FOCUS_SCHEMA)
+
+
+def focus_keys(label: str) -> tuple[str, str, str | None]:
+    """(CSV, Parquet, hubs manifest) keys of a period's FOCUS files: a month's Parquet and
+    manifest in the hubs layout; a range of days has its Parquet next to the CSV and no manifest."""
+    parquet_key = focus_parquet_key(label)
+    manifest_key = f"{parquet_key.rpartition('/')[0]}/manifest.json" if is_month_label(label) else None
+    return f"{stem(label)}-focus.csv", parquet_key, manifest_key
+
+
+def render_focus(report: Report, context: FocusContext | None = None) -> dict[str, bytes]:
+    """{key: bytes} of the FOCUS CSV, the Parquet and, last, a month's hubs manifest."""
+    table = focus_table(report, context)
+    csv_key, parquet_key, manifest_key = focus_keys(report.label)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    files = {csv_key: render_csv(table), parquet_key: sink.getvalue().to_pybytes()}
+    if manifest_key is not None:
+        files[manifest_key] = b""
+    return files
+
+
+def render_csv(table: pa.Table) -> bytes:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(table.column_names)
+    for row in table.to_pylist():
+        writer.writerow(_csv_value(row[name]) for name in table.column_names)
+    return text.getvalue().encode("utf-8")
+
+
+def _csv_value(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return format(MONEY.normalize(value), "f") if value else "0"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
+
+
+def _instant(day: date) -> datetime:
+    return datetime.combine(day, time(0), UTC)
+
+
+def _tags(cost_center: str, subscription: str | None, deployment: str | None = None) -> str:
+    tags = {f"{TAG_PREFIX}costCenter": cost_center}
+    if subscription:
+        tags[f"{TAG_PREFIX}apimSubscription"] = subscription
+    if deployment:
+        tags[f"{TAG_PREFIX}deployment"] = deployment
+    return json.dumps(tags, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class _Group:
+    requests: int = 0
+    tokens: tuple[int, int, int] = (0, 0, 0)  # uncached input, cached input, output
+    corrections: frozenset[str] = frozenset()
+
+
+def _token_rows(lines: list[CostLine]) -> Iterator[dict[str, Any]]:
+    """Priced pay-as-you-go lines, grouped by day x cost center x subscription x model x price."""
+    groups: dict[tuple[Any, ...], _Group] = defaultdict(_Group)
+    for line in lines:
+        resolved, price = line.resolution, line.resolution.price
+        if price is None:  # unpriced, or provisioned (its cost is in the capacity rows)
+            continue
+        key = (line.key.day, resolved.cost_center, line.key.subscription_id, resolved.model or "",
+               resolved.deployment_type or "", price, resolved.catalog_version, resolved.charge_class)
+        group = groups[key]
+        group.requests += line.requests
+        uncached, cached, output = group.tokens
+        group.tokens = (uncached + _uncached(line), cached + _cached(line), output + _completion(line))
+        group.corrections |= set(resolved.corrections)
+    for (day, cost_center, subscription, model, deployment_type, price, catalog, charge_class), group in groups.items():
+        for (meter, kind, _, unit_price), tokens in zip(_METERS, group.tokens, strict=True):
+            if tokens == 0:
+                continue
+            yield _token_row(day, cost_center, subscription, model, deployment_type, price, catalog, charge_class,
+                             group, meter, kind, tokens, unit_price(price))
+
+
+def _token_row(day: date, cost_center: str, subscription: str, model: str, deployment_type: str, price: Price,
+               catalog: str, charge_class: str, group: _Group, meter: str, kind: str, tokens: int,
+               unit_price: Decimal) -> dict[str, Any]:
+    quantity = MONEY.divide(tokens, TOKENS_PER_UNIT)
+    cost = MONEY.multiply(quantity, unit_price)
+    sku = f"{price.model}/{price.deployment_type}"
+    return {
+        "BilledCost": cost, "ContractedCost": cost, "EffectiveCost": cost, "ListCost": cost,
+        "ListUnitPrice": unit_price, "PricingQuantity": quantity, "PricingUnit": TOKEN_UNIT,
+        "ConsumedQuantity": Decimal(tokens), "ConsumedUnit": CONSUMED_TOKEN_UNIT,
+        "BillingCurrency": price.currency, "ChargeClass": CORRECTION if charge_class else None,
+        "ChargeDescription": f"{model} {deployment_type} {meter.lower()} for {cost_center}",
+        "ChargeFrequency": "Usage-Based",
+        "ChargePeriodStart": _instant(day), "ChargePeriodEnd": _instant(day + timedelta(days=1)),
+        "SkuId": sku, "SkuMeter": meter,
+        "SkuPriceId": f"{sku}/{price.region}/{kind}/{price.effective_from}@{catalog}",
+        "SkuPriceDetails": json.dumps({"x_TokenKind": kind, "x_Region": price.region,
+                                       "x_EffectiveFrom": price.effective_from.isoformat()},
+                                      sort_keys=True, separators=(",", ":")),
+        "Tags": _tags(cost_center, subscription),
+        "x_CostCenter": cost_center, "x_ApimSubscriptionId": subscription or None, "x_Model": model,
+        "x_DeploymentType": deployment_type, "x_Deployment": None, "x_ChargeKind": PAY_AS_YOU_GO,
+        "x_PriceCatalogVersion": catalog, "x_CapacityVersion": None, "x_SourceEventCount": group.requests,
+        "x_CorrectionIds": ";".join(sorted(group.corrections)) or None,
+    }
+
+
+def _capacity_rows(days: list[DeploymentDay], capacity_version: str) -> Iterator[dict[str, Any]]:
+    for day in days:
+        for allocation in day.allocations:
+            if allocation.amount == 0 or allocation.price_per_ptu_hour == 0:
+                continue
+            consumer, idle = allocation.consumer, allocation.kind == IDLE
+            unit_price = allocation.price_per_ptu_hour
+            quantity = (allocation.amount / unit_price).quantize(PTU_QUANTITY, rounding=ROUND_HALF_EVEN)
+            sku = f"{consumer.model}/{consumer.deployment_type}" if consumer.model else consumer.deployment_type
+            what = ("idle capacity" if idle else "capacity used") + f" of PTU deployment {day.deployment}"
+            yield {
+                "BilledCost": allocation.amount, "ContractedCost": allocation.amount,
+                "EffectiveCost": allocation.amount, "ListCost": MONEY.multiply(quantity, unit_price),
+                "ListUnitPrice": unit_price, "PricingQuantity": quantity, "PricingUnit": PTU_UNIT,
+                "ConsumedQuantity": quantity, "ConsumedUnit": PTU_UNIT,
+                "BillingCurrency": allocation.currency,
+                "ChargeClass": CORRECTION if consumer.charge_class else None,
+                "ChargeDescription": f"{what} ({day.ptu_hours} PTU-hours that day), charged to {consumer.cost_center}",
+                "ChargeFrequency": "Recurring",
+                "ChargePeriodStart": _instant(day.day), "ChargePeriodEnd": _instant(day.day + timedelta(days=1)),
+                "SkuId": sku, "SkuMeter": "Provisioned Throughput Unit Hours",
+                "SkuPriceId": f"{sku}/ptu-hour/{format(MONEY.normalize(unit_price), 'f')} {allocation.currency}",
+                "SkuPriceDetails": json.dumps({"x_Deployment": day.deployment}, separators=(",", ":")),
+                "Tags": _tags(consumer.cost_center, consumer.subscription_id, day.deployment),
+                "x_CostCenter": consumer.cost_center, "x_ApimSubscriptionId": consumer.subscription_id or None,
+                "x_Model": consumer.model, "x_DeploymentType": consumer.deployment_type,
+                "x_Deployment": day.deployment, "x_ChargeKind": IDLE_KIND if idle else ALLOCATION,
+                "x_PriceCatalogVersion": None, "x_CapacityVersion": capacity_version or None,
+                "x_SourceEventCount": allocation.usage.requests,
+                "x_CorrectionIds": ";".join(allocation.corrections) or None,
+            }

@@ -1,0 +1,199 @@
+"""The report of a period (a month, or a range of days): its rows, its unpriced usage, what
+corrections and provisioned capacity did to it, and the columns of its files. Built by
+pipeline.stages.report.build, rendered by .render, .focus and .html, published by .publish."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.domain.capacity import DeploymentDay
+from pipeline.domain.corrections import Correction
+from pipeline.domain.costing import CostLine, Resolution
+from pipeline.domain.errors import UserError
+from pipeline.domain.periods import Period, PeriodError
+from pipeline.domain.pricing import MONEY, money_sum
+
+REPORT_COLUMNS = ("month", "cost_center", "subscription_id", "model", "deployment_type", "requests",
+                  "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "currency",
+                  "catalog_version", "charge_class", "ptu_cost", "total_cost")  # extend at the end only
+UNPRICED_COLUMNS = ("month", "reason", "cost_center", "subscription_id", "deployment", "model", "requests",
+                    "prompt_tokens", "cached_tokens", "completion_tokens", "detail", "deployment_type")
+DAILY_COLUMNS = ("date", *(c for c in REPORT_COLUMNS if c != "month"))  # `-daily.csv`: the rows by UTC day
+FORMATS = ("csv", "parquet", "focus", "html")  # every format render_report knows
+DEFAULT_FORMATS = ("csv", "parquet")
+
+COST = pa.decimal128(38, 12)
+REPORT_SCHEMA = pa.schema([
+    ("month", pa.string()), ("cost_center", pa.string()), ("subscription_id", pa.string()),
+    ("model", pa.string()), ("deployment_type", pa.string()), ("requests", pa.int64()),
+    ("prompt_tokens", pa.int64()), ("cached_tokens", pa.int64()), ("completion_tokens", pa.int64()),
+    ("cost", COST), ("currency", pa.string()), ("catalog_version", pa.string()), ("charge_class", pa.string()),
+    ("ptu_cost", COST), ("total_cost", COST),
+])
+
+
+class ReportError(UserError):
+    """A report that cannot be made as asked (a period, a format)."""
+
+
+@dataclass(slots=True)
+class ReportRow:
+    month: str  # the calendar month of the usage (the day, in `-daily.csv` rows)
+    cost_center: str
+    subscription_id: str
+    model: str
+    deployment_type: str
+    currency: str
+    catalog_version: str
+    charge_class: str = ""
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal | None = None  # pay-as-you-go (per-token) cost; 0 for provisioned usage
+    ptu_cost: Decimal | None = None  # provisioned capacity allocated to this line
+
+    @property
+    def total_cost(self) -> Decimal | None:
+        if self.cost is None and self.ptu_cost is None:
+            return None
+        return money_sum(c for c in (self.cost, self.ptu_cost) if c is not None)
+
+    def values(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in REPORT_COLUMNS}
+
+
+@dataclass(slots=True)
+class UnpricedRow:
+    month: str
+    reason: str
+    cost_center: str
+    subscription_id: str
+    deployment: str
+    model: str
+    detail: str
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    usage_state: str = ""  # not a CSV column: tells `no-usage` of errors from streams whose usage never came
+    deployment_type: str = ""
+
+
+@dataclass(slots=True)
+class Report:
+    period: Period
+    catalog_version: str
+    rows: list[ReportRow]
+    unpriced: list[UnpricedRow]
+    seconds: float = 0.0
+    corrections: list[Correction] = field(default_factory=list)  # those that changed this month
+    voided: dict[str, int] = field(default_factory=dict)  # correction id -> requests it voided
+    explanations: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (cost center, currency) -> ids
+    states: dict[str, int] = field(default_factory=dict)  # usage_state -> requests (measured, pending, ...)
+    origins: dict[str, int] = field(default_factory=dict)  # usage_origin -> requests (response, llm-log, ...)
+    llm_unmatched: int = 0  # LLM-log usage records of the month whose request event never arrived
+    deployment_days: list[DeploymentDay] = field(default_factory=list)  # PTU capacity, day by day
+    capacity_version: str = ""  # the provisioned-capacity file's content hash ("" without one)
+    # The day-level cost lines the rows were built from, made on first use (the daily CSV, FOCUS,
+    # the HTML chart) and kept by the cached callable: the monthly rows do not need an object per
+    # day and group.
+    make_lines: Callable[[], list[CostLine]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def lines(self) -> list[CostLine]:
+        """The cost lines, one per day and resolution key."""
+        return self.make_lines() if self.make_lines is not None else []
+
+    @property
+    def label(self) -> str:
+        """`2026-10` for a month, `2026-10-05_2026-10-20` for a range: the files' names."""
+        return self.period.label
+
+    @property
+    def totals(self) -> dict[str, Decimal]:
+        """Total cost (pay-as-you-go + allocated PTU capacity) per currency."""
+        return _by(self.rows, lambda row: row.currency, lambda row: row.total_cost)
+
+    @property
+    def payg_totals(self) -> dict[str, Decimal]:
+        """Pay-as-you-go (per-token) cost per currency."""
+        return _by(self.rows, lambda row: row.currency, lambda row: row.cost)
+
+    @property
+    def ptu_totals(self) -> dict[str, Decimal]:
+        """Allocated provisioned capacity per currency."""
+        return _by(self.rows, lambda row: row.currency, lambda row: row.ptu_cost)
+
+    @property
+    def cost_center_totals(self) -> dict[tuple[str, str], Decimal]:
+        """Total cost per (cost center, currency)."""
+        return _by(self.rows, lambda row: (row.cost_center, row.currency), lambda row: row.total_cost)
+
+    def daily(self) -> dict[date, dict[str, tuple[Decimal, Decimal]]]:
+        """(pay-as-you-go, PTU capacity) cost per day and currency."""
+        payg: dict[tuple[date, str], list[Decimal]] = defaultdict(list)
+        ptu: dict[tuple[date, str], list[Decimal]] = defaultdict(list)
+        for line in self.lines:
+            cost = line.cost
+            if cost is not None and not line.resolution.provisioned:
+                payg[(line.key.day, line.resolution.currency)].append(cost)
+        for deployment_day in self.deployment_days:
+            ptu[(deployment_day.day, deployment_day.currency)].append(deployment_day.cost)
+        out: dict[date, dict[str, tuple[Decimal, Decimal]]] = defaultdict(dict)
+        for day, currency in sorted(set(payg) | set(ptu)):
+            out[day][currency] = (money_sum(payg.get((day, currency), ())), money_sum(ptu.get((day, currency), ())))
+        return dict(out)
+
+    @property
+    def requests(self) -> int:
+        return sum(row.requests for row in self.rows)
+
+    @property
+    def unpriced_requests(self) -> int:
+        return sum(row.requests for row in self.unpriced)
+
+
+def _by(rows: Iterable[ReportRow], key: Callable[[ReportRow], Any],
+        amount: Callable[[ReportRow], Decimal | None]) -> dict[Any, Decimal]:
+    sums: dict[Any, list[Decimal]] = defaultdict(list)
+    for row in rows:
+        value = amount(row)
+        if value is not None:
+            sums[key(row)].append(value)
+    return {k: money_sum(v) for k, v in sorted(sums.items())}
+
+
+def check_month(month: str) -> str:
+    try:
+        Period.month(month)
+    except PeriodError as error:
+        raise ReportError(str(error)) from None
+    return month
+
+
+def as_period(period: Period | str) -> Period:
+    """A Period, or a month (`2026-10`) or range label (`2026-10-05_2026-10-20`)."""
+    if isinstance(period, Period):
+        return period
+    try:
+        return Period.parse(period)
+    except PeriodError as error:
+        raise ReportError(str(error)) from None
+
+
+# Usage of one resolution key, summed: (day, subscription, deployment, usage state, its
+# resolution, requests, prompt, cached and completion tokens). `day` is its first day.
+KeyUsage = tuple[date, str, str, str, Resolution, int, int, int, int]
+
+
+def exact_text(amount: Decimal | None) -> str:
+    """The exact amount, without exponent or trailing zeros; '' for no amount."""
+    return "" if amount is None else format(MONEY.normalize(amount), "f")

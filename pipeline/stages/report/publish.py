@@ -1,0 +1,53 @@
+"""Publish a report into an object store: a folder (`chargeback report --out`) or the `reports`
+area of Blob Storage (the daily Functions timer). Both get the same bytes (`render_report`).
+
+A closed period written before with other content is restated, never silently replaced: the
+previous objects are kept under `history/` and `chargeback-<label>-restatement.csv` lists the
+old and new totals per cost center (pipeline.stages.report.restate); the current month's report
+is provisional and is replaced in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from pipeline.domain.periods import Period
+from pipeline.ports import ObjectStore
+from pipeline.stages.report import restate
+from pipeline.stages.report.focus import FocusContext
+from pipeline.stages.report.model import DEFAULT_FORMATS, Report, as_period
+from pipeline.stages.report.render import render_report
+from pipeline.stages.report.restate import Restatement
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What publishing wrote: the keys of the report's files in the store (`store`, its URL), and
+    the restatement written first when a closed period's files changed."""
+
+    store: str
+    keys: list[str]
+    restatement: Restatement | None = None
+
+
+def is_closed(period: Period | str, today: date | None = None) -> bool:
+    """A month is closed once the next one has begun, a range once its last day is over (UTC)."""
+    return as_period(period).is_closed(today or datetime.now(UTC).date())
+
+
+def publish_report(report: Report, store: ObjectStore, formats: Iterable[str] = DEFAULT_FORMATS,
+                   today: date | None = None, focus: FocusContext | None = None) -> Published:
+    """Write the report's files into the store, each object replaced atomically. The formats
+    already there are rewritten too, so that no stale file stays next to the new ones."""
+    wanted = list(formats)
+    render_report(report, wanted)  # an unknown format fails before the store is read
+    current = restate.current_files(store, report.label)
+    files = render_report(report, set(wanted) | restate.present_formats(current, report.label), focus)
+    restatement = None
+    if is_closed(report.period, today) and restate.changed(current, files):
+        restatement = restate.restate(store, report.label, current, report.cost_center_totals, report.explanations)
+    for key, data in files.items():
+        store.put(key, data, overwrite=True)
+    return Published(store.url, list(files), restatement)

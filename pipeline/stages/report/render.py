@@ -1,0 +1,75 @@
+"""The report's files as bytes: `chargeback-<label>.csv` with its `-unpriced.csv` and
+`-daily.csv` companions, `.parquet`, and on request the FOCUS export and the HTML page."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.stages.report.focus import FocusContext, render_focus
+from pipeline.stages.report.html import render_html
+from pipeline.stages.report.model import (
+    DAILY_COLUMNS,
+    DEFAULT_FORMATS,
+    FORMATS,
+    REPORT_COLUMNS,
+    REPORT_SCHEMA,
+    UNPRICED_COLUMNS,
+    Report,
+    ReportError,
+    ReportRow,
+    exact_text,
+)
+from pipeline.stages.report.restate import stem as file_stem
+from pipeline.stages.report.rows import line_usage, report_rows
+
+
+def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
+                  focus: FocusContext | None = None) -> dict[str, bytes]:
+    """The report's files as {file name: bytes}: `chargeback-<label>.csv` with its `-unpriced.csv`
+    and `-daily.csv` companions, and `chargeback-<label>.parquet`, for the formats asked; the
+    format `focus` adds the FOCUS 1.2 CSV and Parquet (a month's Parquet in the FinOps hubs
+    layout) for the billing account `focus` names, `html` the HTML report. The label is the
+    month (`2026-10`) or the range (`2026-10-05_2026-10-20`)."""
+    wanted = list(formats)
+    unknown = [f for f in wanted if f not in FORMATS]
+    if unknown:
+        raise ReportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    stem = file_stem(report.label)
+    files: dict[str, bytes] = {}
+    if "csv" in wanted:
+        files[f"{stem}.csv"] = _csv(REPORT_COLUMNS, (_csv_values(row) for row in report.rows))
+        files[f"{stem}-unpriced.csv"] = _csv(
+            UNPRICED_COLUMNS, ({c: getattr(row, c) for c in UNPRICED_COLUMNS} for row in report.unpriced))
+        daily = report_rows(line_usage(report.lines), report.deployment_days, bucket=date.isoformat)
+        files[f"{stem}-daily.csv"] = _csv(DAILY_COLUMNS, (_csv_values(row, first="date") for row in daily))
+    if "parquet" in wanted:
+        table = pa.Table.from_pylist([row.values() for row in report.rows], schema=REPORT_SCHEMA)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        files[f"{stem}.parquet"] = sink.getvalue().to_pybytes()
+    if "focus" in wanted:
+        files.update(render_focus(report, focus))
+    if "html" in wanted:
+        files[f"{stem}.html"] = render_html(report)
+    return files
+
+
+def _csv_values(row: ReportRow, first: str = "month") -> dict[str, object]:
+    """The row's CSV cells, its bucket of days (`month`, or `date` for daily rows) named `first`."""
+    values = {**row.values(), **{c: exact_text(getattr(row, c)) for c in ("cost", "ptu_cost", "total_cost")}}
+    values[first] = values.pop("month")
+    return values
+
+
+def _csv(columns: tuple[str, ...], rows: Iterable[dict[str, object]]) -> bytes:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue().encode("utf-8")

@@ -1,0 +1,40 @@
+"""The report's SQL over the warehouse's `usage` view (pipeline.lake.warehouse): the period's
+usage per day, key and origin in a temp table, then summed per key and reference period."""
+
+from __future__ import annotations
+
+from pipeline.lake.views import NOT_VOIDED
+
+_KEY = "u.date, u.subscription_id, u.cost_center, u.deployment, u.model, u.usage_state"
+_SUMS = ("count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
+         "coalesce(sum(cached_tokens), 0) AS cached_tokens, coalesce(sum(completion_tokens), 0) AS completion_tokens, "
+         "coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens")
+# Where the numbers came from (`usage.usage_origin`) is grouped by and summed afterwards: a
+# FILTER per origin costs the SQL more. Without LLM usage joined, the origin is the event's
+# usageSource when it carried usage (else `none`), so the plain column is grouped by (the
+# view's CASE for `usage_origin`, per event, costs the SQL a third more).
+ORIGINS = ("response", "stream", "estimated", "llm-log", "none")
+
+
+def groups_sql(origin_column: str) -> str:
+    """The period's usage per day, key and origin, kept in the `report_groups` table."""
+    return (f"CREATE OR REPLACE TEMP TABLE report_groups AS SELECT {_KEY}, {_SUMS}, {origin_column} AS origin "
+            f"FROM usage u WHERE u.date >= ? AND u.date < ? AND {NOT_VOIDED} GROUP BY ALL")
+
+
+_GROUP_KEY = "subscription_id, cost_center, deployment, model, usage_state"
+_TOTALS = ("sum(requests)::BIGINT, sum(prompt_tokens)::BIGINT, sum(cached_tokens)::BIGINT, "
+           "sum(completion_tokens)::BIGINT, sum(reasoning_tokens)::BIGINT")
+# Per key, month and period between two reference boundaries (the boundaries of the period's
+# days, a parameter), from its first day: a key resolves alike on all the days of a period.
+PERIODS_SQL = (f"SELECT min(date), {_GROUP_KEY}, {_TOTALS} FROM report_groups "
+               f"GROUP BY date_trunc('month', date), len(list_filter(?::DATE[], lambda b: b <= date)), {_GROUP_KEY} "
+               "ORDER BY ALL")
+DAYS_SQL = f"SELECT date, {_GROUP_KEY}, {_TOTALS} FROM report_groups GROUP BY ALL ORDER BY ALL"
+ORIGINS_SQL = "SELECT usage_state, origin, sum(requests)::BIGINT FROM report_groups GROUP BY ALL ORDER BY ALL"
+
+
+VOIDED_SQL = (f"SELECT {_KEY}, v.correction, count(*) FROM usage u JOIN voided_events v ON v.event_id = u.event_id "
+              "WHERE u.date >= ? AND u.date < ? GROUP BY ALL ORDER BY ALL")
+# LLM-log usage of the month whose request event never arrived: no caller to charge, so only counted.
+UNMATCHED_SQL = "SELECT count(*) FROM llm_usage_unmatched WHERE time >= ? AND time < ?"
