@@ -11,29 +11,29 @@ resource "azurerm_resource_group" "this" {
 module "identity" {
   source = "./modules/identity"
 
+  context = local.context
+
   names = {
     function = local.names.identity_function
     capture  = local.names.identity_capture
   }
-  location            = var.location
-  resource_group_name = azurerm_resource_group.this.name
-  tags                = local.tags
 }
 
 module "monitoring" {
   source = "./modules/monitoring"
 
+  context = local.context
+
   log_analytics_name        = local.names.log_analytics
   application_insights_name = local.names.application_insights
   retention_days            = var.log_retention_days
   daily_cap_gb              = var.log_daily_cap_gb
-  location                  = var.location
-  resource_group_name       = azurerm_resource_group.this.name
-  tags                      = local.tags
 }
 
 module "storage" {
   source = "./modules/storage"
+
+  context = local.context
 
   data_account_name         = local.names.storage_data
   host_account_name         = local.names.storage_host
@@ -43,9 +43,6 @@ module "storage" {
   replication_type          = var.storage_replication_type
   soft_delete_days          = var.blob_soft_delete_days
   private_endpoints_enabled = var.private_endpoints_enabled
-  location                  = var.location
-  resource_group_name       = azurerm_resource_group.this.name
-  tags                      = local.tags
 }
 
 # Capture writes Avro files with its own identity, on the capture container only. Declared here,
@@ -61,6 +58,8 @@ resource "azurerm_role_assignment" "capture_writer" {
 module "eventhubs" {
   source = "./modules/eventhubs"
 
+  context = local.context
+
   usage_namespace_name        = local.names.eventhub_namespace
   usage_hub_name              = local.usage_hub_name
   usage_consumer_group_name   = local.usage_consumer_group
@@ -74,15 +73,14 @@ module "eventhubs" {
   capture_identity_id         = module.identity.ids["capture"]
   capture_storage_account_id  = module.storage.data_account_id
   capture_container_name      = module.storage.capture_container_name
-  location                    = var.location
-  resource_group_name         = azurerm_resource_group.this.name
-  tags                        = local.tags
 
   depends_on = [azurerm_role_assignment.capture_writer]
 }
 
 module "cosmos" {
   source = "./modules/cosmos"
+
+  context = local.context
 
   account_name              = local.names.cosmos_account
   database_name             = local.cosmos_database
@@ -92,37 +90,34 @@ module "cosmos" {
   ledger_ttl_seconds        = var.cosmos_ledger_ttl_seconds
   zone_redundant            = var.zone_redundant
   private_endpoints_enabled = var.private_endpoints_enabled
-  location                  = var.location
-  resource_group_name       = azurerm_resource_group.this.name
-  tags                      = local.tags
 }
 
 module "redis" {
   source = "./modules/redis"
 
+  context = local.context
+
   name                      = local.names.redis
   sku_name                  = var.redis_sku_name
   high_availability         = var.zone_redundant
   private_endpoints_enabled = var.private_endpoints_enabled
-  location                  = var.location
-  resource_group_name       = azurerm_resource_group.this.name
-  tags                      = local.tags
 }
 
 module "keyvault" {
   source = "./modules/keyvault"
 
+  context = local.context
+
   name                      = local.names.key_vault
   purge_protection          = var.key_vault_purge_protection
   private_endpoints_enabled = var.private_endpoints_enabled
-  location                  = var.location
-  resource_group_name       = azurerm_resource_group.this.name
-  tags                      = local.tags
 }
 
 module "network" {
   source = "./modules/network"
   count  = var.private_endpoints_enabled ? 1 : 0
+
+  context = local.context
 
   name                    = local.names.virtual_network
   address_space           = var.vnet_address_space
@@ -132,13 +127,12 @@ module "network" {
   cosmos_account_id       = module.cosmos.account_id
   redis_id                = module.redis.id
   key_vault_id            = module.keyvault.id
-  location                = var.location
-  resource_group_name     = azurerm_resource_group.this.name
-  tags                    = local.tags
 }
 
 module "function_app" {
   source = "./modules/function_app"
+
+  context = local.context
 
   name                                   = local.names.function_app
   service_plan_name                      = local.names.service_plan
@@ -171,9 +165,6 @@ module "function_app" {
   subnet_id                              = var.private_endpoints_enabled ? module.network[0].functions_subnet_id : null
   package_path                           = var.function_package_path
   deploy_package                         = var.deploy_function_package
-  location                               = var.location
-  resource_group_name                    = azurerm_resource_group.this.name
-  tags                                   = local.tags
 }
 
 locals {
@@ -197,6 +188,8 @@ locals {
 module "apim" {
   source = "./modules/apim"
 
+  context = local.context
+
   name                              = local.names.apim
   sku_name                          = var.apim_sku_name
   zones                             = var.apim_zones
@@ -214,13 +207,12 @@ module "apim" {
   diagnostics_authorization_rule_id = module.eventhubs.diagnostics_authorization_rule_id
   log_analytics_workspace_id        = var.monitoring_level == "full" ? module.monitoring.log_analytics_workspace_id : null
   teams                             = { for id, team in var.teams : id => { display_name = team.display_name, description = team.description } }
-  location                          = var.location
-  resource_group_name               = azurerm_resource_group.this.name
-  tags                              = local.tags
 }
 
 module "access" {
   source = "./modules/access"
+
+  context = local.context
 
   apim_principal_id       = module.apim.principal_id
   function_principal_id   = module.identity.principal_ids["function"]
@@ -234,14 +226,14 @@ module "access" {
   cosmos_account_name     = module.cosmos.account_name
   cosmos_database_scope   = module.cosmos.database_scope
   redis_id                = module.redis.id
-  resource_group_name     = azurerm_resource_group.this.name
 }
 
 module "observability" {
   source = "./modules/observability"
   count  = var.monitoring_level == "full" ? 1 : 0
 
-  name_prefix                = "${var.workload}-${var.environment}"
+  context = local.context
+
   action_group_name          = local.names.action_group
   alert_email_addresses      = var.alert_email_addresses
   log_analytics_workspace_id = module.monitoring.log_analytics_workspace_id
@@ -253,6 +245,4 @@ module "observability" {
   key_vault_id               = module.keyvault.id
   data_storage_account_id    = module.storage.data_account_id
   host_storage_account_id    = module.storage.host_account_id
-  resource_group_name        = azurerm_resource_group.this.name
-  tags                       = local.tags
 }

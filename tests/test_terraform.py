@@ -111,8 +111,8 @@ def test_a_connection_string_or_key_attribute_is_caught(copy: Path) -> None:
 
 
 def test_an_unwired_or_unknown_module_input_is_caught(copy: Path) -> None:
-    edit(copy / "terraform/main.tf", "  redis_id                = module.redis.id\n  resource_group_name",
-         "  redis_identifier        = module.redis.id\n  resource_group_name")
+    edit(copy / "terraform/main.tf", "  redis_id                = module.redis.id\n}",
+         "  redis_identifier        = module.redis.id\n}")
     problems = problems_of(copy, "module wiring")
     assert "module access: required input redis_id is not wired" in problems
     assert "module access: input redis_identifier is not a variable of access" in problems
