@@ -214,10 +214,38 @@ def check_tfvars(config: Config) -> list[str]:
     return problems
 
 
+# The one object every module is given (root: local.context; modules: variable "context"), and the
+# inputs it replaced: no module declares these one by one any more.
+CONTEXT = "context"
+REPLACED_BY_CONTEXT = ("location", "resource_group_name", "tags", "name_prefix")
+_CONTEXT_FIELD = re.compile(r"(?<![\w.])var\.context\.([A-Za-z_][\w-]*)")
+
+
+def object_fields(type_expression: Any) -> set[str] | None:
+    """The attribute names of an `object({...})` type expression (nested types left out), or None
+    when the expression is not an object type."""
+    if not isinstance(type_expression, str):
+        return None
+    match = re.fullmatch(r"\$\{\s*object\(\{(.*)\}\)\s*\}", type_expression.strip(), re.S)
+    if match is None:
+        return None
+    inner, previous = match.group(1), None
+    while inner != previous:  # drop nested (...) and {...}, innermost first
+        previous, inner = inner, re.sub(r"\([^()]*\)|\{[^{}]*\}", "", inner)
+    return set(re.findall(r"([A-Za-z_][\w-]*)\s*=", inner))
+
+
+def context_fields(config: Config) -> set[str] | None:
+    """The fields of the root module's local.context, or None when it is not an object literal."""
+    context = config.root.locals.get(CONTEXT)
+    return {key for key in context if key not in _MARKERS} if isinstance(context, Mapping) else None
+
+
 def check_module_wiring(config: Config) -> list[str]:
-    """Every module input is wired (required ones given, no unknown ones) and every module output
-    that is referenced exists."""
-    problems = []
+    """Every module input is wired (required ones given, no unknown ones), every module output
+    that is referenced exists, and every module is given the root's context object and reads
+    only fields that object has."""
+    problems = _check_context(config)
     for name, call in sorted(config.root.calls.items()):
         module = config.modules.get(name)
         if module is None:
@@ -239,6 +267,37 @@ def check_module_wiring(config: Config) -> list[str]:
                     elif target is not None and output not in target.outputs:
                         problems.append(f"{module_label(config, module)}: module.{called}.{output} is not an "
                                         f"output of {target.path.name}")
+    return problems
+
+
+def _check_context(config: Config) -> list[str]:
+    """local.context is an object; each module call passes it as it is (`context = local.context`);
+    each module declares `variable "context"` with the same fields, reads only those fields
+    (var.context.X), and declares none of the inputs the context replaced."""
+    fields = context_fields(config)
+    if fields is None:
+        return ["root module: local.context (what every module is told about the environment) is missing or "
+                "not an object"]
+    problems = []
+    listed = ", ".join(sorted(fields))
+    for name, call in sorted(config.root.calls.items()):
+        if call.get(CONTEXT) != "${local.context}":
+            problems.append(f"module {name}: must be given context = local.context, got {call.get(CONTEXT)!r}")
+        module = config.modules.get(name)
+        if module is None:
+            continue  # reported by load_config
+        declared = object_fields(module.variables.get(CONTEXT, {}).get("type"))
+        if declared is None:
+            problems.append(f"module {name}: declares no variable context of an object type")
+        elif declared != fields:
+            problems.append(f"module {name}: variable context has the fields {', '.join(sorted(declared))}; "
+                            f"local.context has {listed}")
+        for variable in sorted(set(REPLACED_BY_CONTEXT) & module.variables.keys()):
+            problems.append(f"module {name}: variable {variable} is given by the context: read "
+                            f"var.context.{variable} instead")
+        used = {read for _, entry in module.blocks for text in strings(entry) for read in _CONTEXT_FIELD.findall(text)}
+        for read in sorted(used - fields):
+            problems.append(f"module {name}: var.context.{read} is not a field of local.context ({listed})")
     return problems
 
 
@@ -293,14 +352,15 @@ def _loop_variables(text: str) -> set[str]:
 
 def resolve(expression: str, module: Module, config: Config, depth: int = 0) -> str | None:
     """The string an expression evaluates to, when it is built only from literals, path.module,
-    path.root, string locals and variables (root: default or nothing; module: the root's input)."""
+    path.root, string locals and variables (root: default or nothing; module: the root's input, and
+    for var.context.X the root's local.context.X)."""
     if depth > 10:
         return None
     expression = expression.strip()
     whole = re.fullmatch(r"\$\{(.*)\}", expression, re.S)
     if whole and "${" not in whole.group(1):
         expression = whole.group(1).strip()
-    if re.fullmatch(r"(var|local)\.[\w-]+|path\.(module|root)", expression):
+    if re.fullmatch(r"(var|local)\.[\w-]+|var\.context\.[\w-]+|path\.(module|root)", expression):
         expression = "${" + expression + "}"
     elif not (expression.startswith('"') and expression.endswith('"')):
         return None
@@ -321,6 +381,11 @@ def _resolve_reference(inner: str, module: Module, config: Config, depth: int) -
         return str(module.path)
     if inner == "path.root":
         return str(config.terraform)
+    context_field = re.fullmatch(r"var\.context\.([\w-]+)", inner)
+    if context_field and module is not config.root:  # every module is given the root's local.context
+        context = config.root.locals.get(CONTEXT)
+        value = context.get(context_field.group(1)) if isinstance(context, Mapping) else None
+        return resolve(value, config.root, config, depth + 1) if isinstance(value, str) else None
     match = re.fullmatch(r"(var|local)\.([\w-]+)", inner)
     if not match:
         return None

@@ -123,6 +123,46 @@ def test_a_reference_to_a_missing_output_is_caught(copy: Path) -> None:
     assert "root module: module.redis.host is not an output of redis" in problems_of(copy, "module wiring")
 
 
+def test_a_module_call_without_the_context_object_is_caught(copy: Path) -> None:
+    edit(copy / "terraform/main.tf", '  source = "./modules/redis"\n\n  context = local.context\n',
+         '  source = "./modules/redis"\n\n')
+    edit(copy / "terraform/main.tf", '  source = "./modules/keyvault"\n\n  context = local.context\n',
+         '  source = "./modules/keyvault"\n\n  context = merge(local.context, { location = "westeurope" })\n')
+    problems = problems_of(copy, "module wiring")
+    assert "module redis: required input context is not wired" in problems
+    assert "module redis: must be given context = local.context, got None" in problems
+    assert any(problem.startswith("module keyvault: must be given context = local.context, got '${merge(")
+               for problem in problems)
+
+
+def test_a_context_field_the_root_does_not_build_is_caught(copy: Path) -> None:
+    edit(copy / "terraform/modules/redis/main.tf", "location                  = var.context.location",
+         "location                  = var.context.region")
+    edit(copy / "terraform/modules/cosmos/context.tf", "    name_prefix         = string\n", "")
+    problems = problems_of(copy, "module wiring")
+    assert ("module redis: var.context.region is not a field of local.context (location, name_prefix, "
+            "resource_group_name, tags)") in problems
+    assert ("module cosmos: variable context has the fields location, resource_group_name, tags; local.context "
+            "has location, name_prefix, resource_group_name, tags") in problems
+
+
+def test_a_context_field_resolves_to_what_the_root_builds(copy: Path) -> None:
+    edit(copy / "terraform/locals.tf", 'name_prefix         = "${var.workload}-${var.environment}"',
+         'name_prefix         = "${var.workload}-fixed"')
+    config = static.load_config(copy / "terraform")
+    module = config.modules["observability"]
+    assert static.resolve('"${var.context.name_prefix}.csv"', module, config) == "chargebk-fixed.csv"
+    assert static.resolve("var.context.name_prefix", module, config) == "chargebk-fixed"
+    assert static.resolve("var.context.location", module, config) is None  # var.location has no default
+
+
+def test_a_module_declaring_what_the_context_gives_is_caught(copy: Path) -> None:
+    with (copy / "terraform/modules/keyvault/variables.tf").open("a", encoding="utf-8") as handle:
+        handle.write('\nvariable "location" {\n  type        = string\n  description = "Azure region."\n}\n')
+    assert ("module keyvault: variable location is given by the context: read var.context.location instead"
+            in problems_of(copy, "module wiring"))
+
+
 def test_a_reference_to_an_undeclared_resource_or_local_is_caught(copy: Path) -> None:
     edit(copy / "terraform/modules/cosmos/main.tf", "account_name        = azurerm_cosmosdb_account.this.name",
          "account_name        = azurerm_cosmosdb_account.ledger.name")
@@ -163,6 +203,27 @@ def test_the_function_package_is_accepted_only_as_a_make_target_output(copy: Pat
     assert problems_of(copy, "paths") == []  # dist/ is absent in the copy: `make package` builds it
     edit(copy / "Makefile", "--out dist/chargeback-functions.zip", "--out dist/other.zip")
     assert any("chargeback-functions.zip, which does not exist" in problem for problem in problems_of(copy, "paths"))
+
+
+# --- one context object for every module -------------------------------------------------------
+
+def test_every_module_takes_the_one_context_object_and_not_its_parts(config: static.Config) -> None:
+    """The root builds local.context once and passes it whole; each module declares it (the same
+    context.tf everywhere) and none declares location, resource_group_name or tags any more."""
+    assert config.root.locals["context"] == {
+        "location": "${var.location}",
+        "resource_group_name": "${azurerm_resource_group.this.name}",  # the modules depend on the group
+        "tags": "${local.tags}",
+        "name_prefix": '"${var.workload}-${var.environment}"',
+    }
+    context_files = {(TERRAFORM / "modules" / name / "context.tf").read_text(encoding="utf-8")
+                     for name in config.modules}
+    assert len(context_files) == 1, "modules/*/context.tf must be the same file in every module"
+    assert set(config.modules) == {path.parent.name for path in TERRAFORM.glob("modules/*/main.tf")}
+    for name, module in config.modules.items():
+        assert static.object_fields(module.variables["context"]["type"]) == set(config.root.locals["context"])
+        assert not {"location", "resource_group_name", "tags", "name_prefix"} & module.variables.keys(), name
+        assert config.root.calls[name]["context"] == "${local.context}", name
 
 
 # --- the Function App provides what the pipeline reads ------------------------------------------
