@@ -658,6 +658,72 @@ def _arguments(body: Mapping[str, Any]) -> set[str]:
     return names
 
 
+# --- provider requirements -------------------------------------------------------------------------
+
+# Resource types of Terraform itself (terraform.io/builtin/terraform), required by no module.
+BUILTIN_RESOURCES = frozenset({"terraform_data"})
+
+
+def provider_requirements(module: Module) -> dict[str, tuple[str | None, str | None]]:
+    """Local provider name -> (source, version) of the module's required_providers (None: not given)."""
+    found: dict[str, tuple[str | None, str | None]] = {}
+    for kind, entry in module.blocks:
+        if kind != "terraform":
+            continue
+        for block in entry.get("required_providers", []):
+            for name, requirement in block.items():
+                if name in _MARKERS:
+                    continue
+                if isinstance(requirement, Mapping):
+                    found[name] = (literal(requirement.get("source")), literal(requirement.get("version")))
+                else:  # the Terraform 0.12 form, `name = "VERSION"`, has no source
+                    found[name] = (None, literal(requirement))
+    return found
+
+
+def used_providers(module: Module) -> set[str]:
+    """Local names of the providers a module's resources and data sources belong to (the first word
+    of the type, as Terraform reads it when a resource sets no `provider`)."""
+    kinds = [kind for kind, _ in module.resources] + [kind for kind, _ in module.data]
+    return {kind.split("_", 1)[0] for kind in kinds if kind not in BUILTIN_RESOURCES}
+
+
+def check_providers(config: Config) -> list[str]:
+    """Each module declares the source of every provider it uses, the same as the root module's
+    (Terraform: "Each module must declare its own provider requirements"; without it Terraform
+    falls back to hashicorp/NAME, wrong for Azure/azapi); the versions are pinned exactly, once,
+    in the root module; provider configurations are in the root module only."""
+    problems = []
+    root = provider_requirements(config.root)
+    used_anywhere = set().union(*(used_providers(module) for module in all_modules(config)))
+    for name in sorted(used_anywhere - root.keys()):
+        problems.append(f"root module: provider {name} is used but not pinned in the root's required_providers")
+    for name, (_, version) in sorted(root.items()):
+        if version is None or not re.fullmatch(r"=\s*\d+\.\d+\.\d+", version):
+            problems.append(f"root module: provider {name} must be pinned to one release (version = \"= X.Y.Z\"), "
+                            f"got {version!r}")
+    for module in all_modules(config):
+        label = module_label(config, module)
+        declared, used = provider_requirements(module), used_providers(module)
+        for name in sorted(used):
+            source = declared.get(name, (None, None))[0]
+            if source is None:
+                problems.append(f"{label}: uses provider {name} but declares no source for it in required_providers")
+            elif name in root and source != root[name][0]:
+                problems.append(f"{label}: provider {name} has the source {source}, the root module {root[name][0]}")
+        if module is config.root:
+            continue
+        for name, (_, version) in sorted(declared.items()):
+            if name not in used:
+                problems.append(f"{label}: requires provider {name}, which none of its resources uses")
+            if version is not None:
+                problems.append(f"{label}: provider {name} has a version ({version}); the pins belong in the root "
+                                "module's versions.tf only")
+        if any(kind == "provider" for kind, _ in module.blocks):
+            problems.append(f"{label}: configures a provider; provider blocks belong in the root module only")
+    return problems
+
+
 # --- APIM policies ---------------------------------------------------------------------------------
 
 def check_policies(config: Config, repo: Path) -> list[str]:
@@ -698,7 +764,7 @@ def check_policies(config: Config, repo: Path) -> list[str]:
 
 
 CHECKS = ("parse", "variables", "tfvars", "module wiring", "references", "paths", "secrets", "names",
-          "provider arguments", "policies")
+          "provider arguments", "providers", "policies")
 
 
 def run_checks(repo: Path) -> dict[str, list[str]]:
@@ -716,5 +782,6 @@ def run_checks(repo: Path) -> dict[str, list[str]]:
         "secrets": check_no_secrets(terraform),
         "names": check_names(config),
         "provider arguments": check_provider_arguments(config, fixture),
+        "providers": check_providers(config),
         "policies": check_policies(config, repo),
     }

@@ -188,6 +188,32 @@ def test_an_argument_the_provider_does_not_have_is_caught(copy: Path) -> None:
             "azurerm_cosmosdb_account") in problems_of(copy, "provider arguments")
 
 
+def test_a_provider_requirement_missing_or_pinned_outside_the_root_is_caught(copy: Path) -> None:
+    modules = copy / "terraform/modules"
+    edit(modules / "function_app/versions.tf", '    azapi = {\n      source = "Azure/azapi"\n    }\n', "")
+    edit(modules / "redis/versions.tf", 'source = "hashicorp/azurerm"',
+         'source  = "hashicorp/azurerm"\n      version = ">= 4.0.0"')
+    (modules / "keyvault/versions.tf").unlink()
+    edit(copy / "terraform/versions.tf", 'version = "= 4.81.0"', 'version = "~> 4.81"')
+    assert set(problems_of(copy, "providers")) == {
+        "module function_app: uses provider azapi but declares no source for it in required_providers",
+        "module keyvault: uses provider azurerm but declares no source for it in required_providers",
+        "module redis: provider azurerm has a version (>= 4.0.0); the pins belong in the root module's versions.tf "
+        "only",
+        "root module: provider azurerm must be pinned to one release (version = \"= X.Y.Z\"), got '~> 4.81'"}
+
+
+def test_a_provider_a_module_does_not_use_or_configures_itself_is_caught(copy: Path) -> None:
+    modules = copy / "terraform/modules"
+    edit(modules / "identity/versions.tf", '      source = "hashicorp/azurerm"\n    }\n',
+         '      source = "hashicorp/azurerm"\n    }\n    azapi = {\n      source = "Azure/azapi"\n    }\n')
+    with (modules / "identity/main.tf").open("a", encoding="utf-8") as handle:
+        handle.write('\nprovider "azurerm" {\n  features {}\n}\n')
+    assert set(problems_of(copy, "providers")) == {
+        "module identity: requires provider azapi, which none of its resources uses",
+        "module identity: configures a provider; provider blocks belong in the root module only"}
+
+
 def test_an_undefined_named_value_is_caught(copy: Path) -> None:
     edit(copy / "terraform/main.tf", "chargeback-entra-audience      = var.entra_token_validation.audience\n", "")
     assert any("{{chargeback-entra-audience}}" in problem for problem in problems_of(copy, "policies"))
