@@ -50,7 +50,7 @@ module "storage" {
 resource "azurerm_role_assignment" "capture_writer" {
   principal_id                     = module.identity.principal_ids["capture"]
   role_definition_name             = "Storage Blob Data Contributor"
-  scope                            = module.storage.capture_container_scope
+  scope                            = module.storage.container_scopes["capture"]
   principal_type                   = "ServicePrincipal"
   skip_service_principal_aad_check = true
 }
@@ -71,7 +71,7 @@ module "eventhubs" {
   max_capacity                = var.eventhub_max_capacity
   capture_enabled             = var.eventhub_capture_enabled
   capture_identity_id         = module.identity.ids["capture"]
-  capture_storage_account_id  = module.storage.data_account_id
+  capture_storage_account_id  = module.storage.accounts["data"].id
   capture_container_name      = module.storage.capture_container_name
 
   depends_on = [azurerm_role_assignment.capture_writer]
@@ -121,8 +121,8 @@ module "network" {
 
   name                    = local.names.virtual_network
   address_space           = var.vnet_address_space
-  data_storage_account_id = module.storage.data_account_id
-  host_storage_account_id = module.storage.host_account_id
+  data_storage_account_id = module.storage.accounts["data"].id
+  host_storage_account_id = module.storage.accounts["host"].id
   usage_namespace_id      = module.eventhubs.usage_namespace_id
   cosmos_account_id       = module.cosmos.account_id
   redis_id                = module.redis.id
@@ -143,8 +143,8 @@ module "function_app" {
   identity_client_id                     = module.identity.client_ids["function"]
   identity_principal_id                  = module.identity.principal_ids["function"]
   deployment_container_endpoint          = module.storage.deployment_container_endpoint
-  host_storage_account_name              = module.storage.host_account_name
-  data_blob_endpoint                     = module.storage.data_blob_endpoint
+  host_storage_account_name              = module.storage.accounts["host"].name
+  data_blob_endpoint                     = module.storage.accounts["data"].blob_endpoint
   store_container_name                   = local.store_container
   store_prefix                           = var.environment
   eventhub_namespace_fqdn                = module.eventhubs.usage_namespace_fqdn
@@ -219,8 +219,8 @@ module "access" {
   usage_hub_id            = module.eventhubs.usage_hub_id
   gateway_logs_hub_id     = module.eventhubs.gateway_logs_hub_id
   openai_account_id       = var.openai_account.resource_id
-  store_container_scope   = module.storage.store_container_scope
-  host_storage_account_id = module.storage.host_account_id
+  store_container_scope   = module.storage.container_scopes["store"]
+  host_storage_account_id = module.storage.accounts["host"].id
   application_insights_id = module.monitoring.application_insights_id
   cosmos_account_id       = module.cosmos.account_id
   cosmos_account_name     = module.cosmos.account_name
@@ -243,6 +243,6 @@ module "observability" {
   cosmos_account_id          = module.cosmos.account_id
   cosmos_ru_alert_threshold  = var.cosmos_max_throughput * 900 * 0.8 # 80% of the ceiling over 15 minutes
   key_vault_id               = module.keyvault.id
-  data_storage_account_id    = module.storage.data_account_id
-  host_storage_account_id    = module.storage.host_account_id
+  data_storage_account_id    = module.storage.accounts["data"].id
+  host_storage_account_id    = module.storage.accounts["host"].id
 }

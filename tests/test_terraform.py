@@ -105,8 +105,8 @@ def test_a_key_in_a_tfvars_file_is_caught(copy: Path) -> None:
 
 
 def test_a_connection_string_or_key_attribute_is_caught(copy: Path) -> None:
-    edit(copy / "terraform/modules/storage/outputs.tf", "value       = azurerm_storage_account.this[\"data\"].name",
-         "value       = azurerm_storage_account.this[\"data\"].primary_connection_string")
+    edit(copy / "terraform/modules/storage/outputs.tf", "name = account.name",
+         "name = account.primary_connection_string")
     assert any("reads a key attribute" in problem for problem in problems_of(copy, "secrets"))
 
 
@@ -440,7 +440,7 @@ EXPECTED_GRANTS = {
     ("${var.function_principal_id}", "Storage Blob Data Owner", "${var.host_storage_account_id}"),
     ("${var.function_principal_id}", "Monitoring Metrics Publisher", "${var.application_insights_id}"),
     ('${module.identity.principal_ids["capture"]}', "Storage Blob Data Contributor",
-     "${module.storage.capture_container_scope}"),
+     '${module.storage.container_scopes["capture"]}'),
 }
 
 

@@ -19,6 +19,9 @@ locals {
     redis        = { resource_id = var.redis_id, subresource = "redisEnterprise", zone = "redis" }
     keyvault     = { resource_id = var.key_vault_id, subresource = "vault", zone = "vault" }
   }
+
+  # Both subnets get a network security group of their own.
+  subnet_ids = { endpoints = azurerm_subnet.endpoints.id, functions = azurerm_subnet.functions.id }
 }
 
 resource "azurerm_virtual_network" "this" {
@@ -56,7 +59,7 @@ resource "azurerm_subnet" "functions" {
 # Default rules only (VNet-internal traffic allowed, inbound from the internet denied): the subnets
 # hold private endpoints and the Function App's outbound integration, nothing listens publicly.
 resource "azurerm_network_security_group" "this" {
-  for_each = { endpoints = azurerm_subnet.endpoints.id, functions = azurerm_subnet.functions.id }
+  for_each = local.subnet_ids
 
   name                = "nsg-${var.name}-${each.key}"
   location            = var.context.location
@@ -65,7 +68,7 @@ resource "azurerm_network_security_group" "this" {
 }
 
 resource "azurerm_subnet_network_security_group_association" "this" {
-  for_each = { endpoints = azurerm_subnet.endpoints.id, functions = azurerm_subnet.functions.id }
+  for_each = local.subnet_ids
 
   subnet_id                 = each.value
   network_security_group_id = azurerm_network_security_group.this[each.key].id
