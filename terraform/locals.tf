@@ -28,6 +28,16 @@ locals {
     managed-by  = "terraform"
   })
 
+  # What every module is told about the environment, passed whole as `context = local.context`
+  # (README.md, "Module inputs"). The resource group's name is read from the resource, so that
+  # every module's resources depend on the group.
+  context = {
+    location            = var.location
+    resource_group_name = azurerm_resource_group.this.name
+    tags                = local.tags
+    name_prefix         = "${var.workload}-${var.environment}"
+  }
+
   # The pipeline's fixed layout (pipeline/settings.py, docs/functions.md).
   usage_hub_name        = "apim-usage"
   usage_consumer_group  = "chargeback"

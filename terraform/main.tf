@@ -11,29 +11,29 @@ resource "azurerm_resource_group" "this" {
 module "identity" {
   source = "./modules/identity"
 
+  context = local.context
+
   names = {
     function = local.names.identity_function
     capture  = local.names.identity_capture
   }
-  location            = var.location
-  resource_group_name = azurerm_resource_group.this.name
-  tags                = local.tags
 }
 
 module "monitoring" {
   source = "./modules/monitoring"
 
+  context = local.context
+
   log_analytics_name        = local.names.log_analytics
   application_insights_name = local.names.application_insights
   retention_days            = var.log_retention_days
   daily_cap_gb              = var.log_daily_cap_gb
-  location                  = var.location
-  resource_group_name       = azurerm_resource_group.this.name
-  tags                      = local.tags
 }
 
 module "storage" {
   source = "./modules/storage"
+
+  context = local.context
 
   data_account_name         = local.names.storage_data
   host_account_name         = local.names.storage_host
@@ -43,9 +43,6 @@ module "storage" {
   replication_type          = var.storage_replication_type
   soft_delete_days          = var.blob_soft_delete_days
   private_endpoints_enabled = var.private_endpoints_enabled
-  location                  = var.location
-  resource_group_name       = azurerm_resource_group.this.name
-  tags                      = local.tags
 }
 
 # Capture writes Avro files with its own identity, on the capture container only. Declared here,
@@ -53,13 +50,15 @@ module "storage" {
 resource "azurerm_role_assignment" "capture_writer" {
   principal_id                     = module.identity.principal_ids["capture"]
   role_definition_name             = "Storage Blob Data Contributor"
-  scope                            = module.storage.capture_container_scope
+  scope                            = module.storage.container_scopes["capture"]
   principal_type                   = "ServicePrincipal"
   skip_service_principal_aad_check = true
 }
 
 module "eventhubs" {
   source = "./modules/eventhubs"
+
+  context = local.context
 
   usage_namespace_name        = local.names.eventhub_namespace
   usage_hub_name              = local.usage_hub_name
@@ -72,17 +71,16 @@ module "eventhubs" {
   max_capacity                = var.eventhub_max_capacity
   capture_enabled             = var.eventhub_capture_enabled
   capture_identity_id         = module.identity.ids["capture"]
-  capture_storage_account_id  = module.storage.data_account_id
+  capture_storage_account_id  = module.storage.accounts["data"].id
   capture_container_name      = module.storage.capture_container_name
-  location                    = var.location
-  resource_group_name         = azurerm_resource_group.this.name
-  tags                        = local.tags
 
   depends_on = [azurerm_role_assignment.capture_writer]
 }
 
 module "cosmos" {
   source = "./modules/cosmos"
+
+  context = local.context
 
   account_name              = local.names.cosmos_account
   database_name             = local.cosmos_database
@@ -92,53 +90,49 @@ module "cosmos" {
   ledger_ttl_seconds        = var.cosmos_ledger_ttl_seconds
   zone_redundant            = var.zone_redundant
   private_endpoints_enabled = var.private_endpoints_enabled
-  location                  = var.location
-  resource_group_name       = azurerm_resource_group.this.name
-  tags                      = local.tags
 }
 
 module "redis" {
   source = "./modules/redis"
 
+  context = local.context
+
   name                      = local.names.redis
   sku_name                  = var.redis_sku_name
   high_availability         = var.zone_redundant
   private_endpoints_enabled = var.private_endpoints_enabled
-  location                  = var.location
-  resource_group_name       = azurerm_resource_group.this.name
-  tags                      = local.tags
 }
 
 module "keyvault" {
   source = "./modules/keyvault"
 
+  context = local.context
+
   name                      = local.names.key_vault
   purge_protection          = var.key_vault_purge_protection
   private_endpoints_enabled = var.private_endpoints_enabled
-  location                  = var.location
-  resource_group_name       = azurerm_resource_group.this.name
-  tags                      = local.tags
 }
 
 module "network" {
   source = "./modules/network"
   count  = var.private_endpoints_enabled ? 1 : 0
 
+  context = local.context
+
   name                    = local.names.virtual_network
   address_space           = var.vnet_address_space
-  data_storage_account_id = module.storage.data_account_id
-  host_storage_account_id = module.storage.host_account_id
+  data_storage_account_id = module.storage.accounts["data"].id
+  host_storage_account_id = module.storage.accounts["host"].id
   usage_namespace_id      = module.eventhubs.usage_namespace_id
   cosmos_account_id       = module.cosmos.account_id
   redis_id                = module.redis.id
   key_vault_id            = module.keyvault.id
-  location                = var.location
-  resource_group_name     = azurerm_resource_group.this.name
-  tags                    = local.tags
 }
 
 module "function_app" {
   source = "./modules/function_app"
+
+  context = local.context
 
   name                                   = local.names.function_app
   service_plan_name                      = local.names.service_plan
@@ -149,8 +143,8 @@ module "function_app" {
   identity_client_id                     = module.identity.client_ids["function"]
   identity_principal_id                  = module.identity.principal_ids["function"]
   deployment_container_endpoint          = module.storage.deployment_container_endpoint
-  host_storage_account_name              = module.storage.host_account_name
-  data_blob_endpoint                     = module.storage.data_blob_endpoint
+  host_storage_account_name              = module.storage.accounts["host"].name
+  data_blob_endpoint                     = module.storage.accounts["data"].blob_endpoint
   store_container_name                   = local.store_container
   store_prefix                           = var.environment
   eventhub_namespace_fqdn                = module.eventhubs.usage_namespace_fqdn
@@ -171,9 +165,6 @@ module "function_app" {
   subnet_id                              = var.private_endpoints_enabled ? module.network[0].functions_subnet_id : null
   package_path                           = var.function_package_path
   deploy_package                         = var.deploy_function_package
-  location                               = var.location
-  resource_group_name                    = azurerm_resource_group.this.name
-  tags                                   = local.tags
 }
 
 locals {
@@ -197,6 +188,8 @@ locals {
 module "apim" {
   source = "./modules/apim"
 
+  context = local.context
+
   name                              = local.names.apim
   sku_name                          = var.apim_sku_name
   zones                             = var.apim_zones
@@ -214,34 +207,33 @@ module "apim" {
   diagnostics_authorization_rule_id = module.eventhubs.diagnostics_authorization_rule_id
   log_analytics_workspace_id        = var.monitoring_level == "full" ? module.monitoring.log_analytics_workspace_id : null
   teams                             = { for id, team in var.teams : id => { display_name = team.display_name, description = team.description } }
-  location                          = var.location
-  resource_group_name               = azurerm_resource_group.this.name
-  tags                              = local.tags
 }
 
 module "access" {
   source = "./modules/access"
+
+  context = local.context
 
   apim_principal_id       = module.apim.principal_id
   function_principal_id   = module.identity.principal_ids["function"]
   usage_hub_id            = module.eventhubs.usage_hub_id
   gateway_logs_hub_id     = module.eventhubs.gateway_logs_hub_id
   openai_account_id       = var.openai_account.resource_id
-  store_container_scope   = module.storage.store_container_scope
-  host_storage_account_id = module.storage.host_account_id
+  store_container_scope   = module.storage.container_scopes["store"]
+  host_storage_account_id = module.storage.accounts["host"].id
   application_insights_id = module.monitoring.application_insights_id
   cosmos_account_id       = module.cosmos.account_id
   cosmos_account_name     = module.cosmos.account_name
   cosmos_database_scope   = module.cosmos.database_scope
   redis_id                = module.redis.id
-  resource_group_name     = azurerm_resource_group.this.name
 }
 
 module "observability" {
   source = "./modules/observability"
   count  = var.monitoring_level == "full" ? 1 : 0
 
-  name_prefix                = "${var.workload}-${var.environment}"
+  context = local.context
+
   action_group_name          = local.names.action_group
   alert_email_addresses      = var.alert_email_addresses
   log_analytics_workspace_id = module.monitoring.log_analytics_workspace_id
@@ -251,8 +243,6 @@ module "observability" {
   cosmos_account_id          = module.cosmos.account_id
   cosmos_ru_alert_threshold  = var.cosmos_max_throughput * 900 * 0.8 # 80% of the ceiling over 15 minutes
   key_vault_id               = module.keyvault.id
-  data_storage_account_id    = module.storage.data_account_id
-  host_storage_account_id    = module.storage.host_account_id
-  resource_group_name        = azurerm_resource_group.this.name
-  tags                       = local.tags
+  data_storage_account_id    = module.storage.accounts["data"].id
+  host_storage_account_id    = module.storage.accounts["host"].id
 }

@@ -25,22 +25,22 @@ output "resource_group_name" {
 
 output "storage_blob_endpoint" {
   description = "Blob endpoint of the data account (CHARGEBACK_STORAGE_ACCOUNT_URL)."
-  value       = module.storage.data_blob_endpoint
+  value       = module.storage.accounts["data"].blob_endpoint
 }
 
 output "storage_store_url" {
   description = "Where snapshots, dead letters and reports live: <endpoint><container>/<environment>/{snapshots,dead-letters,reports}/ (CHARGEBACK_STORE)."
-  value       = "${module.storage.data_blob_endpoint}${local.store_container}/${var.environment}/"
+  value       = "${module.storage.accounts["data"].blob_endpoint}${local.store_container}/${var.environment}/"
 }
 
 output "storage_reports_url" {
   description = "Published chargeback reports (chargeback-YYYY-MM.csv / .parquet)."
-  value       = "${module.storage.data_blob_endpoint}${local.store_container}/${var.environment}/reports/"
+  value       = "${module.storage.accounts["data"].blob_endpoint}${local.store_container}/${var.environment}/reports/"
 }
 
 output "storage_capture_url" {
   description = "Event Hubs Capture Avro files (replay source)."
-  value       = "${module.storage.data_blob_endpoint}${local.capture_container}/"
+  value       = "${module.storage.accounts["data"].blob_endpoint}${local.capture_container}/"
 }
 
 output "key_vault_uri" {

@@ -214,10 +214,38 @@ def check_tfvars(config: Config) -> list[str]:
     return problems
 
 
+# The one object every module is given (root: local.context; modules: variable "context"), and the
+# inputs it replaced: no module declares these one by one any more.
+CONTEXT = "context"
+REPLACED_BY_CONTEXT = ("location", "resource_group_name", "tags", "name_prefix")
+_CONTEXT_FIELD = re.compile(r"(?<![\w.])var\.context\.([A-Za-z_][\w-]*)")
+
+
+def object_fields(type_expression: Any) -> set[str] | None:
+    """The attribute names of an `object({...})` type expression (nested types left out), or None
+    when the expression is not an object type."""
+    if not isinstance(type_expression, str):
+        return None
+    match = re.fullmatch(r"\$\{\s*object\(\{(.*)\}\)\s*\}", type_expression.strip(), re.S)
+    if match is None:
+        return None
+    inner, previous = match.group(1), None
+    while inner != previous:  # drop nested (...) and {...}, innermost first
+        previous, inner = inner, re.sub(r"\([^()]*\)|\{[^{}]*\}", "", inner)
+    return set(re.findall(r"([A-Za-z_][\w-]*)\s*=", inner))
+
+
+def context_fields(config: Config) -> set[str] | None:
+    """The fields of the root module's local.context, or None when it is not an object literal."""
+    context = config.root.locals.get(CONTEXT)
+    return {key for key in context if key not in _MARKERS} if isinstance(context, Mapping) else None
+
+
 def check_module_wiring(config: Config) -> list[str]:
-    """Every module input is wired (required ones given, no unknown ones) and every module output
-    that is referenced exists."""
-    problems = []
+    """Every module input is wired (required ones given, no unknown ones), every module output
+    that is referenced exists, and every module is given the root's context object and reads
+    only fields that object has."""
+    problems = _check_context(config)
     for name, call in sorted(config.root.calls.items()):
         module = config.modules.get(name)
         if module is None:
@@ -239,6 +267,37 @@ def check_module_wiring(config: Config) -> list[str]:
                     elif target is not None and output not in target.outputs:
                         problems.append(f"{module_label(config, module)}: module.{called}.{output} is not an "
                                         f"output of {target.path.name}")
+    return problems
+
+
+def _check_context(config: Config) -> list[str]:
+    """local.context is an object; each module call passes it as it is (`context = local.context`);
+    each module declares `variable "context"` with the same fields, reads only those fields
+    (var.context.X), and declares none of the inputs the context replaced."""
+    fields = context_fields(config)
+    if fields is None:
+        return ["root module: local.context (what every module is told about the environment) is missing or "
+                "not an object"]
+    problems = []
+    listed = ", ".join(sorted(fields))
+    for name, call in sorted(config.root.calls.items()):
+        if call.get(CONTEXT) != "${local.context}":
+            problems.append(f"module {name}: must be given context = local.context, got {call.get(CONTEXT)!r}")
+        module = config.modules.get(name)
+        if module is None:
+            continue  # reported by load_config
+        declared = object_fields(module.variables.get(CONTEXT, {}).get("type"))
+        if declared is None:
+            problems.append(f"module {name}: declares no variable context of an object type")
+        elif declared != fields:
+            problems.append(f"module {name}: variable context has the fields {', '.join(sorted(declared))}; "
+                            f"local.context has {listed}")
+        for variable in sorted(set(REPLACED_BY_CONTEXT) & module.variables.keys()):
+            problems.append(f"module {name}: variable {variable} is given by the context: read "
+                            f"var.context.{variable} instead")
+        used = {read for _, entry in module.blocks for text in strings(entry) for read in _CONTEXT_FIELD.findall(text)}
+        for read in sorted(used - fields):
+            problems.append(f"module {name}: var.context.{read} is not a field of local.context ({listed})")
     return problems
 
 
@@ -293,14 +352,15 @@ def _loop_variables(text: str) -> set[str]:
 
 def resolve(expression: str, module: Module, config: Config, depth: int = 0) -> str | None:
     """The string an expression evaluates to, when it is built only from literals, path.module,
-    path.root, string locals and variables (root: default or nothing; module: the root's input)."""
+    path.root, string locals and variables (root: default or nothing; module: the root's input, and
+    for var.context.X the root's local.context.X)."""
     if depth > 10:
         return None
     expression = expression.strip()
     whole = re.fullmatch(r"\$\{(.*)\}", expression, re.S)
     if whole and "${" not in whole.group(1):
         expression = whole.group(1).strip()
-    if re.fullmatch(r"(var|local)\.[\w-]+|path\.(module|root)", expression):
+    if re.fullmatch(r"(var|local)\.[\w-]+|var\.context\.[\w-]+|path\.(module|root)", expression):
         expression = "${" + expression + "}"
     elif not (expression.startswith('"') and expression.endswith('"')):
         return None
@@ -321,6 +381,11 @@ def _resolve_reference(inner: str, module: Module, config: Config, depth: int) -
         return str(module.path)
     if inner == "path.root":
         return str(config.terraform)
+    context_field = re.fullmatch(r"var\.context\.([\w-]+)", inner)
+    if context_field and module is not config.root:  # every module is given the root's local.context
+        context = config.root.locals.get(CONTEXT)
+        value = context.get(context_field.group(1)) if isinstance(context, Mapping) else None
+        return resolve(value, config.root, config, depth + 1) if isinstance(value, str) else None
     match = re.fullmatch(r"(var|local)\.([\w-]+)", inner)
     if not match:
         return None
@@ -593,6 +658,72 @@ def _arguments(body: Mapping[str, Any]) -> set[str]:
     return names
 
 
+# --- provider requirements -------------------------------------------------------------------------
+
+# Resource types of Terraform itself (terraform.io/builtin/terraform), required by no module.
+BUILTIN_RESOURCES = frozenset({"terraform_data"})
+
+
+def provider_requirements(module: Module) -> dict[str, tuple[str | None, str | None]]:
+    """Local provider name -> (source, version) of the module's required_providers (None: not given)."""
+    found: dict[str, tuple[str | None, str | None]] = {}
+    for kind, entry in module.blocks:
+        if kind != "terraform":
+            continue
+        for block in entry.get("required_providers", []):
+            for name, requirement in block.items():
+                if name in _MARKERS:
+                    continue
+                if isinstance(requirement, Mapping):
+                    found[name] = (literal(requirement.get("source")), literal(requirement.get("version")))
+                else:  # the Terraform 0.12 form, `name = "VERSION"`, has no source
+                    found[name] = (None, literal(requirement))
+    return found
+
+
+def used_providers(module: Module) -> set[str]:
+    """Local names of the providers a module's resources and data sources belong to (the first word
+    of the type, as Terraform reads it when a resource sets no `provider`)."""
+    kinds = [kind for kind, _ in module.resources] + [kind for kind, _ in module.data]
+    return {kind.split("_", 1)[0] for kind in kinds if kind not in BUILTIN_RESOURCES}
+
+
+def check_providers(config: Config) -> list[str]:
+    """Each module declares the source of every provider it uses, the same as the root module's
+    (Terraform: "Each module must declare its own provider requirements"; without it Terraform
+    falls back to hashicorp/NAME, wrong for Azure/azapi); the versions are pinned exactly, once,
+    in the root module; provider configurations are in the root module only."""
+    problems = []
+    root = provider_requirements(config.root)
+    used_anywhere = set().union(*(used_providers(module) for module in all_modules(config)))
+    for name in sorted(used_anywhere - root.keys()):
+        problems.append(f"root module: provider {name} is used but not pinned in the root's required_providers")
+    for name, (_, version) in sorted(root.items()):
+        if version is None or not re.fullmatch(r"=\s*\d+\.\d+\.\d+", version):
+            problems.append(f"root module: provider {name} must be pinned to one release (version = \"= X.Y.Z\"), "
+                            f"got {version!r}")
+    for module in all_modules(config):
+        label = module_label(config, module)
+        declared, used = provider_requirements(module), used_providers(module)
+        for name in sorted(used):
+            source = declared.get(name, (None, None))[0]
+            if source is None:
+                problems.append(f"{label}: uses provider {name} but declares no source for it in required_providers")
+            elif name in root and source != root[name][0]:
+                problems.append(f"{label}: provider {name} has the source {source}, the root module {root[name][0]}")
+        if module is config.root:
+            continue
+        for name, (_, version) in sorted(declared.items()):
+            if name not in used:
+                problems.append(f"{label}: requires provider {name}, which none of its resources uses")
+            if version is not None:
+                problems.append(f"{label}: provider {name} has a version ({version}); the pins belong in the root "
+                                "module's versions.tf only")
+        if any(kind == "provider" for kind, _ in module.blocks):
+            problems.append(f"{label}: configures a provider; provider blocks belong in the root module only")
+    return problems
+
+
 # --- APIM policies ---------------------------------------------------------------------------------
 
 def check_policies(config: Config, repo: Path) -> list[str]:
@@ -633,7 +764,7 @@ def check_policies(config: Config, repo: Path) -> list[str]:
 
 
 CHECKS = ("parse", "variables", "tfvars", "module wiring", "references", "paths", "secrets", "names",
-          "provider arguments", "policies")
+          "provider arguments", "providers", "policies")
 
 
 def run_checks(repo: Path) -> dict[str, list[str]]:
@@ -651,5 +782,6 @@ def run_checks(repo: Path) -> dict[str, list[str]]:
         "secrets": check_no_secrets(terraform),
         "names": check_names(config),
         "provider arguments": check_provider_arguments(config, fixture),
+        "providers": check_providers(config),
         "policies": check_policies(config, repo),
     }

@@ -105,14 +105,14 @@ def test_a_key_in_a_tfvars_file_is_caught(copy: Path) -> None:
 
 
 def test_a_connection_string_or_key_attribute_is_caught(copy: Path) -> None:
-    edit(copy / "terraform/modules/storage/outputs.tf", "value       = azurerm_storage_account.this[\"data\"].name",
-         "value       = azurerm_storage_account.this[\"data\"].primary_connection_string")
+    edit(copy / "terraform/modules/storage/outputs.tf", "name = account.name",
+         "name = account.primary_connection_string")
     assert any("reads a key attribute" in problem for problem in problems_of(copy, "secrets"))
 
 
 def test_an_unwired_or_unknown_module_input_is_caught(copy: Path) -> None:
-    edit(copy / "terraform/main.tf", "  redis_id                = module.redis.id\n  resource_group_name",
-         "  redis_identifier        = module.redis.id\n  resource_group_name")
+    edit(copy / "terraform/main.tf", "  redis_id                = module.redis.id\n}",
+         "  redis_identifier        = module.redis.id\n}")
     problems = problems_of(copy, "module wiring")
     assert "module access: required input redis_id is not wired" in problems
     assert "module access: input redis_identifier is not a variable of access" in problems
@@ -121,6 +121,46 @@ def test_an_unwired_or_unknown_module_input_is_caught(copy: Path) -> None:
 def test_a_reference_to_a_missing_output_is_caught(copy: Path) -> None:
     edit(copy / "terraform/main.tf", "module.redis.hostname", "module.redis.host")
     assert "root module: module.redis.host is not an output of redis" in problems_of(copy, "module wiring")
+
+
+def test_a_module_call_without_the_context_object_is_caught(copy: Path) -> None:
+    edit(copy / "terraform/main.tf", '  source = "./modules/redis"\n\n  context = local.context\n',
+         '  source = "./modules/redis"\n\n')
+    edit(copy / "terraform/main.tf", '  source = "./modules/keyvault"\n\n  context = local.context\n',
+         '  source = "./modules/keyvault"\n\n  context = merge(local.context, { location = "westeurope" })\n')
+    problems = problems_of(copy, "module wiring")
+    assert "module redis: required input context is not wired" in problems
+    assert "module redis: must be given context = local.context, got None" in problems
+    assert any(problem.startswith("module keyvault: must be given context = local.context, got '${merge(")
+               for problem in problems)
+
+
+def test_a_context_field_the_root_does_not_build_is_caught(copy: Path) -> None:
+    edit(copy / "terraform/modules/redis/main.tf", "location                  = var.context.location",
+         "location                  = var.context.region")
+    edit(copy / "terraform/modules/cosmos/context.tf", "    name_prefix         = string\n", "")
+    problems = problems_of(copy, "module wiring")
+    assert ("module redis: var.context.region is not a field of local.context (location, name_prefix, "
+            "resource_group_name, tags)") in problems
+    assert ("module cosmos: variable context has the fields location, resource_group_name, tags; local.context "
+            "has location, name_prefix, resource_group_name, tags") in problems
+
+
+def test_a_context_field_resolves_to_what_the_root_builds(copy: Path) -> None:
+    edit(copy / "terraform/locals.tf", 'name_prefix         = "${var.workload}-${var.environment}"',
+         'name_prefix         = "${var.workload}-fixed"')
+    config = static.load_config(copy / "terraform")
+    module = config.modules["observability"]
+    assert static.resolve('"${var.context.name_prefix}.csv"', module, config) == "chargebk-fixed.csv"
+    assert static.resolve("var.context.name_prefix", module, config) == "chargebk-fixed"
+    assert static.resolve("var.context.location", module, config) is None  # var.location has no default
+
+
+def test_a_module_declaring_what_the_context_gives_is_caught(copy: Path) -> None:
+    with (copy / "terraform/modules/keyvault/variables.tf").open("a", encoding="utf-8") as handle:
+        handle.write('\nvariable "location" {\n  type        = string\n  description = "Azure region."\n}\n')
+    assert ("module keyvault: variable location is given by the context: read var.context.location instead"
+            in problems_of(copy, "module wiring"))
 
 
 def test_a_reference_to_an_undeclared_resource_or_local_is_caught(copy: Path) -> None:
@@ -148,6 +188,32 @@ def test_an_argument_the_provider_does_not_have_is_caught(copy: Path) -> None:
             "azurerm_cosmosdb_account") in problems_of(copy, "provider arguments")
 
 
+def test_a_provider_requirement_missing_or_pinned_outside_the_root_is_caught(copy: Path) -> None:
+    modules = copy / "terraform/modules"
+    edit(modules / "function_app/versions.tf", '    azapi = {\n      source = "Azure/azapi"\n    }\n', "")
+    edit(modules / "redis/versions.tf", 'source = "hashicorp/azurerm"',
+         'source  = "hashicorp/azurerm"\n      version = ">= 4.0.0"')
+    (modules / "keyvault/versions.tf").unlink()
+    edit(copy / "terraform/versions.tf", 'version = "= 4.81.0"', 'version = "~> 4.81"')
+    assert set(problems_of(copy, "providers")) == {
+        "module function_app: uses provider azapi but declares no source for it in required_providers",
+        "module keyvault: uses provider azurerm but declares no source for it in required_providers",
+        "module redis: provider azurerm has a version (>= 4.0.0); the pins belong in the root module's versions.tf "
+        "only",
+        "root module: provider azurerm must be pinned to one release (version = \"= X.Y.Z\"), got '~> 4.81'"}
+
+
+def test_a_provider_a_module_does_not_use_or_configures_itself_is_caught(copy: Path) -> None:
+    modules = copy / "terraform/modules"
+    edit(modules / "identity/versions.tf", '      source = "hashicorp/azurerm"\n    }\n',
+         '      source = "hashicorp/azurerm"\n    }\n    azapi = {\n      source = "Azure/azapi"\n    }\n')
+    with (modules / "identity/main.tf").open("a", encoding="utf-8") as handle:
+        handle.write('\nprovider "azurerm" {\n  features {}\n}\n')
+    assert set(problems_of(copy, "providers")) == {
+        "module identity: requires provider azapi, which none of its resources uses",
+        "module identity: configures a provider; provider blocks belong in the root module only"}
+
+
 def test_an_undefined_named_value_is_caught(copy: Path) -> None:
     edit(copy / "terraform/main.tf", "chargeback-entra-audience      = var.entra_token_validation.audience\n", "")
     assert any("{{chargeback-entra-audience}}" in problem for problem in problems_of(copy, "policies"))
@@ -163,6 +229,27 @@ def test_the_function_package_is_accepted_only_as_a_make_target_output(copy: Pat
     assert problems_of(copy, "paths") == []  # dist/ is absent in the copy: `make package` builds it
     edit(copy / "Makefile", "--out dist/chargeback-functions.zip", "--out dist/other.zip")
     assert any("chargeback-functions.zip, which does not exist" in problem for problem in problems_of(copy, "paths"))
+
+
+# --- one context object for every module -------------------------------------------------------
+
+def test_every_module_takes_the_one_context_object_and_not_its_parts(config: static.Config) -> None:
+    """The root builds local.context once and passes it whole; each module declares it (the same
+    context.tf everywhere) and none declares location, resource_group_name or tags any more."""
+    assert config.root.locals["context"] == {
+        "location": "${var.location}",
+        "resource_group_name": "${azurerm_resource_group.this.name}",  # the modules depend on the group
+        "tags": "${local.tags}",
+        "name_prefix": '"${var.workload}-${var.environment}"',
+    }
+    context_files = {(TERRAFORM / "modules" / name / "context.tf").read_text(encoding="utf-8")
+                     for name in config.modules}
+    assert len(context_files) == 1, "modules/*/context.tf must be the same file in every module"
+    assert set(config.modules) == {path.parent.name for path in TERRAFORM.glob("modules/*/main.tf")}
+    for name, module in config.modules.items():
+        assert static.object_fields(module.variables["context"]["type"]) == set(config.root.locals["context"])
+        assert not {"location", "resource_group_name", "tags", "name_prefix"} & module.variables.keys(), name
+        assert config.root.calls[name]["context"] == "${local.context}", name
 
 
 # --- the Function App provides what the pipeline reads ------------------------------------------
@@ -353,7 +440,7 @@ EXPECTED_GRANTS = {
     ("${var.function_principal_id}", "Storage Blob Data Owner", "${var.host_storage_account_id}"),
     ("${var.function_principal_id}", "Monitoring Metrics Publisher", "${var.application_insights_id}"),
     ('${module.identity.principal_ids["capture"]}', "Storage Blob Data Contributor",
-     "${module.storage.capture_container_scope}"),
+     '${module.storage.container_scopes["capture"]}'),
 }
 
 

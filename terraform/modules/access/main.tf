@@ -64,7 +64,7 @@ resource "azurerm_role_assignment" "this" {
 # 00000000-0000-0000-0000-000000000002 is "Cosmos DB Built-in Data Contributor": read, create and
 # query items (no account or container management).
 resource "azurerm_cosmosdb_sql_role_assignment" "function_ledger" {
-  resource_group_name = var.resource_group_name
+  resource_group_name = var.context.resource_group_name
   account_name        = var.cosmos_account_name
   role_definition_id  = "${var.cosmos_account_id}/sqlRoleDefinitions/00000000-0000-0000-0000-000000000002"
   principal_id        = var.function_principal_id

@@ -57,8 +57,3 @@ variable "redis_id" {
   type        = string
   description = "Resource id of the Managed Redis instance."
 }
-
-variable "resource_group_name" {
-  type        = string
-  description = "Resource group of the Cosmos DB account."
-}

@@ -4,15 +4,15 @@
 # authentication-managed-identity has no client-id) and to the usage Event Hub (the logger).
 resource "azurerm_api_management" "this" {
   name                          = var.name
-  location                      = var.location
-  resource_group_name           = var.resource_group_name
+  location                      = var.context.location
+  resource_group_name           = var.context.resource_group_name
   publisher_name                = var.publisher_name
   publisher_email               = var.publisher_email
   sku_name                      = var.sku_name
   zones                         = length(var.zones) > 0 ? var.zones : null
   min_api_version               = "2021-08-01"
   public_network_access_enabled = true # the gateway teams call
-  tags                          = var.tags
+  tags                          = var.context.tags
 
   identity {
     type = "SystemAssigned"
@@ -24,7 +24,7 @@ resource "azurerm_api_management" "this" {
 resource "azurerm_api_management_logger" "usage" {
   name                = var.usage_logger_name
   api_management_name = azurerm_api_management.this.name
-  resource_group_name = var.resource_group_name
+  resource_group_name = var.context.resource_group_name
   description         = "APIM usage events (one per request) to the chargeback pipeline's hub"
 
   eventhub {
@@ -39,7 +39,7 @@ resource "azurerm_api_management_named_value" "this" {
   name                = each.key
   display_name        = each.key
   api_management_name = azurerm_api_management.this.name
-  resource_group_name = var.resource_group_name
+  resource_group_name = var.context.resource_group_name
   value               = each.value
   secret              = false
 }
@@ -58,7 +58,7 @@ resource "azurerm_api_management_policy_fragment" "this" {
 resource "azurerm_api_management_api" "openai" {
   name                  = "azure-openai"
   api_management_name   = azurerm_api_management.this.name
-  resource_group_name   = var.resource_group_name
+  resource_group_name   = var.context.resource_group_name
   revision              = "1"
   display_name          = "Azure OpenAI"
   path                  = "openai"
@@ -80,7 +80,7 @@ resource "azurerm_api_management_api" "openai" {
 resource "azurerm_api_management_api_policy" "openai" {
   api_name            = azurerm_api_management_api.openai.name
   api_management_name = azurerm_api_management.this.name
-  resource_group_name = var.resource_group_name
+  resource_group_name = var.context.resource_group_name
   xml_content         = var.api_policy_xml
 
   depends_on = [azurerm_api_management_policy_fragment.this]
@@ -96,7 +96,7 @@ resource "azurerm_api_management_product" "team" {
   display_name          = each.value.display_name
   description           = each.value.description
   api_management_name   = azurerm_api_management.this.name
-  resource_group_name   = var.resource_group_name
+  resource_group_name   = var.context.resource_group_name
   subscription_required = true
   approval_required     = true
   subscriptions_limit   = 1
@@ -109,7 +109,7 @@ resource "azurerm_api_management_product_api" "team" {
   product_id          = azurerm_api_management_product.team[each.key].product_id
   api_name            = azurerm_api_management_api.openai.name
   api_management_name = azurerm_api_management.this.name
-  resource_group_name = var.resource_group_name
+  resource_group_name = var.context.resource_group_name
 }
 
 resource "azurerm_api_management_subscription" "team" {
@@ -119,7 +119,7 @@ resource "azurerm_api_management_subscription" "team" {
   display_name        = each.value.display_name
   product_id          = azurerm_api_management_product.team[each.key].id
   api_management_name = azurerm_api_management.this.name
-  resource_group_name = var.resource_group_name
+  resource_group_name = var.context.resource_group_name
   state               = "active"
   allow_tracing       = false
 }

@@ -86,18 +86,3 @@ variable "teams" {
   }))
   description = "Teams by APIM subscription id."
 }
-
-variable "location" {
-  type        = string
-  description = "Azure region."
-}
-
-variable "resource_group_name" {
-  type        = string
-  description = "Resource group."
-}
-
-variable "tags" {
-  type        = map(string)
-  description = "Tags of every resource."
-}

@@ -4,8 +4,8 @@
 # cursor query needs); tests/test_terraform.py compares the two.
 resource "azurerm_cosmosdb_account" "this" {
   name                                  = var.account_name
-  location                              = var.location
-  resource_group_name                   = var.resource_group_name
+  location                              = var.context.location
+  resource_group_name                   = var.context.resource_group_name
   offer_type                            = "Standard"
   kind                                  = "GlobalDocumentDB"
   local_authentication_enabled          = false # Entra ID (data-plane RBAC) only: no account keys
@@ -14,14 +14,14 @@ resource "azurerm_cosmosdb_account" "this" {
   network_acl_bypass_for_azure_services = false
   minimal_tls_version                   = "Tls12"
   automatic_failover_enabled            = false
-  tags                                  = var.tags
+  tags                                  = var.context.tags
 
   consistency_policy {
     consistency_level = "Session"
   }
 
   geo_location {
-    location          = var.location
+    location          = var.context.location
     failover_priority = 0
     zone_redundant    = var.zone_redundant
   }
@@ -42,13 +42,13 @@ resource "azurerm_cosmosdb_account" "this" {
 
 resource "azurerm_cosmosdb_sql_database" "this" {
   name                = var.database_name
-  resource_group_name = var.resource_group_name
+  resource_group_name = var.context.resource_group_name
   account_name        = azurerm_cosmosdb_account.this.name
 }
 
 resource "azurerm_cosmosdb_sql_container" "ledger" {
   name                  = var.container_name
-  resource_group_name   = var.resource_group_name
+  resource_group_name   = var.context.resource_group_name
   account_name          = azurerm_cosmosdb_account.this.name
   database_name         = azurerm_cosmosdb_sql_database.this.name
   partition_key_paths   = ["/id"]

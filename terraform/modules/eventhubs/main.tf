@@ -8,8 +8,8 @@
 #   its key is never read by this configuration.
 resource "azurerm_eventhub_namespace" "usage" {
   name                          = var.usage_namespace_name
-  location                      = var.location
-  resource_group_name           = var.resource_group_name
+  location                      = var.context.location
+  resource_group_name           = var.context.resource_group_name
   sku                           = "Standard"
   capacity                      = var.capacity
   auto_inflate_enabled          = var.max_capacity > 0
@@ -17,7 +17,7 @@ resource "azurerm_eventhub_namespace" "usage" {
   local_authentication_enabled  = false
   public_network_access_enabled = true # APIM (not VNet-integrated) sends over the public endpoint with Entra ID
   minimum_tls_version           = "1.2"
-  tags                          = var.tags
+  tags                          = var.context.tags
 
   identity {
     type         = "UserAssigned"
@@ -58,19 +58,19 @@ resource "azurerm_eventhub_consumer_group" "pipeline" {
   name                = var.usage_consumer_group_name
   namespace_name      = azurerm_eventhub_namespace.usage.name
   eventhub_name       = azurerm_eventhub.usage.name
-  resource_group_name = var.resource_group_name
+  resource_group_name = var.context.resource_group_name
 }
 
 resource "azurerm_eventhub_namespace" "gateway_logs" {
   name                          = var.gateway_logs_namespace_name
-  location                      = var.location
-  resource_group_name           = var.resource_group_name
+  location                      = var.context.location
+  resource_group_name           = var.context.resource_group_name
   sku                           = "Standard"
   capacity                      = 1
   local_authentication_enabled  = true # required by Azure Monitor diagnostic settings, see above
   public_network_access_enabled = true
   minimum_tls_version           = "1.2"
-  tags                          = var.tags
+  tags                          = var.context.tags
 }
 
 resource "azurerm_eventhub" "gateway_logs" {
@@ -86,13 +86,13 @@ resource "azurerm_eventhub_consumer_group" "gateway_logs" {
   name                = "${var.usage_consumer_group_name}-llm-logs"
   namespace_name      = azurerm_eventhub_namespace.gateway_logs.name
   eventhub_name       = azurerm_eventhub.gateway_logs.name
-  resource_group_name = var.resource_group_name
+  resource_group_name = var.context.resource_group_name
 }
 
 resource "azurerm_eventhub_namespace_authorization_rule" "diagnostics" {
   name                = "azure-monitor-diagnostics"
   namespace_name      = azurerm_eventhub_namespace.gateway_logs.name
-  resource_group_name = var.resource_group_name
+  resource_group_name = var.context.resource_group_name
   listen              = true
   send                = true
   manage              = true

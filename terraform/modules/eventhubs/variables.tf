@@ -62,18 +62,3 @@ variable "capture_container_name" {
   type        = string
   description = "Capture container."
 }
-
-variable "location" {
-  type        = string
-  description = "Azure region."
-}
-
-variable "resource_group_name" {
-  type        = string
-  description = "Resource group."
-}
-
-variable "tags" {
-  type        = map(string)
-  description = "Tags of every resource."
-}

@@ -3,12 +3,12 @@
 # Blob Storage and Application Insights. No key or connection string of any service is set.
 resource "azurerm_service_plan" "this" {
   name                   = var.service_plan_name
-  location               = var.location
-  resource_group_name    = var.resource_group_name
+  location               = var.context.location
+  resource_group_name    = var.context.resource_group_name
   os_type                = "Linux"
   sku_name               = "FC1"
   zone_balancing_enabled = var.zone_redundant
-  tags                   = var.tags
+  tags                   = var.context.tags
 }
 
 locals {
@@ -58,8 +58,8 @@ locals {
 
 resource "azurerm_function_app_flex_consumption" "this" {
   name                              = var.name
-  location                          = var.location
-  resource_group_name               = var.resource_group_name
+  location                          = var.context.location
+  resource_group_name               = var.context.resource_group_name
   service_plan_id                   = azurerm_service_plan.this.id
   runtime_name                      = "python"
   runtime_version                   = "3.11"
@@ -74,7 +74,7 @@ resource "azurerm_function_app_flex_consumption" "this" {
   # Deployments sign in with Entra ID (az CLI / CI); the basic-auth publishing profile is off.
   webdeploy_publish_basic_authentication_enabled = false
   app_settings                                   = local.all_app_settings
-  tags                                           = var.tags
+  tags                                           = var.context.tags
 
   identity {
     type         = "UserAssigned"
@@ -134,7 +134,7 @@ resource "terraform_data" "package" {
     command = "az functionapp deployment source config-zip --resource-group \"$RESOURCE_GROUP\" --name \"$APP_NAME\" --src \"$PACKAGE\""
 
     environment = {
-      RESOURCE_GROUP = var.resource_group_name
+      RESOURCE_GROUP = var.context.resource_group_name
       APP_NAME       = azurerm_function_app_flex_consumption.this.name
       PACKAGE        = var.package_path
     }

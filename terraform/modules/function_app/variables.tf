@@ -154,18 +154,3 @@ variable "deploy_package" {
   type        = bool
   description = "Deploy the package during apply."
 }
-
-variable "location" {
-  type        = string
-  description = "Azure region."
-}
-
-variable "resource_group_name" {
-  type        = string
-  description = "Resource group."
-}
-
-variable "tags" {
-  type        = map(string)
-  description = "Tags of every resource."
-}

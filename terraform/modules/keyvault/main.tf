@@ -5,15 +5,15 @@ data "azurerm_client_config" "current" {}
 
 resource "azurerm_key_vault" "this" {
   name                          = var.name
-  location                      = var.location
-  resource_group_name           = var.resource_group_name
+  location                      = var.context.location
+  resource_group_name           = var.context.resource_group_name
   tenant_id                     = data.azurerm_client_config.current.tenant_id
   sku_name                      = "standard"
   rbac_authorization_enabled    = true
   purge_protection_enabled      = var.purge_protection
   soft_delete_retention_days    = 90
   public_network_access_enabled = var.private_endpoints_enabled ? false : true
-  tags                          = var.tags
+  tags                          = var.context.tags
 
   network_acls {
     bypass         = "AzureServices"

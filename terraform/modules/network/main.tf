@@ -19,19 +19,22 @@ locals {
     redis        = { resource_id = var.redis_id, subresource = "redisEnterprise", zone = "redis" }
     keyvault     = { resource_id = var.key_vault_id, subresource = "vault", zone = "vault" }
   }
+
+  # Both subnets get a network security group of their own.
+  subnet_ids = { endpoints = azurerm_subnet.endpoints.id, functions = azurerm_subnet.functions.id }
 }
 
 resource "azurerm_virtual_network" "this" {
   name                = var.name
-  location            = var.location
-  resource_group_name = var.resource_group_name
+  location            = var.context.location
+  resource_group_name = var.context.resource_group_name
   address_space       = [var.address_space]
-  tags                = var.tags
+  tags                = var.context.tags
 }
 
 resource "azurerm_subnet" "endpoints" {
   name                              = "snet-private-endpoints"
-  resource_group_name               = var.resource_group_name
+  resource_group_name               = var.context.resource_group_name
   virtual_network_name              = azurerm_virtual_network.this.name
   address_prefixes                  = [cidrsubnet(var.address_space, 1, 0)]
   private_endpoint_network_policies = "Enabled"
@@ -39,7 +42,7 @@ resource "azurerm_subnet" "endpoints" {
 
 resource "azurerm_subnet" "functions" {
   name                 = "snet-functions"
-  resource_group_name  = var.resource_group_name
+  resource_group_name  = var.context.resource_group_name
   virtual_network_name = azurerm_virtual_network.this.name
   address_prefixes     = [cidrsubnet(var.address_space, 1, 1)]
 
@@ -56,16 +59,16 @@ resource "azurerm_subnet" "functions" {
 # Default rules only (VNet-internal traffic allowed, inbound from the internet denied): the subnets
 # hold private endpoints and the Function App's outbound integration, nothing listens publicly.
 resource "azurerm_network_security_group" "this" {
-  for_each = { endpoints = azurerm_subnet.endpoints.id, functions = azurerm_subnet.functions.id }
+  for_each = local.subnet_ids
 
   name                = "nsg-${var.name}-${each.key}"
-  location            = var.location
-  resource_group_name = var.resource_group_name
-  tags                = var.tags
+  location            = var.context.location
+  resource_group_name = var.context.resource_group_name
+  tags                = var.context.tags
 }
 
 resource "azurerm_subnet_network_security_group_association" "this" {
-  for_each = { endpoints = azurerm_subnet.endpoints.id, functions = azurerm_subnet.functions.id }
+  for_each = local.subnet_ids
 
   subnet_id                 = each.value
   network_security_group_id = azurerm_network_security_group.this[each.key].id
@@ -75,28 +78,28 @@ resource "azurerm_private_dns_zone" "this" {
   for_each = local.dns_zones
 
   name                = each.value
-  resource_group_name = var.resource_group_name
-  tags                = var.tags
+  resource_group_name = var.context.resource_group_name
+  tags                = var.context.tags
 }
 
 resource "azurerm_private_dns_zone_virtual_network_link" "this" {
   for_each = local.dns_zones
 
   name                  = "link-${each.key}"
-  resource_group_name   = var.resource_group_name
+  resource_group_name   = var.context.resource_group_name
   private_dns_zone_name = azurerm_private_dns_zone.this[each.key].name
   virtual_network_id    = azurerm_virtual_network.this.id
-  tags                  = var.tags
+  tags                  = var.context.tags
 }
 
 resource "azurerm_private_endpoint" "this" {
   for_each = local.endpoints
 
   name                = "pe-${var.name}-${each.key}"
-  location            = var.location
-  resource_group_name = var.resource_group_name
+  location            = var.context.location
+  resource_group_name = var.context.resource_group_name
   subnet_id           = azurerm_subnet.endpoints.id
-  tags                = var.tags
+  tags                = var.context.tags
 
   private_service_connection {
     name                           = "psc-${each.key}"

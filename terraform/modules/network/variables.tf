@@ -37,18 +37,3 @@ variable "key_vault_id" {
   type        = string
   description = "Key Vault."
 }
-
-variable "location" {
-  type        = string
-  description = "Azure region."
-}
-
-variable "resource_group_name" {
-  type        = string
-  description = "Resource group."
-}
-
-variable "tags" {
-  type        = map(string)
-  description = "Tags of every resource."
-}

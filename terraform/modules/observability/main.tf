@@ -31,9 +31,9 @@ resource "azurerm_monitor_diagnostic_setting" "this" {
 
 resource "azurerm_monitor_action_group" "this" {
   name                = var.action_group_name
-  resource_group_name = var.resource_group_name
+  resource_group_name = var.context.resource_group_name
   short_name          = "chargeback"
-  tags                = var.tags
+  tags                = var.context.tags
 
   dynamic "email_receiver" {
     for_each = toset(var.alert_email_addresses)
@@ -83,14 +83,14 @@ locals {
 resource "azurerm_monitor_metric_alert" "this" {
   for_each = local.metric_alerts
 
-  name                = "alert-${var.name_prefix}-${each.key}"
-  resource_group_name = var.resource_group_name
+  name                = "alert-${var.context.name_prefix}-${each.key}"
+  resource_group_name = var.context.resource_group_name
   scopes              = [each.value.scope]
   description         = each.value.description
   severity            = each.value.severity
   frequency           = "PT5M"
   window_size         = "PT15M"
-  tags                = var.tags
+  tags                = var.context.tags
 
   criteria {
     metric_namespace = each.value.namespace

@@ -1,8 +1,3 @@
-variable "name_prefix" {
-  type        = string
-  description = "Prefix of alert names (workload-environment)."
-}
-
 variable "action_group_name" {
   type        = string
   description = "Name of the action group."
@@ -56,14 +51,4 @@ variable "data_storage_account_id" {
 variable "host_storage_account_id" {
   type        = string
   description = "Functions host storage account."
-}
-
-variable "resource_group_name" {
-  type        = string
-  description = "Resource group."
-}
-
-variable "tags" {
-  type        = map(string)
-  description = "Tags of every resource."
 }

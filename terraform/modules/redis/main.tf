@@ -7,12 +7,12 @@
 # No persistence: the counters are rebuilt from the ledger (docs/guarantees.md).
 resource "azurerm_managed_redis" "this" {
   name                      = var.name
-  location                  = var.location
-  resource_group_name       = var.resource_group_name
+  location                  = var.context.location
+  resource_group_name       = var.context.resource_group_name
   sku_name                  = var.sku_name
   high_availability_enabled = var.high_availability
   public_network_access     = var.private_endpoints_enabled ? "Disabled" : "Enabled"
-  tags                      = var.tags
+  tags                      = var.context.tags
 
   default_database {
     access_keys_authentication_enabled = false

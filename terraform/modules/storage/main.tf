@@ -23,8 +23,8 @@ resource "azurerm_storage_account" "this" {
   for_each = local.accounts
 
   name                              = each.value
-  location                          = var.location
-  resource_group_name               = var.resource_group_name
+  location                          = var.context.location
+  resource_group_name               = var.context.resource_group_name
   account_kind                      = "StorageV2"
   account_tier                      = "Standard"
   account_replication_type          = var.replication_type
@@ -39,7 +39,7 @@ resource "azurerm_storage_account" "this" {
   infrastructure_encryption_enabled = true
   public_network_access_enabled     = var.private_endpoints_enabled ? false : true
   allowed_copy_scope                = "AAD"
-  tags                              = var.tags
+  tags                              = var.context.tags
 
   blob_properties {
     versioning_enabled = false # objects are created once, never rewritten (create-if-absent)

@@ -1,41 +1,17 @@
-output "data_account_id" {
-  description = "Resource id of the data account."
-  value       = azurerm_storage_account.this["data"].id
+output "accounts" {
+  description = "Resource id, name and blob endpoint (https://NAME.blob.core.windows.net/) of each account: data, host (the Functions host's)."
+  value = {
+    for key, account in azurerm_storage_account.this :
+    key => { id = account.id, name = account.name, blob_endpoint = account.primary_blob_endpoint }
+  }
 }
 
-output "data_account_name" {
-  description = "Name of the data account."
-  value       = azurerm_storage_account.this["data"].name
-}
-
-output "data_blob_endpoint" {
-  description = "Blob endpoint of the data account (https://NAME.blob.core.windows.net/)."
-  value       = azurerm_storage_account.this["data"].primary_blob_endpoint
-}
-
-output "host_account_id" {
-  description = "Resource id of the Functions host account."
-  value       = azurerm_storage_account.this["host"].id
-}
-
-output "host_account_name" {
-  description = "Name of the Functions host account."
-  value       = azurerm_storage_account.this["host"].name
-}
-
-output "host_blob_endpoint" {
-  description = "Blob endpoint of the Functions host account."
-  value       = azurerm_storage_account.this["host"].primary_blob_endpoint
-}
-
-output "store_container_scope" {
-  description = "Role-assignment scope of the store container."
-  value       = "${azurerm_storage_account.this["data"].id}/blobServices/default/containers/${azurerm_storage_container.this["store"].name}"
-}
-
-output "capture_container_scope" {
-  description = "Role-assignment scope of the capture container."
-  value       = "${azurerm_storage_account.this["data"].id}/blobServices/default/containers/${azurerm_storage_container.this["capture"].name}"
+output "container_scopes" {
+  description = "Role-assignment scope of each container (store, capture, deployment)."
+  value = {
+    for key, container in azurerm_storage_container.this :
+    key => "${azurerm_storage_account.this[local.containers[key].account].id}/blobServices/default/containers/${container.name}"
+  }
 }
 
 output "capture_container_name" {
