@@ -6,7 +6,6 @@ into a copy of the repository to show that it is caught."""
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -254,7 +253,7 @@ def test_every_module_takes_the_one_context_object_and_not_its_parts(config: sta
 
 # --- the Function App provides what the pipeline reads ------------------------------------------
 
-# Every environment variable Settings.from_env reads, by what production does with it.
+# Every environment variable Settings reads (Settings.variables()), by what production does with it.
 PRODUCTION = {"CHARGEBACK_HOME", "CHARGEBACK_LEDGER", "CHARGEBACK_COUNTERS", "CHARGEBACK_STORE",
               "CHARGEBACK_STORAGE_ACCOUNT_URL", "CHARGEBACK_REDIS_USERNAME", "CHARGEBACK_DEPLOYMENTS",
               "CHARGEBACK_COST_CENTERS", "CHARGEBACK_COSMOS_SETTLE_SECONDS"}
@@ -268,7 +267,12 @@ OPTIONAL = {
     "CHARGEBACK_PTU_IDLE_OWNER": "unset: idle PTU capacity is spread over its users, unless a capacity row names "
                                  "its owner",
     "CHARGEBACK_REPORT_FORMATS": "unset: the daily timer publishes every format (csv, parquet, focus, html)",
+    "CHARGEBACK_FOCUS_BILLING_ACCOUNT_ID": "unset: the FOCUS rows name the chargeback's own billing account",
+    "CHARGEBACK_FOCUS_BILLING_ACCOUNT_NAME": "unset: the FOCUS rows name the chargeback's own billing account",
+    "CHARGEBACK_METRICS": "unset: metrics go to Application Insights (its connection string is set)",
 }
+# Read by the CLI only: who records corrections (`chargeback correct` without --by).
+CLI_ONLY = {"CHARGEBACK_USER", "USER", "USERNAME"}
 # What docs/functions.md lists for the Functions host and bindings besides the pipeline's settings.
 BINDINGS = {"CHARGEBACK_EVENTHUB_NAME", "CHARGEBACK_CONSUMER_GROUP", "EVENTHUB__fullyQualifiedNamespace",
             "CHARGEBACK_LLM_LOGS_EVENTHUB_NAME", "CHARGEBACK_LLM_LOGS_CONSUMER_GROUP",
@@ -277,23 +281,8 @@ BINDINGS = {"CHARGEBACK_EVENTHUB_NAME", "CHARGEBACK_CONSUMER_GROUP", "EVENTHUB__
 NEVER = EMULATOR_ONLY | {"AzureWebJobsStorage", "EVENTHUB", "EVENTHUB_LLM_LOGS", "APPINSIGHTS_INSTRUMENTATIONKEY",
                          "WEBSITE_TIME_ZONE",
                          "DEPLOYMENT_STORAGE_CONNECTION_STRING", "WEBSITE_RUN_FROM_PACKAGE"}
-
-
-def settings_environment_names() -> set[str]:
-    """The environment variable names Settings.from_env reads (from pipeline/settings.py's source)."""
-    tree = ast.parse((REPO / "pipeline" / "settings.py").read_text(encoding="utf-8"))
-    constants = {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
-                 for target in node.targets if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant)}
-    from_env = next(node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == "from_env")
-    names = set()
-    for node in ast.walk(from_env):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("get", "path"):
-            argument = node.args[0]
-            if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
-                names.add(argument.value)
-            elif isinstance(argument, ast.Name) and argument.id in constants:  # not get(name) in path()
-                names.add(str(constants[argument.id]))
-    return names
+# Read only to name the source of events when the trigger uses a connection string (never in production).
+CONNECTION_STRING_FALLBACK = {"EVENTHUB"}
 
 
 def terraform_app_settings(config: static.Config) -> dict[str, str]:
@@ -309,15 +298,15 @@ def terraform_app_settings(config: static.Config) -> dict[str, str]:
 
 
 def test_every_setting_the_pipeline_reads_is_classified() -> None:
-    read = settings_environment_names()
-    assert read == PRODUCTION | EMULATOR_ONLY | set(OPTIONAL), "a new setting in pipeline/settings.py: decide " \
-        "here whether the Function App sets it (and set it in terraform/modules/function_app)"
+    read = set(Settings.variables())
+    assert read == (PRODUCTION | EMULATOR_ONLY | set(OPTIONAL) | CLI_ONLY | CONNECTION_STRING_FALLBACK
+                    | (BINDINGS & read)), \
+        "a new setting in pipeline/settings.py: decide here whether the Function App sets it (and set it in " \
+        "terraform/modules/function_app)"
     # Every field of Settings is filled from the environment by from_env.
-    from_env = next(node for node in ast.walk(ast.parse((REPO / "pipeline" / "settings.py").read_text()))
-                    if isinstance(node, ast.FunctionDef) and node.name == "from_env")
-    keywords = {keyword.arg for node in ast.walk(from_env) if isinstance(node, ast.Call)
-                for keyword in node.keywords}
-    assert {field.name for field in fields(Settings)} <= keywords
+    assert all(field.metadata.get("variables") for field in fields(Settings))
+    assert Settings.from_env({"CHARGEBACK_PTU_IDLE_OWNER": "CC-1", "USERNAME": "bob"}).replace(
+        ptu_idle_owner=None) == Settings(ptu_idle_owner="CC-1", user="bob")
 
 
 def test_the_function_app_provides_every_production_setting(config: static.Config) -> None:
