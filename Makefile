@@ -7,14 +7,15 @@ STAMP  := $(VENV)/.installed
 SERVICES     := bash scripts/services.sh
 SERVICES_ENV := .services/env
 
-.PHONY: demo test lint typecheck unit clean help services-install services-start services-stop services-status checkov-venv
+.PHONY: demo test lint typecheck unit docs clean help services-install services-start services-stop services-status checkov-venv
 
 help:
 	@echo "make demo   - create .venv if missing, run the whole pipeline on a month of synthetic traffic"
 	@echo "make test   - install what the tests need, start the local servers, run ruff, mypy and the"
 	@echo "              whole test suite, stop the servers"
 	@echo "make services-start / services-stop - run the local servers by hand (endpoints in $(SERVICES_ENV))"
-	@echo "make clean  - remove .venv and the demo data folder (.chargeback)"
+	@echo "make docs   - regenerate docs/cli.md from the commands' --help (a test checks it is current)"
+	@echo "make bench  - benchmarks (docs/benchmarks.md); make clean - remove .venv and .chargeback"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +39,10 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+docs: $(STAMP)
+	$(BIN)/python scripts/cli_reference.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -67,6 +72,7 @@ test: $(STAMP) services-install checkov-venv
 	status=0; \
 	echo "== ruff"; $(BIN)/ruff check . || status=$$?; \
 	echo "== mypy"; $(BIN)/mypy || { failed=$$?; [ $$status -ne 0 ] || status=$$failed; }; \
+	echo "== import contracts"; $(BIN)/lint-imports --no-cache || { failed=$$?; [ $$status -ne 0 ] || status=$$failed; }; \
 	echo "== pytest"; $(BIN)/pytest; tests=$$?; \
 	[ $$tests -eq 0 ] || status=$$tests; \
 	exit $$status

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,7 +45,9 @@ INGEST_CAP = {"10m": 45, "1m": 15}
 MIN_REPEATS = 1
 INGEST_MIN_REPEATS = 2
 REPORT_MIN_REPEATS = 2  # the report's ratio is the one that decides the most: always a median of 2+
-STAGES = ("decode", "redis", "ingest", "snapshot", "report")
+STAGES = ("cli", "decode", "redis", "ingest", "snapshot", "report")
+CLI_REPEATS = 11  # whole processes per command: cheap, so more of them
+HELP_TARGET, STARTUP_TARGET = 0.15, 0.25  # seconds: `chargeback --help`, any command's --help
 MIB = 1024 * 1024
 FLAT = 1.25  # "flat" memory: the 10x larger month may take at most 25% more peak RSS
 
@@ -75,6 +78,34 @@ def child(stage: str, args: argparse.Namespace, events: int, repeats: int, *extr
         raise SystemExit(f"benchmark stage {stage} failed (exit {completed.returncode}): {' '.join(command)}")
     results: list[dict[str, Any]] = json.loads(out.read_text())
     out.unlink()
+    return results
+
+
+def run_cli(repeats: int) -> list[dict[str, Any]]:
+    """Whole processes, as a user waits for them: `chargeback --help`, each command's `--help`
+    (its fixed start-up: the imports a command needs before it does anything) and, as the
+    baseline, the bare interpreter (`python -c pass`). Wall-clock and CPU seconds of the child,
+    its peak RSS (getrusage of the children)."""
+    from pipeline.entrypoints.cli import COMMANDS
+
+    script = str(Path(sys.executable).parent / "chargeback")
+    variants = [("python -c pass", "baseline", [sys.executable, "-c", "pass"]),
+                ("chargeback --help", "stage", [script, "--help"])]
+    variants += [(f"chargeback {name} --help", "info", [script, name, "--help"]) for name in COMMANDS]
+    results = []
+    for variant, role, command in variants:
+        runs = []
+        for _ in range(repeats):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            elapsed = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            runs.append({"seconds": elapsed, "peak_mib": after.ru_maxrss / 1024, "start_mib": 0.0,
+                         "peak_reset": False, "loadavg": os.getloadavg()[0], "events": 1, "cpu_seconds": cpu})
+        results.append({"stage": "cli", "variant": variant, "role": role, "events": 1, "runs": runs, "extra": {}})
+        log(f"  cli      {variant:34s} {statistics.median(r['seconds'] for r in runs):8.3f} s median of {repeats}")
     return results
 
 
@@ -230,6 +261,16 @@ def evaluate(results: list[dict[str, Any]]) -> list[Target]:
                      and (events is None or r["events"] == events)), None)
 
     targets = []
+    helps = [r for r in results if r["stage"] == "cli" and r["runs"]]
+    top = next((r for r in helps if r["role"] == "stage"), None)
+    if top is not None:
+        targets.append(Target(f"chargeback --help <= {HELP_TARGET} s (median of whole processes)",
+                              median_s(top) <= HELP_TARGET, f"{median_s(top):.3f} s", "cli"))
+        slowest = max((r for r in helps if r["role"] == "info"), key=median_s, default=None)
+        if slowest is not None:
+            targets.append(Target(f"every command's fixed start-up (its --help) <= {STARTUP_TARGET} s",
+                                  median_s(slowest) <= STARTUP_TARGET,
+                                  f"slowest {slowest['variant']}: {median_s(slowest):.3f} s", "cli"))
     for stage, label, minimum in (
             ("decode", "decode + validate >= 0.5x the bare msgspec typed decode rate", 0.5),
             ("redis", "ingest into real Redis counters >= 0.7x the bare Lua-per-batch rate", 0.7)):
@@ -287,7 +328,10 @@ def table(results: list[dict[str, Any]]) -> list[str]:
         versus = "-"
         base = next((r for r in results if r["stage"] == result["stage"] and r["role"] == "baseline" and r["runs"]
                      and r["events"] == result["events"]), None)
-        if base is not None and result is not base:
+        if result["stage"] == "cli" and result is not base:
+            start = next((r for r in results if r["stage"] == "cli" and r["role"] == "baseline" and r["runs"]), None)
+            versus = f"+{median_s(result) - median_s(start):.3f} s" if start else "-"
+        elif base is not None and result is not base:
             if result["stage"] in ("decode", "redis"):
                 versus = f"{rate(result) / rate(base):.2f}x rate"
             else:
@@ -339,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default=os.environ.get("CHARGEBACK_BENCH_REDIS_URL"))
     parser.add_argument("--work", type=Path, default=Path(".bench"))
     args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
     if args.redis_url:
         os.environ["CHARGEBACK_BENCH_REDIS_URL"] = args.redis_url
     only = STAGES if not args.only else tuple(s.strip() for s in args.only.split(","))
@@ -363,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
         "made side by side)")
     results: list[dict[str, Any]] = []
     checks: list[str] = []
+    if "cli" in only:
+        log(f"== cli: whole processes x {args.repeats or CLI_REPEATS}")
+        results += run_cli(args.repeats or CLI_REPEATS)
     if "report" in only:
         for size in sizes["report"]:
             log(f"== prepare: a {size:,}-event month of Parquet snapshots (cached in {args.work}/data)")

@@ -11,10 +11,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
-from urllib.request import url2pathname
+from urllib.parse import unquote, urlparse
 
-from pipeline.adapters.embedded.local_store import LocalObjectStore
 from pipeline.domain.costing import Reference
 from pipeline.domain.live import Budgets, LivePricer
 from pipeline.domain.periods import ALL_TIME, TimeRange
@@ -127,7 +125,7 @@ def open_store(settings: Settings, area: str) -> ObjectStore:
     url = f"{settings.store.rstrip('/')}/{area}"
     parsed = urlparse(url)
     if parsed.scheme == "file":
-        return LocalObjectStore(Path(url2pathname(parsed.path)))
+        return folder_store(Path(unquote(parsed.path)))
     if parsed.scheme == "az":
         from pipeline.adapters.azure.blob_store import open_blob_store
 
@@ -140,6 +138,8 @@ def open_store(settings: Settings, area: str) -> ObjectStore:
 def folder_store(folder: Path) -> ObjectStore:
     """A local folder as an object store (`chargeback report --out`): files are written to a
     temporary name and renamed into place."""
+    from pipeline.adapters.embedded.local_store import LocalObjectStore
+
     return LocalObjectStore(folder)
 
 
@@ -177,7 +177,7 @@ def _open_source(name: str, settings: Settings, when: TimeRange, partitions: Col
         store: ObjectStore = open_blob_store(name, account_url=settings.storage_account_url,
                                              connection_string=settings.storage_connection_string)
     elif Path(name).is_dir():
-        store = LocalObjectStore(Path(name))
+        store = folder_store(Path(name))
     elif Path(name).is_file():
         if not name.endswith(JSON_SUFFIXES):
             raise SourceError(f"{name}: not a source replay knows ({SOURCES_HELP})")

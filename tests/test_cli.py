@@ -15,7 +15,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner, Result
 
-from pipeline.entrypoints.cli import main
+from pipeline.entrypoints.cli import COMMANDS, main
 from pipeline.inputs.catalog import load_price_catalog, shipped_catalog_path
 from pipeline.settings import Settings
 from tests.conftest import SETTINGS_VARIABLES, ReferenceFiles, WriteFile
@@ -269,9 +269,9 @@ def test_demo_rejects_a_negative_event_count(home: Path) -> None:
     assert "events" in result.output.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("name", sorted(main.commands))
+@pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_command_has_an_example(name: str) -> None:
-    command = main.commands[name]
+    command = main.get_command(click.Context(main), name)
     assert isinstance(command, click.Command)
     result = run(name, "--help")
     assert result.exit_code == 0

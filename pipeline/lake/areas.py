@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pipeline.ports import ObjectStore
+if TYPE_CHECKING:  # names only: commands import these without loading the ports
+    from pipeline.ports import ObjectStore
 
 SNAPSHOTS = "snapshots"  # Parquet snapshots of the ledger and their manifests (pipeline.lake.manifests)
 DEAD_LETTERS = "dead-letters"  # rejected events with their reasons (pipeline.lake.dead_letters)

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.app import open_store
 from pipeline.entrypoints.cli.options import console, user_errors
 from pipeline.lake.areas import CORRECTIONS, SNAPSHOTS
 from pipeline.settings import Settings
@@ -49,6 +48,7 @@ def correct_command(file: Path, by: str | None, dry_run: bool) -> None:
 
     Example: chargeback correct fixes-2026-10.yaml --by alice
     """
+    from pipeline.app import open_store
     from pipeline.inputs.corrections import parse_corrections_file
     from pipeline.stages.correct import record
 
@@ -103,6 +103,7 @@ def _event_months(settings: Settings, ids: list[str]) -> dict[str, str]:
     """eventId -> month of the events found in the committed snapshots."""
     import pyarrow as pa
 
+    from pipeline.app import open_store
     from pipeline.lake.warehouse import open_warehouse
 
     warehouse = open_warehouse(open_store(settings, SNAPSHOTS))
@@ -123,6 +124,7 @@ def corrections_command() -> None:
 
     Example: chargeback corrections
     """
+    from pipeline.app import open_store
     from pipeline.stages.correct import read_log
 
     entries = read_log(open_store(Settings.from_env(), CORRECTIONS))

@@ -8,16 +8,18 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import click
 from rich.console import Console
 
-from pipeline.app import Pipeline, ledger_exists, open_pipeline, settings_reference
-from pipeline.domain.costing import Reference
+from pipeline.domain.errors import UserError
 from pipeline.domain.periods import Period, PeriodError, parse_day
-from pipeline.ports import UserError
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:  # the composition root is imported when a command runs, not for its --help
+    from pipeline.app import Pipeline
+    from pipeline.domain.costing import Reference
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,6 +44,8 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
 @contextmanager
 def pipeline_of(settings: Settings) -> Iterator[Pipeline]:
     """The settings' wired pipeline, closed at the end of the block."""
+    from pipeline.app import open_pipeline
+
     opened = open_pipeline(settings)
     try:
         yield opened
@@ -89,6 +93,8 @@ def reference_of(settings: Settings, prices: Path | None = None, deployments: Pa
                  cost_centers: Path | None = None, capacity: Path | None = None, ptu_weights: Path | None = None,
                  ptu_idle_owner: str | None = None) -> Reference:
     """The reference files the options name, else the settings' ones."""
+    from pipeline.app import settings_reference
+
     return settings_reference(settings.replace(prices=prices, deployments=deployments, cost_centers=cost_centers,
                                                capacity=capacity, ptu_weights=ptu_weights,
                                                ptu_idle_owner=ptu_idle_owner))
@@ -96,6 +102,7 @@ def reference_of(settings: Settings, prices: Path | None = None, deployments: Pa
 
 def catch_up(settings: Settings, out: Console) -> None:
     """Publish ledger events not yet in the snapshots, so reports and queries see all of them."""
+    from pipeline.app import ledger_exists
     from pipeline.entrypoints.cli.output import show_snapshot
     from pipeline.stages.snapshot import snapshot
 

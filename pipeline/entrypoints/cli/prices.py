@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from pipeline.domain.capacity import is_provisioned_type
-from pipeline.domain.pricing import PriceCatalog
 from pipeline.entrypoints.cli.options import (
     capacity_options,
     catch_up,
@@ -20,13 +18,11 @@ from pipeline.entrypoints.cli.options import (
     reference_of,
     user_errors,
 )
-from pipeline.entrypoints.cli.output import show_unpriced_models as show_models
-from pipeline.entrypoints.cli.output import unpriced_models
-from pipeline.inputs.catalog import CatalogCheck, check_price_catalog
-from pipeline.inputs.maps import load_deployments
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
+    from pipeline.domain.pricing import PriceCatalog
+    from pipeline.inputs.catalog import CatalogCheck
     from pipeline.stages.report.model import Report
 
 
@@ -59,6 +55,8 @@ def check_command(file: Path, month: str | None, deployments: Path | None, cost_
 
     Example: chargeback prices check my-prices.csv --month 2026-10
     """
+    from pipeline.inputs.catalog import check_price_catalog
+
     if not file.exists():
         raise click.ClickException(f"{file}: no such file")
     settings = Settings.from_env().replace(deployments=deployments)
@@ -79,7 +77,7 @@ def check_command(file: Path, month: str | None, deployments: Path | None, cost_
         reference = reference_of(settings, file, deployments, cost_centers, capacity, ptu_weights, ptu_idle_owner)
         catch_up(settings, notices)
         with query_errors():
-            show_unpriced_models(period_report(report_stores(settings), reference, Period.month(month)))
+            show_traffic_without_prices(period_report(report_stores(settings), reference, Period.month(month)))
 
 
 def show_check(check: CatalogCheck) -> None:
@@ -112,6 +110,9 @@ def show_check(check: CatalogCheck) -> None:
 
 def show_deployment_coverage(catalog: PriceCatalog, settings: Settings, today: date) -> None:
     """Deployments of the map that this catalog cannot price today."""
+    from pipeline.domain.capacity import is_provisioned_type
+    from pipeline.inputs.maps import load_deployments
+
     path = settings.deployments_csv
     if not path.is_file():
         return
@@ -134,8 +135,11 @@ def show_deployment_coverage(catalog: PriceCatalog, settings: Settings, today: d
     console.print(table)
 
 
-def show_unpriced_models(report: Report) -> None:
+def show_traffic_without_prices(report: Report) -> None:
+    """The models of the month's traffic this catalog (or the capacity file) does not price."""
+    from pipeline.entrypoints.cli.output import show_unpriced_models, unpriced_models
+
     if not unpriced_models(report):
         console.print(f"{report.period.title}: every model of its traffic has a price", markup=False)
         return
-    show_models(console, report)
+    show_unpriced_models(console, report)

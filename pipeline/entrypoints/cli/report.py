@@ -59,14 +59,16 @@ def report_command(month: str | None, first: str | None, last: str | None, out: 
     from pipeline.app import report_stores
     from pipeline.lake.warehouse import query_errors
     from pipeline.stages.report.build import period_report
+    from pipeline.stages.report.model import formats_of
 
     settings = Settings.from_env()
     period = choose_period(month, first, last)
+    wanted = formats_of(formats)
     reference = reference_of(settings, prices, deployments, cost_centers, capacity, ptu_weights, ptu_idle_owner)
     catch_up(settings, console)
     with query_errors():
         report = period_report(report_stores(settings), reference, period)
-    write_report(settings, report, out or settings.reports_dir, [f.strip() for f in formats.split(",") if f.strip()])
+    write_report(settings, report, out or settings.reports_dir, wanted)
 
 
 def write_report(settings: Settings, report: Report, out: Path, formats: Iterable[str]) -> None:

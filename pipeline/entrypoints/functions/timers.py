@@ -18,7 +18,7 @@ from pipeline.domain.periods import Period
 from pipeline.lake.areas import REPORTS, SNAPSHOTS
 from pipeline.settings import Settings, SettingsError
 from pipeline.stages.report.build import period_report
-from pipeline.stages.report.model import FORMATS
+from pipeline.stages.report.model import FORMATS, ReportError, formats_of
 from pipeline.stages.report.publish import publish_report
 from pipeline.stages.snapshot import SnapshotConflict, SnapshotResult, snapshot
 
@@ -84,11 +84,11 @@ def report_formats(settings: Settings) -> list[str]:
     """CHARGEBACK_REPORT_FORMATS, checked; every format when unset."""
     if not settings.report_formats:
         return list(FORMATS)
-    formats = [f.strip() for f in settings.report_formats.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise SettingsError(f"CHARGEBACK_REPORT_FORMATS {settings.report_formats!r}: choose from {', '.join(FORMATS)}")
-    return formats
+    try:
+        return formats_of(settings.report_formats)
+    except ReportError:
+        raise SettingsError(f"CHARGEBACK_REPORT_FORMATS {settings.report_formats!r}: choose from "
+                            f"{', '.join(FORMATS)}") from None
 
 
 def report_months(today: date, late_days: int = LATE_DAYS) -> list[str]:

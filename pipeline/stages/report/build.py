@@ -100,7 +100,7 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
     [(unmatched,)] = connection.execute(UNMATCHED_SQL, bounds).fetchall()
     explanations: dict[tuple[str, str], set[str]] = defaultdict(set)
     for item in usage:
-        resolved = item[4]
+        resolved = item.resolution
         if resolved.corrections:
             _explain(explanations, resolved, corrections.reassigned_to(_key(item)))
     voided: dict[str, int] = defaultdict(int)
@@ -116,7 +116,7 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
         for allocation in deployment_day.allocations:
             if allocation.corrections:
                 explanations[(allocation.consumer.cost_center, allocation.currency)].update(allocation.corrections)
-    applied = set(voided) | {c for item in usage for c in item[4].corrections}
+    applied = set(voided) | {c for item in usage for c in item.resolution.corrections}
     report = Report(period, reference.catalog.version, report_rows(usage, deployment_days), unpriced_rows(usage),
                     deployment_days=deployment_days, capacity_version=reference.capacity.version,
                     corrections=corrections.by_id(applied), voided=dict(voided), explanations=dict(explanations),
@@ -137,17 +137,17 @@ def _resolved(periods: list[tuple[Any, ...]], reference: Reference, corrections:
     """The usage of each key over a month's days between two reference boundaries (PERIODS_SQL
     rows, in their order), resolved on its first day: one resolution per key and period
     instead of one per day, and the detail its first day-level line would give."""
-    return [(day, subscription_id, deployment, state,
-             corrections.resolve(reference, usage_key((day, subscription_id, cost_center, deployment, model, state))),
-             requests, prompt, cached, completion)
+    return [KeyUsage(day, subscription_id, deployment, state,
+                     corrections.resolve(reference, usage_key((day, subscription_id, cost_center, deployment, model,
+                                                               state))),
+                     requests, prompt, cached, completion)
             for day, subscription_id, cost_center, deployment, model, state, requests, prompt, cached, completion, _
             in periods]
 
 
 def _key(item: KeyUsage) -> UsageKey:
     """A key with the usage's day, subscription and deployment (what reassigns look at)."""
-    day, subscription_id, deployment, state = item[:4]
-    return usage_key((day, subscription_id, None, deployment, None, state))
+    return usage_key((item.day, item.subscription_id, None, item.deployment, None, item.state))
 
 
 def _pair(resolution: Resolution) -> tuple[str, str]:

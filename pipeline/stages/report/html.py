@@ -24,8 +24,8 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from importlib import resources
 
-from pipeline.domain.pricing import MONEY, money_sum
-from pipeline.stages.report.model import Report
+from pipeline.domain.pricing import money_sum
+from pipeline.stages.report.model import Report, exact_text
 
 CENT = Decimal("0.01")
 MAX_BARS = 15
@@ -45,17 +45,13 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _exact(amount: Decimal) -> str:
-    return format(MONEY.normalize(amount), "f") if amount else "0"
-
-
 def _money(amount: Decimal, currency: str = "") -> str:
     return f"{amount.quantize(CENT, rounding=ROUND_HALF_EVEN):,.2f} {currency}".strip()
 
 
 def _amount(amount: Decimal, currency: str) -> str:
     """A rounded amount with its exact value in title and data-exact."""
-    return f'<span title="{_e(_exact(amount))} {_e(currency)}" data-exact="{_e(_exact(amount))}">' \
+    return f'<span title="{_e(exact_text(amount))} {_e(currency)}" data-exact="{_e(exact_text(amount))}">' \
            f"{_e(_money(amount, currency))}</span>"
 
 
@@ -119,7 +115,7 @@ def _summary(report: Report, currency: str) -> str:
     totals, payg, ptu = report.totals, report.payg_totals, report.ptu_totals
     cards = []
     for c in sorted(totals, key=lambda c: (c != currency, c)):
-        exact = _e(_exact(totals[c]))
+        exact = _e(exact_text(totals[c]))
         split = f"pay-as-you-go {_amount(payg.get(c, Decimal(0)), c)} &middot; PTU {_amount(ptu.get(c, Decimal(0)), c)}"
         cards.append(f'<div class="card" data-currency="{_e(c)}"><div class="label">Total {_e(c)}</div>'
                      f'<div class="value total" id="total-{_e(c)}" data-exact="{exact}">{_e(_money(totals[c], c))}'
@@ -167,7 +163,7 @@ def _hbars(rows: Sequence[tuple[str, Sequence[Decimal]]], colors: Sequence[str],
             w = value * scale
             if w > 0:
                 parts.append(f'<rect class="bar" x="{x:.1f}" y="{y}" width="{max(w, Decimal("0.5")):.1f}" '
-                             f'height="{bar}" fill="{color}"><title>{_e(name)}: {_e(_exact(value))} {_e(unit)}'
+                             f'height="{bar}" fill="{color}"><title>{_e(name)}: {_e(exact_text(value))} {_e(unit)}'
                              "</title></rect>")
             x += w
         parts.append(f'<text class="value-label" x="{x + 6:.1f}" y="{y + bar - 4}">{_e(text)}</text>')
@@ -218,8 +214,9 @@ def _daily_chart(report: Report, currency: str) -> str:
             h = Decimal(plot_h) * value / largest
             if h > 0:
                 y -= h
+                title = f"{day}: {name} {_e(exact_text(value))} {_e(currency)}"
                 parts.append(f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                             f'fill="{color}"><title>{day}: {name} {_e(_exact(value))} {_e(currency)}</title></rect>')
+                             f'fill="{color}"><title>{title}</title></rect>')
         if index % max(1, len(days) // 10) == 0 or index == len(days) - 1:
             parts.append(f'<text class="axis" x="{x + bar / 2:.1f}" y="{height - bottom + 16}" '
                          f'text-anchor="middle">{day:%m-%d}</text>')

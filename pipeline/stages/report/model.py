@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
@@ -171,12 +171,21 @@ def _by(rows: Iterable[ReportRow], key: Callable[[ReportRow], Any],
     return {k: money_sum(v) for k, v in sorted(sums.items())}
 
 
-def check_month(month: str) -> str:
-    try:
-        Period.month(month)
-    except PeriodError as error:
-        raise ReportError(str(error)) from None
-    return month
+def check_formats(formats: Iterable[str]) -> list[str]:
+    """The formats, each one of FORMATS (a ReportError names any other)."""
+    wanted = list(formats)
+    unknown = [f for f in wanted if f not in FORMATS]
+    if unknown:
+        raise ReportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    return wanted
+
+
+def formats_of(text: str) -> list[str]:
+    """`csv, html` -> ['csv', 'html'], checked; an empty list is a ReportError too."""
+    formats = check_formats(f.strip() for f in text.split(",") if f.strip())
+    if not formats:
+        raise ReportError(f"no format given; choose from {', '.join(FORMATS)}")
+    return formats
 
 
 def as_period(period: Period | str) -> Period:
@@ -189,9 +198,18 @@ def as_period(period: Period | str) -> Period:
         raise ReportError(str(error)) from None
 
 
-# Usage of one resolution key, summed: (day, subscription, deployment, usage state, its
-# resolution, requests, prompt, cached and completion tokens). `day` is its first day.
-KeyUsage = tuple[date, str, str, str, Resolution, int, int, int, int]
+class KeyUsage(NamedTuple):
+    """The usage of one resolution key, summed over its days (`day` is the first of them)."""
+
+    day: date
+    subscription_id: str
+    deployment: str
+    state: str
+    resolution: Resolution
+    requests: int
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
 
 
 def exact_text(amount: Decimal | None) -> str:

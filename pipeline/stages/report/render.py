@@ -16,13 +16,12 @@ from pipeline.stages.report.html import render_html
 from pipeline.stages.report.model import (
     DAILY_COLUMNS,
     DEFAULT_FORMATS,
-    FORMATS,
     REPORT_COLUMNS,
     REPORT_SCHEMA,
     UNPRICED_COLUMNS,
     Report,
-    ReportError,
     ReportRow,
+    check_formats,
     exact_text,
 )
 from pipeline.stages.report.restate import stem as file_stem
@@ -36,10 +35,7 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
     format `focus` adds the FOCUS 1.2 CSV and Parquet (a month's Parquet in the FinOps hubs
     layout) for the billing account `focus` names, `html` the HTML report. The label is the
     month (`2026-10`) or the range (`2026-10-05_2026-10-20`)."""
-    wanted = list(formats)
-    unknown = [f for f in wanted if f not in FORMATS]
-    if unknown:
-        raise ReportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    wanted = check_formats(formats)
     stem = file_stem(report.label)
     files: dict[str, bytes] = {}
     if "csv" in wanted:

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from pipeline.domain.periods import is_month_label
 from pipeline.domain.pricing import MONEY, money_sum
 from pipeline.ports import ChargebackError, ObjectStore
+from pipeline.stages.report.model import exact_text
 
 HISTORY = "history"
 RESTATEMENT_COLUMNS = ("month", "cost_center", "currency", "old_total", "new_total", "delta", "corrections")
@@ -127,8 +128,8 @@ def render_restatement(restatement: Restatement) -> bytes:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(RESTATEMENT_COLUMNS)
     for line in restatement.lines:
-        writer.writerow((restatement.month, line.cost_center, line.currency, _exact(line.old), _exact(line.new),
-                         _exact(line.delta), ";".join(line.corrections)))
+        writer.writerow((restatement.month, line.cost_center, line.currency, exact_text(line.old), exact_text(line.new),
+                         exact_text(line.delta), ";".join(line.corrections)))
     return text.getvalue().encode("utf-8")
 
 
@@ -181,7 +182,3 @@ def _totals(files: Mapping[str, bytes], month: str) -> dict[tuple[str, str], Dec
                 if row[column] is not None:
                     sums[(row["cost_center"], row["currency"])].append(row[column])
     return {pair: money_sum(amounts) for pair, amounts in sums.items()}
-
-
-def _exact(amount: Decimal) -> str:
-    return format(MONEY.normalize(amount), "f")

@@ -22,8 +22,8 @@ def line_usage(lines: Iterable[CostLine]) -> Iterator[KeyUsage]:
     """Each day-level cost line as the usage of its key (what `report_rows` sums by day)."""
     for line in lines:
         key = line.key
-        yield (key.day, key.subscription_id, key.deployment, key.state.value, line.resolution, line.requests,
-               line.prompt_tokens, line.cached_tokens, line.completion_tokens)
+        yield KeyUsage(key.day, key.subscription_id, key.deployment, key.state.value, line.resolution,
+                       line.requests, line.prompt_tokens, line.cached_tokens, line.completion_tokens)
 
 
 def report_rows(usage: Iterable[KeyUsage], deployment_days: Iterable[DeploymentDay] = (),
