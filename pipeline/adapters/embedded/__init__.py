@@ -1,0 +1,2 @@
+"""The embedded adapters: SQLite ledger and counters and a local-folder object store, the
+defaults that need no server."""
