@@ -238,6 +238,9 @@ def day_table(world: World, n: int, rng: np.random.Generator, day: date) -> pa.T
         "schema_version": pa.array(np.ones(n, dtype=np.int8)),
         "ledger_seq": pa.nulls(n, pa.int64()),  # the Cosmos DB ledger has no sequence
         "ingested_at": pa.array(enqueued + 900_000, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        **{name: pa.nulls(n, USAGE_SCHEMA.field(name).type)  # the fields added to v1: not drawn here
+           for name in ("service_tier", "service_tier_source", "spillover", "audio_prompt_tokens",
+                        "audio_completion_tokens")},
     }
     return pa.Table.from_pydict(columns, schema=USAGE_SCHEMA)
 

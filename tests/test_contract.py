@@ -53,9 +53,12 @@ def full_event() -> dict[str, Any]:
         stream=True,
         statusCode=201,
         durationMs=1234,
-        usage=usage(1500, 700, cached=300, reasoning=450),
+        usage={**usage(1500, 700, cached=300, reasoning=450), "audioPromptTokens": 120, "audioCompletionTokens": 80},
         usageSource="stream",
         tags={"team": "search", "env": "prod"},
+        serviceTier="priority",
+        serviceTierSource="response",
+        spillover=True,
     )
 
 
@@ -142,7 +145,9 @@ def test_snake_case_attributes_hold_the_wire_values() -> None:
     assert decoded.event_id == "evt-full"
     assert decoded.caller_object_id == "object-b"
     assert decoded.cost_center == "CC-42"
-    assert decoded.usage == Usage(1500, 700, 2200, cached_tokens=300, reasoning_tokens=450)
+    assert decoded.usage == Usage(1500, 700, 2200, cached_tokens=300, reasoning_tokens=450, audio_prompt_tokens=120,
+                                  audio_completion_tokens=80)
+    assert (decoded.service_tier, decoded.service_tier_source, decoded.spillover) == ("priority", "response", True)
     assert decoded.tags == {"team": "search", "env": "prod"}
 
 

@@ -239,8 +239,10 @@ def test_every_field_round_trips_to_parquet(pipeline: Pipeline, write_file: Writ
                  productId="product-x", callerAppId="app-x", callerTenantId="tenant-x", callerObjectId="obj-x",
                  costCenter="CC-X", deployment="dep-alpha", model="m-alpha", region="Sweden Central", stream=True,
                  statusCode=200, durationMs=1234, usage={**usage(2048, 300, cached=1024, reasoning=120),
+                                                         "audioPromptTokens": 40, "audioCompletionTokens": 7,
                                                          "audioTokens": 3},
-                 usageSource="stream", tags={"team": "search", "env": "prod"}, traceId="t-1")
+                 usageSource="stream", tags={"team": "search", "env": "prod"}, traceId="t-1",
+                 serviceTier="flex", serviceTierSource="request", spillover=False)
     bare = event(eventId="evt-nulls", productId=None, callerAppId=None, callerTenantId=None, callerObjectId=None,
                  costCenter=None, model=None, region=None, tags=None, usageSource="none", statusCode=429,
                  durationMs=0)
@@ -269,6 +271,8 @@ def test_every_field_round_trips_to_parquet(pipeline: Pipeline, write_file: Writ
         "cached_tokens": 1024, "reasoning_tokens": 120, "tags": {"team": "search", "env": "prod"},
         "source": str(path), "source_position": "line 1", **no_event_hub,
         "schema_version": 1, "ledger_seq": 1, "date": date(2026, 10, 15),
+        "service_tier": "flex", "service_tier_source": "request", "spillover": False,
+        "audio_prompt_tokens": 40, "audio_completion_tokens": 7,
         "usage_origin": "stream", "usage_state": "measured"}  # the view's two usage columns
     assert got_bare.pop("ingested_at") == ingested  # one batch, one ingestion time
     assert got_bare == {
@@ -279,7 +283,9 @@ def test_every_field_round_trips_to_parquet(pipeline: Pipeline, write_file: Writ
         "stream": False, "status_code": 429, "duration_ms": 0, "usage_source": "none", "prompt_tokens": None,
         "completion_tokens": None, "total_tokens": None, "cached_tokens": None, "reasoning_tokens": None,
         "tags": None, "extra": None, "source": str(path), "source_position": "line 2", **no_event_hub,
-        "schema_version": 1, "ledger_seq": 2, "date": date(2026, 10, 15), "usage_origin": "none", "usage_state": "none"}
+        "schema_version": 1, "ledger_seq": 2, "date": date(2026, 10, 15), "service_tier": None,
+        "service_tier_source": None, "spillover": None, "audio_prompt_tokens": None, "audio_completion_tokens": None,
+        "usage_origin": "none", "usage_state": "none"}
 
 
 def test_event_hub_origin_round_trips_to_parquet(pipeline: Pipeline) -> None:

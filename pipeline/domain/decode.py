@@ -129,7 +129,9 @@ def decode_batch(messages: Iterable[RawMessage], now: datetime | None = None, *,
                     and (source not in ("response", "estimated") if usage is None else
                          source != "none" and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
                          and usage.cached_tokens <= usage.prompt_tokens
-                         and usage.reasoning_tokens <= usage.completion_tokens)):
+                         and usage.reasoning_tokens <= usage.completion_tokens
+                         and usage.audio_prompt_tokens <= usage.prompt_tokens
+                         and usage.audio_completion_tokens <= usage.completion_tokens)):
                 event = None
         try:
             if event is None:
@@ -334,4 +336,10 @@ def _check_consistency(event: UsageEvent, latest: datetime) -> None:
                            f"{usage.prompt_tokens}")
     if usage.reasoning_tokens > usage.completion_tokens:
         raise InvalidEvent("inconsistent-usage", f"reasoningTokens {usage.reasoning_tokens} > "
+                           f"completionTokens {usage.completion_tokens}")
+    if usage.audio_prompt_tokens > usage.prompt_tokens:
+        raise InvalidEvent("inconsistent-usage", f"audioPromptTokens {usage.audio_prompt_tokens} > "
+                           f"promptTokens {usage.prompt_tokens}")
+    if usage.audio_completion_tokens > usage.completion_tokens:
+        raise InvalidEvent("inconsistent-usage", f"audioCompletionTokens {usage.audio_completion_tokens} > "
                            f"completionTokens {usage.completion_tokens}")

@@ -17,6 +17,7 @@ ORIGIN_FIELD = "__origin__"
 RESERVED_FIELDS = (EXTRA_FIELD, ORIGIN_FIELD)
 
 UsageSource = Literal["response", "stream", "estimated", "none"]
+ServiceTierSource = Literal["response", "request"]
 
 TokenCount = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -48,6 +49,8 @@ class Usage(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fields=T
     total_tokens: TokenCount
     cached_tokens: TokenCount = 0
     reasoning_tokens: TokenCount = 0
+    audio_prompt_tokens: TokenCount = 0  # part of prompt_tokens (prompt_tokens_details.audio_tokens)
+    audio_completion_tokens: TokenCount = 0  # part of completion_tokens (completion_tokens_details.audio_tokens)
 
 
 class UsageEvent(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fields=True, gc=False):
@@ -74,6 +77,13 @@ class UsageEvent(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fie
     model: OptionalText = None
     region: OptionalText = None
     tags: Tags | None = None
+    # The service tier the request was served at: the response's `service_tier`, lowercased
+    # (for a stream, the request body's), and where it was read; null when neither said.
+    service_tier: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    service_tier_source: ServiceTierSource | None = None
+    # The response carried an `x-ms-spillover-from-<deployment>` header (a provisioned deployment's
+    # overflow served by a standard one); null when there was no backend response.
+    spillover: bool | None = None
     # Unknown fields of the raw event as JSON object text, None when there were none. Not part
     # of the wire contract: only the decoder fills it (a wire event using the name is rejected).
     extra: str | None = msgspec.field(default=None, name=EXTRA_FIELD)

@@ -52,6 +52,12 @@ USAGE_SCHEMA = pa.schema(
         pa.field("schema_version", pa.int8(), nullable=False),
         pa.field("ledger_seq", pa.int64()),  # the embedded ledger's append order; null for Cosmos DB
         pa.field("ingested_at", TIMESTAMP, nullable=False),
+        # Added to v1 (optional on the wire; files written before hold none, read as null).
+        pa.field("service_tier", pa.string()),
+        pa.field("service_tier_source", pa.string()),
+        pa.field("spillover", pa.bool_()),
+        pa.field("audio_prompt_tokens", pa.int64()),  # null with no usage, like the other token counts
+        pa.field("audio_completion_tokens", pa.int64()),
     ],
     metadata={"chargeback.table": "usage", "chargeback.schema_version": "1"},
 )
@@ -102,6 +108,12 @@ def events_batch(events: Sequence[UsageEvent], ingested_at: datetime | Sequence[
         "eventhub_enqueued_time": pa.array([None if o is None else o.enqueued_time for o in origins], _TIMESTAMP),
         "schema_version": pa.array([event.schema_version for event in events], pa.int8()),
         "ledger_seq": pa.array(ledger_seq if ledger_seq is not None else [None] * len(events), _INT64),
+        "service_tier": pa.array([event.service_tier for event in events], _STRING),
+        "service_tier_source": pa.array([event.service_tier_source for event in events], _STRING),
+        "spillover": pa.array([event.spillover for event in events], pa.bool_()),
+        "audio_prompt_tokens": pa.array([None if u is None else u.audio_prompt_tokens for u in usages], _INT64),
+        "audio_completion_tokens": pa.array([None if u is None else u.audio_completion_tokens for u in usages],
+                                            _INT64),
         "ingested_at": (pa.repeat(pa.scalar(ingested_at, _TIMESTAMP), len(events)) if isinstance(ingested_at, datetime)
                         else pa.array(ingested_at, _TIMESTAMP)),
     }
@@ -136,7 +148,7 @@ def events_from_table(table: pa.Table) -> list[UsageEvent]:
         prompt = row["prompt_tokens"]
         usage = None if prompt is None else Usage(
             prompt, row["completion_tokens"], row["total_tokens"], row["cached_tokens"] or 0,
-            row["reasoning_tokens"] or 0)
+            row["reasoning_tokens"] or 0, row.get("audio_prompt_tokens") or 0, row.get("audio_completion_tokens") or 0)
         origin = None if row["source"] is None else Origin(
             row["source"], row["source_position"] or "", row["eventhub_partition"],
             row["eventhub_sequence_number"], row["eventhub_offset"], row["eventhub_enqueued_time"])
@@ -148,5 +160,16 @@ def events_from_table(table: pa.Table) -> list[UsageEvent]:
             caller_app_id=row["caller_app_id"], caller_tenant_id=row["caller_tenant_id"],
             caller_object_id=row["caller_object_id"], cost_center=row["cost_center"], model=row["model"],
             region=row["region"], tags=None if row["tags"] is None else dict(row["tags"]), extra=row["extra"],
-            origin=origin))
+            service_tier=row.get("service_tier"), service_tier_source=row.get("service_tier_source"),
+            spillover=row.get("spillover"), origin=origin))
     return events
+
+
+def conformed(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch written with an earlier USAGE_SCHEMA in this one: the columns added since are
+    null, and the columns in this schema's order (a batch already in it is returned as it is)."""
+    if batch.schema.equals(USAGE_SCHEMA):
+        return batch
+    present = set(batch.schema.names)
+    columns = [batch.column(f.name) if f.name in present else pa.nulls(batch.num_rows, f.type) for f in USAGE_SCHEMA]
+    return pa.RecordBatch.from_arrays(columns, schema=USAGE_SCHEMA)

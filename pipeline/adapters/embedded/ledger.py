@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from pipeline.adapters.embedded import ledger_v1
 from pipeline.adapters.embedded.sqlite import connect, write_transaction
 from pipeline.domain.events import UsageEvent
-from pipeline.lake.usage import USAGE_SCHEMA, events_batch
+from pipeline.lake.usage import USAGE_SCHEMA, conformed, events_batch
 from pipeline.ports import AppendResult, Changes, UserError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -120,7 +120,7 @@ class SqliteLedger:
         found = self._db.execute("SELECT first_seq, events FROM batches WHERE last_seq > ? ORDER BY last_seq", (after,))
         try:
             for first_seq, blob in found:
-                events = pa.ipc.open_stream(pa.py_buffer(blob)).read_next_batch()
+                events = conformed(pa.ipc.open_stream(pa.py_buffer(blob)).read_next_batch())
                 if first_seq <= after:  # the cursor is inside this batch
                     events = events.slice(pc.sum(pc.less_equal(events.column("ledger_seq"), after)).as_py())
                 events = events.slice(0, max_rows - rows)
