@@ -173,6 +173,9 @@ def test_the_join_gives_the_same_costs_in_every_arrival_order(pipeline: Pipeline
     assert report.totals == {"USD": sum(COSTS.values())} and total == Decimal("0.01475")
     assert (report.states, report.origins, report.llm_unmatched) == (
         {"expired": 1, "measured": 3, "pending": 1}, {"llm-log": 2, "none": 2, "response": 1}, 1)
+    # LOGGED's record has no cached count: priced uncached, at most 800 * (2.50 - 1.25) / 1e6 too much.
+    assert (report.cached_unknown_requests, report.max_overcharge) == (1, {"USD": Decimal("0.001")})
+    assert report.llm_mismatched == 0
 
 
 def test_the_join_reads_llm_usage_from_blob_storage(pipeline: Pipeline, azurite_connection_string: str) -> None:
@@ -233,3 +236,68 @@ def test_the_cli_ingests_llm_logs(home: Path) -> None:
     assert "0 new file(s), 3 already stored" in " ".join(again.output.split())
     query = run("query", "SELECT count(*) AS n FROM llm_usage_unmatched", "--format", "json")
     assert json.loads(query.output) == [{"n": 4}]
+
+
+SHAPES = LOGS / "shapes"
+SHAPED = "3d6f0a1e-5b7c-4d8e-9f01-23456789abcd"  # the request every file of tests/fixtures/apim/llm-logs/shapes logs
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in SHAPES.glob("*.json*")))
+def test_a_record_is_read_whatever_its_shape(name: str) -> None:
+    parsed = [parse_envelope(message.body, message.position) for message in llm_log_messages(str(SHAPES / name))]
+    kept = [usage for envelope in parsed for usage in envelope.kept]
+    assert [r for envelope in parsed for r in envelope.rejected] == []
+    assert [(u.join_id, u.prompt_tokens, u.completion_tokens, u.total_tokens, u.cached_tokens, u.deployment,
+             u.is_stream, u.time) for u in kept] == [
+        (SHAPED, 1000, 250, 1250, None, "gpt-4o-prod", True, datetime(2026, 11, 4, 8, 0, 0, 123456, UTC))]
+    records = sum(envelope.records for envelope in parsed)
+    discarded = sum(sum(envelope.discarded.values()) for envelope in parsed)
+    assert records == len(kept) + discarded  # every record counted: kept or discarded, with its reason
+    assert MARKER.decode() not in repr(kept)
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b'{"records": [{"time": "2026-11-04T08:00:00Z", "properties": {"promptTokens": 5}}]}', "no-category"),
+    (b'{"records": [{"Category": "GatewayLlmLogs", "time": "2026-11-04T08:00:00Z", "PromptTokens": "5", '
+     b'"CompletionTokens": "x", "CorrelationId": "c-1"}]}', "bad-tokens"),
+    (b'{"records": [{"Type": "ApiManagementGatewayLlmLog", "PromptTokens": 5, "CompletionTokens": 1, '
+     b'"CorrelationId": "c-1"}]}', "bad-time"),
+    (b'{"Records": "not a list"}', "not-envelope"),
+    (b'{"time": "2026-11-04T08:00:00Z"}', "not-envelope"),
+])
+def test_a_gateway_llm_record_that_cannot_be_used_is_a_counted_rejection(body: bytes, reason: str) -> None:
+    parsed = parse_envelope(body, "seeded")
+    assert [r.reason for r in parsed.rejected] == [reason] and parsed.kept == []
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in SHAPES.glob("*.json*")))
+def test_a_streamed_request_is_priced_from_every_shape(pipeline: Pipeline, llm_store: ObjectStore,
+                                                       name: str) -> None:
+    ingest([RawMessage(streamed_event(SHAPED, "2026-11-04T08:00:00.1234567Z"), "apim-fixture", "line 1")],
+           pipeline.ledger, pipeline.counters, pipeline.dead_letters, pipeline.pricer)
+    snapshot(pipeline.ledger, pipeline.snapshots)
+    assert ingest_llm_logs(llm_log_messages(str(SHAPES / name)), llm_store).kept == 1
+    reference = load_reference(None, FIXTURES / "deployments.csv", None)
+    report = build_report(open_warehouse(local(pipeline.snapshots), None, llm_usage=llm_store, now=NOW), reference,
+                          "2026-11")
+    # gpt-4o global: (1000 * 2.50 + 250 * 10.00) / 1e6; no cached count in any shape: at most
+    # 1000 * (2.50 - 1.25) / 1e6 over-charged.
+    assert (report.totals, report.origins, report.cached_unknown_requests, report.max_overcharge) == (
+        {"USD": Decimal("0.005")}, {"llm-log": 1}, 1, {"USD": Decimal("0.00125")})
+    [row] = report.rows
+    assert (row.cached_unknown_requests, row.cached_unknown_max_overcharge) == (1, Decimal("0.00125"))
+
+
+def test_a_record_naming_another_deployment_is_counted_and_the_event_wins(pipeline: Pipeline,
+                                                                          llm_store: ObjectStore) -> None:
+    ingest([RawMessage(streamed_event(SHAPED, "2026-11-04T08:00:00Z"), "apim-fixture", "line 1")],
+           pipeline.ledger, pipeline.counters, pipeline.dead_letters, pipeline.pricer)
+    snapshot(pipeline.ledger, pipeline.snapshots)
+    other = (SHAPES / "single-record.json").read_bytes().replace(b'"gpt-4o-prod"', b'"gpt-41-mini"')
+    assert ingest_llm_logs([RawMessage(other, "seeded", "whole file")], llm_store).kept == 1
+    reference = load_reference(None, FIXTURES / "deployments.csv", None)
+    report = build_report(open_warehouse(local(pipeline.snapshots), None, llm_usage=llm_store, now=NOW), reference,
+                          "2026-11")
+    assert report.llm_mismatched == 1
+    [row] = report.rows
+    assert (row.model, report.totals) == ("gpt-4o", {"USD": Decimal("0.005")})  # priced as the event's gpt-4o-prod

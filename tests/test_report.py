@@ -119,7 +119,8 @@ def test_csv_rows_match_the_hand_computed_costs(written: Written) -> None:
     header = (written.out / "chargeback-2026-10.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header.startswith(HEADER + ",")
     # charge_class: FOCUS ChargeClass (see corrections); ptu_cost, total_cost: provisioned capacity (test_ptu_report)
-    assert header == HEADER + ",catalog_version,charge_class,ptu_cost,total_cost"
+    assert header == HEADER + ",catalog_version,charge_class,ptu_cost,total_cost,cached_unknown_requests," \
+                              "cached_unknown_max_overcharge"
     rows = written.rows()
     got = {(r["cost_center"], r["subscription_id"], r["model"], r["deployment_type"], r["currency"]):
            (r["requests"], r["prompt_tokens"], r["cached_tokens"], r["completion_tokens"], r["cost"]) for r in rows}
@@ -178,11 +179,12 @@ def test_live_spend_reconciles_with_the_report(written: Written, pipeline: Pipel
 def test_parquet_report_equals_the_csv(written: Written) -> None:
     table = pq.read_table(written.out / "chargeback-2026-10.parquet")
     assert table.schema.field("cost").type == pa.decimal128(38, 12)
-    assert table.column_names == [*HEADER.split(","), "catalog_version", "charge_class", "ptu_cost", "total_cost"]
+    assert table.column_names == [*HEADER.split(","), "catalog_version", "charge_class", "ptu_cost", "total_cost",
+                                  "cached_unknown_requests", "cached_unknown_max_overcharge"]
     from_parquet = table.to_pylist()
     from_csv = written.rows()
     assert len(from_parquet) == len(from_csv)
-    amounts = ("cost", "ptu_cost", "total_cost")
+    amounts = ("cost", "ptu_cost", "total_cost", "cached_unknown_max_overcharge")
     for parquet_row, csv_row in zip(from_parquet, from_csv, strict=True):
         for amount in amounts:
             assert parquet_row[amount] == (Decimal(csv_row[amount]) if csv_row[amount] else None)

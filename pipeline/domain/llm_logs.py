@@ -2,8 +2,21 @@
 as token counts per request: what fills the usage of streamed events, which the policy emits
 before the stream is read (`usage: null`, `usageSource: "stream"`). Pure: no I/O.
 
-Diagnostic settings stream the Azure Monitor envelope `{"records": [{"time", "category",
-"properties": {...}}, ...]}` to Event Hubs; the properties carry the table's columns in camelCase.
+Records are read whatever their shape, because Microsoft documents the table's columns
+(PascalCase, https://learn.microsoft.com/azure/azure-monitor/reference/tables/apimanagementgatewayllmlog)
+but not the JSON that a diagnostic setting streams to Event Hubs:
+- the Azure Monitor envelope `{"records": [...]}` (resource-log schema: `time`, `category`,
+  `properties`, https://learn.microsoft.com/azure/azure-monitor/essentials/resource-logs-schema),
+  the columns camelCase under `properties`;
+- the same envelope with the PascalCase columns at the record's top level, as read raw from an
+  Event Hub (elastic/integrations#15826: `{"records": [{ "Region": "eastus", "serviceName": ...`);
+- rows exported from Log Analytics (`az monitor log-analytics query -o json`: a JSON array of rows,
+  `TimeGenerated`, `Type` = `ApiManagementGatewayLlmLog`, every value a string);
+- one record on its own, and `properties` holding JSON text instead of an object.
+Every field is looked up case-insensitively at the record's top level and under `properties`
+(which wins); counts may be numbers or strings of digits. A record of another category is
+counted as such; a GatewayLlmLogs record that cannot be used is a counted rejection with its
+reason, never a silent drop.
 
 The join id is `CorrelationId`: the table reference documents it as the "unique id corresponding
 with the same field in ApiManagementGatewayLogs"
@@ -40,11 +53,12 @@ import msgspec
 from pipeline.domain.errors import ChargebackError
 
 CATEGORY = "gatewayllmlogs"  # compared lowercased
+TABLE = "apimanagementgatewayllmlog"  # a Log Analytics row's `Type`, compared lowercased
 MAX_TOKENS = 10**12
 MAX_TEXT = 256
 _WANTED = frozenset({"correlationid", "requestid", "deploymentname", "modelname", "operationname", "prompttokens",
                      "completiontokens", "totaltokens", "promptcachedtokens", "isstreamcompletion", "sequencenumber",
-                     "region", "timegenerated"})
+                     "region", "timegenerated", "time", "category", "type"})
 _COUNT_NAMES = {"prompttokens": "promptTokens", "completiontokens": "completionTokens", "totaltokens": "totalTokens",
                 "promptcachedtokens": "promptCachedTokens"}
 _FRACTION = re.compile(r"(\.\d{6})\d+")  # Azure Monitor writes 7 fractional digits
@@ -70,7 +84,8 @@ class LlmUsage(msgspec.Struct, frozen=True, kw_only=True):
 
 @dataclass(frozen=True, slots=True)
 class LlmRejection:
-    reason: str  # not-json, not-envelope, not-a-record, missing-id, bad-time, bad-tokens, inconsistent-tokens
+    # not-json, not-envelope, not-a-record, no-category, missing-id, bad-time, bad-tokens, inconsistent-tokens
+    reason: str
     detail: str  # never quotes a value of the record
     where: str
 
@@ -92,16 +107,18 @@ class _Invalid(ChargebackError):
 
 
 def parse_envelope(data: bytes, where: str) -> LlmParse:
-    """The usage records of one Azure Monitor envelope; bad input becomes rejections, never an error."""
+    """The usage records of one document: an Azure Monitor envelope, a JSON array of records or
+    rows, or one record. Bad input becomes rejections, never an error."""
     parsed = LlmParse()
     try:
         document = msgspec.json.decode(data)
     except msgspec.DecodeError:
         parsed.rejected.append(LlmRejection("not-json", "not a JSON document", where))
         return parsed
-    records = document.get("records") if isinstance(document, dict) else None
-    if not isinstance(records, list):
-        parsed.rejected.append(LlmRejection("not-envelope", 'not an Azure Monitor envelope {"records": [...]}', where))
+    records = _records(document)
+    if records is None:
+        parsed.rejected.append(LlmRejection("not-envelope", 'not an Azure Monitor envelope {"records": [...]}, a '
+                                                            "JSON array of records or one record", where))
         return parsed
     for number, record in enumerate(records, start=1):
         parsed.records += 1
@@ -117,14 +134,48 @@ def parse_envelope(data: bytes, where: str) -> LlmParse:
     return parsed
 
 
+def _records(document: Any) -> list[Any] | None:
+    """The records of a document, or None when it is none of the shapes read."""
+    if isinstance(document, list):
+        return document
+    if not isinstance(document, dict):
+        return None
+    for key, value in document.items():
+        if key.lower() == "records":
+            return value if isinstance(value, list) else None
+    fields = _fields(document)
+    return [document] if "category" in fields or "type" in fields else None
+
+
+def _fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The wanted fields of a record by lowercased name: its top level, then its `properties`
+    (an object, or JSON text of one), which win."""
+    found = {name.lower(): value for name, value in record.items()
+             if isinstance(name, str) and name.lower() in _WANTED}
+    inner = next((value for name, value in record.items() if isinstance(name, str) and name.lower() == "properties"),
+                 None)
+    if isinstance(inner, str):
+        try:
+            inner = msgspec.json.decode(inner)
+        except msgspec.DecodeError:
+            inner = None
+    if isinstance(inner, dict):
+        found.update({name.lower(): value for name, value in inner.items() if isinstance(name, str)
+                      and name.lower() in _WANTED and name.lower() not in ("category", "type")})
+    return found
+
+
 def _usage(record: Any) -> LlmUsage | str:
     """The record's usage, or why it is discarded."""
     if not isinstance(record, dict):
         raise _Invalid("not-a-record", "a record that is not a JSON object")
-    if str(record.get("category", "")).lower() != CATEGORY:
+    props = _fields(record)
+    category, table = props.get("category"), props.get("type")
+    if category is None and table is None:
+        raise _Invalid("no-category", "a record with neither a category nor a table type")
+    if not (isinstance(category, str) and category.lower() == CATEGORY) and not (
+            isinstance(table, str) and table.lower() == TABLE):
         return "other-category"
-    raw = record.get("properties")
-    props = {str(k).lower(): v for k, v in raw.items() if str(k).lower() in _WANTED} if isinstance(raw, dict) else {}
     counts = [_count(props, name) for name in ("prompttokens", "completiontokens", "totaltokens")]
     # Message-chunk entries and records without any count carry nothing to charge. All zeros is
     # treated the same way: a successful request always has prompt tokens, so a zero record must
@@ -142,8 +193,8 @@ def _usage(record: Any) -> LlmUsage | str:
     cached = _count(props, "promptcachedtokens")
     if cached is not None and cached > prompt:
         raise _Invalid("inconsistent-tokens", f"promptCachedTokens {cached} > promptTokens {prompt}")
-    join_id = _join_id(props.get("correlationid") or record.get("correlationId"))
-    return LlmUsage(join_id=join_id, time=_time(record.get("time") or props.get("timegenerated")),
+    join_id = _join_id(props.get("correlationid"))
+    return LlmUsage(join_id=join_id, time=_time(props.get("time") or props.get("timegenerated")),
                     prompt_tokens=prompt, completion_tokens=completion, total_tokens=total, cached_tokens=cached,
                     deployment=_text(props.get("deploymentname")), model=_text(props.get("modelname")),
                     operation=_text(props.get("operationname")), is_stream=_flag(props.get("isstreamcompletion")),
@@ -156,7 +207,8 @@ def _count(props: dict[str, Any], name: str) -> int | None:
     value = props.get(name)
     if value is None or value == "":
         return None
-    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,13}", value.strip()):
+    digits = isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,13}", value.strip())
+    if digits or (isinstance(value, float) and value.is_integer()):  # "120", or a JSON number written 120.0
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Invalid("bad-tokens", f"{_COUNT_NAMES[name]} is not an integer")

@@ -31,15 +31,16 @@ def _lines(file: BinaryIO, source: str) -> Iterator[RawMessage]:
 
 
 def llm_log_messages(name: str) -> Iterator[RawMessage]:
-    """The envelopes of a file (`-`: stdin): a whole-envelope file is one message, anything else is
-    read as JSON lines, one envelope per line."""
+    """The envelopes of a file (`-`: stdin): a file that is one JSON document (an envelope, an array
+    of records or rows, one record) is one message, anything else is read as JSON lines, one
+    document per line."""
     data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
     source = "stdin" if name == "-" else name
     try:
         document = msgspec.json.decode(data)
     except msgspec.DecodeError:
         document = None
-    if isinstance(document, dict):
+    if isinstance(document, dict | list):
         yield RawMessage(data, source, "whole file")
         return
     for number, line in enumerate(data.splitlines(), start=1):

@@ -46,7 +46,9 @@ CREATE OR REPLACE VIEW llm_usage_unmatched AS
 SELECT l.* FROM llm_usage l WHERE NOT EXISTS (SELECT 1 FROM usage_events e WHERE e.event_id = l.join_id)
 """
 # Usage from the LLM log fills only streamed events that came without it. Cached tokens the log
-# does not report count as uncached (the higher price).
+# does not report count as uncached (the higher price), and `cached_tokens_unknown` says so: the
+# table has no cached-token column, so the report shows the most such usage may be over-charged.
+# The log has no audio counts either: 0, as for a response without them.
 USAGE_VIEW = """
 CREATE OR REPLACE VIEW usage AS
 SELECT e.* REPLACE (
@@ -54,12 +56,15 @@ SELECT e.* REPLACE (
          coalesce(e.completion_tokens, l.completion_tokens) AS completion_tokens,
          coalesce(e.total_tokens, l.total_tokens) AS total_tokens,
          coalesce(e.cached_tokens, CASE WHEN l.join_id IS NOT NULL THEN coalesce(l.cached_tokens, 0) END)
-           AS cached_tokens),
+           AS cached_tokens,
+         coalesce(e.audio_prompt_tokens, CASE WHEN l.join_id IS NOT NULL THEN 0 END) AS audio_prompt_tokens,
+         coalesce(e.audio_completion_tokens, CASE WHEN l.join_id IS NOT NULL THEN 0 END) AS audio_completion_tokens),
        CASE WHEN e.prompt_tokens IS NOT NULL THEN e.usage_source
             WHEN l.join_id IS NOT NULL THEN 'llm-log' ELSE 'none' END AS usage_origin,
        CASE WHEN e.prompt_tokens IS NOT NULL OR l.join_id IS NOT NULL THEN 'measured'
             WHEN e.usage_source = 'stream' AND e.timestamp > {cutoff} THEN 'pending'
-            WHEN e.usage_source = 'stream' THEN 'expired' ELSE 'none' END AS usage_state
+            WHEN e.usage_source = 'stream' THEN 'expired' ELSE 'none' END AS usage_state,
+       e.prompt_tokens IS NULL AND l.join_id IS NOT NULL AND l.cached_tokens IS NULL AS cached_tokens_unknown
 FROM usage_events e
 LEFT JOIN llm_usage l ON e.usage_source = 'stream' AND e.prompt_tokens IS NULL AND l.join_id = e.event_id
 """
@@ -72,7 +77,8 @@ SELECT e.*,
        CASE WHEN e.prompt_tokens IS NOT NULL THEN e.usage_source ELSE 'none' END AS usage_origin,
        CASE WHEN e.prompt_tokens IS NOT NULL THEN 'measured'
             WHEN e.usage_source = 'stream' AND {pending} THEN 'pending'
-            WHEN e.usage_source = 'stream' THEN 'expired' ELSE 'none' END AS usage_state
+            WHEN e.usage_source = 'stream' THEN 'expired' ELSE 'none' END AS usage_state,
+       false AS cached_tokens_unknown
 FROM {events} e
 """
 SETTLED_EVENTS, RECENT_EVENTS = "usage_events_settled", "usage_events_recent"

@@ -94,6 +94,15 @@ def show_report(console: Console, report: Report, restatement: tuple[Restatement
     if report.llm_unmatched:
         console.print(f"LLM-log usage records with no request event (not priced): {report.llm_unmatched:,}; "
                       "chargeback query \"SELECT * FROM llm_usage_unmatched\" lists them", markup=False)
+    if report.cached_unknown_requests:
+        most = ", ".join(money(amount, currency) for currency, amount in report.max_overcharge.items()) or "nothing"
+        console.print(f"cached share unknown: {report.cached_unknown_requests:,} streamed request(s) priced from "
+                      "APIM's LLM logs, which carry no cached-token count, were charged every prompt token at the "
+                      f"input price: over-charged by at most {most} (column cached_unknown_max_overcharge)",
+                      markup=False)
+    if report.llm_mismatched:
+        console.print(f"LLM-log records naming another deployment or model than their request event: "
+                      f"{report.llm_mismatched:,} (the event's attribution is used)", markup=False)
     if report.corrections:
         console.print(f"corrections applied: {len(report.corrections)} (lines they set are marked "
                       "charge_class=Correction)")

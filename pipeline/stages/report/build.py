@@ -46,7 +46,9 @@ from pipeline.stages.correct import load_corrections
 from pipeline.stages.report.model import KeyUsage, Report, as_period
 from pipeline.stages.report.rows import report_rows, unpriced_rows
 from pipeline.stages.report.sql import (
+    CACHED_UNKNOWN_SQL,
     DAYS_SQL,
+    LLM_MISMATCH_SQL,
     ORIGINS,
     ORIGINS_SQL,
     PERIODS_SQL,
@@ -98,6 +100,16 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
     connection.execute("DROP TABLE report_groups")
     bounds = [datetime(day.year, day.month, day.day, tzinfo=UTC) for day in (start, end)]
     [(unmatched,)] = connection.execute(UNMATCHED_SQL, bounds).fetchall()
+    cached_unknown: list[KeyUsage] = []
+    mismatched = 0
+    if warehouse.llm_usage:
+        cached_unknown = [KeyUsage(day, subscription_id, deployment, state,
+                                   corrections.resolve(reference, usage_key((day, subscription_id, cost_center,
+                                                                             deployment, model, state))),
+                                   requests, prompt, 0, 0)
+                          for day, subscription_id, cost_center, deployment, model, state, requests, prompt
+                          in connection.execute(CACHED_UNKNOWN_SQL, [start, end]).fetchall()]
+        [(mismatched,)] = connection.execute(LLM_MISMATCH_SQL, [start, end]).fetchall()
     explanations: dict[tuple[str, str], set[str]] = defaultdict(set)
     for item in usage:
         resolved = item.resolution
@@ -117,11 +129,13 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
             if allocation.corrections:
                 explanations[(allocation.consumer.cost_center, allocation.currency)].update(allocation.corrections)
     applied = set(voided) | {c for item in usage for c in item.resolution.corrections}
-    report = Report(period, reference.catalog.version, report_rows(usage, deployment_days), unpriced_rows(usage),
+    report = Report(period, reference.catalog.version, report_rows(usage, deployment_days, unknown=cached_unknown),
+                    unpriced_rows(usage),
                     deployment_days=deployment_days, capacity_version=reference.capacity.version,
                     corrections=corrections.by_id(applied), voided=dict(voided), explanations=dict(explanations),
                     states=dict(sorted(states.items())), origins=dict(sorted(origins.items())),
-                    llm_unmatched=int(unmatched), make_lines=make_lines)
+                    llm_unmatched=int(unmatched), llm_mismatched=int(mismatched), cached_unknown=cached_unknown,
+                    make_lines=make_lines)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -22,7 +22,11 @@ from pipeline.domain.pricing import MONEY, money_sum
 
 REPORT_COLUMNS = ("month", "cost_center", "subscription_id", "model", "deployment_type", "requests",
                   "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "currency",
-                  "catalog_version", "charge_class", "ptu_cost", "total_cost")  # extend at the end only
+                  "catalog_version", "charge_class", "ptu_cost", "total_cost",
+                  # streamed requests priced from LLM logs, which have no cached-token count: how
+                  # many, and the most they may be over-charged (their prompt at input - cached price)
+                  "cached_unknown_requests", "cached_unknown_max_overcharge")  # extend at the end only
+AMOUNT_COLUMNS = ("cost", "ptu_cost", "total_cost", "cached_unknown_max_overcharge")  # exact decimals in the CSV
 UNPRICED_COLUMNS = ("month", "reason", "cost_center", "subscription_id", "deployment", "model", "requests",
                     "prompt_tokens", "cached_tokens", "completion_tokens", "detail", "deployment_type")
 DAILY_COLUMNS = ("date", *(c for c in REPORT_COLUMNS if c != "month"))  # `-daily.csv`: the rows by UTC day
@@ -35,7 +39,8 @@ REPORT_SCHEMA = pa.schema([
     ("model", pa.string()), ("deployment_type", pa.string()), ("requests", pa.int64()),
     ("prompt_tokens", pa.int64()), ("cached_tokens", pa.int64()), ("completion_tokens", pa.int64()),
     ("cost", COST), ("currency", pa.string()), ("catalog_version", pa.string()), ("charge_class", pa.string()),
-    ("ptu_cost", COST), ("total_cost", COST),
+    ("ptu_cost", COST), ("total_cost", COST), ("cached_unknown_requests", pa.int64()),
+    ("cached_unknown_max_overcharge", COST),
 ])
 
 
@@ -59,6 +64,8 @@ class ReportRow:
     completion_tokens: int = 0
     cost: Decimal | None = None  # pay-as-you-go (per-token) cost; 0 for provisioned usage
     ptu_cost: Decimal | None = None  # provisioned capacity allocated to this line
+    cached_unknown_requests: int = 0  # of `requests`: priced from LLM logs without a cached-token count
+    cached_unknown_max_overcharge: Decimal | None = None  # their prompt tokens at input minus cached price
 
     @property
     def total_cost(self) -> Decimal | None:
@@ -100,6 +107,11 @@ class Report:
     states: dict[str, int] = field(default_factory=dict)  # usage_state -> requests (measured, pending, ...)
     origins: dict[str, int] = field(default_factory=dict)  # usage_origin -> requests (response, llm-log, ...)
     llm_unmatched: int = 0  # LLM-log usage records of the month whose request event never arrived
+    # Requests whose LLM-log record names another deployment or model (the event's attribution is used).
+    llm_mismatched: int = 0
+    # The usage priced from LLM-log records without a cached-token count, per day and key (its
+    # cached tokens count as uncached): `report_rows` marks the rows it is part of.
+    cached_unknown: list[KeyUsage] = field(default_factory=list)
     deployment_days: list[DeploymentDay] = field(default_factory=list)  # PTU capacity, day by day
     capacity_version: str = ""  # the provisioned-capacity file's content hash ("" without one)
     # The day-level cost lines the rows were built from, made on first use (the daily CSV, FOCUS,
@@ -126,6 +138,15 @@ class Report:
     def payg_totals(self) -> dict[str, Decimal]:
         """Pay-as-you-go (per-token) cost per currency."""
         return _by(self.rows, lambda row: row.currency, lambda row: row.cost)
+
+    @property
+    def max_overcharge(self) -> dict[str, Decimal]:
+        """Per currency, the most the usage of unknown cached share may be over-charged."""
+        return _by(self.rows, lambda row: row.currency, lambda row: row.cached_unknown_max_overcharge)
+
+    @property
+    def cached_unknown_requests(self) -> int:
+        return sum(row.cached_unknown_requests for row in self.rows)
 
     @property
     def ptu_totals(self) -> dict[str, Decimal]:

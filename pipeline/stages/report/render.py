@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from pipeline.stages.report.focus import FocusContext, render_focus
 from pipeline.stages.report.html import render_html
 from pipeline.stages.report.model import (
+    AMOUNT_COLUMNS,
     DAILY_COLUMNS,
     DEFAULT_FORMATS,
     REPORT_COLUMNS,
@@ -42,7 +43,8 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
         files[f"{stem}.csv"] = _csv(REPORT_COLUMNS, (_csv_values(row) for row in report.rows))
         files[f"{stem}-unpriced.csv"] = _csv(
             UNPRICED_COLUMNS, ({c: getattr(row, c) for c in UNPRICED_COLUMNS} for row in report.unpriced))
-        daily = report_rows(line_usage(report.lines), report.deployment_days, bucket=date.isoformat)
+        daily = report_rows(line_usage(report.lines), report.deployment_days, bucket=date.isoformat,
+                            unknown=report.cached_unknown)
         files[f"{stem}-daily.csv"] = _csv(DAILY_COLUMNS, (_csv_values(row, first="date") for row in daily))
     if "parquet" in wanted:
         table = pa.Table.from_pylist([row.values() for row in report.rows], schema=REPORT_SCHEMA)
@@ -58,7 +60,7 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
 
 def _csv_values(row: ReportRow, first: str = "month") -> dict[str, object]:
     """The row's CSV cells, its bucket of days (`month`, or `date` for daily rows) named `first`."""
-    values = {**row.values(), **{c: exact_text(getattr(row, c)) for c in ("cost", "ptu_cost", "total_cost")}}
+    values = {**row.values(), **{c: exact_text(getattr(row, c)) for c in AMOUNT_COLUMNS}}
     values[first] = values.pop("month")
     return values
 

@@ -12,9 +12,9 @@ from datetime import date
 from decimal import Decimal
 
 from pipeline.domain.capacity import DeploymentDay
-from pipeline.domain.costing import CostLine
+from pipeline.domain.costing import CostLine, Resolution
 from pipeline.domain.periods import month_of
-from pipeline.domain.pricing import Price, money_sum
+from pipeline.domain.pricing import MONEY, Price, money_sum
 from pipeline.stages.report.model import KeyUsage, ReportRow, UnpricedRow
 
 
@@ -27,22 +27,20 @@ def line_usage(lines: Iterable[CostLine]) -> Iterator[KeyUsage]:
 
 
 def report_rows(usage: Iterable[KeyUsage], deployment_days: Iterable[DeploymentDay] = (),
-          bucket: Callable[[date], str] = month_of) -> list[ReportRow]:
+                bucket: Callable[[date], str] = month_of, unknown: Iterable[KeyUsage] = ()) -> list[ReportRow]:
     """Report rows per bucket of days (the calendar month; the day for `-daily.csv`) x cost
     center x subscription x model x deployment type x currency x catalog x charge class.
+    `unknown`: the part of the usage whose cached share is unknown (Report.cached_unknown).
 
     Pricing is linear and exact, so a row's cost is priced once per price from its summed
     tokens, to the same amount as the sum of its lines' costs."""
     bucket = functools.cache(bucket)  # named once per day, not once per line
-    rows: dict[tuple[str, ...], ReportRow] = {}
-    priced: dict[tuple[str, ...], dict[int, tuple[Price, list[int]]]] = defaultdict(dict)
-    provisioned: set[tuple[str, ...]] = set()  # rows with provisioned usage: 0 pay-as-you-go
-    allocated: dict[tuple[str, ...], list[Decimal]] = defaultdict(list)
+    rows: dict[RowKey, ReportRow] = {}
+    priced: dict[RowKey, dict[int, tuple[Price, list[int]]]] = defaultdict(dict)
+    provisioned: set[RowKey] = set()  # rows with provisioned usage: 0 pay-as-you-go
+    allocated: dict[RowKey, list[Decimal]] = defaultdict(list)
     for day, subscription_id, _, _, resolved, requests, prompt, cached, completion in usage:
-        currency = resolved.currency
-        key = (bucket(day), resolved.cost_center, subscription_id, resolved.model or "",
-               resolved.deployment_type or "", currency, resolved.catalog_version if currency else "",
-               resolved.charge_class)
+        key = _row_key(bucket(day), subscription_id, resolved)
         row = rows.get(key)
         if row is None:
             row = rows[key] = ReportRow(*key)
@@ -78,7 +76,36 @@ def report_rows(usage: Iterable[KeyUsage], deployment_days: Iterable[DeploymentD
         rows[pair].cost = money_sum(costs if pair not in provisioned else [Decimal(0), *costs])
     for pair, amounts in allocated.items():
         rows[pair].ptu_cost = money_sum(amounts)
+    _mark_cached_unknown(rows, unknown, bucket)
     return [rows[key] for key in sorted(rows)]
+
+
+RowKey = tuple[str, str, str, str, str, str, str, str]  # the first eight fields of a ReportRow
+
+
+def _row_key(bucket: str, subscription_id: str, resolved: Resolution) -> RowKey:
+    currency = resolved.currency
+    return (bucket, resolved.cost_center, subscription_id, resolved.model or "", resolved.deployment_type or "",
+            currency, resolved.catalog_version if currency else "", resolved.charge_class)
+
+
+def _mark_cached_unknown(rows: dict[RowKey, ReportRow], unknown: Iterable[KeyUsage],
+                         bucket: Callable[[date], str]) -> None:
+    """Count, on the rows they are part of, the requests whose cached share is unknown, and the
+    most they may be over-charged: their prompt tokens at the input price less the cached one."""
+    overcharges: dict[RowKey, list[Decimal]] = defaultdict(list)
+    for item in unknown:
+        key = _row_key(bucket(item.day), item.subscription_id, item.resolution)
+        row = rows.get(key)
+        if row is None:  # not part of these rows (cannot happen for rows built from the same usage)
+            continue
+        row.cached_unknown_requests += item.requests
+        price = item.resolution.price
+        if price is not None:
+            overcharges[key].append(MONEY.subtract(price.cost(item.prompt_tokens, 0, 0),
+                                                   price.cost(item.prompt_tokens, item.prompt_tokens, 0)))
+    for key, amounts in overcharges.items():
+        rows[key].cached_unknown_max_overcharge = money_sum(amounts)
 
 
 def unpriced_rows(usage: Iterable[KeyUsage]) -> list[UnpricedRow]:

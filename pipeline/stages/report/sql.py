@@ -38,3 +38,13 @@ VOIDED_SQL = (f"SELECT {_KEY}, v.correction, count(*) FROM usage u JOIN voided_e
               "WHERE u.date >= ? AND u.date < ? GROUP BY ALL ORDER BY ALL")
 # LLM-log usage of the month whose request event never arrived: no caller to charge, so only counted.
 UNMATCHED_SQL = "SELECT count(*) FROM llm_usage_unmatched WHERE time >= ? AND time < ?"
+# Usage priced from LLM-log records that carry no cached-token count, per day and key (only when
+# LLM usage is joined): requests and prompt tokens, whose cached share is unknown.
+CACHED_UNKNOWN_SQL = (f"SELECT {_KEY}, count(*), sum(prompt_tokens)::BIGINT FROM usage u WHERE u.date >= ? "
+                      f"AND u.date < ? AND u.cached_tokens_unknown AND {NOT_VOIDED} GROUP BY ALL ORDER BY ALL")
+# Streamed requests whose LLM-log record names another deployment or model than their event.
+LLM_MISMATCH_SQL = (
+    "SELECT count(*) FROM usage_events e JOIN llm_usage l ON l.join_id = e.event_id "
+    "WHERE e.usage_source = 'stream' AND e.prompt_tokens IS NULL AND e.date >= ? AND e.date < ? "
+    "AND NOT is_voided(e.event_id) AND ((l.deployment IS NOT NULL AND lower(l.deployment) <> lower(e.deployment)) "
+    "OR (l.model IS NOT NULL AND e.model IS NOT NULL AND lower(l.model) <> lower(e.model)))")
