@@ -32,6 +32,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,16 @@ def _seconds(value: str) -> float:
         raise SettingsError(f"CHARGEBACK_COSMOS_SETTLE_SECONDS {value!r}: expected a number of seconds") from None
 
 
+def _hours(value: str) -> float:
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = -1.0
+    if not hours > 0:
+        raise SettingsError(f"CHARGEBACK_LLM_LOG_STALE_HOURS {value!r}: expected a number of hours above 0")
+    return hours
+
+
 def _env(*names: str, parse: Callable[[str], Any] = _text, default: Any = None) -> Any:
     """A field read from the first of `names` that is set and not empty."""
     return field(default=default, metadata={"variables": names, "parse": parse})
@@ -96,6 +107,8 @@ class Settings:
     ptu_idle_owner: str | None = _env("CHARGEBACK_PTU_IDLE_OWNER")
     # The formats the daily Functions timer publishes, comma-separated (default: every format).
     report_formats: str | None = _env("CHARGEBACK_REPORT_FORMATS")
+    # Warn when streamed requests came and no LLM-log record did for this many hours (default 6).
+    llm_log_stale_hours: float = _env("CHARGEBACK_LLM_LOG_STALE_HOURS", parse=_hours, default=6.0)
     # Your Azure billing account in the FOCUS export (its fully-qualified id and name).
     focus_billing_account_id: str | None = _env("CHARGEBACK_FOCUS_BILLING_ACCOUNT_ID")
     focus_billing_account_name: str | None = _env("CHARGEBACK_FOCUS_BILLING_ACCOUNT_NAME")
@@ -147,6 +160,10 @@ class Settings:
     def embedded_ledger(self) -> Path | None:
         """The SQLite ledger's path, or None when the ledger is not embedded."""
         return sqlite_path(self.ledger)
+
+    @property
+    def llm_log_stale_after(self) -> timedelta:
+        return timedelta(hours=self.llm_log_stale_hours)
 
     @property
     def reports_dir(self) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,13 +18,18 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from pipeline.adapters.azure.blob_store import open_blob_store
 from pipeline.app import Pipeline, open_store
 from pipeline.domain.decode import RawMessage
 from pipeline.domain.llm_logs import parse_envelope
+from pipeline.entrypoints.cli import main
 from pipeline.entrypoints.functions import llm_logs
 from pipeline.entrypoints.functions.llm_logs import ingest_llm_events
+from pipeline.entrypoints.functions.timers import check_llm_logs
 from pipeline.inputs.event_files import llm_log_messages
 from pipeline.inputs.reference import load_reference
 from pipeline.lake.areas import LLM_USAGE
@@ -33,13 +38,13 @@ from pipeline.lake.warehouse import open_warehouse
 from pipeline.ports import ObjectStore
 from pipeline.settings import Settings
 from pipeline.stages.ingest import ingest
-from pipeline.stages.llm_usage import LlmIngestResult, ingest_llm_logs
+from pipeline.stages.llm_usage import LlmIngestResult, ingest_llm_logs, stream_status
 from pipeline.stages.report.build import build_report
 from pipeline.stages.report.model import Report
 from pipeline.stages.snapshot import snapshot
 from tests.conftest import local
 from tests.test_cli import run
-from tests.test_functions import host_batch
+from tests.test_functions import collected, host_batch
 
 FIXTURES = Path(__file__).parent / "fixtures" / "apim"
 LOGS = FIXTURES / "llm-logs"
@@ -301,3 +306,50 @@ def test_a_record_naming_another_deployment_is_counted_and_the_event_wins(pipeli
     assert report.llm_mismatched == 1
     [row] = report.rows
     assert (row.model, report.totals) == ("gpt-4o", {"USD": Decimal("0.005")})  # priced as the event's gpt-4o-prod
+
+
+LATE_RECORD = (b'{"records": [{"time": "2026-11-20T11:00:00Z", "category": "GatewayLlmLogs", "properties": '
+               b'{"correlationId": "' + ORPHAN.encode() + b'", "promptTokens": 10, "completionTokens": 5}}]}')
+
+
+def test_the_stream_status_counts_the_waiting_streams_and_warns_when_the_logs_stop(
+        pipeline: Pipeline, llm_store: ObjectStore) -> None:
+    send_events(pipeline)
+    send_logs(llm_store)  # records of 2026-11-03 and -04: the logs stopped long before the stream of 11:30
+    status = stream_status(pipeline.snapshots, llm_store, NOW, timedelta(hours=6))
+    assert (status.pending, status.oldest_pending, status.recent_streams) == (
+        1, datetime(2026, 11, 20, 11, 30, tzinfo=UTC), 1)  # PENDING; EXPIRED is older than the usage window
+    assert (status.last_record, status.stale) == (datetime(2026, 11, 4, 16, 40, 0, 100000, UTC), True)
+    ingest_llm_logs([RawMessage(LATE_RECORD, "seeded", "whole file")], llm_store)
+    fresh = stream_status(pipeline.snapshots, llm_store, NOW, timedelta(hours=6))
+    assert (fresh.last_record, fresh.stale, fresh.pending) == (datetime(2026, 11, 20, 11, tzinfo=UTC), False, 1)
+    assert stream_status(pipeline.snapshots, llm_store, NOW, timedelta(minutes=45)).stale  # the record is 1 h old
+
+
+def test_the_snapshot_timer_records_the_stream_status_as_metrics(pipeline: Pipeline, llm_store: ObjectStore,
+                                                                 settings: Settings) -> None:
+    send_events(pipeline)
+    send_logs(llm_store)
+    reader = InMemoryMetricReader()
+    status = check_llm_logs(settings, SdkMeterProvider(metric_readers=[reader]), NOW)
+    metrics = collected(reader)
+    assert {name: [point.value for point in metrics[name].data_points] for name in metrics} == {
+        "chargeback.llm_logs.pending_streams": [1], "chargeback.llm_logs.stale": [1],
+        "chargeback.llm_logs.record_age": [(NOW - status.last_record).total_seconds()]}  # type: ignore[operator]
+
+
+def test_chargeback_usage_shows_the_waiting_streams_and_the_warning(home: Path, write_file: Any) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    fresh = streamed_event(str(uuid.uuid4()), (now - timedelta(minutes=20)).isoformat())
+    assert run("ingest", str(write_file("streams.jsonl", fresh + b"\n"))).exit_code == 0
+    result = run("usage")
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "streamed requests of the last 24 h waiting for LLM-log usage: 1, the oldest since" in output
+    assert "newest LLM-log record: none stored" in output
+    assert "warning: 1 streamed request(s) in the last 6 h but no LLM-log record for 6 h" in output
+    quiet = CliRunner().invoke(main, ["usage"], env={"CHARGEBACK_LLM_LOG_STALE_HOURS": "0.1"})  # 6 min: older
+    assert "warning" not in quiet.output and quiet.exit_code == 0
+    bad = CliRunner().invoke(main, ["usage"], env={"CHARGEBACK_LLM_LOG_STALE_HOURS": "soon"})
+    assert bad.exit_code == 1 and bad.output.strip() == (
+        "Error: CHARGEBACK_LLM_LOG_STALE_HOURS 'soon': expected a number of hours above 0")

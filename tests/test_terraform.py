@@ -270,6 +270,7 @@ OPTIONAL = {
     "CHARGEBACK_FOCUS_BILLING_ACCOUNT_ID": "unset: the FOCUS rows name the chargeback's own billing account",
     "CHARGEBACK_FOCUS_BILLING_ACCOUNT_NAME": "unset: the FOCUS rows name the chargeback's own billing account",
     "CHARGEBACK_METRICS": "unset: metrics go to Application Insights (its connection string is set)",
+    "CHARGEBACK_LLM_LOG_STALE_HOURS": "unset: warn when streams came and no LLM-log record did for 6 hours",
 }
 # Read by the CLI only: who records corrections (`chargeback correct` without --by).
 CLI_ONLY = {"CHARGEBACK_USER", "USER", "USERNAME"}

@@ -8,7 +8,7 @@ import hashlib
 import io
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import msgspec
 import pyarrow as pa
@@ -50,12 +50,29 @@ def llm_usage_keys(store: ObjectStore, days: tuple[date, date] | None = None) ->
     of midnight."""
     keys = []
     for key in store.list(""):
-        if not key.endswith(".parquet"):
-            continue
-        try:
-            day = date.fromisoformat(key.split("/", 1)[0].removeprefix("date="))
-        except ValueError:
+        day = file_day(key) if key.endswith(".parquet") else None
+        if day is None:
             continue
         if days is None or days[0] - timedelta(days=1) <= day < days[1] + timedelta(days=1):
             keys.append(key)
     return keys
+
+
+def file_day(key: str) -> date | None:
+    """The UTC day of a stored file, from its key (`date=YYYY-MM-DD/...`); None for another key."""
+    try:
+        return date.fromisoformat(key.split("/", 1)[0].removeprefix("date="))
+    except ValueError:
+        return None
+
+
+def latest_record_time(store: ObjectStore) -> datetime | None:
+    """The time of the newest stored record (the request time it logs), read from the files of
+    the latest day only; None when nothing is stored."""
+    days = {key: day for key in store.list("") if key.endswith(".parquet") and (day := file_day(key)) is not None}
+    if not days:
+        return None
+    last = max(days.values())
+    times: list[datetime] = [moment for key, day in days.items() if day == last and (data := store.get(key)) is not None
+                             for moment in pq.read_table(pa.BufferReader(data), columns=["time"])["time"].to_pylist()]
+    return max(times).astimezone(UTC) if times else None

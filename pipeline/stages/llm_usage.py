@@ -17,11 +17,14 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from pipeline.domain.decode import RawMessage
 from pipeline.domain.llm_logs import LlmRejection, LlmUsage, parse_envelope
-from pipeline.lake.llm_usage import batch_files
+from pipeline.lake.llm_usage import batch_files, latest_record_time
 from pipeline.ports import ObjectStore
+
+STALE_AFTER = timedelta(hours=6)  # streams but no LLM-log record for this long: the logs stopped coming
 
 DEFAULT_BATCH = 500  # envelopes per file batch from files (the Event Hub trigger: one host batch)
 
@@ -87,3 +90,45 @@ def ingest_llm_logs(messages: Iterable[RawMessage], store: ObjectStore,
     if batch:
         total.add(ingest_llm_batch(batch, store))
     return total
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatus:
+    """Whether APIM's LLM logs keep up with the streamed requests, as of `now`: the streamed
+    requests of the last day still waiting for their usage (`pending`, the oldest since when),
+    the streamed requests of the last `stale_after`, and the newest LLM-log record stored."""
+
+    now: datetime
+    stale_after: timedelta
+    pending: int = 0
+    oldest_pending: datetime | None = None
+    recent_streams: int = 0
+    last_record: datetime | None = None
+
+    @property
+    def stale(self) -> bool:
+        """Streams came within `stale_after`, and no LLM-log record did."""
+        cutoff = self.now - self.stale_after
+        return self.recent_streams > 0 and (self.last_record is None or self.last_record < cutoff)
+
+
+# The streamed events of the snapshots' last two days, against the LLM usage joined to them.
+STREAMS_SQL = ("SELECT count(*) FILTER (WHERE usage_state = 'pending'), min(timestamp) FILTER (WHERE usage_state = "
+               "'pending'), count(*) FILTER (WHERE usage_source = 'stream' AND timestamp > ?) FROM usage")
+
+
+def stream_status(snapshots: ObjectStore, llm_usage: ObjectStore, now: datetime | None = None,
+                  stale_after: timedelta = STALE_AFTER) -> StreamStatus:
+    """How many streamed requests wait for LLM-log usage, and how fresh the LLM logs are."""
+    from pipeline.lake.warehouse import open_warehouse  # DuckDB: only for the commands that ask
+
+    now = now or datetime.now(UTC)
+    today = now.date()
+    warehouse = open_warehouse(snapshots, None, (today - timedelta(days=1), today + timedelta(days=1)),
+                               llm_usage=llm_usage, now=now)
+    try:
+        [(pending, oldest, recent)] = warehouse.connection.execute(STREAMS_SQL, [now - stale_after]).fetchall()
+    finally:
+        warehouse.connection.close()
+    return StreamStatus(now, stale_after, int(pending), oldest.astimezone(UTC) if oldest is not None else None,
+                        int(recent), latest_record_time(llm_usage))

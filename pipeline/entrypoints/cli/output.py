@@ -16,7 +16,7 @@ from pipeline.domain.pricing import money_sum
 
 if TYPE_CHECKING:  # the results of stages that load pyarrow: imported by the commands that run them
     from pipeline.stages.ingest import IngestResult
-    from pipeline.stages.llm_usage import LlmIngestResult
+    from pipeline.stages.llm_usage import LlmIngestResult, StreamStatus
     from pipeline.stages.report.model import Report, ReportRow
     from pipeline.stages.report.restate import Restatement
     from pipeline.stages.snapshot import SnapshotResult
@@ -274,3 +274,22 @@ def show_unpriced_models(console: Console, report: Report) -> None:
     for model, deployment_type, reason, requests, tokens in models:
         table.add_row(model, deployment_type, reason, f"{requests:,}", f"{tokens:,}")
     console.print(table)
+
+
+def show_stream_status(console: Console, status: StreamStatus) -> None:
+    """Streamed requests still waiting for their usage from APIM's LLM logs, and how fresh those are."""
+    oldest = f", the oldest since {status.oldest_pending:%Y-%m-%d %H:%M} UTC" if status.oldest_pending else ""
+    console.print(f"streamed requests of the last 24 h waiting for LLM-log usage: {status.pending:,}{oldest}",
+                  markup=False)
+    if status.last_record is None:
+        console.print("newest LLM-log record: none stored", markup=False)
+    else:
+        hours = (status.now - status.last_record).total_seconds() / 3600
+        console.print(f"newest LLM-log record: {status.last_record:%Y-%m-%d %H:%M} UTC ({hours:,.1f} h ago)",
+                      markup=False)
+    if status.stale:
+        limit = status.stale_after.total_seconds() / 3600
+        console.print(f"warning: {status.recent_streams:,} streamed request(s) in the last {limit:g} h but no LLM-log "
+                      f"record for {limit:g} h: check the APIM diagnostic setting (GatewayLlmLogs) and the "
+                      "ingest_llm_logs function; until they come, these requests stay unpriced", style="yellow",
+                      markup=False)

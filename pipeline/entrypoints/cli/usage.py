@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pipeline.entrypoints.cli.options import console, month_option, user_errors
+from pipeline.entrypoints.cli.options import catch_up, console, month_option, notices, user_errors
 from pipeline.settings import Settings
 
 
@@ -13,14 +13,20 @@ from pipeline.settings import Settings
 @click.option("--subscription", default=None, help="Show one subscription only.")
 @user_errors
 def usage_command(month: str | None, subscription: str | None) -> None:
-    """Show month-to-date requests, tokens and spend from the live counters, against budgets.
+    """Show month-to-date requests, tokens and spend from the live counters, against budgets,
+    and how many streamed requests of the last 24 hours still wait for their usage from APIM's
+    LLM logs (with a warning when streams came and no LLM-log record did for
+    $CHARGEBACK_LLM_LOG_STALE_HOURS, default 6).
 
     Live spend is priced at ingest with the catalog then in force; `report` is the authority.
 
     Example: chargeback usage --month 2026-10 --subscription sub-search-prod
     """
-    from pipeline.app import open_budgets, open_counters
-    from pipeline.entrypoints.cli.output import LiveUsage, show_usage
+    from pipeline.app import open_budgets, open_counters, open_store
+    from pipeline.entrypoints.cli.output import LiveUsage, show_stream_status, show_usage
+    from pipeline.lake.areas import LLM_USAGE, SNAPSHOTS
+    from pipeline.lake.warehouse import query_errors
+    from pipeline.stages.llm_usage import stream_status
 
     settings = Settings.from_env()
     chosen = month_option(month)
@@ -32,3 +38,9 @@ def usage_command(month: str | None, subscription: str | None) -> None:
     finally:
         counters.close()
     show_usage(console, live, subscription)
+    catch_up(settings, notices)
+    stale_after = settings.llm_log_stale_after
+    with query_errors():
+        status = stream_status(open_store(settings, SNAPSHOTS), open_store(settings, LLM_USAGE),
+                               stale_after=stale_after)
+    show_stream_status(console, status)

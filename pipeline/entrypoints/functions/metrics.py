@@ -11,6 +11,12 @@
                                       (in the ledger, not counted): run `chargeback reconcile --apply`
     chargeback.batch.duration  (s)    time ingest spent on one batch
     chargeback.ingest.lag      (s)    from an event's Event Hub enqueued time to its processing
+    chargeback.llm_logs.pending_streams   streamed requests of the last 24 h still waiting for their
+                                          LLM-log usage (gauge, every snapshot run)
+    chargeback.llm_logs.record_age (s)    age of the newest stored LLM-log record (gauge; not
+                                          recorded while none is stored)
+    chargeback.llm_logs.stale             1 when streams came and no LLM-log record did for
+                                          CHARGEBACK_LLM_LOG_STALE_HOURS (default 6), else 0: alert on it
 
 `configure_metrics` picks the exporter from the environment once per process; everything else
 takes the meter provider it is given, so tests read the same instruments with an
@@ -27,6 +33,7 @@ from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExport
 
 from pipeline.settings import Settings
 from pipeline.stages.ingest import IngestResult
+from pipeline.stages.llm_usage import StreamStatus
 
 METER_NAME = "chargeback"
 # Seconds. A batch takes milliseconds to seconds; lag is seconds when healthy, hours in a backlog.
@@ -82,3 +89,15 @@ def record_ingest(result: IngestResult, lag_seconds: Sequence[float], *, meter_p
                                  explicit_bucket_boundaries_advisory=LAG_BUCKETS)
     for seconds in lag_seconds:
         lag.record(max(seconds, 0.0))  # clocks of Event Hub and the worker may disagree slightly
+
+
+def record_stream_status(status: StreamStatus, *, meter_provider: MeterProvider) -> None:
+    """Record how far APIM's LLM logs lag behind the streamed requests (the snapshot timer's run)."""
+    meter = meter_provider.get_meter(METER_NAME)
+    meter.create_gauge("chargeback.llm_logs.pending_streams", "{request}",
+                       "Streamed requests of the last 24 h waiting for LLM-log usage").set(status.pending)
+    if status.last_record is not None:
+        meter.create_gauge("chargeback.llm_logs.record_age", "s", "Age of the newest stored LLM-log record").set(
+            max((status.now - status.last_record).total_seconds(), 0.0))
+    meter.create_gauge("chargeback.llm_logs.stale", "1",
+                       "Streams came and no LLM-log record did for the stale window").set(1 if status.stale else 0)

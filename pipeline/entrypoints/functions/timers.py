@@ -12,11 +12,15 @@ import logging
 from datetime import UTC, date, datetime, timedelta
 
 import azure.functions as func
+from opentelemetry.metrics import MeterProvider
 
 from pipeline.app import focus_context, open_ledger, open_store, report_stores, settings_reference
 from pipeline.domain.periods import Period
-from pipeline.lake.areas import REPORTS, SNAPSHOTS
+from pipeline.entrypoints.functions.eventhub import worker_meter_provider
+from pipeline.entrypoints.functions.metrics import record_stream_status
+from pipeline.lake.areas import LLM_USAGE, REPORTS, SNAPSHOTS
 from pipeline.settings import Settings, SettingsError
+from pipeline.stages.llm_usage import StreamStatus, stream_status
 from pipeline.stages.report.build import period_report
 from pipeline.stages.report.model import FORMATS, ReportError, formats_of
 from pipeline.stages.report.publish import publish_report
@@ -37,12 +41,27 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 @bp.function_name("snapshot_usage")
 @bp.timer_trigger(arg_name="timer", schedule=SNAPSHOT_SCHEDULE, run_on_startup=False, use_monitor=True)
 def snapshot_timer(timer: func.TimerRequest) -> None:
+    settings = Settings.from_env()
     try:
-        result = snapshot_ledger(Settings.from_env())
+        result = snapshot_ledger(settings)
     except SnapshotConflict:
         logging.warning("snapshot: another run committed first; the next run continues from it")
         return
     logging.info("snapshot: %d events -> %d new file(s), cursor %s", result.rows, len(result.files), result.cursor)
+    check_llm_logs(settings, worker_meter_provider(settings))
+
+
+def check_llm_logs(settings: Settings, meter_provider: MeterProvider, now: datetime | None = None) -> StreamStatus:
+    """After a snapshot: how many streamed requests wait for LLM-log usage and how fresh the LLM
+    logs are, as metrics, and a warning in the log when they stopped coming."""
+    stale_after = settings.llm_log_stale_after
+    status = stream_status(open_store(settings, SNAPSHOTS), open_store(settings, LLM_USAGE), now, stale_after)
+    record_stream_status(status, meter_provider=meter_provider)
+    if status.stale:
+        logging.warning("LLM logs: %d streamed request(s) in the last %s but no GatewayLlmLogs record since %s; "
+                        "check the APIM diagnostic setting and ingest_llm_logs", status.recent_streams, stale_after,
+                        status.last_record.isoformat() if status.last_record else "ever")
+    return status
 
 
 # The next scheduled run is a day away, so a failed run is retried a few times (it is
