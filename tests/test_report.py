@@ -235,3 +235,21 @@ def test_write_report_formats(written: Written, tmp_path: Path) -> None:
         write_report(written.report, tmp_path / "bad", ["csv", "xlsx"])
     assert not (tmp_path / "bad").exists()
     assert not [p for p in written.out.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_a_gateway_timeout_is_unpriced_with_its_own_reason(pipeline: Pipeline, feed: Feed,
+                                                           reference_files: ReferenceFiles) -> None:
+    # What the APIM policy's on-error emits when forward-request times out (apim_policies/README.md).
+    timed_out = ev("sub-a", "dep-alpha", "2026-10-09T00:00:00Z", None, statusCode=504, usageSource="none",
+                   tags={"apimErrorSource": "forward-request", "apimErrorReason": "Timeout",
+                         "chargebackError": "gateway-timeout"})
+    plain = ev("sub-a", "dep-alpha", "2026-10-09T00:00:00Z", None, statusCode=500, usageSource="none")
+    assert feed(jsonl([timed_out, plain])).ingested == 2
+    snapshot(pipeline.ledger, pipeline.snapshots)
+    reference = reference_files.load()
+    report = build_report(open_warehouse(local(pipeline.snapshots), reference, now=NOW), reference, "2026-10")
+    assert {(row.reason, row.requests, row.detail) for row in report.unpriced} == {
+        ("gateway-timeout", 1, "the gateway stopped waiting for Azure OpenAI (forward-request timeout): Azure may "
+                               "have served and billed it; its usage is unknown"),
+        ("no-usage", 1, "request carried no token usage (usageSource none)")}
+    assert report.states == {"none": 1, "timed-out": 1}

@@ -29,6 +29,22 @@ class UsageState(StrEnum):
     PENDING = "pending"  # streamed, usage still to be joined from APIM's LLM logs (within the window)
     EXPIRED = "expired"  # streamed, and the LLM logs brought no usage within the window
     NONE = "none"  # no usage at all (usageSource = none, e.g. most errors)
+    # No usage because the gateway stopped waiting for Azure OpenAI (the policy's on-error tags
+    # the event chargebackError=gateway-timeout): Azure may have served and billed the request.
+    TIMED_OUT = "timed-out"
+
+
+GATEWAY_TIMEOUT_TAG = ("chargebackError", "gateway-timeout")  # (tag, value) the APIM policy sets on such events
+
+
+def usage_state(has_usage: bool, usage_source: str, tags: dict[str, str] | None) -> UsageState:
+    """The state of one event as it was received (before any LLM-log usage is joined)."""
+    if has_usage:
+        return UsageState.MEASURED
+    if usage_source == "stream":
+        return UsageState.PENDING
+    tag, value = GATEWAY_TIMEOUT_TAG
+    return UsageState.TIMED_OUT if tags is not None and tags.get(tag) == value else UsageState.NONE
 
 
 class Unpriced(StrEnum):
@@ -38,6 +54,7 @@ class Unpriced(StrEnum):
     UNKNOWN_MODEL = "unknown-model"
     NO_PRICE = "no-price"
     NO_CAPACITY = "no-capacity"  # a provisioned deployment without a capacity row for the day
+    GATEWAY_TIMEOUT = "gateway-timeout"  # the gateway timed out: Azure may have billed it, usage unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +140,9 @@ class Reference:
 
         if key.state is UsageState.NONE:
             return unpriced(Unpriced.NO_USAGE, "request carried no token usage (usageSource none)")
+        if key.state is UsageState.TIMED_OUT:
+            return unpriced(Unpriced.GATEWAY_TIMEOUT, "the gateway stopped waiting for Azure OpenAI (forward-request "
+                            "timeout): Azure may have served and billed it; its usage is unknown")
         if key.state is UsageState.EXPIRED:
             return unpriced(Unpriced.NO_USAGE, "streamed request; its usage never arrived from APIM LLM logs "
                             "(GatewayLlmLogs) within the usage window")

@@ -51,6 +51,7 @@ SELECT l.* FROM llm_usage l WHERE NOT EXISTS (SELECT 1 FROM usage_events e WHERE
 # The log has no audio counts either: 0, as for a response without them.
 USAGE_VIEW = """
 CREATE OR REPLACE VIEW usage AS
+-- usage_state: timed-out is costing.GATEWAY_TIMEOUT_TAG (the policy's tag on a forward-request timeout).
 SELECT e.* REPLACE (
          coalesce(e.prompt_tokens, l.prompt_tokens) AS prompt_tokens,
          coalesce(e.completion_tokens, l.completion_tokens) AS completion_tokens,
@@ -63,7 +64,8 @@ SELECT e.* REPLACE (
             WHEN l.join_id IS NOT NULL THEN 'llm-log' ELSE 'none' END AS usage_origin,
        CASE WHEN e.prompt_tokens IS NOT NULL OR l.join_id IS NOT NULL THEN 'measured'
             WHEN e.usage_source = 'stream' AND e.timestamp > {cutoff} THEN 'pending'
-            WHEN e.usage_source = 'stream' THEN 'expired' ELSE 'none' END AS usage_state,
+            WHEN e.usage_source = 'stream' THEN 'expired'
+            WHEN e.tags['chargebackError'] = 'gateway-timeout' THEN 'timed-out' ELSE 'none' END AS usage_state,
        e.prompt_tokens IS NULL AND l.join_id IS NOT NULL AND l.cached_tokens IS NULL AS cached_tokens_unknown
 FROM usage_events e
 LEFT JOIN llm_usage l ON e.usage_source = 'stream' AND e.prompt_tokens IS NULL AND l.join_id = e.event_id
@@ -77,7 +79,8 @@ SELECT e.*,
        CASE WHEN e.prompt_tokens IS NOT NULL THEN e.usage_source ELSE 'none' END AS usage_origin,
        CASE WHEN e.prompt_tokens IS NOT NULL THEN 'measured'
             WHEN e.usage_source = 'stream' AND {pending} THEN 'pending'
-            WHEN e.usage_source = 'stream' THEN 'expired' ELSE 'none' END AS usage_state,
+            WHEN e.usage_source = 'stream' THEN 'expired'
+            WHEN e.tags['chargebackError'] = 'gateway-timeout' THEN 'timed-out' ELSE 'none' END AS usage_state,
        false AS cached_tokens_unknown
 FROM {events} e
 """

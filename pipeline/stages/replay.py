@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from pipeline.domain.costing import Reference, Resolution, UsageKey, UsageState
+from pipeline.domain.costing import Reference, Resolution, UsageKey, usage_state
 from pipeline.domain.decode import RawMessage, Rejection, decode_batch
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LivePricer
@@ -128,12 +128,8 @@ def dry_run(sources: Iterable[Source], ledger: Ledger | None, reference: Referen
 
 def event_key(event: UsageEvent) -> UsageKey:
     """What pricing depends on besides token counts (as the report groups events)."""
-    if event.usage is not None:
-        state = UsageState.MEASURED
-    else:
-        state = UsageState.PENDING if event.usage_source == "stream" else UsageState.NONE
     return UsageKey(event.timestamp.date(), event.subscription_id, event.cost_center, event.deployment,
-                    event.model, state)
+                    event.model, usage_state(event.usage is not None, event.usage_source, event.tags))
 
 
 def _price(plan: DryRun, event: UsageEvent, reference: Reference, resolved: dict[UsageKey, Resolution]) -> None:
