@@ -26,6 +26,7 @@ from pipeline.settings import Settings, SettingsError, sqlite_path
 from pipeline.stages.replay import Source
 
 if TYPE_CHECKING:
+    from pipeline.lake.warehouse import Limits
     from pipeline.stages.report.focus import FocusContext
 
 DEAD_LETTERS_SOURCE = "dead-letters"
@@ -131,7 +132,7 @@ def open_store(settings: Settings, area: str) -> ObjectStore:
 
         return open_blob_store(url, account_url=settings.storage_account_url,
                                connection_string=settings.storage_connection_string,
-                               create_container=settings.create_resources)
+                               create_container=settings.create_resources, client_id=settings.azure_client_id)
     raise SettingsError(f"CHARGEBACK_STORE {settings.store!r}: expected file:///PATH or az://CONTAINER/PREFIX")
 
 
@@ -147,6 +148,14 @@ def report_stores(settings: Settings) -> ReportStores:
     """Where a report reads from: the snapshots, the LLM-log usage and the corrections log."""
     return ReportStores(open_store(settings, SNAPSHOTS), open_store(settings, LLM_USAGE),
                         open_store(settings, CORRECTIONS))
+
+
+def warehouse_limits(settings: Settings) -> Limits:
+    """DuckDB's memory limit and spill folder for the settings."""
+    from pipeline.lake.warehouse import Limits
+
+    default = Limits()
+    return Limits(settings.duckdb_temp_directory or default.temp_directory, settings.duckdb_memory_limit)
 
 
 def focus_context(settings: Settings) -> FocusContext:
@@ -175,7 +184,8 @@ def _open_source(name: str, settings: Settings, when: TimeRange, partitions: Col
         from pipeline.adapters.azure.blob_store import open_blob_store
 
         store: ObjectStore = open_blob_store(name, account_url=settings.storage_account_url,
-                                             connection_string=settings.storage_connection_string)
+                                             connection_string=settings.storage_connection_string,
+                                             client_id=settings.azure_client_id)
     elif Path(name).is_dir():
         store = folder_store(Path(name))
     elif Path(name).is_file():

@@ -91,6 +91,10 @@ class Settings:
     # https://ACCOUNT.blob.core.windows.net: Blob Storage with DefaultAzureCredential
     storage_account_url: str | None = _env("CHARGEBACK_STORAGE_ACCOUNT_URL")
     storage_connection_string: str | None = _env("AZURE_STORAGE_CONNECTION_STRING")  # Azurite only
+    # The user-assigned managed identity's client id: azure-identity reads it by itself; pyarrow's
+    # own credential chain (Parquet reads from Blob) must be handed it, else it signs in with the
+    # system-assigned identity, which the Function App does not have.
+    azure_client_id: str | None = _env("AZURE_CLIENT_ID")
     budgets: Path | None = _env("CHARGEBACK_BUDGETS", parse=_path)
     prices: Path | None = _env("CHARGEBACK_PRICES", parse=_path)  # default: the shipped catalog
     deployments: Path | None = _env("CHARGEBACK_DEPLOYMENTS", parse=_path)
@@ -107,6 +111,10 @@ class Settings:
     ptu_idle_owner: str | None = _env("CHARGEBACK_PTU_IDLE_OWNER")
     # The formats the daily Functions timer publishes, comma-separated (default: every format).
     report_formats: str | None = _env("CHARGEBACK_REPORT_FORMATS")
+    # DuckDB (reports, queries): its memory limit (e.g. 1GB; default DuckDB's, 80% of the RAM it sees)
+    # and where it spills (default: chargeback-duckdb under the system's temporary folder).
+    duckdb_memory_limit: str | None = _env("CHARGEBACK_DUCKDB_MEMORY_LIMIT")
+    duckdb_temp_directory: Path | None = _env("CHARGEBACK_DUCKDB_TEMP_DIR", parse=_path)
     # Warn when streamed requests came and no LLM-log record did for this many hours (default 6).
     llm_log_stale_hours: float = _env("CHARGEBACK_LLM_LOG_STALE_HOURS", parse=_hours, default=6.0)
     # Your Azure billing account in the FOCUS export (its fully-qualified id and name).

@@ -297,6 +297,24 @@ def test_one_round_trip_per_batch_and_noscript_recovery(redis_make: Callable[...
     assert counters.month_to_date("2026-10")[0].requests == 1 + first + 800
 
 
+def test_a_script_the_server_never_keeps_is_sent_as_eval(redis_make: Callable[..., RedisCounters], redis_url: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """As behind a proxy that sends SCRIPT LOAD to one shard and EVALSHA to another: the second
+    NOSCRIPT must not fail the batch (under the Functions' unbounded retries it would stall the
+    partition): the chunks go as EVAL with the script text, and count exactly once."""
+    counters = redis_make(client=redis.Redis.from_url(redis_url, connection_class=CountingConnection))
+    counters._script = SCRIPT + f"\n-- {uuid.uuid4().hex}\n"
+    counters._sha = hashlib.sha1(counters._script.encode()).hexdigest()
+    monkeypatch.setattr(counters._client, "script_load", lambda script: None)  # the load reaches another shard
+    add(counters, (ev("warm-up"), ch()))  # connects
+    counters._client.script_flush()  # a real server keeps what it EVALs: forget it, as the proxy's shard did
+    CountingConnection.sent = 0
+    assert add(counters, *[(ev(i), ch()) for i in range(CHUNK + 10)]).new == CHUNK + 10
+    assert CountingConnection.sent == 3  # EVALSHA, EVALSHA again, then EVAL
+    assert add(counters, *[(ev(i), ch()) for i in range(CHUNK + 10)]).new == 0  # a redelivery counts nothing
+    assert counters.month_to_date("2026-10")[0].requests == 1 + CHUNK + 10
+
+
 class FakeCredential:
     def __init__(self, token: str, expires_on: int) -> None:
         self.token, self.expires_on, self.calls = token, expires_on, 0

@@ -296,6 +296,17 @@ def test_arrow_filesystem_for_an_account_with_identity_takes_no_key() -> None:
     assert options["blob_storage_authority"] == ".blob.core.windows.net"
     assert options["dfs_storage_authority"] == ".dfs.core.windows.net"
     assert options["blob_storage_scheme"] == "https"
+    assert options["client_id"] == ""  # no identity named: pyarrow's chain picks one
+
+
+def test_arrow_filesystem_signs_in_with_the_user_assigned_identity() -> None:
+    """The Function App has a user-assigned identity only: pyarrow's C++ credential chain ignores
+    AZURE_CLIENT_ID and would ask for the system-assigned one, so the store hands it the client id."""
+    client = ContainerClient("https://chargebackprod.blob.core.windows.net", "snapshots")
+    identity = "11111111-2222-3333-4444-555555555555"
+    filesystem, _ = BlobObjectStore(client, "prod/snapshots", client_id=identity).arrow_filesystem()
+    options = filesystem.__reduce__()[1][0]
+    assert (options["client_id"], options["account_key"], options["client_secret"]) == (identity, "", "")
 
 
 def test_arrow_filesystem_for_azurite_uses_the_connection_string(azurite_connection_string: str) -> None:

@@ -254,7 +254,7 @@ def test_every_module_takes_the_one_context_object_and_not_its_parts(config: sta
 # --- the Function App provides what the pipeline reads ------------------------------------------
 
 # Every environment variable Settings reads (Settings.variables()), by what production does with it.
-PRODUCTION = {"CHARGEBACK_HOME", "CHARGEBACK_LEDGER", "CHARGEBACK_COUNTERS", "CHARGEBACK_STORE",
+PRODUCTION = {"CHARGEBACK_HOME", "CHARGEBACK_LEDGER", "CHARGEBACK_COUNTERS", "CHARGEBACK_STORE", "AZURE_CLIENT_ID",
               "CHARGEBACK_STORAGE_ACCOUNT_URL", "CHARGEBACK_REDIS_USERNAME", "CHARGEBACK_DEPLOYMENTS",
               "CHARGEBACK_COST_CENTERS", "CHARGEBACK_COSMOS_SETTLE_SECONDS"}
 EMULATOR_ONLY = {"CHARGEBACK_COSMOS_KEY", "AZURE_STORAGE_CONNECTION_STRING", "CHARGEBACK_CREATE_RESOURCES"}
@@ -271,6 +271,8 @@ OPTIONAL = {
     "CHARGEBACK_FOCUS_BILLING_ACCOUNT_NAME": "unset: the FOCUS rows name the chargeback's own billing account",
     "CHARGEBACK_METRICS": "unset: metrics go to Application Insights (its connection string is set)",
     "CHARGEBACK_LLM_LOG_STALE_HOURS": "unset: warn when streams came and no LLM-log record did for 6 hours",
+    "CHARGEBACK_DUCKDB_TEMP_DIR": "unset: chargeback-duckdb under the system's temporary folder",
+    "CHARGEBACK_DUCKDB_MEMORY_LIMIT": "unset: DuckDB's default, 80% of the RAM it sees",
 }
 # Read by the CLI only: who records corrections (`chargeback correct` without --by).
 CLI_ONLY = {"CHARGEBACK_USER", "USER", "USERNAME"}

@@ -18,7 +18,8 @@ from pipeline.lake import warehouse
 from pipeline.lake.manifests import published_files
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.lake.views import NOT_VOIDED
-from pipeline.lake.warehouse import open_warehouse, register_corrections
+from pipeline.lake.warehouse import Limits, open_warehouse, register_corrections
+from pipeline.ports import UserError
 from tests.test_snapshot import snapshot_one_event
 
 ALL = "SELECT * FROM usage ORDER BY event_id"
@@ -129,3 +130,15 @@ def test_streamed_events_wait_for_their_usage_in_the_files_of_recent_days_only(
     with monkeypatch.context() as patch:
         patch.setattr(warehouse, "_read_local_files", lambda *args: [])
         assert states(open_warehouse(store, now=now).connection) == states(local)
+
+
+def test_duckdb_spills_under_an_absolute_folder_and_takes_the_memory_limit(tmp_path: Path) -> None:
+    store = snapshot_one_event(tmp_path / "home")
+    default = open_warehouse(store).connection
+    [(folder,)] = default.execute("SELECT current_setting('temp_directory')").fetchall()
+    assert Path(folder).is_absolute() and Path(folder).name == "chargeback-duckdb"  # never a relative .tmp
+    limited = open_warehouse(store, limits=Limits(tmp_path / "spill", "256MB")).connection
+    assert limited.execute("SELECT current_setting('temp_directory'), current_setting('memory_limit')").fetchall() == [
+        (str(tmp_path / "spill"), "244.1 MiB")]
+    with pytest.raises(UserError, match="CHARGEBACK_DUCKDB_MEMORY_LIMIT 'lots': Parser Error"):
+        open_warehouse(store, limits=Limits(tmp_path / "spill", "lots"))

@@ -22,9 +22,10 @@ without usage is `pending` while younger than the usage window (24 hours by defa
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -83,6 +84,18 @@ def query_errors() -> Iterator[None]:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Where DuckDB spills and how much memory it may take. DuckDB's defaults are a `.tmp` folder
+    relative to the working directory (read-only in an Azure Functions package mount) and 80% of
+    the RAM the machine reports (more than a Functions instance may use): so the temporary
+    folder is always an absolute one under the system's, and the memory limit is a setting
+    (CHARGEBACK_DUCKDB_MEMORY_LIMIT, e.g. `1GB`; None: DuckDB's default)."""
+
+    temp_directory: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "chargeback-duckdb")
+    memory_limit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Warehouse:
     connection: duckdb.DuckDBPyConnection
     llm_usage: bool = False  # whether `usage` joins LLM usage (else `usage_origin` is the usageSource or `none`)
@@ -91,7 +104,7 @@ class Warehouse:
 def open_warehouse(store: ObjectStore, reference: Reference | None = None,
                    days: tuple[date, date] | None = None, corrections: Corrections | None = None, *,
                    llm_usage: ObjectStore | None = None, now: datetime | None = None,
-                   usage_window: timedelta = USAGE_WINDOW) -> Warehouse:
+                   usage_window: timedelta = USAGE_WINDOW, limits: Limits | None = None) -> Warehouse:
     """A DuckDB connection with the `usage`, `llm_usage`, `llm_usage_unmatched` and
     `voided_events` views (and `costs` when a reference is given, with the corrections applied),
     over the committed snapshot files of the days in [start, end) when `days` is given, and the
@@ -101,7 +114,15 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     Only files named by a committed manifest (or listed in the LLM usage area) are read, handed
     over as Arrow datasets: no path is ever read as a glob pattern, and orphans of a failed run
     are never seen."""
-    connection = duckdb.connect()
+    limits = limits or Limits()
+    config: dict[str, str | bool | int | float | list[str]] = {"temp_directory": str(limits.temp_directory)}
+    if limits.memory_limit:
+        config["memory_limit"] = limits.memory_limit
+    try:
+        connection = duckdb.connect(config=config)
+    except duckdb.Error as error:  # a memory limit DuckDB cannot read
+        raise UserError(f"CHARGEBACK_DUCKDB_MEMORY_LIMIT {limits.memory_limit!r}: {str(error).splitlines()[0]}") \
+            from None
     files = published_files(store, days)
     cutoff = (now or datetime.now(UTC)) - usage_window
     # A constant, not a joined one-row table: it is a datetime (never text), in UTC.

@@ -18,11 +18,15 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pipeline.domain.decode import RawMessage
 from pipeline.domain.llm_logs import LlmRejection, LlmUsage, parse_envelope
 from pipeline.lake.llm_usage import batch_files, latest_record_time
 from pipeline.ports import ObjectStore
+
+if TYPE_CHECKING:
+    from pipeline.lake.warehouse import Limits
 
 STALE_AFTER = timedelta(hours=6)  # streams but no LLM-log record for this long: the logs stopped coming
 
@@ -118,14 +122,14 @@ STREAMS_SQL = ("SELECT count(*) FILTER (WHERE usage_state = 'pending'), min(time
 
 
 def stream_status(snapshots: ObjectStore, llm_usage: ObjectStore, now: datetime | None = None,
-                  stale_after: timedelta = STALE_AFTER) -> StreamStatus:
+                  stale_after: timedelta = STALE_AFTER, limits: Limits | None = None) -> StreamStatus:
     """How many streamed requests wait for LLM-log usage, and how fresh the LLM logs are."""
     from pipeline.lake.warehouse import open_warehouse  # DuckDB: only for the commands that ask
 
     now = now or datetime.now(UTC)
     today = now.date()
     warehouse = open_warehouse(snapshots, None, (today - timedelta(days=1), today + timedelta(days=1)),
-                               llm_usage=llm_usage, now=now)
+                               llm_usage=llm_usage, now=now, limits=limits)
     try:
         [(pending, oldest, recent)] = warehouse.connection.execute(STREAMS_SQL, [now - stale_after]).fetchall()
     finally:

@@ -20,8 +20,12 @@ from pipeline.ports import UserError
 DEFAULT_BLOB_AUTHORITY = ".blob.core.windows.net"
 
 
-def azure_filesystem(container: ContainerClient, prefix: str, url: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, base path) of the objects under `prefix` in the container (`url`: the store's)."""
+def azure_filesystem(container: ContainerClient, prefix: str, url: str,
+                     client_id: str | None = None) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, base path) of the objects under `prefix` in the container (`url`: the store's).
+    Without a key, pyarrow's credential chain signs in; `client_id` names the user-assigned
+    managed identity for it (Arrow's C++ chain does not read AZURE_CLIENT_ID: without it, it asks
+    for the system-assigned identity; apache/arrow cpp/src/arrow/filesystem/azurefs.cc)."""
     account = container.account_name
     if not account:
         raise UserError(f"{url}: the Blob client names no storage account")
@@ -43,9 +47,11 @@ def azure_filesystem(container: ContainerClient, prefix: str, url: str) -> tuple
     scheme = endpoint.scheme or "https"
     # Shared-key credentials (from a connection string) carry the key; token credentials do not.
     account_key = getattr(container.credential, "account_key", None)
+    key = account_key if isinstance(account_key, str) and account_key else None
     filesystem = pafs.AzureFileSystem(
         account_name=account,
-        account_key=account_key if isinstance(account_key, str) and account_key else None,
+        account_key=key,
+        client_id=client_id if key is None else None,
         blob_storage_authority=blob_authority,
         blob_storage_scheme=scheme,
         dfs_storage_authority=dfs_authority,

@@ -49,8 +49,9 @@ CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 class BlobObjectStore:
     """An `ObjectStore` over one Blob container, under an optional name prefix."""
 
-    def __init__(self, container_client: ContainerClient, prefix: str = "") -> None:
+    def __init__(self, container_client: ContainerClient, prefix: str = "", *, client_id: str | None = None) -> None:
         self.container = container_client
+        self.client_id = client_id  # the managed identity pyarrow signs in with (token credentials only)
         self.prefix = prefix.strip("/")
         if self.prefix:
             _check_key(self.prefix)
@@ -98,7 +99,7 @@ class BlobObjectStore:
     def arrow_filesystem(self) -> tuple[pafs.FileSystem, str]:
         from pipeline.adapters.azure.arrow_fs import azure_filesystem
 
-        return azure_filesystem(self.container, self.prefix, self.url)
+        return azure_filesystem(self.container, self.prefix, self.url, self.client_id)
 
     def list(self, prefix: str) -> list[str]:
         """Keys under the folder `prefix` ("" for all), sorted, relative to the store root."""
@@ -142,7 +143,7 @@ def parse_blob_url(url: str) -> tuple[str, str]:
 
 
 def open_blob_store(url: str, *, account_url: str | None, connection_string: str | None,
-                    create_container: bool = False) -> BlobObjectStore:
+                    create_container: bool = False, client_id: str | None = None) -> BlobObjectStore:
     """The store for `az://CONTAINER/PREFIX`.
 
     With a connection string (Azurite: `UseDevelopmentStorage=true` or the full development
@@ -164,4 +165,4 @@ def open_blob_store(url: str, *, account_url: str | None, connection_string: str
     if create_container:
         with contextlib.suppress(ResourceExistsError):
             client.create_container()
-    return BlobObjectStore(client, prefix)
+    return BlobObjectStore(client, prefix, client_id=None if connection_string else client_id)

@@ -135,23 +135,29 @@ class RedisCounters:
 
     def _run(self, calls: list[Call]) -> list[Any]:
         """All chunks in one pipeline of EVALSHA. A server without the script (restart, failover,
-        SCRIPT FLUSH) answers NOSCRIPT without running it: load it and send those chunks again."""
+        SCRIPT FLUSH) answers NOSCRIPT without running it: load it and send those chunks again.
+        Should the script still be unknown (a proxy that sends SCRIPT LOAD to another shard than
+        EVALSHA, as clustered Azure Managed Redis may), the rest go as EVAL with the script text."""
         replies: dict[int, Any] = {}
-        for attempt in range(2):
+        for attempt in range(3):
             pipe = self._client.pipeline(transaction=False)
             waiting = [index for index in range(len(calls)) if index not in replies]
             for index in waiting:
                 keys, argv = calls[index]
-                pipe.evalsha(self._sha, len(keys), *keys, *argv)
+                if attempt < 2:
+                    pipe.evalsha(self._sha, len(keys), *keys, *argv)
+                else:
+                    pipe.eval(self._script, len(keys), *keys, *argv)
             for index, reply in zip(waiting, pipe.execute(raise_on_error=False), strict=True):
-                if isinstance(reply, NoScriptError) and attempt == 0:
+                if isinstance(reply, NoScriptError) and attempt < 2:
                     continue
                 if isinstance(reply, Exception):
                     raise reply
                 replies[index] = reply
             if len(replies) == len(calls):
                 break
-            self._client.script_load(self._script)
+            if attempt == 0:
+                self._client.script_load(self._script)
         return [replies[index] for index in range(len(calls))]
 
     def _call(self, pairs: list[Pair], now: str) -> Call:

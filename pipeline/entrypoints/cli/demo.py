@@ -25,7 +25,7 @@ def demo_command(events: int, month: str | None, seed: int) -> None:
     """
     from rich.progress import Progress
 
-    from pipeline.app import report_stores
+    from pipeline.app import report_stores, warehouse_limits
     from pipeline.domain.decode import RawMessage
     from pipeline.domain.periods import Period
     from pipeline.entrypoints.cli.output import show_ingest, show_snapshot
@@ -57,7 +57,8 @@ def demo_command(events: int, month: str | None, seed: int) -> None:
         show_ingest(console, result)
         show_snapshot(console, snapshot(p.ledger, p.snapshots))
     with query_errors():
-        report = period_report(report_stores(settings), reference_of(settings), Period.month(chosen))
+        report = period_report(report_stores(settings), reference_of(settings), Period.month(chosen),
+                               limits=warehouse_limits(settings))
     write_report(settings, report, settings.reports_dir, FORMATS)
     elapsed = time.perf_counter() - started
     console.print(f"demo done in {elapsed:.1f} s ({events / elapsed:,.0f} events/s end to end). "

@@ -69,7 +69,7 @@ def check_command(file: Path, month: str | None, deployments: Path | None, cost_
     catalog = check.catalog()
     show_deployment_coverage(catalog, settings, datetime.now(UTC).date())
     if month is not None:
-        from pipeline.app import report_stores
+        from pipeline.app import report_stores, warehouse_limits
         from pipeline.domain.periods import Period
         from pipeline.lake.warehouse import query_errors
         from pipeline.stages.report.build import period_report
@@ -77,7 +77,8 @@ def check_command(file: Path, month: str | None, deployments: Path | None, cost_
         reference = reference_of(settings, file, deployments, cost_centers, capacity, ptu_weights, ptu_idle_owner)
         catch_up(settings, notices)
         with query_errors():
-            show_traffic_without_prices(period_report(report_stores(settings), reference, Period.month(month)))
+            show_traffic_without_prices(period_report(report_stores(settings), reference, Period.month(month),
+                                                      limits=warehouse_limits(settings)))
 
 
 def show_check(check: CatalogCheck) -> None:

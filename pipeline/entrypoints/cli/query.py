@@ -41,7 +41,7 @@ def query_command(sql: str, output: str, prices: Path | None, deployments: Path 
     import msgspec
     from rich.table import Table
 
-    from pipeline.app import focus_context, report_stores
+    from pipeline.app import focus_context, report_stores, warehouse_limits
     from pipeline.lake.warehouse import open_warehouse, query_errors
     from pipeline.stages.correct import load_corrections
     from pipeline.stages.report.views import register_finance_views, wanted_views
@@ -52,7 +52,8 @@ def query_command(sql: str, output: str, prices: Path | None, deployments: Path 
     stores = report_stores(settings)
     corrections = load_corrections(stores.corrections)
     with query_errors():
-        warehouse = open_warehouse(stores.snapshots, reference, corrections=corrections, llm_usage=stores.llm_usage)
+        warehouse = open_warehouse(stores.snapshots, reference, corrections=corrections, llm_usage=stores.llm_usage,
+                                   limits=warehouse_limits(settings))
         register_finance_views(warehouse, reference, corrections, wanted_views(sql), context=focus_context(settings))
         result = warehouse.connection.execute(sql)
         if result is None:

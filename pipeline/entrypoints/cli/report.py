@@ -56,7 +56,7 @@ def report_command(month: str | None, first: str | None, last: str | None, out: 
 
     Example: chargeback report --from 2026-07-01 --to 2026-09-30 --format csv,html
     """
-    from pipeline.app import report_stores
+    from pipeline.app import report_stores, warehouse_limits
     from pipeline.lake.warehouse import query_errors
     from pipeline.stages.report.build import period_report
     from pipeline.stages.report.model import formats_of
@@ -67,7 +67,7 @@ def report_command(month: str | None, first: str | None, last: str | None, out: 
     reference = reference_of(settings, prices, deployments, cost_centers, capacity, ptu_weights, ptu_idle_owner)
     catch_up(settings, console)
     with query_errors():
-        report = period_report(report_stores(settings), reference, period)
+        report = period_report(report_stores(settings), reference, period, limits=warehouse_limits(settings))
     write_report(settings, report, out or settings.reports_dir, wanted)
 
 

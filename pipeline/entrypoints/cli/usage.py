@@ -22,7 +22,7 @@ def usage_command(month: str | None, subscription: str | None) -> None:
 
     Example: chargeback usage --month 2026-10 --subscription sub-search-prod
     """
-    from pipeline.app import open_budgets, open_counters, open_store
+    from pipeline.app import open_budgets, open_counters, open_store, warehouse_limits
     from pipeline.entrypoints.cli.output import LiveUsage, show_stream_status, show_usage
     from pipeline.lake.areas import LLM_USAGE, SNAPSHOTS
     from pipeline.lake.warehouse import query_errors
@@ -42,5 +42,5 @@ def usage_command(month: str | None, subscription: str | None) -> None:
     stale_after = settings.llm_log_stale_after
     with query_errors():
         status = stream_status(open_store(settings, SNAPSHOTS), open_store(settings, LLM_USAGE),
-                               stale_after=stale_after)
+                               stale_after=stale_after, limits=warehouse_limits(settings))
     show_stream_status(console, status)

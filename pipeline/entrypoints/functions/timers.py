@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 import azure.functions as func
 from opentelemetry.metrics import MeterProvider
 
-from pipeline.app import focus_context, open_ledger, open_store, report_stores, settings_reference
+from pipeline.app import focus_context, open_ledger, open_store, report_stores, settings_reference, warehouse_limits
 from pipeline.domain.periods import Period
 from pipeline.entrypoints.functions.eventhub import worker_meter_provider
 from pipeline.entrypoints.functions.metrics import record_stream_status
@@ -55,7 +55,8 @@ def check_llm_logs(settings: Settings, meter_provider: MeterProvider, now: datet
     """After a snapshot: how many streamed requests wait for LLM-log usage and how fresh the LLM
     logs are, as metrics, and a warning in the log when they stopped coming."""
     stale_after = settings.llm_log_stale_after
-    status = stream_status(open_store(settings, SNAPSHOTS), open_store(settings, LLM_USAGE), now, stale_after)
+    status = stream_status(open_store(settings, SNAPSHOTS), open_store(settings, LLM_USAGE), now, stale_after,
+                           warehouse_limits(settings))
     record_stream_status(status, meter_provider=meter_provider)
     if status.stale:
         logging.warning("LLM logs: %d streamed request(s) in the last %s but no GatewayLlmLogs record since %s; "
@@ -94,7 +95,7 @@ def refresh_reports(settings: Settings, today: date) -> list[str]:
     reports, stores, focus = open_store(settings, REPORTS), report_stores(settings), focus_context(settings)
     keys = []
     for month in report_months(today):
-        report = period_report(stores, reference, Period.month(month))
+        report = period_report(stores, reference, Period.month(month), limits=warehouse_limits(settings))
         keys.extend(publish_report(report, reports, formats, today=today, focus=focus).keys)
     return keys
 

@@ -41,7 +41,7 @@ from pipeline.domain.costing import CostLine, Reference, Resolution, UsageKey
 from pipeline.domain.periods import Period
 from pipeline.lake.areas import ReportStores
 from pipeline.lake.pricing_keys import usage_key
-from pipeline.lake.warehouse import USAGE_WINDOW, Warehouse, open_warehouse, register_corrections
+from pipeline.lake.warehouse import USAGE_WINDOW, Limits, Warehouse, open_warehouse, register_corrections
 from pipeline.stages.correct import load_corrections
 from pipeline.stages.report.model import KeyUsage, Report, as_period
 from pipeline.stages.report.rows import report_rows, unpriced_rows
@@ -59,14 +59,14 @@ from pipeline.stages.report.sql import (
 
 
 def period_report(stores: ReportStores, reference: Reference, period: Period,
-                  usage_window: timedelta = USAGE_WINDOW) -> Report:
+                  usage_window: timedelta = USAGE_WINDOW, limits: Limits | None = None) -> Report:
     """The period's report from the committed snapshots and the LLM-log usage, with every
     recorded correction applied: what `chargeback report`, the demo and the daily Functions
     timer all publish."""
     # No reference: the report prices its own groups; the per-event `costs` view would only
     # cost time (docs/benchmarks.md).
     warehouse = open_warehouse(stores.snapshots, None, (period.start, period.end), llm_usage=stores.llm_usage,
-                               usage_window=usage_window)
+                               usage_window=usage_window, limits=limits)
     try:
         return build_report(warehouse, reference, period, corrections=load_corrections(stores.corrections))
     finally:
