@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 __all__ = [
-    "AppendResult", "BackendUnavailable", "Changes", "ChargebackError", "CountResult", "Counters",
-    "CountersUnavailable", "DeadLetters", "HourlyRow", "Ledger", "LedgerUnavailable", "ObjectStore", "SourceError",
-    "StoreUnavailable", "UserError",
+    "AccessRefused", "AppendResult", "BackendUnavailable", "Changes", "ChargebackError", "CountResult", "Counters",
+    "CountersUnavailable", "DeadLetters", "HourlyRow", "Ledger", "LedgerUnavailable", "MissingResource", "ObjectStore",
+    "SourceError", "StoreUnavailable", "UserError",
 ]
 
 
@@ -52,6 +52,14 @@ class StoreUnavailable(BackendUnavailable):
 
 class SourceError(UserError):
     """A source of events that cannot be read, with which one and why."""
+
+
+class MissingResource(UserError):
+    """A database, container or index the settings name is not there (a setup step to do)."""
+
+
+class AccessRefused(UserError):
+    """A backend refused the credentials (a wrong key, no Entra ID credential, a missing role)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,13 +18,12 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
 from pipeline.adapters.azure import blob_store
 from pipeline.adapters.azure.blob_store import BlobObjectStore, open_blob_store, parse_blob_url
 from pipeline.adapters.embedded.local_store import LocalObjectStore
-from pipeline.ports import ObjectStore
+from pipeline.ports import MissingResource, ObjectStore
 
 pytest_plugins = ["tests.servers"]
 
@@ -247,9 +246,8 @@ def test_blob_retried_create_that_finds_its_own_write_reports_true(
 
 def test_open_blob_store_with_a_connection_string(azurite_connection_string: str) -> None:
     name = f"test-{uuid.uuid4().hex}"
-    missing = open_blob_store(f"az://{name}/area", account_url=None, connection_string=azurite_connection_string)
-    with pytest.raises(ResourceNotFoundError):  # never created unless asked
-        missing.put("x", b"x", overwrite=False)
+    with pytest.raises(MissingResource, match=f"Blob container '{name}' does not exist"):  # never created unless asked
+        open_blob_store(f"az://{name}/area", account_url=None, connection_string=azurite_connection_string)
     store = open_blob_store(f"az://{name}/area/", account_url="https://ignored.blob.core.windows.net",
                             connection_string=azurite_connection_string, create_container=True)
     try:

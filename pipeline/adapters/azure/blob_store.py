@@ -26,13 +26,22 @@ import contextlib
 import io
 import re
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlparse
 
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from pipeline.ports import UserError
+from pipeline.ports import AccessRefused, MissingResource, StoreUnavailable, UserError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -42,6 +51,7 @@ if TYPE_CHECKING:
 SCHEME = "az"
 WRITER_METADATA = "chargebackwriter"
 READ_ATTEMPTS = 3
+PROBE_RETRIES = 0  # the SDK backs off 15 s, then 18 s more: a probe of an absent account fails at once
 # Container names: 3-63 characters, lowercase letters, digits and single hyphens, letter or digit at both ends.
 CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -162,7 +172,49 @@ def open_blob_store(url: str, *, account_url: str | None, connection_string: str
                          "signed in with DefaultAzureCredential) or AZURE_STORAGE_CONNECTION_STRING "
                          "(the local emulator) to use Blob Storage")
     client = service.get_container_client(container)
-    if create_container:
-        with contextlib.suppress(ResourceExistsError):
-            client.create_container()
+    with setup_errors(url, service.account_name or "?", bool(connection_string)):
+        if create_container:
+            with contextlib.suppress(ResourceExistsError):
+                client.create_container()
+        try:
+            # No retry for this probe: an account that does not answer is told at once, not after
+            # the SDK's retries with back-off (about 80 s); the store's own reads and writes keep
+            # the default retries, and a command that fails here can simply be run again.
+            client.get_container_properties(retry_total=PROBE_RETRIES)
+        except ResourceNotFoundError:
+            raise MissingResource(f"{url}: Blob container {container!r} does not exist in storage account "
+                                  f"{service.account_name!r}: create it (terraform apply does), or set "
+                                  "CHARGEBACK_CREATE_RESOURCES=1 for the local emulator") from None
     return BlobObjectStore(client, prefix, client_id=None if connection_string else client_id)
+
+
+@contextlib.contextmanager
+def setup_errors(url: str, account: str, with_key: bool) -> Iterator[None]:
+    """The SDK's errors while opening a store, as one line naming the account and the fix."""
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError) as error:
+        raise StoreUnavailable(f"{url}: cannot reach Blob Storage account {account!r} ({_first_line(error)}): "
+                               "check CHARGEBACK_STORAGE_ACCOUNT_URL (or the connection string) and that this "
+                               "machine can reach it") from None
+    except ClientAuthenticationError as error:
+        raise AccessRefused(f"{url}: no Microsoft Entra ID credential for Blob Storage ({_first_line(error)}): "
+                            "sign in (az login) or run with a managed identity") from None
+    except HttpResponseError as error:
+        if error.status_code == 403:
+            fix = ("the account key was refused: check AZURE_STORAGE_CONNECTION_STRING" if with_key else
+                   "grant the identity Storage Blob Data Contributor on the account (terraform/modules/access "
+                   "does), and check the account's network rules")
+            raise AccessRefused(f"{url}: Blob Storage account {account!r} refused the request (403 "
+                                f"{_code(error)}): {fix}") from None
+        raise
+
+
+def _code(error: HttpResponseError) -> str:
+    code = getattr(error, "error_code", None)
+    return str(getattr(code, "value", code) or "Forbidden")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

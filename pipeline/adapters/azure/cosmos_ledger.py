@@ -40,31 +40,39 @@ is one this call sent: the new/duplicate counts stay exact.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import random
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import msgspec
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
 from azure.cosmos._retry_options import RetryOptions  # not re-exported; ConnectionPolicy uses it
 from azure.cosmos.documents import ConnectionPolicy
-from azure.cosmos.exceptions import CosmosClientTimeoutError, CosmosHttpResponseError, CosmosResourceExistsError
+from azure.cosmos.exceptions import (
+    CosmosClientTimeoutError,
+    CosmosHttpResponseError,
+    CosmosResourceExistsError,
+    CosmosResourceNotFoundError,
+)
 from requests import Session
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from pipeline.domain.events import UsageEvent
 from pipeline.lake.usage import USAGE_SCHEMA, events_table
-from pipeline.ports import AppendResult, Changes, LedgerUnavailable, UserError
+from pipeline.ports import AccessRefused, AppendResult, Changes, LedgerUnavailable, MissingResource, UserError
 
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 429, 449, 503})
@@ -232,6 +240,12 @@ def open_cosmos_ledger(url: str, key: str | None = None, *, create: bool = False
     names = [part for part in parsed.path.split("/") if part]
     if parsed.scheme != "cosmos" or not parsed.netloc or len(names) != 2:
         raise UserError(f"{url!r}: expected cosmos://HOST[:PORT]/DATABASE/CONTAINER")
+    if key is not None:
+        try:
+            base64.b64decode(key, validate=True)
+        except binascii.Error:
+            raise UserError("CHARGEBACK_COSMOS_KEY is not a Cosmos DB account key (base64 text): copy the "
+                            "emulator's key, or unset it to sign in with the managed identity") from None
     credential: Any = key
     if credential is None:
         from azure.identity import DefaultAzureCredential
@@ -242,11 +256,73 @@ def open_cosmos_ledger(url: str, key: str | None = None, *, create: bool = False
     session = Session()  # a pool as large as the append workers: no connection is thrown away
     adapter = HTTPAdapter(pool_maxsize=workers, max_retries=Retry(total=False, redirect=False))
     session.mount("https://", adapter)
-    client = CosmosClient(f"https://{parsed.netloc}/", credential=credential, connection_policy=policy,
-                          transport=RequestsTransport(session=session, session_owner=True))
-    database = client.get_database_client(names[0])
-    if create:
-        database = client.create_database_if_not_exists(names[0])
-        database.create_container_if_not_exists(names[1], partition_key=PartitionKey("/id"),
-                                                default_ttl=default_ttl, indexing_policy=INDEXING_POLICY)
-    return CosmosLedger(database.get_container_client(names[1]), workers=workers, client=client, **options)
+    with _setup_errors(url, names[0], names[1], key is not None):
+        client = CosmosClient(f"https://{parsed.netloc}/", credential=credential, connection_policy=policy,
+                              transport=RequestsTransport(session=session, session_owner=True))
+        database = client.get_database_client(names[0])
+        if create:
+            database = client.create_database_if_not_exists(names[0])
+            database.create_container_if_not_exists(names[1], partition_key=PartitionKey("/id"),
+                                                    default_ttl=default_ttl, indexing_policy=INDEXING_POLICY)
+        container = database.get_container_client(names[1])
+        try:
+            properties = container.read()
+        except CosmosResourceNotFoundError:
+            try:
+                database.read()
+            except CosmosResourceNotFoundError:
+                raise MissingResource(f"{url}: Cosmos DB database {names[0]!r} does not exist: create it "
+                                      f"(terraform apply does), or set CHARGEBACK_CREATE_RESOURCES=1 for the local "
+                                      "emulator") from None
+            raise MissingResource(f"{url}: Cosmos DB container {names[1]!r} does not exist in {names[0]!r}: create "
+                                  "it (terraform apply does), or set CHARGEBACK_CREATE_RESOURCES=1 for the local "
+                                  "emulator") from None
+    problem = layout_problem(properties)
+    if problem:
+        client.close()
+        raise MissingResource(f"{url}: {problem}")
+    return CosmosLedger(container, workers=workers, client=client, **options)
+
+
+def layout_problem(properties: dict[str, Any]) -> str | None:
+    """What is wrong with a container's layout for this ledger (its partition key, the composite
+    index the change query orders by), or None."""
+    paths = (properties.get("partitionKey") or {}).get("paths") or []
+    if paths and paths != ["/id"]:
+        return (f"the container is partitioned by {', '.join(paths)}, not /id: a redelivered event would not be "
+                "refused; create the container with partition key /id (terraform/modules/cosmos)")
+    wanted = [[(i["path"], i["order"].lower()) for i in index] for index in INDEXING_POLICY["compositeIndexes"]]
+    present = [[(i.get("path"), str(i.get("order", "ascending")).lower()) for i in index]
+               for index in (properties.get("indexingPolicy") or {}).get("compositeIndexes") or []]
+    if properties.get("indexingPolicy") is not None and not all(index in present for index in wanted):
+        return ("the container's indexing policy lacks the composite index (ingestedAt, id) that the snapshot query "
+                "orders by: apply the adapter's INDEXING_POLICY (terraform/modules/cosmos does)")
+    return None
+
+
+@contextmanager
+def _setup_errors(url: str, database: str, container: str, with_key: bool) -> Iterator[None]:
+    """The SDK's errors while opening the ledger, as one line naming the account and the fix."""
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError) as error:
+        raise LedgerUnavailable(f"{url}: cannot reach Cosmos DB ({_first_line(error)}): check the account in "
+                                "CHARGEBACK_LEDGER and that this machine can reach it") from None
+    except ClientAuthenticationError as error:
+        raise AccessRefused(f"{url}: no Microsoft Entra ID credential for Cosmos DB ({_first_line(error)}): sign in "
+                            "(az login) or run with a managed identity") from None
+    except CosmosHttpResponseError as error:
+        if error.status_code == 401:
+            fix = ("check CHARGEBACK_COSMOS_KEY (the emulator's key)" if with_key else
+                   "the identity's token was refused: check the tenant")
+            raise AccessRefused(f"{url}: Cosmos DB refused the credentials (401): {fix}") from None
+        if error.status_code == 403:
+            raise AccessRefused(f"{url}: the identity may not use {database}/{container} (403): grant it the "
+                                "Cosmos DB Built-in Data Contributor role on the account (terraform/modules/access "
+                                "does)") from None
+        raise
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -51,25 +51,27 @@ Connections are re-opened before the token they authenticated with expires.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlparse
 
 import msgspec
 import redis
+from redis.exceptions import AuthenticationError, NoScriptError, ReadOnlyError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipeline.adapters.azure.entra import USERNAME_VARIABLE, EntraIdCredentialProvider
 from pipeline.domain.counters import COST_CENTER_MEASURES, HOURLY, MONTHLY, HourlyRow, hour_key
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import THRESHOLDS, BudgetAlert, Budgets, BudgetScope, LiveCharge, SubscriptionMonth
-from pipeline.ports import CountersUnavailable, CountResult, UserError
+from pipeline.ports import AccessRefused, CountersUnavailable, CountResult, UserError
 
 DAY = 86_400
 MARK_TTL = 8 * DAY  # > Event Hubs Standard retention (7 d): a redelivery comes from the hub, within retention
@@ -97,6 +99,18 @@ Call = tuple[list[str], list[bytes]]
 _pack = msgspec.msgpack.Encoder().encode
 
 
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _translated(method: Method) -> Method:
+    """Run a RedisCounters method inside its `_errors()`."""
+    @functools.wraps(method)
+    def run(self: RedisCounters, *args: Any, **kwargs: Any) -> Any:
+        with self._errors():
+            return method(self, *args, **kwargs)
+    return cast(Method, run)
+
+
 class RedisCounters:
     def __init__(self, client: redis.Redis, budgets: Budgets | None = None, *, prefix: str = "cb",
                  mark_ttl_seconds: int = MARK_TTL, hourly_ttl_seconds: int = HOURLY_TTL,
@@ -111,7 +125,9 @@ class RedisCounters:
         self._ttls = (mark_ttl_seconds, hourly_ttl_seconds, monthly_ttl_seconds)
         self._script = SCRIPT
         self._sha = hashlib.sha1(SCRIPT.encode()).hexdigest()  # Redis names scripts by SHA-1
-        provider = client.connection_pool.connection_kwargs.get("credential_provider")
+        kwargs = client.connection_pool.connection_kwargs
+        self.url = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"  # no secret
+        provider = kwargs.get("credential_provider")
         self._entra = provider if isinstance(provider, EntraIdCredentialProvider) else None
 
     def _key(self, *parts: str) -> str:
@@ -125,11 +141,9 @@ class RedisCounters:
             return CountResult(0, [])
         now = datetime.now(UTC).isoformat()
         calls = [self._call(chunk, now) for chunk in _chunks(list(unique.values()))]
-        try:
+        with self._errors():
             self._renew_auth()
             replies = self._run(calls)
-        except OUTAGES as error:
-            raise CountersUnavailable(f"Redis: {type(error).__name__}: {error}") from error
         return CountResult(sum(int(reply[0]) for reply in replies),
                            [_alert(record) for reply in replies for record in reply[1]])
 
@@ -226,6 +240,7 @@ class RedisCounters:
         return keys, [_pack((now, str(mark_ttl), str(hourly_ttl), str(monthly_ttl), len(pairs), hourly, monthly,
                              centers, budgets, numbers))]
 
+    @_translated
     def month_to_date(self, month: str) -> list[SubscriptionMonth]:
         self._renew_auth()
         subs = sorted(_text(member) for member in cast(set[Any], self._client.smembers(self._key("si", month))))
@@ -235,6 +250,7 @@ class RedisCounters:
         return [SubscriptionMonth(sub, month, *(int(value or 0) for value in values))
                 for sub, values in zip(subs, pipe.execute(), strict=True) if any(v is not None for v in values)]
 
+    @_translated
     def cost_center_spend(self, month: str) -> dict[str, int]:
         self._renew_auth()
         names = sorted(_text(member) for member in cast(set[Any], self._client.smembers(self._key("ci", month))))
@@ -243,6 +259,7 @@ class RedisCounters:
             pipe.hget(self._key("c", month, name), "spend_micros")
         return {name: int(spend) for name, spend in zip(names, pipe.execute(), strict=True) if spend is not None}
 
+    @_translated
     def hourly(self, subscription_id: str, hour_prefix: str = "") -> list[HourlyRow]:
         self._renew_auth()
         members = cast(list[Any], self._client.zrange(self._key("hi", subscription_id), 0, -1))
@@ -258,11 +275,13 @@ class RedisCounters:
         return [HourlyRow(subscription_id, deployment, hour, **rows[(deployment, hour)])
                 for deployment, hour in sorted(rows)]
 
+    @_translated
     def alerts(self, month: str) -> list[BudgetAlert]:
         self._renew_auth()
         alerts = [_alert(record) for record in cast(list[Any], self._client.hvals(self._key("a", month)))]
         return sorted(alerts, key=lambda a: (a.raised_at.isoformat(), a.scope.value, a.key, a.threshold))
 
+    @_translated
     def clear_month(self, month: str) -> None:
         self._renew_auth()
         subs = [_text(m) for m in cast(set[Any], self._client.smembers(self._key("si", month)))]
@@ -281,12 +300,25 @@ class RedisCounters:
         pipe.delete(self._key("si", month), self._key("ci", month))
         pipe.execute()
 
+    @_translated
     def forget(self, event_ids: Sequence[str]) -> None:
         self._renew_auth()
         pipe = self._client.pipeline(transaction=False)
         for start in range(0, len(event_ids), CHUNK):
             pipe.delete(*(self._key("e", event_id) for event_id in event_ids[start:start + CHUNK]))
         pipe.execute()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Redis' errors in the terms of the port: refused credentials are the user's to fix; an
+        unreachable, loading, timing out or read-only server is an outage (CountersUnavailable)."""
+        try:
+            yield
+        except AuthenticationError as error:  # a ConnectionError too: tested first
+            raise AccessRefused(f"{self.url}: Redis refused the credentials ({error}): check the password in the "
+                                "URL, or CHARGEBACK_REDIS_USERNAME and the identity's access policy") from None
+        except OUTAGES as error:
+            raise CountersUnavailable(f"{self.url}: Redis is unavailable ({type(error).__name__}: {error})") from error
 
     def _renew_auth(self) -> None:
         """With Entra ID, re-open the connections before their token expires (they reconnect, and

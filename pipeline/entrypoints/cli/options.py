@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 import click
 from rich.console import Console
 
-from pipeline.domain.errors import UserError
+from pipeline.domain.errors import ChargebackError, UserError
 from pipeline.domain.periods import Period, PeriodError, parse_day
 from pipeline.settings import Settings
 
@@ -23,18 +23,29 @@ if TYPE_CHECKING:  # the composition root is imported when a command runs, not f
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# Exit codes: 0 done; 1 a mistake to fix (a setting, a file, an option, a missing database or
+# container, refused credentials); 2 a usage error (click's); 3 reconcile found drift; 4 a backend
+# is unreachable or unavailable now (nothing was lost: run it again later).
+EXIT_UNAVAILABLE = 4
+
+
+class Unavailable(click.ClickException):
+    exit_code = EXIT_UNAVAILABLE
 console = Console()
 notices = Console(stderr=True)
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn the errors a user can cause into click errors (one line, exit 1)."""
+    """Turn the errors a user can cause into click errors (one line, exit 1), and an unavailable
+    backend into one line and exit 4."""
     @wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
         except UserError as error:
             raise click.ClickException(str(error)) from None
+        except ChargebackError as error:  # BackendUnavailable, or another error raised on purpose
+            raise Unavailable(str(error)) from None
         except OSError as error:
             where = f"{error.filename}: " if error.filename else ""
             raise click.ClickException(f"{where}{error.strerror or error}") from None

@@ -8,7 +8,8 @@ from pipeline.entrypoints.cli.options import catch_up, console, month_option, no
 from pipeline.settings import Settings
 
 
-@click.command("usage")
+@click.command("usage", short_help="Show month-to-date requests, tokens and spend from the live counters, "
+                                    "against budgets.")
 @click.option("--month", default=None, help="Month, YYYY-MM (default: this month, UTC).")
 @click.option("--subscription", default=None, help="Show one subscription only.")
 @user_errors
