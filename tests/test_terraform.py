@@ -230,6 +230,59 @@ def test_the_function_package_is_accepted_only_as_a_make_target_output(copy: Pat
     assert any("chargeback-functions.zip, which does not exist" in problem for problem in problems_of(copy, "paths"))
 
 
+def test_a_missing_or_renamed_wildcard_operation_or_a_branch_spec_url_is_caught(copy: Path) -> None:
+    edit(copy / "terraform/modules/apim/main.tf", '    wildcard-delete = "DELETE"\n', "")
+    edit(copy / "terraform/modules/apim/main.tf", "wildcard-get    =", "catchall-get    =")
+    edit(copy / "terraform/variables.tf", "azure-rest-api-specs/132b90d1f06386034a6c2b34e903dbd3b03f9806/",
+         "azure-rest-api-specs/main/")
+    with (copy / "terraform/environments/dev.tfvars").open("a", encoding="utf-8") as handle:
+        handle.write('openai_api_spec_url = "https://raw.githubusercontent.com/Azure/azure-rest-api-specs/main/x.json"\n')
+    problems = problems_of(copy, "apim routes")
+    assert set(problems) == {
+        "module apim: wildcard operation wildcard-delete (DELETE /*) is missing: routes the spec lacks would end in "
+        "404 OperationNotFound, unmetered",
+        "module apim: wildcard operation wildcard-get (GET /*) is missing: routes the spec lacks would end in 404 "
+        "OperationNotFound, unmetered",
+        "module apim: operation catchall-get (GET /*) is not one of the wildcard operations the policy expects "
+        "(wildcard-get, wildcard-post, wildcard-delete)",
+        "module apim: the spec URL https://raw.githubusercontent.com/Azure/azure-rest-api-specs/main/specification/"
+        "cognitiveservices/data-plane/AzureOpenAI/inference/stable/2024-10-21/inference.json is not pinned to a "
+        "commit (raw.githubusercontent.com/OWNER/REPO/<40-hex commit>/...)",
+        "environments/dev.tfvars: openai_api_spec_url https://raw.githubusercontent.com/Azure/azure-rest-api-specs/"
+        "main/x.json is not pinned to a commit"}
+
+
+# --- APIM: every Azure OpenAI route is metered -------------------------------------------------
+
+# The imported spec's routes (Azure/azure-rest-api-specs at the pinned commit, 2024-10-21 GA
+# inference.json: all POST /deployments/{deployment-id}/...), and the catch-all operations Terraform
+# adds for every other route: (operation id, method, URL template).
+SPEC_ROUTES = {"completions", "embeddings", "chat/completions", "audio/transcriptions", "audio/translations",
+               "images/generations"}
+WILDCARD_ROUTES = {("wildcard-get", "GET", "/*"), ("wildcard-post", "POST", "/*"), ("wildcard-delete", "DELETE", "/*")}
+PINNED_SPEC = ("https://raw.githubusercontent.com/Azure/azure-rest-api-specs/132b90d1f06386034a6c2b34e903dbd3b03f9806/"
+               "specification/cognitiveservices/data-plane/AzureOpenAI/inference/stable/2024-10-21/inference.json")
+
+
+def test_every_azure_openai_route_reaches_the_policy(config: static.Config) -> None:
+    """The Responses API (/openai/responses, /openai/v1/responses) and every /openai/v1/... call match
+    no operation of the 2024-10-21 spec (its six routes are POST /deployments/{id}/...): the
+    wildcard operations take them to the API policy instead of a 404 OperationNotFound."""
+    module = config.modules["apim"]
+    assert static.api_operations(module) == WILDCARD_ROUTES
+    operation = module.resources[("azurerm_api_management_api_operation", "wildcard")]
+    assert operation["api_name"] == "${azurerm_api_management_api.openai.name}"
+    assert operation["lifecycle"][0]["replace_triggered_by"] == ["${azurerm_api_management_api.openai.import}"]
+    api = module.resources[("azurerm_api_management_api", "openai")]
+    assert static.unquote(api["path"]) == "openai"
+    assert api["import"][0]["content_format"] == '"openapi+json-link"'
+    spec = static.resolve(api["import"][0]["content_value"], module, config)
+    assert spec == PINNED_SPEC and re.search(r"/[0-9a-f]{40}/", spec)
+    readme = (TERRAFORM / "README.md").read_text(encoding="utf-8")  # lists every route, spec's and wildcard
+    assert all(f"/deployments/{{deployment-id}}/{route}" in readme for route in SPEC_ROUTES)
+    assert all(f"`{operation_id}`" in readme for operation_id, _, _ in WILDCARD_ROUTES)
+
+
 # --- one context object for every module -------------------------------------------------------
 
 def test_every_module_takes_the_one_context_object_and_not_its_parts(config: static.Config) -> None:

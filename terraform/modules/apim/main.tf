@@ -77,6 +77,40 @@ resource "azurerm_api_management_api" "openai" {
   }
 }
 
+# The imported spec (one GA api-version) has only POST /deployments/{deployment-id}/... operations.
+# Every other Azure OpenAI route (the Responses API /responses, the v1 API /v1/...) would fail with
+# OperationNotFound in APIM's built-in operation matching, never reaching Azure OpenAI and never
+# metered. These catch-all operations route them through the same API-scope policy; the policy
+# names the operation from the URL when its id starts with "wildcard-" (the contract with
+# apim_policies/). The spec's own operations stay as they are.
+locals {
+  wildcard_operations = {
+    wildcard-get    = "GET"
+    wildcard-post   = "POST"
+    wildcard-delete = "DELETE"
+  }
+}
+
+resource "azurerm_api_management_api_operation" "wildcard" {
+  for_each = local.wildcard_operations
+
+  operation_id        = each.key
+  api_name            = azurerm_api_management_api.openai.name
+  api_management_name = azurerm_api_management.this.name
+  resource_group_name = var.context.resource_group_name
+  display_name        = "Any ${each.value} route (metered)"
+  method              = each.value
+  url_template        = "/*"
+  description         = "Catch-all for Azure OpenAI routes the imported spec does not define (Responses API, /v1/...)."
+
+  lifecycle {
+    # Whether a new import (another spec) keeps operations the document does not define is not
+    # documented: recreate these after every change of the import (deleting a missing operation is
+    # a no-op for the provider).
+    replace_triggered_by = [azurerm_api_management_api.openai.import]
+  }
+}
+
 resource "azurerm_api_management_api_policy" "openai" {
   api_name            = azurerm_api_management_api.openai.name
   api_management_name = azurerm_api_management.this.name
@@ -143,3 +177,4 @@ resource "azurerm_monitor_diagnostic_setting" "gateway" {
     category = "GatewayLlmLogs"
   }
 }
+
