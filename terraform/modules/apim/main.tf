@@ -158,9 +158,9 @@ resource "azurerm_api_management_subscription" "team" {
   allow_tracing       = false
 }
 
-# GatewayLogs and GatewayLlmLogs (token counts per request; the LLM message logging of the API
-# stays off, so no prompt or completion text is logged) to the gateway-logs hub, and with full
-# monitoring to Log Analytics as well.
+# GatewayLogs and GatewayLlmLogs (token counts per request; the azuremonitor diagnostics below turn
+# LLM logging on with message logging off, so no prompt or completion text is logged) to the
+# gateway-logs hub, and with full monitoring to Log Analytics as well.
 resource "azurerm_monitor_diagnostic_setting" "gateway" {
   name                           = "apim-gateway-logs"
   target_resource_id             = azurerm_api_management.this.id
@@ -178,3 +178,69 @@ resource "azurerm_monitor_diagnostic_setting" "gateway" {
   }
 }
 
+# The diagnostic setting above only routes the GatewayLlmLogs category. What APIM logs for LLM APIs
+# is set on the "azuremonitor" diagnostic entities (the portal's APIs > Settings > Diagnostic Logs >
+# Azure Monitor, which the portal creates along with a diagnostic setting and Terraform's diagnostic
+# setting does not): the ARM property largeLanguageModel, added in API version 2024-06-01-preview,
+# which azurerm 4.x cannot set (hashicorp/terraform-provider-azurerm#32227).
+# Token counts only: requests.messages and responses.messages "none", so no prompt or completion text
+# is ever logged (the ARM enum documents only "all" and is extensible; see terraform/README.md).
+locals {
+  llm_logs_without_messages = {
+    logs      = "enabled"
+    requests  = { messages = "none" }
+    responses = { messages = "none" }
+  }
+}
+
+# The Azure Monitor logger both diagnostics write to. Whether APIM creates it by itself is not
+# documented, so it is PUT (create or update) rather than created: an azapi_resource would fail with
+# "already exists" on an instance that has it. Again after APIM is replaced.
+resource "azapi_resource_action" "azuremonitor_logger" {
+  type        = "Microsoft.ApiManagement/service/loggers@2024-06-01-preview"
+  resource_id = "${azurerm_api_management.this.id}/loggers/azuremonitor"
+  method      = "PUT"
+
+  body = {
+    properties = {
+      loggerType = "azureMonitor"
+      isBuffered = true
+    }
+  }
+
+  lifecycle {
+    replace_triggered_by = [azurerm_api_management.this]
+  }
+}
+
+# Service level (all APIs): the entity the portal creates with a diagnostic setting, which Terraform's
+# diagnostic setting does not create. Sampling stays at its default, 100%.
+resource "azapi_resource" "azuremonitor_diagnostic" {
+  type      = "Microsoft.ApiManagement/service/diagnostics@2024-06-01-preview"
+  name      = "azuremonitor"
+  parent_id = azurerm_api_management.this.id
+
+  body = {
+    properties = {
+      loggerId           = azapi_resource_action.azuremonitor_logger.resource_id
+      largeLanguageModel = local.llm_logs_without_messages
+    }
+  }
+}
+
+# API level (azure-openai): overrides the service level for this API; the same settings, stated here
+# so that the API's own LLM logging never depends on the service-wide default.
+resource "azapi_resource" "openai_azuremonitor_diagnostic" {
+  type      = "Microsoft.ApiManagement/service/apis/diagnostics@2024-06-01-preview"
+  name      = "azuremonitor"
+  parent_id = "${azurerm_api_management.this.id}/apis/${azurerm_api_management_api.openai.name}"
+
+  body = {
+    properties = {
+      loggerId           = azapi_resource_action.azuremonitor_logger.resource_id
+      largeLanguageModel = local.llm_logs_without_messages
+    }
+  }
+
+  depends_on = [azapi_resource.azuremonitor_diagnostic]
+}
