@@ -88,8 +88,10 @@ variable "openai_account" {
 
 variable "openai_api_spec_url" {
   type        = string
-  description = "OpenAPI document of the Azure OpenAI inference API that APIM imports (the data-plane spec of a GA api-version)."
-  default     = "https://raw.githubusercontent.com/Azure/azure-rest-api-specs/main/specification/cognitiveservices/data-plane/AzureOpenAI/inference/stable/2024-10-21/inference.json"
+  description = "OpenAPI document of the Azure OpenAI inference API that APIM imports (the data-plane spec of a GA api-version), at a fixed commit so that a plan imports the same document every time."
+  # Azure/azure-rest-api-specs at commit 132b90d (not a branch, which moves): the GA 2024-10-21 spec.
+  # Routes it does not define reach the policy through the wildcard operations (modules/apim).
+  default = "https://raw.githubusercontent.com/Azure/azure-rest-api-specs/132b90d1f06386034a6c2b34e903dbd3b03f9806/specification/cognitiveservices/data-plane/AzureOpenAI/inference/stable/2024-10-21/inference.json"
 }
 
 variable "teams" {

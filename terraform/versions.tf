@@ -9,7 +9,8 @@ terraform {
       source  = "hashicorp/azurerm"
       version = "= 4.81.0"
     }
-    # Only for what azurerm 4.x cannot express (see modules/function_app/main.tf).
+    # Only for what azurerm 4.x cannot express (modules/function_app: the app settings; modules/apim:
+    # the LLM logging of the API diagnostics, see README.md).
     azapi = {
       source  = "Azure/azapi"
       version = "= 2.12.0"

@@ -763,8 +763,165 @@ def check_policies(config: Config, repo: Path) -> list[str]:
     return problems
 
 
+# --- APIM routes and LLM logging -------------------------------------------------------------------
+
+# The Azure OpenAI API (the module that declares it is the APIM module).
+OPENAI_API = ("azurerm_api_management_api", "openai")
+OPENAI_API_NAME = "${azurerm_api_management_api.openai.name}"
+# Catch-all operations by operation id: every route the imported spec lacks (Responses API, /v1/...)
+# reaches the API policy through them. The ids are the contract with apim_policies/: the policy names
+# the operation from the URL when the id starts with "wildcard-".
+WILDCARD_OPERATIONS = {"wildcard-get": "GET", "wildcard-post": "POST", "wildcard-delete": "DELETE"}
+WILDCARD_TEMPLATE = "/*"
+# A spec URL at a fixed commit of a GitHub repository (a branch moves under a reviewed plan).
+PINNED_SPEC_URL = re.compile(r"^https://raw\.githubusercontent\.com/[\w.-]+/[\w.-]+/[0-9a-f]{40}/\S+\.(json|ya?ml)$")
+# The APIM diagnostics that make the gateway emit GatewayLlmLogs (ARM largeLanguageModel, first in API
+# version 2024-06-01-preview), by resource type: where each one hangs.
+LLM_DIAGNOSTICS = {
+    "Microsoft.ApiManagement/service/apis/diagnostics": "${azurerm_api_management.this.id}/apis/" + OPENAI_API_NAME,
+    "Microsoft.ApiManagement/service/diagnostics": "${azurerm_api_management.this.id}",
+}
+FIRST_LLM_API_VERSION = "2024-06-01"
+# The name of the Azure Monitor logger and of the diagnostics that write to it.
+AZURE_MONITOR = "azuremonitor"
+
+
+def openai_api_module(config: Config) -> Module | None:
+    return next((module for module in all_modules(config) if OPENAI_API in module.resources), None)
+
+
+def local_value(module: Module, value: Any) -> Any:
+    """A module local's parsed value when `value` is exactly `${local.NAME}`, else `value`."""
+    match = re.fullmatch(r"\$\{local\.([\w-]+)\}", value) if isinstance(value, str) else None
+    return module.locals.get(match.group(1), value) if match else value
+
+
+def api_operations(module: Module) -> set[tuple[str, str, str]]:
+    """(operation id, method, URL template) of each azurerm_api_management_api_operation on the Azure
+    OpenAI API, a for_each over a local map expanded (each.key, each.value). An expression the check
+    cannot evaluate stays in the tuple as written."""
+    operations = set()
+    for (kind, _), body in module.resources.items():
+        if kind != "azurerm_api_management_api_operation" or body.get("api_name") != OPENAI_API_NAME:
+            continue
+        instances = local_value(module, body.get("for_each"))
+        pairs = ([(unquote(key), unquote(value)) for key, value in instances.items() if key not in _MARKERS]
+                 if isinstance(instances, Mapping) else [(None, None)])
+        for key, value in pairs:
+            def evaluate(expression: Any, key: Any = key, value: Any = value) -> str:
+                text = {"${each.key}": key, "${each.value}": value}.get(expression) or literal(expression)
+                return str(text if text is not None else expression)
+            operations.add((evaluate(body.get("operation_id")), evaluate(body.get("method")),
+                            evaluate(body.get("url_template"))))
+    return operations
+
+
+def check_apim_routes(config: Config) -> list[str]:
+    """Every Azure OpenAI route reaches the API policy: the wildcard GET, POST and DELETE operations
+    exist with exactly their contract ids on the Azure OpenAI API, and the spec the API is imported
+    from is pinned to a commit (default and every environment)."""
+    module = openai_api_module(config)
+    if module is None:
+        return [f"no module declares {'.'.join(OPENAI_API)}"]
+    label, problems = module_label(config, module), []
+    operations = api_operations(module)
+    expected = {(operation_id, method, WILDCARD_TEMPLATE) for operation_id, method in WILDCARD_OPERATIONS.items()}
+    for operation in sorted(expected - operations):
+        problems.append(f"{label}: wildcard operation {operation[0]} ({operation[1]} {operation[2]}) is missing: "
+                        "routes the spec lacks would end in 404 OperationNotFound, unmetered")
+    for operation in sorted(operation for operation in operations - expected
+                            if operation[0].startswith("wildcard-") or operation[2] == WILDCARD_TEMPLATE):
+        problems.append(f"{label}: operation {operation[0]} ({operation[1]} {operation[2]}) is not one of the "
+                        f"wildcard operations the policy expects ({', '.join(WILDCARD_OPERATIONS)})")
+    imports = module.resources[OPENAI_API].get("import", [])
+    expression = imports[0].get("content_value") if imports else None
+    spec = resolve(expression, module, config) if isinstance(expression, str) else None
+    if spec is None:
+        problems.append(f"{label}: cannot resolve the spec URL the Azure OpenAI API is imported from")
+    elif not PINNED_SPEC_URL.match(spec):
+        problems.append(f"{label}: the spec URL {spec} is not pinned to a commit (raw.githubusercontent.com/OWNER/"
+                        "REPO/<40-hex commit>/...)")
+    for environment, values in sorted(config.tfvars.items()):
+        override = unquote(values.get("openai_api_spec_url"))
+        if isinstance(override, str) and not PINNED_SPEC_URL.match(override):
+            problems.append(f"environments/{environment}.tfvars: openai_api_spec_url {override} is not pinned to a "
+                            "commit")
+    return problems
+
+
+def check_llm_logging(config: Config) -> list[str]:
+    """GatewayLlmLogs are emitted, with token counts only: the service's and the Azure OpenAI API's
+    azuremonitor diagnostics exist (azapi, an API version that has largeLanguageModel), write to the
+    azuremonitor logger, have largeLanguageModel.logs "enabled" and both requests.messages and
+    responses.messages "none" (no prompt or completion text, ever)."""
+    module = openai_api_module(config)
+    if module is None:
+        return [f"no module declares {'.'.join(OPENAI_API)}"]
+    label, problems = module_label(config, module), []
+    found: dict[str, list[tuple[str, str, dict[str, Any]]]] = {kind: [] for kind in LLM_DIAGNOSTICS}
+    for (kind, name), body in module.resources.items():
+        if kind != "azapi_resource":
+            continue
+        arm_type, _, version = (literal(body.get("type")) or "").partition("@")
+        if arm_type in found:
+            found[arm_type].append((f"azapi_resource.{name}", version, body))
+    for arm_type, parent in LLM_DIAGNOSTICS.items():
+        if len(found[arm_type]) != 1:
+            problems.append(f"{label}: expected one azapi_resource of type {arm_type} (LLM logging), found "
+                            f"{len(found[arm_type])}")
+            continue
+        where, version, body = found[arm_type][0]
+        if version[:10] < FIRST_LLM_API_VERSION or not re.fullmatch(r"\d{4}-\d{2}-\d{2}(-preview)?", version):
+            problems.append(f"{label}: {where}: API version {version!r} has no largeLanguageModel (first in "
+                            f"{FIRST_LLM_API_VERSION}-preview)")
+        if literal(body.get("name")) != AZURE_MONITOR:
+            problems.append(f"{label}: {where}: name must be {AZURE_MONITOR!r} (the Azure Monitor diagnostic), "
+                            f"got {body.get('name')!r}")
+        if unquote(body.get("parent_id")) != parent:
+            problems.append(f"{label}: {where}: parent_id must be {parent}, got {body.get('parent_id')!r}")
+        if body.get("schema_validation_enabled") is False:
+            problems.append(f"{label}: {where}: schema_validation_enabled = false hides a misspelt property")
+        body_value = body.get("body")
+        properties = body_value.get("properties", {}) if isinstance(body_value, Mapping) else {}
+        problems += [f"{label}: {where}: {problem}" for problem in _logger_problems(module, properties.get("loggerId"))]
+        llm = local_value(module, properties.get("largeLanguageModel"))
+        llm = llm if isinstance(llm, Mapping) else {}
+        if unquote(llm.get("logs")) != "enabled":
+            problems.append(f"{label}: {where}: largeLanguageModel.logs must be \"enabled\" (else no GatewayLlmLogs), "
+                            f"got {llm.get('logs')!r}")
+        for part in ("requests", "responses"):
+            settings = llm.get(part)
+            messages = unquote(settings.get("messages")) if isinstance(settings, Mapping) else None
+            if messages != "none":
+                problems.append(f"{label}: {where}: largeLanguageModel.{part}.messages must be \"none\" (no prompt or "
+                                f"completion text is ever logged), got {messages!r}")
+    return problems
+
+
+def _logger_problems(module: Module, logger_id: Any) -> list[str]:
+    """loggerId is the resource id of the azuremonitor logger the module PUTs (loggerType azureMonitor)."""
+    match = re.fullmatch(r"\$\{azapi_resource_action\.([\w-]+)\.resource_id\}", logger_id or "")
+    action = module.resources.get(("azapi_resource_action", match.group(1))) if match else None
+    if action is None:
+        return [f"loggerId must be the azuremonitor logger's resource_id (an azapi_resource_action of this module), "
+                f"got {logger_id!r}"]
+    problems = []
+    if not (literal(action.get("type")) or "").startswith("Microsoft.ApiManagement/service/loggers@"):
+        problems.append(f"the logger action's type is {action.get('type')!r}, not "
+                        "Microsoft.ApiManagement/service/loggers")
+    if not unquote(action.get("resource_id") or "").endswith(f"/loggers/{AZURE_MONITOR}"):
+        problems.append(f"the logger's resource_id must end in /loggers/{AZURE_MONITOR}, got "
+                        f"{action.get('resource_id')!r}")
+    body_value = action.get("body")
+    properties = body_value.get("properties", {}) if isinstance(body_value, Mapping) else {}
+    if unquote(properties.get("loggerType")) != "azureMonitor" or literal(action.get("method")) != "PUT":
+        problems.append("the logger must be PUT with loggerType \"azureMonitor\"")
+    return problems
+
+
 CHECKS = ("parse", "variables", "tfvars", "module wiring", "references", "paths", "secrets", "names",
-          "provider arguments", "providers", "policies")
+          "provider arguments", "providers", "policies",
+          "apim routes", "llm logging")
 
 
 def run_checks(repo: Path) -> dict[str, list[str]]:
@@ -784,4 +941,6 @@ def run_checks(repo: Path) -> dict[str, list[str]]:
         "provider arguments": check_provider_arguments(config, fixture),
         "providers": check_providers(config),
         "policies": check_policies(config, repo),
+        "apim routes": check_apim_routes(config),
+        "llm logging": check_llm_logging(config),
     }

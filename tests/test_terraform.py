@@ -230,6 +230,127 @@ def test_the_function_package_is_accepted_only_as_a_make_target_output(copy: Pat
     assert any("chargeback-functions.zip, which does not exist" in problem for problem in problems_of(copy, "paths"))
 
 
+def test_a_missing_or_renamed_wildcard_operation_or_a_branch_spec_url_is_caught(copy: Path) -> None:
+    edit(copy / "terraform/modules/apim/main.tf", '    wildcard-delete = "DELETE"\n', "")
+    edit(copy / "terraform/modules/apim/main.tf", "wildcard-get    =", "catchall-get    =")
+    edit(copy / "terraform/variables.tf", "azure-rest-api-specs/132b90d1f06386034a6c2b34e903dbd3b03f9806/",
+         "azure-rest-api-specs/main/")
+    with (copy / "terraform/environments/dev.tfvars").open("a", encoding="utf-8") as handle:
+        handle.write('openai_api_spec_url = "https://raw.githubusercontent.com/Azure/azure-rest-api-specs/main/x.json"\n')
+    problems = problems_of(copy, "apim routes")
+    assert set(problems) == {
+        "module apim: wildcard operation wildcard-delete (DELETE /*) is missing: routes the spec lacks would end in "
+        "404 OperationNotFound, unmetered",
+        "module apim: wildcard operation wildcard-get (GET /*) is missing: routes the spec lacks would end in 404 "
+        "OperationNotFound, unmetered",
+        "module apim: operation catchall-get (GET /*) is not one of the wildcard operations the policy expects "
+        "(wildcard-get, wildcard-post, wildcard-delete)",
+        "module apim: the spec URL https://raw.githubusercontent.com/Azure/azure-rest-api-specs/main/specification/"
+        "cognitiveservices/data-plane/AzureOpenAI/inference/stable/2024-10-21/inference.json is not pinned to a "
+        "commit (raw.githubusercontent.com/OWNER/REPO/<40-hex commit>/...)",
+        "environments/dev.tfvars: openai_api_spec_url https://raw.githubusercontent.com/Azure/azure-rest-api-specs/"
+        "main/x.json is not pinned to a commit"}
+
+
+def test_llm_message_logging_or_llm_logs_disabled_is_caught(copy: Path) -> None:
+    main_tf = copy / "terraform/modules/apim/main.tf"
+    edit(main_tf, '    logs      = "enabled"', '    logs      = "disabled"')
+    edit(main_tf, '    requests  = { messages = "none" }',
+         '    requests  = { messages = "all", maxSizeInBytes = 32768 }')
+    edit(main_tf, '    responses = { messages = "none" }\n', "")
+    problems = problems_of(copy, "llm logging")
+    for resource in ("azapi_resource.azuremonitor_diagnostic", "azapi_resource.openai_azuremonitor_diagnostic"):
+        assert f"module apim: {resource}: largeLanguageModel.logs must be \"enabled\" (else no GatewayLlmLogs), got " \
+               "'\"disabled\"'" in problems
+        assert f"module apim: {resource}: largeLanguageModel.requests.messages must be \"none\" (no prompt or " \
+               "completion text is ever logged), got 'all'" in problems
+        assert f"module apim: {resource}: largeLanguageModel.responses.messages must be \"none\" (no prompt or " \
+               "completion text is ever logged), got None" in problems
+    assert len(problems) == 6
+
+
+def test_an_llm_diagnostic_on_the_wrong_api_version_parent_or_logger_is_caught(copy: Path) -> None:
+    main_tf = copy / "terraform/modules/apim/main.tf"
+    edit(main_tf, "service/apis/diagnostics@2024-06-01-preview", "service/apis/diagnostics@2024-05-01")
+    edit(main_tf, '/apis/${azurerm_api_management_api.openai.name}"', '/apis/other"')
+    edit(main_tf, '  resource_id = "${azurerm_api_management.this.id}/loggers/azuremonitor"',
+         '  resource_id = "${azurerm_api_management.this.id}/loggers/chargeback-usage-logger"')
+    edit(main_tf, '  type      = "Microsoft.ApiManagement/service/diagnostics@2024-06-01-preview"\n  name      = '
+         '"azuremonitor"', '  type      = "Microsoft.ApiManagement/service/diagnostics@2024-06-01-preview"\n'
+         '  name      = "applicationinsights"')
+    problems = problems_of(copy, "llm logging")
+    api, service = "module apim: azapi_resource.openai_azuremonitor_diagnostic", \
+        "module apim: azapi_resource.azuremonitor_diagnostic"
+    assert set(problems) == {
+        f"{api}: API version '2024-05-01' has no largeLanguageModel (first in 2024-06-01-preview)",
+        f"{api}: parent_id must be ${{azurerm_api_management.this.id}}/apis/${{azurerm_api_management_api.openai."
+        f"name}}, got '\"${{azurerm_api_management.this.id}}/apis/other\"'",
+        f"{service}: name must be 'azuremonitor' (the Azure Monitor diagnostic), got '\"applicationinsights\"'",
+        *(f"{where}: the logger's resource_id must end in /loggers/azuremonitor, got '\"${{azurerm_api_management."
+          f"this.id}}/loggers/chargeback-usage-logger\"'" for where in (api, service))}
+
+
+# --- APIM: every Azure OpenAI route is metered, GatewayLlmLogs carry token counts only -----------
+
+# The imported spec's routes (Azure/azure-rest-api-specs at the pinned commit, 2024-10-21 GA
+# inference.json: all POST /deployments/{deployment-id}/...), and the catch-all operations Terraform
+# adds for every other route: (operation id, method, URL template).
+SPEC_ROUTES = {"completions", "embeddings", "chat/completions", "audio/transcriptions", "audio/translations",
+               "images/generations"}
+WILDCARD_ROUTES = {("wildcard-get", "GET", "/*"), ("wildcard-post", "POST", "/*"), ("wildcard-delete", "DELETE", "/*")}
+PINNED_SPEC = ("https://raw.githubusercontent.com/Azure/azure-rest-api-specs/132b90d1f06386034a6c2b34e903dbd3b03f9806/"
+               "specification/cognitiveservices/data-plane/AzureOpenAI/inference/stable/2024-10-21/inference.json")
+
+
+def test_every_azure_openai_route_reaches_the_policy(config: static.Config) -> None:
+    """The Responses API (/openai/responses, /openai/v1/responses) and every /openai/v1/... call match
+    no operation of the 2024-10-21 spec (its six routes are POST /deployments/{id}/...): the
+    wildcard operations take them to the API policy instead of a 404 OperationNotFound."""
+    module = config.modules["apim"]
+    assert static.api_operations(module) == WILDCARD_ROUTES
+    operation = module.resources[("azurerm_api_management_api_operation", "wildcard")]
+    assert operation["api_name"] == "${azurerm_api_management_api.openai.name}"
+    assert operation["lifecycle"][0]["replace_triggered_by"] == ["${azurerm_api_management_api.openai.import}"]
+    api = module.resources[("azurerm_api_management_api", "openai")]
+    assert static.unquote(api["path"]) == "openai"
+    assert api["import"][0]["content_format"] == '"openapi+json-link"'
+    spec = static.resolve(api["import"][0]["content_value"], module, config)
+    assert spec == PINNED_SPEC and re.search(r"/[0-9a-f]{40}/", spec)
+    readme = (TERRAFORM / "README.md").read_text(encoding="utf-8")  # lists every route, spec's and wildcard
+    assert all(f"/deployments/{{deployment-id}}/{route}" in readme for route in SPEC_ROUTES)
+    assert all(f"`{operation_id}`" in readme for operation_id, _, _ in WILDCARD_ROUTES)
+
+
+def test_gateway_llm_logs_are_on_with_message_logging_off(config: static.Config) -> None:
+    """The service's and the azure-openai API's azuremonitor diagnostics: LLM logs enabled, prompts
+    and completions never logged, written to the azuremonitor logger; the diagnostic setting that
+    routes GatewayLlmLogs to the gateway-logs hub stays."""
+    module = config.modules["apim"]
+    api_diagnostic = module.resources[("azapi_resource", "openai_azuremonitor_diagnostic")]
+    assert api_diagnostic["type"] == '"Microsoft.ApiManagement/service/apis/diagnostics@2024-06-01-preview"'
+    assert api_diagnostic["name"] == '"azuremonitor"'
+    assert api_diagnostic["parent_id"] == \
+        '"${azurerm_api_management.this.id}/apis/${azurerm_api_management_api.openai.name}"'
+    service_diagnostic = module.resources[("azapi_resource", "azuremonitor_diagnostic")]
+    assert service_diagnostic["type"] == '"Microsoft.ApiManagement/service/diagnostics@2024-06-01-preview"'
+    assert service_diagnostic["parent_id"] == "${azurerm_api_management.this.id}"
+    for diagnostic in (api_diagnostic, service_diagnostic):
+        properties = diagnostic["body"]["properties"]
+        assert properties["loggerId"] == "${azapi_resource_action.azuremonitor_logger.resource_id}"
+        assert properties["largeLanguageModel"] == "${local.llm_logs_without_messages}"
+        assert "schema_validation_enabled" not in diagnostic
+    assert module.locals["llm_logs_without_messages"] == {
+        "logs": '"enabled"', "requests": {"messages": '"none"'}, "responses": {"messages": '"none"'}}
+    logger = module.resources[("azapi_resource_action", "azuremonitor_logger")]
+    assert logger["type"] == '"Microsoft.ApiManagement/service/loggers@2024-06-01-preview"'
+    assert logger["resource_id"] == '"${azurerm_api_management.this.id}/loggers/azuremonitor"'
+    assert logger["method"] == '"PUT"'
+    assert logger["body"]["properties"] == {"loggerType": '"azureMonitor"', "isBuffered": True}
+    setting = module.resources[("azurerm_monitor_diagnostic_setting", "gateway")]
+    assert {static.unquote(log["category"]) for log in setting["enabled_log"]} == {"GatewayLogs", "GatewayLlmLogs"}
+    assert static.provider_requirements(module)["azapi"] == ("Azure/azapi", None)
+
+
 # --- one context object for every module -------------------------------------------------------
 
 def test_every_module_takes_the_one_context_object_and_not_its_parts(config: static.Config) -> None:

@@ -77,6 +77,40 @@ resource "azurerm_api_management_api" "openai" {
   }
 }
 
+# The imported spec (one GA api-version) has only POST /deployments/{deployment-id}/... operations.
+# Every other Azure OpenAI route (the Responses API /responses, the v1 API /v1/...) would fail with
+# OperationNotFound in APIM's built-in operation matching, never reaching Azure OpenAI and never
+# metered. These catch-all operations route them through the same API-scope policy; the policy
+# names the operation from the URL when its id starts with "wildcard-" (the contract with
+# apim_policies/). The spec's own operations stay as they are.
+locals {
+  wildcard_operations = {
+    wildcard-get    = "GET"
+    wildcard-post   = "POST"
+    wildcard-delete = "DELETE"
+  }
+}
+
+resource "azurerm_api_management_api_operation" "wildcard" {
+  for_each = local.wildcard_operations
+
+  operation_id        = each.key
+  api_name            = azurerm_api_management_api.openai.name
+  api_management_name = azurerm_api_management.this.name
+  resource_group_name = var.context.resource_group_name
+  display_name        = "Any ${each.value} route (metered)"
+  method              = each.value
+  url_template        = "/*"
+  description         = "Catch-all for Azure OpenAI routes the imported spec does not define (Responses API, /v1/...)."
+
+  lifecycle {
+    # Whether a new import (another spec) keeps operations the document does not define is not
+    # documented: recreate these after every change of the import (deleting a missing operation is
+    # a no-op for the provider).
+    replace_triggered_by = [azurerm_api_management_api.openai.import]
+  }
+}
+
 resource "azurerm_api_management_api_policy" "openai" {
   api_name            = azurerm_api_management_api.openai.name
   api_management_name = azurerm_api_management.this.name
@@ -124,9 +158,9 @@ resource "azurerm_api_management_subscription" "team" {
   allow_tracing       = false
 }
 
-# GatewayLogs and GatewayLlmLogs (token counts per request; the LLM message logging of the API
-# stays off, so no prompt or completion text is logged) to the gateway-logs hub, and with full
-# monitoring to Log Analytics as well.
+# GatewayLogs and GatewayLlmLogs (token counts per request; the azuremonitor diagnostics below turn
+# LLM logging on with message logging off, so no prompt or completion text is logged) to the
+# gateway-logs hub, and with full monitoring to Log Analytics as well.
 resource "azurerm_monitor_diagnostic_setting" "gateway" {
   name                           = "apim-gateway-logs"
   target_resource_id             = azurerm_api_management.this.id
@@ -142,4 +176,71 @@ resource "azurerm_monitor_diagnostic_setting" "gateway" {
   enabled_log {
     category = "GatewayLlmLogs"
   }
+}
+
+# The diagnostic setting above only routes the GatewayLlmLogs category. What APIM logs for LLM APIs
+# is set on the "azuremonitor" diagnostic entities (the portal's APIs > Settings > Diagnostic Logs >
+# Azure Monitor, which the portal creates along with a diagnostic setting and Terraform's diagnostic
+# setting does not): the ARM property largeLanguageModel, added in API version 2024-06-01-preview,
+# which azurerm 4.x cannot set (hashicorp/terraform-provider-azurerm#32227).
+# Token counts only: requests.messages and responses.messages "none", so no prompt or completion text
+# is ever logged (the ARM enum documents only "all" and is extensible; see terraform/README.md).
+locals {
+  llm_logs_without_messages = {
+    logs      = "enabled"
+    requests  = { messages = "none" }
+    responses = { messages = "none" }
+  }
+}
+
+# The Azure Monitor logger both diagnostics write to. Whether APIM creates it by itself is not
+# documented, so it is PUT (create or update) rather than created: an azapi_resource would fail with
+# "already exists" on an instance that has it. Again after APIM is replaced.
+resource "azapi_resource_action" "azuremonitor_logger" {
+  type        = "Microsoft.ApiManagement/service/loggers@2024-06-01-preview"
+  resource_id = "${azurerm_api_management.this.id}/loggers/azuremonitor"
+  method      = "PUT"
+
+  body = {
+    properties = {
+      loggerType = "azureMonitor"
+      isBuffered = true
+    }
+  }
+
+  lifecycle {
+    replace_triggered_by = [azurerm_api_management.this]
+  }
+}
+
+# Service level (all APIs): the entity the portal creates with a diagnostic setting, which Terraform's
+# diagnostic setting does not create. Sampling stays at its default, 100%.
+resource "azapi_resource" "azuremonitor_diagnostic" {
+  type      = "Microsoft.ApiManagement/service/diagnostics@2024-06-01-preview"
+  name      = "azuremonitor"
+  parent_id = azurerm_api_management.this.id
+
+  body = {
+    properties = {
+      loggerId           = azapi_resource_action.azuremonitor_logger.resource_id
+      largeLanguageModel = local.llm_logs_without_messages
+    }
+  }
+}
+
+# API level (azure-openai): overrides the service level for this API; the same settings, stated here
+# so that the API's own LLM logging never depends on the service-wide default.
+resource "azapi_resource" "openai_azuremonitor_diagnostic" {
+  type      = "Microsoft.ApiManagement/service/apis/diagnostics@2024-06-01-preview"
+  name      = "azuremonitor"
+  parent_id = "${azurerm_api_management.this.id}/apis/${azurerm_api_management_api.openai.name}"
+
+  body = {
+    properties = {
+      loggerId           = azapi_resource_action.azuremonitor_logger.resource_id
+      largeLanguageModel = local.llm_logs_without_messages
+    }
+  }
+
+  depends_on = [azapi_resource.azuremonitor_diagnostic]
 }

@@ -3,5 +3,8 @@ terraform {
     azurerm = {
       source = "hashicorp/azurerm"
     }
+    azapi = {
+      source = "Azure/azapi"
+    }
   }
 }
