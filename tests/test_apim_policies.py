@@ -27,6 +27,8 @@ from pipeline.domain.decode import MAX_EVENT_BYTES, RawMessage, decode_batch
 from pipeline.domain.events import USAGE_FIELDS, WIRE_FIELDS, UsageEvent
 from pipeline.domain.live import LivePricer
 from pipeline.inputs.reference import load_reference
+from tests.apim_csharp import CSharpException, InterpreterError, datetime_value, run_expression
+from tests.apim_gateway import Call, Gateway, Reply, azure_openai
 from tests.apim_static import (
     API_POLICY,
     DEPLOYMENTS_CSV,
@@ -560,3 +562,67 @@ def test_cached_and_reasoning_tokens_are_subsets() -> None:
     reasoning = decode(next(c for c in CASES if c.name == "reasoning")).usage
     assert cached is not None and cached.cached_tokens == 8192 <= cached.prompt_tokens
     assert reasoning is not None and reasoning.reasoning_tokens == 1900 <= reasoning.completion_tokens
+
+
+# --------------------------------------------------------------------------------------------
+# Running the policies' own code: tests/apim_csharp.py evaluates the C# expressions, and
+# tests/apim_gateway.py walks the policy documents the way the gateway runs them
+# --------------------------------------------------------------------------------------------
+
+
+def csharp(code: str, **names: Any) -> Any:
+    return run_expression(code, names, datetime_value(datetime(2026, 11, 3, tzinfo=UTC)))
+
+
+def test_the_interpreter_follows_dotnet_for_the_members_the_policies_use() -> None:
+    assert csharp('@("a,b,,c".Split(\',\').Length)') == 4
+    assert csharp('@("  Mixed/Case/ ".Trim().TrimEnd(\'/\').ToLowerInvariant().Replace(\'/\', \'-\'))') == "mixed-case"
+    assert csharp('@("abc".IndexOf("B", StringComparison.OrdinalIgnoreCase))') == 1
+    assert csharp('@(string.CompareOrdinal("2024-10-21", "2024-09-01") > 0)') is True
+    assert csharp('@{ JObject o = JObject.Parse("{\\"n\\":3,\\"s\\":\\"x\\"}"); '
+                  'return (long)o["n"] + ((string)o["s"]).Length; }') == 4
+    assert csharp('@(new JObject(new JProperty("a", 1L), new JProperty("b", null)).ToString(Formatting.None))') == \
+        '{"a":1,"b":null}'
+    assert csharp('@(JObject.Parse("{\\"d\\":\\"2026-11-03T09:14:27Z\\"}")["d"].Type == JTokenType.Date)') is True
+    assert csharp("@{ bool? seen = null; return seen; }") is None
+
+
+def test_dotnet_exceptions_are_caught_by_the_code_and_unknown_code_is_not() -> None:
+    assert csharp('@{ try { return "abc".Substring(2, 5); } catch (Exception) { return "caught"; } }') == "caught"
+    assert csharp('@{ try { return JObject.Parse("not json").Count; } catch (Exception) { return -1; } }') == -1
+    assert csharp('@{ string s = null; try { return s.Length; } catch (Exception) { return 0; } }') == 0
+    with pytest.raises(CSharpException, match="ArgumentOutOfRange"):
+        csharp('@("abc".Substring(4))')
+    with pytest.raises(InterpreterError, match=r"String\.PadLeft"):
+        csharp('@{ try { return "a".PadLeft(3); } catch (Exception) { return ""; } }')
+    with pytest.raises(InterpreterError, match="ended without return"):
+        csharp("@{ int x = 1; }")
+
+
+def test_the_simulated_gateway_runs_every_section_and_emits_a_decodable_event() -> None:
+    response = (RESPONSES_DIR / "chat.json").read_text(encoding="utf-8")
+    outcome = Gateway().send(
+        Call("POST", "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21",
+             json.dumps({"messages": [{"role": "user", "content": "MESSAGE-TEXT"}]}),
+             {"Content-Type": "application/json"}, operation="ChatCompletions_Create"),
+        azure_openai(Reply(200, {"Content-Type": "application/json"}, response)))
+    assert outcome.forwarded is not None and outcome.forwarded.headers.get("api-key") is None
+    assert outcome.forwarded.headers.get("Authorization") == "Bearer managed-identity-token"
+    assert outcome.response_reads == 1
+    ((_, message),) = outcome.events
+    assert "MESSAGE-TEXT" not in message
+    batch = decode_batch([RawMessage(message.encode(), "simulated", "1")], now=DECODE_NOW)
+    assert batch.rejections == [] and len(batch.events) == 1
+    event = outcome.event
+    assert (event["deployment"], event["operationId"], event["usageSource"]) == (
+        "gpt-4o-prod", "ChatCompletions_Create", "response")
+    assert event["usage"]["promptTokens"] == 1200 and event["costCenter"] == "CC-1001-search"
+
+
+def test_the_simulated_gateway_sends_a_refused_request_to_on_error() -> None:
+    outcome = Gateway().send(Call("POST", "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21",
+                                  "{}", {"Content-Type": "application/json"}, subscription=None))
+    assert outcome.forwarded is None
+    event = outcome.event
+    assert (event["subscriptionId"], event["statusCode"], event["usageSource"]) == ("(none)", 401, "none")
+    assert event["tags"] == {"apimErrorSource": "authorization", "apimErrorReason": "SubscriptionKeyNotFound"}
