@@ -28,7 +28,7 @@ from pipeline.domain.events import USAGE_FIELDS, WIRE_FIELDS, UsageEvent
 from pipeline.domain.live import LivePricer
 from pipeline.inputs.reference import load_reference
 from tests.apim_csharp import CSharpException, InterpreterError, datetime_value, run_expression
-from tests.apim_gateway import Call, Gateway, Reply, azure_openai
+from tests.apim_gateway import REQUEST_ID, Call, Gateway, Reply, azure_openai
 from tests.apim_static import (
     API_POLICY,
     DEPLOYMENTS_CSV,
@@ -38,6 +38,7 @@ from tests.apim_static import (
     NAMED_VALUE,
     RESPONSES_DIR,
     MaskError,
+    PolicyDocument,
     all_documents,
     all_expressions,
     blank_literals,
@@ -162,8 +163,38 @@ def test_api_policy_has_the_required_pieces() -> None:
     assert flag is not None and flag.get("name") == "chargeback-emitted"
     log = when.find("log-to-eventhub")
     assert log is not None and log.get("logger-id") == "chargeback-usage-logger"
-    partition = parse_policy(EMIT_FRAGMENT).expression(log.get("partition-key"))
-    assert partition is not None and '"chargeback-subscription-id"' in partition.code
+    assert partition_key_problems(parse_policy(EMIT_FRAGMENT)) == []
+
+
+def partition_key_problems(document: PolicyDocument) -> list[str]:
+    """The Event Hub partition key must be the event id (apim_policies/README.md, "At most one event
+    per request"): the same expression as the event's eventId."""
+    log = next(document.root.iter("log-to-eventhub"))
+    partition = document.expression(log.get("partition-key"))
+    if partition is None or partition.code != "@(context.RequestId.ToString())":
+        return ["the partition key is not the event id (context.RequestId)"]
+    message = document.expression(log.text)
+    if message is None or 'new JProperty("eventId", context.RequestId.ToString())' not in message.code:
+        return ["the eventId is not context.RequestId"]
+    return []
+
+
+def test_a_partition_key_other_than_the_event_id_fails_the_check() -> None:
+    text = EMIT_FRAGMENT.read_text(encoding="utf-8")
+    by_subscription = text.replace('partition-key="@(context.RequestId.ToString())"',
+                                   'partition-key="@(context.Variables.GetValueOrDefault<string>'
+                                   '("chargeback-subscription-id", "(none)"))"')
+    assert by_subscription != text
+    assert partition_key_problems(parse_policy(EMIT_FRAGMENT, by_subscription)) == [
+        "the partition key is not the event id (context.RequestId)"]
+
+
+@pytest.mark.parametrize("subscription", ["team-search-prod", None], ids=["outbound", "on-error"])
+def test_every_event_is_sent_with_its_event_id_as_partition_key(subscription: str | None) -> None:
+    outcome = Gateway().send(Call("POST", "/openai/deployments/gpt-4o-prod/embeddings?api-version=2024-10-21",
+                                  '{"input":"x"}', {"Content-Type": "application/json"}, subscription=subscription))
+    ((key, message),) = outcome.events
+    assert key == json.loads(message)["eventId"] == REQUEST_ID
 
 
 def test_the_checker_catches_misplaced_and_unknown_elements() -> None:
