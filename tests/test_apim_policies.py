@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 import pytest
@@ -288,8 +288,8 @@ def test_the_response_body_is_read_only_for_non_streamed_json_in_outbound() -> N
     code = emit_expression().code
     reads = [m.start() for m in re.finditer(r"context\.Response\.Body\.As<", code)]
     assert len(reads) == 1
-    guard = code.rfind("if (inOutbound && json && context.Response.Body != null)", 0, reads[0])
-    assert guard >= 0, "the only response-body read sits under the non-streamed JSON guard"
+    guard = code.rfind("if (inOutbound && json && metered && context.Response.Body != null)", 0, reads[0])
+    assert guard >= 0, "the only response-body read sits under the metered, non-streamed JSON guard"
     assert 'bool json = !eventStream && contentType.IndexOf("json"' in code
     assert 'contentType.IndexOf("text/event-stream"' in code
 
@@ -657,3 +657,216 @@ def test_the_simulated_gateway_sends_a_refused_request_to_on_error() -> None:
     event = outcome.event
     assert (event["subscriptionId"], event["statusCode"], event["usageSource"]) == ("(none)", 401, "none")
     assert event["tags"] == {"apimErrorSource": "authorization", "apimErrorReason": "SubscriptionKeyNotFound"}
+
+
+
+# --------------------------------------------------------------------------------------------
+# Every Azure OpenAI data-plane route goes through the metering policy
+# --------------------------------------------------------------------------------------------
+# Routes: the 2024-10-21 inference spec's deployment routes (Azure/azure-rest-api-specs,
+# specification/cognitiveservices/data-plane/AzureOpenAI/inference/stable/2024-10-21/inference.yaml),
+# the v1 API (/openai/v1/..., https://learn.microsoft.com/azure/ai-foundry/openai/api-version-lifecycle)
+# and the Responses API (/openai/responses, /openai/responses/{response_id}). Terraform adds the
+# wildcard operations wildcard-get, wildcard-post and wildcard-delete for what the spec lacks.
+
+BOUNDARY = "chargeback-test-boundary"
+
+
+def multipart(model: str | None, *, audio_bytes: int = 64) -> str:
+    """A multipart/form-data audio upload the way SDKs send it (model first, then prompt, then the file)."""
+    parts = []
+    if model is not None:
+        parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="model"\r\n\r\n{model}\r\n')
+    parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nMESSAGE-TEXT\r\n')
+    parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+                 f'Content-Type: audio/wav\r\n\r\n{"R" * audio_bytes}\r\n--{BOUNDARY}--\r\n')
+    return "".join(parts)
+
+
+CHAT_RESPONSE = (RESPONSES_DIR / "chat.json").read_text(encoding="utf-8")
+RESPONSES_RESPONSE = (RESPONSES_DIR / "responses.json").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    url: str
+    body: dict[str, Any] | str | None
+    deployment: str
+    operation_id: str
+    injected: bool  # stream_options.include_usage added to the forwarded body
+    usage_read: bool  # the response body is read for usage
+    reply: Literal["json", "sse", "audio"] = "json"
+    operation: str | None = None  # APIM's matched operation; default: the wildcard of the method
+
+    def call(self) -> Call:
+        headers = {}
+        body: str | None = None
+        if isinstance(self.body, dict):
+            headers["Content-Type"] = "application/json"
+            body = json.dumps(self.body)
+        elif isinstance(self.body, str):
+            headers["Content-Type"] = f"multipart/form-data; boundary={BOUNDARY}"
+            body = self.body
+        operation = self.operation or f"wildcard-{self.method.lower()}"
+        return Call(self.method, self.url, body, headers, operation=operation)
+
+    def backend(self) -> Reply:
+        if self.reply == "sse":
+            return Reply(200, {"Content-Type": "text/event-stream"}, "data: {}\n\n")
+        if self.reply == "audio":
+            return Reply(200, {"Content-Type": "audio/mpeg"}, "ID3...")
+        return Reply(200, {"Content-Type": "application/json"},
+                     RESPONSES_RESPONSE if "responses" in self.url else CHAT_RESPONSE)
+
+
+MESSAGES = [{"role": "user", "content": "MESSAGE-TEXT"}]
+DEPLOYMENT_URL = "/openai/deployments/{}/{}?api-version=2024-10-21"
+RESPONSES_VERSION = "api-version=2025-04-01-preview"
+ROUTES = [
+    # deployment routes: the deployment is in the URL
+    Route("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"), {"messages": MESSAGES},
+          "gpt-4o-prod", "chat-completions", injected=False, usage_read=True),
+    Route("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"), {"messages": MESSAGES, "stream": True},
+          "gpt-4o-prod", "chat-completions", injected=True, usage_read=False, reply="sse"),
+    Route("POST", DEPLOYMENT_URL.format("gpt-35-instruct", "completions"), {"prompt": "MESSAGE-TEXT", "stream": True},
+          "gpt-35-instruct", "completions", injected=True, usage_read=False, reply="sse"),
+    Route("POST", DEPLOYMENT_URL.format("text-embedding-3-small", "embeddings"), {"input": ["MESSAGE-TEXT"]},
+          "text-embedding-3-small", "embeddings", injected=False, usage_read=True),
+    Route("POST", DEPLOYMENT_URL.format("whisper", "audio/transcriptions"), multipart(None),
+          "whisper", "audio-transcriptions", injected=False, usage_read=True),
+    Route("POST", DEPLOYMENT_URL.format("whisper", "audio/translations"), multipart(None),
+          "whisper", "audio-translations", injected=False, usage_read=True),
+    Route("POST", DEPLOYMENT_URL.format("tts-hd", "audio/speech"), {"input": "MESSAGE-TEXT", "voice": "alloy"},
+          "tts-hd", "audio-speech", injected=False, usage_read=False, reply="audio"),
+    Route("POST", DEPLOYMENT_URL.format("dall-e-3", "images/generations"), {"prompt": "MESSAGE-TEXT"},
+          "dall-e-3", "images-generations", injected=False, usage_read=True),
+    # a spec operation keeps APIM's id
+    Route("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"), {"messages": MESSAGES},
+          "gpt-4o-prod", "ChatCompletions_Create", injected=False, usage_read=True,
+          operation="ChatCompletions_Create"),
+    # v1 routes: the deployment is the body's model
+    Route("POST", "/openai/v1/chat/completions", {"model": "gpt-4o-prod", "messages": MESSAGES, "stream": True},
+          "gpt-4o-prod", "chat-completions", injected=True, usage_read=False, reply="sse"),
+    Route("POST", "/openai/v1/chat/completions?api-version=preview", {"model": "gpt-4o-prod", "messages": MESSAGES},
+          "gpt-4o-prod", "chat-completions", injected=False, usage_read=True),
+    Route("POST", "/openai/v1/completions", {"model": "gpt-35-instruct", "prompt": "MESSAGE-TEXT", "stream": True},
+          "gpt-35-instruct", "completions", injected=True, usage_read=False, reply="sse"),
+    Route("POST", "/openai/v1/responses", {"model": "gpt-41-mini", "input": "MESSAGE-TEXT"},
+          "gpt-41-mini", "responses", injected=False, usage_read=True),
+    Route("POST", "/openai/v1/responses", {"model": "gpt-41-mini", "input": "MESSAGE-TEXT", "stream": True},
+          "gpt-41-mini", "responses", injected=False, usage_read=False, reply="sse"),
+    Route("POST", "/openai/v1/embeddings", {"model": "text-embedding-3-small", "input": "MESSAGE-TEXT"},
+          "text-embedding-3-small", "embeddings", injected=False, usage_read=True),
+    Route("POST", "/openai/v1/audio/transcriptions", multipart("whisper"),
+          "whisper", "audio-transcriptions", injected=False, usage_read=True),
+    Route("POST", "/openai/v1/audio/speech", {"model": "tts-hd", "input": "MESSAGE-TEXT", "voice": "alloy"},
+          "tts-hd", "audio-speech", injected=False, usage_read=False, reply="audio"),
+    Route("POST", "/openai/v1/images/generations", {"model": "dall-e-3", "prompt": "MESSAGE-TEXT"},
+          "dall-e-3", "images-generations", injected=False, usage_read=True),
+    # the Responses API with api-version
+    Route("POST", f"/openai/responses?{RESPONSES_VERSION}", {"model": "gpt-41-mini", "input": "MESSAGE-TEXT"},
+          "gpt-41-mini", "responses", injected=False, usage_read=True),
+    Route("POST", f"/openai/responses?{RESPONSES_VERSION}",
+          {"model": "gpt-41-mini", "input": "MESSAGE-TEXT", "stream": True},
+          "gpt-41-mini", "responses", injected=False, usage_read=False, reply="sse"),
+    # reading or deleting a stored response: its body repeats the usage, which must not count again
+    Route("GET", f"/openai/responses/resp_67ccd2bed1ec8190?{RESPONSES_VERSION}", None,
+          "(unknown)", "responses-get", injected=False, usage_read=False),
+    Route("DELETE", f"/openai/responses/resp_67ccd2bed1ec8190?{RESPONSES_VERSION}", None,
+          "(unknown)", "responses-delete", injected=False, usage_read=False),
+    Route("GET", "/openai/v1/responses/resp_67ccd2bed1ec8190/input_items", None,
+          "(unknown)", "responses-get", injected=False, usage_read=False),
+    Route("GET", "/openai/v1/chat/completions/chatcmpl-AXb1c2d3e4f5", None,
+          "(unknown)", "chat-completions-chatcmpl-axb1c2d3e4f5", injected=False, usage_read=False),
+    # anything else: a name derived from the path
+    Route("GET", "/openai/v1/models", None, "(unknown)", "models", injected=False, usage_read=False),
+]
+
+
+def route_outcome(gateway: Gateway, route: Route) -> tuple[dict[str, Any], bool, bool]:
+    """(event, stream_options injected, response body read) for one route."""
+    outcome = gateway.send(route.call(), azure_openai(route.backend()))
+    assert outcome.forwarded is not None
+    forwarded = outcome.forwarded.body
+    injected = forwarded is not None and forwarded.lstrip().startswith("{") and \
+        json.loads(forwarded).get("stream_options", {}).get("include_usage") is True
+    return outcome.event, injected, outcome.response_reads > 0
+
+
+def route_problems(gateway: Gateway, routes: list[Route] = ROUTES) -> list[str]:
+    problems = []
+    for route in routes:
+        event, injected, read = route_outcome(gateway, route)
+        got = (event["deployment"], event["operationId"], injected, read)
+        wanted = (route.deployment, route.operation_id, route.injected, route.usage_read)
+        if got != wanted:
+            problems.append(f"{route.method} {route.url}: (deployment, operationId, injected, read) = {got}, "
+                            f"expected {wanted}")
+        if read != (event["usageSource"] == "response") and route.reply == "json" and "usage" in route.backend().body:
+            problems.append(f"{route.method} {route.url}: usage read but usageSource {event['usageSource']}")
+        if not read and event["usage"] is not None:
+            problems.append(f"{route.method} {route.url}: usage written without reading the response")
+    return problems
+
+
+def test_every_data_plane_route_is_metered_with_its_deployment_and_operation() -> None:
+    assert route_problems(Gateway()) == []
+
+
+def test_the_route_table_covers_every_route_named_in_the_brief() -> None:
+    operations = {route.operation_id for route in ROUTES}
+    assert {"chat-completions", "completions", "embeddings", "responses", "audio-transcriptions",
+            "audio-translations", "audio-speech", "images-generations"} <= operations
+    prefixes = {route.url.split("?")[0].split("/")[2] for route in ROUTES}
+    assert prefixes == {"deployments", "v1", "responses"}
+    assert {route.method for route in ROUTES} == {"GET", "POST", "DELETE"}
+
+
+def resolve_text(old: str, new: str) -> dict[str, str]:
+    path = FRAGMENT_DIR / "chargeback-resolve-caller.xml"
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, old
+    return {path.name: text.replace(old, new)}
+
+
+def test_a_wildcard_operation_id_left_in_the_event_fails_the_route_check() -> None:
+    gateway = Gateway(resolve_text('id.StartsWith("wildcard-", StringComparison.OrdinalIgnoreCase)', "false"))
+    problems = route_problems(gateway)
+    assert any("'wildcard-post'" in p and "chat-completions" in p for p in problems)
+    assert not any("ChatCompletions_Create" in p for p in problems)
+
+
+def test_reading_every_json_response_fails_the_route_check() -> None:
+    """Without the metered guard (the policy before the Responses API routes), a GET of a stored
+    response is read and its usage counted a second time."""
+    text = EMIT_FRAGMENT.read_text(encoding="utf-8")
+    unguarded = text.replace("if (inOutbound && json && metered && context.Response.Body != null)",
+                             "if (inOutbound && json && context.Response.Body != null)")
+    assert unguarded != text
+    problems = route_problems(Gateway({EMIT_FRAGMENT.name: unguarded}))
+    assert any(p.startswith("GET /openai/responses/resp_") and "True)" in p for p in problems)
+    assert all(p.startswith(("GET ", "DELETE ")) for p in problems)
+
+
+def test_a_v1_route_without_the_body_model_fallback_fails_the_route_check() -> None:
+    gateway = Gateway(resolve_text('return name.Length > 0 ? name : "(unknown)";', 'return "(unknown)";'))
+    problems = route_problems(gateway)
+    assert any(p.startswith("POST /openai/v1/chat/completions") for p in problems)
+    assert not any(p.startswith("POST /openai/deployments/") for p in problems)
+
+
+def test_a_long_path_gives_an_operation_name_of_at_most_256_characters() -> None:
+    route = Route("GET", "/openai/v1/" + "/".join(["Segment"] * 60), None, "(unknown)", "", False, False)
+    event, _, _ = route_outcome(Gateway(), route)
+    assert event["operationId"] == "-".join(["segment"] * 60)[:256]
+
+
+@pytest.mark.parametrize(("length", "deployment"), [(1024, "whisper"), (5 * 1024 * 1024, "(unknown)")])
+def test_a_multipart_v1_upload_is_read_for_its_model_only_up_to_4_mib(length: int, deployment: str) -> None:
+    route = Route("POST", "/openai/v1/audio/transcriptions", multipart("whisper", audio_bytes=length), deployment,
+                  "audio-transcriptions", injected=False, usage_read=True)
+    outcome = Gateway().send(route.call(), azure_openai(route.backend()))
+    assert outcome.event["deployment"] == deployment
+    assert outcome.request_reads == (1 if length < 4 * 1024 * 1024 else 0)
+    assert "MESSAGE-TEXT" not in outcome.events[0][1]
