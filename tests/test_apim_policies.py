@@ -302,7 +302,7 @@ def test_set_body_only_runs_for_parsed_streamed_requests() -> None:
     assert condition is not None and '"chargeback-add-include-usage"' in condition.code
     resolve = parse_policy(FRAGMENT_DIR / "chargeback-resolve-caller.xml")
     facts = next(e for e in resolve.expressions.values() if '"addIncludeUsage", false' in e.code)
-    assert 'facts["addIncludeUsage"] = streamed && completions && !included;' in facts.code
+    assert 'facts["addIncludeUsage"] = streamed && completions && !included && accepted;' in facts.code
     assert "catch (Exception)" in facts.code
 
 
@@ -870,3 +870,90 @@ def test_a_multipart_v1_upload_is_read_for_its_model_only_up_to_4_mib(length: in
     assert outcome.event["deployment"] == deployment
     assert outcome.request_reads == (1 if length < 4 * 1024 * 1024 else 0)
     assert "MESSAGE-TEXT" not in outcome.events[0][1]
+
+
+# --------------------------------------------------------------------------------------------
+# stream_options.include_usage only where the API version accepts it
+# --------------------------------------------------------------------------------------------
+# stream_options and include_usage were added in 2024-09-01-preview
+# (https://learn.microsoft.com/azure/ai-foundry/openai/api-version-lifecycle, "Changes between
+# 2024-09-01-preview and 2024-08-01-preview"); the 2024-10-21 GA spec has them on chat completions
+# and completions (inference/stable/2024-10-21/inference.yaml); earlier versions answered 400
+# (openai/openai-python#1469 with 2023-05-15, Azure/azure-rest-api-specs#29157 with
+# 2024-05-01-preview; griptape-ai/griptape#1640: works with 2024-10-21).
+
+STREAMED_CHAT = json.dumps({"messages": MESSAGES, "stream": True})
+# (url, injected)
+INJECTION = [
+    *[(DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions").replace("2024-10-21", version), False)
+      for version in ("2023-05-15", "2024-02-01", "2024-05-01-preview", "2024-06-01", "2024-07-01-preview",
+                      "2024-08-01-preview", "latest", "preview", "", "2024-9-1", "garbage-2025-01-01")],
+    *[(DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions").replace("2024-10-21", version), True)
+      for version in ("2024-09-01-preview", "2024-10-01-preview", "2024-10-21", "2024-12-01-preview",
+                      "2025-04-01-preview", "2026-01-01")],
+    ("/openai/deployments/gpt-4o-prod/chat/completions", False),  # no api-version at all
+    (DEPLOYMENT_URL.format("gpt-35-instruct", "completions").replace("2024-10-21", "2024-06-01"), False),
+    (DEPLOYMENT_URL.format("gpt-35-instruct", "completions"), True),
+    ("/openai/v1/chat/completions", True),
+    ("/openai/v1/chat/completions?api-version=preview", True),
+    ("/openai/v1/chat/completions?api-version=latest", True),
+    ("/openai/v1/completions", True),
+    (f"/openai/responses?{RESPONSES_VERSION}", False),
+    ("/openai/v1/responses", False),
+    (DEPLOYMENT_URL.format("text-embedding-3-small", "embeddings"), False),
+]
+
+
+def injection_problems(gateway: Gateway) -> list[str]:
+    problems = []
+    for url, wanted in INJECTION:
+        body = json.dumps({"model": "gpt-4o-prod", "messages": MESSAGES, "stream": True})
+        outcome = gateway.send(Call("POST", url, body, {"Content-Type": "application/json"}),
+                               azure_openai(Reply(200, {"Content-Type": "text/event-stream"}, "data: {}\n\n")))
+        assert outcome.forwarded is not None and outcome.forwarded.body is not None
+        injected = json.loads(outcome.forwarded.body).get("stream_options") == {"include_usage": True}
+        if injected != wanted:
+            problems.append(f"{url}: injected {injected}, expected {wanted}")
+        if not injected and outcome.forwarded.body != body:
+            problems.append(f"{url}: the body was changed without injecting")
+    return problems
+
+
+def test_stream_options_are_added_only_for_api_versions_that_accept_them() -> None:
+    assert injection_problems(Gateway()) == []
+
+
+def test_the_gate_is_the_documented_date_and_a_v1_route() -> None:
+    resolve = parse_policy(FRAGMENT_DIR / "chargeback-resolve-caller.xml")
+    gate = next(resolve.expression(e.get("value")) for e in resolve.root
+                if e.get("name") == "chargeback-stream-options-accepted")
+    assert gate is not None
+    assert string_literals(gate.code).count("2024-09-01") == 1 and '"/openai/v1/"' in gate.code
+
+
+@pytest.mark.parametrize(("old", "new", "wrong"), [
+    ('"2024-09-01") >= 0', '"2024-06-01") >= 0', "2024-06-01: injected True"),
+    ("!included && accepted;", "!included;", "2024-06-01: injected True"),
+    ('if (path.IndexOf("/openai/v1/", StringComparison.OrdinalIgnoreCase) >= 0) { return true; }', "",
+     "/openai/v1/chat/completions: injected False"),
+    ('bool completions = route == "chat-completions" || route == "completions";',
+     'bool completions = route.Length > 0;', "/openai/v1/responses: injected True"),
+], ids=["cut-at-2024-06-01", "no-version-gate", "v1-not-accepted", "responses-injected"])
+def test_injecting_where_the_version_refuses_it_fails_the_check(old: str, new: str, wrong: str) -> None:
+    problems = injection_problems(Gateway(resolve_text(old, new)))
+    assert any(wrong in p for p in problems), problems
+
+
+def test_the_rewrite_keeps_every_other_byte_and_the_callers_own_stream_options() -> None:
+    url = DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions")
+    reply = azure_openai(Reply(200, {"Content-Type": "text/event-stream"}, "data: {}\n\n"))
+    sent = '{ "messages" : [ {"role":"user","content":"MESSAGE-TEXT"} ],\n "stream": true }'
+    forwarded = Gateway().send(Call("POST", url, sent, {"Content-Type": "application/json"}), reply).forwarded
+    assert forwarded is not None and forwarded.body == '{"stream_options":{"include_usage":true},' + sent[1:]
+    own = json.dumps({"messages": MESSAGES, "stream": True, "stream_options": {"include_usage": False, "x": 1}})
+    forwarded = Gateway().send(Call("POST", url, own, {"Content-Type": "application/json"}), reply).forwarded
+    assert forwarded is not None and forwarded.body is not None
+    assert json.loads(forwarded.body)["stream_options"] == {"include_usage": True, "x": 1}
+    old = url.replace("2024-10-21", "2024-06-01")
+    forwarded = Gateway().send(Call("POST", old, own, {"Content-Type": "application/json"}), reply).forwarded
+    assert forwarded is not None and forwarded.body == own
