@@ -142,13 +142,15 @@ def test_api_policy_has_the_required_pieces() -> None:
     root = parse_policy(API_POLICY).root
     assert section_statements(root, "inbound") == [
         "include-fragment:chargeback-resolve-caller", "base", "include-fragment:chargeback-validate-entra-token",
-        "include-fragment:chargeback-stream-include-usage", "authentication-managed-identity", "set-header"]
+        "include-fragment:chargeback-stream-include-usage", "authentication-managed-identity", "set-header",
+        "choose"]
     identity = root.find("inbound/authentication-managed-identity")
     assert identity is not None and identity.get("resource") == "https://cognitiveservices.azure.com"
     forward = root.find("backend/forward-request")
     assert forward is not None and forward.get("buffer-response") == "false"
     assert forward.get("fail-on-error-status-code") == "false"
-    # Emit first, then <base />: see apim_policies/README.md, "Exactly one event per request".
+    assert backend_problems(parse_policy(API_POLICY)) == []
+    # Emit first, then <base />: see apim_policies/README.md, "At most one event per request".
     assert section_statements(root, "outbound") == ["include-fragment:chargeback-emit-usage", "base"]
     assert section_statements(root, "on-error") == ["set-variable", "choose", "include-fragment:chargeback-emit-usage",
                                                     "base"]
@@ -358,9 +360,10 @@ def test_a_usage_source_outside_the_schema_enum_fails_the_check() -> None:
 def test_tags_written_by_on_error_fit_the_schema() -> None:
     shape = emitted_shape(emit_expression().code)
     tags_schema = load_schema()["properties"]["tags"]
-    assert shape.tags == ["apimErrorSource", "apimErrorReason"]
+    assert shape.tags == ["apimErrorSource", "apimErrorReason", "chargebackError"]
     assert len(shape.tags) <= tags_schema["maxProperties"]
     assert all(1 <= len(name) <= tags_schema["propertyNames"]["maxLength"] for name in shape.tags)
+    assert 'tags["chargebackError"] = "gateway-timeout";' in emit_expression().code
 
 
 def test_the_largest_possible_event_stays_far_below_the_limits() -> None:
@@ -957,3 +960,112 @@ def test_the_rewrite_keeps_every_other_byte_and_the_callers_own_stream_options()
     old = url.replace("2024-10-21", "2024-06-01")
     forwarded = Gateway().send(Call("POST", old, own, {"Content-Type": "application/json"}), reply).forwarded
     assert forwarded is not None and forwarded.body == own
+
+
+
+# --------------------------------------------------------------------------------------------
+# Compression and timeouts
+# --------------------------------------------------------------------------------------------
+# APIM's transformation policies read gzip-compressed bodies only (MicrosoftDocs/azure-docs#59837);
+# forward-request's timeout is the wait for the response headers, "values greater than 240
+# seconds may not be honored" (https://learn.microsoft.com/azure/api-management/forward-request-policy);
+# a timeout reaches on-error as Source forward-request, Reason Timeout ("Predefined errors for
+# policies", https://learn.microsoft.com/azure/api-management/api-management-error-handling-policies).
+
+FORWARD_REQUEST_MAX_HONORED_TIMEOUT = 240
+
+
+def backend_problems(document: PolicyDocument) -> list[str]:
+    """The backend's forward-request has an explicit timeout the gateway honors, and inbound asks
+    for an encoding APIM can read (a set-header Accept-Encoding, override) for non-streamed calls."""
+    problems = []
+    forward = document.root.find("backend/forward-request")
+    timeout = forward.get("timeout") if forward is not None else None
+    if timeout is None or not timeout.isdigit() or not 0 < int(timeout) <= FORWARD_REQUEST_MAX_HONORED_TIMEOUT:
+        problems.append(f"forward-request timeout {timeout!r}: set it, at most {FORWARD_REQUEST_MAX_HONORED_TIMEOUT} s")
+    headers = [e for e in document.root.iter("set-header") if (e.get("name") or "").lower() == "accept-encoding"]
+    if len(headers) != 1 or headers[0].get("exists-action") != "override":
+        problems.append("inbound does not override Accept-Encoding")
+    return problems
+
+
+@pytest.mark.parametrize(("old", "new", "problem"), [
+    ('<forward-request timeout="240" ', "<forward-request ", "forward-request timeout None"),
+    ('<forward-request timeout="240" ', '<forward-request timeout="300" ', "forward-request timeout '300'"),
+    ('<set-header name="Accept-Encoding" exists-action="override">', '<set-header name="Accept-Encoding" '
+     'exists-action="skip">', "inbound does not override Accept-Encoding"),
+])
+def test_a_missing_or_unhonored_timeout_or_encoding_fails_the_check(old: str, new: str, problem: str) -> None:
+    text = API_POLICY.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    problems = backend_problems(parse_policy(API_POLICY, text.replace(old, new)))
+    assert any(p.startswith(problem) for p in problems), problems
+
+
+@pytest.mark.parametrize(("sent", "forwarded"), [
+    ("gzip, deflate, br", "gzip"), ("br, zstd", "identity"), (None, "identity"), ("identity", "identity"),
+    ("*", "gzip"), ("gzip;q=0, *", "identity"), ("br;q=1.0, gzip;q=0.5", "gzip"), ("x-gzip", "gzip"),
+    ("GZIP", "gzip"), ("gzip; q=0.000", "identity"), ("*;q=0", "identity"),
+])
+def test_a_non_streamed_call_asks_for_gzip_only_when_the_caller_accepts_it(sent: str | None, forwarded: str) -> None:
+    headers = {"Content-Type": "application/json"} | ({"Accept-Encoding": sent} if sent is not None else {})
+    call = Call("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"),
+                json.dumps({"messages": MESSAGES}), headers)
+    outcome = Gateway().send(call, azure_openai(Reply(200, {"Content-Type": "application/json"}, CHAT_RESPONSE)))
+    assert outcome.forwarded is not None and outcome.forwarded.headers.get("Accept-Encoding") == forwarded
+    assert outcome.event["usageSource"] == "response", "a gzip or uncompressed response is read"
+
+
+@pytest.mark.parametrize("sent", ["gzip, deflate, br", None])
+def test_a_streamed_call_keeps_the_callers_accept_encoding(sent: str | None) -> None:
+    headers = {"Content-Type": "application/json"} | ({"Accept-Encoding": sent} if sent is not None else {})
+    outcome = Gateway().send(Call("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"), STREAMED_CHAT,
+                                  headers),
+                             azure_openai(Reply(200, {"Content-Type": "text/event-stream"}, "data: {}\n\n")))
+    assert outcome.forwarded is not None and outcome.forwarded.headers.get("Accept-Encoding") == sent
+
+
+def test_without_the_accept_encoding_override_a_brotli_response_loses_its_usage() -> None:
+    text = API_POLICY.read_text(encoding="utf-8")
+    start = text.index("        <choose>\n            <when condition=\"@(!context.Variables.GetValueOrDefault<bool>")
+    end = text.index("        </choose>\n", start) + len("        </choose>\n")
+    call = Call("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"), json.dumps({"messages": MESSAGES}),
+                {"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate, br"})
+    backend = azure_openai(Reply(200, {"Content-Type": "application/json"}, CHAT_RESPONSE))
+    without = Gateway({API_POLICY.name: text[:start] + text[end:]}).send(call, backend)
+    assert without.event["usage"] is None and without.event["usageSource"] == "none"
+    assert Gateway().send(call, backend).event["usageSource"] == "response"
+
+
+def timeout_event(texts: dict[str, str] | None = None,
+                  on_error_response: Literal["synthetic", "none"] = "synthetic") -> dict[str, Any]:
+    call = Call("POST", DEPLOYMENT_URL.format("o4-mini", "chat/completions"), json.dumps({"messages": MESSAGES}),
+                {"Content-Type": "application/json"})
+    outcome = Gateway(texts).send(call, azure_openai(Reply(timeout=True)), on_error_response=on_error_response)
+    assert outcome.last_error is not None and outcome.last_error.Section == "backend"
+    return outcome.event
+
+
+@pytest.mark.parametrize("on_error_response", ["synthetic", "none"])
+def test_a_forward_request_timeout_is_emitted_as_billed_by_azure_usage_unknown(
+        on_error_response: Literal["synthetic", "none"]) -> None:
+    event = timeout_event(on_error_response=on_error_response)
+    assert event["tags"] == {"apimErrorSource": "forward-request", "apimErrorReason": "Timeout",
+                             "chargebackError": "gateway-timeout"}
+    assert event["usage"] is None and event["usageSource"] == "none" and event["deployment"] == "o4-mini"
+    batch = decode_batch([RawMessage(json.dumps(event).encode(), "simulated", "1")], now=DECODE_NOW)
+    assert batch.rejections == []
+
+
+def test_other_errors_get_no_chargeback_error_tag() -> None:
+    refused = Gateway().send(Call("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"), "{}",
+                                  {"Content-Type": "application/json"}, subscription=None))
+    assert "chargebackError" not in refused.event["tags"]
+
+
+def test_a_timeout_tag_on_the_wrong_error_source_fails_the_check() -> None:
+    text = EMIT_FRAGMENT.read_text(encoding="utf-8")
+    wrong = text.replace('source.Equals("forward-request", StringComparison.OrdinalIgnoreCase)',
+                         'source.Equals("send-request", StringComparison.OrdinalIgnoreCase)')
+    assert wrong != text
+    assert "chargebackError" not in timeout_event({EMIT_FRAGMENT.name: wrong})["tags"]
