@@ -653,6 +653,7 @@ class EmittedShape:
     usage: list[str]
     tags: list[str]
     usage_sources: set[str]
+    tier_sources: set[str]
 
 
 def emitted_shape(code: str) -> EmittedShape:
@@ -667,7 +668,8 @@ def emitted_shape(code: str) -> EmittedShape:
     tags_variable = values.get("tags", "")
     tags = re.findall(rf'\b{re.escape(tags_variable)}\["([^"]+)"\]\s*=', code) if tags_variable.isidentifier() else []
     sources = set(re.findall(r'\busageSource\s*=\s*"([^"]*)"', code))
-    return EmittedShape([name for name, _ in event], usage, tags, sources)
+    tier_sources = set(re.findall(r'\bserviceTierSource\s*=\s*"([^"]*)"', code))
+    return EmittedShape([name for name, _ in event], usage, tags, sources, tier_sources)
 
 
 def schema_shape(schema: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
@@ -689,6 +691,9 @@ def field_mismatches(log_expression: str, schema: dict[str, Any]) -> list[str]:
             problems.append(f"{label}: a field is written twice")
     problems += [f"usageSource {value!r} is not in the schema's enum" for value in sorted(shape.usage_sources)
                  if value not in sources]
+    tier_enum = schema["properties"].get("serviceTierSource", {}).get("enum", [])
+    problems += [f"serviceTierSource {value!r} is not in the schema's enum" for value in sorted(shape.tier_sources)
+                 if value not in tier_enum]
     return problems
 
 

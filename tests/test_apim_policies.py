@@ -329,7 +329,8 @@ def test_the_event_written_by_log_to_eventhub_has_exactly_the_schemas_fields() -
 
 
 @pytest.mark.parametrize(("old", "new"), [("costCenter", "costCentre"), ("cachedTokens", "cachedTokenCount"),
-                                          ("schemaVersion", "version")])
+                                          ("schemaVersion", "version"), ("serviceTier", "tier"),
+                                          ("spillover", "spilledOver"), ("audioPromptTokens", "promptAudioTokens")])
 def test_renaming_a_field_in_the_policy_fails_the_check(old: str, new: str) -> None:
     text = EMIT_FRAGMENT.read_text(encoding="utf-8")
     renamed = text.replace(f'new JProperty("{old}"', f'new JProperty("{new}"')
@@ -349,6 +350,14 @@ def test_renaming_a_property_in_the_schema_fails_the_check() -> None:
     assert "event field 'region' is written by the policy but is not in the schema" in problems
     assert "usage field 'reasoning' is in the schema but the policy does not write it" in problems
     assert "usage field 'reasoningTokens' is written by the policy but is not in the schema" in problems
+
+
+def test_a_service_tier_source_outside_the_schema_enum_fails_the_check() -> None:
+    assert emitted_shape(emit_expression().code).tier_sources == {"response", "request"}
+    text = EMIT_FRAGMENT.read_text(encoding="utf-8").replace('serviceTierSource = "request";',
+                                                             'serviceTierSource = "requested";')
+    assert "serviceTierSource 'requested' is not in the schema's enum" in field_mismatches(emit_expression(text).code,
+                                                                                         load_schema())
 
 
 def test_a_usage_source_outside_the_schema_enum_fails_the_check() -> None:
@@ -373,7 +382,8 @@ def test_the_largest_possible_event_stays_far_below_the_limits() -> None:
     big = "x" * 256
     event: dict[str, Any] = dict.fromkeys(shape.event, big)
     event.update(schemaVersion=1, stream=True, statusCode=599, durationMs=86_400_000, usageSource="response",
-                 usage=dict.fromkeys(shape.usage, 10**12), tags=dict.fromkeys(shape.tags, big))
+                 usage=dict.fromkeys(shape.usage, 10**12), tags=dict.fromkeys(shape.tags, big),
+                 serviceTier="x" * 64, serviceTierSource="response", spillover=True)
     size = len(json.dumps(event, separators=(",", ":")).encode())
     assert size < 5 * 1024 < MAX_EVENT_BYTES < 200 * 1024
     clip = emit_expression().code.count(".Length > 256 ?")
@@ -385,11 +395,15 @@ def test_the_largest_possible_event_stays_far_below_the_limits() -> None:
 # --------------------------------------------------------------------------------------------
 # Usage mapping per API, as the emit expression reads it (the test checks the expression names
 # these paths), used to derive each event's usage from the recorded Azure OpenAI response.
+# The Responses API reports no audio tokens: its input_tokens_details has cached_tokens only and
+# its output_tokens_details reasoning_tokens only (apim_policies/README.md, "The event").
 USAGE_PATHS: dict[str, dict[str, str]] = {
     "chat, completions, embeddings": {
         "promptTokens": "prompt_tokens", "completionTokens": "completion_tokens",
         "cachedTokens": "prompt_tokens_details.cached_tokens",
-        "reasoningTokens": "completion_tokens_details.reasoning_tokens"},
+        "reasoningTokens": "completion_tokens_details.reasoning_tokens",
+        "audioPromptTokens": "prompt_tokens_details.audio_tokens",
+        "audioCompletionTokens": "completion_tokens_details.audio_tokens"},
     "responses": {
         "promptTokens": "input_tokens", "completionTokens": "output_tokens",
         "cachedTokens": "input_tokens_details.cached_tokens",
@@ -405,7 +419,9 @@ def usage_from_response(body: dict[str, Any]) -> dict[str, int] | None:
         return None
     paths = USAGE_PATHS["responses" if RESPONSES_DISCRIMINATOR in block else "chat, completions, embeddings"]
 
-    def read(path: str) -> int | None:
+    def read(path: str | None) -> int | None:
+        if path is None:
+            return None
         value: Any = block
         for part in path.split("."):
             value = value.get(part) if isinstance(value, dict) else None
@@ -416,7 +432,9 @@ def usage_from_response(body: dict[str, Any]) -> dict[str, int] | None:
         return None
     completion = read(paths["completionTokens"]) or 0
     return {"promptTokens": prompt, "completionTokens": completion, "totalTokens": prompt + completion,
-            "cachedTokens": read(paths["cachedTokens"]) or 0, "reasoningTokens": read(paths["reasoningTokens"]) or 0}
+            "cachedTokens": read(paths["cachedTokens"]) or 0, "reasoningTokens": read(paths["reasoningTokens"]) or 0,
+            "audioPromptTokens": read(paths.get("audioPromptTokens")) or 0,
+            "audioCompletionTokens": read(paths.get("audioCompletionTokens")) or 0}
 
 
 def test_the_usage_mapping_used_for_the_fixtures_is_the_one_in_the_policy() -> None:
@@ -457,6 +475,11 @@ CASES = [
     Case("rate-limited-429", unpriced=Unpriced.NO_USAGE, response=True),
     Case("content-filter-400", unpriced=Unpriced.NO_USAGE, response=True),
     Case("backend-error-500", unpriced=Unpriced.NO_USAGE, response=True),
+    # gpt-4o-audio-preview: 1200 of the 1500 prompt tokens and 300 of the 400 completion tokens are
+    # audio; the catalog has no audio prices, so it is unpriced rather than priced as text
+    Case("audio-chat", unpriced=Unpriced.NO_PRICE, response=True),
+    # forward-request timed out: Azure may have billed it, the usage is unknown
+    Case("gateway-timeout", unpriced=Unpriced.NO_USAGE, on_error=True),
     Case("missing-jwt-401", unpriced=Unpriced.NO_USAGE, on_error=True),
     Case("missing-subscription-401", unpriced=Unpriced.NO_USAGE, on_error=True),
 ]
@@ -532,11 +555,19 @@ def test_fixture_follows_the_policys_rules(case: Case) -> None:
         assert event["model"] == (reported if isinstance(reported, str) else None)
         assert event["usageSource"] == ("response" if event["usage"] else "none")
         assert "content" not in json.dumps(event), "no completion text, nor any field named like it"
+        tier = body.get("service_tier")
+        assert event["serviceTier"] == (tier.lower() if isinstance(tier, str) else None)
+        assert event["serviceTierSource"] == ("response" if isinstance(tier, str) else None)
+        assert event["spillover"] is False, "a recorded response without an x-ms-spillover-from- header"
     if event["stream"] and not case.response:
         assert status_ok and event["usage"] is None and event["model"] is None and event["usageSource"] == "stream"
     if case.on_error:
         assert event["usage"] is None and event["usageSource"] == "none" and event["model"] is None
-        assert set(event["tags"]) == {"apimErrorSource", "apimErrorReason"}
+        assert event["spillover"] is None, "no backend response"
+        tags = event["tags"]
+        timed_out = (tags["apimErrorSource"], tags["apimErrorReason"]) == ("forward-request", "Timeout")
+        assert set(tags) == {"apimErrorSource", "apimErrorReason"} | ({"chargebackError"} if timed_out else set())
+        assert event["tags"].get("chargebackError") == ("gateway-timeout" if timed_out else None)
     else:
         assert event["tags"] is None
     if not status_ok:
@@ -589,6 +620,13 @@ def test_embeddings_have_zero_completion_tokens() -> None:
     event = decode(next(c for c in CASES if c.name == "embeddings"))
     assert event.usage is not None and event.usage.completion_tokens == 0
     assert event.usage.total_tokens == event.usage.prompt_tokens
+
+
+def test_audio_tokens_are_parts_of_the_prompt_and_completion_tokens() -> None:
+    usage = decode(next(c for c in CASES if c.name == "audio-chat")).usage
+    assert usage is not None
+    assert (usage.audio_prompt_tokens, usage.prompt_tokens) == (1200, 1500)
+    assert (usage.audio_completion_tokens, usage.completion_tokens) == (300, 400)
 
 
 def test_cached_and_reasoning_tokens_are_subsets() -> None:
@@ -1069,3 +1107,134 @@ def test_a_timeout_tag_on_the_wrong_error_source_fails_the_check() -> None:
                          'source.Equals("send-request", StringComparison.OrdinalIgnoreCase)')
     assert wrong != text
     assert "chargebackError" not in timeout_event({EMIT_FRAGMENT.name: wrong})["tags"]
+
+
+# --------------------------------------------------------------------------------------------
+# serviceTier, spillover and audio tokens, as the policy writes them
+# --------------------------------------------------------------------------------------------
+
+
+def schema_problems(event: dict[str, Any]) -> list[str]:
+    """The event against the JSON Schema and the decoder (which also checks the consistency rules)."""
+    problems = [error.message for error in jsonschema.Draft202012Validator(load_schema()).iter_errors(event)]
+    batch = decode_batch([RawMessage(json.dumps(event).encode(), "simulated", "1")], now=DECODE_NOW)
+    problems += [str(rejection) for rejection in batch.rejections]
+    return problems
+
+
+def chat_call(body: dict[str, Any], **headers: str) -> Call:
+    return Call("POST", DEPLOYMENT_URL.format("gpt-41-dz", "chat/completions"), json.dumps(body),
+                {"Content-Type": "application/json", **headers})
+
+
+def with_tier(response: str, tier: Any) -> str:
+    body = json.loads(response)
+    body["service_tier"] = tier
+    return json.dumps(body)
+
+
+JSON_REPLY = {"Content-Type": "application/json"}
+SSE_REPLY = {"Content-Type": "text/event-stream"}
+LONG_TIER = "Priority-" + "x" * 100
+
+
+@pytest.mark.parametrize(("request_tier", "reply", "tier", "source"), [
+    (None, Reply(200, JSON_REPLY, with_tier(CHAT_RESPONSE, "Priority")), "priority", "response"),
+    ("priority", Reply(200, JSON_REPLY, with_tier(CHAT_RESPONSE, "default")), "default", "response"),
+    ("priority", Reply(200, JSON_REPLY, CHAT_RESPONSE), None, None),  # not a stream: the response decides
+    (None, Reply(200, JSON_REPLY, with_tier(CHAT_RESPONSE, "")), None, None),
+    (None, Reply(200, JSON_REPLY, with_tier(CHAT_RESPONSE, 3)), None, None),
+    (None, Reply(200, JSON_REPLY, with_tier(CHAT_RESPONSE, LONG_TIER)), LONG_TIER.lower()[:64], "response"),
+    (None, Reply(200, JSON_REPLY, RESPONSES_RESPONSE), "default", "response"),
+    (" Priority ", Reply(200, SSE_REPLY, "data: {}\n\n"), "priority", "request"),
+    (LONG_TIER, Reply(200, SSE_REPLY, "data: {}\n\n"), LONG_TIER.lower()[:64], "request"),
+    (None, Reply(200, SSE_REPLY, "data: {}\n\n"), None, None),
+    ("auto", Reply(timeout=True), "auto", "request"),  # a stream that timed out: what it asked for
+], ids=["response", "response-wins", "request-ignored-unstreamed", "empty", "not-a-string", "long", "responses-api",
+        "stream", "stream-long", "stream-none", "stream-timeout"])
+def test_the_service_tier_is_the_responses_else_for_a_stream_the_requests(
+        request_tier: str | None, reply: Reply, tier: str | None, source: str | None) -> None:
+    body: dict[str, Any] = {"messages": MESSAGES}
+    if reply.timeout or "event-stream" in reply.headers.get("Content-Type", ""):
+        body["stream"] = True
+    if request_tier is not None:
+        body["service_tier"] = request_tier
+    event = Gateway().send(chat_call(body), azure_openai(reply)).event
+    assert (event["serviceTier"], event["serviceTierSource"]) == (tier, source)
+    assert schema_problems(event) == []
+
+
+def test_a_service_tier_longer_than_the_schema_allows_fails_the_schema_check() -> None:
+    text = EMIT_FRAGMENT.read_text(encoding="utf-8")
+    unbounded = text.replace("if (named.Length > 64) { named = named.Substring(0, 64); }", "")
+    assert unbounded != text
+    outcome = Gateway({EMIT_FRAGMENT.name: unbounded}).send(
+        chat_call({"messages": MESSAGES}), azure_openai(Reply(200, JSON_REPLY, with_tier(CHAT_RESPONSE, LONG_TIER))))
+    assert any("is too long" in p for p in schema_problems(outcome.event))
+
+
+@pytest.mark.parametrize(("headers", "content_type", "spillover"), [
+    ({"x-ms-spillover-from-gpt-41-ptu": "gpt-41-ptu", "x-ms-deployment-name": "gpt-41-paygo"}, JSON_REPLY, True),
+    ({"X-MS-Spillover-From-Deployment": "gpt-41-ptu"}, JSON_REPLY, True),
+    ({"x-ms-spillover-from-gpt-41-ptu": "gpt-41-ptu"}, SSE_REPLY, True),
+    ({"x-ms-deployment-name": "gpt-41-ptu", "x-ms-spillover-error": "429"}, JSON_REPLY, False),
+    ({}, JSON_REPLY, False),
+], ids=["spilled", "header-case", "stream", "spillover-failed", "none"])
+def test_spillover_is_whether_the_backend_response_named_a_spillover(
+        headers: dict[str, str], content_type: dict[str, str], spillover: bool) -> None:
+    stream = "event-stream" in content_type["Content-Type"]
+    body = {"messages": MESSAGES, "stream": stream}
+    outcome = Gateway().send(chat_call(body), azure_openai(
+        Reply(200, content_type | headers, "data: {}\n\n" if stream else CHAT_RESPONSE)))
+    assert outcome.event["spillover"] is spillover
+    assert outcome.response_reads == (0 if stream else 1), "headers only: a stream's body is never read"
+
+
+@pytest.mark.parametrize("on_error_response", ["synthetic", "none"])
+def test_spillover_is_null_without_a_backend_response(on_error_response: Literal["synthetic", "none"]) -> None:
+    refused = Gateway().send(Call("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"), "{}",
+                                  {"Content-Type": "application/json"}, subscription=None),
+                             on_error_response=on_error_response)
+    assert refused.event["spillover"] is None
+    assert timeout_event(on_error_response=on_error_response)["spillover"] is None
+
+
+def test_an_error_raised_in_outbound_keeps_the_backend_responses_spillover() -> None:
+    """on-error after the backend answered (an outbound failure) still sees the backend's headers."""
+    text = API_POLICY.read_text(encoding="utf-8")
+    failure = '        <set-variable name="x" value="@(int.Parse("x"))" />\n'
+    failing = text.replace("    <outbound>\n", "    <outbound>\n" + failure)
+    assert failing != text
+    outcome = Gateway({API_POLICY.name: failing}).send(chat_call({"messages": MESSAGES}), azure_openai(
+        Reply(200, JSON_REPLY | {"x-ms-spillover-from-gpt-41-ptu": "gpt-41-ptu"}, CHAT_RESPONSE)))
+    assert outcome.last_error is not None and outcome.last_error.Section == "outbound"
+    event = outcome.event
+    assert event["spillover"] is True and event["usageSource"] == "none" and event["statusCode"] == 200
+    assert schema_problems(event) == []
+
+
+def test_a_spillover_ignoring_where_the_error_happened_fails_the_check() -> None:
+    text = EMIT_FRAGMENT.read_text(encoding="utf-8")
+    careless = text.replace(' && (inOutbound || failedIn.Equals("outbound", StringComparison.OrdinalIgnoreCase))', "")
+    assert careless != text
+    assert timeout_event({EMIT_FRAGMENT.name: careless})["spillover"] is False, "false instead of null"
+
+
+def test_audio_tokens_come_from_the_usage_details_and_are_zero_otherwise() -> None:
+    audio = (RESPONSES_DIR / "audio-chat.json").read_text(encoding="utf-8")
+    event = Gateway().send(chat_call({"messages": MESSAGES, "modalities": ["text", "audio"]}),
+                           azure_openai(Reply(200, JSON_REPLY, audio))).event
+    assert {k: event["usage"][k] for k in ("promptTokens", "audioPromptTokens", "completionTokens",
+                                           "audioCompletionTokens")} == {
+        "promptTokens": 1500, "audioPromptTokens": 1200, "completionTokens": 400, "audioCompletionTokens": 300}
+    assert schema_problems(event) == []
+    plain = Gateway().send(chat_call({"messages": MESSAGES}), azure_openai(Reply(200, JSON_REPLY, RESPONSES_RESPONSE)))
+    assert (plain.event["usage"]["audioPromptTokens"], plain.event["usage"]["audioCompletionTokens"]) == (0, 0)
+
+
+def test_no_prompt_completion_or_audio_content_reaches_the_event() -> None:
+    audio = (RESPONSES_DIR / "audio-chat.json").read_text(encoding="utf-8")
+    body = {"messages": MESSAGES, "service_tier": "priority", "stream": False}
+    outcome = Gateway().send(chat_call(body), azure_openai(Reply(200, JSON_REPLY, audio)))
+    message = outcome.events[0][1]
+    assert "MESSAGE-TEXT" not in message and "never logged" not in message
