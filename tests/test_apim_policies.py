@@ -2,16 +2,9 @@
 policy reference, and with recorded events against the pipeline's own decoder and pricing.
 
 What only a live APIM can confirm is listed in apim_policies/README.md ("Checked only against the
-documentation"). The tables below are built from these Microsoft Learn pages (read 2026-11):
-
-- policy expressions, allowed .NET types and the context variable:
-  https://learn.microsoft.com/azure/api-management/api-management-policy-expressions
-- policy sections and attributes: the reference page of each policy, e.g.
-  https://learn.microsoft.com/azure/api-management/log-to-eventhub-policy
-- policies allowed in on-error:
-  https://learn.microsoft.com/azure/api-management/api-management-error-handling-policies
-- policy fragments (root <fragment>, no sections, no <base/>, no nested fragments):
-  https://learn.microsoft.com/azure/api-management/policy-fragments
+documentation"). The static-analysis helpers (expression masker, policy checker, allowed-types
+check, event reader) are in tests/apim_static.py, with the Microsoft Learn pages they are built
+from.
 """
 
 from __future__ import annotations
@@ -20,7 +13,6 @@ import copy
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -35,238 +27,37 @@ from pipeline.domain.decode import MAX_EVENT_BYTES, RawMessage, decode_batch
 from pipeline.domain.events import USAGE_FIELDS, WIRE_FIELDS, UsageEvent
 from pipeline.domain.live import LivePricer
 from pipeline.inputs.reference import load_reference
-
-REPO = Path(__file__).resolve().parent.parent
-POLICY_DIR = REPO / "apim_policies"
-API_POLICY = POLICY_DIR / "openai-api.policy.xml"
-FRAGMENT_DIR = POLICY_DIR / "fragments"
-EMIT_FRAGMENT = FRAGMENT_DIR / "chargeback-emit-usage.xml"
-README = POLICY_DIR / "README.md"
-SCHEMA_PATH = REPO / "schemas" / "usage-event.v1.schema.json"
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "apim"
-EVENTS_DIR = FIXTURES / "events"
-RESPONSES_DIR = FIXTURES / "responses"
-DEPLOYMENTS_CSV = FIXTURES / "deployments.csv"
-
-SECTIONS = ("inbound", "backend", "outbound", "on-error")
-
-
-def policy_files() -> list[Path]:
-    return [API_POLICY, *sorted(FRAGMENT_DIR.glob("*.xml"))]
-
-
-def load_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return schema
-
-
-# --------------------------------------------------------------------------------------------
-# Masking policy expressions the way APIM's parser reads them
-# --------------------------------------------------------------------------------------------
-# APIM reads an attribute value or an element's text that starts with @( or @{ as a C# policy
-# expression, up to its balanced closing bracket; the rest of the document is XML. Expressions
-# are written raw (as in the policy reference's own examples and in APIM's "rawxml" format):
-# they may contain ", <, >, && and generics, which would not be well-formed XML. The masker finds
-# each expression's extent with a small C# lexer (strings, verbatim strings, char literals and
-# comments are skipped while counting brackets) and replaces it with a placeholder.
-
-PLACEHOLDER = "__APIM_EXPRESSION_{}__"
-
-
-class MaskError(ValueError):
-    """The document has an expression whose extent cannot be determined."""
-
-
-@dataclass(frozen=True)
-class Expression:
-    placeholder: str
-    code: str  # the whole expression, @( ... ) or @{ ... }
-    kind: Literal["attribute", "text"]
-    line: int
-
-    @property
-    def body(self) -> str:
-        """The C# inside the outer brackets."""
-        return self.code[2:-1]
-
-
-def _line(text: str, index: int) -> int:
-    return text.count("\n", 0, index) + 1
-
-
-def literal_end(text: str, k: int) -> tuple[int, Literal["string", "char", "comment"]] | None:
-    """When a C# string, verbatim string, char literal or comment starts at k: the index just past
-    it and its kind; None otherwise."""
-    n = len(text)
-    c = text[k]
-    nxt = text[k + 1] if k + 1 < n else ""
-    if c == "$" and nxt in ('"', "@"):
-        raise MaskError(f"line {_line(text, k)}: interpolated strings are not supported here")
-    if c == "@" and nxt == '"':  # verbatim string: "" is an escaped quote
-        j = k + 2
-        while j < n:
-            if text[j] == '"':
-                if text[j + 1 : j + 2] == '"':
-                    j += 2
-                    continue
-                return j + 1, "string"
-            j += 1
-        raise MaskError(f"line {_line(text, k)}: unterminated verbatim string")
-    if c == '"':  # regular string: backslash escapes, no line break
-        j = k + 1
-        while j < n and text[j] != "\n":
-            if text[j] == "\\":
-                j += 2
-                continue
-            if text[j] == '"':
-                return j + 1, "string"
-            j += 1
-        raise MaskError(f"line {_line(text, k)}: unterminated string literal")
-    if c == "'":  # char literal: 'x', '\'' or '\u0041'
-        j = text.find("'", k + 3) if nxt == "\\" else k + 2
-        if j < 0 or j >= n or text[j] != "'" or "\n" in text[k:j]:
-            raise MaskError(f"line {_line(text, k)}: unterminated char literal")
-        return j + 1, "char"
-    if c == "/" and nxt == "/":
-        newline = text.find("\n", k)
-        return (n if newline < 0 else newline), "comment"
-    if c == "/" and nxt == "*":
-        end = text.find("*/", k + 2)
-        if end < 0:
-            raise MaskError(f"line {_line(text, k)}: unterminated comment")
-        return end + 2, "comment"
-    return None
-
-
-def expression_end(text: str, at: int) -> int:
-    """Index just past the expression starting at `at` (which holds the '@' of '@(' or '@{')."""
-    opener = text[at + 1]
-    closer = {"(": ")", "{": "}"}[opener]
-    depth = 0
-    k = at + 1
-    while k < len(text):
-        literal = literal_end(text, k)
-        if literal is not None:
-            k = literal[0]
-            continue
-        if text[k] == opener:
-            depth += 1
-        elif text[k] == closer:
-            depth -= 1
-            if depth == 0:
-                return k + 1
-        k += 1
-    raise MaskError(f"line {_line(text, at)}: expression is not closed")
-
-
-def blank_literals(code: str, *, comments: bool = True) -> str:
-    """The same code, same length and lines, with the inside of every string and char literal (and
-    every comment, unless comments=False) replaced by spaces: what is left is C# structure."""
-    out = list(code)
-    k = 0
-    while k < len(code):
-        literal = literal_end(code, k)
-        if literal is None:
-            k += 1
-            continue
-        end, kind = literal
-        if kind != "comment" or comments:
-            first, last = (k, end) if kind == "comment" else (k + 1 + (code[k] == "@"), end - 1)
-            for index in range(first, last):
-                if out[index] != "\n":
-                    out[index] = " "
-        k = end
-    return "".join(out)
-
-
-def mask_expressions(text: str) -> tuple[str, dict[str, Expression]]:
-    """The document with each policy expression replaced by a placeholder, and the expressions."""
-    out: list[str] = []
-    expressions: dict[str, Expression] = {}
-    last = 0  # text[last:] is not yet copied to out
-    i = 0
-    n = len(text)
-
-    def take(start: int, end: int, kind: Literal["attribute", "text"]) -> None:
-        nonlocal last
-        placeholder = PLACEHOLDER.format(len(expressions))
-        expressions[placeholder] = Expression(placeholder, text[start:end], kind, _line(text, start))
-        out.append(text[last:start])
-        out.append(placeholder)
-        last = end
-
-    while i < n:
-        if text.startswith("<!--", i):
-            end = text.find("-->", i + 4)
-            if end < 0:
-                raise MaskError(f"line {_line(text, i)}: unterminated XML comment")
-            i = end + 3
-        elif text.startswith("<![CDATA[", i):
-            end = text.find("]]>", i)
-            if end < 0:
-                raise MaskError(f"line {_line(text, i)}: unterminated CDATA section")
-            i = end + 3
-        elif text.startswith("<?", i):
-            end = text.find("?>", i)
-            if end < 0:
-                raise MaskError(f"line {_line(text, i)}: unterminated processing instruction")
-            i = end + 2
-        elif text[i] == "<":  # a tag: attribute values may start with an expression
-            k = i + 1
-            while k < n and text[k] != ">":
-                if text[k] in "\"'":
-                    quote = text[k]
-                    start = k + 1
-                    if text.startswith(("@(", "@{"), start):
-                        end = expression_end(text, start)
-                        if end >= n or text[end] != quote:
-                            raise MaskError(f"line {_line(text, end)}: attribute value goes on after its "
-                                            "expression")
-                        take(start, end, "attribute")
-                        k = end
-                    else:
-                        close = text.find(quote, start)
-                        if close < 0:
-                            raise MaskError(f"line {_line(text, k)}: unterminated attribute value")
-                        k = close
-                k += 1
-            i = k + 1
-        else:  # element text: an expression when it starts (after blanks) with @( or @{
-            k = i
-            while k < n and text[k] in " \t\r\n":
-                k += 1
-            if text.startswith(("@(", "@{"), k):
-                end = expression_end(text, k)
-                take(k, end, "text")
-                rest = end
-                while rest < n and text[rest] in " \t\r\n":
-                    rest += 1
-                if rest < n and text[rest] != "<":
-                    raise MaskError(f"line {_line(text, rest)}: element text goes on after its expression")
-                i = rest
-            else:
-                lt = text.find("<", i)
-                i = n if lt < 0 else lt
-    out.append(text[last:])
-    return "".join(out), expressions
-
-
-@dataclass
-class PolicyDocument:
-    path: Path
-    text: str
-    root: ET.Element
-    expressions: dict[str, Expression]
-
-    def expression(self, value: str | None) -> Expression | None:
-        return self.expressions.get((value or "").strip())
-
-
-def parse_policy(path: Path, text: str | None = None) -> PolicyDocument:
-    raw = path.read_text(encoding="utf-8") if text is None else text
-    masked, expressions = mask_expressions(raw)
-    return PolicyDocument(path, raw, ET.fromstring(masked), expressions)
-
+from tests.apim_csharp import CSharpException, InterpreterError, datetime_value, run_expression
+from tests.apim_gateway import REQUEST_ID, Call, Gateway, Reply, azure_openai
+from tests.apim_static import (
+    API_POLICY,
+    DEPLOYMENTS_CSV,
+    EMIT_FRAGMENT,
+    EVENTS_DIR,
+    FRAGMENT_DIR,
+    NAMED_VALUE,
+    RESPONSES_DIR,
+    MaskError,
+    PolicyDocument,
+    all_documents,
+    all_expressions,
+    blank_literals,
+    emit_expression,
+    emitted_shape,
+    expression_type_problems,
+    field_mismatches,
+    fragment_id,
+    fragment_sections,
+    load_schema,
+    mask_expressions,
+    named_values_documented,
+    named_values_used,
+    parse_policy,
+    policy_files,
+    policy_problems,
+    section_statements,
+    string_literals,
+)
 
 # --- the masker itself ------------------------------------------------------------------------
 
@@ -332,197 +123,6 @@ def test_the_policies_are_not_plain_xml_which_is_why_masking_is_needed() -> None
         ET.fromstring(EMIT_FRAGMENT.read_text(encoding="utf-8"))
 
 
-# --------------------------------------------------------------------------------------------
-# Well-formed, real policy elements, in allowed sections
-# --------------------------------------------------------------------------------------------
-
-ALL_SECTIONS = frozenset(SECTIONS)
-
-
-@dataclass(frozen=True)
-class PolicySpec:
-    """One policy as the reference describes it."""
-
-    sections: frozenset[str]
-    url: str
-    attributes: frozenset[str] = frozenset()
-    required: frozenset[str] = frozenset()
-    no_expressions: frozenset[str] = frozenset()  # attributes where expressions aren't allowed
-    children: tuple[str, ...] = ()  # allowed child elements, in the documented order
-    text: bool = False  # takes text (an expression or a literal)
-
-
-LEARN = "https://learn.microsoft.com/azure/api-management/"
-POLICIES: dict[str, PolicySpec] = {
-    "base": PolicySpec(ALL_SECTIONS, LEARN + "api-management-howto-policies"),
-    "choose": PolicySpec(ALL_SECTIONS, LEARN + "choose-policy", children=("when", "otherwise")),
-    "set-variable": PolicySpec(ALL_SECTIONS, LEARN + "set-variable-policy", frozenset({"name", "value"}),
-                               frozenset({"name", "value"}), frozenset({"name"})),
-    "include-fragment": PolicySpec(ALL_SECTIONS, LEARN + "include-fragment-policy", frozenset({"fragment-id"}),
-                                   frozenset({"fragment-id"}), frozenset({"fragment-id"})),
-    "log-to-eventhub": PolicySpec(ALL_SECTIONS, LEARN + "log-to-eventhub-policy",
-                                  frozenset({"logger-id", "partition-id", "partition-key"}), frozenset({"logger-id"}),
-                                  frozenset({"logger-id", "partition-id"}), text=True),
-    "set-header": PolicySpec(ALL_SECTIONS, LEARN + "set-header-policy", frozenset({"name", "exists-action"}),
-                             frozenset({"name"}), children=("value",)),
-    "set-body": PolicySpec(frozenset({"inbound", "outbound", "backend"}), LEARN + "set-body-policy",
-                           frozenset({"template", "xsi-nil"}), no_expressions=frozenset({"xsi-nil"}),
-                           text=True),
-    "validate-azure-ad-token": PolicySpec(
-        frozenset({"inbound"}), LEARN + "validate-azure-ad-token-policy",
-        frozenset({"tenant-id", "header-name", "query-parameter-name", "token-value", "authentication-endpoint",
-                   "failed-validation-httpcode", "failed-validation-error-message", "output-token-variable-name"}),
-        frozenset({"tenant-id"}), frozenset({"output-token-variable-name"}),
-        children=("client-application-ids", "backend-application-ids", "audiences", "required-claims")),
-    "authentication-managed-identity": PolicySpec(
-        frozenset({"inbound"}), LEARN + "authentication-managed-identity-policy",
-        frozenset({"resource", "client-id", "output-token-variable-name", "ignore-error"}), frozenset({"resource"}),
-        frozenset({"client-id", "output-token-variable-name"})),
-    "forward-request": PolicySpec(
-        frozenset({"backend"}), LEARN + "forward-request-policy",
-        frozenset({"timeout", "follow-redirects", "buffer-request-body", "buffer-response",
-                   "fail-on-error-status-code"})),
-    "return-response": PolicySpec(ALL_SECTIONS, LEARN + "return-response-policy",
-                                  frozenset({"response-variable-name"}),
-                                  children=("set-status", "set-header", "set-body")),
-    "set-status": PolicySpec(ALL_SECTIONS, LEARN + "set-status-policy", frozenset({"code", "reason"}),
-                             frozenset({"code"})),
-}
-# Elements that only exist inside a policy: parent -> child -> (attributes, grandchildren, text).
-INNER: dict[str, dict[str, tuple[frozenset[str], tuple[str, ...], bool]]] = {
-    "choose": {"when": (frozenset({"condition"}), (), False), "otherwise": (frozenset(), (), False)},
-    "set-header": {"value": (frozenset(), (), True)},
-    "validate-azure-ad-token": {
-        "client-application-ids": (frozenset(), ("application-id",), False),
-        "backend-application-ids": (frozenset(), ("application-id",), False),
-        "audiences": (frozenset(), ("audience",), False),
-        "required-claims": (frozenset(), ("claim",), False),
-    },
-}
-LEAVES: dict[str, tuple[frozenset[str], tuple[str, ...], bool]] = {
-    "application-id": (frozenset(), (), True),
-    "audience": (frozenset(), (), True),
-    "claim": (frozenset({"name", "match", "separator"}), ("value",), False),
-    "value": (frozenset(), (), True),
-}
-# https://learn.microsoft.com/azure/api-management/api-management-error-handling-policies lists the
-# policies allowed in on-error; base and include-fragment are documented as usable in on-error by
-# their own pages (the list predates policy fragments).
-ON_ERROR_ALLOWED = frozenset({
-    "choose", "set-variable", "find-and-replace", "return-response", "set-header", "set-method", "set-status",
-    "send-request", "send-one-way-request", "log-to-eventhub", "json-to-xml", "xml-to-json", "limit-concurrency",
-    "mock-response", "retry", "trace", "base", "include-fragment",
-})
-
-
-def fragment_id(path: Path) -> str:
-    return path.stem
-
-
-def fragment_sections(documents: list[PolicyDocument]) -> dict[str, set[str]]:
-    """fragment id -> the sections it is included in, across the API policy (and nested chooses)."""
-    used: dict[str, set[str]] = {}
-    for document in documents:
-        if document.root.tag != "policies":
-            continue
-        for section in document.root:
-            for element in section.iter("include-fragment"):
-                used.setdefault(element.get("fragment-id", ""), set()).add(section.tag)
-    return used
-
-
-def check_policy_element(element: ET.Element, section: str, document: PolicyDocument, where: str) -> Iterator[str]:
-    """Problems with one policy statement used in `section`, and with its children."""
-    spec = POLICIES.get(element.tag)
-    if spec is None:
-        yield f"{where}: <{element.tag}> is not an APIM policy this project knows from the reference"
-        return
-    if section not in spec.sections:
-        yield f"{where}: <{element.tag}> is not allowed in {section} (allowed: {sorted(spec.sections)}; {spec.url})"
-    if section == "on-error" and element.tag not in ON_ERROR_ALLOWED:
-        yield f"{where}: <{element.tag}> is not among the policies allowed in on-error"
-    attributes = set(element.attrib) - {"id"}
-    if not attributes <= spec.attributes:
-        yield f"{where}: <{element.tag}> has unknown attribute(s) {sorted(attributes - spec.attributes)}"
-    if not spec.required <= attributes:
-        yield f"{where}: <{element.tag}> lacks required attribute(s) {sorted(spec.required - attributes)}"
-    for name in spec.no_expressions & attributes:
-        if document.expression(element.get(name)):
-            yield f"{where}: <{element.tag} {name}> does not allow policy expressions"
-    if element.tag == "log-to-eventhub" and {"partition-id", "partition-key"} <= attributes:
-        yield f"{where}: log-to-eventhub takes partition-id or partition-key, never both"
-    if (element.text or "").strip() and not spec.text:
-        yield f"{where}: <{element.tag}> takes no text"
-    if element.tag == "choose":
-        whens = [child.tag for child in element]
-        if not whens or whens[0] != "when" or any(t not in ("when", "otherwise") for t in whens) or \
-                whens.count("otherwise") > 1 or ("otherwise" in whens and whens[-1] != "otherwise"):
-            yield f"{where}: <choose> needs <when> elements then at most one final <otherwise>"
-        for child in element:
-            if child.tag == "when" and not child.get("condition"):
-                yield f"{where}: <when> needs a condition"
-            for index, statement in enumerate(child):
-                yield from check_policy_element(statement, section, document, f"{where}/{child.tag}[{index}]")
-        return
-    yield from check_inner(element, INNER.get(element.tag, {}), spec.children, where)
-
-
-def check_inner(element: ET.Element, allowed: dict[str, tuple[frozenset[str], tuple[str, ...], bool]],
-                order: tuple[str, ...], where: str) -> Iterator[str]:
-    tags = [child.tag for child in element]
-    unknown = [t for t in tags if t not in order]
-    if unknown:
-        yield f"{where}: <{element.tag}> cannot contain {unknown}"
-        return
-    if tags != sorted(tags, key=order.index):
-        yield f"{where}: <{element.tag}> children must follow the documented order {list(order)}"
-    for child in element:
-        attributes, grandchildren, text = allowed.get(child.tag) or LEAVES[child.tag]
-        if not set(child.attrib) <= attributes:
-            yield f"{where}/{child.tag}: unknown attribute(s) {sorted(set(child.attrib) - attributes)}"
-        if (child.text or "").strip() and not text:
-            yield f"{where}/{child.tag}: takes no text"
-        if grandchildren or len(child):
-            yield from check_inner(child, {}, grandchildren, f"{where}/{child.tag}")
-
-
-def policy_problems(documents: list[PolicyDocument]) -> list[str]:
-    problems: list[str] = []
-    used = fragment_sections(documents)
-    for document in documents:
-        name = document.path.name
-        root = document.root
-        if root.tag == "policies":
-            tags = [section.tag for section in root]
-            if tags != list(SECTIONS):
-                problems.append(f"{name}: sections must be exactly {list(SECTIONS)} in that order, got {tags}")
-            for section in root:
-                for index, element in enumerate(section):
-                    problems.extend(check_policy_element(element, section.tag, document,
-                                                         f"{name}:{section.tag}[{index}]"))
-        elif root.tag == "fragment":
-            fid = fragment_id(document.path)
-            sections = used.get(fid, set())
-            if not sections:
-                problems.append(f"{name}: fragment {fid} is included nowhere")
-            for bad in ("inbound", "backend", "outbound", "on-error", "base", "include-fragment"):
-                if any(True for _ in root.iter(bad)):
-                    problems.append(f"{name}: a fragment cannot contain <{bad}>")
-            for included_in in sorted(sections):
-                for index, element in enumerate(root):
-                    problems.extend(check_policy_element(element, included_in, document,
-                                                         f"{name}[{index}] (included in {included_in})"))
-        else:
-            problems.append(f"{name}: root must be <policies> or <fragment>, got <{root.tag}>")
-    for fid in used:
-        if not (FRAGMENT_DIR / f"{fid}.xml").exists():
-            problems.append(f"include-fragment names {fid!r} but apim_policies/fragments/{fid}.xml does not exist")
-    return problems
-
-
-def all_documents() -> list[PolicyDocument]:
-    return [parse_policy(path) for path in policy_files()]
-
 
 @pytest.mark.parametrize("path", policy_files(), ids=lambda p: p.name)
 def test_every_policy_file_is_well_formed_once_expressions_are_masked(path: Path) -> None:
@@ -537,24 +137,20 @@ def test_policy_elements_are_real_and_in_allowed_sections() -> None:
     assert policy_problems(all_documents()) == []
 
 
-def section_statements(root: ET.Element, section: str) -> list[str]:
-    """The section's top-level statements: tag, or include-fragment:<id>."""
-    found = root.find(section)
-    assert found is not None, section
-    return [f"include-fragment:{e.get('fragment-id')}" if e.tag == "include-fragment" else e.tag for e in found]
-
 
 def test_api_policy_has_the_required_pieces() -> None:
     root = parse_policy(API_POLICY).root
     assert section_statements(root, "inbound") == [
         "include-fragment:chargeback-resolve-caller", "base", "include-fragment:chargeback-validate-entra-token",
-        "include-fragment:chargeback-stream-include-usage", "authentication-managed-identity", "set-header"]
+        "include-fragment:chargeback-stream-include-usage", "authentication-managed-identity", "set-header",
+        "choose"]
     identity = root.find("inbound/authentication-managed-identity")
     assert identity is not None and identity.get("resource") == "https://cognitiveservices.azure.com"
     forward = root.find("backend/forward-request")
     assert forward is not None and forward.get("buffer-response") == "false"
     assert forward.get("fail-on-error-status-code") == "false"
-    # Emit first, then <base />: see apim_policies/README.md, "Exactly one event per request".
+    assert backend_problems(parse_policy(API_POLICY)) == []
+    # Emit first, then <base />: see apim_policies/README.md, "At most one event per request".
     assert section_statements(root, "outbound") == ["include-fragment:chargeback-emit-usage", "base"]
     assert section_statements(root, "on-error") == ["set-variable", "choose", "include-fragment:chargeback-emit-usage",
                                                     "base"]
@@ -569,8 +165,38 @@ def test_api_policy_has_the_required_pieces() -> None:
     assert flag is not None and flag.get("name") == "chargeback-emitted"
     log = when.find("log-to-eventhub")
     assert log is not None and log.get("logger-id") == "chargeback-usage-logger"
-    partition = parse_policy(EMIT_FRAGMENT).expression(log.get("partition-key"))
-    assert partition is not None and '"chargeback-subscription-id"' in partition.code
+    assert partition_key_problems(parse_policy(EMIT_FRAGMENT)) == []
+
+
+def partition_key_problems(document: PolicyDocument) -> list[str]:
+    """The Event Hub partition key must be the event id (apim_policies/README.md, "At most one event
+    per request"): the same expression as the event's eventId."""
+    log = next(document.root.iter("log-to-eventhub"))
+    partition = document.expression(log.get("partition-key"))
+    if partition is None or partition.code != "@(context.RequestId.ToString())":
+        return ["the partition key is not the event id (context.RequestId)"]
+    message = document.expression(log.text)
+    if message is None or 'new JProperty("eventId", context.RequestId.ToString())' not in message.code:
+        return ["the eventId is not context.RequestId"]
+    return []
+
+
+def test_a_partition_key_other_than_the_event_id_fails_the_check() -> None:
+    text = EMIT_FRAGMENT.read_text(encoding="utf-8")
+    by_subscription = text.replace('partition-key="@(context.RequestId.ToString())"',
+                                   'partition-key="@(context.Variables.GetValueOrDefault<string>'
+                                   '("chargeback-subscription-id", "(none)"))"')
+    assert by_subscription != text
+    assert partition_key_problems(parse_policy(EMIT_FRAGMENT, by_subscription)) == [
+        "the partition key is not the event id (context.RequestId)"]
+
+
+@pytest.mark.parametrize("subscription", ["team-search-prod", None], ids=["outbound", "on-error"])
+def test_every_event_is_sent_with_its_event_id_as_partition_key(subscription: str | None) -> None:
+    outcome = Gateway().send(Call("POST", "/openai/deployments/gpt-4o-prod/embeddings?api-version=2024-10-21",
+                                  '{"input":"x"}', {"Content-Type": "application/json"}, subscription=subscription))
+    ((key, message),) = outcome.events
+    assert key == json.loads(message)["eventId"] == REQUEST_ID
 
 
 def test_the_checker_catches_misplaced_and_unknown_elements() -> None:
@@ -603,19 +229,6 @@ def test_fragments_are_wrapped_in_fragment_and_every_include_names_an_existing_f
     assert used["chargeback-stream-include-usage"] == {"inbound"}
 
 
-NAMED_VALUE = re.compile(r"\{\{([A-Za-z0-9._-]+)\}\}")
-
-
-def named_values_used() -> set[str]:
-    return {name for path in policy_files() for name in NAMED_VALUE.findall(path.read_text(encoding="utf-8"))}
-
-
-def named_values_documented() -> set[str]:
-    """Names in the first column of the README's named-values table (`| `name` | ...`)."""
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Named values", 1)[1].split("\n## ", 1)[0]
-    return set(re.findall(r"^\|\s*`([A-Za-z0-9._-]+)`\s*\|", section, flags=re.MULTILINE))
-
 
 def test_every_named_value_used_is_documented_in_the_readme_and_no_more() -> None:
     used = named_values_used()
@@ -636,138 +249,6 @@ def test_named_values_appear_only_where_apim_substitutes_them() -> None:
                 assert before.endswith('"') and expression.code[match.end()] == '"', (
                     f"{path.name}:{expression.line}: {{{{{match.group(1)}}}}} must be a whole string literal")
 
-
-# --------------------------------------------------------------------------------------------
-# Expressions use only the allowed types and members
-# --------------------------------------------------------------------------------------------
-# https://learn.microsoft.com/azure/api-management/api-management-policy-expressions#CLRTypes
-# (short names as written in expressions; "All" members unless listed in RESTRICTED_MEMBERS).
-ALLOWED_TYPES = frozenset({
-    # Newtonsoft.Json
-    "Formatting", "JsonConvert", "Extensions", "JArray", "JConstructor", "JContainer", "JObject", "JProperty",
-    "JRaw", "JToken", "JTokenType", "JValue",
-    # System
-    "Array", "BitConverter", "Boolean", "Byte", "Char", "Convert", "DateTime", "DateTimeKind", "DateTimeOffset",
-    "Decimal", "Double", "Enum", "Exception", "Guid", "Int16", "Int32", "Int64", "Math", "MidpointRounding",
-    "Nullable", "Random", "SByte", "Single", "String", "StringComparer", "StringComparison", "StringSplitOptions",
-    "TimeSpan", "TimeZone", "TimeZoneInfo", "Tuple", "UInt16", "UInt32", "UInt64", "Uri", "UriPartial",
-    # System.Collections.Generic, System.Linq, System.IO, System.Net, System.Text
-    "Dictionary", "HashSet", "ICollection", "IDictionary", "IEnumerable", "IEnumerator", "IList",
-    "IReadOnlyCollection", "IReadOnlyDictionary", "ISet", "KeyValuePair", "List", "Queue", "Stack", "Enumerable",
-    "StringReader", "StringWriter", "IPAddress", "WebUtility", "Encoding", "StringBuilder",
-    "Capture", "CaptureCollection", "Group", "GroupCollection", "Match", "Regex", "RegexOptions",
-    # System.Xml.Linq
-    "XAttribute", "XCData", "XComment", "XContainer", "XDeclaration", "XDocument", "XDocumentType", "XElement",
-    "XName", "XNamespace", "XNode", "XNodeDocumentOrderComparer", "XNodeEqualityComparer", "XObject",
-    "XProcessingInstruction", "XText", "XmlNodeType",
-    # System.Security.Cryptography (a few of those listed)
-    "HashAlgorithm", "HMACSHA256", "SHA256", "MD5", "RSA", "X509Certificate2",
-    # APIM's own types from the context-variable table
-    "Jwt", "BasicAuthCredentials",
-})
-RESTRICTED_MEMBERS: dict[str, frozenset[str]] = {
-    "DateTime": frozenset({
-        "Add", "AddDays", "AddHours", "AddMilliseconds", "AddMinutes", "AddMonths", "AddSeconds", "AddTicks",
-        "AddYears", "Date", "Day", "DayOfWeek", "DayOfYear", "DaysInMonth", "Hour", "IsDaylightSavingTime",
-        "IsLeapYear", "MaxValue", "Millisecond", "Minute", "MinValue", "Month", "Now", "Parse", "Second",
-        "Subtract", "Ticks", "TimeOfDay", "Today", "ToString", "UtcNow", "Year"}),
-    "DateTimeKind": frozenset({"Utc"}),
-    "JsonConvert": frozenset({"SerializeObject", "DeserializeObject"}),
-    "Enum": frozenset({"Parse", "TryParse", "ToString"}),
-    "Regex": frozenset({"IsMatch", "Match", "Matches", "Replace", "Unescape", "Split"}),
-    "Match": frozenset({"Empty", "Groups", "Result"}),
-}
-# The context variable: member -> the type it returns; None = a .NET type whose members are all allowed.
-CONTEXT_API: dict[str, dict[str, str | None]] = {
-    "context": {"Api": "IApi", "Deployment": "Deployment", "Elapsed": None, "LastError": "LastError",
-                "Operation": "Operation", "Product": "Product", "Request": "Request", "RequestId": None,
-                "Response": "Response", "Subscription": "Subscription", "Timestamp": None, "Tracing": None,
-                "User": "User", "Variables": None, "Trace": None, "Workspace": "Workspace"},
-    "IApi": {"Id": None, "IsCurrentRevision": None, "Name": None, "Path": None, "Revision": None,
-             "ServiceUrl": "IUrl", "Version": None, "Protocols": None, "SubscriptionKeyParameterNames": None},
-    "Deployment": {"Gateway": None, "GatewayId": None, "Region": None, "ServiceId": None, "ServiceName": None,
-                   "SustainabilityInfo": None, "Certificates": None},
-    "LastError": {"Source": None, "Reason": None, "Message": None, "Scope": None, "Section": None, "Path": None,
-                  "PolicyId": None},
-    "Operation": {"Id": None, "Method": None, "Name": None, "UrlTemplate": None},
-    "Product": {"ApprovalRequired": None, "Groups": None, "Id": None, "Name": None, "State": None,
-                "SubscriptionsLimit": None, "SubscriptionRequired": None},
-    "Request": {"Body": "IMessageBody", "Certificate": None, "Headers": None, "IpAddress": None,
-                "MatchedParameters": None, "Method": None, "OriginalUrl": "IUrl", "Url": "IUrl",
-                "PrivateEndpointConnection": None},
-    "Response": {"Body": "IMessageBody", "Headers": None, "StatusCode": None, "StatusReason": None},
-    "Subscription": {"CreatedDate": None, "EndDate": None, "Id": None, "Key": None, "Name": None,
-                     "PrimaryKey": None, "SecondaryKey": None, "StartDate": None},
-    "User": {"Email": None, "FirstName": None, "Groups": None, "Id": None, "Identities": None, "LastName": None,
-             "Note": None, "RegistrationDate": None},
-    "Workspace": {"Id": None, "Name": None},
-    "IUrl": {"Host": None, "Path": None, "Port": None, "Query": None, "QueryString": None, "Scheme": None},
-    "IMessageBody": {"As": None, "AsFormUrlEncodedContent": None},
-}
-# Extension methods APIM adds on strings and its Jwt type's members.
-APIM_EXTENSIONS = frozenset({"AsJwt", "TryParseJwt", "AsBasic", "TryParseBasic"})
-JWT_MEMBERS = frozenset({"Algorithm", "Audiences", "Claims", "ExpirationTime", "Id", "Issuer", "IssuedAt",
-                         "NotBefore", "Subject", "Type"})
-CSHARP_KEYWORDS = frozenset({
-    "abstract", "as", "base", "bool", "break", "byte", "case", "catch", "char", "checked", "class", "const",
-    "continue", "decimal", "default", "delegate", "do", "double", "else", "enum", "event", "explicit", "extern",
-    "false", "finally", "fixed", "float", "for", "foreach", "goto", "if", "implicit", "in", "int", "interface",
-    "internal", "is", "lock", "long", "namespace", "new", "null", "object", "operator", "out", "override",
-    "params", "private", "protected", "public", "readonly", "ref", "return", "sbyte", "sealed", "short", "sizeof",
-    "stackalloc", "static", "string", "struct", "switch", "this", "throw", "true", "try", "typeof", "uint",
-    "ulong", "unchecked", "unsafe", "ushort", "using", "virtual", "void", "volatile", "while", "var", "nameof",
-    "when",
-})
-
-
-def string_literals(code: str) -> list[str]:
-    return [m.group(1) for m in re.finditer(r'"((?:[^"\\\n]|\\.)*)"', code)]
-
-
-def expression_type_problems(code: str) -> list[str]:
-    """Type and member uses in one expression that the allow-list does not cover."""
-    problems: list[str] = []
-    bare = blank_literals(code).replace("?.", ".")
-    for match in re.finditer(r"\bnew\s*(\[\s*\]|\{|[A-Za-z_][\w.]*)", bare):
-        target = match.group(1)
-        if target == "{":
-            problems.append("anonymous types (new { ... }) are not in the allowed types")
-        elif not target.startswith("[") and target.split(".")[-1] not in ALLOWED_TYPES:
-            problems.append(f"new {target}: not an allowed type")
-    for match in re.finditer(r"(?<![\w.])([A-Za-z_]\w*)", bare):
-        name = match.group(1)
-        if name in CSHARP_KEYWORDS or name == "context" or name[0].islower() or name[0] == "_":
-            continue
-        if name not in ALLOWED_TYPES:
-            problems.append(f"{name}: not an allowed type")
-    for match in re.finditer(r"(?<![\w.])([A-Z]\w*)((?:\.[A-Za-z_]\w*)+)", bare):
-        type_name, members = match.group(1), match.group(2).split(".")[1:]
-        allowed = RESTRICTED_MEMBERS.get(type_name)
-        if allowed is not None:
-            chain = members if type_name == "DateTime" else members[:1]
-            problems.extend(f"{type_name}.{m}: member not allowed" for m in chain if m not in allowed)
-    for match in re.finditer(r"(?<![\w.])context((?:\.[A-Za-z_]\w*)+)", bare):
-        current: str | None = "context"
-        for member in match.group(1).split(".")[1:]:
-            if current is None:
-                break
-            members = CONTEXT_API[current]
-            if member not in members:
-                problems.append(f"context ... {current}.{member}: not a documented member")
-                break
-            current = members[member]
-    for match in re.finditer(r"\.\s*(As[A-Z]\w*|TryParse[A-Z]\w*)\s*[(<]", bare):
-        name = match.group(1)
-        if name not in APIM_EXTENSIONS and name not in ("As", "AsFormUrlEncodedContent"):
-            problems.append(f".{name}(): not a documented method")
-    for match in re.finditer(r"\bjwt\.(\w+)", bare):
-        if match.group(1) not in JWT_MEMBERS:
-            problems.append(f"Jwt.{match.group(1)}: not a documented member")
-    return problems
-
-
-def all_expressions() -> list[tuple[Path, Expression]]:
-    return [(path, e) for path in policy_files() for e in parse_policy(path).expressions.values()]
 
 
 def test_expressions_use_only_allowed_types_and_members() -> None:
@@ -809,8 +290,8 @@ def test_the_response_body_is_read_only_for_non_streamed_json_in_outbound() -> N
     code = emit_expression().code
     reads = [m.start() for m in re.finditer(r"context\.Response\.Body\.As<", code)]
     assert len(reads) == 1
-    guard = code.rfind("if (inOutbound && json && context.Response.Body != null)", 0, reads[0])
-    assert guard >= 0, "the only response-body read sits under the non-streamed JSON guard"
+    guard = code.rfind("if (inOutbound && json && metered && context.Response.Body != null)", 0, reads[0])
+    assert guard >= 0, "the only response-body read sits under the metered, non-streamed JSON guard"
     assert 'bool json = !eventStream && contentType.IndexOf("json"' in code
     assert 'contentType.IndexOf("text/event-stream"' in code
 
@@ -823,7 +304,7 @@ def test_set_body_only_runs_for_parsed_streamed_requests() -> None:
     assert condition is not None and '"chargeback-add-include-usage"' in condition.code
     resolve = parse_policy(FRAGMENT_DIR / "chargeback-resolve-caller.xml")
     facts = next(e for e in resolve.expressions.values() if '"addIncludeUsage", false' in e.code)
-    assert 'facts["addIncludeUsage"] = streamed && completions && !included;' in facts.code
+    assert 'facts["addIncludeUsage"] = streamed && completions && !included && accepted;' in facts.code
     assert "catch (Exception)" in facts.code
 
 
@@ -837,102 +318,6 @@ def test_every_resolve_expression_catches_its_own_exceptions() -> None:
             assert "catch (Exception)" in expression.code, element.get("name")
 
 
-# --------------------------------------------------------------------------------------------
-# The event the policy writes == the schema's properties
-# --------------------------------------------------------------------------------------------
-
-
-def matching_paren(code: str, open_index: int) -> int:
-    """Index of the ')' closing the '(' at open_index, skipping literals (via the masker's lexer)."""
-    return expression_end("@" + code[open_index:], 0) + open_index - 2
-
-
-def split_arguments(arguments: str) -> list[str]:
-    """Top-level comma-separated arguments, literals and nesting respected."""
-    bare = blank_literals(arguments)
-    parts: list[str] = []
-    depth = 0
-    start = 0
-    for index, char in enumerate(bare):
-        if char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif char == "," and depth == 0:
-            parts.append(arguments[start:index])
-            start = index + 1
-    parts.append(arguments[start:])
-    return [p.strip() for p in parts if p.strip()]
-
-
-def jobject_properties(code: str, variable: str) -> list[tuple[str, str]]:
-    """(name, value expression) of each `new JProperty(...)` in `variable = new JObject(...)`."""
-    found = re.search(rf"\b{re.escape(variable)}\s*=\s*new\s+JObject\s*\(", code)
-    if found is None:
-        raise AssertionError(f"no `{variable} = new JObject(...)` in the expression")
-    open_index = found.end() - 1
-    close_index = matching_paren(code, open_index)
-    properties = []
-    for argument in split_arguments(code[open_index + 1 : close_index]):
-        prop = re.fullmatch(r'new\s+JProperty\s*\(\s*"([^"]+)"\s*,\s*(.*)\)', argument, flags=re.DOTALL)
-        if prop is None:
-            raise AssertionError(f"{variable}: argument is not new JProperty(\"name\", value): {argument[:60]}")
-        properties.append((prop.group(1), prop.group(2).strip()))
-    return properties
-
-
-@dataclass(frozen=True)
-class EmittedShape:
-    event: list[str]
-    usage: list[str]
-    tags: list[str]
-    usage_sources: set[str]
-
-
-def emitted_shape(code: str) -> EmittedShape:
-    """The JSON the log-to-eventhub expression writes, read from its code."""
-    returned = re.search(r"return\s+(\w+)\.ToString\(\s*Formatting\.None\s*\)\s*;\s*\}$", code.strip())
-    if returned is None:
-        raise AssertionError("the message must be `return <event>.ToString(Formatting.None);`")
-    event = jobject_properties(code, returned.group(1))
-    values = dict(event)
-    usage_variable = values.get("usage", "")
-    usage = [name for name, _ in jobject_properties(code, usage_variable)] if usage_variable.isidentifier() else []
-    tags_variable = values.get("tags", "")
-    tags = re.findall(rf'\b{re.escape(tags_variable)}\["([^"]+)"\]\s*=', code) if tags_variable.isidentifier() else []
-    sources = set(re.findall(r'\busageSource\s*=\s*"([^"]*)"', code))
-    return EmittedShape([name for name, _ in event], usage, tags, sources)
-
-
-def schema_shape(schema: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
-    properties: dict[str, Any] = schema["properties"]
-    usage_object = next(option for option in properties["usage"]["oneOf"] if option.get("type") == "object")
-    return list(properties), list(usage_object["properties"]), list(properties["usageSource"]["enum"])
-
-
-def field_mismatches(log_expression: str, schema: dict[str, Any]) -> list[str]:
-    shape = emitted_shape(log_expression)
-    event_fields, usage_fields, sources = schema_shape(schema)
-    problems: list[str] = []
-    for label, written, wanted in (("event", shape.event, event_fields), ("usage", shape.usage, usage_fields)):
-        problems += [f"{label} field {name!r} is in the schema but the policy does not write it"
-                     for name in wanted if name not in written]
-        problems += [f"{label} field {name!r} is written by the policy but is not in the schema"
-                     for name in written if name not in wanted]
-        if len(set(written)) != len(written):
-            problems.append(f"{label}: a field is written twice")
-    problems += [f"usageSource {value!r} is not in the schema's enum" for value in sorted(shape.usage_sources)
-                 if value not in sources]
-    return problems
-
-
-def emit_expression(text: str | None = None) -> Expression:
-    document = parse_policy(EMIT_FRAGMENT, text)
-    log = next(document.root.iter("log-to-eventhub"))
-    expression = document.expression(log.text)
-    assert expression is not None and expression.kind == "text"
-    return expression
-
 
 def test_the_event_written_by_log_to_eventhub_has_exactly_the_schemas_fields() -> None:
     assert field_mismatches(emit_expression().code, load_schema()) == []
@@ -944,7 +329,8 @@ def test_the_event_written_by_log_to_eventhub_has_exactly_the_schemas_fields() -
 
 
 @pytest.mark.parametrize(("old", "new"), [("costCenter", "costCentre"), ("cachedTokens", "cachedTokenCount"),
-                                          ("schemaVersion", "version")])
+                                          ("schemaVersion", "version"), ("serviceTier", "tier"),
+                                          ("spillover", "spilledOver"), ("audioPromptTokens", "promptAudioTokens")])
 def test_renaming_a_field_in_the_policy_fails_the_check(old: str, new: str) -> None:
     text = EMIT_FRAGMENT.read_text(encoding="utf-8")
     renamed = text.replace(f'new JProperty("{old}"', f'new JProperty("{new}"')
@@ -966,6 +352,14 @@ def test_renaming_a_property_in_the_schema_fails_the_check() -> None:
     assert "usage field 'reasoningTokens' is written by the policy but is not in the schema" in problems
 
 
+def test_a_service_tier_source_outside_the_schema_enum_fails_the_check() -> None:
+    assert emitted_shape(emit_expression().code).tier_sources == {"response", "request"}
+    text = EMIT_FRAGMENT.read_text(encoding="utf-8").replace('serviceTierSource = "request";',
+                                                             'serviceTierSource = "requested";')
+    assert "serviceTierSource 'requested' is not in the schema's enum" in field_mismatches(emit_expression(text).code,
+                                                                                         load_schema())
+
+
 def test_a_usage_source_outside_the_schema_enum_fails_the_check() -> None:
     text = EMIT_FRAGMENT.read_text(encoding="utf-8").replace('usageSource = "stream";', 'usageSource = "streamed";')
     assert "usageSource 'streamed' is not in the schema's enum" in field_mismatches(emit_expression(text).code,
@@ -975,9 +369,10 @@ def test_a_usage_source_outside_the_schema_enum_fails_the_check() -> None:
 def test_tags_written_by_on_error_fit_the_schema() -> None:
     shape = emitted_shape(emit_expression().code)
     tags_schema = load_schema()["properties"]["tags"]
-    assert shape.tags == ["apimErrorSource", "apimErrorReason"]
+    assert shape.tags == ["apimErrorSource", "apimErrorReason", "chargebackError"]
     assert len(shape.tags) <= tags_schema["maxProperties"]
     assert all(1 <= len(name) <= tags_schema["propertyNames"]["maxLength"] for name in shape.tags)
+    assert 'tags["chargebackError"] = "gateway-timeout";' in emit_expression().code
 
 
 def test_the_largest_possible_event_stays_far_below_the_limits() -> None:
@@ -987,7 +382,8 @@ def test_the_largest_possible_event_stays_far_below_the_limits() -> None:
     big = "x" * 256
     event: dict[str, Any] = dict.fromkeys(shape.event, big)
     event.update(schemaVersion=1, stream=True, statusCode=599, durationMs=86_400_000, usageSource="response",
-                 usage=dict.fromkeys(shape.usage, 10**12), tags=dict.fromkeys(shape.tags, big))
+                 usage=dict.fromkeys(shape.usage, 10**12), tags=dict.fromkeys(shape.tags, big),
+                 serviceTier="x" * 64, serviceTierSource="response", spillover=True)
     size = len(json.dumps(event, separators=(",", ":")).encode())
     assert size < 5 * 1024 < MAX_EVENT_BYTES < 200 * 1024
     clip = emit_expression().code.count(".Length > 256 ?")
@@ -999,11 +395,15 @@ def test_the_largest_possible_event_stays_far_below_the_limits() -> None:
 # --------------------------------------------------------------------------------------------
 # Usage mapping per API, as the emit expression reads it (the test checks the expression names
 # these paths), used to derive each event's usage from the recorded Azure OpenAI response.
+# The Responses API reports no audio tokens: its input_tokens_details has cached_tokens only and
+# its output_tokens_details reasoning_tokens only (apim_policies/README.md, "The event").
 USAGE_PATHS: dict[str, dict[str, str]] = {
     "chat, completions, embeddings": {
         "promptTokens": "prompt_tokens", "completionTokens": "completion_tokens",
         "cachedTokens": "prompt_tokens_details.cached_tokens",
-        "reasoningTokens": "completion_tokens_details.reasoning_tokens"},
+        "reasoningTokens": "completion_tokens_details.reasoning_tokens",
+        "audioPromptTokens": "prompt_tokens_details.audio_tokens",
+        "audioCompletionTokens": "completion_tokens_details.audio_tokens"},
     "responses": {
         "promptTokens": "input_tokens", "completionTokens": "output_tokens",
         "cachedTokens": "input_tokens_details.cached_tokens",
@@ -1019,7 +419,9 @@ def usage_from_response(body: dict[str, Any]) -> dict[str, int] | None:
         return None
     paths = USAGE_PATHS["responses" if RESPONSES_DISCRIMINATOR in block else "chat, completions, embeddings"]
 
-    def read(path: str) -> int | None:
+    def read(path: str | None) -> int | None:
+        if path is None:
+            return None
         value: Any = block
         for part in path.split("."):
             value = value.get(part) if isinstance(value, dict) else None
@@ -1030,7 +432,9 @@ def usage_from_response(body: dict[str, Any]) -> dict[str, int] | None:
         return None
     completion = read(paths["completionTokens"]) or 0
     return {"promptTokens": prompt, "completionTokens": completion, "totalTokens": prompt + completion,
-            "cachedTokens": read(paths["cachedTokens"]) or 0, "reasoningTokens": read(paths["reasoningTokens"]) or 0}
+            "cachedTokens": read(paths["cachedTokens"]) or 0, "reasoningTokens": read(paths["reasoningTokens"]) or 0,
+            "audioPromptTokens": read(paths.get("audioPromptTokens")) or 0,
+            "audioCompletionTokens": read(paths.get("audioCompletionTokens")) or 0}
 
 
 def test_the_usage_mapping_used_for_the_fixtures_is_the_one_in_the_policy() -> None:
@@ -1071,6 +475,11 @@ CASES = [
     Case("rate-limited-429", unpriced=Unpriced.NO_USAGE, response=True),
     Case("content-filter-400", unpriced=Unpriced.NO_USAGE, response=True),
     Case("backend-error-500", unpriced=Unpriced.NO_USAGE, response=True),
+    # gpt-4o-audio-preview: 1200 of the 1500 prompt tokens and 300 of the 400 completion tokens are
+    # audio; the catalog has no audio prices, so it is unpriced rather than priced as text
+    Case("audio-chat", unpriced=Unpriced.NO_PRICE, response=True),
+    # forward-request timed out: Azure may have billed it, the usage is unknown
+    Case("gateway-timeout", unpriced=Unpriced.NO_USAGE, on_error=True),
     Case("missing-jwt-401", unpriced=Unpriced.NO_USAGE, on_error=True),
     Case("missing-subscription-401", unpriced=Unpriced.NO_USAGE, on_error=True),
 ]
@@ -1146,11 +555,19 @@ def test_fixture_follows_the_policys_rules(case: Case) -> None:
         assert event["model"] == (reported if isinstance(reported, str) else None)
         assert event["usageSource"] == ("response" if event["usage"] else "none")
         assert "content" not in json.dumps(event), "no completion text, nor any field named like it"
+        tier = body.get("service_tier")
+        assert event["serviceTier"] == (tier.lower() if isinstance(tier, str) else None)
+        assert event["serviceTierSource"] == ("response" if isinstance(tier, str) else None)
+        assert event["spillover"] is False, "a recorded response without an x-ms-spillover-from- header"
     if event["stream"] and not case.response:
         assert status_ok and event["usage"] is None and event["model"] is None and event["usageSource"] == "stream"
     if case.on_error:
         assert event["usage"] is None and event["usageSource"] == "none" and event["model"] is None
-        assert set(event["tags"]) == {"apimErrorSource", "apimErrorReason"}
+        assert event["spillover"] is None, "no backend response"
+        tags = event["tags"]
+        timed_out = (tags["apimErrorSource"], tags["apimErrorReason"]) == ("forward-request", "Timeout")
+        assert set(tags) == {"apimErrorSource", "apimErrorReason"} | ({"chargebackError"} if timed_out else set())
+        assert event["tags"].get("chargebackError") == ("gateway-timeout" if timed_out else None)
     else:
         assert event["tags"] is None
     if not status_ok:
@@ -1205,8 +622,619 @@ def test_embeddings_have_zero_completion_tokens() -> None:
     assert event.usage.total_tokens == event.usage.prompt_tokens
 
 
+def test_audio_tokens_are_parts_of_the_prompt_and_completion_tokens() -> None:
+    usage = decode(next(c for c in CASES if c.name == "audio-chat")).usage
+    assert usage is not None
+    assert (usage.audio_prompt_tokens, usage.prompt_tokens) == (1200, 1500)
+    assert (usage.audio_completion_tokens, usage.completion_tokens) == (300, 400)
+
+
 def test_cached_and_reasoning_tokens_are_subsets() -> None:
     cached = decode(next(c for c in CASES if c.name == "cached-prompt")).usage
     reasoning = decode(next(c for c in CASES if c.name == "reasoning")).usage
     assert cached is not None and cached.cached_tokens == 8192 <= cached.prompt_tokens
     assert reasoning is not None and reasoning.reasoning_tokens == 1900 <= reasoning.completion_tokens
+
+
+# --------------------------------------------------------------------------------------------
+# Running the policies' own code: tests/apim_csharp.py evaluates the C# expressions, and
+# tests/apim_gateway.py walks the policy documents the way the gateway runs them
+# --------------------------------------------------------------------------------------------
+
+
+def csharp(code: str, **names: Any) -> Any:
+    return run_expression(code, names, datetime_value(datetime(2026, 11, 3, tzinfo=UTC)))
+
+
+def test_the_interpreter_follows_dotnet_for_the_members_the_policies_use() -> None:
+    assert csharp('@("a,b,,c".Split(\',\').Length)') == 4
+    assert csharp('@("  Mixed/Case/ ".Trim().TrimEnd(\'/\').ToLowerInvariant().Replace(\'/\', \'-\'))') == "mixed-case"
+    assert csharp('@("abc".IndexOf("B", StringComparison.OrdinalIgnoreCase))') == 1
+    assert csharp('@(string.CompareOrdinal("2024-10-21", "2024-09-01") > 0)') is True
+    assert csharp('@{ JObject o = JObject.Parse("{\\"n\\":3,\\"s\\":\\"x\\"}"); '
+                  'return (long)o["n"] + ((string)o["s"]).Length; }') == 4
+    assert csharp('@(new JObject(new JProperty("a", 1L), new JProperty("b", null)).ToString(Formatting.None))') == \
+        '{"a":1,"b":null}'
+    assert csharp('@(JObject.Parse("{\\"d\\":\\"2026-11-03T09:14:27Z\\"}")["d"].Type == JTokenType.Date)') is True
+    assert csharp("@{ bool? seen = null; return seen; }") is None
+
+
+def test_dotnet_exceptions_are_caught_by_the_code_and_unknown_code_is_not() -> None:
+    assert csharp('@{ try { return "abc".Substring(2, 5); } catch (Exception) { return "caught"; } }') == "caught"
+    assert csharp('@{ try { return JObject.Parse("not json").Count; } catch (Exception) { return -1; } }') == -1
+    assert csharp('@{ string s = null; try { return s.Length; } catch (Exception) { return 0; } }') == 0
+    with pytest.raises(CSharpException, match="ArgumentOutOfRange"):
+        csharp('@("abc".Substring(4))')
+    with pytest.raises(InterpreterError, match=r"String\.PadLeft"):
+        csharp('@{ try { return "a".PadLeft(3); } catch (Exception) { return ""; } }')
+    with pytest.raises(InterpreterError, match="ended without return"):
+        csharp("@{ int x = 1; }")
+
+
+def test_the_simulated_gateway_runs_every_section_and_emits_a_decodable_event() -> None:
+    response = (RESPONSES_DIR / "chat.json").read_text(encoding="utf-8")
+    outcome = Gateway().send(
+        Call("POST", "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21",
+             json.dumps({"messages": [{"role": "user", "content": "MESSAGE-TEXT"}]}),
+             {"Content-Type": "application/json"}, operation="ChatCompletions_Create"),
+        azure_openai(Reply(200, {"Content-Type": "application/json"}, response)))
+    assert outcome.forwarded is not None and outcome.forwarded.headers.get("api-key") is None
+    assert outcome.forwarded.headers.get("Authorization") == "Bearer managed-identity-token"
+    assert outcome.response_reads == 1
+    ((_, message),) = outcome.events
+    assert "MESSAGE-TEXT" not in message
+    batch = decode_batch([RawMessage(message.encode(), "simulated", "1")], now=DECODE_NOW)
+    assert batch.rejections == [] and len(batch.events) == 1
+    event = outcome.event
+    assert (event["deployment"], event["operationId"], event["usageSource"]) == (
+        "gpt-4o-prod", "ChatCompletions_Create", "response")
+    assert event["usage"]["promptTokens"] == 1200 and event["costCenter"] == "CC-1001-search"
+
+
+def test_the_simulated_gateway_sends_a_refused_request_to_on_error() -> None:
+    outcome = Gateway().send(Call("POST", "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21",
+                                  "{}", {"Content-Type": "application/json"}, subscription=None))
+    assert outcome.forwarded is None
+    event = outcome.event
+    assert (event["subscriptionId"], event["statusCode"], event["usageSource"]) == ("(none)", 401, "none")
+    assert event["tags"] == {"apimErrorSource": "authorization", "apimErrorReason": "SubscriptionKeyNotFound"}
+
+
+
+# --------------------------------------------------------------------------------------------
+# Every Azure OpenAI data-plane route goes through the metering policy
+# --------------------------------------------------------------------------------------------
+# Routes: the 2024-10-21 inference spec's deployment routes (Azure/azure-rest-api-specs,
+# specification/cognitiveservices/data-plane/AzureOpenAI/inference/stable/2024-10-21/inference.yaml),
+# the v1 API (/openai/v1/..., https://learn.microsoft.com/azure/ai-foundry/openai/api-version-lifecycle)
+# and the Responses API (/openai/responses, /openai/responses/{response_id}). Terraform adds the
+# wildcard operations wildcard-get, wildcard-post and wildcard-delete for what the spec lacks.
+
+BOUNDARY = "chargeback-test-boundary"
+
+
+def multipart(model: str | None, *, audio_bytes: int = 64) -> str:
+    """A multipart/form-data audio upload the way SDKs send it (model first, then prompt, then the file)."""
+    parts = []
+    if model is not None:
+        parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="model"\r\n\r\n{model}\r\n')
+    parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nMESSAGE-TEXT\r\n')
+    parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+                 f'Content-Type: audio/wav\r\n\r\n{"R" * audio_bytes}\r\n--{BOUNDARY}--\r\n')
+    return "".join(parts)
+
+
+CHAT_RESPONSE = (RESPONSES_DIR / "chat.json").read_text(encoding="utf-8")
+RESPONSES_RESPONSE = (RESPONSES_DIR / "responses.json").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    url: str
+    body: dict[str, Any] | str | None
+    deployment: str
+    operation_id: str
+    injected: bool  # stream_options.include_usage added to the forwarded body
+    usage_read: bool  # the response body is read for usage
+    reply: Literal["json", "sse", "audio"] = "json"
+    operation: str | None = None  # APIM's matched operation; default: the wildcard of the method
+
+    def call(self) -> Call:
+        headers = {}
+        body: str | None = None
+        if isinstance(self.body, dict):
+            headers["Content-Type"] = "application/json"
+            body = json.dumps(self.body)
+        elif isinstance(self.body, str):
+            headers["Content-Type"] = f"multipart/form-data; boundary={BOUNDARY}"
+            body = self.body
+        operation = self.operation or f"wildcard-{self.method.lower()}"
+        return Call(self.method, self.url, body, headers, operation=operation)
+
+    def backend(self) -> Reply:
+        if self.reply == "sse":
+            return Reply(200, {"Content-Type": "text/event-stream"}, "data: {}\n\n")
+        if self.reply == "audio":
+            return Reply(200, {"Content-Type": "audio/mpeg"}, "ID3...")
+        return Reply(200, {"Content-Type": "application/json"},
+                     RESPONSES_RESPONSE if "responses" in self.url else CHAT_RESPONSE)
+
+
+MESSAGES = [{"role": "user", "content": "MESSAGE-TEXT"}]
+DEPLOYMENT_URL = "/openai/deployments/{}/{}?api-version=2024-10-21"
+RESPONSES_VERSION = "api-version=2025-04-01-preview"
+ROUTES = [
+    # deployment routes: the deployment is in the URL
+    Route("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"), {"messages": MESSAGES},
+          "gpt-4o-prod", "chat-completions", injected=False, usage_read=True),
+    Route("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"), {"messages": MESSAGES, "stream": True},
+          "gpt-4o-prod", "chat-completions", injected=True, usage_read=False, reply="sse"),
+    Route("POST", DEPLOYMENT_URL.format("gpt-35-instruct", "completions"), {"prompt": "MESSAGE-TEXT", "stream": True},
+          "gpt-35-instruct", "completions", injected=True, usage_read=False, reply="sse"),
+    Route("POST", DEPLOYMENT_URL.format("text-embedding-3-small", "embeddings"), {"input": ["MESSAGE-TEXT"]},
+          "text-embedding-3-small", "embeddings", injected=False, usage_read=True),
+    Route("POST", DEPLOYMENT_URL.format("whisper", "audio/transcriptions"), multipart(None),
+          "whisper", "audio-transcriptions", injected=False, usage_read=True),
+    Route("POST", DEPLOYMENT_URL.format("whisper", "audio/translations"), multipart(None),
+          "whisper", "audio-translations", injected=False, usage_read=True),
+    Route("POST", DEPLOYMENT_URL.format("tts-hd", "audio/speech"), {"input": "MESSAGE-TEXT", "voice": "alloy"},
+          "tts-hd", "audio-speech", injected=False, usage_read=False, reply="audio"),
+    Route("POST", DEPLOYMENT_URL.format("dall-e-3", "images/generations"), {"prompt": "MESSAGE-TEXT"},
+          "dall-e-3", "images-generations", injected=False, usage_read=True),
+    # a spec operation keeps APIM's id
+    Route("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"), {"messages": MESSAGES},
+          "gpt-4o-prod", "ChatCompletions_Create", injected=False, usage_read=True,
+          operation="ChatCompletions_Create"),
+    # v1 routes: the deployment is the body's model
+    Route("POST", "/openai/v1/chat/completions", {"model": "gpt-4o-prod", "messages": MESSAGES, "stream": True},
+          "gpt-4o-prod", "chat-completions", injected=True, usage_read=False, reply="sse"),
+    Route("POST", "/openai/v1/chat/completions?api-version=preview", {"model": "gpt-4o-prod", "messages": MESSAGES},
+          "gpt-4o-prod", "chat-completions", injected=False, usage_read=True),
+    Route("POST", "/openai/v1/completions", {"model": "gpt-35-instruct", "prompt": "MESSAGE-TEXT", "stream": True},
+          "gpt-35-instruct", "completions", injected=True, usage_read=False, reply="sse"),
+    Route("POST", "/openai/v1/responses", {"model": "gpt-41-mini", "input": "MESSAGE-TEXT"},
+          "gpt-41-mini", "responses", injected=False, usage_read=True),
+    Route("POST", "/openai/v1/responses", {"model": "gpt-41-mini", "input": "MESSAGE-TEXT", "stream": True},
+          "gpt-41-mini", "responses", injected=False, usage_read=False, reply="sse"),
+    Route("POST", "/openai/v1/embeddings", {"model": "text-embedding-3-small", "input": "MESSAGE-TEXT"},
+          "text-embedding-3-small", "embeddings", injected=False, usage_read=True),
+    Route("POST", "/openai/v1/audio/transcriptions", multipart("whisper"),
+          "whisper", "audio-transcriptions", injected=False, usage_read=True),
+    Route("POST", "/openai/v1/audio/speech", {"model": "tts-hd", "input": "MESSAGE-TEXT", "voice": "alloy"},
+          "tts-hd", "audio-speech", injected=False, usage_read=False, reply="audio"),
+    Route("POST", "/openai/v1/images/generations", {"model": "dall-e-3", "prompt": "MESSAGE-TEXT"},
+          "dall-e-3", "images-generations", injected=False, usage_read=True),
+    # the Responses API with api-version
+    Route("POST", f"/openai/responses?{RESPONSES_VERSION}", {"model": "gpt-41-mini", "input": "MESSAGE-TEXT"},
+          "gpt-41-mini", "responses", injected=False, usage_read=True),
+    Route("POST", f"/openai/responses?{RESPONSES_VERSION}",
+          {"model": "gpt-41-mini", "input": "MESSAGE-TEXT", "stream": True},
+          "gpt-41-mini", "responses", injected=False, usage_read=False, reply="sse"),
+    # reading or deleting a stored response: its body repeats the usage, which must not count again
+    Route("GET", f"/openai/responses/resp_67ccd2bed1ec8190?{RESPONSES_VERSION}", None,
+          "(unknown)", "responses-get", injected=False, usage_read=False),
+    Route("DELETE", f"/openai/responses/resp_67ccd2bed1ec8190?{RESPONSES_VERSION}", None,
+          "(unknown)", "responses-delete", injected=False, usage_read=False),
+    Route("GET", "/openai/v1/responses/resp_67ccd2bed1ec8190/input_items", None,
+          "(unknown)", "responses-get", injected=False, usage_read=False),
+    Route("GET", "/openai/v1/chat/completions/chatcmpl-AXb1c2d3e4f5", None,
+          "(unknown)", "chat-completions-chatcmpl-axb1c2d3e4f5", injected=False, usage_read=False),
+    # anything else: a name derived from the path
+    Route("GET", "/openai/v1/models", None, "(unknown)", "models", injected=False, usage_read=False),
+]
+
+
+def route_outcome(gateway: Gateway, route: Route) -> tuple[dict[str, Any], bool, bool]:
+    """(event, stream_options injected, response body read) for one route."""
+    outcome = gateway.send(route.call(), azure_openai(route.backend()))
+    assert outcome.forwarded is not None
+    forwarded = outcome.forwarded.body
+    injected = forwarded is not None and forwarded.lstrip().startswith("{") and \
+        json.loads(forwarded).get("stream_options", {}).get("include_usage") is True
+    return outcome.event, injected, outcome.response_reads > 0
+
+
+def route_problems(gateway: Gateway, routes: list[Route] = ROUTES) -> list[str]:
+    problems = []
+    for route in routes:
+        event, injected, read = route_outcome(gateway, route)
+        got = (event["deployment"], event["operationId"], injected, read)
+        wanted = (route.deployment, route.operation_id, route.injected, route.usage_read)
+        if got != wanted:
+            problems.append(f"{route.method} {route.url}: (deployment, operationId, injected, read) = {got}, "
+                            f"expected {wanted}")
+        if read != (event["usageSource"] == "response") and route.reply == "json" and "usage" in route.backend().body:
+            problems.append(f"{route.method} {route.url}: usage read but usageSource {event['usageSource']}")
+        if not read and event["usage"] is not None:
+            problems.append(f"{route.method} {route.url}: usage written without reading the response")
+    return problems
+
+
+def test_every_data_plane_route_is_metered_with_its_deployment_and_operation() -> None:
+    assert route_problems(Gateway()) == []
+
+
+def test_the_route_table_covers_every_route_named_in_the_brief() -> None:
+    operations = {route.operation_id for route in ROUTES}
+    assert {"chat-completions", "completions", "embeddings", "responses", "audio-transcriptions",
+            "audio-translations", "audio-speech", "images-generations"} <= operations
+    prefixes = {route.url.split("?")[0].split("/")[2] for route in ROUTES}
+    assert prefixes == {"deployments", "v1", "responses"}
+    assert {route.method for route in ROUTES} == {"GET", "POST", "DELETE"}
+
+
+def resolve_text(old: str, new: str) -> dict[str, str]:
+    path = FRAGMENT_DIR / "chargeback-resolve-caller.xml"
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, old
+    return {path.name: text.replace(old, new)}
+
+
+def test_a_wildcard_operation_id_left_in_the_event_fails_the_route_check() -> None:
+    gateway = Gateway(resolve_text('id.StartsWith("wildcard-", StringComparison.OrdinalIgnoreCase)', "false"))
+    problems = route_problems(gateway)
+    assert any("'wildcard-post'" in p and "chat-completions" in p for p in problems)
+    assert not any("ChatCompletions_Create" in p for p in problems)
+
+
+def test_reading_every_json_response_fails_the_route_check() -> None:
+    """Without the metered guard (the policy before the Responses API routes), a GET of a stored
+    response is read and its usage counted a second time."""
+    text = EMIT_FRAGMENT.read_text(encoding="utf-8")
+    unguarded = text.replace("if (inOutbound && json && metered && context.Response.Body != null)",
+                             "if (inOutbound && json && context.Response.Body != null)")
+    assert unguarded != text
+    problems = route_problems(Gateway({EMIT_FRAGMENT.name: unguarded}))
+    assert any(p.startswith("GET /openai/responses/resp_") and "True)" in p for p in problems)
+    assert all(p.startswith(("GET ", "DELETE ")) for p in problems)
+
+
+def test_a_v1_route_without_the_body_model_fallback_fails_the_route_check() -> None:
+    gateway = Gateway(resolve_text('return name.Length > 0 ? name : "(unknown)";', 'return "(unknown)";'))
+    problems = route_problems(gateway)
+    assert any(p.startswith("POST /openai/v1/chat/completions") for p in problems)
+    assert not any(p.startswith("POST /openai/deployments/") for p in problems)
+
+
+def test_a_long_path_gives_an_operation_name_of_at_most_256_characters() -> None:
+    route = Route("GET", "/openai/v1/" + "/".join(["Segment"] * 60), None, "(unknown)", "", False, False)
+    event, _, _ = route_outcome(Gateway(), route)
+    assert event["operationId"] == "-".join(["segment"] * 60)[:256]
+
+
+@pytest.mark.parametrize(("length", "deployment"), [(1024, "whisper"), (5 * 1024 * 1024, "(unknown)")])
+def test_a_multipart_v1_upload_is_read_for_its_model_only_up_to_4_mib(length: int, deployment: str) -> None:
+    route = Route("POST", "/openai/v1/audio/transcriptions", multipart("whisper", audio_bytes=length), deployment,
+                  "audio-transcriptions", injected=False, usage_read=True)
+    outcome = Gateway().send(route.call(), azure_openai(route.backend()))
+    assert outcome.event["deployment"] == deployment
+    assert outcome.request_reads == (1 if length < 4 * 1024 * 1024 else 0)
+    assert "MESSAGE-TEXT" not in outcome.events[0][1]
+
+
+# --------------------------------------------------------------------------------------------
+# stream_options.include_usage only where the API version accepts it
+# --------------------------------------------------------------------------------------------
+# stream_options and include_usage were added in 2024-09-01-preview
+# (https://learn.microsoft.com/azure/ai-foundry/openai/api-version-lifecycle, "Changes between
+# 2024-09-01-preview and 2024-08-01-preview"); the 2024-10-21 GA spec has them on chat completions
+# and completions (inference/stable/2024-10-21/inference.yaml); earlier versions answered 400
+# (openai/openai-python#1469 with 2023-05-15, Azure/azure-rest-api-specs#29157 with
+# 2024-05-01-preview; griptape-ai/griptape#1640: works with 2024-10-21).
+
+STREAMED_CHAT = json.dumps({"messages": MESSAGES, "stream": True})
+# (url, injected)
+INJECTION = [
+    *[(DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions").replace("2024-10-21", version), False)
+      for version in ("2023-05-15", "2024-02-01", "2024-05-01-preview", "2024-06-01", "2024-07-01-preview",
+                      "2024-08-01-preview", "latest", "preview", "", "2024-9-1", "garbage-2025-01-01")],
+    *[(DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions").replace("2024-10-21", version), True)
+      for version in ("2024-09-01-preview", "2024-10-01-preview", "2024-10-21", "2024-12-01-preview",
+                      "2025-04-01-preview", "2026-01-01")],
+    ("/openai/deployments/gpt-4o-prod/chat/completions", False),  # no api-version at all
+    (DEPLOYMENT_URL.format("gpt-35-instruct", "completions").replace("2024-10-21", "2024-06-01"), False),
+    (DEPLOYMENT_URL.format("gpt-35-instruct", "completions"), True),
+    ("/openai/v1/chat/completions", True),
+    ("/openai/v1/chat/completions?api-version=preview", True),
+    ("/openai/v1/chat/completions?api-version=latest", True),
+    ("/openai/v1/completions", True),
+    (f"/openai/responses?{RESPONSES_VERSION}", False),
+    ("/openai/v1/responses", False),
+    (DEPLOYMENT_URL.format("text-embedding-3-small", "embeddings"), False),
+]
+
+
+def injection_problems(gateway: Gateway) -> list[str]:
+    problems = []
+    for url, wanted in INJECTION:
+        body = json.dumps({"model": "gpt-4o-prod", "messages": MESSAGES, "stream": True})
+        outcome = gateway.send(Call("POST", url, body, {"Content-Type": "application/json"}),
+                               azure_openai(Reply(200, {"Content-Type": "text/event-stream"}, "data: {}\n\n")))
+        assert outcome.forwarded is not None and outcome.forwarded.body is not None
+        injected = json.loads(outcome.forwarded.body).get("stream_options") == {"include_usage": True}
+        if injected != wanted:
+            problems.append(f"{url}: injected {injected}, expected {wanted}")
+        if not injected and outcome.forwarded.body != body:
+            problems.append(f"{url}: the body was changed without injecting")
+    return problems
+
+
+def test_stream_options_are_added_only_for_api_versions_that_accept_them() -> None:
+    assert injection_problems(Gateway()) == []
+
+
+def test_the_gate_is_the_documented_date_and_a_v1_route() -> None:
+    resolve = parse_policy(FRAGMENT_DIR / "chargeback-resolve-caller.xml")
+    gate = next(resolve.expression(e.get("value")) for e in resolve.root
+                if e.get("name") == "chargeback-stream-options-accepted")
+    assert gate is not None
+    assert string_literals(gate.code).count("2024-09-01") == 1 and '"/openai/v1/"' in gate.code
+
+
+@pytest.mark.parametrize(("old", "new", "wrong"), [
+    ('"2024-09-01") >= 0', '"2024-06-01") >= 0', "2024-06-01: injected True"),
+    ("!included && accepted;", "!included;", "2024-06-01: injected True"),
+    ('if (path.IndexOf("/openai/v1/", StringComparison.OrdinalIgnoreCase) >= 0) { return true; }', "",
+     "/openai/v1/chat/completions: injected False"),
+    ('bool completions = route == "chat-completions" || route == "completions";',
+     'bool completions = route.Length > 0;', "/openai/v1/responses: injected True"),
+], ids=["cut-at-2024-06-01", "no-version-gate", "v1-not-accepted", "responses-injected"])
+def test_injecting_where_the_version_refuses_it_fails_the_check(old: str, new: str, wrong: str) -> None:
+    problems = injection_problems(Gateway(resolve_text(old, new)))
+    assert any(wrong in p for p in problems), problems
+
+
+def test_the_rewrite_keeps_every_other_byte_and_the_callers_own_stream_options() -> None:
+    url = DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions")
+    reply = azure_openai(Reply(200, {"Content-Type": "text/event-stream"}, "data: {}\n\n"))
+    sent = '{ "messages" : [ {"role":"user","content":"MESSAGE-TEXT"} ],\n "stream": true }'
+    forwarded = Gateway().send(Call("POST", url, sent, {"Content-Type": "application/json"}), reply).forwarded
+    assert forwarded is not None and forwarded.body == '{"stream_options":{"include_usage":true},' + sent[1:]
+    own = json.dumps({"messages": MESSAGES, "stream": True, "stream_options": {"include_usage": False, "x": 1}})
+    forwarded = Gateway().send(Call("POST", url, own, {"Content-Type": "application/json"}), reply).forwarded
+    assert forwarded is not None and forwarded.body is not None
+    assert json.loads(forwarded.body)["stream_options"] == {"include_usage": True, "x": 1}
+    old = url.replace("2024-10-21", "2024-06-01")
+    forwarded = Gateway().send(Call("POST", old, own, {"Content-Type": "application/json"}), reply).forwarded
+    assert forwarded is not None and forwarded.body == own
+
+
+
+# --------------------------------------------------------------------------------------------
+# Compression and timeouts
+# --------------------------------------------------------------------------------------------
+# APIM's transformation policies read gzip-compressed bodies only (MicrosoftDocs/azure-docs#59837);
+# forward-request's timeout is the wait for the response headers, "values greater than 240
+# seconds may not be honored" (https://learn.microsoft.com/azure/api-management/forward-request-policy);
+# a timeout reaches on-error as Source forward-request, Reason Timeout ("Predefined errors for
+# policies", https://learn.microsoft.com/azure/api-management/api-management-error-handling-policies).
+
+FORWARD_REQUEST_MAX_HONORED_TIMEOUT = 240
+
+
+def backend_problems(document: PolicyDocument) -> list[str]:
+    """The backend's forward-request has an explicit timeout the gateway honors, and inbound asks
+    for an encoding APIM can read (a set-header Accept-Encoding, override) for non-streamed calls."""
+    problems = []
+    forward = document.root.find("backend/forward-request")
+    timeout = forward.get("timeout") if forward is not None else None
+    if timeout is None or not timeout.isdigit() or not 0 < int(timeout) <= FORWARD_REQUEST_MAX_HONORED_TIMEOUT:
+        problems.append(f"forward-request timeout {timeout!r}: set it, at most {FORWARD_REQUEST_MAX_HONORED_TIMEOUT} s")
+    headers = [e for e in document.root.iter("set-header") if (e.get("name") or "").lower() == "accept-encoding"]
+    if len(headers) != 1 or headers[0].get("exists-action") != "override":
+        problems.append("inbound does not override Accept-Encoding")
+    return problems
+
+
+@pytest.mark.parametrize(("old", "new", "problem"), [
+    ('<forward-request timeout="240" ', "<forward-request ", "forward-request timeout None"),
+    ('<forward-request timeout="240" ', '<forward-request timeout="300" ', "forward-request timeout '300'"),
+    ('<set-header name="Accept-Encoding" exists-action="override">', '<set-header name="Accept-Encoding" '
+     'exists-action="skip">', "inbound does not override Accept-Encoding"),
+])
+def test_a_missing_or_unhonored_timeout_or_encoding_fails_the_check(old: str, new: str, problem: str) -> None:
+    text = API_POLICY.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    problems = backend_problems(parse_policy(API_POLICY, text.replace(old, new)))
+    assert any(p.startswith(problem) for p in problems), problems
+
+
+@pytest.mark.parametrize(("sent", "forwarded"), [
+    ("gzip, deflate, br", "gzip"), ("br, zstd", "identity"), (None, "identity"), ("identity", "identity"),
+    ("*", "gzip"), ("gzip;q=0, *", "identity"), ("br;q=1.0, gzip;q=0.5", "gzip"), ("x-gzip", "gzip"),
+    ("GZIP", "gzip"), ("gzip; q=0.000", "identity"), ("*;q=0", "identity"),
+])
+def test_a_non_streamed_call_asks_for_gzip_only_when_the_caller_accepts_it(sent: str | None, forwarded: str) -> None:
+    headers = {"Content-Type": "application/json"} | ({"Accept-Encoding": sent} if sent is not None else {})
+    call = Call("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"),
+                json.dumps({"messages": MESSAGES}), headers)
+    outcome = Gateway().send(call, azure_openai(Reply(200, {"Content-Type": "application/json"}, CHAT_RESPONSE)))
+    assert outcome.forwarded is not None and outcome.forwarded.headers.get("Accept-Encoding") == forwarded
+    assert outcome.event["usageSource"] == "response", "a gzip or uncompressed response is read"
+
+
+@pytest.mark.parametrize("sent", ["gzip, deflate, br", None])
+def test_a_streamed_call_keeps_the_callers_accept_encoding(sent: str | None) -> None:
+    headers = {"Content-Type": "application/json"} | ({"Accept-Encoding": sent} if sent is not None else {})
+    outcome = Gateway().send(Call("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"), STREAMED_CHAT,
+                                  headers),
+                             azure_openai(Reply(200, {"Content-Type": "text/event-stream"}, "data: {}\n\n")))
+    assert outcome.forwarded is not None and outcome.forwarded.headers.get("Accept-Encoding") == sent
+
+
+def test_without_the_accept_encoding_override_a_brotli_response_loses_its_usage() -> None:
+    text = API_POLICY.read_text(encoding="utf-8")
+    start = text.index("        <choose>\n            <when condition=\"@(!context.Variables.GetValueOrDefault<bool>")
+    end = text.index("        </choose>\n", start) + len("        </choose>\n")
+    call = Call("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"), json.dumps({"messages": MESSAGES}),
+                {"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate, br"})
+    backend = azure_openai(Reply(200, {"Content-Type": "application/json"}, CHAT_RESPONSE))
+    without = Gateway({API_POLICY.name: text[:start] + text[end:]}).send(call, backend)
+    assert without.event["usage"] is None and without.event["usageSource"] == "none"
+    assert Gateway().send(call, backend).event["usageSource"] == "response"
+
+
+def timeout_event(texts: dict[str, str] | None = None,
+                  on_error_response: Literal["synthetic", "none"] = "synthetic") -> dict[str, Any]:
+    call = Call("POST", DEPLOYMENT_URL.format("o4-mini", "chat/completions"), json.dumps({"messages": MESSAGES}),
+                {"Content-Type": "application/json"})
+    outcome = Gateway(texts).send(call, azure_openai(Reply(timeout=True)), on_error_response=on_error_response)
+    assert outcome.last_error is not None and outcome.last_error.Section == "backend"
+    return outcome.event
+
+
+@pytest.mark.parametrize("on_error_response", ["synthetic", "none"])
+def test_a_forward_request_timeout_is_emitted_as_billed_by_azure_usage_unknown(
+        on_error_response: Literal["synthetic", "none"]) -> None:
+    event = timeout_event(on_error_response=on_error_response)
+    assert event["tags"] == {"apimErrorSource": "forward-request", "apimErrorReason": "Timeout",
+                             "chargebackError": "gateway-timeout"}
+    assert event["usage"] is None and event["usageSource"] == "none" and event["deployment"] == "o4-mini"
+    batch = decode_batch([RawMessage(json.dumps(event).encode(), "simulated", "1")], now=DECODE_NOW)
+    assert batch.rejections == []
+
+
+def test_other_errors_get_no_chargeback_error_tag() -> None:
+    refused = Gateway().send(Call("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"), "{}",
+                                  {"Content-Type": "application/json"}, subscription=None))
+    assert "chargebackError" not in refused.event["tags"]
+
+
+def test_a_timeout_tag_on_the_wrong_error_source_fails_the_check() -> None:
+    text = EMIT_FRAGMENT.read_text(encoding="utf-8")
+    wrong = text.replace('source.Equals("forward-request", StringComparison.OrdinalIgnoreCase)',
+                         'source.Equals("send-request", StringComparison.OrdinalIgnoreCase)')
+    assert wrong != text
+    assert "chargebackError" not in timeout_event({EMIT_FRAGMENT.name: wrong})["tags"]
+
+
+# --------------------------------------------------------------------------------------------
+# serviceTier, spillover and audio tokens, as the policy writes them
+# --------------------------------------------------------------------------------------------
+
+
+def schema_problems(event: dict[str, Any]) -> list[str]:
+    """The event against the JSON Schema and the decoder (which also checks the consistency rules)."""
+    problems = [error.message for error in jsonschema.Draft202012Validator(load_schema()).iter_errors(event)]
+    batch = decode_batch([RawMessage(json.dumps(event).encode(), "simulated", "1")], now=DECODE_NOW)
+    problems += [str(rejection) for rejection in batch.rejections]
+    return problems
+
+
+def chat_call(body: dict[str, Any], **headers: str) -> Call:
+    return Call("POST", DEPLOYMENT_URL.format("gpt-41-dz", "chat/completions"), json.dumps(body),
+                {"Content-Type": "application/json", **headers})
+
+
+def with_tier(response: str, tier: Any) -> str:
+    body = json.loads(response)
+    body["service_tier"] = tier
+    return json.dumps(body)
+
+
+JSON_REPLY = {"Content-Type": "application/json"}
+SSE_REPLY = {"Content-Type": "text/event-stream"}
+LONG_TIER = "Priority-" + "x" * 100
+
+
+@pytest.mark.parametrize(("request_tier", "reply", "tier", "source"), [
+    (None, Reply(200, JSON_REPLY, with_tier(CHAT_RESPONSE, "Priority")), "priority", "response"),
+    ("priority", Reply(200, JSON_REPLY, with_tier(CHAT_RESPONSE, "default")), "default", "response"),
+    ("priority", Reply(200, JSON_REPLY, CHAT_RESPONSE), None, None),  # not a stream: the response decides
+    (None, Reply(200, JSON_REPLY, with_tier(CHAT_RESPONSE, "")), None, None),
+    (None, Reply(200, JSON_REPLY, with_tier(CHAT_RESPONSE, 3)), None, None),
+    (None, Reply(200, JSON_REPLY, with_tier(CHAT_RESPONSE, LONG_TIER)), LONG_TIER.lower()[:64], "response"),
+    (None, Reply(200, JSON_REPLY, RESPONSES_RESPONSE), "default", "response"),
+    (" Priority ", Reply(200, SSE_REPLY, "data: {}\n\n"), "priority", "request"),
+    (LONG_TIER, Reply(200, SSE_REPLY, "data: {}\n\n"), LONG_TIER.lower()[:64], "request"),
+    (None, Reply(200, SSE_REPLY, "data: {}\n\n"), None, None),
+    ("auto", Reply(timeout=True), "auto", "request"),  # a stream that timed out: what it asked for
+], ids=["response", "response-wins", "request-ignored-unstreamed", "empty", "not-a-string", "long", "responses-api",
+        "stream", "stream-long", "stream-none", "stream-timeout"])
+def test_the_service_tier_is_the_responses_else_for_a_stream_the_requests(
+        request_tier: str | None, reply: Reply, tier: str | None, source: str | None) -> None:
+    body: dict[str, Any] = {"messages": MESSAGES}
+    if reply.timeout or "event-stream" in reply.headers.get("Content-Type", ""):
+        body["stream"] = True
+    if request_tier is not None:
+        body["service_tier"] = request_tier
+    event = Gateway().send(chat_call(body), azure_openai(reply)).event
+    assert (event["serviceTier"], event["serviceTierSource"]) == (tier, source)
+    assert schema_problems(event) == []
+
+
+def test_a_service_tier_longer_than_the_schema_allows_fails_the_schema_check() -> None:
+    text = EMIT_FRAGMENT.read_text(encoding="utf-8")
+    unbounded = text.replace("if (named.Length > 64) { named = named.Substring(0, 64); }", "")
+    assert unbounded != text
+    outcome = Gateway({EMIT_FRAGMENT.name: unbounded}).send(
+        chat_call({"messages": MESSAGES}), azure_openai(Reply(200, JSON_REPLY, with_tier(CHAT_RESPONSE, LONG_TIER))))
+    assert any("is too long" in p for p in schema_problems(outcome.event))
+
+
+@pytest.mark.parametrize(("headers", "content_type", "spillover"), [
+    ({"x-ms-spillover-from-gpt-41-ptu": "gpt-41-ptu", "x-ms-deployment-name": "gpt-41-paygo"}, JSON_REPLY, True),
+    ({"X-MS-Spillover-From-Deployment": "gpt-41-ptu"}, JSON_REPLY, True),
+    ({"x-ms-spillover-from-gpt-41-ptu": "gpt-41-ptu"}, SSE_REPLY, True),
+    ({"x-ms-deployment-name": "gpt-41-ptu", "x-ms-spillover-error": "429"}, JSON_REPLY, False),
+    ({}, JSON_REPLY, False),
+], ids=["spilled", "header-case", "stream", "spillover-failed", "none"])
+def test_spillover_is_whether_the_backend_response_named_a_spillover(
+        headers: dict[str, str], content_type: dict[str, str], spillover: bool) -> None:
+    stream = "event-stream" in content_type["Content-Type"]
+    body = {"messages": MESSAGES, "stream": stream}
+    outcome = Gateway().send(chat_call(body), azure_openai(
+        Reply(200, content_type | headers, "data: {}\n\n" if stream else CHAT_RESPONSE)))
+    assert outcome.event["spillover"] is spillover
+    assert outcome.response_reads == (0 if stream else 1), "headers only: a stream's body is never read"
+
+
+@pytest.mark.parametrize("on_error_response", ["synthetic", "none"])
+def test_spillover_is_null_without_a_backend_response(on_error_response: Literal["synthetic", "none"]) -> None:
+    refused = Gateway().send(Call("POST", DEPLOYMENT_URL.format("gpt-4o-prod", "chat/completions"), "{}",
+                                  {"Content-Type": "application/json"}, subscription=None),
+                             on_error_response=on_error_response)
+    assert refused.event["spillover"] is None
+    assert timeout_event(on_error_response=on_error_response)["spillover"] is None
+
+
+def test_an_error_raised_in_outbound_keeps_the_backend_responses_spillover() -> None:
+    """on-error after the backend answered (an outbound failure) still sees the backend's headers."""
+    text = API_POLICY.read_text(encoding="utf-8")
+    failure = '        <set-variable name="x" value="@(int.Parse("x"))" />\n'
+    failing = text.replace("    <outbound>\n", "    <outbound>\n" + failure)
+    assert failing != text
+    outcome = Gateway({API_POLICY.name: failing}).send(chat_call({"messages": MESSAGES}), azure_openai(
+        Reply(200, JSON_REPLY | {"x-ms-spillover-from-gpt-41-ptu": "gpt-41-ptu"}, CHAT_RESPONSE)))
+    assert outcome.last_error is not None and outcome.last_error.Section == "outbound"
+    event = outcome.event
+    assert event["spillover"] is True and event["usageSource"] == "none" and event["statusCode"] == 200
+    assert schema_problems(event) == []
+
+
+def test_a_spillover_ignoring_where_the_error_happened_fails_the_check() -> None:
+    text = EMIT_FRAGMENT.read_text(encoding="utf-8")
+    careless = text.replace(' && (inOutbound || failedIn.Equals("outbound", StringComparison.OrdinalIgnoreCase))', "")
+    assert careless != text
+    assert timeout_event({EMIT_FRAGMENT.name: careless})["spillover"] is False, "false instead of null"
+
+
+def test_audio_tokens_come_from_the_usage_details_and_are_zero_otherwise() -> None:
+    audio = (RESPONSES_DIR / "audio-chat.json").read_text(encoding="utf-8")
+    event = Gateway().send(chat_call({"messages": MESSAGES, "modalities": ["text", "audio"]}),
+                           azure_openai(Reply(200, JSON_REPLY, audio))).event
+    assert {k: event["usage"][k] for k in ("promptTokens", "audioPromptTokens", "completionTokens",
+                                           "audioCompletionTokens")} == {
+        "promptTokens": 1500, "audioPromptTokens": 1200, "completionTokens": 400, "audioCompletionTokens": 300}
+    assert schema_problems(event) == []
+    plain = Gateway().send(chat_call({"messages": MESSAGES}), azure_openai(Reply(200, JSON_REPLY, RESPONSES_RESPONSE)))
+    assert (plain.event["usage"]["audioPromptTokens"], plain.event["usage"]["audioCompletionTokens"]) == (0, 0)
+
+
+def test_no_prompt_completion_or_audio_content_reaches_the_event() -> None:
+    audio = (RESPONSES_DIR / "audio-chat.json").read_text(encoding="utf-8")
+    body = {"messages": MESSAGES, "service_tier": "priority", "stream": False}
+    outcome = Gateway().send(chat_call(body), azure_openai(Reply(200, JSON_REPLY, audio)))
+    message = outcome.events[0][1]
+    assert "MESSAGE-TEXT" not in message and "never logged" not in message
