@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AccessRefused", "AppendResult", "BackendUnavailable", "Changes", "ChargebackError", "CountResult", "Counters",
     "CountersUnavailable", "DeadLetters", "HourlyRow", "Ledger", "LedgerUnavailable", "MissingResource", "ObjectStore",
+    "Pending",
     "SourceError", "StoreUnavailable", "UserError",
 ]
 
@@ -69,6 +71,15 @@ class AppendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Pending:
+    """Events the ledger holds that its change feed does not return yet (Cosmos DB: younger than
+    its settle window): how many, and when the newest of them can be read."""
+
+    events: int = 0
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Changes:
     """Events appended after a cursor, in the snapshot schema, and the cursor to continue from."""
 
@@ -92,6 +103,11 @@ class Ledger(Protocol):
     def existing(self, event_ids: Sequence[str]) -> set[str]:
         """Which of these eventIds the ledger holds (a read: nothing is written). Any number of
         ids; repeats and unknown ids are fine."""
+        ...
+
+    def pending(self) -> Pending:
+        """The events `changes` does not return yet, whatever the cursor (none for a ledger whose
+        change feed returns every committed event at once)."""
         ...
 
     def count(self) -> int: ...

@@ -146,3 +146,21 @@ def test_refused_credentials_name_the_setting_to_check(fresh: dict[str, str]) ->
         refused.month_to_date("2026-10")
     # The Cosmos DB stand-in accepts any key, so a wrong Cosmos key cannot be shown refused here:
     # real Cosmos DB answers 401, which the ledger reports as "refused the credentials (401)".
+
+
+def test_snapshots_say_what_waits_out_the_settle_window_and_wait_for_it(fresh: dict[str, str]) -> None:
+    settle = {"CHARGEBACK_CREATE_RESOURCES": "1", "CHARGEBACK_COSMOS_SETTLE_SECONDS": "3"}
+    assert run("ingest", fresh["events"], env=settle).exit_code == 0
+    waiting = run("snapshot", env=settle)
+    output = " ".join(waiting.output.split())
+    assert waiting.exit_code == 0 and "snapshot: nothing new yet" in output, waiting.output
+    assert "10 event(s) in the ledger are not taken yet: they settle until 20" in output
+    assert "`chargeback snapshot --wait` waits for them" in output
+    report = run("report", "--month", "2026-10", "--format", "csv", env=settle)
+    flat = " ".join(report.output.split())
+    assert "warning: 10 event(s) in the ledger are not taken yet" in flat and "Total nothing priced" in flat  # no silent 0
+    waited = run("snapshot", "--wait", env=settle)
+    assert waited.exit_code == 0 and "snapshot: 10 events -> 10 new Parquet file(s)" in " ".join(waited.output.split())
+    report = run("report", "--month", "2026-10", "--format", "csv", env=settle)
+    assert f"Total {TOTAL.quantize(Decimal('0.01'))} USD over 10 requests" in " ".join(report.output.split())
+    assert "warning" not in report.output

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from pipeline.lake.manifests import MANIFEST_PREFIX, USAGE_PREFIX, Manifest, PublishedFile, manifests
 from pipeline.lake.usage import USAGE_SCHEMA
-from pipeline.ports import ChargebackError, Ledger, ObjectStore
+from pipeline.ports import ChargebackError, Ledger, ObjectStore, Pending
 
 DEFAULT_CHUNK_ROWS = 1_000_000
 ROW_GROUP_ROWS = 1_000_000
@@ -44,6 +44,7 @@ class SnapshotResult:
     manifests: list[int] = field(default_factory=list)
     cursor: str | None = None
     seconds: float = 0.0
+    pending: Pending = field(default_factory=Pending)  # ledger events not taken yet: they settle until then
 
 
 def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SnapshotResult:
@@ -73,6 +74,7 @@ def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK
         result.files.extend(f"{store.url}/{file.key}" for file in files)
         result.manifests.append(number)
         result.cursor = cursor
+    result.pending = ledger.pending()
     result.seconds = time.perf_counter() - started
     return result
 

@@ -72,7 +72,15 @@ from urllib3.util.retry import Retry
 
 from pipeline.domain.events import UsageEvent
 from pipeline.lake.usage import USAGE_SCHEMA, events_table
-from pipeline.ports import AccessRefused, AppendResult, Changes, LedgerUnavailable, MissingResource, UserError
+from pipeline.ports import (
+    AccessRefused,
+    AppendResult,
+    Changes,
+    LedgerUnavailable,
+    MissingResource,
+    Pending,
+    UserError,
+)
 
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 429, 449, 503})
@@ -84,6 +92,8 @@ INDEXING_POLICY: dict[str, Any] = {
 _CHANGES = ("SELECT TOP @n * FROM c WHERE (c.ingestedAt > @at OR (c.ingestedAt = @at AND c.id > @id))"
             " AND c.ingestedAt < @horizon ORDER BY c.ingestedAt ASC, c.id ASC")
 _EXISTING = "SELECT VALUE c.id FROM c WHERE ARRAY_CONTAINS(@ids, c.id)"
+_PENDING_COUNT = "SELECT VALUE COUNT(1) FROM c WHERE c.ingestedAt >= @horizon"
+_PENDING_LATEST = "SELECT VALUE MAX(c.ingestedAt) FROM c WHERE c.ingestedAt >= @horizon"
 LOOKUP_CHUNK = 256  # item ids per `existing` query
 _EVENT_FIELDS = tuple(field.encode_name for field in msgspec.structs.fields(UsageEvent))
 _UNSAFE_ID = str.maketrans({"%": "%25", "/": "%2F", "\\": "%5C", "?": "%3F", "#": "%23"})
@@ -164,6 +174,23 @@ class CosmosLedger:
 
         futures = [self._pool.submit(lookup, ids[i:i + LOOKUP_CHUNK]) for i in range(0, len(ids), LOOKUP_CHUNK)]
         return {by_item[found] for future in futures for found in future.result() if found in by_item}
+
+    def pending(self) -> Pending:
+        """The items stamped within the settle window: `changes` reads them once they are older."""
+        deadline = time.monotonic() + self._budget
+        parameters: list[dict[str, object]] = [{"name": "@horizon", "value": stamp(datetime.now(UTC) - self._settle)}]
+
+        def value(query: str) -> Any:
+            rows = self._call(lambda: list(self._container.query_items(
+                query, parameters=parameters, enable_cross_partition_query=True, timeout=_remaining(deadline))),
+                deadline, threading.Event())
+            return rows[0] if rows else None
+
+        events = int(value(_PENDING_COUNT) or 0)
+        if not events:
+            return Pending()
+        latest = value(_PENDING_LATEST)
+        return Pending(events, datetime.fromisoformat(latest) + self._settle if latest else None)
 
     def count(self) -> int:
         deadline = time.monotonic() + self._budget

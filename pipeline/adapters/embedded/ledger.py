@@ -28,7 +28,7 @@ from pipeline.adapters.embedded import ledger_v1
 from pipeline.adapters.embedded.sqlite import connect, write_transaction
 from pipeline.domain.events import UsageEvent
 from pipeline.lake.usage import USAGE_SCHEMA, conformed, events_batch
-from pipeline.ports import AppendResult, Changes, UserError
+from pipeline.ports import AppendResult, Changes, Pending, UserError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LOOKUP_CHUNK = 500  # eventIds per IN query: below SQLite's limit on bound parameters
@@ -139,6 +139,9 @@ class SqliteLedger:
             query = f"SELECT event_id FROM event_ids WHERE event_id IN ({', '.join('?' * len(chunk))})"
             found.update(row[0] for row in self._db.execute(query, chunk))
         return found
+
+    def pending(self) -> Pending:
+        return Pending()  # a committed append is in the change feed at once
 
     def count(self) -> int:
         return int(self._db.execute("SELECT coalesce(sum(rows), 0) FROM batches").fetchone()[0])

@@ -112,9 +112,10 @@ def reference_of(settings: Settings, prices: Path | None = None, deployments: Pa
 
 
 def catch_up(settings: Settings, out: Console) -> None:
-    """Publish ledger events not yet in the snapshots, so reports and queries see all of them."""
+    """Publish ledger events not yet in the snapshots, so reports and queries see all of them;
+    warn of the events the ledger cannot hand over yet (they are left out)."""
     from pipeline.app import ledger_exists
-    from pipeline.entrypoints.cli.output import show_snapshot
+    from pipeline.entrypoints.cli.output import pending_text, show_snapshot
     from pipeline.stages.snapshot import snapshot
 
     if not ledger_exists(settings):
@@ -123,6 +124,9 @@ def catch_up(settings: Settings, out: Console) -> None:
         result = snapshot(p.ledger, p.snapshots)
         if result.rows:
             show_snapshot(out, result)
+        if result.pending.events:
+            out.print(f"warning: {pending_text(result)}; they are not in what follows: run `chargeback snapshot "
+                      "--wait`, then this command again", style="yellow", markup=False)
 
 
 def month_option(month: str | None) -> str:

@@ -67,10 +67,20 @@ def show_llm_ingest(console: Console, result: LlmIngestResult) -> None:
 
 def show_snapshot(console: Console, result: SnapshotResult) -> None:
     if not result.rows:
-        console.print("snapshot: nothing new")
-        return
-    console.print(f"snapshot: {result.rows:,} events -> {len(result.files)} new Parquet file(s), committed as "
-                  f"manifest {', '.join(str(n) for n in result.manifests)}")
+        console.print("snapshot: nothing new" + (" yet" if result.pending.events else ""))
+    else:
+        console.print(f"snapshot: {result.rows:,} events -> {len(result.files)} new Parquet file(s), committed as "
+                      f"manifest {', '.join(str(n) for n in result.manifests)}")
+    if result.pending.events:
+        console.print(f"snapshot: {pending_text(result)}; `chargeback snapshot --wait` waits for them", markup=False)
+
+
+def pending_text(result: SnapshotResult) -> str:
+    """`3,002 event(s) in the ledger are not taken yet: they settle until 10:02:14 UTC`."""
+    pending = result.pending
+    until = f" until {pending.until:%Y-%m-%d %H:%M:%S} UTC" if pending.until else ""
+    return (f"{pending.events:,} event(s) in the ledger are not taken yet: they settle{until} "
+            "(CHARGEBACK_COSMOS_SETTLE_SECONDS)")
 
 
 def show_report(console: Console, report: Report, restatement: tuple[Restatement, str] | None = None) -> None:

@@ -9,14 +9,31 @@ from pipeline.settings import Settings
 
 
 @click.command("snapshot")
+@click.option("--wait", is_flag=True,
+              help="Also wait for the events the ledger holds but cannot hand over yet (Cosmos DB's settle "
+                   "window), and take them.")
 @user_errors
-def snapshot_command() -> None:
+def snapshot_command(wait: bool) -> None:
     """Write new ledger events to Parquet snapshots (usage/date=YYYY-MM-DD/*.parquet).
 
-    Example: chargeback snapshot
+    A Cosmos DB ledger hands over an event once it is older than its settle window
+    (CHARGEBACK_COSMOS_SETTLE_SECONDS, default 120): the snapshot says how many events wait and
+    until when; with --wait it waits for them and takes them too.
+
+    Example: chargeback snapshot --wait
     """
+    import time
+    from datetime import UTC, datetime
+
     from pipeline.entrypoints.cli.output import show_snapshot
     from pipeline.stages.snapshot import snapshot
 
     with pipeline_of(Settings.from_env()) as p:
-        show_snapshot(console, snapshot(p.ledger, p.snapshots))
+        result = snapshot(p.ledger, p.snapshots)
+        show_snapshot(console, result)
+        until = result.pending.until
+        if wait and result.pending.events and until is not None:
+            delay = max(0.0, (until - datetime.now(UTC)).total_seconds()) + 1.0
+            console.print(f"waiting {delay:,.0f} s for {result.pending.events:,} event(s) to settle", markup=False)
+            time.sleep(delay)
+            show_snapshot(console, snapshot(p.ledger, p.snapshots))
