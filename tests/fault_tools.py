@@ -110,6 +110,7 @@ class Fault:
     status: int  # the answer the client gets instead of the server's
     retry_after_ms: int | None = None
     forward_first: bool = False  # the server does the write, then its answer is lost
+    delay: float = 0.0  # seconds the (healthy, slow) server takes before it answers
 
 
 @dataclass
@@ -200,6 +201,9 @@ class _Handler(BaseHTTPRequestHandler):
         query = self.headers.get("x-ms-documentdb-isquery") is not None or "query+json" in (
             self.headers.get("Content-Type") or "")
         item_id, fault = proxy.decide(self.command, self.path, query, body)
+        if fault is not None and fault.delay:  # slow, not failing: answered as the server answers
+            time.sleep(fault.delay)
+            fault = None
         if fault is None or fault.forward_first:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | {"host"}}
             status, response_headers, data = proxy.forward(self.command, self.path, headers, body)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -240,11 +241,11 @@ def proxy(cosmos_endpoint: CosmosEndpoint) -> Iterator[FaultProxy]:
 
 
 def through(proxy: FaultProxy, env: dict[str, str], reference_files: ReferenceFiles, tmp_path: Path,
-            retry_budget_seconds: float = 60.0) -> Pipeline:
+            retry_budget_seconds: float = 60.0, workers: int = 16) -> Pipeline:
     """The pipeline of `env`, its Cosmos DB ledger reached through the proxy."""
     database = env["CHARGEBACK_LEDGER"].split("/")[-2]
     ledger = open_cosmos_ledger(cosmos_url(proxy.url, database), key=env["CHARGEBACK_COSMOS_KEY"], create=True,
-                                settle_seconds=0, retry_budget_seconds=retry_budget_seconds)
+                                settle_seconds=0, retry_budget_seconds=retry_budget_seconds, workers=workers)
     counters = RedisCounters(redis.Redis.from_url(env["CHARGEBACK_COUNTERS"]))
     return Pipeline(ledger, counters, DeadLetterFiles(LocalObjectStore(tmp_path / "dead-letters")),
                     LocalObjectStore(tmp_path / "snapshots"), LivePricer(reference_files.load()))
@@ -285,6 +286,24 @@ def test_cosmos_throttling_and_lost_answers_are_retried_after_the_servers_delay(
     lost = [item for item in by_item if int(item.rsplit("-", 1)[1]) % 15 in (1, 11)]  # 1, 11, 16: not throttled
     assert {item: [status for _, status in sorted(by_item[item])] for item in lost} == {i: [503, 409] for i in lost}
     assert len(lost) == 3  # each counted as new: its read-back found this append's writeId
+
+
+def test_a_slow_healthy_cosmos_never_fails_a_batch(proxy: FaultProxy, env: dict[str, str],
+                                                   reference_files: ReferenceFiles, tmp_path: Path) -> None:
+    """Every create takes 1.2 s and two workers write: 8 creates take about 5 s, more than the
+    2 s retry budget. The budget is each item's, from when its own write starts, so a server that
+    is slow but answering never fails the batch (with one budget for the whole batch, the later
+    creates would time out and be abandoned)."""
+    lines = traffic(8, "slow")[:8]
+    proxy.plan = lambda n, item_id: Fault(201, delay=1.2)
+    opened = through(proxy, env, reference_files, tmp_path, retry_budget_seconds=2.0, workers=2)
+    try:
+        started = time.monotonic()
+        result = ingest_lines(opened, lines)
+        assert time.monotonic() - started > 4.0  # longer than the budget: it applies per item
+        assert (result.ingested, result.counted) == (8, 8) and opened.ledger.count() == 8
+    finally:
+        opened.close()
 
 
 def test_cosmos_failing_past_the_retry_budget_fails_the_batch_and_redelivery_is_exact(

@@ -29,8 +29,9 @@ create attempt, which the client abandons within `retry_budget_seconds` (default
 snapshots run every 15 minutes). One call returns at most `max_rows_per_call` rows (memory bound).
 
 Retries. 429 and the transient 408, 449, 503 and connection errors are retried here, waiting the
-server's `x-ms-retry-after-ms` when given, within `retry_budget_seconds` per call; after that the
-call raises `LedgerUnavailable`, and the host redelivers the batch (safe: create is idempotent).
+server's `x-ms-retry-after-ms` when given, within `retry_budget_seconds` per item written (from
+when its write starts: a large batch on a slow but healthy server takes as long as it needs) and
+per read call; after that the call raises `LedgerUnavailable`, and the host redelivers the batch (safe: create is idempotent).
 `open_cosmos_ledger` turns the SDK's own 429 retries off so the wait stays bounded here; with a
 client whose SDK retries are on, the SDK's waits happen inside each of these attempts.
 A create that fails with a transient error may still have been written (by this loop's retry or the
@@ -131,8 +132,8 @@ class CosmosLedger:
         first: dict[str, UsageEvent] = {}
         for event in events:  # the first copy of an eventId in the batch wins
             first.setdefault(event.event_id, event)
-        deadline, abort = time.monotonic() + self._budget, threading.Event()
-        futures = [self._pool.submit(self._create, event, deadline, abort) for event in first.values()]
+        abort = threading.Event()
+        futures = [self._pool.submit(self._create, event, abort) for event in first.values()]
         errors = [error for future in futures if (error := future.exception()) is not None]
         if errors:
             raise next((error for error in errors if not isinstance(error, _Abandoned)), errors[0])
@@ -204,8 +205,11 @@ class CosmosLedger:
         if self._client is not None:
             self._client.close()
 
-    def _create(self, event: UsageEvent, deadline: float, abort: threading.Event) -> bool:
-        """True when this call wrote the item, False when the eventId was there already."""
+    def _create(self, event: UsageEvent, abort: threading.Event) -> bool:
+        """True when this call wrote the item, False when the eventId was there already. The
+        retry budget is this item's, from when its write starts: a batch waits as long as its
+        size needs on a slow but healthy server, and fails only when one item keeps failing."""
+        deadline = time.monotonic() + self._budget
         base = {k: v for k, v in msgspec.to_builtins(event).items() if v is not None}
         base["id"] = item_id(event.event_id)
         sent: list[str] = []  # the writeId of every attempt
