@@ -31,7 +31,8 @@ snapshots run every 15 minutes). One call returns at most `max_rows_per_call` ro
 Retries. 429 and the transient 408, 449, 503 and connection errors are retried here, waiting the
 server's `x-ms-retry-after-ms` when given, within `retry_budget_seconds` per item written (from
 when its write starts: a large batch on a slow but healthy server takes as long as it needs) and
-per read call; after that the call raises `LedgerUnavailable`, and the host redelivers the batch (safe: create is idempotent).
+per read call; after that the call raises `LedgerUnavailable`, and the host redelivers the batch
+(safe: create is idempotent).
 `open_cosmos_ledger` turns the SDK's own 429 retries off so the wait stays bounded here; with a
 client whose SDK retries are on, the SDK's waits happen inside each of these attempts.
 A create that fails with a transient error may still have been written (by this loop's retry or the
