@@ -165,3 +165,20 @@ def test_snapshots_say_what_waits_out_the_settle_window_and_wait_for_it(fresh: d
     report = run("report", "--month", "2026-10", "--format", "csv", env=settle)
     assert f"Total {TOTAL.quantize(Decimal('0.01'))} USD over 10 requests" in " ".join(report.output.split())
     assert "warning" not in report.output
+
+
+def test_doctor_names_what_is_missing_then_passes_once_created(fresh: dict[str, str]) -> None:
+    missing = run("doctor")
+    assert missing.exit_code == 1, missing.output
+    assert "Traceback" not in missing.output
+    ledger = next(line for line in missing.output.splitlines() if line.startswith("FAIL  ledger"))
+    assert f"Cosmos DB database '{fresh['CHARGEBACK_LEDGER'].split('/')[3]}' does not exist" in ledger
+    store = next(line for line in missing.output.splitlines() if line.startswith("FAIL  store"))
+    assert f"Blob container '{fresh['CHARGEBACK_STORE'].split('/')[2]}'" in store
+    assert "snapshots" not in missing.output  # not checked without a store
+    assert run("ingest", fresh["events"], env={"CHARGEBACK_CREATE_RESOURCES": "1"}).exit_code == 0
+    assert run("snapshot").exit_code == 0
+    ready = run("doctor", "--strict")
+    assert ready.exit_code == 0, ready.output
+    assert ready.output.strip().endswith("8 ok, 0 warning(s), 0 failed")
+    assert f"ok    ledger     {fresh['CHARGEBACK_LEDGER']}: 10 events" in ready.output.splitlines()

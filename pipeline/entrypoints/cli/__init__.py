@@ -43,6 +43,9 @@ COMMANDS: dict[str, Entry] = {  # in the order `chargeback --help` lists them
                          "List the recorded corrections, in the order they were recorded."),
     "ingest-llm-logs": Entry("llm_logs", "ingest_llm_logs_command",
                              "Store the token counts of APIM's LLM logs (GatewayLlmLogs) from FILES."),
+    "doctor": Entry("doctor", "doctor_command",
+                    "Check the settings, backends, reference files and data flow; print the fix for each "
+                    "problem."),
     "prices": Entry("prices", "prices_group",
                     "Price catalogs (CSV, prices per 1M tokens): check one before using it."),
 }
