@@ -182,16 +182,17 @@ class CosmosLedger:
         deadline = time.monotonic() + self._budget
         parameters: list[dict[str, object]] = [{"name": "@horizon", "value": stamp(datetime.now(UTC) - self._settle)}]
 
-        def value(query: str) -> Any:
-            rows = self._call(lambda: list(self._container.query_items(
-                query, parameters=parameters, enable_cross_partition_query=True, timeout=_remaining(deadline))),
-                deadline, threading.Event())
+        def first(rows: list[Any]) -> Any:
             return rows[0] if rows else None
 
-        events = int(value(_PENDING_COUNT) or 0)
+        events = int(first(self._call(lambda: list(self._container.query_items(
+            _PENDING_COUNT, parameters=parameters, enable_cross_partition_query=True,
+            timeout=_remaining(deadline))), deadline, threading.Event())) or 0)
         if not events:
             return Pending()
-        latest = value(_PENDING_LATEST)
+        latest = first(self._call(lambda: list(self._container.query_items(
+            _PENDING_LATEST, parameters=parameters, enable_cross_partition_query=True,
+            timeout=_remaining(deadline))), deadline, threading.Event()))
         return Pending(events, datetime.fromisoformat(latest) + self._settle if latest else None)
 
     def count(self) -> int:
