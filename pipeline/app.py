@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlparse
 from pipeline.domain.costing import Reference
 from pipeline.domain.live import Budgets, LivePricer
 from pipeline.domain.periods import ALL_TIME, TimeRange
+from pipeline.domain.urls import without_password
 from pipeline.inputs.event_files import STDIN, json_lines
 from pipeline.inputs.maps import load_budgets
 from pipeline.inputs.reference import load_reference
@@ -117,8 +118,8 @@ def open_counters(settings: Settings, budgets: Budgets) -> Counters:
         from pipeline.adapters.azure.redis_counters import open_redis_counters
 
         return open_redis_counters(url, budgets, username=settings.redis_username)
-    raise SettingsError(f"CHARGEBACK_COUNTERS {url!r}: expected sqlite:///PATH, redis://HOST:PORT/DB or "
-                        "rediss://HOST:PORT/DB")
+    raise SettingsError(f"CHARGEBACK_COUNTERS {without_password(url)!r}: expected sqlite:///PATH, "
+                        "redis://HOST:PORT/DB or rediss://HOST:PORT/DB")
 
 
 def open_store(settings: Settings, area: str) -> ObjectStore:

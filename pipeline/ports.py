@@ -112,6 +112,11 @@ class Ledger(Protocol):
 
     def count(self) -> int: ...
 
+    def probe(self) -> None:
+        """Write something no reader sees, read it back and remove it: proves the identity in use
+        may write. A refusal raises AccessRefused; an outage, LedgerUnavailable."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -153,6 +158,11 @@ class Counters(Protocol):
 
     def forget(self, event_ids: Sequence[str]) -> None:
         """Remove the dedupe marks of these events, so that `add` counts them again."""
+        ...
+
+    def probe(self) -> None:
+        """Write a key no reader sees, read it back and remove it: proves the identity in use may
+        write. A refusal raises AccessRefused; an outage, CountersUnavailable."""
         ...
 
     def close(self) -> None: ...

@@ -196,3 +196,4 @@ class Settings:
 
 def sqlite_path(url: str) -> Path | None:
     return Path(url[len(SQLITE):]) if url.startswith(SQLITE) else None
+

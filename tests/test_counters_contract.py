@@ -25,7 +25,7 @@ from pipeline.adapters.embedded.counters import SqliteCounters
 from pipeline.domain.counters import HourlyRow
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import Budget, BudgetAlert, Budgets, BudgetScope, LiveCharge, SubscriptionMonth
-from pipeline.ports import Counters, CountResult
+from pipeline.ports import AccessRefused, Counters, CountResult
 from tests.factories import event, line, usage
 
 pytest_plugins = ["tests.servers"]
@@ -193,7 +193,41 @@ def test_ids_with_separators_and_unicode(make: Make) -> None:
     assert counters.cost_center_spend("2026-10") == {"CC": 1, cc: 10}
 
 
+def test_the_write_probe_leaves_nothing_a_reader_sees(make: Make) -> None:
+    counters = make()
+    add(counters, (ev(1), ch(10)))
+    before = counters.month_to_date("2026-10")
+    counters.probe()
+    assert counters.month_to_date("2026-10") == before and counters.alerts("2026-10") == []
+    assert add(counters, (ev(2), ch(10))).new == 1  # still writable
+
+
 # ------------------------------------------------------------------------------------------ Redis only
+
+def test_a_redis_user_that_may_only_read_fails_the_probe(redis_url: str,
+                                                         redis_make: Callable[..., RedisCounters]) -> None:
+    user, password = f"reader-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = redis.Redis.from_url(redis_url)
+    admin.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"],
+                      commands=["+@read", "+@connection", "-@write"])
+    try:
+        host, port = redis_url.split("//")[1].split("/")[0].split(":")
+        counters = redis_make(client=redis.Redis(host=host, port=int(port), username=user, password=password))
+        assert counters.month_to_date("2026-10") == []  # it may read
+        with pytest.raises(AccessRefused, match=r"Redis refused a command \(.*no permissions to run the 'set' command\): assign the identity an "
+                                                r"access policy that may write"):
+            counters.probe()
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
+
+
+def test_the_redis_probe_removes_its_key(redis_url: str, redis_make: Callable[..., RedisCounters]) -> None:
+    counters = redis_make()
+    counters.probe()
+    with redis.Redis.from_url(redis_url) as client:
+        assert list(client.scan_iter(match="*:probe:*", count=1000)) == []
+
 
 def test_concurrent_consumers_over_overlapping_batches(redis_make: Callable[..., RedisCounters]) -> None:
     budgets = Budgets([Budget(SUB_A, "sub-a", 900_000, "USD"), Budget(BudgetScope.COST_CENTER, "CC-A", 900_000, "USD")])

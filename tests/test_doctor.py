@@ -3,10 +3,12 @@ code (0 ready, 1 a mistake to fix, 4 only unreachable backends), with each fault
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner, Result
 
 from pipeline.adapters.embedded.local_store import LocalObjectStore
@@ -74,7 +76,8 @@ def test_a_home_with_priced_events_passes_strict(home: Path, write_file: WriteFi
     found = lines(result)
     assert "prices all 2 deployment(s) of the map on" in found["prices"]
     assert "(1 priced by the model their events name)" in found["prices"]
-    assert found["ledger"].endswith("ledger.sqlite3: 3 events")
+    assert found["ledger"].endswith("ledger.sqlite3: 3 events; wrote and read a probe item")
+    assert found["counters"].endswith(f"counted in {datetime.now(UTC):%Y-%m}; wrote and read a probe key")
     assert "manifest 1, 0.0 h old" in found["snapshots"]
     assert result.output.strip().endswith("8 ok, 0 warning(s), 0 failed")
 
@@ -132,6 +135,27 @@ def test_an_unreachable_redis_alone_exits_4(home: Path, write_file: WriteFile) -
     found = lines(result)
     assert "Redis is unavailable (ConnectionError" in found["counters"]
     assert found["counters fix"].startswith("is it running, and reachable from here")
+
+
+def test_a_redis_identity_that_may_only_read_fails_with_exit_1(home: Path, write_file: WriteFile,
+                                                                redis_url: str) -> None:
+    ready_home(home, write_file)
+    user, password = f"reader-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with redis.Redis.from_url(redis_url) as admin:
+        admin.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"],
+                          commands=["+@read", "+@connection", "-@write"])
+        try:
+            result = run(env={"CHARGEBACK_COUNTERS": redis_url.replace("redis://", f"redis://{user}:{password}@")})
+        finally:
+            admin.acl_deluser(user)
+    assert result.exit_code == 1, result.output
+    found = lines(result)
+    assert found["counters"].startswith("FAIL  counters   redis://")
+    assert "Redis refused a command (" in found["counters"] and "no permissions to run the 'set' command" \
+        in found["counters"]
+    assert "assign the identity an access policy that may write" in found["counters"]
+    assert password not in result.output
+    assert found["ledger"].startswith("ok")
 
 
 def test_an_old_snapshot_and_silent_llm_logs_warn(home: Path, write_file: WriteFile) -> None:

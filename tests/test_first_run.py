@@ -181,4 +181,5 @@ def test_doctor_names_what_is_missing_then_passes_once_created(fresh: dict[str, 
     ready = run("doctor", "--strict")
     assert ready.exit_code == 0, ready.output
     assert ready.output.strip().endswith("8 ok, 0 warning(s), 0 failed")
-    assert f"ok    ledger     {fresh['CHARGEBACK_LEDGER']}: 10 events" in ready.output.splitlines()
+    assert f"ok    ledger     {fresh['CHARGEBACK_LEDGER']}: 10 events; wrote and read a probe item" \
+        in ready.output.splitlines()

@@ -24,7 +24,7 @@ from pipeline.adapters.azure.cosmos_ledger import INDEXING_POLICY, CosmosLedger,
 from pipeline.adapters.embedded.ledger import SqliteLedger
 from pipeline.domain.events import Origin, Usage, UsageEvent
 from pipeline.lake.usage import USAGE_SCHEMA, events_table
-from pipeline.ports import AppendResult, Ledger, LedgerUnavailable
+from pipeline.ports import AccessRefused, AppendResult, Ledger, LedgerUnavailable
 
 if TYPE_CHECKING:  # imported by pytest as a plugin (pytest_plugins), not here: no assert-rewrite warning
     from tests.servers import CosmosEndpoint
@@ -204,6 +204,26 @@ def test_existing_tells_which_event_ids_the_ledger_holds(backend: Backend) -> No
     assert ledger.existing(asked) == {e.event_id for e in held}  # over several chunks, repeats and odd ids
     assert backend.ledger().existing([FULL.event_id, "evt-0037", "evt-0038"]) == {FULL.event_id, "evt-0037"}
     assert ledger.count() == len(held)  # a read: nothing written
+
+
+def test_the_write_probe_leaves_nothing_a_reader_sees(backend: Backend) -> None:
+    ledger = backend.ledger()
+    ledger.append([event("evt-1"), event("evt-2")])
+    ledger.probe()
+    ledger.probe()
+    assert ledger.count() == 2
+    assert ids(read_all(backend.ledger())[0]) == ["evt-1", "evt-2"]
+    assert ledger.append([event("evt-3")]) == AppendResult(new=1, duplicates=0)  # still writable
+
+
+def test_a_sqlite_ledger_that_may_not_write_fails_the_probe_with_the_fix(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    ledger._db.execute("PRAGMA query_only = ON")  # SQLite refuses writes as it does on a read-only file
+    with pytest.raises(AccessRefused, match=r"ledger.sqlite3: SQLite may not write this database \(attempt to "
+                                            r"write a readonly database\): give this user write access"):
+        ledger.probe()
+    assert ledger.count() == 0
+    ledger.close()
 
 
 # ---------------------------------------------------------------------------------------------- Cosmos only

@@ -43,15 +43,20 @@ def failed(name: str, error: Exception | str, fix: str = "") -> Check:
 
 
 def check_ledger(url: str, ledger: Ledger) -> Check:
-    """The ledger answers reads: its events and what waits out its settle window."""
+    """The ledger answers reads (its events, what waits out its settle window) and takes a write
+    (a probe item, removed again): an identity that may read but not write fails here."""
     events, pending = ledger.count(), ledger.pending()
+    ledger.probe()
     waiting = f", {pending.events:,} settling" if pending.events else ""
-    return ok("ledger", f"{url}: {events:,} events{waiting}")
+    return ok("ledger", f"{url}: {events:,} events{waiting}; wrote and read a probe item")
 
 
 def check_counters(url: str, counters: Counters, month: str) -> Check:
+    """The counters answer reads and take a write (a probe key, removed again)."""
     subscriptions = counters.month_to_date(month)
-    return ok("counters", f"{url}: {len(subscriptions):,} subscription(s) counted in {month}")
+    counters.probe()
+    return ok("counters", f"{url}: {len(subscriptions):,} subscription(s) counted in {month}; wrote and read a "
+                          "probe key")
 
 
 def check_store(store: ObjectStore) -> Check:

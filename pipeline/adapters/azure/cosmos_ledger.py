@@ -120,8 +120,10 @@ def stamp(moment: datetime) -> str:
 class CosmosLedger:
     def __init__(self, container: ContainerProxy, *, settle_seconds: float = 120.0, workers: int = 16,
                  retry_budget_seconds: float = 60.0, max_rows_per_call: int = 100_000,
-                 sleep: Callable[[float], None] = time.sleep, client: CosmosClient | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, client: CosmosClient | None = None,
+                 url: str = "", with_key: bool = False) -> None:
         self._container = container
+        self._url, self._with_key = url or container.container_link, with_key
         self._settle = timedelta(seconds=settle_seconds)
         self._budget = retry_budget_seconds
         self._max_rows = max_rows_per_call
@@ -201,6 +203,23 @@ class CosmosLedger:
             "SELECT VALUE COUNT(1) FROM c", enable_cross_partition_query=True, timeout=_remaining(deadline))),
             deadline, threading.Event())
         return int(rows[0]) if rows else 0
+
+    def probe(self) -> None:
+        """Create an item the change query never returns (it has no ingestedAt), read it, delete
+        it. The item also expires within a minute where the container has a TTL."""
+        deadline = time.monotonic() + self._budget
+        probe_id = f"chargeback-doctor-probe-{secrets.token_hex(8)}"
+        _, database, _, container = [*self._container.container_link.split("/"), "", "", "", ""][:4]
+        with _setup_errors(self._url, database, container, self._with_key):
+            self._call(lambda: self._container.create_item({"id": probe_id, "probe": True, "ttl": 60},
+                                                           timeout=_remaining(deadline)), deadline, threading.Event())
+            found = self._call(lambda: self._container.read_item(probe_id, partition_key=probe_id,
+                                                                 timeout=_remaining(deadline)),
+                               deadline, threading.Event())
+            self._call(lambda: self._container.delete_item(probe_id, partition_key=probe_id,
+                                                           timeout=_remaining(deadline)), deadline, threading.Event())
+        if found.get("id") != probe_id:
+            raise LedgerUnavailable(f"{self._url}: wrote a probe item but read back {found.get('id')!r}")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -314,7 +333,7 @@ def open_cosmos_ledger(url: str, key: str | None = None, *, create: bool = False
     if problem:
         client.close()
         raise MissingResource(f"{url}: {problem}")
-    return CosmosLedger(container, workers=workers, client=client, **options)
+    return CosmosLedger(container, workers=workers, client=client, url=url, with_key=key is not None, **options)
 
 
 def layout_problem(properties: dict[str, Any]) -> str | None:

@@ -55,6 +55,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,7 +64,7 @@ from urllib.parse import urlparse
 
 import msgspec
 import redis
-from redis.exceptions import AuthenticationError, NoScriptError, ReadOnlyError
+from redis.exceptions import AuthenticationError, NoPermissionError, NoScriptError, ReadOnlyError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -71,6 +72,7 @@ from pipeline.adapters.azure.entra import USERNAME_VARIABLE, EntraIdCredentialPr
 from pipeline.domain.counters import COST_CENTER_MEASURES, HOURLY, MONTHLY, HourlyRow, hour_key
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import THRESHOLDS, BudgetAlert, Budgets, BudgetScope, LiveCharge, SubscriptionMonth
+from pipeline.domain.urls import without_password
 from pipeline.ports import AccessRefused, CountersUnavailable, CountResult, UserError
 
 DAY = 86_400
@@ -308,6 +310,18 @@ class RedisCounters:
             pipe.delete(*(self._key("e", event_id) for event_id in event_ids[start:start + CHUNK]))
         pipe.execute()
 
+    @_translated
+    def probe(self) -> None:
+        self._renew_auth()
+        key, value = self._key("probe", secrets.token_hex(8)), secrets.token_hex(8)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.set(key, value, ex=60)
+        pipe.get(key)
+        pipe.delete(key)
+        _, read, _ = pipe.execute()
+        if read is None or _text(read) != value:
+            raise CountersUnavailable(f"{self.url}: wrote a probe key but read back {read!r}")
+
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
         """Redis' errors in the terms of the port: refused credentials are the user's to fix; an
@@ -317,6 +331,10 @@ class RedisCounters:
         except AuthenticationError as error:  # a ConnectionError too: tested first
             raise AccessRefused(f"{self.url}: Redis refused the credentials ({error}): check the password in the "
                                 "URL, or CHARGEBACK_REDIS_USERNAME and the identity's access policy") from None
+        except NoPermissionError as error:
+            raise AccessRefused(f"{self.url}: Redis refused a command ({_reason(error)}): assign the identity an access "
+                                "policy that may write (terraform/modules/access assigns the database's default "
+                                "policy)") from None
         except OUTAGES as error:
             raise CountersUnavailable(f"{self.url}: Redis is unavailable ({type(error).__name__}: {error})") from error
 
@@ -352,6 +370,11 @@ def _chunks(pairs: list[Pair]) -> list[list[Pair]]:
     return chunks
 
 
+def _reason(error: Exception) -> str:
+    """Redis' own words, without the pipeline's "Command # N (ARGS) of pipeline caused error:"."""
+    return str(error).rpartition("caused error: ")[2]
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -366,7 +389,7 @@ def open_redis_counters(url: str, budgets: Budgets, username: str | None = None)
     """`redis://[:PASSWORD@]HOST:PORT/DB` (local), `rediss://HOST:PORT/DB` (Azure, Entra ID)."""
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss"):
-        raise UserError(f"{url!r}: expected redis://HOST:PORT/DB or rediss://HOST:PORT/DB")
+        raise UserError(f"{without_password(url)!r}: expected redis://HOST:PORT/DB or rediss://HOST:PORT/DB")
     options: dict[str, Any] = {"socket_connect_timeout": 10, "socket_timeout": 60}
     if parsed.scheme == "rediss" and not parsed.password:
         if parsed.username:

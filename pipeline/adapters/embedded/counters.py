@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from pipeline.adapters.embedded.sqlite import connect, write_transaction
+from pipeline.adapters.embedded.sqlite import connect, probe_write, write_transaction
 from pipeline.domain.counters import COST_CENTER_MEASURES, HOURLY, MONTHLY, HourlyRow, Tally
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import Budget, BudgetAlert, Budgets, BudgetScope, LiveCharge, SubscriptionMonth, reached
@@ -155,6 +155,12 @@ class SqliteCounters:
     def forget(self, event_ids: Sequence[str]) -> None:
         with write_transaction(self._db):
             self._db.executemany("DELETE FROM counted WHERE event_id = ?", [(event_id,) for event_id in event_ids])
+
+    def probe(self) -> None:
+        try:
+            probe_write(self._db, self.path)
+        except sqlite3.OperationalError as error:
+            raise CountersUnavailable(f"{self.path}: {error}") from error
 
     def close(self) -> None:
         self._db.close()

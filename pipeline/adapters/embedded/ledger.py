@@ -16,6 +16,7 @@ in existing snapshot manifests stay valid.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,10 +26,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.adapters.embedded import ledger_v1
-from pipeline.adapters.embedded.sqlite import connect, write_transaction
+from pipeline.adapters.embedded.sqlite import connect, probe_write, write_transaction
 from pipeline.domain.events import UsageEvent
 from pipeline.lake.usage import USAGE_SCHEMA, conformed, events_batch
-from pipeline.ports import AppendResult, Changes, Pending, UserError
+from pipeline.ports import AppendResult, Changes, LedgerUnavailable, Pending, UserError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LOOKUP_CHUNK = 500  # eventIds per IN query: below SQLite's limit on bound parameters
@@ -145,6 +146,12 @@ class SqliteLedger:
 
     def count(self) -> int:
         return int(self._db.execute("SELECT coalesce(sum(rows), 0) FROM batches").fetchone()[0])
+
+    def probe(self) -> None:
+        try:
+            probe_write(self._db, self.path)
+        except sqlite3.OperationalError as error:
+            raise LedgerUnavailable(f"{self.path}: {error}") from error
 
     def close(self) -> None:
         self._db.close()

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline.ports import AccessRefused
+
 
 def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -17,6 +19,25 @@ def connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA cache_size=-262144")  # 256 MiB at most: random eventIds hit the whole index
     connection.execute("PRAGMA temp_store=MEMORY")
     return connection
+
+
+def probe_write(db: sqlite3.Connection, path: Path) -> None:
+    """Write a row in a transaction that is rolled back: the file is left as it was. Raises
+    AccessRefused when SQLite may not write the file, sqlite3.OperationalError otherwise."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("CREATE TABLE IF NOT EXISTS doctor_probe (written TEXT)")
+        db.execute("INSERT INTO doctor_probe VALUES ('probe')")
+        if db.execute("SELECT count(*) FROM doctor_probe").fetchone()[0] < 1:
+            raise sqlite3.OperationalError("the probe row was written but not read back")
+    except sqlite3.OperationalError as error:
+        if "readonly" in str(error):
+            raise AccessRefused(f"{path}: SQLite may not write this database ({error}): give this user write "
+                                "access to the file and its folder") from None
+        raise
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
 
 
 @contextmanager

@@ -28,6 +28,7 @@ def doctor_command(month: str | None, strict: bool) -> None:
     """Check the settings, backends, reference files and data flow; print the fix for each problem.
 
     Opens the ledger, the live counters and the store the settings name (nothing is created),
+    writes, reads back and removes a probe item in the ledger and a probe key in the counters,
     writes and reads back a probe object in the store's `doctor/` area, checks that the price
     catalog prices every deployment of the map today (or every day of --month), and that snapshots and APIM's LLM logs
     keep coming. Run it after `terraform apply` with the Function App's settings, and when a
@@ -68,6 +69,7 @@ def run_checks(settings: Settings, period: Period | None = None) -> list[Check]:
 
     from pipeline import app
     from pipeline.domain.live import Budgets
+    from pipeline.domain.urls import without_password
     from pipeline.lake.areas import LLM_USAGE, SNAPSHOTS
     from pipeline.lake.warehouse import query_errors
     from pipeline.settings import sqlite_path
@@ -75,7 +77,8 @@ def run_checks(settings: Settings, period: Period | None = None) -> list[Check]:
     from pipeline.stages.llm_usage import stream_status
 
     now = datetime.now(UTC)
-    checks = [doctor.ok("settings", f"home {settings.home}; ledger {settings.ledger}; counters {settings.counters}; "
+    counters_url = without_password(settings.counters)
+    checks = [doctor.ok("settings", f"home {settings.home}; ledger {settings.ledger}; counters {counters_url}; "
                                     f"store {settings.store}")]
 
     def prices() -> Check:
@@ -94,14 +97,14 @@ def run_checks(settings: Settings, period: Period | None = None) -> list[Check]:
     def counters() -> Check:
         path = sqlite_path(settings.counters)
         if path is not None and not path.exists():
-            return doctor.ok("counters", f"{settings.counters}: not created yet (the first ingest creates it)")
+            return doctor.ok("counters", f"{counters_url}: not created yet (the first ingest creates it)")
         try:
             budgets = app.open_budgets(settings)
         except UserError:
             budgets = Budgets()  # the budgets check below says what is wrong with the file
         opened = app.open_counters(settings, budgets)
         try:
-            return doctor.check_counters(settings.counters, opened, now.strftime("%Y-%m"))
+            return doctor.check_counters(counters_url, opened, now.strftime("%Y-%m"))
         finally:
             opened.close()
 
