@@ -214,8 +214,8 @@ def test_a_redis_user_that_may_only_read_fails_the_probe(redis_url: str,
         host, port = redis_url.split("//")[1].split("/")[0].split(":")
         counters = redis_make(client=redis.Redis(host=host, port=int(port), username=user, password=password))
         assert counters.month_to_date("2026-10") == []  # it may read
-        with pytest.raises(AccessRefused, match=r"Redis refused a command \(.*no permissions to run the 'set' command\): assign the identity an "
-                                                r"access policy that may write"):
+        with pytest.raises(AccessRefused, match=r"Redis refused a command \(.*no permissions to run the 'set' "
+                                                r"command\): assign the identity an access policy that may write"):
             counters.probe()
     finally:
         admin.acl_deluser(user)

@@ -68,10 +68,8 @@ from azure.cosmos.exceptions import (
     CosmosResourceExistsError,
     CosmosResourceNotFoundError,
 )
-from requests import Session
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
+from pipeline.adapters.azure.http_session import pooled_session
 from pipeline.domain.events import UsageEvent
 from pipeline.lake.usage import USAGE_SCHEMA, events_table
 from pipeline.ports import (
@@ -305,9 +303,7 @@ def open_cosmos_ledger(url: str, key: str | None = None, *, create: bool = False
         credential = DefaultAzureCredential()
     policy = ConnectionPolicy()
     policy.RetryOptions = RetryOptions(max_retry_attempt_count=0)  # 429 is retried by CosmosLedger
-    session = Session()  # a pool as large as the append workers: no connection is thrown away
-    adapter = HTTPAdapter(pool_maxsize=workers, max_retries=Retry(total=False, redirect=False))
-    session.mount("https://", adapter)
+    session = pooled_session(workers)  # a connection per append worker; TLS contexts built once
     with _setup_errors(url, names[0], names[1], key is not None):
         client = CosmosClient(f"https://{parsed.netloc}/", credential=credential, connection_policy=policy,
                               transport=RequestsTransport(session=session, session_owner=True))

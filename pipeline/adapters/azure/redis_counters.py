@@ -332,8 +332,8 @@ class RedisCounters:
             raise AccessRefused(f"{self.url}: Redis refused the credentials ({error}): check the password in the "
                                 "URL, or CHARGEBACK_REDIS_USERNAME and the identity's access policy") from None
         except NoPermissionError as error:
-            raise AccessRefused(f"{self.url}: Redis refused a command ({_reason(error)}): assign the identity an access "
-                                "policy that may write (terraform/modules/access assigns the database's default "
+            raise AccessRefused(f"{self.url}: Redis refused a command ({_reason(error)}): assign the identity an "
+                                "access policy that may write (terraform/modules/access assigns the database's default "
                                 "policy)") from None
         except OUTAGES as error:
             raise CountersUnavailable(f"{self.url}: Redis is unavailable ({type(error).__name__}: {error})") from error
