@@ -108,7 +108,10 @@ bench: $(BENCH_STAMP) services-install
 	@trap '$(BENCH_SERVICES) stop' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
 	$(BENCH_SERVICES) start || exit $$?; \
 	redis_url=$$(sed -n "s/^CHARGEBACK_TEST_REDIS_URL='\(.*\)'$$/\1/p" $(BENCH_DIR)/services/env); \
+	cosmos_url=$$(sed -n "s/^CHARGEBACK_TEST_COSMOS_URL='\(.*\)'$$/\1/p" $(BENCH_DIR)/services/env); \
+	cosmos_key=$$(sed -n "s/^CHARGEBACK_TEST_COSMOS_KEY='\(.*\)'$$/\1/p" $(BENCH_DIR)/services/env); \
 	$(BIN)/python -m benchmarks.run --scale $(SCALE) --work $(BENCH_DIR) --redis-url "$$redis_url" \
+		--cosmos-url "$$cosmos_url" --cosmos-key "$$cosmos_key" \
 		$(if $(PROFILE),--profile) $(if $(REPEATS),--repeats $(REPEATS))
 
 # Soak (scripts/soak.py, numbers in docs/guarantees.md): the ingest path at volume through the real

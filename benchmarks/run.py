@@ -35,20 +35,23 @@ SCALES: dict[str, dict[str, Any]] = {
     "10m": {"report": (1_000_000, 10_000_000), "decode": 100_000, "redis": 50_000, "ingest": 1_000_000},
     "1m": {"report": (100_000, 1_000_000), "decode": 50_000, "redis": 20_000, "ingest": 200_000},
 }
-REPEATS = {"decode": 5, "redis": 5, "ingest": 3, "snapshot": 3, "report": 3}
+for _sizes in SCALES.values():
+    _sizes["cosmos"] = 1_500  # events per run: the plain-session run takes ~25 ms an event here
+REPEATS = {"decode": 5, "redis": 5, "cosmos": 3, "ingest": 3, "snapshot": 3, "report": 3}
 # Seconds of measuring per stage at scale 10m (a third at 1m): past it, a stage starts no new
 # repeat, so that `make bench` stays within 10 minutes even on a busy machine (the table shows
 # how many runs each median is of). An embedded-ingest run stops taking batches after
 # INGEST_CAP seconds; its rate is over the events it ingested.
-BUDGETS = {"decode": 30, "redis": 45, "ingest": 90, "snapshot": 45, "report": 90}
+BUDGETS = {"decode": 30, "redis": 45, "cosmos": 40, "ingest": 90, "snapshot": 45, "report": 90}
 INGEST_CAP = {"10m": 45, "1m": 15}
 MIN_REPEATS = 1
 INGEST_MIN_REPEATS = 2
 REPORT_MIN_REPEATS = 2  # the report's ratio is the one that decides the most: always a median of 2+
-STAGES = ("cli", "decode", "redis", "ingest", "snapshot", "report")
+STAGES = ("cli", "decode", "redis", "cosmos", "ingest", "snapshot", "report")
 CLI_REPEATS = 11  # whole processes per command: cheap, so more of them
 HELP_TARGET, STARTUP_TARGET = 0.15, 0.25  # seconds: `chargeback --help`, any command's --help
 MIB = 1024 * 1024
+COSMOS_GAIN = 3  # TLS contexts built once vs once per connection (docs/guarantees.md: 23.5 -> 3.2 ms a create)
 FLAT = 1.25  # "flat" memory: the 10x larger month may take at most 25% more peak RSS
 
 
@@ -281,6 +284,12 @@ def evaluate(results: list[dict[str, Any]]) -> list[Target]:
                                   "events/s)", stage))
         else:
             targets.append(Target(label, None, "not measured", stage))
+    ours, plain = find("cosmos", "stage"), find("cosmos", "info")
+    label = (f"Cosmos DB ledger append, server closing every connection >= {COSMOS_GAIN}x a plain requests "
+             "session")
+    targets.append(Target(label, None, "not measured", "cosmos") if not (ours and plain) else Target(
+        label, rate(ours) >= COSMOS_GAIN * rate(plain),
+        f"{rate(ours) / rate(plain):.1f}x ({rate(ours):,.0f} vs {rate(plain):,.0f} events/s)", "cosmos"))
     ours = find("ingest", "stage")
     targets.append(Target("embedded ingest (decode + SQLite ledger + counters) >= 100k events/s",
                           None if ours is None else rate(ours) >= 100_000,
@@ -381,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated stages of {','.join(STAGES)}")
     parser.add_argument("--profile", action="store_true", help="profile the stages that miss their target")
     parser.add_argument("--redis-url", default=os.environ.get("CHARGEBACK_BENCH_REDIS_URL"))
+    parser.add_argument("--cosmos-url", default=os.environ.get("CHARGEBACK_BENCH_COSMOS_URL"))
+    parser.add_argument("--cosmos-key", default=os.environ.get("CHARGEBACK_BENCH_COSMOS_KEY"))
     parser.add_argument("--work", type=Path, default=Path(".bench"))
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -421,6 +432,11 @@ def main(argv: list[str] | None = None) -> int:
     if "redis" in only:
         log(f"== redis: {sizes['redis']:,} events x {repeats['redis']} ({args.redis_url or 'no server'})")
         results += child("redis", args, sizes["redis"], repeats["redis"], budget=budgets["redis"])
+    if "cosmos" in only:
+        log(f"== cosmos: {sizes['cosmos']:,} events x {repeats['cosmos']} ({args.cosmos_url or 'no server'})")
+        results += child("cosmos", args, sizes["cosmos"], repeats["cosmos"],
+                         *(["--cosmos-url", args.cosmos_url, "--cosmos-key", args.cosmos_key]
+                           if args.cosmos_url and args.cosmos_key else []), budget=budgets["cosmos"])
     ledger: str | None = None
     if "ingest" in only:
         log(f"== embedded ingest: {sizes['ingest']:,} events x {repeats['ingest']}")

@@ -13,6 +13,11 @@ Stages and baselines:
   redis     LivePricer charges + RedisCounters.add per batch of 5,000 decoded events
             vs a bare Lua script per 500 events (SET NX EX + 4 HINCRBY each), 10 per pipeline;
             also shown: the same in batches of 500, as the Functions app receives them
+  cosmos    CosmosLedger.append of the events in batches of 500 (the Functions batch) into a fresh
+            container of the Cosmos DB stand-in as scripts/services.sh runs it (its own CLI answers
+            `Connection: close`, so every create opens a TLS connection), through the ledger's
+            session (TLS contexts built once) vs the same through a plain requests session (a
+            context and the CA bundle loaded per connection, as before)
   ingest    pipeline.stages.ingest.ingest into SqliteLedger + SqliteCounters + dead-letter files
             (absolute events/s, target 100k/s; with --time-cap, a run stops taking batches after
             that many seconds and its rate is over the events it ingested)
@@ -270,6 +275,67 @@ def stage_redis(args: argparse.Namespace) -> list[Result]:
     finally:
         client.flushdb()
     return [stage, base, small]
+
+
+# ------------------------------------------------------------------------------------------ Cosmos DB ledger
+
+def stage_cosmos(args: argparse.Namespace) -> list[Result]:
+    import os
+
+    from azure.core.pipeline.transport import RequestsTransport
+    from azure.cosmos import CosmosClient, PartitionKey
+    from requests import Session
+    from requests.adapters import HTTPAdapter
+
+    from benchmarks.data import json_events
+    from pipeline.adapters.azure.cosmos_ledger import INDEXING_POLICY, CosmosLedger, open_cosmos_ledger
+    from pipeline.domain.decode import decode_batch
+
+    url, key = (args.cosmos_url or os.environ.get("CHARGEBACK_TEST_COSMOS_URL"),
+                args.cosmos_key or os.environ.get("CHARGEBACK_TEST_COSMOS_KEY"))
+    stage = Result("cosmos", "CosmosLedger.append, contexts once", "stage", args.events)
+    plain = Result("cosmos", "  the same, plain requests session", "info", args.events)
+    if not url or not key:
+        for result in (stage, plain):
+            result.extra["skipped"] = "no Cosmos DB stand-in: set --cosmos-url and --cosmos-key"
+        return [stage, plain]
+    events = decode_batch(_messages(json_events(_world(), args.events, seed=14, day=DAY)), NOW).events
+    host = url.removeprefix("https://").rstrip("/")
+    admin = CosmosClient(url, credential=key)
+    database = admin.create_database_if_not_exists("bench")
+
+    def run(session: Session | None) -> object:
+        name = f"ledger-{uuid.uuid4().hex[:8]}"
+        database.create_container(name, partition_key=PartitionKey("/id"), indexing_policy=INDEXING_POLICY)
+        if session is None:
+            ledger = open_cosmos_ledger(f"cosmos://{host}/bench/{name}", key=key, settle_seconds=0)
+        else:  # the same ledger on a client whose transport has the plain session
+            client = CosmosClient(url, credential=key, transport=RequestsTransport(session=session, session_owner=True))
+            container = client.get_database_client("bench").get_container_client(name)
+            ledger = CosmosLedger(container, settle_seconds=0, client=client)
+        try:
+            return sum(ledger.append(batch).new for batch in _batches(events, FUNCTIONS_BATCH))
+        finally:
+            ledger.close()
+            database.delete_container(name)
+
+    def old_session() -> Session:
+        session = Session()
+        session.mount("https://", HTTPAdapter(pool_maxsize=16))
+        return session
+
+    def check(result: Result, new: object) -> None:
+        if new != len({event.event_id for event in events}):
+            raise SystemExit(f"cosmos: {new} events created, expected every one of {len(events)}")
+        result.extra["created"] = new
+
+    try:
+        _alternate(args, [(stage, lambda: run(None)), (plain, lambda: run(old_session()))], after=check)
+        _profile(args.profile, lambda: run(None))
+    finally:
+        admin.delete_database("bench")
+        admin.close()
+    return [stage, plain]
 
 
 # ------------------------------------------------------------------------------------------ embedded ingest
@@ -546,8 +612,8 @@ def stage_report(args: argparse.Namespace) -> list[Result]:
 
 
 STAGES: dict[str, Callable[[argparse.Namespace], list[Result]]] = {
-    "decode": stage_decode, "redis": stage_redis, "ingest": stage_ingest, "snapshot": stage_snapshot,
-    "report": stage_report, "prepare": stage_prepare,
+    "decode": stage_decode, "redis": stage_redis, "cosmos": stage_cosmos, "ingest": stage_ingest,
+    "snapshot": stage_snapshot, "report": stage_report, "prepare": stage_prepare,
 }
 
 
@@ -564,6 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the results here (JSON)")
     parser.add_argument("--profile", type=Path, help="profile one more run with pyinstrument, text to this file")
     parser.add_argument("--redis-url")
+    parser.add_argument("--cosmos-url", help="cosmos: the stand-in's https://HOST:PORT")
+    parser.add_argument("--cosmos-key", help="cosmos: the stand-in's (public emulator) key")
     parser.add_argument("--ledger", help="snapshot: a filled SQLite ledger (else one is filled)")
     parser.add_argument("--variant", default="pipeline", help="report: pipeline, with-costs-view or duckdb")
     parser.add_argument("--rows-out", help="report: write the report rows here (JSON)")
