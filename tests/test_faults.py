@@ -36,7 +36,7 @@ from pipeline.entrypoints.functions.eventhub import ingest_events
 from pipeline.lake.dead_letters import DeadLetterFiles
 from pipeline.lake.manifests import manifests, published_files
 from pipeline.lake.warehouse import open_warehouse
-from pipeline.ports import CountersUnavailable, LedgerUnavailable, ObjectStore
+from pipeline.ports import AccessRefused, CountersUnavailable, LedgerUnavailable, ObjectStore
 from pipeline.settings import Settings
 from pipeline.stages.ingest import IngestResult, ingest_batch
 from pipeline.stages.reconcile import reconcile
@@ -374,3 +374,23 @@ def test_a_snapshot_upload_failing_halfway_is_never_visible_and_the_next_run_com
     assert (resumed.rows, resumed.manifests, count) == (count, [1], 9)
     assert visible(snapshot_store) == (count, count, tokens)  # every event exactly once
     ledger.close()
+
+
+def test_a_cosmos_role_that_may_not_write_is_named_with_the_fix(proxy: FaultProxy, env: dict[str, str],
+                                                                reference_files: ReferenceFiles,
+                                                                tmp_path: Path) -> None:
+    """Real Cosmos DB answers 403 to a create by an identity without a data-plane write role (the
+    stand-in checks no role: the proxy answers for it). The doctor's probe and an append both say
+    which role to grant, in one line."""
+    proxy.plan = lambda n, item_id: Fault(403)
+    opened = through(proxy, env, reference_files, tmp_path)
+    database = env["CHARGEBACK_LEDGER"].split("/")[-2]
+    try:
+        with pytest.raises(AccessRefused, match=rf"the identity may not use {database}/ledger \(403\): grant it "
+                                                r"the Cosmos DB Built-in Data Contributor role"):
+            opened.ledger.probe()
+        with pytest.raises(AccessRefused, match=r"\(403\): grant it the Cosmos DB Built-in Data Contributor"):
+            ingest_lines(opened, traffic(3, "refused")[:3])
+        assert opened.ledger.count() == 0
+    finally:
+        opened.close()

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import random
 import secrets
@@ -137,7 +138,8 @@ class CosmosLedger:
         futures = [self._pool.submit(self._create, event, abort) for event in first.values()]
         errors = [error for future in futures if (error := future.exception()) is not None]
         if errors:
-            raise next((error for error in errors if not isinstance(error, _Abandoned)), errors[0])
+            with self._errors():  # a refused role or key, as one line with the fix
+                raise next((error for error in errors if not isinstance(error, _Abandoned)), errors[0])
         new = sum(1 for future in futures if future.result())
         return AppendResult(new=new, duplicates=len(events) - new)
 
@@ -207,8 +209,7 @@ class CosmosLedger:
         it. The item also expires within a minute where the container has a TTL."""
         deadline = time.monotonic() + self._budget
         probe_id = f"chargeback-doctor-probe-{secrets.token_hex(8)}"
-        _, database, _, container = [*self._container.container_link.split("/"), "", "", "", ""][:4]
-        with _setup_errors(self._url, database, container, self._with_key):
+        with self._errors():
             self._call(lambda: self._container.create_item({"id": probe_id, "probe": True, "ttl": 60},
                                                            timeout=_remaining(deadline)), deadline, threading.Event())
             found = self._call(lambda: self._container.read_item(probe_id, partition_key=probe_id,
@@ -218,6 +219,10 @@ class CosmosLedger:
                                                            timeout=_remaining(deadline)), deadline, threading.Event())
         if found.get("id") != probe_id:
             raise LedgerUnavailable(f"{self._url}: wrote a probe item but read back {found.get('id')!r}")
+
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        _, database, _, container = [*self._container.container_link.split("/"), "", "", "", ""][:4]
+        return _setup_errors(self._url, database, container, self._with_key)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -350,7 +355,8 @@ def layout_problem(properties: dict[str, Any]) -> str | None:
 
 @contextmanager
 def _setup_errors(url: str, database: str, container: str, with_key: bool) -> Iterator[None]:
-    """The SDK's errors while opening the ledger, as one line naming the account and the fix."""
+    """The SDK's errors while opening the ledger (or when a write is refused), as one line naming the
+    account and the fix."""
     try:
         yield
     except (ServiceRequestError, ServiceResponseError) as error:
