@@ -173,7 +173,7 @@ locals {
     chargeback-cost-center-header  = var.cost_center_header
     chargeback-cost-center-map     = coalesce(join(";", [for id, team in var.teams : "${id}=${team.cost_center}" if team.cost_center != ""]), "none")
     chargeback-entra-validation    = var.entra_token_validation.enabled ? "enabled" : "disabled"
-    chargeback-entra-tenant-ids    = coalesce(join(",", var.entra_token_validation.tenant_ids), "none")
+    chargeback-entra-tenant-ids    = coalesce(join(",", var.entra_token_validation.tenant_ids), "00000000-0000-0000-0000-000000000000")
     chargeback-entra-client-app-id = var.entra_token_validation.client_app_id
     chargeback-entra-audience      = var.entra_token_validation.audience
   }
@@ -202,6 +202,7 @@ module "apim" {
   named_values                      = local.apim_named_values
   usage_logger_name                 = "chargeback-usage-logger"
   usage_namespace_fqdn              = module.eventhubs.usage_namespace_fqdn
+  usage_hub_id                      = module.eventhubs.usage_hub_id
   usage_hub_name                    = module.eventhubs.usage_hub_name
   gateway_logs_hub_name             = module.eventhubs.gateway_logs_hub_name
   diagnostics_authorization_rule_id = module.eventhubs.diagnostics_authorization_rule_id

@@ -11,6 +11,13 @@ provider "azurerm" {
     key_vault {
       purge_soft_delete_on_destroy = false
     }
+    # Never poll the storage data plane (blob/queue/static-website endpoints): in prod the accounts
+    # admit no public traffic, so from a CI runner those calls answer 403 and fail the apply and
+    # every refresh (hashicorp/terraform-provider-azurerm#33454; the flag came in PR #27818). No
+    # queue or static-website block is used, so nothing is lost.
+    storage {
+      data_plane_available = false
+    }
   }
 }
 

@@ -121,17 +121,22 @@ variable "entra_token_validation" {
     client_app_id = string
     audience      = string
   })
-  description = "Require a Microsoft Entra ID token besides the subscription key (fragment chargeback-validate-entra-token): allowed tenants, the client application id and the audience."
+  description = "Require a Microsoft Entra ID token besides the subscription key (fragment chargeback-validate-entra-token): allowed tenants (GUIDs), the client application id (a GUID) and the audience. Off, the placeholders are the zero GUID: the policy is saved with them but never runs (it switches on chargeback-entra-validation only)."
   default = {
     enabled       = false
     tenant_ids    = []
-    client_app_id = "none"
-    audience      = "none"
+    client_app_id = "00000000-0000-0000-0000-000000000000"
+    audience      = "00000000-0000-0000-0000-000000000000"
   }
 
   validation {
-    condition     = !var.entra_token_validation.enabled || (length(var.entra_token_validation.tenant_ids) > 0 && var.entra_token_validation.client_app_id != "none" && var.entra_token_validation.audience != "none")
+    condition     = !var.entra_token_validation.enabled || (length(var.entra_token_validation.tenant_ids) > 0 && var.entra_token_validation.client_app_id != "00000000-0000-0000-0000-000000000000" && var.entra_token_validation.audience != "00000000-0000-0000-0000-000000000000")
     error_message = "With entra_token_validation enabled, give tenant_ids, client_app_id and audience."
+  }
+
+  validation {
+    condition     = alltrue([for id in concat(var.entra_token_validation.tenant_ids, [var.entra_token_validation.client_app_id]) : can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", id))])
+    error_message = "entra_token_validation: tenant_ids and client_app_id are GUIDs (the tenant and the application (client) ID of the calling app registration)."
   }
 }
 

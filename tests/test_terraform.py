@@ -377,7 +377,8 @@ def test_every_module_takes_the_one_context_object_and_not_its_parts(config: sta
 # Every environment variable Settings reads (Settings.variables()), by what production does with it.
 PRODUCTION = {"CHARGEBACK_HOME", "CHARGEBACK_LEDGER", "CHARGEBACK_COUNTERS", "CHARGEBACK_STORE", "AZURE_CLIENT_ID",
               "CHARGEBACK_STORAGE_ACCOUNT_URL", "CHARGEBACK_REDIS_USERNAME", "CHARGEBACK_DEPLOYMENTS",
-              "CHARGEBACK_COST_CENTERS", "CHARGEBACK_COSMOS_SETTLE_SECONDS"}
+              "CHARGEBACK_COST_CENTERS", "CHARGEBACK_COSMOS_SETTLE_SECONDS", "CHARGEBACK_DUCKDB_MEMORY_LIMIT",
+              "CHARGEBACK_DUCKDB_TEMP_DIR"}
 EMULATOR_ONLY = {"CHARGEBACK_COSMOS_KEY", "AZURE_STORAGE_CONNECTION_STRING", "CHARGEBACK_CREATE_RESOURCES"}
 OPTIONAL = {
     "CHARGEBACK_PRICES": "unset: the catalog shipped in the package (pipeline/data/prices.csv)",
@@ -392,8 +393,6 @@ OPTIONAL = {
     "CHARGEBACK_FOCUS_BILLING_ACCOUNT_NAME": "unset: the FOCUS rows name the chargeback's own billing account",
     "CHARGEBACK_METRICS": "unset: metrics go to Application Insights (its connection string is set)",
     "CHARGEBACK_LLM_LOG_STALE_HOURS": "unset: warn when streams came and no LLM-log record did for 6 hours",
-    "CHARGEBACK_DUCKDB_TEMP_DIR": "unset: chargeback-duckdb under the system's temporary folder",
-    "CHARGEBACK_DUCKDB_MEMORY_LIMIT": "unset: DuckDB's default, 80% of the RAM it sees",
 }
 # Read by the CLI only: who records corrections (`chargeback correct` without --by).
 CLI_ONLY = {"CHARGEBACK_USER", "USER", "USERNAME"}
@@ -537,6 +536,9 @@ def test_no_service_accepts_keys(config: static.Config) -> None:
                      "storage_authentication_type") == '"UserAssignedIdentity"'
     logger = attribute("apim", ("azurerm_api_management_logger", "usage"), "eventhub")
     assert "connection_string" not in logger and logger["endpoint_uri"] == "${var.usage_namespace_fqdn}"
+    # The logger is created only once the gateway may send to the hub (azure-review C8).
+    assert attribute("apim", ("azurerm_api_management_logger", "usage"), "depends_on") == \
+        "${azurerm_role_assignment.usage_sender}"
     # The one SAS-enabled namespace is the one Azure Monitor diagnostic settings require.
     assert attribute("eventhubs", ("azurerm_eventhub_namespace", "gateway_logs"), "local_authentication_enabled")
     assert attribute("redis", ("azurerm_managed_redis", "this"), "default_database",
@@ -545,7 +547,8 @@ def test_no_service_accepts_keys(config: static.Config) -> None:
 
 # (principal, role, scope), principal and scope as the expressions the grants use.
 EXPECTED_GRANTS = {
-    ("${var.apim_principal_id}", "Azure Event Hubs Data Sender", "${var.usage_hub_id}"),
+    ("${azurerm_api_management.this.identity[0].principal_id}", "Azure Event Hubs Data Sender",
+     "${var.usage_hub_id}"),
     ("${var.apim_principal_id}", "Cognitive Services OpenAI User", "${var.openai_account_id}"),
     ("${var.function_principal_id}", "Azure Event Hubs Data Receiver", "${var.usage_hub_id}"),
     ("${var.function_principal_id}", "Azure Event Hubs Data Receiver", "${var.gateway_logs_hub_id}"),

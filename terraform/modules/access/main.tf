@@ -1,7 +1,7 @@
 # Every data-plane grant of the environment except the Capture writer's (in the root module, which
 # must exist before the hub's Capture is configured). Each grant is one built-in role on the
 # narrowest scope the caller works on; tests/test_terraform.py checks this exact list.
-#   APIM       -> Azure Event Hubs Data Sender      on the usage hub
+#   (APIM      -> Azure Event Hubs Data Sender      on the usage hub: in modules/apim, before its logger)
 #   APIM       -> Cognitive Services OpenAI User    on the Azure OpenAI account
 #   Functions  -> Azure Event Hubs Data Receiver    on the usage hub
 #   Functions  -> Azure Event Hubs Data Receiver    on the gateway logs hub (GatewayLlmLogs)
@@ -13,11 +13,6 @@
 #   Functions  -> Managed Redis default access policy (data access) on the counters' database
 locals {
   role_grants = {
-    apim_usage_sender = {
-      principal_id = var.apim_principal_id
-      role         = "Azure Event Hubs Data Sender"
-      scope        = var.usage_hub_id
-    }
     apim_openai_user = {
       principal_id = var.apim_principal_id
       role         = "Cognitive Services OpenAI User"

@@ -19,6 +19,19 @@ resource "azurerm_api_management" "this" {
   }
 }
 
+# The gateway's identity may send to the usage hub before the logger that sends exists: with the
+# grant in another module, the logger (and the policies using it) went live first, and APIM drops
+# what log-to-eventhub cannot send. Role assignments can still take up to 10 minutes to apply
+# (learn.microsoft.com/azure/role-based-access-control/troubleshooting), so events of the first
+# minutes after a first apply may be lost: terraform/README.md "After terraform apply".
+resource "azurerm_role_assignment" "usage_sender" {
+  principal_id                     = azurerm_api_management.this.identity[0].principal_id
+  role_definition_name             = "Azure Event Hubs Data Sender"
+  scope                            = var.usage_hub_id
+  principal_type                   = "ServicePrincipal"
+  skip_service_principal_aad_check = true
+}
+
 # log-to-eventhub logger-id in fragments/chargeback-emit-usage.xml. Entra ID: endpoint + identity,
 # no connection string.
 resource "azurerm_api_management_logger" "usage" {
@@ -31,6 +44,8 @@ resource "azurerm_api_management_logger" "usage" {
     name         = var.usage_hub_name
     endpoint_uri = var.usage_namespace_fqdn
   }
+
+  depends_on = [azurerm_role_assignment.usage_sender]
 }
 
 resource "azurerm_api_management_named_value" "this" {

@@ -58,6 +58,11 @@ variable "usage_namespace_fqdn" {
   description = "NAMESPACE.servicebus.windows.net of the usage hub."
 }
 
+variable "usage_hub_id" {
+  type        = string
+  description = "Resource id of the usage hub: the scope of the gateway's Azure Event Hubs Data Sender role."
+}
+
 variable "usage_hub_name" {
   type        = string
   description = "Usage hub name."

@@ -45,6 +45,11 @@ locals {
     CHARGEBACK_STORE                 = "az://${var.store_container_name}/${var.store_prefix}"
     CHARGEBACK_STORAGE_ACCOUNT_URL   = trimsuffix(var.data_blob_endpoint, "/")
     CHARGEBACK_COSMOS_SETTLE_SECONDS = tostring(var.cosmos_settle_seconds)
+    # DuckDB (the daily report, LLM-usage reads): half the instance's memory, so the host and
+    # Python keep the rest, and spills to the writable /tmp, not under the read-only package
+    # mount a relative temp directory would resolve to (azure-review C5).
+    CHARGEBACK_DUCKDB_MEMORY_LIMIT = "${floor(var.instance_memory_mb / 2)}MiB"
+    CHARGEBACK_DUCKDB_TEMP_DIR     = "/tmp/chargeback-duckdb"
     # The reference maps ship in the package (reference/ at its root, added by CI per environment).
     CHARGEBACK_DEPLOYMENTS  = "${var.reference_dir}/deployments.csv"
     CHARGEBACK_COST_CENTERS = "${var.reference_dir}/cost-centers.csv"
