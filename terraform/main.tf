@@ -99,6 +99,7 @@ module "redis" {
 
   name                      = local.names.redis
   sku_name                  = var.redis_sku_name
+  expected_requests_per_day = var.redis_expected_requests_per_day
   high_availability         = var.zone_redundant
   private_endpoints_enabled = var.private_endpoints_enabled
 }

@@ -258,8 +258,24 @@ variable "cosmos_ledger_ttl_seconds" {
 
 variable "redis_sku_name" {
   type        = string
-  description = "Azure Managed Redis SKU, e.g. Balanced_B0 (dev) or Balanced_B1."
+  description = "Azure Managed Redis SKU, e.g. Balanced_B0 (dev) or Balanced_B5. Must hold redis_expected_requests_per_day x 8 days of dedupe marks (terraform/README.md \"Sizing Redis\")."
   default     = "Balanced_B0"
+
+  validation {
+    condition     = can(regex("^(Balanced_B|MemoryOptimized_M|ComputeOptimized_X)[0-9]+$", var.redis_sku_name))
+    error_message = "redis_sku_name: an Azure Managed Redis SKU such as Balanced_B5, MemoryOptimized_M10 or ComputeOptimized_X5."
+  }
+}
+
+variable "redis_expected_requests_per_day" {
+  type        = number
+  description = "Requests a day through APIM at the peak you plan for: each leaves a dedupe mark in Redis for 8 days (NoEviction), so the SKU must hold this x 8 x about 160 bytes. terraform plan fails when redis_sku_name is too small."
+  default     = 100000
+
+  validation {
+    condition     = var.redis_expected_requests_per_day >= 0
+    error_message = "redis_expected_requests_per_day must be 0 or more."
+  }
 }
 
 variable "zone_redundant" {

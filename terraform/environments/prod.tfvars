@@ -30,13 +30,14 @@ eventhub_capture_enabled = true
 function_maximum_instance_count = 100
 function_instance_memory_mb     = 2048
 
-cosmos_serverless          = false
-cosmos_max_throughput      = 10000
-redis_sku_name             = "Balanced_B1"
-zone_redundant             = true
-storage_replication_type   = "GZRS"
-blob_soft_delete_days      = 30
-key_vault_purge_protection = true
+cosmos_serverless               = false
+cosmos_max_throughput           = 10000
+redis_sku_name                  = "Balanced_B3"
+redis_expected_requests_per_day = 1000000
+zone_redundant                  = true
+storage_replication_type        = "GZRS"
+blob_soft_delete_days           = 30
+key_vault_purge_protection      = true
 
 monitoring_level      = "full"
 log_retention_days    = 90

@@ -8,6 +8,11 @@ variable "sku_name" {
   description = "Managed Redis SKU."
 }
 
+variable "expected_requests_per_day" {
+  type        = number
+  description = "Requests a day at the planned peak: sizes the dedupe marks the SKU must hold."
+}
+
 variable "high_availability" {
   type        = bool
   description = "Replicated (zone-redundant where the region has zones) instead of a single node."

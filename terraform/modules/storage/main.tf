@@ -37,9 +37,13 @@ resource "azurerm_storage_account" "this" {
   cross_tenant_replication_enabled  = false
   local_user_enabled                = false
   infrastructure_encryption_enabled = true
-  public_network_access_enabled     = var.private_endpoints_enabled ? false : true
-  allowed_copy_scope                = "AAD"
-  tags                              = var.context.tags
+  # With private endpoints (prod) the host account takes no public traffic at all. The data account
+  # keeps its public endpoint, firewalled (default Deny, below): Event Hubs Capture writes to it
+  # through the trusted-services exception, which no document says holds once public network
+  # access is Disabled (azure-review C3; terraform/README.md "Known limits").
+  public_network_access_enabled = var.private_endpoints_enabled ? each.key == "data" : true
+  allowed_copy_scope            = "AAD"
+  tags                          = var.context.tags
 
   blob_properties {
     versioning_enabled = false # objects are created once, never rewritten (create-if-absent)
