@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,functions]'
 	touch $(STAMP)
 
-# checkov (tests/test_terraform.py) in a virtual environment of its own: its bc-python-hcl2
+# checkov (tests/test_checkov.py) in a virtual environment of its own: its bc-python-hcl2
 # dependency would overwrite the `hcl2` module of python-hcl2, which the Terraform checks import.
 CHECKOV_VENV  := $(VENV)/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed

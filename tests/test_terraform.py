@@ -1,18 +1,15 @@
 """terraform/ checked statically (no Terraform CLI or Azure here): HCL parses, variables, module
 wiring, file paths, secrets, names, provider arguments, policies, the Function App's settings
-against pipeline/settings.py, least-privilege grants, checkov, terraform fmt (when a terraform
+against pipeline/settings.py, least-privilege grants, terraform fmt (when a terraform
 binary exists), and the delivery workflow. Each kind of mistake the checks exist for is seeded
 into a copy of the repository to show that it is caught."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -27,8 +24,6 @@ from tests import terraform_static as static
 REPO = Path(__file__).resolve().parent.parent
 TERRAFORM = REPO / "terraform"
 ENVIRONMENTS = ("dev", "staging", "prod")
-CHECKOV = Path(os.environ.get("CHECKOV_BIN", REPO / ".venv" / "checkov" / "bin" / "checkov"))
-SKIPS_FILE = TERRAFORM / "checkov-skips"
 WORKFLOW = REPO / ".github" / "workflows" / "deploy.yml"
 
 
@@ -586,63 +581,7 @@ def test_grants_are_exactly_the_least_privilege_list(config: static.Config) -> N
         assert broad not in text
 
 
-# --- checkov and terraform fmt -------------------------------------------------------------------
-
-def read_skips() -> dict[str, tuple[set[str], str]]:
-    """checkov-skips: `CHECK_ID  ENVIRONMENTS  REASON` per line; ENVIRONMENTS is a comma list or *."""
-    skips: dict[str, tuple[set[str], str]] = {}
-    for number, line in enumerate(SKIPS_FILE.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        parts = line.split(None, 2)
-        assert len(parts) == 3 and re.fullmatch(r"CKV2?_[A-Z]+_\d+", parts[0]), f"checkov-skips:{number}: {line!r}"
-        environments = set(ENVIRONMENTS) if parts[1] == "*" else set(parts[1].split(","))
-        assert environments <= set(ENVIRONMENTS), f"checkov-skips:{number}: unknown environment"
-        assert len(parts[2]) > 20, f"checkov-skips:{number}: give the reason"
-        assert parts[0] not in skips, f"checkov-skips:{number}: {parts[0]} listed twice"
-        skips[parts[0]] = (environments, parts[2])
-    return skips
-
-
-def test_every_skip_is_in_the_one_file_with_a_reason() -> None:
-    assert read_skips()
-    for path in TERRAFORM.rglob("*.tf"):
-        assert "checkov:skip" not in path.read_text(encoding="utf-8"), f"{path}: skips belong in checkov-skips"
-
-
-def run_checkov(environment: str) -> set[str]:
-    """The ids of the checks that fail for one environment's variables."""
-    result = subprocess.run(
-        [str(CHECKOV), "-d", str(TERRAFORM), "--framework", "terraform", "--quiet", "--compact", "--skip-download",
-         "--var-file", str(TERRAFORM / "environments" / f"{environment}.tfvars"), "-o", "json"],
-        capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode in (0, 1), result.stderr[-2000:]
-    reports = json.loads(result.stdout)
-    failed = set()
-    for report in reports if isinstance(reports, list) else [reports]:
-        assert report["summary"]["parsing_errors"] == 0
-        failed |= {check["check_id"] for check in report["results"]["failed_checks"]}
-    return failed
-
-
-@pytest.fixture(scope="module")
-def checkov_failures() -> dict[str, set[str]]:
-    if not CHECKOV.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHECKOV} is missing: `make checkov-venv` installs it (make test does)")
-        pytest.skip(f"{CHECKOV} is missing: run `make checkov-venv`")
-    with ThreadPoolExecutor(max_workers=len(ENVIRONMENTS)) as pool:
-        return dict(zip(ENVIRONMENTS, pool.map(run_checkov, ENVIRONMENTS), strict=True))
-
-
-@pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_checkov_passes_with_only_the_listed_skips(environment: str, checkov_failures: dict[str, set[str]]) -> None:
-    skips = read_skips()
-    failed = checkov_failures[environment]
-    listed = {check for check, (environments, _) in skips.items() if environment in environments}
-    assert failed - listed == set(), "fix these, or list them in terraform/checkov-skips with the reason"
-    assert listed - failed == set(), "these skips no longer fail: remove them from terraform/checkov-skips"
-
+# --- terraform fmt -------------------------------------------------------------------
 
 def test_terraform_fmt() -> None:
     terraform = shutil.which("terraform")

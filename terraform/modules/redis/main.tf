@@ -15,7 +15,7 @@
 locals {
   mark_bytes      = 160
   mark_days       = 8
-  needed_gb       = var.expected_requests_per_day * local.mark_days * local.mark_bytes / 1e9
+  needed_gb       = var.expected_requests_per_day * local.mark_days * local.mark_bytes / 1000000000
   sku_size        = tonumber(regex("[0-9]+$", var.sku_name))
   sku_memory_gb   = local.sku_size == 0 ? 0.5 : local.sku_size
   usable_fraction = 0.8 # keep a fifth free: counters, alerts, fragmentation
