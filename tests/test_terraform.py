@@ -669,3 +669,24 @@ def test_outputs_give_what_a_user_needs_next(config: static.Config) -> None:
     assert {"apim_gateway_url", "function_app_name", "storage_blob_endpoint", "storage_reports_url",
             "storage_capture_url"} <= config.root.outputs.keys()
 
+
+
+def test_the_provider_never_polls_the_storage_data_plane(config: static.Config) -> None:
+    """Prod's accounts admit no public traffic: the provider's data-plane polling (403 from a CI
+    runner) would fail every apply and refresh (azure-review A1)."""
+    providers = static.parse_file(config.terraform / "providers.tf")["provider"]
+    azurerm = next(block['"azurerm"'] for block in providers if '"azurerm"' in block)
+    assert azurerm["features"][0]["storage"][0]["data_plane_available"] is False
+
+
+def test_each_environment_s_redis_holds_its_dedupe_marks(config: static.Config) -> None:
+    """The shipped tfvars pass the redis module's precondition: expected requests x 8 days x 160
+    bytes within four fifths of the SKU's memory (its number in GB; B0 is 0.5 GB)."""
+    default = config.root.variables["redis_expected_requests_per_day"]["default"]
+    redis = config.modules["redis"].locals
+    assert (redis["mark_bytes"], redis["mark_days"], redis["usable_fraction"]) == (160, 8, 0.8)
+    for environment, values in config.tfvars.items():
+        size = int(re.sub(r"^\D+", "", static.unquote(values["redis_sku_name"])))
+        needed_gb = values.get("redis_expected_requests_per_day", default) * 8 * 160 / 1e9
+        assert needed_gb <= (0.5 if size == 0 else size) * 0.8, environment
+    assert config.tfvars["prod"]["redis_expected_requests_per_day"] >= 1_000_000
