@@ -249,7 +249,7 @@ def day_counts(world: World, n: int, rng: np.random.Generator) -> list[int]:
     """n events spread over the month's days, weekends at 40% of a weekday."""
     days = world.days()
     weights = np.array([0.4 if day.weekday() >= 5 else 1.0 for day in days])
-    return rng.multinomial(n, weights / weights.sum()).tolist()
+    return [int(count) for count in rng.multinomial(n, weights / weights.sum())]
 
 
 def write_snapshot(world: World, n: int, root: Path, seed: int = 2, files_per_day: int = 1) -> Manifest:

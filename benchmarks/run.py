@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -124,7 +125,7 @@ def median_s(result: dict[str, Any]) -> float:
 
 def rate(result: dict[str, Any]) -> float:
     """Median events/s over the runs (a run may have processed fewer events: a time cap)."""
-    return statistics.median((run.get("events") or result["events"]) / run["seconds"] for run in result["runs"])
+    return float(statistics.median((run.get("events") or result["events"]) / run["seconds"] for run in result["runs"]))
 
 
 def cpu_rate(result: dict[str, Any]) -> float:
@@ -139,11 +140,11 @@ def events(result: dict[str, Any]) -> int:
 
 
 def peak(result: dict[str, Any]) -> float:
-    return max(run["peak_mib"] for run in result["runs"])
+    return float(max(run["peak_mib"] for run in result["runs"]))
 
 
 def load(result: dict[str, Any]) -> float:
-    return statistics.median(run["loadavg"] for run in result["runs"])
+    return float(statistics.median(run["loadavg"] for run in result["runs"]))
 
 
 def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -353,7 +354,7 @@ def table(results: list[dict[str, Any]]) -> list[str]:
     return [" | ".join(cells) for cells in _aligned(lines)]
 
 
-def _aligned(lines: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+def _aligned(lines: Sequence[tuple[str, ...]]) -> list[tuple[str, ...]]:
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     numeric = {2, 3, 4, 5, 6, 7, 8, 10}
     return [tuple(cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths,

@@ -40,10 +40,13 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from benchmarks.measure import Result, measure, peak_mib
 from benchmarks.world import World, make_world, write_reference
+
+if TYPE_CHECKING:
+    from pipeline.stages.ingest import IngestResult
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)  # "now" for the decoder: the events are of 2026-10
 MONTH = "2026-10"
@@ -246,7 +249,7 @@ def stage_redis(args: argparse.Namespace) -> list[Result]:
             pipe = client.pipeline(transaction=False)
             for chunk in _batches(batch, LUA_CHUNK):
                 keys = [f"{tag}:e:{row[0]}" for row in chunk]
-                argv: list[object] = [MARK_TTL]
+                argv: list[str | int] = [MARK_TTL]
                 for _, hour, sub, deployment, tokens, micros in chunk:
                     argv += [f"{tag}:h:{hour}:{sub}", f"{tag}:s:{hour[:7]}:{sub}", deployment, tokens, micros]
                 pipe.evalsha(sha, len(keys), *keys, *argv)
@@ -387,7 +390,7 @@ def stage_ingest(args: argparse.Namespace) -> list[Result]:
     kept: list[Path] = []
 
     def after(result: Result, value: object) -> None:
-        outcome, target = value  # type: ignore[misc]
+        outcome, target = cast("tuple[IngestResult, Path]", value)
         result.runs[-1].events = outcome.received
         result.extra.update(ingested=outcome.ingested, duplicates=outcome.duplicates,
                             dead_lettered=outcome.dead_lettered)
