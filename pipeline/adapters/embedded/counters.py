@@ -157,10 +157,7 @@ class SqliteCounters:
             self._db.executemany("DELETE FROM counted WHERE event_id = ?", [(event_id,) for event_id in event_ids])
 
     def probe(self) -> None:
-        try:
-            probe_write(self._db, self.path)
-        except sqlite3.OperationalError as error:
-            raise CountersUnavailable(f"{self.path}: {error}") from error
+        probe_write(self._db, self.path, CountersUnavailable)
 
     def close(self) -> None:
         self._db.close()

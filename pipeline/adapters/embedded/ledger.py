@@ -16,7 +16,6 @@ in existing snapshot manifests stay valid.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,10 +147,7 @@ class SqliteLedger:
         return int(self._db.execute("SELECT coalesce(sum(rows), 0) FROM batches").fetchone()[0])
 
     def probe(self) -> None:
-        try:
-            probe_write(self._db, self.path)
-        except sqlite3.OperationalError as error:
-            raise LedgerUnavailable(f"{self.path}: {error}") from error
+        probe_write(self._db, self.path, LedgerUnavailable)
 
     def close(self) -> None:
         self._db.close()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.ports import AccessRefused
+from pipeline.ports import AccessRefused, BackendUnavailable
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -21,9 +21,10 @@ def connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
-def probe_write(db: sqlite3.Connection, path: Path) -> None:
+def probe_write(db: sqlite3.Connection, path: Path, unavailable: type[BackendUnavailable]) -> None:
     """Write a row in a transaction that is rolled back: the file is left as it was. Raises
-    AccessRefused when SQLite may not write the file, sqlite3.OperationalError otherwise."""
+    AccessRefused when SQLite may not write the file (SQLITE_READONLY), `unavailable` when it
+    fails otherwise (locked past the busy timeout, disk I/O)."""
     try:
         db.execute("BEGIN IMMEDIATE")
         db.execute("CREATE TABLE IF NOT EXISTS doctor_probe (written TEXT)")
@@ -31,10 +32,10 @@ def probe_write(db: sqlite3.Connection, path: Path) -> None:
         if db.execute("SELECT count(*) FROM doctor_probe").fetchone()[0] < 1:
             raise sqlite3.OperationalError("the probe row was written but not read back")
     except sqlite3.OperationalError as error:
-        if "readonly" in str(error):
+        if error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_READONLY:  # the primary code of any READONLY_*
             raise AccessRefused(f"{path}: SQLite may not write this database ({error}): give this user write "
                                 "access to the file and its folder") from None
-        raise
+        raise unavailable(f"{path}: {error}") from error
     finally:
         if db.in_transaction:
             db.execute("ROLLBACK")
