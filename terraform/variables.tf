@@ -258,7 +258,7 @@ variable "cosmos_ledger_ttl_seconds" {
 
 variable "redis_sku_name" {
   type        = string
-  description = "Azure Managed Redis SKU, e.g. Balanced_B0 (dev) or Balanced_B5. Must hold redis_expected_requests_per_day x 8 days of dedupe marks (terraform/README.md \"Sizing Redis\")."
+  description = "Azure Managed Redis SKU, e.g. Balanced_B0 (dev) or Balanced_B5 (prod). One primary shard of it must hold redis_expected_requests_per_day x 8 days of dedupe marks (terraform/README.md \"Sizing Redis\")."
   default     = "Balanced_B0"
 
   validation {
@@ -269,7 +269,7 @@ variable "redis_sku_name" {
 
 variable "redis_expected_requests_per_day" {
   type        = number
-  description = "Requests a day through APIM at the peak you plan for: each leaves a dedupe mark in Redis for 8 days (NoEviction), so the SKU must hold this x 8 x about 160 bytes. terraform plan fails when redis_sku_name is too small."
+  description = "Requests a day through APIM at the peak you plan for: each leaves a dedupe mark in Redis for 8 days (NoEviction), all on the one shard of the {cb} hash tag, so one shard of redis_sku_name must hold this x 8 x about 210 bytes. terraform plan fails when it cannot."
   default     = 100000
 
   validation {

@@ -680,13 +680,34 @@ def test_the_provider_never_polls_the_storage_data_plane(config: static.Config) 
 
 
 def test_each_environment_s_redis_holds_its_dedupe_marks(config: static.Config) -> None:
-    """The shipped tfvars pass the redis module's precondition: expected requests x 8 days x 160
-    bytes within four fifths of the SKU's memory (its number in GB; B0 is 0.5 GB)."""
+    """The shipped tfvars pass the redis module's precondition: expected requests x 8 days x 210
+    bytes (make bench: 183-210 bytes per counted event) fit on ONE primary shard (every key has the
+    {cb} hash tag), i.e. within four fifths of the SKU's memory divided by its primary shards."""
     default = config.root.variables["redis_expected_requests_per_day"]["default"]
     redis = config.modules["redis"].locals
-    assert (redis["mark_bytes"], redis["mark_days"], redis["usable_fraction"]) == (160, 8, 0.8)
+    assert (redis["mark_bytes"], redis["mark_days"], redis["usable_fraction"]) == (210, 8, 0.8)
+    skus = {static.unquote(name): sku for name, sku in redis["skus"].items()}
+    # Spot checks against learn.microsoft.com/azure/redis/architecture, "Sharding configuration".
+    assert skus["Balanced_B0"] == {"gb": 0.5, "shards": 1} and skus["Balanced_B3"] == {"gb": 3, "shards": 2}
+    assert skus["Balanced_B5"] == {"gb": 6, "shards": 2} and skus["Balanced_B20"] == {"gb": 24, "shards": 6}
+    assert all(re.fullmatch(r"(Balanced_B|MemoryOptimized_M|ComputeOptimized_X)\d+", name) for name in skus)
+
+    def shard_gb(name: str) -> float:
+        return float(skus[name]["gb"]) * 0.8 / int(skus[name]["shards"])
+
     for environment, values in config.tfvars.items():
-        size = int(re.sub(r"^\D+", "", static.unquote(values["redis_sku_name"])))
-        needed_gb = values.get("redis_expected_requests_per_day", default) * 8 * 160 / 1e9
-        assert needed_gb <= (0.5 if size == 0 else size) * 0.8, environment
+        sku = static.unquote(values.get("redis_sku_name", config.root.variables["redis_sku_name"]["default"]))
+        needed_gb = values.get("redis_expected_requests_per_day", default) * 8 * 210 / 1e9
+        assert sku in skus and needed_gb <= shard_gb(sku), environment
     assert config.tfvars["prod"]["redis_expected_requests_per_day"] >= 1_000_000
+    # At 1M requests a day (1.68 GB of marks) a Balanced_B3's shard (1.2 GB) is too small.
+    assert shard_gb("Balanced_B3") < 1_000_000 * 8 * 210 / 1e9 <= shard_gb("Balanced_B5")
+
+
+def test_a_redis_sku_too_small_for_its_marks_is_refused_by_plan(config: static.Config) -> None:
+    """The module refuses, at plan, an unknown SKU and one whose shard cannot hold the marks."""
+    resource = config.modules["redis"].resources[("azurerm_managed_redis", "this")]
+    conditions = [check["condition"] for check in resource["lifecycle"][0]["precondition"]]
+    assert conditions == ["${contains(keys(local.skus), var.sku_name)}",
+                          "${lookup(local.shard_gb, var.sku_name, 0) >= local.needed_gb}"]
+    assert config.root.calls["redis"]["expected_requests_per_day"] == "${var.redis_expected_requests_per_day}"
