@@ -121,7 +121,7 @@ variable "entra_token_validation" {
     client_app_id = string
     audience      = string
   })
-  description = "Require a Microsoft Entra ID token besides the subscription key (fragment chargeback-validate-entra-token): allowed tenants (GUIDs), the client application id (a GUID) and the audience. Off, the placeholders are the zero GUID: the policy is saved with them but never runs (it switches on chargeback-entra-validation only)."
+  description = "Require a Microsoft Entra ID token besides the subscription key (fragment chargeback-validate-entra-token): allowed tenants (GUIDs), the client application id (a GUID) and the audience (a GUID, or an api:// or https:// Application ID URI). Off, the placeholders are the zero GUID: the policy is saved with them but never runs (it switches on chargeback-entra-validation only)."
   default = {
     enabled       = false
     tenant_ids    = []
@@ -137,6 +137,13 @@ variable "entra_token_validation" {
   validation {
     condition     = alltrue([for id in concat(var.entra_token_validation.tenant_ids, [var.entra_token_validation.client_app_id]) : can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", id))])
     error_message = "entra_token_validation: tenant_ids and client_app_id are GUIDs (the tenant and the application (client) ID of the calling app registration)."
+  }
+
+  # v2.0 access tokens carry the API's application (client) ID as aud, v1.0 tokens its Application
+  # ID URI (api://... or https://...): either is a valid audience, nothing else is.
+  validation {
+    condition     = can(regex("^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|(api|https)://[^\\s<>\"&]+)$", var.entra_token_validation.audience))
+    error_message = "entra_token_validation.audience is the API's application (client) ID, a GUID, or its Application ID URI (api://... or https://...)."
   }
 }
 

@@ -6,6 +6,7 @@ into a copy of the repository to show that it is caught."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -211,6 +212,58 @@ def test_a_provider_a_module_does_not_use_or_configures_itself_is_caught(copy: P
 def test_an_undefined_named_value_is_caught(copy: Path) -> None:
     edit(copy / "terraform/main.tf", "chargeback-entra-audience      = var.entra_token_validation.audience\n", "")
     assert any("{{chargeback-entra-audience}}" in problem for problem in problems_of(copy, "policies"))
+
+
+ZERO_GUID = "00000000-0000-0000-0000-000000000000"
+
+
+def test_entra_placeholders_are_the_zero_guid_and_the_fragment_switches_on_the_named_value_only(
+        config: static.Config) -> None:
+    """Off, validate-azure-ad-token is saved with the zero GUID (not "none", which APIM may refuse
+    when it checks the policy at save: azure-review C7) and never runs."""
+    default = config.root.variables["entra_token_validation"]["default"]
+    assert default["enabled"] is False
+    assert static.unquote(default["client_app_id"]) == static.unquote(default["audience"]) == ZERO_GUID
+    named = config.root.locals["apim_named_values"]
+    assert named["chargeback-entra-tenant-ids"].endswith(f'"{ZERO_GUID}")}}')
+    assert named["chargeback-entra-validation"] == '${var.entra_token_validation.enabled ? "enabled" : "disabled"}'
+    fragment = (REPO / "apim_policies/fragments/chargeback-validate-entra-token.xml").read_text(encoding="utf-8")
+    gate = '<when condition="@("{{chargeback-entra-validation}}"'
+    assert fragment.count("<validate-azure-ad-token") == 1
+    assert fragment.index(gate) < fragment.index("<validate-azure-ad-token") < fragment.index("</when>")
+
+
+def test_entra_ids_that_are_not_guids_are_refused_by_terraform(tmp_path: Path) -> None:
+    """The variable's validations, evaluated by terraform itself (no provider is needed)."""
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("no terraform binary here")
+    text = (TERRAFORM / "variables.tf").read_text(encoding="utf-8")
+    start = text.index('variable "entra_token_validation"')
+    (tmp_path / "entra").mkdir()
+    (tmp_path / "entra" / "main.tf").write_text(text[start:text.index("\n# ---", start)], encoding="utf-8")
+    guid = "11111111-2222-3333-4444-555555555555"
+    cases = {
+        "off_zero": (False, [], ZERO_GUID, ZERO_GUID),
+        "on_guid": (True, [guid], guid, guid),
+        "on_uri": (True, [guid], guid, f"api://{guid}"),
+        "off_none_app": (False, [], "none", ZERO_GUID),
+        "off_none_audience": (False, [], ZERO_GUID, "none"),
+        "on_placeholders": (True, [guid], ZERO_GUID, ZERO_GUID),
+        "on_bad_tenant": (True, ["contoso"], guid, guid),
+    }
+    calls = "".join(
+        f'module "{name}" {{\n  source = "./entra"\n  entra_token_validation = {{ enabled = {str(on).lower()}, '
+        f'tenant_ids = [{", ".join(f"{chr(34)}{tenant}{chr(34)}" for tenant in tenants)}], '
+        f'client_app_id = "{app}", audience = "{audience}" }}\n}}\n'
+        for name, (on, tenants, app, audience) in cases.items())
+    (tmp_path / "main.tf").write_text(calls, encoding="utf-8")
+    environment = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    for command in (["init", "-backend=false", "-input=false"], ["plan", "-input=false", "-no-color"]):
+        result = subprocess.run([terraform, f"-chdir={tmp_path}", *command], capture_output=True, text=True,
+                                timeout=120, check=False, env=environment)
+    refused = set(re.findall(r'module "(\w+)"', result.stderr))
+    assert refused == {"off_none_app", "off_none_audience", "on_placeholders", "on_bad_tenant"}, result.stderr
 
 
 def test_policy_xml_written_into_hcl_is_caught(copy: Path) -> None:
