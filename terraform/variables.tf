@@ -287,8 +287,15 @@ variable "redis_expected_requests_per_day" {
 
 variable "zone_redundant" {
   type        = bool
-  description = "Zone redundancy and high availability for the data services and the Function plan (Cosmos DB zones, Redis replicas, ZRS/GZRS storage, Flex zone balancing)."
+  description = "Zone redundancy and high availability for the data services and the Function plan (Cosmos DB zones, Redis replicas, Flex zone redundancy). Needs zone-redundant storage (ZRS, GZRS or RAGZRS) and a region with zone-redundant Flex Consumption; the platform then keeps 2 always-ready instances per function (terraform/README.md \"Known limits\")."
   default     = false
+
+  # A zone-redundant Flex Consumption app must use a zone-redundant storage account
+  # (learn.microsoft.com/azure/reliability/reliability-functions, "Prerequisites").
+  validation {
+    condition     = !var.zone_redundant || contains(["ZRS", "GZRS", "RAGZRS"], var.storage_replication_type)
+    error_message = "zone_redundant needs storage_replication_type ZRS, GZRS or RAGZRS: a zone-redundant Flex Consumption app must use zone-redundant storage."
+  }
 }
 
 variable "storage_replication_type" {

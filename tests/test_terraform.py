@@ -233,37 +233,63 @@ def test_entra_placeholders_are_the_zero_guid_and_the_fragment_switches_on_the_n
     assert fragment.index(gate) < fragment.index("<validate-azure-ad-token") < fragment.index("</when>")
 
 
-def test_entra_ids_that_are_not_guids_are_refused_by_terraform(tmp_path: Path) -> None:
-    """The variable's validations, evaluated by terraform itself (no provider is needed)."""
+def refused_by_terraform(tmp_path: Path, variables: tuple[str, ...], cases: dict[str, str]) -> set[str]:
+    """The cases (module arguments, in HCL) whose values the variables' own validations refuse,
+    as terraform evaluates them: a module holding just those variable blocks, called once per
+    case, and planned (no provider is needed)."""
     terraform = shutil.which("terraform")
     if terraform is None:
         pytest.skip("no terraform binary here")
     text = (TERRAFORM / "variables.tf").read_text(encoding="utf-8")
-    start = text.index('variable "entra_token_validation"')
-    (tmp_path / "entra").mkdir()
-    (tmp_path / "entra" / "main.tf").write_text(text[start:text.index("\n# ---", start)], encoding="utf-8")
-    guid = "11111111-2222-3333-4444-555555555555"
-    cases = {
-        "off_zero": (False, [], ZERO_GUID, ZERO_GUID),
-        "on_guid": (True, [guid], guid, guid),
-        "on_uri": (True, [guid], guid, f"api://{guid}"),
-        "off_none_app": (False, [], "none", ZERO_GUID),
-        "off_none_audience": (False, [], ZERO_GUID, "none"),
-        "on_placeholders": (True, [guid], ZERO_GUID, ZERO_GUID),
-        "on_bad_tenant": (True, ["contoso"], guid, guid),
-    }
-    calls = "".join(
-        f'module "{name}" {{\n  source = "./entra"\n  entra_token_validation = {{ enabled = {str(on).lower()}, '
-        f'tenant_ids = [{", ".join(f"{chr(34)}{tenant}{chr(34)}" for tenant in tenants)}], '
-        f'client_app_id = "{app}", audience = "{audience}" }}\n}}\n'
-        for name, (on, tenants, app, audience) in cases.items())
-    (tmp_path / "main.tf").write_text(calls, encoding="utf-8")
+    blocks = []
+    for name in variables:
+        start = text.index(f'variable "{name}"')
+        ends = [end for end in (text.find('\nvariable "', start + 1), text.find("\n# ---", start)) if end > 0]
+        blocks.append(text[start:min(ends)])
+    (tmp_path / "variables").mkdir()
+    (tmp_path / "variables" / "main.tf").write_text("\n".join(blocks), encoding="utf-8")
+    (tmp_path / "main.tf").write_text("".join(
+        f'module "{case}" {{\n  source = "./variables"\n{arguments}\n}}\n' for case, arguments in cases.items()),
+        encoding="utf-8")
     environment = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
     for command in (["init", "-backend=false", "-input=false"], ["plan", "-input=false", "-no-color"]):
         result = subprocess.run([terraform, f"-chdir={tmp_path}", *command], capture_output=True, text=True,
                                 timeout=120, check=False, env=environment)
-    refused = set(re.findall(r'module "(\w+)"', result.stderr))
-    assert refused == {"off_none_app", "off_none_audience", "on_placeholders", "on_bad_tenant"}, result.stderr
+    assert "Invalid value for variable" in result.stderr or result.returncode == 0, result.stderr
+    return set(re.findall(r'module "(\w+)"', result.stderr))
+
+
+def test_entra_ids_that_are_not_guids_are_refused_by_terraform(tmp_path: Path) -> None:
+    guid = "11111111-2222-3333-4444-555555555555"
+
+    def entra(on: bool, tenants: list[str], app: str, audience: str) -> str:
+        listed = ", ".join(f'"{tenant}"' for tenant in tenants)
+        return (f"  entra_token_validation = {{ enabled = {str(on).lower()}, tenant_ids = [{listed}], "
+                f'client_app_id = "{app}", audience = "{audience}" }}')
+
+    cases = {
+        "off_zero": entra(False, [], ZERO_GUID, ZERO_GUID),
+        "on_guid": entra(True, [guid], guid, guid),
+        "on_uri": entra(True, [guid], guid, f"api://{guid}"),
+        "off_none_app": entra(False, [], "none", ZERO_GUID),
+        "off_none_audience": entra(False, [], ZERO_GUID, "none"),
+        "on_placeholders": entra(True, [guid], ZERO_GUID, ZERO_GUID),
+        "on_bad_tenant": entra(True, ["contoso"], guid, guid),
+    }
+    assert refused_by_terraform(tmp_path, ("entra_token_validation",), cases) == {
+        "off_none_app", "off_none_audience", "on_placeholders", "on_bad_tenant"}
+
+
+def test_zone_redundancy_without_zone_redundant_storage_is_refused_by_terraform(tmp_path: Path,
+                                                                             config: static.Config) -> None:
+    cases = {f"{'zr' if zone else 'single'}_{replication}": f'  zone_redundant = {str(zone).lower()}\n'
+             f'  storage_replication_type = "{replication}"'
+             for zone in (True, False) for replication in ("LRS", "GRS", "ZRS", "GZRS", "RAGZRS")}
+    assert refused_by_terraform(tmp_path, ("zone_redundant", "storage_replication_type"), cases) == {
+        "zr_LRS", "zr_GRS"}
+    for environment, values in config.tfvars.items():
+        if values.get("zone_redundant"):
+            assert static.unquote(values["storage_replication_type"]) in {"ZRS", "GZRS", "RAGZRS"}, environment
 
 
 def test_policy_xml_written_into_hcl_is_caught(copy: Path) -> None:
