@@ -57,7 +57,10 @@ resource "azurerm_role_assignment" "this" {
 }
 
 # 00000000-0000-0000-0000-000000000002 is "Cosmos DB Built-in Data Contributor": read, create and
-# query items (no account or container management).
+# query items and readMetadata (no account or container management). Scope: the ledger database,
+# the narrowest the SDKs' metadata reads allow (a container scope is refused readMetadata on
+# dbs/<database>, Azure/azure-cosmos-dotnet-v3#3638). On a 403 readMetadata on resource [/],
+# widen it to var.cosmos_account_id: terraform/README.md "Known limits".
 resource "azurerm_cosmosdb_sql_role_assignment" "function_ledger" {
   resource_group_name = var.context.resource_group_name
   account_name        = var.cosmos_account_name
