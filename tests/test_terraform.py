@@ -790,3 +790,33 @@ def test_a_redis_sku_too_small_for_its_marks_is_refused_by_plan(config: static.C
     assert conditions == ["${contains(keys(local.skus), var.sku_name)}",
                           "${lookup(local.shard_gb, var.sku_name, 0) >= local.needed_gb}"]
     assert config.root.calls["redis"]["expected_requests_per_day"] == "${var.redis_expected_requests_per_day}"
+
+
+def test_capture_s_account_keeps_a_firewalled_public_endpoint_where_private_endpoints_are_on(
+        config: static.Config) -> None:
+    """Event Hubs Capture writes through the storage firewall's trusted-services exception, which no
+    document says holds with public network access Disabled (azure-review C3): with private
+    endpoints (prod) the data account keeps its endpoint, default Deny with the AzureServices
+    bypass; the host account takes no public traffic; the checkov skip says why."""
+    account = config.modules["storage"].resources[("azurerm_storage_account", "this")]
+    assert account["public_network_access_enabled"] == '${var.private_endpoints_enabled ? each.key == "data" : true}'
+    rules = account["network_rules"][0]
+    assert rules["default_action"] == '${var.private_endpoints_enabled ? "Deny" : "Allow"}'
+    assert '"AzureServices"' in rules["bypass"] and account["shared_access_key_enabled"] is False
+    assert config.root.calls["eventhubs"]["capture_storage_account_id"] == '${module.storage.accounts["data"].id}'
+    assert config.tfvars["prod"]["private_endpoints_enabled"] is True
+    storage = (TERRAFORM / "modules/storage/main.tf").read_text(encoding="utf-8")
+    assert re.search(r"#checkov:skip=CKV_AZURE_59:.*trusted-services exception", storage)
+
+
+def test_duckdb_gets_half_the_instance_and_spills_to_tmp(config: static.Config) -> None:
+    """DuckDB's memory limit is floor(instance memory / 2) MiB (1024MiB on 2,048 MB instances) and
+    its temporary directory is under the writable /tmp, never a path relative to the read-only
+    package mount (azure-review C5); DefaultAzureCredential gets the app's identity."""
+    settings = terraform_app_settings(config)
+    assert settings["CHARGEBACK_DUCKDB_MEMORY_LIMIT"] == '"${floor(var.instance_memory_mb / 2)}MiB"'
+    assert re.fullmatch(r'"/tmp/[\w-]+"', settings["CHARGEBACK_DUCKDB_TEMP_DIR"])
+    assert settings["AZURE_CLIENT_ID"] == "${var.identity_client_id}"
+    assert config.root.calls["function_app"]["instance_memory_mb"] == "${var.function_instance_memory_mb}"
+    assert config.root.calls["function_app"]["identity_client_id"] == '${module.identity.client_ids["function"]}'
+    assert {"CHARGEBACK_DUCKDB_MEMORY_LIMIT", "CHARGEBACK_DUCKDB_TEMP_DIR"} <= set(Settings.variables())
