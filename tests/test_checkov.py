@@ -1,7 +1,8 @@
 """checkov over terraform/ as a user runs it (`checkov -d terraform`, and with each environment's
 variables): 0 failed, because every accepted finding is skipped inline with its reason, where
-checkov reads it; and no skip outlives its reason: each must still fail without it, in exactly the
-environments its reason names. Seeded: a stale skip, a new failure, a skip whose environments are
+checkov reads it; and no skip outlives its reason: each must still fail without it, on its own
+resource, in exactly the environments its reason names. Seeded: a stale skip, a skip on the wrong
+resource of a file where the check fails elsewhere, a new failure, a skip whose environments are
 wrong."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.checkov_skips import ENVIRONMENTS, Failure, Skip, failures, inline_skips, problems, without_skips
+from tests.checkov_skips import ENVIRONMENTS, Failure, Skip, failures, inline_skips, problems, uncovered, without_skips
 
 REPO = Path(__file__).resolve().parent.parent
 TERRAFORM = REPO / "terraform"
@@ -48,8 +49,8 @@ def test_checkov_shows_0_failed_and_every_skip_is_still_needed(
     assert as_is == {environment: set() for environment in ENVIRONMENTS}
     skips = inline_skips(TERRAFORM)
     assert problems(skips, as_is, stripped) == []
-    # What the skips cover is what fails without them: nothing else is hidden.
-    assert set().union(*stripped.values()) == {(skip.path, skip.check) for skip in skips}
+    # Everything that fails without the skips has a skip on its resource: nothing else is hidden.
+    assert uncovered(skips, set().union(*stripped.values())) == set()
 
 
 def test_the_reason_names_the_environments() -> None:
@@ -73,6 +74,9 @@ def test_a_stale_skip_a_new_failure_and_wrong_environments_are_caught(tmp_path: 
     text = storage.read_text(encoding="utf-8")
     head = 'resource "azurerm_storage_account" "this" {\n'
     text = text.replace(head, head + "  #checkov:skip=CKV_AZURE_3:HTTPS only is on: this skip hides nothing at all\n")
+    # CKV2_AZURE_1 fails in this file, but on the account: on a container, the skip hides nothing.
+    containers = 'resource "azurerm_storage_container" "this" {\n'
+    text = text.replace(containers, f"{containers}  #checkov:skip=CKV2_AZURE_1:the wrong resource, the right file\n")
     storage.write_text(text, encoding="utf-8")
     plan = copy / "modules" / "function_app" / "main.tf"
     plan.write_text(re.sub(r"  #checkov:skip=CKV_AZURE_212:.*\n", "", plan.read_text(encoding="utf-8")),
@@ -85,8 +89,10 @@ def test_a_stale_skip_a_new_failure_and_wrong_environments_are_caught(tmp_path: 
     found = problems(inline_skips(copy), as_is, stripped)
     assert "dev: CKV_AZURE_212 fails in terraform/modules/function_app/main.tf: fix it, or skip it there with " \
            "#checkov:skip=CKV_AZURE_212:REASON" in found
-    assert any(line.startswith("terraform/modules/storage/main.tf:") and line.endswith(
-        ": CKV_AZURE_3: stale skip, the check passes in every environment: remove it") for line in found), found
+    for check in ("CKV_AZURE_3", "CKV2_AZURE_1"):
+        assert any(line.startswith("terraform/modules/storage/main.tf:") and line.endswith(
+            f": {check}: stale skip, the check passes on its resource in every environment: remove it")
+            for line in found), found
     assert any(line.startswith("terraform/modules/cosmos/main.tf:") and ": CKV_AZURE_101: fails in dev, the "
                "reason says prod: start it with 'Fails in ... only.' or fix it" in line for line in found), found
-    assert len(found) == 4, "\n".join(found)  # CKV_AZURE_212 fails in dev and in prod; nothing else is reported
+    assert len(found) == 5, "\n".join(found)  # CKV_AZURE_212 fails in dev and in prod; nothing else is reported
