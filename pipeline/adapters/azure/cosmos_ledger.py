@@ -222,7 +222,7 @@ class CosmosLedger:
 
     def _errors(self) -> contextlib.AbstractContextManager[None]:
         _, database, _, container = [*self._container.container_link.split("/"), "", "", "", ""][:4]
-        return _setup_errors(self._url, database, container, self._with_key)
+        return _sdk_errors(self._url, database, container, self._with_key)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -309,7 +309,7 @@ def open_cosmos_ledger(url: str, key: str | None = None, *, create: bool = False
     policy = ConnectionPolicy()
     policy.RetryOptions = RetryOptions(max_retry_attempt_count=0)  # 429 is retried by CosmosLedger
     session = pooled_session(workers)  # a connection per append worker; TLS contexts built once
-    with _setup_errors(url, names[0], names[1], key is not None):
+    with _sdk_errors(url, names[0], names[1], key is not None):
         client = CosmosClient(f"https://{parsed.netloc}/", credential=credential, connection_policy=policy,
                               transport=RequestsTransport(session=session, session_owner=True))
         database = client.get_database_client(names[0])
@@ -354,7 +354,7 @@ def layout_problem(properties: dict[str, Any]) -> str | None:
 
 
 @contextmanager
-def _setup_errors(url: str, database: str, container: str, with_key: bool) -> Iterator[None]:
+def _sdk_errors(url: str, database: str, container: str, with_key: bool) -> Iterator[None]:
     """The SDK's errors while opening the ledger (or when a write is refused), as one line naming the
     account and the fix."""
     try:
