@@ -24,10 +24,10 @@ from pipeline.domain.capacity import (
     PtuWeights,
     Usage,
     allocate_day,
-    is_provisioned_type,
     split_exact,
 )
 from pipeline.domain.currencies import minor_unit
+from pipeline.domain.mappings import is_provisioned_type
 from pipeline.domain.pricing import CatalogError
 from pipeline.inputs.capacity import load_capacity, load_ptu_weights, shipped_weights_path
 from tests.conftest import WriteFile

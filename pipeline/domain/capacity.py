@@ -38,12 +38,6 @@ ANY_MODEL = "*"
 USAGE, IDLE = "usage", "idle"  # allocation kinds
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-PROVISIONED_MARK = "provisioned"  # a deployment type naming it (ProvisionedManaged, GlobalProvisionedManaged, ...)
-
-
-def is_provisioned_type(deployment_type: str) -> bool:
-    """`provisioned`, `GlobalProvisionedManaged`, `datazone-provisioned`, ...: billed per PTU-hour."""
-    return PROVISIONED_MARK in deployment_type.lower()
 
 
 def midnight(day: date) -> datetime:

@@ -15,9 +15,10 @@ from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from pipeline.domain.capacity import NO_CAPACITY, CapacityPlan, is_provisioned_type
-from pipeline.domain.mappings import CostCenterMap, DeploymentMap
-from pipeline.domain.pricing import Price, PriceCatalog
+from pipeline.domain.capacity import NO_CAPACITY, CapacityPlan
+from pipeline.domain.events import UsageEvent
+from pipeline.domain.mappings import CostCenterMap, Deployment, DeploymentMap, is_provisioned_type
+from pipeline.domain.pricing import STANDARD, Price, PriceCatalog, billing_tier
 
 CORRECTION = "Correction"  # FOCUS ChargeClass of lines set by a correction
 
@@ -35,6 +36,18 @@ class UsageState(StrEnum):
 
 
 GATEWAY_TIMEOUT_TAG = ("chargebackError", "gateway-timeout")  # (tag, value) the APIM policy sets on such events
+AUDIO_PROMPT, AUDIO_COMPLETION = 1, 2  # UsageKey.audio: which audio token classes the usage has
+
+
+def event_key(event: UsageEvent) -> UsageKey:
+    """What pricing depends on besides token counts, for one event as it was received (the
+    report groups events by the same key: pipeline.lake.views.KEY_COLUMNS)."""
+    usage = event.usage
+    audio = 0 if usage is None else ((usage.audio_prompt_tokens > 0) * AUDIO_PROMPT
+                                     + (usage.audio_completion_tokens > 0) * AUDIO_COMPLETION)
+    return UsageKey(event.timestamp.date(), event.subscription_id, event.cost_center, event.deployment, event.model,
+                    usage_state(usage is not None, event.usage_source, event.tags), billing_tier(event.service_tier),
+                    event.spillover is True, audio)
 
 
 def usage_state(has_usage: bool, usage_source: str, tags: dict[str, str] | None) -> UsageState:
@@ -55,6 +68,8 @@ class Unpriced(StrEnum):
     NO_PRICE = "no-price"
     NO_CAPACITY = "no-capacity"  # a provisioned deployment without a capacity row for the day
     GATEWAY_TIMEOUT = "gateway-timeout"  # the gateway timed out: Azure may have billed it, usage unknown
+    # spilled over from a provisioned deployment whose map row names no spillover_deployment
+    NO_SPILLOVER_DEPLOYMENT = "no-spillover-deployment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +82,9 @@ class UsageKey:
     deployment: str
     model: str | None
     state: UsageState
+    service_tier: str = STANDARD  # the billing tier (pipeline.domain.pricing.billing_tier)
+    spillover: bool = False  # Azure spilled the request over from a provisioned deployment
+    audio: int = 0  # AUDIO_PROMPT | AUDIO_COMPLETION: the audio token classes of the usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +101,8 @@ class Resolution:
     # Provisioned (PTU) usage: no per-token price (its pay-as-you-go cost is 0); the capacity
     # cost, in this currency, is allocated by pipeline.domain.capacity.
     provisioned_currency: str = ""
+    service_tier: str = ""  # the tier it is billed at ("" for provisioned usage: capacity has no tier)
+    spillover: bool = False  # spilled over from a provisioned deployment (priced at its spillover deployment)
 
     @property
     def priced(self) -> bool:
@@ -135,8 +155,9 @@ class Reference:
         model = key.model or (deployment.model if deployment else None)
         deployment_type = deployment.deployment_type if deployment else None
 
-        def unpriced(reason: Unpriced, detail: str) -> Resolution:
-            return Resolution(cost_center, model, deployment_type, None, reason, detail)
+        def unpriced(reason: Unpriced, detail: str, tier: str = key.service_tier) -> Resolution:
+            return Resolution(cost_center, model, deployment_type, None, reason, detail,
+                              service_tier=tier, spillover=key.spillover)
 
         if key.state is UsageState.NONE:
             return unpriced(Unpriced.NO_USAGE, "request carried no token usage (usageSource none)")
@@ -155,17 +176,43 @@ class Reference:
             return unpriced(Unpriced.UNKNOWN_MODEL,
                             f"no model in the event nor in the deployment map for {key.deployment!r}")
         capacity = self.capacity.on(key.deployment, key.day)
+        if key.spillover and (capacity or is_provisioned_type(deployment.deployment_type)):
+            # Billed pay-as-you-go at the standard deployment Azure spilled it to, capacity or not.
+            target = self.deployments.get(deployment.spillover_deployment or "")
+            if target is None:
+                return unpriced(Unpriced.NO_SPILLOVER_DEPLOYMENT, f"spilled over from provisioned deployment "
+                                f"{key.deployment!r}, whose deployment-map row names no spillover_deployment: name "
+                                "the standard deployment that serves its overflow")
+            return self._pay_as_you_go(key, cost_center, target.model or model, target)
         if capacity:
             return Resolution(cost_center, model, deployment_type, None, None, "",
                               provisioned_currency=capacity[0].currency)
         if is_provisioned_type(deployment.deployment_type):
             return unpriced(Unpriced.NO_CAPACITY, f"provisioned deployment {key.deployment!r} has no capacity "
-                            f"row in force on {key.day} (provisioned-capacity file)")
-        price = self.catalog.find(model, deployment.deployment_type, deployment.region, key.day)
+                            f"row in force on {key.day} (provisioned-capacity file)", tier="")
+        return self._pay_as_you_go(key, cost_center, model, deployment)
+
+    def _pay_as_you_go(self, key: UsageKey, cost_center: str, model: str, priced_by: Deployment) -> Resolution:
+        """Priced per token at `priced_by`'s deployment type and region, at the key's tier."""
+        deployment_type, tier = priced_by.deployment_type, key.service_tier
+        price = self.catalog.find(model, deployment_type, priced_by.region, key.day, tier)
+        spilled = f", spilled over to {priced_by.name!r}" if key.spillover else ""
+        where = (f"{model} ({deployment_type}, region {priced_by.region or '*'}"
+                 f"{'' if tier == STANDARD else f', service tier {tier}'}{spilled}) on {key.day}")
         if price is None:
-            return unpriced(Unpriced.NO_PRICE, f"no price for {model} ({deployment.deployment_type}, "
-                            f"region {deployment.region or '*'}) on {key.day}")
-        return Resolution(cost_center, model, deployment_type, price, None, "", self.catalog.version)
+            return Resolution(cost_center, model, deployment_type, None, Unpriced.NO_PRICE, f"no price for {where}",
+                              service_tier=tier, spillover=key.spillover)
+        if not price.prices_audio(bool(key.audio & AUDIO_PROMPT), bool(key.audio & AUDIO_COMPLETION)):
+            missing = [column for column, bit, value in (("audio_input_per_1m", AUDIO_PROMPT, price.audio_input_per_1m),
+                                                         ("audio_output_per_1m", AUDIO_COMPLETION,
+                                                          price.audio_output_per_1m))
+                       if key.audio & bit and value is None]
+            return Resolution(cost_center, model, deployment_type, None, Unpriced.NO_PRICE,
+                              f"no audio price for {where}: the request has audio tokens and "
+                              f"{price.origin or 'its catalog row'} has no {' or '.join(missing)}",
+                              service_tier=tier, spillover=key.spillover)
+        return Resolution(cost_center, model, deployment_type, price, None, "", self.catalog.version,
+                          service_tier=tier, spillover=key.spillover)
 
 
 class PeriodMemo:
@@ -179,7 +226,7 @@ class PeriodMemo:
 
     def get(self, key: UsageKey, resolve: Callable[[UsageKey], Resolution]) -> Resolution:
         period = (bisect_right(self.boundaries, key.day), key.subscription_id, key.cost_center_sent,
-                  key.deployment, key.model, key.state)
+                  key.deployment, key.model, key.state, key.service_tier, key.spillover, key.audio)
         kept = self._kept.get(period)
         if kept is not None:
             return kept
@@ -209,6 +256,8 @@ class CostLine:
     cached_tokens: int
     completion_tokens: int
     reasoning_tokens: int
+    audio_prompt_tokens: int = 0  # of prompt_tokens
+    audio_completion_tokens: int = 0  # of completion_tokens
     # the cost, computed once on first use (a report reads it for its monthly and its daily rows)
     _cost: tuple[Decimal | None] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -224,4 +273,5 @@ class CostLine:
         price = self.resolution.price
         if price is None:
             return Decimal(0) if self.resolution.provisioned else None
-        return price.cost(self.prompt_tokens, self.cached_tokens, self.completion_tokens)
+        return price.cost(self.prompt_tokens, self.cached_tokens, self.completion_tokens, self.audio_prompt_tokens,
+                          self.audio_completion_tokens)

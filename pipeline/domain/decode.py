@@ -128,9 +128,8 @@ def decode_batch(messages: Iterable[RawMessage], now: datetime | None = None, *,
                     and earliest <= timestamp <= latest and (not tags or content.isdisjoint(tags))
                     and (source not in ("response", "estimated") if usage is None else
                          source != "none" and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
-                         and usage.cached_tokens <= usage.prompt_tokens
+                         and usage.cached_tokens + usage.audio_prompt_tokens <= usage.prompt_tokens
                          and usage.reasoning_tokens <= usage.completion_tokens
-                         and usage.audio_prompt_tokens <= usage.prompt_tokens
                          and usage.audio_completion_tokens <= usage.completion_tokens)):
                 event = None
         try:
@@ -343,3 +342,8 @@ def _check_consistency(event: UsageEvent, latest: datetime) -> None:
     if usage.audio_completion_tokens > usage.completion_tokens:
         raise InvalidEvent("inconsistent-usage", f"audioCompletionTokens {usage.audio_completion_tokens} > "
                            f"completionTokens {usage.completion_tokens}")
+    if usage.cached_tokens + usage.audio_prompt_tokens > usage.prompt_tokens:
+        # Cached tokens are priced as cached text: cached audio has no count of its own here.
+        raise InvalidEvent("inconsistent-usage", f"cachedTokens {usage.cached_tokens} + audioPromptTokens "
+                           f"{usage.audio_prompt_tokens} > promptTokens {usage.prompt_tokens}: cached and audio "
+                           "prompt tokens are parts of the prompt that do not overlap")

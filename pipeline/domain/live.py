@@ -15,9 +15,9 @@ from enum import StrEnum
 
 import msgspec
 
-from pipeline.domain.costing import Reference, UsageKey, UsageState
+from pipeline.domain.costing import AUDIO_COMPLETION, AUDIO_PROMPT, Reference, UsageKey, UsageState
 from pipeline.domain.events import UsageEvent
-from pipeline.domain.pricing import MONEY, Price
+from pipeline.domain.pricing import MONEY, Price, billing_tier
 
 MICROS = Decimal(1_000_000)
 PICO_PER_MICRO = 1_000_000
@@ -36,8 +36,10 @@ class LiveCharge(msgspec.Struct, frozen=True, gc=False):
 
 # The usage state as plain text in cache keys: a str hashes in C, a StrEnum member in Python.
 _MEASURED, _PENDING, _NONE = UsageState.MEASURED.value, UsageState.PENDING.value, UsageState.NONE.value
-# (day, subscription, cost center sent, deployment, model, usage state): a UsageKey as a plain tuple.
-_Key = tuple[date, str, str | None, str, str | None, str]
+# (day, subscription, cost center sent, deployment, model, usage state, service tier as sent,
+# spilled, audio classes): a UsageKey as a plain tuple.
+_Key = tuple[date, str, str | None, str, str | None, str, str | None, bool, int]
+_Rates = tuple[int, int, int, int, int]  # input, cached input, output, audio input, audio output
 
 
 class LivePricer:
@@ -48,13 +50,16 @@ class LivePricer:
     def __init__(self, reference: Reference) -> None:
         self.reference = reference
         # Per key: the charge without tokens, and the integer rates when tokens are charged.
-        self._charging: dict[_Key, tuple[LiveCharge, tuple[int, int, int] | None]] = {}
-        self._rates: dict[Price, tuple[int, int, int]] = {}
+        self._charging: dict[_Key, tuple[LiveCharge, _Rates | None]] = {}
+        self._rates: dict[Price, _Rates] = {}
 
     def charge(self, event: UsageEvent) -> LiveCharge:
         usage = event.usage
         state = _MEASURED if usage is not None else _PENDING if event.usage_source == "stream" else _NONE
-        key = (event.timestamp.date(), event.subscription_id, event.cost_center, event.deployment, event.model, state)
+        audio = 0 if usage is None else ((usage.audio_prompt_tokens > 0) * AUDIO_PROMPT
+                                         + (usage.audio_completion_tokens > 0) * AUDIO_COMPLETION)
+        key = (event.timestamp.date(), event.subscription_id, event.cost_center, event.deployment, event.model, state,
+               event.service_tier, event.spillover is True, audio)
         charging = self._charging.get(key)
         if charging is None:
             charging = self._charging[key] = self._resolve(key)
@@ -64,7 +69,10 @@ class LivePricer:
         cached = usage.cached_tokens
         # cost x 10^12 as an integer (prices have at most 6 decimals per 1M tokens), then micros
         # rounded half-even: the same value as Decimal arithmetic, without Decimal on the hot path.
-        exact = (usage.prompt_tokens - cached) * rates[0] + cached * rates[1] + usage.completion_tokens * rates[2]
+        audio_prompt, audio_completion = usage.audio_prompt_tokens, usage.audio_completion_tokens
+        exact = ((usage.prompt_tokens - cached - audio_prompt) * rates[0] + cached * rates[1]
+                 + (usage.completion_tokens - audio_completion) * rates[2] + audio_prompt * rates[3]
+                 + audio_completion * rates[4])
         micros, rest = divmod(exact, PICO_PER_MICRO)
         if rest * 2 > PICO_PER_MICRO or (rest * 2 == PICO_PER_MICRO and micros % 2):
             micros += 1
@@ -73,10 +81,10 @@ class LivePricer:
     def charges(self, events: Iterable[UsageEvent]) -> list[LiveCharge]:
         return [self.charge(event) for event in events]
 
-    def _resolve(self, key: _Key) -> tuple[LiveCharge, tuple[int, int, int] | None]:
-        day, subscription_id, cost_center_sent, deployment, model, state = key
+    def _resolve(self, key: _Key) -> tuple[LiveCharge, _Rates | None]:
+        day, subscription_id, cost_center_sent, deployment, model, state, tier, spilled, audio = key
         resolved = self.reference.resolve(UsageKey(day, subscription_id, cost_center_sent, deployment, model,
-                                                   UsageState(state)))
+                                                   UsageState(state), billing_tier(tier), spilled, audio))
         price, measured = resolved.price, state == _MEASURED
         if resolved.provisioned and measured:  # PTU: no per-token cost; the capacity is allocated later
             return LiveCharge(resolved.cost_center, 0, resolved.currency, True), None
@@ -88,11 +96,13 @@ class LivePricer:
         return LiveCharge(resolved.cost_center, 0, price.currency, True), rates
 
 
-def _micro_rates(price: Price) -> tuple[int, int, int]:
+def _micro_rates(price: Price) -> _Rates:
     """Prices per 1M tokens as integers in units of 10^-6: exact, as the catalog refuses more
-    than 6 decimals. tokens x rate is then the cost in units of 10^-12."""
-    return tuple(int(MONEY.multiply(rate, MICROS)) for rate in  # type: ignore[return-value]
-                 (price.input_per_1m, price.cached_input_per_1m, price.output_per_1m))
+    than 6 decimals. tokens x rate is then the cost in units of 10^-12. A missing audio price
+    is 0: a key with audio tokens resolves to no price when its row has none."""
+    return tuple(int(MONEY.multiply(rate or 0, MICROS)) for rate in  # type: ignore[return-value]
+                 (price.input_per_1m, price.cached_input_per_1m, price.output_per_1m, price.audio_input_per_1m,
+                  price.audio_output_per_1m))
 
 
 class BudgetScope(StrEnum):

@@ -11,6 +11,12 @@ from itertools import pairwise
 from pipeline.domain.pricing import CatalogError
 
 UNASSIGNED = "unassigned"
+PROVISIONED_MARK = "provisioned"  # a deployment type naming it (ProvisionedManaged, GlobalProvisionedManaged, ...)
+
+
+def is_provisioned_type(deployment_type: str) -> bool:
+    """`provisioned`, `GlobalProvisionedManaged`, `datazone-provisioned`, ...: billed per PTU-hour."""
+    return PROVISIONED_MARK in deployment_type.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +26,9 @@ class Deployment:
     deployment_type: str
     region: str | None
     origin: str = field(default="", compare=False)
+    # A provisioned deployment's spillover target: the standard deployment whose model and
+    # deployment type price the requests Azure spilled over from it (billed pay-as-you-go).
+    spillover_deployment: str | None = None
 
 
 class DeploymentMap:
@@ -31,6 +40,33 @@ class DeploymentMap:
                 raise CatalogError(f"{deployment.origin or 'deployment map'}: deployment {deployment.name!r} is "
                                    "listed twice" + (f" (first at {first})" if first else ""))
             self._by_name[deployment.name] = deployment
+        problems = self.spillover_problems()
+        if problems:
+            raise CatalogError("\n".join(problems))
+
+    def spillover_problems(self) -> list[str]:
+        """A spillover target that is not in the map, is itself provisioned, or is named by a
+        deployment that is not provisioned (Azure spills over only from provisioned ones)."""
+        problems = []
+        for deployment in self._by_name.values():
+            name = deployment.spillover_deployment
+            if name is None:
+                continue
+            where = deployment.origin or "deployment map"
+            target = self._by_name.get(name)
+            if not is_provisioned_type(deployment.deployment_type):
+                problems.append(f"{where}: deployment {deployment.name!r} ({deployment.deployment_type}) names "
+                                f"spillover_deployment {name!r}, but only a provisioned deployment spills over: "
+                                "leave it blank")
+            elif target is None:
+                problems.append(f"{where}: spillover_deployment {name!r} of {deployment.name!r} is not in the "
+                                "deployment map: add it (its model and standard deployment type price the spilled "
+                                "requests)")
+            elif is_provisioned_type(target.deployment_type):
+                problems.append(f"{where}: spillover_deployment {name!r} of {deployment.name!r} is provisioned "
+                                f"({target.deployment_type}): spilled requests are billed pay-as-you-go, so the "
+                                "target must be a standard deployment (global, datazone, regional)")
+        return problems
 
     def get(self, name: str) -> Deployment | None:
         return self._by_name.get(name)

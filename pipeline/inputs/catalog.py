@@ -16,12 +16,25 @@ from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 
-from pipeline.domain.pricing import CatalogError, Price, PriceCatalog, base_model, loose_key, overlap_problems
+from pipeline.domain.pricing import (
+    SERVICE_TIERS,
+    STANDARD,
+    CatalogError,
+    Price,
+    PriceCatalog,
+    base_model,
+    loose_key,
+    overlap_problems,
+)
 from pipeline.inputs.csv_rows import amount, currency, day, optional_day, read_file, required, table_rows
 
 PRICE_COLUMNS = ("model", "deployment_type", "region", "effective_from", "effective_to", "currency",
                  "input_per_1m", "cached_input_per_1m", "output_per_1m")
+# Optional columns: `service_tier` (blank = standard), the audio token prices (blank = none: audio
+# tokens of that model are then unpriced, never priced as text).
+OPTIONAL_PRICE_COLUMNS = ("service_tier", "audio_input_per_1m", "audio_output_per_1m")
 PRICE_KINDS = ("input_per_1m", "cached_input_per_1m", "output_per_1m")
+AUDIO_KINDS = ("audio_input_per_1m", "audio_output_per_1m")
 # A price this many times away from the shipped catalog's (same model, type, currency) is a unit mistake.
 UNIT_MISTAKE_RATIO = Decimal(100)
 _PER_OTHER_UNIT = re.compile(r"^(input|cached_input|output)_per_(1k|1000|k|token|tokens|1|1b|100)$", re.IGNORECASE)
@@ -107,6 +120,9 @@ def _price_row(row: dict[str, str], where: str) -> Price:
             return None
 
     values = {
+        "service_tier": attempt(lambda: _tier(row, where)),
+        "audio_input_per_1m": attempt(lambda: _optional_amount(row, "audio_input_per_1m", where)),
+        "audio_output_per_1m": attempt(lambda: _optional_amount(row, "audio_output_per_1m", where)),
         "model": attempt(lambda: required(row, "model", where)),
         "deployment_type": attempt(lambda: required(row, "deployment_type", where)),
         "effective_from": attempt(lambda: day(row, "effective_from", where)),
@@ -125,6 +141,18 @@ def _price_row(row: dict[str, str], where: str) -> Price:
         raise CatalogError(f"{where}: effective_to {price.effective_to} is not after "
                            f"effective_from {price.effective_from}")
     return price
+
+
+def _optional_amount(row: dict[str, str], column: str, where: str) -> Decimal | None:
+    return amount(row, column, where) if (row.get(column) or "").strip() else None
+
+
+def _tier(row: dict[str, str], where: str) -> str:
+    tier = (row.get("service_tier") or "").strip().lower() or STANDARD
+    if tier not in SERVICE_TIERS:
+        raise CatalogError(f"{where}: service_tier {tier!r} is not one of {', '.join(SERVICE_TIERS)} "
+                           "(blank = standard)")
+    return tier
 
 
 def _check_unit(value: str, where: str) -> None:
@@ -147,7 +175,8 @@ def _compare_units(check: CatalogCheck, shipped: PriceCatalog) -> None:
     for price in check.prices:
         known = [p for p in shipped.prices
                  if p.model in (price.model, base_model(price.model))
-                 and loose_key(p.deployment_type) == loose_key(price.deployment_type)]
+                 and loose_key(p.deployment_type) == loose_key(price.deployment_type)
+                 and p.service_tier == price.service_tier]
         if not known:
             continue
         same = [p for p in known if p.currency == price.currency]
@@ -155,9 +184,9 @@ def _compare_units(check: CatalogCheck, shipped: PriceCatalog) -> None:
             skipped_currencies.add(price.currency)
             continue
         ref = next((p for p in same if p.in_force(price.effective_from)), same[-1])
-        for kind in PRICE_KINDS:
+        for kind in (*PRICE_KINDS, *AUDIO_KINDS):
             mine, theirs = getattr(price, kind), getattr(ref, kind)
-            if mine == 0 or theirs == 0:
+            if mine is None or theirs is None or mine == 0 or theirs == 0:
                 continue
             ratio = mine / theirs
             if ratio >= UNIT_MISTAKE_RATIO or ratio <= 1 / UNIT_MISTAKE_RATIO:

@@ -23,6 +23,7 @@ def load_deployments(path: Path) -> DeploymentMap:
             deployment_type=required(row, "deployment_type", where),
             region=row["region"].strip() or None,
             origin=where,
+            spillover_deployment=(row.get("spillover_deployment") or "").strip() or None,
         )
         for where, row in table_rows(path, read_file(path), DEPLOYMENT_COLUMNS)
     ]

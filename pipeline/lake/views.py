@@ -13,6 +13,20 @@ NO_VOIDS = "SELECT NULL::VARCHAR AS event_id, NULL::VARCHAR AS correction WHERE 
 NOT_VOIDED = "NOT is_voided(u.event_id)"
 IS_VOIDED = "EXISTS (SELECT 1 FROM voided_events v WHERE v.event_id = voided_event_id)"
 
+# What pricing reads of an event besides its tokens, as `usage` columns: the tier it is billed at
+# (pipeline.domain.pricing.billing_tier: null, default, auto and standard are standard), whether
+# Azure spilled it over from a provisioned deployment, and its audio token classes
+# (pipeline.domain.costing.AUDIO_PROMPT | AUDIO_COMPLETION).
+BILLING_COLUMNS = """
+       CASE WHEN e.service_tier IS NULL OR lower(trim(e.service_tier)) IN ('', 'default', 'auto', 'standard')
+            THEN 'standard' ELSE lower(trim(e.service_tier)) END AS billing_tier,
+       coalesce(e.spillover, false) AS spilled,
+       (coalesce(e.audio_prompt_tokens, 0) > 0)::INTEGER + 2 * (coalesce(e.audio_completion_tokens, 0) > 0)::INTEGER
+         AS audio_classes"""
+# The pricing key of an event (pipeline.lake.pricing_keys.usage_key reads it in this order).
+KEY_COLUMNS = ("u.date, u.subscription_id, u.cost_center, u.deployment, u.model, u.usage_state, u.billing_tier, "
+               "u.spilled, u.audio_classes")
+
 COSTS_VIEW = """
 CREATE OR REPLACE VIEW costs AS
 SELECT u.* EXCLUDE (cost_center, model),
@@ -20,14 +34,19 @@ SELECT u.* EXCLUDE (cost_center, model),
        r.cost_center, r.model, r.deployment_type,
        strftime(u.date, '%Y-%m') AS month,
        CASE WHEN r.currency IS NOT NULL THEN
-            (u.prompt_tokens - u.cached_tokens)::DECIMAL(18, 0) * r.input_per_token
+            (u.prompt_tokens - u.cached_tokens - coalesce(u.audio_prompt_tokens, 0))::DECIMAL(18, 0) * r.input_per_token
           + u.cached_tokens::DECIMAL(18, 0) * r.cached_input_per_token
-          + u.completion_tokens::DECIMAL(18, 0) * r.output_per_token END AS cost,
+          + (u.completion_tokens - coalesce(u.audio_completion_tokens, 0))::DECIMAL(18, 0) * r.output_per_token
+          + CASE WHEN u.audio_prompt_tokens > 0 THEN u.audio_prompt_tokens::DECIMAL(18, 0)
+                 * r.audio_input_per_token ELSE 0 END
+          + CASE WHEN u.audio_completion_tokens > 0 THEN u.audio_completion_tokens::DECIMAL(18, 0)
+                 * r.audio_output_per_token ELSE 0 END END AS cost,
        r.currency, r.catalog_version, r.unpriced_reason, r.charge_class, r.pricing
 FROM usage u JOIN pricing_keys r
   ON u.date = r.date AND u.subscription_id = r.subscription_id
  AND u.cost_center IS NOT DISTINCT FROM r.cost_center_sent AND u.deployment = r.deployment
- AND u.model IS NOT DISTINCT FROM r.model_sent AND u.usage_state = r.state
+ AND u.model IS NOT DISTINCT FROM r.model_sent AND u.usage_state = r.state AND u.billing_tier = r.billing_tier
+ AND u.spilled = r.spilled AND u.audio_classes = r.audio_classes
 WHERE NOT is_voided(u.event_id)
 """
 
@@ -66,7 +85,8 @@ SELECT e.* REPLACE (
             WHEN e.usage_source = 'stream' AND e.timestamp > {cutoff} THEN 'pending'
             WHEN e.usage_source = 'stream' THEN 'expired'
             WHEN e.tags['chargebackError'] = 'gateway-timeout' THEN 'timed-out' ELSE 'none' END AS usage_state,
-       e.prompt_tokens IS NULL AND l.join_id IS NOT NULL AND l.cached_tokens IS NULL AS cached_tokens_unknown
+       e.prompt_tokens IS NULL AND l.join_id IS NOT NULL AND l.cached_tokens IS NULL AS cached_tokens_unknown,
+       {billing}
 FROM usage_events e
 LEFT JOIN llm_usage l ON e.usage_source = 'stream' AND e.prompt_tokens IS NULL AND l.join_id = e.event_id
 """
@@ -81,7 +101,8 @@ SELECT e.*,
             WHEN e.usage_source = 'stream' AND {pending} THEN 'pending'
             WHEN e.usage_source = 'stream' THEN 'expired'
             WHEN e.tags['chargebackError'] = 'gateway-timeout' THEN 'timed-out' ELSE 'none' END AS usage_state,
-       false AS cached_tokens_unknown
+       false AS cached_tokens_unknown,
+       {billing}
 FROM {events} e
 """
 SETTLED_EVENTS, RECENT_EVENTS = "usage_events_settled", "usage_events_recent"

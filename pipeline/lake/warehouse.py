@@ -39,8 +39,10 @@ from pipeline.lake.manifests import USAGE_PREFIX, PublishedFile, published_files
 from pipeline.lake.pricing_keys import resolution_table
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.lake.views import (
+    BILLING_COLUMNS,
     COSTS_VIEW,
     IS_VOIDED,
+    KEY_COLUMNS,
     LLM_UNMATCHED_VIEW,
     LLM_UNMATCHED_VIEW_EMPTY,
     LLM_USAGE_VIEW,
@@ -147,19 +149,19 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     moment = f"TIMESTAMPTZ '{cutoff.isoformat()}'"
     pending = f"e.timestamp > {moment}"
     if llm_keys:
-        views = (LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW, USAGE_VIEW.replace("{cutoff}", moment))
+        views = (LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW,
+                 USAGE_VIEW.replace("{cutoff}", moment).replace("{billing}", BILLING_COLUMNS))
     else:
         scans = [(name, "false" if name == SETTLED_EVENTS else pending) for name in parts or ()] or [
             ("usage_events", pending)]
-        usage = " UNION ALL ".join(USAGE_WITHOUT_LLM_USAGE.format(events=events, pending=test)
+        usage = " UNION ALL ".join(USAGE_WITHOUT_LLM_USAGE.format(events=events, pending=test, billing=BILLING_COLUMNS)
                                    for events, test in scans)
         views = (LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW_EMPTY, f"CREATE OR REPLACE VIEW usage AS {usage}")
     for view in views:
         connection.execute(view)
     register_corrections(connection, corrections or NO_CORRECTIONS)
     if reference is not None:
-        keys = connection.execute(
-            "SELECT DISTINCT date, subscription_id, cost_center, deployment, model, usage_state FROM usage").fetchall()
+        keys = connection.execute(f"SELECT DISTINCT {KEY_COLUMNS} FROM usage u").fetchall()
         connection.register("pricing_keys", resolution_table(reference, keys, corrections))
         connection.execute(COSTS_VIEW)
     return Warehouse(connection, bool(llm_keys))

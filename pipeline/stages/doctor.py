@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from pipeline.domain.capacity import is_provisioned_type
 from pipeline.domain.costing import Reference
+from pipeline.domain.mappings import is_provisioned_type
 from pipeline.lake.manifests import manifests
 from pipeline.ports import Counters, Ledger, ObjectStore
 from pipeline.stages.llm_usage import StreamStatus

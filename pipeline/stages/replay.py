@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from pipeline.domain.costing import Reference, Resolution, UsageKey, usage_state
+from pipeline.domain.costing import Reference, Resolution, UsageKey, event_key
 from pipeline.domain.decode import RawMessage, Rejection, decode_batch
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LivePricer
@@ -126,12 +126,6 @@ def dry_run(sources: Iterable[Source], ledger: Ledger | None, reference: Referen
     return plan
 
 
-def event_key(event: UsageEvent) -> UsageKey:
-    """What pricing depends on besides token counts (as the report groups events)."""
-    return UsageKey(event.timestamp.date(), event.subscription_id, event.cost_center, event.deployment,
-                    event.model, usage_state(event.usage is not None, event.usage_source, event.tags))
-
-
 def _price(plan: DryRun, event: UsageEvent, reference: Reference, resolved: dict[UsageKey, Resolution]) -> None:
     key = event_key(event)
     resolution = resolved.get(key)
@@ -150,5 +144,5 @@ def _price(plan: DryRun, event: UsageEvent, reference: Reference, resolved: dict
         return
     delta = plan.costs.setdefault((resolution.cost_center, f"{event.timestamp:%Y-%m}", price.currency), Delta())
     delta.requests += 1
-    delta.cost = money_sum((delta.cost, price.cost(usage.prompt_tokens, usage.cached_tokens,
-                                                   usage.completion_tokens)))
+    delta.cost = money_sum((delta.cost, price.cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens,
+                                                   usage.audio_prompt_tokens, usage.audio_completion_tokens)))

@@ -111,7 +111,7 @@ def show_check(check: CatalogCheck) -> None:
 
 def show_deployment_coverage(catalog: PriceCatalog, settings: Settings, today: date) -> None:
     """Deployments of the map that this catalog cannot price today."""
-    from pipeline.domain.capacity import is_provisioned_type
+    from pipeline.domain.mappings import is_provisioned_type
     from pipeline.inputs.maps import load_deployments
 
     path = settings.deployments_csv

@@ -37,10 +37,10 @@ import pyarrow as pa
 
 from pipeline.domain.allocation import allocate_capacity
 from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
-from pipeline.domain.costing import CostLine, Reference, Resolution, UsageKey
+from pipeline.domain.costing import CostLine, Reference, Resolution, UsageKey, UsageState
 from pipeline.domain.periods import Period
 from pipeline.lake.areas import ReportStores
-from pipeline.lake.pricing_keys import usage_key
+from pipeline.lake.pricing_keys import KEY_WIDTH, usage_key
 from pipeline.lake.warehouse import USAGE_WINDOW, Limits, Warehouse, open_warehouse, register_corrections
 from pipeline.stages.correct import load_corrections
 from pipeline.stages.report.model import KeyUsage, Report, as_period
@@ -103,12 +103,11 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
     cached_unknown: list[KeyUsage] = []
     mismatched = 0
     if warehouse.llm_usage:
-        cached_unknown = [KeyUsage(day, subscription_id, deployment, state,
-                                   corrections.resolve(reference, usage_key((day, subscription_id, cost_center,
-                                                                             deployment, model, state))),
-                                   requests, prompt, 0, 0)
-                          for day, subscription_id, cost_center, deployment, model, state, requests, prompt
-                          in connection.execute(CACHED_UNKNOWN_SQL, [start, end]).fetchall()]
+        cached_unknown = [KeyUsage(key.day, key.subscription_id, key.deployment, key.state.value,
+                                   corrections.resolve(reference, key), requests, prompt, 0, 0)
+                          for *columns, requests, prompt in connection.execute(CACHED_UNKNOWN_SQL,
+                                                                               [start, end]).fetchall()
+                          for key in (usage_key(tuple(columns)),)]
         [(mismatched,)] = connection.execute(LLM_MISMATCH_SQL, [start, end]).fetchall()
     explanations: dict[tuple[str, str], set[str]] = defaultdict(set)
     for item in usage:
@@ -117,7 +116,7 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
             _explain(explanations, resolved, corrections.reassigned_to(_key(item)))
     voided: dict[str, int] = defaultdict(int)
     for row in connection.execute(VOIDED_SQL, [start, end]).fetchall():
-        key, correction_id, requests = usage_key(row[:6]), str(row[6]), int(row[7])
+        key, correction_id, requests = usage_key(row[:KEY_WIDTH]), str(row[KEY_WIDTH]), int(row[KEY_WIDTH + 1])
         voided[correction_id] += requests
         explanations[_pair(corrections.resolve(reference, key))].add(correction_id)
     make_lines = functools.cache(functools.partial(_cost_lines, days, reference, corrections))
@@ -142,26 +141,25 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
 
 def _cost_lines(days: pa.Table, reference: Reference, corrections: Corrections) -> list[CostLine]:
     """The day-level cost lines of the period (DAYS_SQL rows)."""
-    return [CostLine(key, corrections.resolve(reference, key), *row[6:11])
+    return [CostLine(key, corrections.resolve(reference, key), *row[KEY_WIDTH:])
             for row in zip(*(column.to_pylist() for column in days.columns), strict=True)
-            for key in (usage_key(row[:6]),)]
+            for key in (usage_key(row[:KEY_WIDTH]),)]
 
 
 def _resolved(periods: list[tuple[Any, ...]], reference: Reference, corrections: Corrections) -> list[KeyUsage]:
     """The usage of each key over a month's days between two reference boundaries (PERIODS_SQL
     rows, in their order), resolved on its first day: one resolution per key and period
     instead of one per day, and the detail its first day-level line would give."""
-    return [KeyUsage(day, subscription_id, deployment, state,
-                     corrections.resolve(reference, usage_key((day, subscription_id, cost_center, deployment, model,
-                                                               state))),
-                     requests, prompt, cached, completion)
-            for day, subscription_id, cost_center, deployment, model, state, requests, prompt, cached, completion, _
-            in periods]
+    return [KeyUsage(key.day, key.subscription_id, key.deployment, key.state.value, corrections.resolve(reference, key),
+                     requests, prompt, cached, completion, audio_prompt, audio_completion)
+            for row in periods
+            for key in (usage_key(row[:KEY_WIDTH]),)
+            for requests, prompt, cached, completion, _, audio_prompt, audio_completion in (row[KEY_WIDTH:],)]
 
 
 def _key(item: KeyUsage) -> UsageKey:
     """A key with the usage's day, subscription and deployment (what reassigns look at)."""
-    return usage_key((item.day, item.subscription_id, None, item.deployment, None, item.state))
+    return UsageKey(item.day, item.subscription_id, None, item.deployment, None, UsageState(item.state))
 
 
 def _pair(resolution: Resolution) -> tuple[str, str]:

@@ -25,10 +25,17 @@ REPORT_COLUMNS = ("month", "cost_center", "subscription_id", "model", "deploymen
                   "catalog_version", "charge_class", "ptu_cost", "total_cost",
                   # streamed requests priced from LLM logs, which have no cached-token count: how
                   # many, and the most they may be over-charged (their prompt at input - cached price)
-                  "cached_unknown_requests", "cached_unknown_max_overcharge")  # extend at the end only
+                  "cached_unknown_requests", "cached_unknown_max_overcharge",
+                  # the tier the row is billed at (standard, flex, priority; blank for PTU capacity),
+                  # whether it is spilled-over usage of a provisioned deployment (billed pay-as-you-go
+                  # at its spillover deployment's prices), and the audio tokens of prompt/completion
+                  # (extend at the end only)
+                  "service_tier", "spillover", "audio_prompt_tokens", "audio_completion_tokens")
 AMOUNT_COLUMNS = ("cost", "ptu_cost", "total_cost", "cached_unknown_max_overcharge")  # exact decimals in the CSV
 UNPRICED_COLUMNS = ("month", "reason", "cost_center", "subscription_id", "deployment", "model", "requests",
-                    "prompt_tokens", "cached_tokens", "completion_tokens", "detail", "deployment_type")
+                    "prompt_tokens", "cached_tokens", "completion_tokens", "detail", "deployment_type",
+                    "service_tier", "spillover", "audio_prompt_tokens", "audio_completion_tokens")
+BOOLEAN_COLUMNS = ("spillover",)  # `true`/`false` in the CSV files
 DAILY_COLUMNS = ("date", *(c for c in REPORT_COLUMNS if c != "month"))  # `-daily.csv`: the rows by UTC day
 FORMATS = ("csv", "parquet", "focus", "html")  # every format render_report knows
 DEFAULT_FORMATS = ("csv", "parquet")
@@ -40,7 +47,8 @@ REPORT_SCHEMA = pa.schema([
     ("prompt_tokens", pa.int64()), ("cached_tokens", pa.int64()), ("completion_tokens", pa.int64()),
     ("cost", COST), ("currency", pa.string()), ("catalog_version", pa.string()), ("charge_class", pa.string()),
     ("ptu_cost", COST), ("total_cost", COST), ("cached_unknown_requests", pa.int64()),
-    ("cached_unknown_max_overcharge", COST),
+    ("cached_unknown_max_overcharge", COST), ("service_tier", pa.string()), ("spillover", pa.bool_()),
+    ("audio_prompt_tokens", pa.int64()), ("audio_completion_tokens", pa.int64()),
 ])
 
 
@@ -58,10 +66,14 @@ class ReportRow:
     currency: str
     catalog_version: str
     charge_class: str = ""
+    service_tier: str = ""  # the billing tier ("" for provisioned usage and capacity)
+    spillover: bool = False
     requests: int = 0
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
+    audio_prompt_tokens: int = 0
+    audio_completion_tokens: int = 0
     cost: Decimal | None = None  # pay-as-you-go (per-token) cost; 0 for provisioned usage
     ptu_cost: Decimal | None = None  # provisioned capacity allocated to this line
     cached_unknown_requests: int = 0  # of `requests`: priced from LLM logs without a cached-token count
@@ -92,6 +104,10 @@ class UnpricedRow:
     completion_tokens: int = 0
     usage_state: str = ""  # not a CSV column: tells `no-usage` of errors from streams whose usage never came
     deployment_type: str = ""
+    service_tier: str = ""
+    spillover: bool = False
+    audio_prompt_tokens: int = 0
+    audio_completion_tokens: int = 0
 
 
 @dataclass(slots=True)
@@ -231,6 +247,8 @@ class KeyUsage(NamedTuple):
     prompt_tokens: int
     cached_tokens: int
     completion_tokens: int
+    audio_prompt_tokens: int = 0
+    audio_completion_tokens: int = 0
 
 
 def exact_text(amount: Decimal | None) -> str:

@@ -15,6 +15,7 @@ from pipeline.stages.report.focus import FocusContext, render_focus
 from pipeline.stages.report.html import render_html
 from pipeline.stages.report.model import (
     AMOUNT_COLUMNS,
+    BOOLEAN_COLUMNS,
     DAILY_COLUMNS,
     DEFAULT_FORMATS,
     REPORT_COLUMNS,
@@ -42,7 +43,7 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
     if "csv" in wanted:
         files[f"{stem}.csv"] = _csv(REPORT_COLUMNS, (_csv_values(row) for row in report.rows))
         files[f"{stem}-unpriced.csv"] = _csv(
-            UNPRICED_COLUMNS, ({c: getattr(row, c) for c in UNPRICED_COLUMNS} for row in report.unpriced))
+            UNPRICED_COLUMNS, (_booleans({c: getattr(row, c) for c in UNPRICED_COLUMNS}) for row in report.unpriced))
         daily = report_rows(line_usage(report.lines), report.deployment_days, bucket=date.isoformat,
                             unknown=report.cached_unknown)
         files[f"{stem}-daily.csv"] = _csv(DAILY_COLUMNS, (_csv_values(row, first="date") for row in daily))
@@ -62,6 +63,12 @@ def _csv_values(row: ReportRow, first: str = "month") -> dict[str, object]:
     """The row's CSV cells, its bucket of days (`month`, or `date` for daily rows) named `first`."""
     values = {**row.values(), **{c: exact_text(getattr(row, c)) for c in AMOUNT_COLUMNS}}
     values[first] = values.pop("month")
+    return _booleans(values)
+
+
+def _booleans(values: dict[str, object]) -> dict[str, object]:
+    for column in BOOLEAN_COLUMNS:
+        values[column] = "true" if values[column] else "false"
     return values
 
 

@@ -23,7 +23,8 @@ def line_usage(lines: Iterable[CostLine]) -> Iterator[KeyUsage]:
     for line in lines:
         key = line.key
         yield KeyUsage(key.day, key.subscription_id, key.deployment, key.state.value, line.resolution,
-                       line.requests, line.prompt_tokens, line.cached_tokens, line.completion_tokens)
+                       line.requests, line.prompt_tokens, line.cached_tokens, line.completion_tokens,
+                       line.audio_prompt_tokens, line.audio_completion_tokens)
 
 
 def report_rows(usage: Iterable[KeyUsage], deployment_days: Iterable[DeploymentDay] = (),
@@ -39,7 +40,8 @@ def report_rows(usage: Iterable[KeyUsage], deployment_days: Iterable[DeploymentD
     priced: dict[RowKey, dict[int, tuple[Price, list[int]]]] = defaultdict(dict)
     provisioned: set[RowKey] = set()  # rows with provisioned usage: 0 pay-as-you-go
     allocated: dict[RowKey, list[Decimal]] = defaultdict(list)
-    for day, subscription_id, _, _, resolved, requests, prompt, cached, completion in usage:
+    for day, subscription_id, _, _, resolved, requests, prompt, cached, completion, audio_prompt, audio_completion \
+            in usage:
         key = _row_key(bucket(day), subscription_id, resolved)
         row = rows.get(key)
         if row is None:
@@ -48,24 +50,28 @@ def report_rows(usage: Iterable[KeyUsage], deployment_days: Iterable[DeploymentD
         row.prompt_tokens += prompt
         row.cached_tokens += cached
         row.completion_tokens += completion
+        row.audio_prompt_tokens += audio_prompt
+        row.audio_completion_tokens += audio_completion
         price = resolved.price
         if price is not None:
             prices = priced[key]
             kept = prices.get(id(price))
             if kept is None:
-                prices[id(price)] = (price, [prompt, cached, completion])
+                prices[id(price)] = (price, [prompt, cached, completion, audio_prompt, audio_completion])
             else:
                 tokens = kept[1]
                 tokens[0] += prompt
                 tokens[1] += cached
                 tokens[2] += completion
+                tokens[3] += audio_prompt
+                tokens[4] += audio_completion
         elif resolved.provisioned:
             provisioned.add(key)
     for deployment_day in deployment_days:
         for allocation in deployment_day.allocations:
             consumer = allocation.consumer
             key = (bucket(deployment_day.day), consumer.cost_center, consumer.subscription_id, consumer.model,
-                   consumer.deployment_type, allocation.currency, "", consumer.charge_class)
+                   consumer.deployment_type, allocation.currency, "", consumer.charge_class, "", False)
             if key not in rows:  # idle capacity charged to its owner: a line with no usage
                 rows[key] = ReportRow(*key)
             allocated[key].append(allocation.amount)
@@ -80,13 +86,14 @@ def report_rows(usage: Iterable[KeyUsage], deployment_days: Iterable[DeploymentD
     return [rows[key] for key in sorted(rows)]
 
 
-RowKey = tuple[str, str, str, str, str, str, str, str]  # the first eight fields of a ReportRow
+RowKey = tuple[str, str, str, str, str, str, str, str, str, bool]  # the first ten fields of a ReportRow
 
 
 def _row_key(bucket: str, subscription_id: str, resolved: Resolution) -> RowKey:
     currency = resolved.currency
     return (bucket, resolved.cost_center, subscription_id, resolved.model or "", resolved.deployment_type or "",
-            currency, resolved.catalog_version if currency else "", resolved.charge_class)
+            currency, resolved.catalog_version if currency else "", resolved.charge_class, resolved.service_tier,
+            resolved.spillover)
 
 
 def _mark_cached_unknown(rows: dict[RowKey, ReportRow], unknown: Iterable[KeyUsage],
@@ -109,18 +116,22 @@ def _mark_cached_unknown(rows: dict[RowKey, ReportRow], unknown: Iterable[KeyUsa
 
 
 def unpriced_rows(usage: Iterable[KeyUsage]) -> list[UnpricedRow]:
-    rows: dict[tuple[str, ...], UnpricedRow] = {}
-    for day, subscription_id, deployment, state, resolved, requests, prompt, cached, completion in usage:
+    rows: dict[tuple[object, ...], UnpricedRow] = {}
+    for day, subscription_id, deployment, state, resolved, requests, prompt, cached, completion, audio_prompt, \
+            audio_completion in usage:
         if resolved.unpriced is None:
             continue
         key = (month_of(day), resolved.unpriced.value, resolved.cost_center, subscription_id,
-               deployment, resolved.model or "", state)
+               deployment, resolved.model or "", state, resolved.service_tier, resolved.spillover)
         row = rows.get(key)
         if row is None:
-            row = rows[key] = UnpricedRow(*key[:6], detail=resolved.detail, usage_state=key[6],
-                                          deployment_type=resolved.deployment_type or "")
+            row = rows[key] = UnpricedRow(*key[:6], detail=resolved.detail, usage_state=state,
+                                          deployment_type=resolved.deployment_type or "",
+                                          service_tier=resolved.service_tier, spillover=resolved.spillover)
         row.requests += requests
         row.prompt_tokens += prompt
         row.cached_tokens += cached
         row.completion_tokens += completion
+        row.audio_prompt_tokens += audio_prompt
+        row.audio_completion_tokens += audio_completion
     return [rows[key] for key in sorted(rows)]

@@ -3,12 +3,14 @@ usage per day, key and origin in a temp table, then summed per key and reference
 
 from __future__ import annotations
 
-from pipeline.lake.views import NOT_VOIDED
+from pipeline.lake.views import KEY_COLUMNS, NOT_VOIDED
 
-_KEY = "u.date, u.subscription_id, u.cost_center, u.deployment, u.model, u.usage_state"
+_KEY = KEY_COLUMNS
 _SUMS = ("count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
          "coalesce(sum(cached_tokens), 0) AS cached_tokens, coalesce(sum(completion_tokens), 0) AS completion_tokens, "
-         "coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens")
+         "coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens, "
+         "coalesce(sum(audio_prompt_tokens), 0) AS audio_prompt_tokens, "
+         "coalesce(sum(audio_completion_tokens), 0) AS audio_completion_tokens")
 # Where the numbers came from (`usage.usage_origin`) is grouped by and summed afterwards: a
 # FILTER per origin costs the SQL more. Without LLM usage joined, the origin is the event's
 # usageSource when it carried usage (else `none`), so the plain column is grouped by (the
@@ -22,9 +24,10 @@ def groups_sql(origin_column: str) -> str:
             f"FROM usage u WHERE u.date >= ? AND u.date < ? AND {NOT_VOIDED} GROUP BY ALL")
 
 
-_GROUP_KEY = "subscription_id, cost_center, deployment, model, usage_state"
+_GROUP_KEY = "subscription_id, cost_center, deployment, model, usage_state, billing_tier, spilled, audio_classes"
 _TOTALS = ("sum(requests)::BIGINT, sum(prompt_tokens)::BIGINT, sum(cached_tokens)::BIGINT, "
-           "sum(completion_tokens)::BIGINT, sum(reasoning_tokens)::BIGINT")
+           "sum(completion_tokens)::BIGINT, sum(reasoning_tokens)::BIGINT, sum(audio_prompt_tokens)::BIGINT, "
+           "sum(audio_completion_tokens)::BIGINT")
 # Per key, month and period between two reference boundaries (the boundaries of the period's
 # days, a parameter), from its first day: a key resolves alike on all the days of a period.
 PERIODS_SQL = (f"SELECT min(date), {_GROUP_KEY}, {_TOTALS} FROM report_groups "

@@ -1,0 +1,188 @@
+"""Service tiers, spillover and audio priced as Azure bills them: hand-computed goldens through
+the real CLI (ingest, report, query) and files.
+
+Prices per 1M tokens: m-chat global standard 2.00 in / 0.50 cached / 8.00 out, flex 1.00 / 0.25 /
+4.00, no priority row; m-audio 2.50 / 1.25 / 10.00 with audio 40.00 in / 80.00 out; m-text 2.50 /
+(none) / 10.00 and no audio price. dep-ptu (m-chat, provisioned) spills over to dep-chat;
+dep-ptu-bare names no spillover deployment. dep-ptu: 1 PTU at 2.00 USD per PTU-hour on
+2026-10-01 only (48.00), weights 1 / 0 / 4 and 100 input tokens per minute per PTU: capacity
+1 x 24 x 60 x 100 = 144,000 weighted tokens a day.
+
+sub-a (CC-A), all pay-as-you-go:
+  standard (serviceTier null, default, auto): 0.8M x 2 + 0.2M x 0.5 + 0.1M x 8 = 2.50;
+      1M x 2 = 2.00; 0.1M x 2 + 0.5M x 8 = 4.20                                  -> 8.70
+  flex: 1M x 1 + 1M x 0.25 + 1M x 4 = 5.25                                       -> 5.25
+  priority: unpriced no-price, naming the tier (never the standard rate)
+  spilled from dep-ptu at dep-chat's prices: 1M x 2 + 0.1M x 8 = 2.80 (2026-10-01, capacity)
+      and 1M x 2 = 2.00 (2026-10-05, no capacity row)                           -> 4.80
+  spilled from dep-ptu at flex: 1M x 1 = 1.00                                     -> 1.00
+  spilled from dep-ptu-bare: unpriced no-spillover-deployment
+  dep-ptu on 2026-10-05, not spilled: unpriced no-capacity
+  audio: text in (1M - 0.1M cached - 0.4M audio) x 2.5 = 1.25, cached 0.1M x 1.25 = 0.125,
+      audio in 0.4M x 40 = 16, text out 0.15M x 10 = 1.50, audio out 0.05M x 80 = 4 -> 22.875
+  m-text: 1M x 2.5 = 2.50; the request with audio tokens: unpriced no-price, naming audio
+sub-b (CC-B): 10,000 prompt + 5,000 output on dep-ptu on 2026-10-01 = 30,000 weighted: the
+  spilled requests of that day are not PTU usage, so CC-B's share is 48 x 30,000 / 144,000 =
+  10.00 and the idle 38.00 goes to CC-OWNER.
+Pay-as-you-go 8.70 + 5.25 + 4.80 + 1.00 + 22.875 + 2.50 = 45.125; PTU 48.00; total 93.125 USD.
+"""
+
+from __future__ import annotations
+
+import csv
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from pipeline.entrypoints.cli import main
+from tests.conftest import WriteFile
+from tests.factories import event, jsonl
+
+PRICES = """\
+# source: test goldens
+# date: 2026-12-03
+model,deployment_type,region,effective_from,effective_to,currency,input_per_1m,cached_input_per_1m,output_per_1m,service_tier,audio_input_per_1m,audio_output_per_1m
+m-chat,global,*,2026-01-01,,USD,2.00,0.50,8.00,,,
+m-chat,global,*,2026-01-01,,USD,1.00,0.25,4.00,flex,,
+m-audio,global,*,2026-01-01,,USD,2.50,1.25,10.00,standard,40.00,80.00
+m-text,global,*,2026-01-01,,USD,2.50,,10.00,,,
+"""
+DEPLOYMENTS = """\
+deployment,model,deployment_type,region,spillover_deployment
+dep-chat,m-chat,global,,
+dep-ptu,m-chat,provisioned,,dep-chat
+dep-ptu-bare,m-chat,provisioned,,
+dep-audio,m-audio,global,,
+dep-text,m-text,global,,
+"""
+COST_CENTERS = "subscription_id,cost_center,effective_from,effective_to\nsub-a,CC-A,,\nsub-b,CC-B,,\n"
+CAPACITY = ("deployment,ptu,price_per_ptu_hour,currency,effective_from,effective_to\n"
+            "dep-ptu,1,2.00,USD,2026-10-01,2026-10-02\n")
+WEIGHTS = "model,input_weight,cached_input_weight,output_weight,input_tpm_per_ptu\nm-chat,1,0,4,100\n"
+
+_count = iter(range(1, 1000))
+
+
+def tokens(prompt: int, completion: int, cached: int = 0, audio_prompt: int = 0,
+           audio_completion: int = 0) -> dict[str, int]:
+    return {"promptTokens": prompt, "completionTokens": completion, "totalTokens": prompt + completion,
+            "cachedTokens": cached, "reasoningTokens": 0, "audioPromptTokens": audio_prompt,
+            "audioCompletionTokens": audio_completion}
+
+
+def ev(deployment: str, usage: dict[str, int], day: str = "2026-10-01", subscription: str = "sub-a",
+       **changes: object) -> dict[str, object]:
+    return event(eventId=f"bill-{next(_count):03d}", subscriptionId=subscription, deployment=deployment,
+                 timestamp=f"{day}T10:00:00Z", model=None, usage=usage, **changes)
+
+
+M = 1_000_000
+EVENTS = [
+    ev("dep-chat", tokens(M, 100_000, cached=200_000), serviceTier=None),
+    ev("dep-chat", tokens(M, 0), serviceTier="default", serviceTierSource="response"),
+    ev("dep-chat", tokens(100_000, 500_000), serviceTier="auto", serviceTierSource="response"),
+    ev("dep-chat", tokens(2 * M, M, cached=M), serviceTier="flex", serviceTierSource="response"),
+    ev("dep-chat", tokens(M, 0), serviceTier="priority", serviceTierSource="response"),
+    ev("dep-ptu", tokens(10_000, 5_000), subscription="sub-b", spillover=False),
+    ev("dep-ptu", tokens(M, 100_000), spillover=True),
+    ev("dep-ptu", tokens(M, 0), day="2026-10-05", spillover=True),
+    ev("dep-ptu", tokens(M, 0), spillover=True, serviceTier="flex", serviceTierSource="response"),
+    ev("dep-ptu", tokens(100, 100), day="2026-10-05", spillover=False),
+    ev("dep-ptu-bare", tokens(M, 0), spillover=True),
+    ev("dep-audio", tokens(M, 200_000, cached=100_000, audio_prompt=400_000, audio_completion=50_000)),
+    ev("dep-text", tokens(M, 0)),
+    ev("dep-text", tokens(10_000, 0, audio_prompt=1_000)),
+]
+PAYG, PTU, TOTAL = Decimal("45.125"), Decimal("48.00"), Decimal("93.125")
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture
+def out(home: Path, write_file: WriteFile, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name, file, text in (("CHARGEBACK_PRICES", "prices.csv", PRICES),
+                             ("CHARGEBACK_DEPLOYMENTS", "deployments.csv", DEPLOYMENTS),
+                             ("CHARGEBACK_COST_CENTERS", "cost-centers.csv", COST_CENTERS),
+                             ("CHARGEBACK_CAPACITY", "capacity.csv", CAPACITY),
+                             ("CHARGEBACK_PTU_WEIGHTS", "ptu-weights.csv", WEIGHTS)):
+        monkeypatch.setenv(name, str(write_file(file, text)))
+    monkeypatch.setenv("CHARGEBACK_PTU_IDLE_OWNER", "CC-OWNER")
+    result = run("ingest", str(write_file("events.jsonl", jsonl(EVENTS))))
+    assert result.exit_code == 0, result.output
+    assert "ingested 14" in result.output, result.output
+    folder = tmp_path / "out"
+    result = run("report", "--month", "2026-10", "--out", str(folder), "--format", "csv,parquet")
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def test_each_tier_spillover_and_audio_priced_by_hand(out: Path) -> None:
+    rows = read(out / "chargeback-2026-10.csv")
+    got = {(r["cost_center"], r["model"], r["deployment_type"], r["service_tier"], r["spillover"]):
+           (r["requests"], r["cost"], r["ptu_cost"], r["total_cost"], r["audio_prompt_tokens"],
+            r["audio_completion_tokens"]) for r in rows if r["currency"]}
+    assert got == {
+        ("CC-A", "m-chat", "global", "standard", "false"): ("3", "8.7", "", "8.7", "0", "0"),
+        ("CC-A", "m-chat", "global", "flex", "false"): ("1", "5.25", "", "5.25", "0", "0"),
+        ("CC-A", "m-chat", "global", "standard", "true"): ("2", "4.8", "", "4.8", "0", "0"),
+        ("CC-A", "m-chat", "global", "flex", "true"): ("1", "1", "", "1", "0", "0"),
+        ("CC-A", "m-audio", "global", "standard", "false"): ("1", "22.875", "", "22.875", "400000", "50000"),
+        ("CC-A", "m-text", "global", "standard", "false"): ("1", "2.5", "", "2.5", "0", "0"),
+        ("CC-B", "m-chat", "provisioned", "", "false"): ("1", "0", "10", "10", "0", "0"),
+        ("CC-OWNER", "m-chat", "provisioned", "", "false"): ("0", "", "38", "38", "0", "0"),
+    }
+    assert sum(Decimal(r["total_cost"]) for r in rows if r["total_cost"]) == TOTAL
+    assert sum(Decimal(r["cost"]) for r in rows if r["cost"]) == PAYG
+
+
+def test_unpriced_tier_spillover_and_audio_name_what_is_missing(out: Path) -> None:
+    unpriced = {(r["reason"], r["deployment"], r["service_tier"], r["spillover"]): (r["requests"], r["detail"])
+                for r in read(out / "chargeback-2026-10-unpriced.csv")}
+    assert unpriced == {
+        ("no-price", "dep-chat", "priority", "false"): (
+            "1", "no price for m-chat (global, region *, service tier priority) on 2026-10-01"),
+        ("no-capacity", "dep-ptu", "", "false"): (
+            "1", "provisioned deployment 'dep-ptu' has no capacity row in force on 2026-10-05 (provisioned-capacity "
+            "file)"),
+        ("no-spillover-deployment", "dep-ptu-bare", "standard", "true"): (
+            "1", "spilled over from provisioned deployment 'dep-ptu-bare', whose deployment-map row names no "
+            "spillover_deployment: name the standard deployment that serves its overflow"),
+        ("no-price", "dep-text", "standard", "false"): (
+            "1", "no audio price for m-text (global, region *) on 2026-10-01: the request has audio tokens and "
+            f"{out.parent / 'inputs' / 'prices.csv'}:7 has no audio_input_per_1m"),
+    }
+
+
+def test_spilled_requests_are_not_ptu_usage(out: Path) -> None:
+    result = run("query", "SELECT cost_center, kind, amount, prompt_tokens FROM allocations ORDER BY ALL",
+                 "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert list(csv.DictReader(result.stdout.splitlines())) == [
+        {"cost_center": "CC-B", "kind": "usage", "amount": "10.000000000000", "prompt_tokens": "10000"},
+        {"cost_center": "CC-OWNER", "kind": "idle", "amount": "38.000000000000", "prompt_tokens": "0"},
+    ]
+
+
+def test_the_costs_view_prices_each_event_alike(out: Path) -> None:
+    result = run("query", "SELECT billing_tier, spilled, sum(cost) AS cost, count(*) AS requests FROM costs "
+                 "WHERE cost IS NOT NULL GROUP BY ALL ORDER BY ALL", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(result.stdout.splitlines()))
+    assert [(r["billing_tier"], r["spilled"], Decimal(r["cost"]), r["requests"]) for r in rows] == [
+        ("flex", "False", Decimal("5.25"), "1"),
+        ("flex", "True", Decimal("1"), "1"),
+        # with the PTU request of sub-b (0 per token: its capacity is in `allocations`)
+        ("standard", "False", Decimal("8.70") + Decimal("22.875") + Decimal("2.50"), "6"),
+        ("standard", "True", Decimal("4.80"), "2"),
+    ]
+    result = run("query", "SELECT sum(cost) FROM costs", "--format", "csv")
+    assert Decimal(result.stdout.splitlines()[1]) == PAYG
