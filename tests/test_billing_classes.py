@@ -186,3 +186,51 @@ def test_the_costs_view_prices_each_event_alike(out: Path) -> None:
     ]
     result = run("query", "SELECT sum(cost) FROM costs", "--format", "csv")
     assert Decimal(result.stdout.splitlines()[1]) == PAYG
+
+
+@pytest.mark.parametrize(("file", "text", "message"), [
+    ("CHARGEBACK_PRICES", PRICES.replace("4.00,flex,,", "4.00,turbo,,"),
+     "prices.csv:5: service_tier 'turbo' is not one of standard, flex, priority (blank = standard)"),
+    ("CHARGEBACK_PRICES", PRICES + "m-chat,global,*,2026-06-01,,USD,1.00,0.25,4.00,flex,,\n",
+     "prices.csv:8: overlapping prices for m-chat / global / region * / service tier flex: 2026-06-01..open "
+     "overlaps 2026-01-01..open"),
+    ("CHARGEBACK_DEPLOYMENTS", DEPLOYMENTS.replace("dep-ptu,m-chat,provisioned,,dep-chat",
+                                                   "dep-ptu,m-chat,provisioned,,dep-nowhere"),
+     "deployments.csv:3: spillover_deployment 'dep-nowhere' of 'dep-ptu' is not in the deployment map: add it"),
+    ("CHARGEBACK_DEPLOYMENTS", DEPLOYMENTS.replace("dep-ptu,m-chat,provisioned,,dep-chat",
+                                                   "dep-ptu,m-chat,provisioned,,dep-ptu-bare"),
+     "deployments.csv:3: spillover_deployment 'dep-ptu-bare' of 'dep-ptu' is provisioned (provisioned): spilled "
+     "requests are billed pay-as-you-go"),
+    ("CHARGEBACK_DEPLOYMENTS", DEPLOYMENTS.replace("dep-audio,m-audio,global,,", "dep-audio,m-audio,global,,dep-chat"),
+     "deployments.csv:5: deployment 'dep-audio' (global) names spillover_deployment 'dep-chat', but only a "
+     "provisioned deployment spills over"),
+])
+def test_bad_tiers_and_spillover_maps_are_one_line(out: Path, write_file: WriteFile, monkeypatch: pytest.MonkeyPatch,
+                                                   file: str, text: str, message: str) -> None:
+    monkeypatch.setenv(file, str(write_file(Path(str(__import__("os").environ[file])).name, text)))
+    again = out.parent / "again"
+    result = run("report", "--month", "2026-10", "--out", str(again))
+    assert result.exit_code == 1, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("Error: ") and message in line, line
+    assert not again.exists()  # nothing written
+
+
+
+def test_live_spend_prices_tiers_spillover_and_audio_as_the_report(out: Path) -> None:
+    result = run("usage", "--month", "2026-10", "--subscription", "sub-a")
+    assert result.exit_code == 0, result.output
+    # 45.125 USD (the report's pay-as-you-go of sub-a), shown to the cent; 4 unpriced requests:
+    # priority, no capacity, no spillover deployment, audio without an audio price
+    assert "│ sub-a        │       13 │ 13,010,200 │        4 │ 45.12 │" in result.output, result.output
+
+
+def test_cached_and_audio_prompt_tokens_may_not_overlap() -> None:
+    from pipeline.domain.decode import RawMessage, decode_batch
+    from tests.factories import line
+
+    bad = ev("dep-audio", tokens(1_000, 0, cached=600, audio_prompt=500))
+    [rejection] = decode_batch([RawMessage(line(bad), "overlap.jsonl", "1")]).rejections
+    assert (rejection.code, rejection.reason) == (
+        "inconsistent-usage", "cachedTokens 600 + audioPromptTokens 500 > promptTokens 1000: cached and audio prompt "
+        "tokens are parts of the prompt that do not overlap")

@@ -82,6 +82,8 @@ BAD: list[tuple[str, bytes, str]] = [
      "inconsistent-usage"),
     ("usageSource bogus", line(event(usageSource="bogus")), "schema"),
     ("audio prompt > prompt", line(event(usage={**usage(100, 20), "audioPromptTokens": 101})), "inconsistent-usage"),
+    ("cached + audio prompt > prompt",
+     line(event(usage={**usage(100, 20, cached=60), "audioPromptTokens": 41})), "inconsistent-usage"),
     ("audio completion > completion", line(event(usage={**usage(100, 20), "audioCompletionTokens": 21})),
      "inconsistent-usage"),
     ("negative audio tokens", line(event(usage={**usage(100, 20), "audioPromptTokens": -1})), "schema"),
