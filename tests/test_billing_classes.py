@@ -30,6 +30,7 @@ Pay-as-you-go 8.70 + 5.25 + 4.80 + 1.00 + 22.875 + 2.50 = 45.125; PTU 48.00; tot
 from __future__ import annotations
 
 import csv
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -234,3 +235,20 @@ def test_cached_and_audio_prompt_tokens_may_not_overlap() -> None:
     assert (rejection.code, rejection.reason) == (
         "inconsistent-usage", "cachedTokens 600 + audioPromptTokens 500 > promptTokens 1000: cached and audio prompt "
         "tokens are parts of the prompt that do not overlap")
+
+
+def test_the_html_report_shows_tiers_and_spillover(out: Path) -> None:
+    result = run("report", "--month", "2026-10", "--out", str(out), "--format", "html")
+    assert result.exit_code == 0, result.output
+    page = (out / "chargeback-2026-10.html").read_text(encoding="utf-8")
+    table = page[page.index('<table id="tier-costs"'):]
+    table = table[:table.index("</table>")]
+    cells = [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", table)]
+    assert cells == [
+        "flex", "no", "1", "0", "5.25 USD",
+        "flex", "yes", "1", "0", "1.00 USD",
+        "standard", "no", "5", "450,000", "34.08 USD",
+        "standard", "yes", "2", "0", "4.80 USD",
+    ]
+    models = page[page.index('<table id="unpriced-models"'):]
+    assert "<td>m-chat</td><td>global</td><td>priority</td><td>no-price</td>" in models

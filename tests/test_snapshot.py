@@ -273,7 +273,8 @@ def test_every_field_round_trips_to_parquet(pipeline: Pipeline, write_file: Writ
         "schema_version": 1, "ledger_seq": 1, "date": date(2026, 10, 15),
         "service_tier": "flex", "service_tier_source": "request", "spillover": False,
         "audio_prompt_tokens": 40, "audio_completion_tokens": 7,
-        "usage_origin": "stream", "usage_state": "measured", "cached_tokens_unknown": False}  # the view's own
+        "usage_origin": "stream", "usage_state": "measured", "cached_tokens_unknown": False,  # the view's own
+        "billing_tier": "flex", "spilled": False, "audio_classes": 3}
     assert got_bare.pop("ingested_at") == ingested  # one batch, one ingestion time
     assert got_bare == {
         "event_id": "evt-nulls", "timestamp": datetime(2026, 10, 15, 12, 30, tzinfo=UTC),
@@ -285,7 +286,8 @@ def test_every_field_round_trips_to_parquet(pipeline: Pipeline, write_file: Writ
         "tags": None, "extra": None, "source": str(path), "source_position": "line 2", **no_event_hub,
         "schema_version": 1, "ledger_seq": 2, "date": date(2026, 10, 15), "service_tier": None,
         "service_tier_source": None, "spillover": None, "audio_prompt_tokens": None, "audio_completion_tokens": None,
-        "usage_origin": "none", "usage_state": "none", "cached_tokens_unknown": False}
+        "usage_origin": "none", "usage_state": "none", "cached_tokens_unknown": False,
+        "billing_tier": "standard", "spilled": False, "audio_classes": 0}
 
 
 def test_event_hub_origin_round_trips_to_parquet(pipeline: Pipeline) -> None:
@@ -326,5 +328,6 @@ def test_snapshots_under_a_home_with_special_characters_are_read(tmp_path: Path,
     store = snapshot_one_event(tmp_path / name)
     result = open_warehouse(store).connection.execute("SELECT * FROM usage")
     assert [column[0] for column in result.description] == [*USAGE_SCHEMA.names, "date", "usage_origin", "usage_state",
-                                                                "cached_tokens_unknown"]
+                                                                "cached_tokens_unknown", "billing_tier", "spilled",
+                                                                "audio_classes"]
     assert len(result.fetchall()) == 1

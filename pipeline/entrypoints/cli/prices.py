@@ -91,9 +91,12 @@ def show_check(check: CatalogCheck) -> None:
     types = sorted({p.deployment_type.lower() for p in check.prices})
     currencies = sorted({p.currency for p in check.prices})
     first = min(p.effective_from for p in check.prices)
+    tiers = sorted({p.service_tier for p in check.prices})
+    audio = sum(1 for p in check.prices if p.audio_input_per_1m is not None or p.audio_output_per_1m is not None)
     console.print(f"{check.path}: catalog {check.version}, {len(check.prices)} price(s) for {len(models)} model(s); "
-                  f"deployment types {', '.join(types)}; currencies {', '.join(currencies)}; effective from {first}; "
-                  "prices per 1M tokens", markup=False, highlight=False, soft_wrap=True)
+                  f"deployment types {', '.join(types)}; service tiers {', '.join(tiers)}; currencies "
+                  f"{', '.join(currencies)}; effective from {first}; prices per 1M tokens"
+                  + (f"; {audio} with audio prices" if audio else ""), markup=False, highlight=False, soft_wrap=True)
     named = {word for line in check.comments for word in ("source", "date") if line.lower().startswith(word)}
     for line in check.comments:
         if line.lower().startswith(("source", "date")):

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from importlib import resources
+from typing import Any
 
 from pipeline.domain.pricing import money_sum
 from pipeline.stages.report.model import Report, exact_text
@@ -71,6 +72,7 @@ def render_html(report: Report) -> bytes:
         _chart_section("tokens-by-model", "Tokens by model", _tokens_chart(report),
                        _legend(list(zip(("input", "cached input", "output"), TOKEN_COLORS, strict=True)))),
         _cost_center_table(report),
+        _tiers_section(report),
         _unpriced_section(report),
         _anomalies(report, currency),
     ]
@@ -276,19 +278,44 @@ def _cost_center_table(report: Report) -> str:
             + "</section>")
 
 
+def _tiers_section(report: Report) -> str:
+    """Pay-as-you-go usage by service tier and spillover, with its audio tokens."""
+    groups: dict[tuple[str, bool, str], list[Any]] = defaultdict(lambda: [0, 0, []])
+    for row in report.rows:
+        if row.cost is None or not row.service_tier:  # unpriced, or PTU usage and capacity (no tier)
+            continue
+        entry = groups[(row.service_tier, row.spillover, row.currency)]
+        entry[0] += row.requests
+        entry[1] += row.audio_prompt_tokens + row.audio_completion_tokens
+        entry[2].append(row.cost)
+    if all(tier == "standard" and not spilled and not audio for (tier, spilled, _), (_, audio, _) in groups.items()):
+        return ('<section id="tiers"><h2>Service tiers and spillover</h2><p class="ok" id="standard-only">'
+                "All pay-as-you-go usage was billed at the standard tier: no flex or priority requests, no "
+                "spillover from provisioned deployments, no audio tokens.</p></section>")
+    return ('<section id="tiers"><h2>Service tiers and spillover</h2><p>Pay-as-you-go usage by the tier Azure '
+            "served it at, and the requests it spilled over from provisioned deployments (billed at their "
+            "spillover deployment's prices).</p>"
+            + _table("tier-costs", ("service tier", "spillover", "requests", "audio tokens", "cost"),
+                     ((_e(tier), "yes" if spilled else "no", _count(requests), _count(audio),
+                       _amount(money_sum(costs), currency))
+                      for (tier, spilled, currency), (requests, audio, costs) in sorted(groups.items())), {2, 3, 4})
+            + "</section>")
+
+
 def _unpriced_section(report: Report) -> str:
     if not report.unpriced:
         return ('<section id="unpriced"><h2>Unpriced usage</h2><p class="ok" id="no-unpriced">'
                 "Every request with usage was priced.</p></section>")
     reasons: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     examples: dict[str, str] = {}
-    models: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    models: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
     for line in sorted(report.unpriced, key=lambda line: -line.requests):
         reasons[line.reason][0] += line.requests
         reasons[line.reason][1] += line.prompt_tokens + line.completion_tokens
         examples.setdefault(line.reason, line.detail)
         if line.reason in ("no-price", "unknown-model", "no-capacity"):
-            entry = models[(line.model or "(none)", line.deployment_type or "-", line.reason)]
+            entry = models[(line.model or "(none)", line.deployment_type or "-", line.service_tier or "-",
+                            line.reason)]
             entry[0] += line.requests
             entry[1] += line.prompt_tokens + line.completion_tokens
     parts = ['<section id="unpriced" class="warn"><h2>Unpriced usage</h2>',
@@ -300,10 +327,11 @@ def _unpriced_section(report: Report) -> str:
     if models:
         parts.append("<h3>Models without a price</h3><p>Add a row to the price catalog (or a capacity row for a "
                      "provisioned deployment), then run the report again.</p>")
-        parts.append(_table("unpriced-models", ("model", "deployment type", "reason", "requests", "tokens"),
-                            ((_e(m), _e(t), _e(r), _count(n), _count(k))
-                             for (m, t, r), (n, k) in sorted(models.items(), key=lambda i: (-i[1][0], i[0]))),
-                            {3, 4}))
+        parts.append(_table("unpriced-models", ("model", "deployment type", "service tier", "reason", "requests",
+                                                "tokens"),
+                            ((_e(m), _e(t), _e(tier), _e(r), _count(n), _count(k))
+                             for (m, t, tier, r), (n, k) in sorted(models.items(), key=lambda i: (-i[1][0], i[0]))),
+                            {4, 5}))
     parts.append("</section>")
     return "".join(parts)
 
