@@ -103,8 +103,8 @@ def run(*args: str) -> Result:
     return CliRunner().invoke(main, list(args))
 
 
-@pytest.fixture
-def out(home: Path, write_file: WriteFile, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def ingest_world(write_file: WriteFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference files named by the environment, and EVENTS ingested, as an operator would."""
     for name, file, text in (("CHARGEBACK_PRICES", "prices.csv", PRICES),
                              ("CHARGEBACK_DEPLOYMENTS", "deployments.csv", DEPLOYMENTS),
                              ("CHARGEBACK_COST_CENTERS", "cost-centers.csv", COST_CENTERS),
@@ -115,6 +115,11 @@ def out(home: Path, write_file: WriteFile, monkeypatch: pytest.MonkeyPatch, tmp_
     result = run("ingest", str(write_file("events.jsonl", jsonl(EVENTS))))
     assert result.exit_code == 0, result.output
     assert "ingested 14" in result.output, result.output
+
+
+@pytest.fixture
+def out(home: Path, write_file: WriteFile, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    ingest_world(write_file, monkeypatch)
     folder = tmp_path / "out"
     result = run("report", "--month", "2026-10", "--out", str(folder), "--format", "csv,parquet")
     assert result.exit_code == 0, result.output

@@ -8,8 +8,9 @@ recorded corrections), money as `decimal.Decimal` values (never floats).
         rows = finance.report("2026-10")          # the rows of chargeback-2026-10.csv
         print(rows.groupby("cost_center")["total_cost"].sum())
 
-It reads the committed snapshots (what `chargeback snapshot` or the 15-minute timer published);
-examples in docs/finance.md, which a test runs.
+It reads the committed snapshots, after publishing the ledger's events not yet in them (as
+`chargeback report` does; `catch_up=False` reads only what `chargeback snapshot` or the 15-minute
+timer published). Examples in docs/finance.md, which a test runs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from pipeline.app import focus_context, report_stores, settings_reference, warehouse_limits
+from pipeline.app import (
+    focus_context,
+    ledger_exists,
+    open_pipeline,
+    report_stores,
+    settings_reference,
+    warehouse_limits,
+)
 from pipeline.domain.periods import Period
 from pipeline.lake.warehouse import open_warehouse, query_errors
 from pipeline.settings import Settings
@@ -28,6 +36,7 @@ from pipeline.stages.report.build import period_report
 from pipeline.stages.report.focus import FOCUS_SCHEMA, focus_rows
 from pipeline.stages.report.model import REPORT_SCHEMA, Report, as_period
 from pipeline.stages.report.views import ALLOCATIONS_SCHEMA, allocation_rows
+from pipeline.stages.snapshot import snapshot
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,10 +48,23 @@ class Finance:
     """The chargeback data of one home (or Azure store), for pandas. Reports are built once per
     period and kept, so `report`, `focus` and `allocations` of one month agree to the last digit."""
 
-    def __init__(self, settings: Settings | None = None, reference: Reference | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, reference: Reference | None = None,
+                 catch_up: bool = True) -> None:
         self.settings = settings or Settings.from_env()
         self.reference = reference or settings_reference(self.settings)
         self._reports: dict[Period, Report] = {}
+        self._pending = catch_up  # the ledger's unpublished events are still to be snapshotted
+
+    def _catch_up(self) -> None:
+        if not self._pending:
+            return
+        self._pending = False
+        if ledger_exists(self.settings):
+            pipeline = open_pipeline(self.settings, self.reference)
+            try:
+                snapshot(pipeline.ledger, pipeline.snapshots)
+            finally:
+                pipeline.close()
 
     def __enter__(self) -> Finance:
         return self
@@ -56,6 +78,7 @@ class Finance:
         period = as_period(period)
         report = self._reports.get(period)
         if report is None:
+            self._catch_up()
             with query_errors():
                 report = self._reports[period] = period_report(report_stores(self.settings), self.reference, period,
                                                                limits=warehouse_limits(self.settings))
@@ -78,6 +101,7 @@ class Finance:
         """One priced row per event of the period (the `costs` view): sum(cost) plus the PTU
         allocations' sum(amount) is the report total."""
         period = as_period(period)
+        self._catch_up()
         stores = report_stores(self.settings)
         with query_errors():
             warehouse = open_warehouse(stores.snapshots, self.reference, (period.start, period.end),

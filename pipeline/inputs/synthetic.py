@@ -32,12 +32,15 @@ class DemoDeployment:
     deployment_type: str
     region: str
     kind: str  # chat | embedding | reasoning
+    spillover_deployment: str = ""  # a provisioned deployment's overflow target
 
 
 DEPLOYMENTS = (
     DemoDeployment("chat-gpt4o", "gpt-4o-2024-11-20", "global", "", "chat"),
     # provisioned (PTU): its capacity (capacity_csv) is shared by support and data science
-    DemoDeployment("chat-gpt41", "gpt-4.1", "datazone-provisioned", "", "chat"),
+    # 4% of its requests spill over to chat-gpt41-overflow (billed pay-as-you-go at Data Zone prices)
+    DemoDeployment("chat-gpt41", "gpt-4.1", "datazone-provisioned", "", "chat", "chat-gpt41-overflow"),
+    DemoDeployment("chat-gpt41-overflow", "gpt-4.1", "datazone", "", "chat"),  # called only by spillover
     DemoDeployment("mini-gpt41", "gpt-4.1-mini", "global", "", "chat"),
     DemoDeployment("embed-small", "text-embedding-3-small", "regional", "eastus", "embedding"),
     DemoDeployment("reason-o4mini", "o4-mini", "global", "", "reasoning"),
@@ -60,8 +63,8 @@ REGIONS = ("West Europe", "East US", "Sweden Central")
 
 
 def deployments_csv() -> str:
-    lines = ["deployment,model,deployment_type,region"]
-    lines += [f"{d.name},{d.model.removesuffix('-2024-11-20')},{d.deployment_type},{d.region}"
+    lines = ["deployment,model,deployment_type,region,spillover_deployment"]
+    lines += [f"{d.name},{d.model.removesuffix('-2024-11-20')},{d.deployment_type},{d.region},{d.spillover_deployment}"
               for d in DEPLOYMENTS]
     return "\n".join(lines) + "\n"
 
@@ -140,9 +143,10 @@ def _event(rng: random.Random, team: Team, deployment: DemoDeployment, moment: d
         source = "stream" if stream else "response"
         if stream and rng.random() < 0.1:
             usage = None  # the final usage chunk never came: to be joined from APIM's LLM logs
-    return {
+    event_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+    body: dict[str, object] = {
         "schemaVersion": 1,
-        "eventId": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "eventId": str(event_id),
         "timestamp": moment.isoformat().replace("+00:00", "Z"),
         "subscriptionId": team.subscription_id,
         "productId": team.product_id,
@@ -162,6 +166,11 @@ def _event(rng: random.Random, team: Team, deployment: DemoDeployment, moment: d
         "usageSource": source,
         "tags": {"env": "prod"} if rng.random() < 0.5 else None,
     }
+    if status in (200, 429, 500, 400):  # a backend response: the policy reads its spillover header and tier
+        body["spillover"] = bool(deployment.spillover_deployment) and status == 200 and event_id.int % 25 == 0
+        if status == 200 and not stream and deployment.kind != "embedding":
+            body["serviceTier"], body["serviceTierSource"] = "default", "response"
+    return body
 
 
 def _usage(rng: random.Random, kind: str) -> dict[str, int]:

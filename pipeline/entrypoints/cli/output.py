@@ -240,6 +240,7 @@ UNPRICED_MODEL_REASONS = ("no-price", "unknown-model", "no-capacity")
 def show_ptu(console: Console, report: Report) -> None:
     """Pay-as-you-go and allocated PTU capacity side by side, and how busy each PTU deployment was."""
     if not report.deployment_days:
+        show_tiers(console, report)
         return
     payg, ptu = report.payg_totals, report.ptu_totals
     console.print("of which pay-as-you-go " + ", ".join(money(payg.get(c, Decimal(0)), c) for c in sorted(ptu))
@@ -260,6 +261,28 @@ def show_ptu(console: Console, report: Report) -> None:
         owner = ", ".join(sorted(idle.get(deployment, ()))) or "spread over its users"
         console.print(f"  PTU {deployment}: {money(cost, currencies[deployment])} capacity, {busy} (weighted "
                       f"tokens); idle capacity: {owner}", markup=False)
+    show_tiers(console, report)
+
+
+def show_tiers(console: Console, report: Report) -> None:
+    """The spilled-over requests, and the pay-as-you-go cost of each tier other than standard."""
+    spilled = [row for row in report.rows if row.spillover and row.cost is not None]
+    if spilled:
+        costs: dict[str, list[Decimal]] = {}
+        for row in spilled:
+            costs.setdefault(row.currency, []).append(row.cost)  # type: ignore[arg-type]
+        console.print(f"  spillover: {sum(row.requests for row in spilled):,} requests that provisioned deployments "
+                      "spilled over, billed pay-as-you-go at their spillover deployment's prices: "
+                      + ", ".join(money(money_sum(amounts), c) for c, amounts in sorted(costs.items())), markup=False)
+    tiers: dict[tuple[str, str], list[Decimal]] = {}
+    counts: dict[str, int] = {}
+    for row in report.rows:
+        if row.cost is not None and row.service_tier not in ("", "standard"):
+            tiers.setdefault((row.service_tier, row.currency), []).append(row.cost)
+            counts[row.service_tier] = counts.get(row.service_tier, 0) + row.requests
+    for (tier, currency), amounts in sorted(tiers.items()):
+        console.print(f"  service tier {tier}: {counts[tier]:,} requests, {money(money_sum(amounts), currency)}",
+                      markup=False)
 
 
 def unpriced_models(report: Report) -> list[tuple[str, str, str, int, int]]:
@@ -268,7 +291,10 @@ def unpriced_models(report: Report) -> list[tuple[str, str, str, int, int]]:
     sums: dict[tuple[str, str, str], list[int]] = {}
     for line in report.unpriced:
         if line.reason in UNPRICED_MODEL_REASONS:
-            entry = sums.setdefault((line.model or "(none)", line.deployment_type or "-", line.reason), [0, 0])
+            kind = line.deployment_type or "-"
+            if line.service_tier not in ("", "standard"):  # the tier has no row: say which
+                kind = f"{kind}, tier {line.service_tier}"
+            entry = sums.setdefault((line.model or "(none)", kind, line.reason), [0, 0])
             entry[0] += line.requests
             entry[1] += line.prompt_tokens + line.completion_tokens
     return sorted(((*key, n, t) for key, (n, t) in sums.items()), key=lambda r: (-r[3], r[:3]))
