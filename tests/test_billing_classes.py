@@ -257,3 +257,26 @@ def test_the_html_report_shows_tiers_and_spillover(out: Path) -> None:
     ]
     models = page[page.index('<table id="unpriced-models"'):]
     assert "<td>m-chat</td><td>global</td><td>priority</td><td>no-price</td>" in models
+
+
+def test_prices_check_names_the_tiers_and_audio_rows(home: Path, write_file: WriteFile) -> None:
+    result = run("prices", "check", str(write_file("prices.csv", PRICES)))
+    assert result.exit_code == 0, result.output
+    assert "deployment types global; service tiers flex, standard; currencies USD" in result.output, result.output
+    assert "prices per 1M tokens; 1 with audio prices" in result.output
+
+
+def test_an_unknown_event_tier_is_unpriced_naming_it(home: Path, write_file: WriteFile,
+                                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ingest_world(write_file, monkeypatch)
+    extra = [ev("dep-chat", tokens(M, 0), serviceTier="Scale", serviceTierSource="response"),
+             ev("dep-chat", tokens(M, 0), serviceTier="FLEX", serviceTierSource="response")]
+    assert run("ingest", str(write_file("more.jsonl", jsonl(extra)))).exit_code == 0
+    result = run("report", "--month", "2026-10", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    unpriced = read(tmp_path / "out" / "chargeback-2026-10-unpriced.csv")
+    assert [(r["service_tier"], r["detail"]) for r in unpriced if r["service_tier"] == "scale"] == [
+        ("scale", "no price for m-chat (global, region *, service tier scale) on 2026-10-01")]
+    rows = read(tmp_path / "out" / "chargeback-2026-10.csv")
+    [flex] = [r for r in rows if r["service_tier"] == "flex" and r["spillover"] == "false"]
+    assert (flex["requests"], flex["cost"]) == ("2", "6.25")  # 5.25 + 1M x 1.00 (FLEX is flex)
