@@ -7,15 +7,16 @@ return to the stages; nothing else opens an adapter.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from pipeline.domain.costing import Reference
 from pipeline.domain.live import Budgets, LivePricer
-from pipeline.domain.periods import ALL_TIME, TimeRange
+from pipeline.domain.periods import ALL_TIME, Period, TimeRange
 from pipeline.domain.urls import without_password
 from pipeline.inputs.event_files import STDIN, json_lines
 from pipeline.inputs.maps import load_budgets
@@ -205,3 +206,13 @@ def _open_source(name: str, settings: Settings, when: TimeRange, partitions: Col
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise SourceError(f"{name}: cannot list Capture files: {message}") from None
     return Source(name, capture_messages(store, files, when))
+
+
+def fetch_azure_metrics(accounts: list[str], period: Period) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Azure Monitor's metrics of the accounts over the period (hourly, by deployment), as
+    Metrics REST responses (pipeline.adapters.azure.monitor_metrics), as DefaultAzureCredential."""
+    from pipeline.adapters.azure.monitor_metrics import fetch_metrics
+
+    start = datetime(period.start.year, period.start.month, period.start.day, tzinfo=UTC)
+    end = datetime(period.end.year, period.end.month, period.end.day, tzinfo=UTC)
+    return fetch_metrics(accounts, start, end)

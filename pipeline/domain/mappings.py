@@ -29,6 +29,9 @@ class Deployment:
     # A provisioned deployment's spillover target: the standard deployment whose model and
     # deployment type price the requests Azure spilled over from it (billed pay-as-you-go).
     spillover_deployment: str | None = None
+    # The Azure OpenAI (Foundry) account that serves it, as a resource id: where Azure Monitor's
+    # metrics and Cost Management's costs of the deployment are found (chargeback reconcile-azure).
+    account: str | None = None
 
 
 class DeploymentMap:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -10,7 +11,9 @@ from pipeline.domain.mappings import CostCenterAssignment, CostCenterMap, Deploy
 from pipeline.domain.pricing import CatalogError
 from pipeline.inputs.csv_rows import amount, currency, optional_day, read_file, required, table_rows
 
-DEPLOYMENT_COLUMNS = ("deployment", "model", "deployment_type", "region")
+DEPLOYMENT_COLUMNS = ("deployment", "model", "deployment_type", "region")  # then spillover_deployment, account
+_ACCOUNT_ID = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.CognitiveServices/"
+                         r"accounts/[^/]+$", re.IGNORECASE)
 COST_CENTER_COLUMNS = ("subscription_id", "cost_center", "effective_from", "effective_to")
 BUDGET_COLUMNS = ("scope", "key", "monthly_budget", "currency")
 
@@ -24,10 +27,23 @@ def load_deployments(path: Path) -> DeploymentMap:
             region=row["region"].strip() or None,
             origin=where,
             spillover_deployment=(row.get("spillover_deployment") or "").strip() or None,
+            account=_account(row, where),
         )
         for where, row in table_rows(path, read_file(path), DEPLOYMENT_COLUMNS)
     ]
     return DeploymentMap(deployments)
+
+
+def _account(row: dict[str, str], where: str) -> str | None:
+    """The optional `account` column: an Azure resource id of a Cognitive Services account."""
+    account = (row.get("account") or "").strip().rstrip("/")
+    if not account:
+        return None
+    if not _ACCOUNT_ID.match(account):
+        raise CatalogError(f"{where}: account {account!r} is not the resource id of an Azure OpenAI account "
+                           "(/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.CognitiveServices/"
+                           "accounts/<name>)")
+    return account
 
 
 def load_cost_centers(path: Path) -> CostCenterMap:

@@ -35,6 +35,8 @@ COMMANDS: dict[str, Entry] = {  # in the order `chargeback --help` lists them
                    "Show month-to-date requests, tokens and spend from the live counters, against budgets."),
     "reconcile": Entry("reconcile", "reconcile_command",
                        "Compare a month's live counters with the ledger; --apply rebuilds them."),
+    "reconcile-azure": Entry("reconcile_azure", "reconcile_azure_command",
+                             "Compare the ledger with Azure Monitor's counts and the billed cost."),
     "replay": Entry("replay", "replay_command",
                     "Re-drive events through ingest from Capture files, dead letters or JSON lines."),
     "correct": Entry("correct", "correct_command",
