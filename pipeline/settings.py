@@ -33,6 +33,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,16 @@ def _hours(value: str) -> float:
     return hours
 
 
+def _percent(value: str) -> Decimal:
+    try:
+        percent = Decimal(value)
+    except InvalidOperation:
+        percent = Decimal(-1)
+    if not percent.is_finite() or percent < 0:
+        raise SettingsError(f"CHARGEBACK_RECONCILE_TOLERANCE {value!r}: expected a percentage >= 0 (e.g. 1)")
+    return percent
+
+
 def _env(*names: str, parse: Callable[[str], Any] = _text, default: Any = None) -> Any:
     """A field read from the first of `names` that is set and not empty."""
     return field(default=default, metadata={"variables": names, "parse": parse})
@@ -117,6 +128,9 @@ class Settings:
     duckdb_temp_directory: Path | None = _env("CHARGEBACK_DUCKDB_TEMP_DIR", parse=_path)
     # Warn when streamed requests came and no LLM-log record did for this many hours (default 6).
     llm_log_stale_hours: float = _env("CHARGEBACK_LLM_LOG_STALE_HOURS", parse=_hours, default=6.0)
+    # The daily Azure reconciliation's tolerance: a deployment-day whose gap is more than this
+    # percent of Azure Monitor's count is a gap (a warning and the reconciliation gap metrics).
+    reconcile_tolerance: Decimal = _env("CHARGEBACK_RECONCILE_TOLERANCE", parse=_percent, default=Decimal(1))
     # Your Azure billing account in the FOCUS export (its fully-qualified id and name).
     focus_billing_account_id: str | None = _env("CHARGEBACK_FOCUS_BILLING_ACCOUNT_ID")
     focus_billing_account_name: str | None = _env("CHARGEBACK_FOCUS_BILLING_ACCOUNT_NAME")

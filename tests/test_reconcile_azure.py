@@ -19,6 +19,7 @@ import csv
 import io
 import json
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -255,3 +256,89 @@ def test_the_live_fetch_reads_the_same_format(world: Path) -> None:
         ("2026-10-05", "dep-alpha"): (3, 1, 3000, 600), ("2026-10-05", "dep-beta"): (2, 0, 1000, 200),
         ("2026-10-06", "dep-alpha"): (2, 0, 3000, 600), ("2026-10-06", "dep-gamma"): (5, 0, 500, 50),
     }
+
+
+def test_a_true_up_allocates_the_unexplained_billed_cost(world: Path, write_file: WriteFile, tmp_path: Path) -> None:
+    # sub-b (CC-B1 until 2026-10-20) also used dep-alpha on 2026-10-05: 1,000 + 200 tokens = 0.0018 USD
+    extra = event(eventId="b5-alpha", subscriptionId="sub-b", deployment="dep-alpha", model=None,
+                  timestamp="2026-10-05T11:00:00Z", usage=usage(1000, 200))
+    assert run("ingest", str(write_file("extra.jsonl", jsonl([extra])))).exit_code == 0
+    gaps = write_file("cost-reconciliation-2026-10.csv", "\n".join([
+        "date,account,currency,billed_cost,metered_cost,gap,gap_pct,metered_payg_cost,metered_ptu_cost,status",
+        f"2026-09-30,{ACCOUNT},USD,1,0,1,100.00,0,0,gap",  # another month: not this report's
+        f"2026-10-05,{ACCOUNT},USD,0.01738,0.00738,0.01,135.50,0.00738,0,gap",
+        f"2026-10-06,{ACCOUNT},USD,0.0027,0.0036,-0.0009,33.33,0.0036,0,gap",  # billed less: money back
+        f"2026-10-07,{ACCOUNT},USD,0.5,0,0.5,100.00,0,0,gap",  # nothing metered that day: unassigned
+    ]) + "\n")
+    out = tmp_path / "out"
+    result = run("report", "--month", "2026-10", "--out", str(out), "--true-up", str(gaps))
+    assert result.exit_code == 0, result.output
+    assert "of which true-up 0.51 USD" in result.output, result.output
+    rows = list(csv.DictReader((out / "chargeback-2026-10.csv").open(encoding="utf-8")))
+    true_ups = {(r["cost_center"], r["subscription_id"]): r["true_up_cost"] for r in rows
+                if r["charge_class"] == "True-up"}
+    # 0.01 split 0.00558 : 0.0018 (largest remainder in 10^-12 units), then -0.0009 to CC-A alone
+    assert true_ups == {("CC-A", "sub-a"): "0.00666097561", ("CC-B1", "sub-b"): "0.00243902439",
+                        ("unassigned", ""): "0.5"}
+    assert all(r["cost"] == "" and r["ptu_cost"] == "" for r in rows if r["charge_class"] == "True-up")
+    assert sum(Decimal(r["total_cost"]) for r in rows if r["total_cost"]) == Decimal("0.52008")
+    daily = list(csv.DictReader((out / "chargeback-2026-10-daily.csv").open(encoding="utf-8")))
+    trued = [(r["date"], r["cost_center"], r["true_up_cost"]) for r in daily if r["charge_class"] == "True-up"]
+    assert sorted(trued) == [
+        ("2026-10-05", "CC-A", "0.00756097561"), ("2026-10-05", "CC-B1", "0.00243902439"),
+        ("2026-10-06", "CC-A", "-0.0009"), ("2026-10-07", "unassigned", "0.5")]
+    owner = run("report", "--month", "2026-10", "--out", str(tmp_path / "owner"), "--true-up", str(gaps),
+                "--true-up-owner", "CC-PLATFORM")
+    assert owner.exit_code == 0, owner.output
+    rows = list(csv.DictReader((tmp_path / "owner" / "chargeback-2026-10.csv").open(encoding="utf-8")))
+    assert [(r["cost_center"], r["true_up_cost"]) for r in rows if r["charge_class"] == "True-up"] == [
+        ("CC-PLATFORM", "0.5091")]
+
+
+def test_the_daily_timer_reconciles_the_month_so_far_and_records_the_gap(world: Path, home: Path) -> None:
+    from datetime import date
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from pipeline.domain.periods import Period
+    from pipeline.entrypoints.functions.timers import reconcile_month
+    from pipeline.settings import Settings
+    from tests.test_functions import collected
+
+    assert run("snapshot").exit_code == 0  # the 15-minute timer's job
+    asked: list[tuple[list[str], Period]] = []
+
+    def recorded(accounts: list[str], period: Period) -> list[tuple[str, dict[str, Any]]]:
+        asked.append((accounts, period))
+        return [(ACCOUNT, metrics_response(POINTS, timespan="2026-10-01T00:00:00Z/2026-10-07T03:00:00Z"))]
+
+    reader = InMemoryMetricReader()
+    reconciliation = reconcile_month(Settings.from_env(), date(2026, 10, 7), recorded,
+                                     MeterProvider(metric_readers=[reader]))
+    assert reconciliation is not None
+    assert asked == [([ACCOUNT], Period.month("2026-10"))]
+    published = home / "reports" / "reconciliation-2026-10.csv"
+    assert lines(published) == [HEADER, *EXPECTED]
+    metrics = collected(reader)
+    assert [p.value for p in metrics["chargeback.reconciliation.gap_days"].data_points] == [2]
+    assert [p.value for p in metrics["chargeback.reconciliation.unmetered_requests"].data_points] == [6]
+
+
+def test_the_html_report_shows_the_reconciliation_published_with_it(world: Path, tmp_path: Path) -> None:
+    import re
+
+    assert run("reconcile-azure", "--month", "2026-10", "--metrics", str(world), "--out", str(tmp_path)).exit_code == 3
+    result = run("report", "--month", "2026-10", "--out", str(tmp_path), "--format", "html")
+    assert result.exit_code == 0, result.output
+    assert f"with the reconciliation {tmp_path / 'reconciliation-2026-10.csv'}" in result.output
+    page = (tmp_path / "chargeback-2026-10.html").read_text(encoding="utf-8")
+    section = page[page.index('<section id="reconciliation">'):]
+    section = section[:section.index("</section>")]
+    assert '<p class="warn" id="reconciliation-gaps">2 deployment-day(s) differ from Azure Monitor' in section
+    cells = [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", section)]
+    assert cells == [
+        "dep-alpha &#9888;", "4", "5", "+1", "+1,000", "+200", "50.00%", "1", "0.00 USD",
+        "dep-beta", "2", "2", "+0", "+0", "+0", "0.00%", "0", "0.00 USD",
+        "dep-gamma &#9888;", "0", "5", "+5", "+500", "+50", "100.00%", "1", "-",
+    ]

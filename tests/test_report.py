@@ -121,7 +121,7 @@ def test_csv_rows_match_the_hand_computed_costs(written: Written) -> None:
     # charge_class: FOCUS ChargeClass (see corrections); ptu_cost, total_cost: provisioned capacity (test_ptu_report)
     assert header == HEADER + ",catalog_version,charge_class,ptu_cost,total_cost,cached_unknown_requests," \
                               "cached_unknown_max_overcharge,service_tier,spillover,audio_prompt_tokens," \
-                              "audio_completion_tokens"
+                              "audio_completion_tokens,true_up_cost"
     rows = written.rows()
     got = {(r["cost_center"], r["subscription_id"], r["model"], r["deployment_type"], r["currency"]):
            (r["requests"], r["prompt_tokens"], r["cached_tokens"], r["completion_tokens"], r["cost"]) for r in rows}
@@ -182,11 +182,11 @@ def test_parquet_report_equals_the_csv(written: Written) -> None:
     assert table.schema.field("cost").type == pa.decimal128(38, 12)
     assert table.column_names == [*HEADER.split(","), "catalog_version", "charge_class", "ptu_cost", "total_cost",
                                   "cached_unknown_requests", "cached_unknown_max_overcharge", "service_tier",
-                                  "spillover", "audio_prompt_tokens", "audio_completion_tokens"]
+                                  "spillover", "audio_prompt_tokens", "audio_completion_tokens", "true_up_cost"]
     from_parquet = table.to_pylist()
     from_csv = written.rows()
     assert len(from_parquet) == len(from_csv)
-    amounts = ("cost", "ptu_cost", "total_cost", "cached_unknown_max_overcharge")
+    amounts = ("cost", "ptu_cost", "total_cost", "cached_unknown_max_overcharge", "true_up_cost")
     for parquet_row, csv_row in zip(from_parquet, from_csv, strict=True):
         for amount in amounts:
             assert parquet_row[amount] == (Decimal(csv_row[amount]) if csv_row[amount] else None)

@@ -230,9 +230,15 @@ def _account(metric_id: Any, where: str, name: str) -> str:
 
 
 def _count(total: Any, where: str, name: str) -> int:
-    if not isinstance(total, Decimal) or not total.is_finite() or total < 0 or total != total.to_integral_value():
+    """A data point's total as a whole count (JSON numbers are read as decimals; a response
+    built in Python may hold ints or floats)."""
+    value = Decimal(repr(total)) if isinstance(total, float) else total
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise MetricsError(f"{where}: {name} total {total!r} is not a number")
+    value = Decimal(value)
+    if not value.is_finite() or value < 0 or value != value.to_integral_value():
         raise MetricsError(f"{where}: {name} total {total!r} is not a whole count")
-    return int(total)
+    return int(value)
 
 
 def _timestamp(value: Any, where: str) -> datetime:

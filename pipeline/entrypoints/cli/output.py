@@ -97,6 +97,11 @@ def show_report(console: Console, report: Report, restatement: tuple[Restatement
                   f"(prices: catalog {report.catalog_version}"
                   + (f"; repriced by corrections with catalog {', '.join(others)})" if others else ")"))
     show_ptu(console, report)
+    if report.true_ups:
+        trued = ", ".join(money(amount, currency) for currency, amount in report.true_up_totals.items())
+        console.print(f"of which true-up {trued}: billed cost the metered usage does not explain, allocated to "
+                      f"{len({t.cost_center for t in report.true_ups}):,} cost center(s) (lines of charge class "
+                      "True-up)", markup=False)
     if report.states:
         origins = ", ".join(f"{origin} {count:,}" for origin, count in report.origins.items() if origin != "none")
         console.print("usage: " + ", ".join(f"{state} {count:,}" for state, count in report.states.items())

@@ -38,10 +38,17 @@ DEFAULT_FORMATS = ("csv", "parquet")
 @click.option("--format", "formats", default=",".join(DEFAULT_FORMATS), show_default=True,
               help=f"Comma-separated output formats, of: {', '.join(FORMATS)} (focus: FOCUS 1.2 CSV and "
                    "Parquet in the FinOps hubs layout; html: a self-contained report with charts).")
+@click.option("--true-up", "true_up", type=click.Path(dir_okay=False, path_type=Path),
+              help="A cost reconciliation (cost-reconciliation-YYYY-MM.csv of `reconcile-azure --cost-export`): "
+                   "allocate each account-day's billed cost that the metered usage does not explain to the cost "
+                   "centers in proportion to their metered cost there, as lines of charge class True-up.")
+@click.option("--true-up-owner", metavar="COST_CENTER",
+              help="With --true-up: charge every gap to this cost center instead.")
 @reference_options
 @capacity_options
 @user_errors
 def report_command(month: str | None, first: str | None, last: str | None, out: Path | None, formats: str,
+                   true_up: Path | None, true_up_owner: str | None,
                    prices: Path | None, deployments: Path | None, cost_centers: Path | None,
                    capacity: Path | None, ptu_weights: Path | None, ptu_idle_owner: str | None) -> None:
     """Price a month (or, with --from/--to, any range of days) of usage and write
@@ -65,9 +72,20 @@ def report_command(month: str | None, first: str | None, last: str | None, out: 
     period = choose_period(month, first, last)
     wanted = formats_of(formats)
     reference = reference_of(settings, prices, deployments, cost_centers, capacity, ptu_weights, ptu_idle_owner)
+    if true_up_owner is not None and true_up is None:
+        raise click.UsageError("--true-up-owner needs --true-up FILE")
+    gaps = None
+    if true_up is not None:
+        from pipeline.inputs.gaps import read_gaps
+
+        gaps = read_gaps(true_up)
     catch_up(settings, console)
     with query_errors():
         report = period_report(report_stores(settings), reference, period, limits=warehouse_limits(settings))
+    if gaps is not None:
+        from pipeline.stages.report.true_up import apply_true_up
+
+        apply_true_up(report, reference.deployments, gaps, true_up_owner)
     write_report(settings, report, out or settings.reports_dir, wanted)
 
 
@@ -76,8 +94,13 @@ def write_report(settings: Settings, report: Report, out: Path, formats: Iterabl
     from pipeline.app import focus_context, folder_store
     from pipeline.entrypoints.cli.output import show_report
     from pipeline.stages.report.publish import publish_report
+    from pipeline.stages.report.reconciled import attach_reconciliation
 
-    published = publish_report(report, folder_store(out), formats, focus=focus_context(settings))
+    store = folder_store(out)
+    if "html" in formats and attach_reconciliation(report, store):
+        console.print(f"with the reconciliation {out / ('reconciliation-' + report.label + '.csv')}", markup=False,
+                      highlight=False, soft_wrap=True)
+    published = publish_report(report, store, formats, focus=focus_context(settings))
     restated = published.restatement
     show_report(console, report, (restated, str(out / restated.key)) if restated is not None else None)
     for key in published.keys:

@@ -17,6 +17,9 @@
                                           recorded while none is stored)
     chargeback.llm_logs.stale             1 when streams came and no LLM-log record did for
                                           CHARGEBACK_LLM_LOG_STALE_HOURS (default 6), else 0: alert on it
+    chargeback.reconciliation.gap_days    deployment-days of the month so far whose gap with Azure Monitor
+                                          is over CHARGEBACK_RECONCILE_TOLERANCE (gauge, daily): alert on > 0
+    chargeback.reconciliation.unmetered_requests  requests Azure counted and the ledger did not, on them
 
 `configure_metrics` picks the exporter from the environment once per process; everything else
 takes the meter provider it is given, so tests read the same instruments with an
@@ -32,6 +35,7 @@ from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter, PeriodicExportingMetricReader
 
 from pipeline.settings import Settings
+from pipeline.stages.azure_reconcile import Reconciliation
 from pipeline.stages.ingest import IngestResult
 from pipeline.stages.llm_usage import StreamStatus
 
@@ -101,3 +105,16 @@ def record_stream_status(status: StreamStatus, *, meter_provider: MeterProvider)
             max((status.now - status.last_record).total_seconds(), 0.0))
     meter.create_gauge("chargeback.llm_logs.stale", "1",
                        "Streams came and no LLM-log record did for the stale window").set(1 if status.stale else 0)
+
+
+def record_reconciliation(reconciliation: Reconciliation, *, meter_provider: MeterProvider) -> None:
+    """Record the daily Azure reconciliation: deployment-days over the tolerance (alert on it) and
+    the requests Azure counted that the ledger did not (lost events, missing LLM logs, traffic
+    around APIM)."""
+    meter = meter_provider.get_meter(METER_NAME)
+    gaps = reconciliation.gaps
+    meter.create_gauge("chargeback.reconciliation.gap_days", "{deployment-day}",
+                       "Deployment-days whose gap with Azure Monitor exceeds the tolerance").set(len(gaps))
+    meter.create_gauge("chargeback.reconciliation.unmetered_requests", "{request}",
+                       "Requests Azure Monitor counted and the ledger did not, on those days").set(
+        sum(max(row.gaps[0], 0) for row in gaps))

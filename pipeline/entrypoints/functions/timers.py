@@ -1,4 +1,5 @@
-"""Timer triggers: Parquet snapshots every 15 minutes and the daily chargeback reports.
+"""Timer triggers: Parquet snapshots every 15 minutes, the daily chargeback reports and the daily
+reconciliation with Azure Monitor.
 
 No `from __future__ import annotations` here: the Functions worker reads the triggers'
 parameter annotations at indexing time and expects real types, not strings.
@@ -9,21 +10,35 @@ create-if-absent manifest, and a report is re-derived and replaces the previous 
 """
 
 import logging
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import azure.functions as func
 from opentelemetry.metrics import MeterProvider
 
-from pipeline.app import focus_context, open_ledger, open_store, report_stores, settings_reference, warehouse_limits
+from pipeline.app import (
+    fetch_azure_metrics,
+    focus_context,
+    open_ledger,
+    open_store,
+    report_stores,
+    settings_reference,
+    warehouse_limits,
+)
 from pipeline.domain.periods import Period
 from pipeline.entrypoints.functions.eventhub import worker_meter_provider
-from pipeline.entrypoints.functions.metrics import record_stream_status
+from pipeline.entrypoints.functions.metrics import record_reconciliation, record_stream_status
+from pipeline.inputs.azure_metrics import AzureMetrics, add_response
 from pipeline.lake.areas import LLM_USAGE, REPORTS, SNAPSHOTS
+from pipeline.lake.warehouse import open_warehouse
 from pipeline.settings import Settings, SettingsError
+from pipeline.stages.azure_reconcile import Reconciliation, reconcile_azure
 from pipeline.stages.llm_usage import StreamStatus, stream_status
 from pipeline.stages.report.build import period_report
 from pipeline.stages.report.model import FORMATS, ReportError, formats_of
 from pipeline.stages.report.publish import publish_report
+from pipeline.stages.report.reconciled import attach_reconciliation
 from pipeline.stages.snapshot import SnapshotConflict, SnapshotResult, snapshot
 
 SNAPSHOT_SCHEDULE = "0 */15 * * * *"
@@ -75,6 +90,59 @@ def report_timer(timer: func.TimerRequest) -> None:
     logging.info("reports published: %s", ", ".join(keys))
 
 
+# Azure Monitor's metrics are minutes late and Cost Management's hours: at 03:00 UTC yesterday is
+# whole in the metrics. The month so far is reconciled, so a late fix shows the next day.
+RECONCILE_SCHEDULE = "0 0 3 * * *"
+
+
+@bp.function_name("reconcile_azure")
+@bp.retry(strategy="fixed_delay", max_retry_count="3", delay_interval="00:15:00")
+@bp.timer_trigger(arg_name="timer", schedule=RECONCILE_SCHEDULE, run_on_startup=False, use_monitor=True)
+def reconcile_timer(timer: func.TimerRequest) -> None:
+    settings = Settings.from_env()
+    reconcile_month(settings, datetime.now(UTC).date(), fetch_azure_metrics, worker_meter_provider(settings))
+
+
+MetricsSource = Callable[[list[str], Period], Iterable[tuple[str, dict[str, Any]]]]
+
+
+def reconcile_month(settings: Settings, today: date, fetch: MetricsSource,
+                    meter_provider: MeterProvider) -> Reconciliation | None:
+    """Reconcile the month of yesterday, up to yesterday, against Azure Monitor's metrics of the
+    deployment map's accounts; publish `reconciliation-YYYY-MM.csv` into the `reports` area,
+    record the gap metrics and log a warning naming each gap. None (and a warning) when no
+    deployment names its account."""
+    reference = settings_reference(settings)
+    accounts = sorted({d.account for d in reference.deployments if d.account})
+    if not accounts:
+        logging.warning("reconcile: no deployment of the deployment map names its account (column account): "
+                        "nothing to compare with Azure Monitor")
+        return None
+    yesterday = today - timedelta(days=1)
+    period = Period.month(f"{yesterday:%Y-%m}")
+    metrics = AzureMetrics()
+    for account, response in fetch(accounts, period):
+        add_response(metrics, response, f"Azure Monitor metrics of {account}", period.start, period.end)
+    stores = report_stores(settings)
+    warehouse = open_warehouse(stores.snapshots, None, (period.start, period.end), llm_usage=stores.llm_usage,
+                               limits=warehouse_limits(settings))
+    try:
+        reconciliation = reconcile_azure(warehouse, reference, period, metrics, settings.reconcile_tolerance)
+    finally:
+        warehouse.connection.close()
+    reconciliation.rows = [row for row in reconciliation.rows if row.day <= yesterday]
+    open_store(settings, REPORTS).put(reconciliation.file_name, reconciliation.csv(), overwrite=True)
+    record_reconciliation(reconciliation, meter_provider=meter_provider)
+    for row in reconciliation.gaps:
+        requests_gap, prompt_gap, completion_gap = row.gaps
+        logging.warning("reconcile: %s %s %s: requests %+d, prompt tokens %+d, completion tokens %+d (%s%%): lost "
+                        "events, missing LLM logs or traffic around APIM", row.day, row.deployment, row.status,
+                        requests_gap, prompt_gap, completion_gap, row.gap_pct)
+    logging.info("reconcile: %d deployment-day(s) compared, %d over %s%%", len(reconciliation.rows),
+                 len(reconciliation.gaps), settings.reconcile_tolerance)
+    return reconciliation
+
+
 def snapshot_ledger(settings: Settings) -> SnapshotResult:
     """Copy the ledger events not yet snapshotted into Parquet (the `snapshot` stage)."""
     ledger = open_ledger(settings)
@@ -96,6 +164,7 @@ def refresh_reports(settings: Settings, today: date) -> list[str]:
     keys = []
     for month in report_months(today):
         report = period_report(stores, reference, Period.month(month), limits=warehouse_limits(settings))
+        attach_reconciliation(report, reports)  # the HTML shows the daily reconciliation, when there is one
         keys.extend(publish_report(report, reports, formats, today=today, focus=focus).keys)
     return keys
 

@@ -16,19 +16,22 @@ headless-browser test reads.
 from __future__ import annotations
 
 import functools
-import html
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from importlib import resources
-from typing import Any
 
 from pipeline.domain.pricing import money_sum
+from pipeline.stages.report.html_parts import amount as _amount
+from pipeline.stages.report.html_parts import count as _count
+from pipeline.stages.report.html_parts import escape as _e
+from pipeline.stages.report.html_parts import money as _money
+from pipeline.stages.report.html_parts import table as _table
+from pipeline.stages.report.html_sections import reconciliation_section, tiers_section
 from pipeline.stages.report.model import Report, exact_text
 
-CENT = Decimal("0.01")
 MAX_BARS = 15
 SPIKE_FACTOR = 3  # a day costing more than 3x the median day is flagged
 LOW_UTILIZATION = Decimal("0.5")  # a PTU deployment used less than half of its throughput is flagged
@@ -42,22 +45,7 @@ def _asset(name: str) -> str:
     return (resources.files("pipeline.stages.report") / name).read_text(encoding="utf-8")
 
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
 
-
-def _money(amount: Decimal, currency: str = "") -> str:
-    return f"{amount.quantize(CENT, rounding=ROUND_HALF_EVEN):,.2f} {currency}".strip()
-
-
-def _amount(amount: Decimal, currency: str) -> str:
-    """A rounded amount with its exact value in title and data-exact."""
-    return f'<span title="{_e(exact_text(amount))} {_e(currency)}" data-exact="{_e(exact_text(amount))}">' \
-           f"{_e(_money(amount, currency))}</span>"
-
-
-def _count(n: int) -> str:
-    return f"{n:,}"
 
 
 def render_html(report: Report) -> bytes:
@@ -72,7 +60,8 @@ def render_html(report: Report) -> bytes:
         _chart_section("tokens-by-model", "Tokens by model", _tokens_chart(report),
                        _legend(list(zip(("input", "cached input", "output"), TOKEN_COLORS, strict=True)))),
         _cost_center_table(report),
-        _tiers_section(report),
+        tiers_section(report),
+        reconciliation_section(report),
         _unpriced_section(report),
         _anomalies(report, currency),
     ]
@@ -241,11 +230,7 @@ def _tokens_chart(report: Report) -> str:
                   "tokens by model", [f"{_count(sum(values))} tokens" for _, values in ranked])
 
 
-def _table(ident: str, headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: set[int]) -> str:
-    head = "".join(f"<th{' class=num' if i in numeric else ''}>{_e(h)}</th>" for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(f"<td{' class=num' if i in numeric else ''}>{cell}</td>"
-                                    for i, cell in enumerate(row)) + "</tr>" for row in rows)
-    return f'<table id="{ident}" class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
 
 
 def _cost_center_table(report: Report) -> str:
@@ -275,30 +260,6 @@ def _cost_center_table(report: Report) -> str:
     return ('<section id="cost-centers"><h2>Cost centers</h2>'
             + _table("cost-center-table", ("cost center", "requests", "tokens", "unpriced requests",
                                            "pay-as-you-go", "PTU", "total"), rows, {1, 2, 3, 4, 5, 6})
-            + "</section>")
-
-
-def _tiers_section(report: Report) -> str:
-    """Pay-as-you-go usage by service tier and spillover, with its audio tokens."""
-    groups: dict[tuple[str, bool, str], list[Any]] = defaultdict(lambda: [0, 0, []])
-    for row in report.rows:
-        if row.cost is None or not row.service_tier:  # unpriced, or PTU usage and capacity (no tier)
-            continue
-        entry = groups[(row.service_tier, row.spillover, row.currency)]
-        entry[0] += row.requests
-        entry[1] += row.audio_prompt_tokens + row.audio_completion_tokens
-        entry[2].append(row.cost)
-    if all(tier == "standard" and not spilled and not audio for (tier, spilled, _), (_, audio, _) in groups.items()):
-        return ('<section id="tiers"><h2>Service tiers and spillover</h2><p class="ok" id="standard-only">'
-                "All pay-as-you-go usage was billed at the standard tier: no flex or priority requests, no "
-                "spillover from provisioned deployments, no audio tokens.</p></section>")
-    return ('<section id="tiers"><h2>Service tiers and spillover</h2><p>Pay-as-you-go usage by the tier Azure '
-            "served it at, and the requests it spilled over from provisioned deployments (billed at their "
-            "spillover deployment's prices).</p>"
-            + _table("tier-costs", ("service tier", "spillover", "requests", "audio tokens", "cost"),
-                     ((_e(tier), "yes" if spilled else "no", _count(requests), _count(audio),
-                       _amount(money_sum(costs), currency))
-                      for (tier, spilled, currency), (requests, audio, costs) in sorted(groups.items())), {2, 3, 4})
             + "</section>")
 
 

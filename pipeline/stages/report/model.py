@@ -19,6 +19,7 @@ from pipeline.domain.costing import CostLine, Resolution
 from pipeline.domain.errors import UserError
 from pipeline.domain.periods import Period, PeriodError
 from pipeline.domain.pricing import MONEY, money_sum
+from pipeline.domain.true_up import TrueUp
 
 REPORT_COLUMNS = ("month", "cost_center", "subscription_id", "model", "deployment_type", "requests",
                   "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "currency",
@@ -30,8 +31,12 @@ REPORT_COLUMNS = ("month", "cost_center", "subscription_id", "model", "deploymen
                   # whether it is spilled-over usage of a provisioned deployment (billed pay-as-you-go
                   # at its spillover deployment's prices), and the audio tokens of prompt/completion
                   # (extend at the end only)
-                  "service_tier", "spillover", "audio_prompt_tokens", "audio_completion_tokens")
-AMOUNT_COLUMNS = ("cost", "ptu_cost", "total_cost", "cached_unknown_max_overcharge")  # exact decimals in the CSV
+                  "service_tier", "spillover", "audio_prompt_tokens", "audio_completion_tokens",
+                  # the billed cost the metered usage does not explain, allocated to this line by
+                  # `report --true-up` (lines of charge class True-up only)
+                  "true_up_cost")
+# exact decimals in the CSV
+AMOUNT_COLUMNS = ("cost", "ptu_cost", "total_cost", "cached_unknown_max_overcharge", "true_up_cost")
 UNPRICED_COLUMNS = ("month", "reason", "cost_center", "subscription_id", "deployment", "model", "requests",
                     "prompt_tokens", "cached_tokens", "completion_tokens", "detail", "deployment_type",
                     "service_tier", "spillover", "audio_prompt_tokens", "audio_completion_tokens")
@@ -48,7 +53,7 @@ REPORT_SCHEMA = pa.schema([
     ("cost", COST), ("currency", pa.string()), ("catalog_version", pa.string()), ("charge_class", pa.string()),
     ("ptu_cost", COST), ("total_cost", COST), ("cached_unknown_requests", pa.int64()),
     ("cached_unknown_max_overcharge", COST), ("service_tier", pa.string()), ("spillover", pa.bool_()),
-    ("audio_prompt_tokens", pa.int64()), ("audio_completion_tokens", pa.int64()),
+    ("audio_prompt_tokens", pa.int64()), ("audio_completion_tokens", pa.int64()), ("true_up_cost", COST),
 ])
 
 
@@ -78,12 +83,12 @@ class ReportRow:
     ptu_cost: Decimal | None = None  # provisioned capacity allocated to this line
     cached_unknown_requests: int = 0  # of `requests`: priced from LLM logs without a cached-token count
     cached_unknown_max_overcharge: Decimal | None = None  # their prompt tokens at input minus cached price
+    true_up_cost: Decimal | None = None  # a True-up line's share of the unexplained billed cost
 
     @property
     def total_cost(self) -> Decimal | None:
-        if self.cost is None and self.ptu_cost is None:
-            return None
-        return money_sum(c for c in (self.cost, self.ptu_cost) if c is not None)
+        amounts = [c for c in (self.cost, self.ptu_cost, self.true_up_cost) if c is not None]
+        return money_sum(amounts) if amounts else None
 
     def values(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in REPORT_COLUMNS}
@@ -110,6 +115,21 @@ class UnpricedRow:
     audio_completion_tokens: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ReconciledDeployment:
+    """One deployment's month of a reconciliation with Azure Monitor (gap = Azure - metered)."""
+
+    deployment: str
+    metered_requests: int
+    azure_requests: int
+    prompt_tokens_gap: int
+    completion_tokens_gap: int
+    worst_pct: Decimal  # the largest gap of its days, in percent of Azure's count
+    gap_days: int  # days over the tolerance (or seen on one side only)
+    gap_cost: Decimal | None
+    currency: str
+
+
 @dataclass(slots=True)
 class Report:
     period: Period
@@ -130,6 +150,10 @@ class Report:
     cached_unknown: list[KeyUsage] = field(default_factory=list)
     deployment_days: list[DeploymentDay] = field(default_factory=list)  # PTU capacity, day by day
     capacity_version: str = ""  # the provisioned-capacity file's content hash ("" without one)
+    true_ups: list[TrueUp] = field(default_factory=list)  # `report --true-up`: the allocated gaps
+    # The period's reconciliation with Azure Monitor (reconciliation-<label>.csv, when one was
+    # published next to the report), per deployment: the HTML report shows it.
+    reconciliation: list[ReconciledDeployment] = field(default_factory=list)
     # The day-level cost lines the rows were built from, made on first use (the daily CSV, FOCUS,
     # the HTML chart) and kept by the cached callable: the monthly rows do not need an object per
     # day and group.
@@ -163,6 +187,11 @@ class Report:
     @property
     def cached_unknown_requests(self) -> int:
         return sum(row.cached_unknown_requests for row in self.rows)
+
+    @property
+    def true_up_totals(self) -> dict[str, Decimal]:
+        """The allocated true-up per currency."""
+        return _by(self.rows, lambda row: row.currency, lambda row: row.true_up_cost)
 
     @property
     def ptu_totals(self) -> dict[str, Decimal]:

@@ -27,7 +27,7 @@ from pipeline.stages.report.model import (
     exact_text,
 )
 from pipeline.stages.report.restate import stem as file_stem
-from pipeline.stages.report.rows import line_usage, report_rows
+from pipeline.stages.report.rows import line_usage, report_rows, with_true_ups
 
 
 def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
@@ -44,8 +44,8 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
         files[f"{stem}.csv"] = _csv(REPORT_COLUMNS, (_csv_values(row) for row in report.rows))
         files[f"{stem}-unpriced.csv"] = _csv(
             UNPRICED_COLUMNS, (_booleans({c: getattr(row, c) for c in UNPRICED_COLUMNS}) for row in report.unpriced))
-        daily = report_rows(line_usage(report.lines), report.deployment_days, bucket=date.isoformat,
-                            unknown=report.cached_unknown)
+        daily = with_true_ups(report_rows(line_usage(report.lines), report.deployment_days, bucket=date.isoformat,
+                                          unknown=report.cached_unknown), report.true_ups, date.isoformat)
         files[f"{stem}-daily.csv"] = _csv(DAILY_COLUMNS, (_csv_values(row, first="date") for row in daily))
     if "parquet" in wanted:
         table = pa.Table.from_pylist([row.values() for row in report.rows], schema=REPORT_SCHEMA)

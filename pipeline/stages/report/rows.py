@@ -15,6 +15,7 @@ from pipeline.domain.capacity import DeploymentDay
 from pipeline.domain.costing import CostLine, Resolution
 from pipeline.domain.periods import month_of
 from pipeline.domain.pricing import MONEY, Price, money_sum
+from pipeline.domain.true_up import TRUE_UP, TrueUp
 from pipeline.stages.report.model import KeyUsage, ReportRow, UnpricedRow
 
 
@@ -87,6 +88,25 @@ def report_rows(usage: Iterable[KeyUsage], deployment_days: Iterable[DeploymentD
 
 
 RowKey = tuple[str, str, str, str, str, str, str, str, str, bool]  # the first ten fields of a ReportRow
+
+
+def with_true_ups(rows: list[ReportRow], true_ups: Iterable[TrueUp],
+                  bucket: Callable[[date], str] = month_of) -> list[ReportRow]:
+    """The rows and the true-up lines (charge class True-up, per bucket x cost center x
+    subscription x currency), in row order."""
+    added: dict[RowKey, list[Decimal]] = defaultdict(list)
+    for part in true_ups:
+        added[(bucket(part.day), part.cost_center, part.subscription_id, "", "", part.currency, "", TRUE_UP, "",
+               False)].append(part.amount)
+    if not added:
+        return rows
+    lines = [ReportRow(*key, true_up_cost=money_sum(amounts)) for key, amounts in added.items()]
+    return sorted([*rows, *lines], key=_order)
+
+
+def _order(row: ReportRow) -> RowKey:
+    return (row.month, row.cost_center, row.subscription_id, row.model, row.deployment_type, row.currency,
+            row.catalog_version, row.charge_class, row.service_tier, row.spillover)
 
 
 def _row_key(bucket: str, subscription_id: str, resolved: Resolution) -> RowKey:
