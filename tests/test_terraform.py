@@ -467,6 +467,7 @@ OPTIONAL = {
     "CHARGEBACK_FOCUS_BILLING_ACCOUNT_NAME": "unset: the FOCUS rows name the chargeback's own billing account",
     "CHARGEBACK_METRICS": "unset: metrics go to Application Insights (its connection string is set)",
     "CHARGEBACK_LLM_LOG_STALE_HOURS": "unset: warn when streams came and no LLM-log record did for 6 hours",
+    "CHARGEBACK_RECONCILE_TOLERANCE": "unset: the daily reconciliation reports gaps over 1% of Azure Monitor's count",
 }
 # Read by the CLI only: who records corrections (`chargeback correct` without --by).
 CLI_ONLY = {"CHARGEBACK_USER", "USER", "USERNAME"}
@@ -629,6 +630,7 @@ EXPECTED_GRANTS = {
     ("${var.function_principal_id}", "Storage Blob Data Contributor", "${var.store_container_scope}"),
     ("${var.function_principal_id}", "Storage Blob Data Owner", "${var.host_storage_account_id}"),
     ("${var.function_principal_id}", "Monitoring Metrics Publisher", "${var.application_insights_id}"),
+    ("${var.function_principal_id}", "Monitoring Reader", "${var.openai_account_id}"),
     ('${module.identity.principal_ids["capture"]}', "Storage Blob Data Contributor",
      '${module.storage.container_scopes["capture"]}'),
 }

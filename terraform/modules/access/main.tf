@@ -9,6 +9,8 @@
 #   Functions  -> Storage Blob Data Owner           on the host storage account (AzureWebJobsStorage
 #                                                   needs Owner: blob leases and checkpoints)
 #   Functions  -> Monitoring Metrics Publisher      on Application Insights (Entra ID ingestion)
+#   Functions  -> Monitoring Reader                 on the Azure OpenAI account (the daily reconciliation
+#                                                   reads its platform metrics: chargeback reconcile-azure)
 #   Functions  -> Cosmos DB Built-in Data Contributor (data-plane RBAC) on the ledger database
 #   Functions  -> Managed Redis default access policy (data access) on the counters' database
 locals {
@@ -42,6 +44,11 @@ locals {
       principal_id = var.function_principal_id
       role         = "Monitoring Metrics Publisher"
       scope        = var.application_insights_id
+    }
+    function_openai_metrics_reader = {
+      principal_id = var.function_principal_id
+      role         = "Monitoring Reader"
+      scope        = var.openai_account_id
     }
   }
 }

@@ -104,3 +104,36 @@ resource "azurerm_monitor_metric_alert" "this" {
     action_group_id = azurerm_monitor_action_group.this.id
   }
 }
+
+# The daily reconciliation (the reconcile_azure timer) records chargeback.reconciliation.gap_days:
+# deployment-days of the month whose metered requests or tokens differ from Azure Monitor's by
+# more than CHARGEBACK_RECONCILE_TOLERANCE. OpenTelemetry metrics reach Application Insights as
+# customMetrics rows, so a log alert watches them (a metric alert would need custom-metric
+# dimensions enabled).
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "reconciliation_gap" {
+  name                 = "alert-${var.context.name_prefix}-reconciliation-gap"
+  resource_group_name  = var.context.resource_group_name
+  location             = var.context.location
+  scopes               = [var.application_insights_id]
+  description          = "The ledger's numbers differ from what Azure Monitor counted: lost events, missing LLM logs or traffic around APIM. See reports/reconciliation-YYYY-MM.csv and run chargeback reconcile-azure."
+  severity             = 2
+  evaluation_frequency = "PT1H"
+  window_duration      = "P1D"
+  tags                 = var.context.tags
+
+  criteria {
+    query                   = <<-KQL
+      customMetrics
+      | where name == "chargeback.reconciliation.gap_days"
+      | summarize gap_days = max(value) by bin(timestamp, 1h)
+      | where gap_days > 0
+    KQL
+    time_aggregation_method = "Count"
+    operator                = "GreaterThan"
+    threshold               = 0
+  }
+
+  action {
+    action_groups = [azurerm_monitor_action_group.this.id]
+  }
+}
