@@ -29,6 +29,7 @@ from pipeline.stages.replay import Source
 
 if TYPE_CHECKING:
     from pipeline.lake.warehouse import Limits
+    from pipeline.stages.budget_gate import BudgetBoard, Published
     from pipeline.stages.report.focus import FocusContext
 
 DEAD_LETTERS_SOURCE = "dead-letters"
@@ -216,3 +217,38 @@ def fetch_azure_metrics(accounts: list[str], period: Period) -> Iterator[tuple[s
     start = datetime(period.start.year, period.start.month, period.start.day, tzinfo=UTC)
     end = datetime(period.end.year, period.end.month, period.end.day, tzinfo=UTC)
     return fetch_metrics(accounts, start, end)
+
+
+def budget_board_of(settings: Settings, month: str, now: datetime) -> BudgetBoard:
+    """Every budget's status for the month and the gate of every subscription it covers, from the
+    live counters (and, for product budgets, the products the month's snapshots name)."""
+    from pipeline.domain.live import BudgetScope
+    from pipeline.lake.warehouse import open_warehouse
+    from pipeline.stages.budget_gate import budget_board, check_currencies, product_members
+
+    budgets = open_budgets(settings)
+    reference = settings_reference(settings)
+    check_currencies(budgets, reference)
+    products: dict[str, frozenset[str]] = {}
+    if any(b.scope is BudgetScope.PRODUCT for b in budgets):
+        period = Period.month(month)
+        warehouse = open_warehouse(report_stores(settings).snapshots, None, (period.start, period.end),
+                                   limits=warehouse_limits(settings))
+        try:
+            products = product_members(warehouse, period)
+        finally:
+            warehouse.connection.close()
+    counters = open_counters(settings, budgets)
+    try:
+        return budget_board(budgets, counters, reference, month, now, products)
+    finally:
+        counters.close()
+
+
+def publish_budgets(settings: Settings, now: datetime) -> Published:
+    """This month's budget states into the store's `gateway` area, where APIM reads them."""
+    from pipeline.lake.areas import GATEWAY
+    from pipeline.stages.budget_gate import publish_gates
+
+    board = budget_board_of(settings, f"{now:%Y-%m}", now)
+    return publish_gates(open_store(settings, GATEWAY), board, now)

@@ -196,6 +196,10 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str) -> list[str]: ...
 
+    def delete(self, key: str) -> bool:
+        """Remove the object; False when there was none (another writer removed it first)."""
+        ...
+
     def arrow_filesystem(self) -> tuple[pafs.FileSystem, str]:
         """(pyarrow filesystem, base path): the object of `key` is at `f"{base}/{key}"` in it, so
         that pyarrow.dataset and DuckDB read Parquet where it is, with no copy."""

@@ -328,5 +328,8 @@ class FailingStore:
     def list(self, prefix: str) -> list[str]:
         return self.store.list(prefix)
 
+    def delete(self, key: str) -> bool:
+        return self.store.delete(key)
+
     def arrow_filesystem(self) -> tuple[pafs.FileSystem, str]:
         return self.store.arrow_filesystem()

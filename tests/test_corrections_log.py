@@ -151,6 +151,9 @@ class Racing:
     def list(self, prefix: str) -> list[str]:
         return self.inner.list(prefix)
 
+    def delete(self, key: str) -> bool:
+        return self.inner.delete(key)
+
     def arrow_filesystem(self) -> tuple[pafs.FileSystem, str]:
         return self.inner.arrow_filesystem()
 

@@ -133,6 +133,15 @@ def test_list_is_sorted_relative_to_the_root_and_hides_dot_names(store: ObjectSt
     assert store.list("usage/readme") == []  # a key is not a folder
 
 
+def test_delete_removes_the_object_once(store: ObjectStore) -> None:
+    store.put("gateway/budgets/sub-a.json", b"{}", overwrite=True)
+    store.put("gateway/budgets/sub-b.json", b"{}", overwrite=True)
+    assert store.delete("gateway/budgets/sub-a.json") is True
+    assert store.delete("gateway/budgets/sub-a.json") is False  # gone already
+    assert store.get("gateway/budgets/sub-a.json") is None
+    assert store.list("gateway/budgets") == ["gateway/budgets/sub-b.json"]
+
+
 def test_get_of_a_missing_key_is_none(store: ObjectStore) -> None:
     assert store.get("nothing/here.json") is None
     store.put("some/key", b"x", overwrite=False)

@@ -8,7 +8,7 @@ priced from the ledger at report time, stays the authority.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -108,14 +108,26 @@ def _micro_rates(price: Price) -> _Rates:
 class BudgetScope(StrEnum):
     SUBSCRIPTION = "subscription"
     COST_CENTER = "cost-center"
+    PRODUCT = "product"  # an APIM product: the spend of its subscriptions (gateway state only)
+
+
+class BudgetAction(StrEnum):
+    ALERT = "alert"  # alerts at THRESHOLDS, a `warn` state from warn_at percent
+    BLOCK = "block"  # the same, and the gateway refuses the covered subscriptions at 100%
+
+
+DEFAULT_WARN_AT = 80  # percent of the budget from which the state is `warn`
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
     scope: BudgetScope
-    key: str  # a subscription id or a cost center
+    key: str  # a subscription id, a cost center or an APIM product id
     monthly_micros: int
     currency: str
+    action: BudgetAction = BudgetAction.ALERT
+    warn_at: int = DEFAULT_WARN_AT
+    origin: str = field(default="", compare=False)  # where it was read, e.g. `budgets.csv:3`
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,6 +112,10 @@ class CostCenterMap:
                         f"{later.cost_center} from {later.effective_from}"
                     )
 
+    def subscriptions(self) -> list[str]:
+        """Every subscription the map assigns."""
+        return sorted(self._by_subscription)
+
     def boundaries(self) -> set[date]:
         """Every day on which an assignment starts or ends."""
         return {day for group in self._by_subscription.values() for a in group

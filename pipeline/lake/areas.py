@@ -13,6 +13,7 @@ DEAD_LETTERS = "dead-letters"  # rejected events with their reasons (pipeline.la
 REPORTS = "reports"  # the reports the daily Functions timer publishes
 LLM_USAGE = "llm-usage"  # usage records from APIM's LLM logs (pipeline.lake.llm_usage)
 CORRECTIONS = "corrections"  # the append-only corrections log (pipeline.stages.correct)
+GATEWAY = "gateway"  # state APIM reads: budgets/<subscriptionId>.json (pipeline.stages.budget_gate)
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,6 +111,13 @@ class BlobObjectStore:
 
         return azure_filesystem(self.container, self.prefix, self.url, self.client_id)
 
+    def delete(self, key: str) -> bool:
+        try:
+            self.container.get_blob_client(self.blob_name(key)).delete_blob()
+        except ResourceNotFoundError:
+            return False
+        return True
+
     def list(self, prefix: str) -> list[str]:
         """Keys under the folder `prefix` ("" for all), sorted, relative to the store root."""
         folder = prefix.strip("/")

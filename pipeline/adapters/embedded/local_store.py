@@ -64,6 +64,13 @@ class LocalObjectStore:
         except (FileNotFoundError, IsADirectoryError):
             return None
 
+    def delete(self, key: str) -> bool:
+        try:
+            self.path(key).unlink()
+        except (FileNotFoundError, IsADirectoryError):
+            return False
+        return True
+
     def list(self, prefix: str) -> list[str]:
         base = self.path(prefix) if prefix else self.root
         if not base.exists():

@@ -33,6 +33,8 @@ COMMANDS: dict[str, Entry] = {  # in the order `chargeback --help` lists them
                    "Run DuckDB SQL over the snapshots and the finance views."),
     "usage": Entry("usage", "usage_command",
                    "Show month-to-date requests, tokens and spend from the live counters, against budgets."),
+    "budgets": Entry("budgets", "budgets_command",
+                     "Show every budget's spend, forecast and state; --publish sets the gateway's."),
     "reconcile": Entry("reconcile", "reconcile_command",
                        "Compare a month's live counters with the ledger; --apply rebuilds them."),
     "reconcile-azure": Entry("reconcile_azure", "reconcile_azure_command",

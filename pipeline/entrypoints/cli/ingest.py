@@ -9,6 +9,7 @@ import click
 
 from pipeline.entrypoints.cli.options import console, pipeline_of, user_errors
 from pipeline.settings import Settings
+from pipeline.stages.ingest import IngestResult
 
 
 @click.command("ingest")
@@ -21,15 +22,31 @@ def ingest_command(files: tuple[str, ...]) -> None:
     """
     from pipeline.entrypoints.cli.output import show_ingest
     from pipeline.inputs.event_files import json_lines
-    from pipeline.stages.ingest import IngestResult, ingest
+    from pipeline.stages.ingest import ingest
 
     for name in files:
         if name != "-" and not Path(name).is_file():
             raise click.ClickException(f"{name}: no such file")
-    with pipeline_of(Settings.from_env()) as p:
+    settings = Settings.from_env()
+    with pipeline_of(settings) as p:
         total = IngestResult()
         started = time.perf_counter()
         for name in files:
             total.add(ingest(json_lines(name), p.ledger, p.counters, p.dead_letters, p.pricer))
         total.seconds = time.perf_counter() - started
     show_ingest(console, total)
+    publish_if_blocked(settings, total)
+
+
+def publish_if_blocked(settings: Settings, result: IngestResult) -> None:
+    """A block budget reached 100% in this ingest: publish the gateway state now."""
+    from datetime import UTC, datetime
+
+    from pipeline.app import open_budgets, publish_budgets
+    from pipeline.domain.budget_gate import crosses_block
+
+    now = datetime.now(UTC)
+    if result.alerts and crosses_block(result.alerts, open_budgets(settings), f"{now:%Y-%m}"):
+        published = publish_budgets(settings, now)
+        for key in published.written:
+            console.print(f"  gateway state: wrote {key}", markup=False)

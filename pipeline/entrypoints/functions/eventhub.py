@@ -22,7 +22,8 @@ from typing import Any
 import azure.functions as func
 from opentelemetry.metrics import MeterProvider
 
-from pipeline.app import Pipeline, open_pipeline
+from pipeline.app import Pipeline, open_budgets, open_pipeline, publish_budgets
+from pipeline.domain.budget_gate import crosses_block
 from pipeline.domain.decode import RawMessage
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LiveCharge, LivePricer
@@ -81,6 +82,13 @@ def ingest_usage_events(events: typing.List[func.EventHubEvent], context: func.C
     logging.info("ingest of %s: received %d, ingested %d, duplicates %d, dead-lettered %d in %.3f s",
                  describe_batch(events), result.received, result.ingested, result.duplicates,
                  result.dead_lettered, result.seconds)
+    now = datetime.now(UTC)
+    if result.alerts and crosses_block(result.alerts, open_budgets(settings), f"{now:%Y-%m}"):
+        try:  # at once, rather than at the next minute's publish_budgets run
+            published = publish_budgets(settings, now)
+            logging.info("budgets: a block budget reached 100%%: %s", ", ".join(published.written) or "unchanged")
+        except Exception:  # the batch is in the ledger and counted: the minute timer publishes it
+            logging.exception("budgets: publishing the gateway state failed; publish_budgets retries within a minute")
 
 
 def ingest_events(events: Sequence[func.EventHubEvent], pipeline: Pipeline, source: str, *,

@@ -1,5 +1,5 @@
-"""Timer triggers: Parquet snapshots every 15 minutes, the daily chargeback reports and the daily
-reconciliation with Azure Monitor.
+"""Timer triggers: Parquet snapshots every 15 minutes, the budgets' gateway state every minute,
+the daily chargeback reports and the daily reconciliation with Azure Monitor.
 
 No `from __future__ import annotations` here: the Functions worker reads the triggers'
 parameter annotations at indexing time and expects real types, not strings.
@@ -22,6 +22,7 @@ from pipeline.app import (
     focus_context,
     open_ledger,
     open_store,
+    publish_budgets,
     report_stores,
     settings_reference,
     warehouse_limits,
@@ -141,6 +142,20 @@ def reconcile_month(settings: Settings, today: date, fetch: MetricsSource,
     logging.info("reconcile: %d deployment-day(s) compared, %d over %s%%", len(reconciliation.rows),
                  len(reconciliation.gaps), settings.reconcile_tolerance)
     return reconciliation
+
+
+# Budgets become gateway state every minute: with the fragment's 60-second cache, a subscription
+# is refused within about two minutes of crossing a block budget (docs/budgets.md).
+BUDGET_SCHEDULE = "0 * * * * *"
+
+
+@bp.function_name("publish_budgets")
+@bp.timer_trigger(arg_name="timer", schedule=BUDGET_SCHEDULE, run_on_startup=False, use_monitor=True)
+def budget_timer(timer: func.TimerRequest) -> None:
+    published = publish_budgets(Settings.from_env(), datetime.now(UTC))
+    if published.written or published.removed:
+        logging.warning("budgets: gateway state written for %s; removed for %s", ", ".join(published.written) or "none",
+                        ", ".join(published.removed) or "none")
 
 
 def snapshot_ledger(settings: Settings) -> SnapshotResult:
