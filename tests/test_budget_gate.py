@@ -63,7 +63,8 @@ def gateway(home: Path, write_file: WriteFile, monkeypatch: pytest.MonkeyPatch) 
 
 def state(gateway: Path, subscription: str) -> dict[str, str]:
     document = json.loads((gateway / "budgets" / f"{subscription}.json").read_text(encoding="utf-8"))
-    assert datetime.strptime(document.pop("updatedAt"), "%Y-%m-%dT%H:%M:%SZ")  # when the state began
+    began = datetime.fromisoformat(document.pop("updatedAt").replace("Z", "+00:00"))  # when the state began
+    assert began.tzinfo is not None and began <= datetime.now(UTC)
     return document  # type: ignore[no-any-return]
 
 
@@ -152,7 +153,8 @@ def test_two_ingest_processes_crossing_at_once_publish_one_state(gateway: Path, 
 def test_a_bad_budget_is_one_line_and_nothing_is_published(gateway: Path, write_file: WriteFile,
                                                          monkeypatch: pytest.MonkeyPatch, row: str,
                                                          message: str) -> None:
-    monkeypatch.setenv("CHARGEBACK_BUDGETS", str(write_file("budgets.csv", BUDGETS.splitlines()[0] + "\n" + row + "\n")))
+    header = BUDGETS.splitlines()[0]
+    monkeypatch.setenv("CHARGEBACK_BUDGETS", str(write_file("budgets.csv", f"{header}\n{row}\n")))
     result = run("budgets", "--publish")
     assert result.exit_code == 1, result.output
     [line] = result.output.strip().splitlines()

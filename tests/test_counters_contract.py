@@ -250,7 +250,7 @@ def test_concurrent_consumers_over_overlapping_batches(redis_make: Callable[...,
     everything = results[0] + results[1]
     assert sum(result.new for result in everything) == 9000
     raised = [(a.scope, a.threshold) for result in everything for a in result.alerts]
-    assert sorted(raised) == sorted((scope, t) for scope in BudgetScope for t in (50, 80, 100))
+    assert sorted(raised) == sorted((scope, t) for scope in (SUB_A, BudgetScope.COST_CENTER) for t in (50, 80, 100))
     counters = redis_make(budgets)
     assert counters.month_to_date("2026-10") == [SubscriptionMonth("sub-a", "2026-10", 9000, 900_000, 90_000,
                                                                    180_000, 45_000, 1_080_000, 900_000, 0)]

@@ -378,10 +378,10 @@ def test_publish_replaces_a_report(pipeline: Pipeline, reference_files: Referenc
     assert store.get("chargeback-2026-10.csv") == render_report(report, ["csv"])["chargeback-2026-10.csv"]
 
 
-def test_the_app_registers_five_functions_with_their_bindings() -> None:
+def test_the_app_registers_six_functions_with_their_bindings() -> None:
     functions = {str(f.get_function_name()): f for f in function_app.app.get_functions()}
-    assert sorted(functions) == ["ingest_llm_logs", "ingest_usage_events", "reconcile_azure", "refresh_reports",
-                                 "snapshot_usage"]
+    assert sorted(functions) == ["ingest_llm_logs", "ingest_usage_events", "publish_budgets", "reconcile_azure",
+                                 "refresh_reports", "snapshot_usage"]
 
     for name, connection, prefix in (("ingest_usage_events", "EVENTHUB", "CHARGEBACK"),
                                      ("ingest_llm_logs", "EVENTHUB_LLM_LOGS", "CHARGEBACK_LLM_LOGS")):
@@ -399,13 +399,14 @@ def test_the_app_registers_five_functions_with_their_bindings() -> None:
         assert hints["context"] is func.Context
 
     for name, schedule in (("snapshot_usage", "0 */15 * * * *"), ("refresh_reports", "0 30 1 * * *"),
-                           ("reconcile_azure", "0 0 3 * * *")):
+                           ("reconcile_azure", "0 0 3 * * *"), ("publish_budgets", "0 * * * * *")):
         [timer] = json.loads(functions[name].get_function_json())["bindings"]
         assert timer == {"type": "timerTrigger", "direction": "IN", "name": "timer", "schedule": schedule,
                          "runOnStartup": False, "useMonitor": True}
     assert functions["refresh_reports"].get_settings_dict("retry_policy") is not None
     assert functions["reconcile_azure"].get_settings_dict("retry_policy") is not None
     assert functions["snapshot_usage"].get_settings_dict("retry_policy") is None
+    assert functions["publish_budgets"].get_settings_dict("retry_policy") is None  # the next run is a minute away
 
 
 def test_host_json() -> None:

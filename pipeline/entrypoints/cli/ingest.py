@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.entrypoints.cli.options import console, pipeline_of, user_errors
 from pipeline.settings import Settings
-from pipeline.stages.ingest import IngestResult
+
+if TYPE_CHECKING:
+    from pipeline.stages.ingest import IngestResult
 
 
 @click.command("ingest")
@@ -22,7 +25,7 @@ def ingest_command(files: tuple[str, ...]) -> None:
     """
     from pipeline.entrypoints.cli.output import show_ingest
     from pipeline.inputs.event_files import json_lines
-    from pipeline.stages.ingest import ingest
+    from pipeline.stages.ingest import IngestResult, ingest
 
     for name in files:
         if name != "-" and not Path(name).is_file():
