@@ -109,10 +109,15 @@ def run_checks(settings: Settings, period: Period | None = None) -> list[Check]:
             opened.close()
 
     def budgets() -> Check:
+        from pipeline.stages.budget_gate import check_currencies
+
         found = app.open_budgets(settings)
         if not settings.budgets_csv.is_file():
             return doctor.ok("budgets", f"{settings.budgets_csv}: none (no budget is enforced)")
-        return doctor.ok("budgets", f"{settings.budgets_csv}: {len(found):,} budget(s)")
+        check_currencies(found, app.settings_reference(settings))  # another currency than the spend: a mistake
+        blocking = sum(1 for budget in found if budget.action.value == "block")
+        return doctor.ok("budgets", f"{settings.budgets_csv}: {len(found):,} budget(s), {blocking:,} blocking at the "
+                         "gateway (chargeback budgets shows their state)")
 
     def store() -> Check:
         return doctor.check_store(app.open_store(settings, doctor.PROBE_AREA))
