@@ -30,7 +30,7 @@ AMOUNT_COLUMNS = ("cost", "ptu_cost", "total_cost", "cached_unknown_max_overchar
 UNPRICED_COLUMNS = ("month", "reason", "cost_center", "subscription_id", "deployment", "model", "requests",
                     "prompt_tokens", "cached_tokens", "completion_tokens", "detail", "deployment_type")
 DAILY_COLUMNS = ("date", *(c for c in REPORT_COLUMNS if c != "month"))  # `-daily.csv`: the rows by UTC day
-FORMATS = ("csv", "parquet", "focus", "html")  # every format render_report knows
+FORMATS = ("csv", "parquet", "focus", "focus-1.2", "html")  # every format render_report knows
 DEFAULT_FORMATS = ("csv", "parquet")
 
 COST = pa.decimal128(38, 12)
