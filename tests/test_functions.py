@@ -340,7 +340,8 @@ def test_the_report_timer_formats_come_from_the_settings(app_settings: Settings)
     assert report_formats(app_settings) == ["csv", "parquet", "focus", "focus-1.2", "html"]
     assert report_formats(dataclasses.replace(app_settings, report_formats=" csv, html ")) == ["csv", "html"]
     for bad in ("csv,xlsx", ",", "pdf"):
-        with pytest.raises(SettingsError, match=r"CHARGEBACK_REPORT_FORMATS .*: choose from csv, parquet, focus, focus-1.2, html"):
+        with pytest.raises(SettingsError,
+                           match=r"CHARGEBACK_REPORT_FORMATS .*: choose from csv, parquet, focus, focus-1\.2, html"):
             report_formats(dataclasses.replace(app_settings, report_formats=bad))
     assert Settings.from_env({"CHARGEBACK_REPORT_FORMATS": "csv"}).report_formats == "csv"
 
