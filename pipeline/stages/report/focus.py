@@ -1,4 +1,5 @@
-"""FOCUS 1.2 export of a month's report: the shape finance tools and the Microsoft FinOps hubs read.
+"""FOCUS 1.3 export of a month's report (format `focus`; `focus-1.2` the FOCUS 1.2 export of
+earlier releases, unchanged): the shape finance tools and the Microsoft FinOps hubs read.
 
 One row per cost center x APIM subscription x model x meter x day, where a meter is one priced
 token kind (uncached input, cached input, output) at one catalog price, or one provisioned
@@ -8,7 +9,11 @@ is not exported (it is in the report's `-unpriced.csv`): so the sum of `BilledCo
 report's total, pay-as-you-go plus PTU, to the last digit.
 
 Column values follow the FOCUS 1.2 column definitions (FinOps Foundation, FOCUS_Spec,
-`specification/columns/`; checked by tests/test_focus.py):
+`specification/columns/`; checked by tests/test_focus.py); FOCUS 1.3 (ratified 2025-12-05,
+Cost and Usage dataset) keeps them and adds the provider and split cost allocation columns of
+pipeline.stages.report.focus_allocation (ServiceProviderName, HostProviderName, ResourceId and
+ResourceName of the PTU deployment, Allocated* on PTU rows); the 1.2 rows are the 1.3 rows
+without those columns, so `focus-1.2` is byte for byte the export of earlier releases:
 - costs are exact decimals (Parquet decimal128(38, 12); CSV plain decimal text, no exponent);
   ListCost = ListUnitPrice x PricingQuantity exactly. Token meters are priced per
   `1000000 Tokens` (PricingQuantity = tokens / 1,000,000; ConsumedQuantity = tokens), so
@@ -29,9 +34,16 @@ Column values follow the FOCUS 1.2 column definitions (FinOps Foundation, FOCUS_
 - our own columns start with `x_`, after the FOCUS columns.
 
 Files: `chargeback-YYYY-MM-focus.csv`, and the same rows as Parquet where a FinOps hub ingests
-custom FOCUS data, `ingestion/Costs/{yyyy}/{mm}/apim-openai-chargeback/chargeback-YYYY-MM-focus.parquet`,
+custom FOCUS data,
+`ingestion/Costs/{yyyy}/{mm}/apim-openai-chargeback/{ingestion-id}__chargeback-YYYY-MM-focus.parquet`,
 followed by an empty `manifest.json` in that folder (hubs with Data Explorer start ingesting a
-custom folder when its manifest.json appears, so it is written last). Copy the `ingestion/` tree
+custom folder when its manifest.json appears, so it is written last). The layout and the
+`{ingestion-id}__{original-file-name}` name are the FinOps toolkit's ("About the ingestion
+container", microsoft/finops-toolkit docs, hubs data processing): the folder path and the
+ingestion id keep data from being duplicated, so the id is the same on every export of a month
+(pipeline.stages.report.restate.ingestion_id) and a re-export overwrites the one file.
+`focus-1.2` writes `chargeback-YYYY-MM-focus-1.2.csv` and `.parquet` next to the report, never in
+the hubs folder (one dataset of a month there, not two versions of it). Copy the `ingestion/` tree
 into the hub's storage account as it is. A report of a range of days
 (`chargeback-2026-10-05_2026-10-20-focus.csv`) has its Parquet next to its CSV and no manifest: a hub
 replaces a month folder's data with what it finds there, so a part of a month must not land in it.
