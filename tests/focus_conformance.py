@@ -1,4 +1,4 @@
-"""A FOCUS 1.2 conformance check, written from the specification's column definitions and
+"""A FOCUS 1.2 and 1.3 conformance check, written from the specification's column definitions and
 attributes (FinOps Foundation, FOCUS_Spec at tag v1.2: `specification/columns/*.md` and
 `specification/attributes/*.md`), for the export of pipeline.stages.report.focus.
 
@@ -24,6 +24,16 @@ What is checked, per the spec text (MUST unless marked SHOULD):
 - ListCost = ListUnitPrice x PricingQuantity when both are not null and the row is not a
   correction; ListUnitPrice and ContractedUnitPrice are non-negative; the charge period lies in
   the billing period, start before end.
+
+FOCUS 1.3 (ratified 2025-12-05; Cost and Usage dataset, `specification/datasets/cost_and_usage/`):
+the same rules over its column table (COLUMNS_1_3: ServiceProviderName and HostProviderName
+Mandatory and not null, ProviderName and PublisherName DEPRECATED but still Mandatory, the
+Allocated* and ContractApplied columns Conditional), and check_allocations: AllocatedMethodDetails
+is a JSON object whose only non-`x_` key is `Elements`, an array of objects with a Decimal
+`AllocatedRatio` (NumericFormat), `UsageUnit` present whenever `UsageQuantity` is, other keys `x_`;
+the Allocated* columns are null on rows that are not allocated and AllocatedMethodId and
+AllocatedResourceId are set on those that are; AllocatedTags follows KeyValueFormat; and the
+AllocatedRatio values of all rows allocated from one origin charge sum to exactly 1.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.domain.currencies import is_currency
+from tests.focus_allocations import ALLOCATED, check_allocations
 
 # specification/columns/*.md at v1.2: Column ID -> (Feature level, Allows nulls, Data type)
 COLUMNS: dict[str, tuple[str, bool, str]] = {
@@ -100,6 +111,19 @@ COLUMNS: dict[str, tuple[str, bool, str]] = {
     "Tags": ("Conditional", True, "JSON"),
 }
 MANDATORY = sorted(name for name, (level, _, _) in COLUMNS.items() if level == "Mandatory")
+# the Cost and Usage dataset's column table at 1.3: the 1.2 columns and these
+COLUMNS_1_3: dict[str, tuple[str, bool, str]] = {
+    **COLUMNS,
+    "AllocatedMethodDetails": ("Recommended", True, "JSON"),
+    "AllocatedMethodId": ("Conditional", True, "String"),
+    "AllocatedResourceId": ("Conditional", True, "String"),
+    "AllocatedResourceName": ("Conditional", True, "String"),
+    "AllocatedTags": ("Conditional", True, "JSON"),
+    "ContractApplied": ("Conditional", True, "JSON"),
+    "HostProviderName": ("Mandatory", False, "String"),
+    "ServiceProviderName": ("Mandatory", False, "String"),
+}
+MANDATORY_1_3 = sorted(name for name, (level, _, _) in COLUMNS_1_3.items() if level == "Mandatory")
 
 # Allowed values (chargecategory.md, chargeclass.md, chargefrequency.md, pricingcategory.md,
 # servicesubcategory.md, whose parent categories are exactly servicecategory.md's values).
@@ -150,11 +174,11 @@ UNIT = re.compile(rf"^({_WORD}s?|\d+ {_WORD}s?|{_WORD}-{_TIME_UNITS}|{_WORD}s?/(
 PASCAL = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 
 
-def check_table(table: pa.Table) -> list[str]:
+def check_table(table: pa.Table, columns: dict[str, tuple[str, bool, str]] = COLUMNS) -> list[str]:
     """Problems of a FOCUS dataset read from Parquet (types are checked on the Arrow schema)."""
-    problems = _check_columns(table.column_names)
+    problems = _check_columns(table.column_names, columns)
     for name in table.column_names:
-        spec = COLUMNS.get(name)
+        spec = columns.get(name)
         if spec is None:
             continue
         kind = table.schema.field(name).type
@@ -165,18 +189,19 @@ def check_table(table: pa.Table) -> list[str]:
             problems.append(f"{name}: type {kind}, the spec says a UTC Date/Time")
         if wanted in ("String", "JSON") and not pa.types.is_string(kind) and not pa.types.is_large_string(kind):
             problems.append(f"{name}: type {kind}, the spec says {wanted} (a string)")
-    problems += check_rows(table.to_pylist(), table.column_names)
+    problems += check_rows(table.to_pylist(), table.column_names, columns)
     return problems
 
 
-def check_csv(header: list[str], rows: Iterable[dict[str, str]]) -> list[str]:
+def check_csv(header: list[str], rows: Iterable[dict[str, str]],
+              columns: dict[str, tuple[str, bool, str]] = COLUMNS) -> list[str]:
     """Problems of a FOCUS dataset read from CSV: values are text, formats are checked."""
-    problems = _check_columns(header)
+    problems = _check_columns(header, columns)
     parsed = []
     for number, row in enumerate(rows, start=2):
         values: dict[str, Any] = {}
         for name, text in row.items():
-            spec = COLUMNS.get(name)
+            spec = columns.get(name)
             if text == "":
                 values[name] = None
                 continue
@@ -193,16 +218,17 @@ def check_csv(header: list[str], rows: Iterable[dict[str, str]]) -> list[str]:
             else:
                 values[name] = text
         parsed.append(values)
-    return problems + check_rows(parsed, header)
+    return problems + check_rows(parsed, header, columns)
 
 
-def _check_columns(names: list[str]) -> list[str]:
-    problems = [f"mandatory column {name} is missing" for name in MANDATORY if name not in names]
+def _check_columns(names: list[str], columns: dict[str, tuple[str, bool, str]]) -> list[str]:
+    mandatory = [name for name, (level, _, _) in columns.items() if level == "Mandatory"]
+    problems = [f"mandatory column {name} is missing" for name in mandatory if name not in names]
     if len(set(names)) != len(names):
         problems.append("a column name is repeated")
     custom_seen = False
     for name in names:
-        if name in COLUMNS:
+        if name in columns:
             if custom_seen:
                 problems.append(f"FOCUS column {name} comes after custom columns (SHOULD be first)")
         elif name.startswith("x_"):
@@ -210,22 +236,26 @@ def _check_columns(names: list[str]) -> list[str]:
             if not PASCAL.match(name[2:]):
                 problems.append(f"custom column {name} is not PascalCase after x_ (SHOULD)")
         else:
-            problems.append(f"column {name} is neither a FOCUS 1.2 column nor prefixed x_")
+            problems.append(f"column {name} is neither a FOCUS column nor prefixed x_")
     return problems
 
 
-def check_rows(rows: Iterable[dict[str, Any]], names: Iterable[str]) -> list[str]:
+def check_rows(rows: Iterable[dict[str, Any]], names: Iterable[str],
+               columns: dict[str, tuple[str, bool, str]] = COLUMNS) -> list[str]:
     problems: list[str] = []
     present = set(names)
+    rows = list(rows)
+    if present & set(ALLOCATED):
+        problems += check_allocations(rows)
     for index, row in enumerate(rows):
         where = f"row {index + 1}"
 
         def get(name: str, row: dict[str, Any] = row) -> Any:
             return row.get(name)
 
-        for name in present & set(COLUMNS):
+        for name in present & set(columns):
             value = get(name)
-            if value is None and not COLUMNS[name][1]:
+            if value is None and not columns[name][1]:
                 problems.append(f"{where}: {name} is null; the spec does not allow nulls")
             if isinstance(value, str) and not value.strip():
                 problems.append(f"{where}: {name} is an empty string (use null)")
@@ -290,7 +320,7 @@ def check_rows(rows: Iterable[dict[str, Any]], names: Iterable[str]) -> list[str
             problems.append(f"{where}: SkuMeter must be null when SkuId is")
         if "SkuPriceDetails" in present and get("SkuPriceId") is None and get("SkuPriceDetails") is not None:
             problems.append(f"{where}: SkuPriceDetails must be null when SkuPriceId is")
-        for json_column in ("Tags", "SkuPriceDetails"):
+        for json_column in ("Tags", "SkuPriceDetails", "AllocatedTags"):
             if json_column in present and get(json_column) is not None:
                 found = _key_value_problems(get(json_column), x_keys_only=json_column == "SkuPriceDetails")
                 problems += [f"{where}: {json_column} {p}" for p in found]
@@ -339,3 +369,4 @@ def _key_value_problems(text: object, x_keys_only: bool) -> list[str]:
         if x_keys_only and not key.startswith("x_"):
             problems.append(f"key {key!r} is not a FOCUS-defined property and does not start with x_")
     return problems
+

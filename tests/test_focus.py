@@ -1,4 +1,5 @@
-"""FOCUS 1.2 export: conformance with the spec's column definitions (tests.focus_conformance),
+"""FOCUS 1.3 export (and the FOCUS 1.2 one of `--format focus-1.2`): conformance with the spec's
+column definitions (tests.focus_conformance),
 the FinOps hubs layout, and the totals finance reconciles: report total == sum of FOCUS BilledCost
 == SQL over `costs` + `allocations`, to the cent (exactly, in fact)."""
 
@@ -15,12 +16,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.stages.report.focus import COLUMN_NAMES, focus_keys
+from pipeline.stages.report.focus import COLUMN_NAMES, COLUMN_NAMES_1_2, focus_keys
 from tests.conftest import WriteFile
 from tests.finance_world import MONTH, PAYG, PTU, TOTAL, World, build_world, run
-from tests.focus_conformance import MANDATORY, check_csv, check_table
+from tests.focus_conformance import COLUMNS, COLUMNS_1_3, MANDATORY, MANDATORY_1_3
+from tests.focus_conformance import check_csv as check_csv_of
+from tests.focus_conformance import check_table as check_table_of
 
-PARQUET = f"ingestion/Costs/2026/10/apim-openai-chargeback/chargeback-{MONTH}-focus.parquet"
+HUBS = "ingestion/Costs/2026/10/apim-openai-chargeback"
+PARQUET = f"{HUBS}/apim-openai-chargeback-{MONTH}__chargeback-{MONTH}-focus.parquet"
+# `--format focus` of the release before FOCUS 1.3, generated from this world before the change
+BEFORE_1_3 = Path(__file__).parent / "fixtures" / "focus-1.2"
+
+
+def check_table(table: pa.Table) -> list[str]:
+    return check_table_of(table, COLUMNS_1_3)
+
+
+def check_csv(header: list[str], rows: list[dict[str, str]]) -> list[str]:
+    return check_csv_of(header, rows, COLUMNS_1_3)
 
 
 @pytest.fixture
@@ -37,23 +51,23 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def test_focus_files_in_the_finops_hubs_layout(world: World) -> None:
-    assert focus_keys(MONTH) == (f"chargeback-{MONTH}-focus.csv", PARQUET,
-                                 "ingestion/Costs/2026/10/apim-openai-chargeback/manifest.json")
+    assert focus_keys(MONTH) == (f"chargeback-{MONTH}-focus.csv", PARQUET, f"{HUBS}/manifest.json")
     assert (world.out / f"chargeback-{MONTH}-focus.csv").is_file()
     assert (world.out / PARQUET).is_file()
     manifest = world.out / "ingestion/Costs/2026/10/apim-openai-chargeback/manifest.json"
     assert manifest.is_file() and manifest.stat().st_mtime_ns >= (world.out / PARQUET).stat().st_mtime_ns
     metadata = pq.read_schema(world.out / PARQUET).metadata
-    assert metadata[b"FocusVersion"] == b"1.2"
+    assert metadata[b"FocusVersion"] == b"1.3"
 
 
-def test_the_export_conforms_to_focus_1_2(world: World) -> None:
+def test_the_export_conforms_to_focus_1_3(world: World) -> None:
     table = pq.read_table(world.out / PARQUET)
     assert check_table(table) == []
     header, rows = read_csv(world.out / f"chargeback-{MONTH}-focus.csv")
     assert check_csv(header, rows) == []
     assert header == list(COLUMN_NAMES) == table.column_names
-    assert set(MANDATORY) <= set(header) and len(MANDATORY) == 21
+    assert set(MANDATORY_1_3) <= set(header) and len(MANDATORY) == 21 and len(MANDATORY_1_3) == 23
+    assert {"ProviderName", "PublisherName", "ServiceProviderName", "HostProviderName"} <= set(header)
     custom = [name for name in header if name not in MANDATORY and name.startswith("x_")]
     assert {"x_CostCenter", "x_PriceCatalogVersion", "x_SourceEventCount"} <= set(custom)
     # CSV and Parquet carry the same rows
@@ -168,6 +182,10 @@ def mutate(table: pa.Table, column: str, value: object) -> pa.Table:
     ("ChargePeriodStart", datetime(2026, 9, 30, tzinfo=UTC), "not inside billing period"),
     ("PricingUnit", "tokens per million", "Unit Format"),
     ("ChargeDescription", " ", "empty string"),
+    ("ServiceProviderName", None, "ServiceProviderName is null"),
+    ("HostProviderName", None, "HostProviderName is null"),
+    ("AllocatedResourceId", None, "AllocatedResourceId is null on an allocated row"),  # row 1 is a PTU share
+    ("AllocatedMethodId", None, "is set on a row that is not allocated"),
 ])
 def test_the_conformance_check_catches_seeded_mistakes(world: World, column: str, value: object,
                                                        words: str) -> None:
@@ -180,8 +198,10 @@ def test_the_conformance_check_catches_schema_mistakes(world: World) -> None:
     table = pq.read_table(world.out / PARQUET)
     assert any("mandatory column BilledCost is missing" in p for p in check_table(table.drop_columns(["BilledCost"])))
     renamed = table.rename_columns([("CostCenter" if n == "x_CostCenter" else n) for n in table.column_names])
-    assert any("neither a FOCUS 1.2 column nor prefixed x_" in p for p in check_table(renamed))
-    as_float = table.set_column(0, pa.field("BilledCost", pa.float64()), table.column(0).cast(pa.float64()))
+    assert any("neither a FOCUS column nor prefixed x_" in p for p in check_table(renamed))
+    billed = table.column_names.index("BilledCost")
+    as_float = table.set_column(billed, pa.field("BilledCost", pa.float64()),
+                                table.column(billed).cast(pa.float64()))
     assert any("BilledCost: type double" in p for p in check_table(as_float))
     header, rows = read_csv(world.out / f"chargeback-{MONTH}-focus.csv")
     bad = [dict(rows[0], ChargePeriodStart="2026-10-01 00:00:00", BilledCost="1,000.00"), *rows[1:]]
@@ -224,3 +244,59 @@ def test_charge_class_correction_only_for_corrections_recorded_after_the_period(
     assert {r["SkuMeter"] for r in moved} == {"Input Tokens", "Cached Input Tokens", "Output Tokens"}
     assert {(r["ChargeClass"], r["x_CorrectionIds"]) for r in moved} == {(charge_class, reassign.id)}
     assert {row.charge_class for row in report.rows if row.cost_center == "CC-X"} == {"Correction"}  # the CSV
+
+
+def test_focus_1_2_is_the_output_of_the_release_before(world: World) -> None:
+    world.report("focus-1.2")
+    csv_key, parquet_key, manifest = focus_keys(MONTH, "1.2")
+    assert (csv_key, parquet_key, manifest) == (f"chargeback-{MONTH}-focus-1.2.csv",
+                                                f"chargeback-{MONTH}-focus-1.2.parquet", None)
+    # the same bytes `--format focus` wrote before FOCUS 1.3 (only the file names differ: 1.2 is
+    # never in the hubs layout, where the month's 1.3 Parquet is)
+    assert (world.out / csv_key).read_bytes() == (BEFORE_1_3 / f"chargeback-{MONTH}-focus.csv").read_bytes()
+    assert (world.out / parquet_key).read_bytes() == (BEFORE_1_3 / f"chargeback-{MONTH}-focus.parquet").read_bytes()
+    table = pq.read_table(world.out / parquet_key)
+    assert check_table_of(table, COLUMNS) == [] and table.column_names == list(COLUMN_NAMES_1_2)
+    assert pq.read_schema(world.out / parquet_key).metadata[b"FocusVersion"] == b"1.2"
+    assert sum((r["BilledCost"] for r in table.to_pylist()), Decimal(0)) == TOTAL
+
+
+def test_ptu_rows_are_allocated_from_their_deployment_day(world: World) -> None:
+    rows = pq.read_table(world.out / PARQUET).to_pylist()
+    payg = [r for r in rows if r["x_ChargeKind"] == "PayAsYouGo"]
+    assert payg and all(r[c] is None for r in payg for c in (
+        "AllocatedMethodId", "AllocatedMethodDetails", "AllocatedResourceId", "AllocatedResourceName",
+        "AllocatedTags", "ResourceId"))
+    ptu = [r for r in rows if r["x_ChargeKind"] != "PayAsYouGo"]
+    ratios: dict[object, Decimal] = {}
+    for row in ptu:
+        [element] = json.loads(row["AllocatedMethodDetails"], parse_float=Decimal)["Elements"]
+        ratios[row["ChargePeriodStart"]] = ratios.get(row["ChargePeriodStart"], Decimal(0)) + element["AllocatedRatio"]
+        assert (row["ResourceId"], row["ResourceName"]) == ("dep-ptu", "dep-ptu")
+        assert row["AllocatedMethodId"] == ("chargeback-ptu-idle-owner" if row["x_ChargeKind"] == "ProvisionedIdle"
+                                            else "chargeback-ptu-weighted-tokens")
+        assert row["AllocatedResourceName"] == row["x_CostCenter"]
+    assert ratios == {datetime(2026, 10, 1, tzinfo=UTC): 1, datetime(2026, 10, 2, tzinfo=UTC): 1}
+    by_center = {r["x_CostCenter"]: r for r in ptu if r["ChargePeriodStart"].day == 1}
+    # 6.50 + 17.50 + 48 = 72: 6.5 / 72 = 0.090277777777(7...) to 12 decimals; the owner's 48 / 72 takes the rest
+    assert by_center["CC-A"]["AllocatedMethodDetails"].startswith('{"Elements":[{"AllocatedRatio":0.090277777778,')
+    assert by_center["CC-A"]["AllocatedResourceId"] == "apim-subscription/sub-a"
+    assert by_center["CC-OWNER"]["AllocatedResourceId"] == "cost-center/CC-OWNER"
+    assert json.loads(by_center["CC-A"]["AllocatedTags"]) == {"chargeback/apimSubscription": "sub-a",
+                                                              "chargeback/costCenter": "CC-A"}
+
+
+def test_the_allocation_check_catches_ratios_that_do_not_sum_to_one(world: World) -> None:
+    table = pq.read_table(world.out / PARQUET)
+    rows = table.to_pylist()
+    first = next(i for i, r in enumerate(rows) if r["AllocatedMethodId"])
+    rows[first]["AllocatedMethodDetails"] = '{"Elements":[{"AllocatedRatio":0.5,"Weight":1}]}'
+    problems = check_table(pa.Table.from_pylist(rows, schema=table.schema))
+    assert any("sum to" in p for p in problems), problems
+    assert any("'Weight' is not FOCUS-defined" in p for p in problems), problems
+
+
+def test_a_re_export_replaces_the_hubs_file_and_focus_1_2_stays_out_of_the_hubs_folder(world: World) -> None:
+    world.report("csv", "focus", "focus-1.2")
+    world.report("csv", "focus", "focus-1.2")
+    assert sorted(p.name for p in (world.out / HUBS).iterdir()) == [Path(PARQUET).name, "manifest.json"]

@@ -322,9 +322,10 @@ def test_the_report_timer_publishes_this_and_last_month(app_settings: Settings, 
     store = open_store(app_settings, REPORTS)
     assert sorted(keys) == sorted(store.list("")) == sorted(
         [f"chargeback-{month}{suffix}" for month in ("2026-10", "2026-11")
-         for suffix in (".csv", ".parquet", "-unpriced.csv", "-daily.csv", "-focus.csv", ".html")]
+         for suffix in (".csv", ".parquet", "-unpriced.csv", "-daily.csv", "-focus.csv", "-focus-1.2.csv",
+                        "-focus-1.2.parquet", ".html")]
         + [f"ingestion/Costs/2026/{mm}/apim-openai-chargeback/{name}" for mm in ("10", "11")
-           for name in (f"chargeback-2026-{mm}-focus.parquet", "manifest.json")])
+           for name in (f"apim-openai-chargeback-2026-{mm}__chargeback-2026-{mm}-focus.parquet", "manifest.json")])
     # The published bytes are write_report's, in every format.
     reference = reference_files.load()
     direct = build_report(open_warehouse(pipeline.snapshots, None, month_bounds("2026-10")),
@@ -336,10 +337,11 @@ def test_the_report_timer_publishes_this_and_last_month(app_settings: Settings, 
 
 
 def test_the_report_timer_formats_come_from_the_settings(app_settings: Settings) -> None:
-    assert report_formats(app_settings) == ["csv", "parquet", "focus", "html"]
+    assert report_formats(app_settings) == ["csv", "parquet", "focus", "focus-1.2", "html"]
     assert report_formats(dataclasses.replace(app_settings, report_formats=" csv, html ")) == ["csv", "html"]
     for bad in ("csv,xlsx", ",", "pdf"):
-        with pytest.raises(SettingsError, match=r"CHARGEBACK_REPORT_FORMATS .*: choose from csv, parquet, focus, html"):
+        with pytest.raises(SettingsError,
+                           match=r"CHARGEBACK_REPORT_FORMATS .*: choose from csv, parquet, focus, focus-1\.2, html"):
             report_formats(dataclasses.replace(app_settings, report_formats=bad))
     assert Settings.from_env({"CHARGEBACK_REPORT_FORMATS": "csv"}).report_formats == "csv"
 

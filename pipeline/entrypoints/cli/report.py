@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # The formats of pipeline.stages.report.model.FORMATS and DEFAULT_FORMATS (a test keeps them equal):
 # named here so that `--help` does not load the report's modules.
-FORMATS = ("csv", "parquet", "focus", "html")
+FORMATS = ("csv", "parquet", "focus", "focus-1.2", "html")
 DEFAULT_FORMATS = ("csv", "parquet")
 
 
@@ -36,8 +36,9 @@ DEFAULT_FORMATS = ("csv", "parquet")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the report files (default: $CHARGEBACK_HOME/reports).")
 @click.option("--format", "formats", default=",".join(DEFAULT_FORMATS), show_default=True,
-              help=f"Comma-separated output formats, of: {', '.join(FORMATS)} (focus: FOCUS 1.2 CSV and "
-                   "Parquet in the FinOps hubs layout; html: a self-contained report with charts).")
+              help=f"Comma-separated output formats, of: {', '.join(FORMATS)} (focus: FOCUS 1.3 CSV and "
+                   "Parquet in the FinOps hubs layout; focus-1.2: FOCUS 1.2 CSV and Parquet; html: a "
+                   "self-contained report with charts).")
 @click.option("--true-up", "true_up", type=click.Path(dir_okay=False, path_type=Path),
               help="A cost reconciliation (cost-reconciliation-YYYY-MM.csv of `reconcile-azure --cost-export`): "
                    "allocate each account-day's billed cost that the metered usage does not explain to the cost "

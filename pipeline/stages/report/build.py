@@ -19,8 +19,9 @@ days. Each row's `month` is the calendar month of its usage, so a range across m
 per month, and summing a quarter's rows by month gives each month's report.
 
 Its files (pipeline.stages.report.render): `csv` (the report, its `-unpriced.csv` and the same
-rows day by day in `-daily.csv`), `parquet`, `focus` (FOCUS 1.2 CSV and Parquet,
-pipeline.stages.report.focus) and `html` (a self-contained page with charts,
+rows day by day in `-daily.csv`), `parquet`, `focus` (FOCUS 1.3 CSV and Parquet,
+pipeline.stages.report.focus), `focus-1.2` (the FOCUS 1.2 files of earlier releases) and
+`html` (a self-contained page with charts,
 pipeline.stages.report.html), published by pipeline.stages.report.publish.
 """
 

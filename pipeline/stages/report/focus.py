@@ -1,4 +1,5 @@
-"""FOCUS 1.2 export of a month's report: the shape finance tools and the Microsoft FinOps hubs read.
+"""FOCUS 1.3 export of a month's report (format `focus`; `focus-1.2` the FOCUS 1.2 export of
+earlier releases, unchanged): the shape finance tools and the Microsoft FinOps hubs read.
 
 One row per cost center x APIM subscription x model x meter x day, where a meter is one priced
 token kind (uncached input, cached input, output) at one catalog price, or one provisioned
@@ -8,7 +9,11 @@ is not exported (it is in the report's `-unpriced.csv`): so the sum of `BilledCo
 report's total, pay-as-you-go plus PTU, to the last digit.
 
 Column values follow the FOCUS 1.2 column definitions (FinOps Foundation, FOCUS_Spec,
-`specification/columns/`; checked by tests/test_focus.py):
+`specification/columns/`; checked by tests/test_focus.py); FOCUS 1.3 (ratified 2025-12-05,
+Cost and Usage dataset) keeps them and adds the provider and split cost allocation columns of
+pipeline.stages.report.focus_allocation (ServiceProviderName, HostProviderName, ResourceId and
+ResourceName of the PTU deployment, Allocated* on PTU rows); the 1.2 rows are the 1.3 rows
+without those columns, so `focus-1.2` is byte for byte the export of earlier releases:
 - costs are exact decimals (Parquet decimal128(38, 12); CSV plain decimal text, no exponent);
   ListCost = ListUnitPrice x PricingQuantity exactly. Token meters are priced per
   `1000000 Tokens` (PricingQuantity = tokens / 1,000,000; ConsumedQuantity = tokens), so
@@ -29,9 +34,16 @@ Column values follow the FOCUS 1.2 column definitions (FinOps Foundation, FOCUS_
 - our own columns start with `x_`, after the FOCUS columns.
 
 Files: `chargeback-YYYY-MM-focus.csv`, and the same rows as Parquet where a FinOps hub ingests
-custom FOCUS data, `ingestion/Costs/{yyyy}/{mm}/apim-openai-chargeback/chargeback-YYYY-MM-focus.parquet`,
+custom FOCUS data,
+`ingestion/Costs/{yyyy}/{mm}/apim-openai-chargeback/{ingestion-id}__chargeback-YYYY-MM-focus.parquet`,
 followed by an empty `manifest.json` in that folder (hubs with Data Explorer start ingesting a
-custom folder when its manifest.json appears, so it is written last). Copy the `ingestion/` tree
+custom folder when its manifest.json appears, so it is written last). The layout and the
+`{ingestion-id}__{original-file-name}` name are the FinOps toolkit's ("About the ingestion
+container", microsoft/finops-toolkit docs, hubs data processing): the folder path and the
+ingestion id keep data from being duplicated, so the id is the same on every export of a month
+(pipeline.stages.report.restate.ingestion_id) and a re-export overwrites the one file.
+`focus-1.2` writes `chargeback-YYYY-MM-focus-1.2.csv` and `.parquet` next to the report, never in
+the hubs folder (one dataset of a month there, not two versions of it). Copy the `ingestion/` tree
 into the hub's storage account as it is. A report of a range of days
 (`chargeback-2026-10-05_2026-10-20-focus.csv`) has its Parquet next to its CSV and no manifest: a hub
 replaces a month folder's data with what it finds there, so a part of a month must not land in it.
@@ -57,10 +69,18 @@ from pipeline.domain.capacity import IDLE, DeploymentDay
 from pipeline.domain.costing import CORRECTION, CostLine
 from pipeline.domain.periods import is_month_label, month_start, next_month
 from pipeline.domain.pricing import MONEY, TOKENS_PER_UNIT, Price
+from pipeline.stages.report.focus_allocation import (
+    ADDED_COLUMNS,
+    HOST_PROVIDER,
+    SERVICE_PROVIDER,
+    allocated_columns,
+    allocation_ratios,
+)
 from pipeline.stages.report.model import Report
-from pipeline.stages.report.restate import focus_parquet_key, stem
+from pipeline.stages.report.restate import FOCUS_1_2, focus_keys_of
 
-FOCUS_VERSION = "1.2"
+FOCUS_VERSION = "1.3"  # format `focus`; `focus-1.2` writes the FOCUS 1.2 rows of earlier releases
+VERSIONS = ("1.3", "1.2")
 PROVIDER = "Microsoft"
 SERVICE_NAME = "Azure OpenAI"
 SERVICE_CATEGORY = "AI and Machine Learning"
@@ -94,11 +114,18 @@ EXTRA_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("x_PriceCatalogVersion", pa.string()), ("x_CapacityVersion", pa.string()),
     ("x_SourceEventCount", pa.int64()), ("x_CorrectionIds", pa.string()),
 )
-FOCUS_SCHEMA = pa.schema(
-    [pa.field(name, kind) for name, kind in FOCUS_COLUMNS + EXTRA_COLUMNS],
-    metadata={b"FocusVersion": FOCUS_VERSION.encode(), b"DataGenerator": b"apim-openai-chargeback"},
-)
-COLUMN_NAMES = tuple(name for name, _ in FOCUS_COLUMNS + EXTRA_COLUMNS)
+FOCUS_1_3_COLUMNS = tuple(sorted(FOCUS_COLUMNS + ADDED_COLUMNS))
+
+
+def _schema(columns: tuple[tuple[str, pa.DataType], ...], version: str) -> pa.Schema:
+    return pa.schema([pa.field(name, kind) for name, kind in columns + EXTRA_COLUMNS],
+                     metadata={b"FocusVersion": version.encode(), b"DataGenerator": b"apim-openai-chargeback"})
+
+
+SCHEMAS = {"1.3": _schema(FOCUS_1_3_COLUMNS, "1.3"), "1.2": _schema(FOCUS_COLUMNS, "1.2")}
+FOCUS_SCHEMA = SCHEMAS[FOCUS_VERSION]
+COLUMN_NAMES = tuple(FOCUS_SCHEMA.names)
+COLUMN_NAMES_1_2 = tuple(SCHEMAS["1.2"].names)
 
 
 
@@ -144,11 +171,13 @@ class FocusContext:
     billing_account_name: str = "APIM OpenAI chargeback"
 
 
-def focus_rows(report: Report, context: FocusContext | None = None) -> list[dict[str, Any]]:
-    """The period's FOCUS rows, sorted by day, cost center, subscription, model and meter. The
-    billing period of a row is the calendar month of its day, also in a report of a range."""
+def focus_rows(report: Report, context: FocusContext | None = None,
+               version: str = FOCUS_VERSION) -> list[dict[str, Any]]:
+    """The period's FOCUS rows (of FOCUS `version`), sorted by day, cost center, subscription,
+    model and meter. The billing period of a row is the calendar month of its day, also in a
+    report of a range. The 1.2 rows are the 1.3 rows without the columns 1.3 added."""
     context = context or FocusContext()
-    common = {
+    common = {"ServiceProviderName": SERVICE_PROVIDER, "HostProviderName": HOST_PROVIDER,
         "BillingAccountId": context.billing_account_id, "BillingAccountName": context.billing_account_name,
         "ChargeCategory": "Usage", "InvoiceIssuerName": PROVIDER, "ProviderName": PROVIDER,
         "PublisherName": PROVIDER, "ServiceCategory": SERVICE_CATEGORY, "ServiceName": SERVICE_NAME,
@@ -166,25 +195,28 @@ def focus_rows(report: Report, context: FocusContext | None = None) -> list[dict
             row["ChargeClass"] = None  # a correction within the billing period: a regular charge
     rows.sort(key=lambda r: (r["ChargePeriodStart"], r["x_CostCenter"], r["x_ApimSubscriptionId"] or "",
                              r["x_Model"], r["SkuPriceId"], r["ChargeClass"] or ""))
-    return [{name: row.get(name) for name in COLUMN_NAMES} for row in rows]
+    names = SCHEMAS[version].names
+    return [{name: row.get(name) for name in names} for row in rows]
 
 
-def focus_table(report: Report, context: FocusContext | None = None) -> pa.Table:
-    return pa.Table.from_pylist(focus_rows(report, context), schema=FOCUS_SCHEMA)
+def focus_table(report: Report, context: FocusContext | None = None, version: str = FOCUS_VERSION) -> pa.Table:
+    return pa.Table.from_pylist(focus_rows(report, context, version), schema=SCHEMAS[version])
 
 
-def focus_keys(label: str) -> tuple[str, str, str | None]:
-    """(CSV, Parquet, hubs manifest) keys of a period's FOCUS files: a month's Parquet and
-    manifest in the hubs layout; a range of days has its Parquet next to the CSV and no manifest."""
-    parquet_key = focus_parquet_key(label)
-    manifest_key = f"{parquet_key.rpartition('/')[0]}/manifest.json" if is_month_label(label) else None
-    return f"{stem(label)}-focus.csv", parquet_key, manifest_key
+def focus_keys(label: str, version: str = FOCUS_VERSION) -> tuple[str, str, str | None]:
+    """(CSV, Parquet, hubs manifest) keys of a period's FOCUS files: a month's 1.3 Parquet and
+    manifest in the hubs layout; a range of days, and FOCUS 1.2, have their Parquet next to the CSV
+    and no manifest (one dataset per month in a hub, never two versions of it)."""
+    csv_key, parquet_key = focus_keys_of(label, FOCUS_1_2 if version == "1.2" else "focus")
+    in_hubs = is_month_label(label) and version != "1.2"
+    return csv_key, parquet_key, f"{parquet_key.rpartition('/')[0]}/manifest.json" if in_hubs else None
 
 
-def render_focus(report: Report, context: FocusContext | None = None) -> dict[str, bytes]:
+def render_focus(report: Report, context: FocusContext | None = None,
+                 version: str = FOCUS_VERSION) -> dict[str, bytes]:
     """{key: bytes} of the FOCUS CSV, the Parquet and, last, a month's hubs manifest."""
-    table = focus_table(report, context)
-    csv_key, parquet_key, manifest_key = focus_keys(report.label)
+    table = focus_table(report, context, version)
+    csv_key, parquet_key, manifest_key = focus_keys(report.label, version)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     files = {csv_key: render_csv(table), parquet_key: sink.getvalue().to_pybytes()}
@@ -283,10 +315,10 @@ def _token_row(day: date, cost_center: str, subscription: str, model: str, deplo
 
 def _capacity_rows(days: list[DeploymentDay], capacity_version: str) -> Iterator[dict[str, Any]]:
     for day in days:
-        for allocation in day.allocations:
-            if allocation.amount == 0 or allocation.price_per_ptu_hour == 0:
-                continue
+        charged = [a for a in day.allocations if a.amount != 0 and a.price_per_ptu_hour != 0]
+        for allocation, ratio in zip(charged, allocation_ratios([a.amount for a in charged]), strict=True):
             consumer, idle = allocation.consumer, allocation.kind == IDLE
+            tags = _tags(consumer.cost_center, consumer.subscription_id, day.deployment)
             unit_price = allocation.price_per_ptu_hour
             quantity = (allocation.amount / unit_price).quantize(PTU_QUANTITY, rounding=ROUND_HALF_EVEN)
             sku = f"{consumer.model}/{consumer.deployment_type}" if consumer.model else consumer.deployment_type
@@ -304,7 +336,10 @@ def _capacity_rows(days: list[DeploymentDay], capacity_version: str) -> Iterator
                 "SkuId": sku, "SkuMeter": "Provisioned Throughput Unit Hours",
                 "SkuPriceId": f"{sku}/ptu-hour/{format(MONEY.normalize(unit_price), 'f')} {allocation.currency}",
                 "SkuPriceDetails": json.dumps({"x_Deployment": day.deployment}, separators=(",", ":")),
-                "Tags": _tags(consumer.cost_center, consumer.subscription_id, day.deployment),
+                "Tags": tags,
+                **allocated_columns(consumer.cost_center, consumer.subscription_id or None,
+                                    _tags(consumer.cost_center, consumer.subscription_id), day.deployment, idle,
+                                    ratio, allocation.usage.weighted),
                 "x_CostCenter": consumer.cost_center, "x_ApimSubscriptionId": consumer.subscription_id or None,
                 "x_Model": consumer.model, "x_DeploymentType": consumer.deployment_type,
                 "x_Deployment": day.deployment, "x_ChargeKind": IDLE_KIND if idle else ALLOCATION,

@@ -42,7 +42,7 @@ UNPRICED_COLUMNS = ("month", "reason", "cost_center", "subscription_id", "deploy
                     "service_tier", "spillover", "audio_prompt_tokens", "audio_completion_tokens")
 BOOLEAN_COLUMNS = ("spillover",)  # `true`/`false` in the CSV files
 DAILY_COLUMNS = ("date", *(c for c in REPORT_COLUMNS if c != "month"))  # `-daily.csv`: the rows by UTC day
-FORMATS = ("csv", "parquet", "focus", "html")  # every format render_report knows
+FORMATS = ("csv", "parquet", "focus", "focus-1.2", "html")  # every format render_report knows
 DEFAULT_FORMATS = ("csv", "parquet")
 
 COST = pa.decimal128(38, 12)

@@ -34,8 +34,9 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
                   focus: FocusContext | None = None) -> dict[str, bytes]:
     """The report's files as {file name: bytes}: `chargeback-<label>.csv` with its `-unpriced.csv`
     and `-daily.csv` companions, and `chargeback-<label>.parquet`, for the formats asked; the
-    format `focus` adds the FOCUS 1.2 CSV and Parquet (a month's Parquet in the FinOps hubs
-    layout) for the billing account `focus` names, `html` the HTML report. The label is the
+    format `focus` adds the FOCUS 1.3 CSV and Parquet (a month's Parquet in the FinOps hubs
+    layout) for the billing account `focus` names, `focus-1.2` the FOCUS 1.2 files of earlier
+    releases (next to the CSV, never in the hubs layout), `html` the HTML report. The label is the
     month (`2026-10`) or the range (`2026-10-05_2026-10-20`)."""
     wanted = check_formats(formats)
     stem = file_stem(report.label)
@@ -52,7 +53,9 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
         files[f"{stem}.parquet"] = sink.getvalue().to_pybytes()
-    if "focus" in wanted:
+    if "focus-1.2" in wanted:
+        files.update(render_focus(report, focus, version="1.2"))
+    if "focus" in wanted:  # after focus-1.2: the hubs manifest comes last
         files.update(render_focus(report, focus))
     if "html" in wanted:
         files[f"{stem}.html"] = render_html(report)

@@ -40,8 +40,10 @@ RESTATEMENT_COLUMNS = ("month", "cost_center", "currency", "old_total", "new_tot
 # FinOps hubs ingest custom FOCUS Parquet from ingestion/Costs/{yyyy}/{mm}/{scope}/ (pipeline.stages.report.focus).
 FOCUS_SCOPE = "apim-openai-chargeback"
 HUBS_FOLDER = "ingestion/Costs/{yyyy}/{mm}/" + FOCUS_SCOPE
+FOCUS_1_2 = "focus-1.2"
 FORMAT_FILES = {"csv": ("{stem}.csv", "{stem}-unpriced.csv", "{stem}-daily.csv"), "parquet": ("{stem}.parquet",),
-                "focus": ("{stem}-focus.csv", "{focus_parquet}"), "html": ("{stem}.html",)}
+                "focus": ("{stem}-focus.csv", "{focus_parquet}"),
+                FOCUS_1_2: ("{stem}-focus-1.2.csv", "{stem}-focus-1.2.parquet"), "html": ("{stem}.html",)}
 MAX_ATTEMPTS = 100
 
 Totals = Mapping[tuple[str, str], Decimal]  # (cost center, currency) -> total cost
@@ -77,13 +79,28 @@ def restatement_key(month: str) -> str:
     return f"{stem(month)}-restatement.csv"
 
 
+def ingestion_id(month: str) -> str:
+    """The FinOps hubs ingestion id of a month's FOCUS Parquet: the same on every export of that
+    month, so a re-export overwrites the one file `{ingestion-id}__{name}` instead of adding a
+    second one (hubs replace the data of an ingestion id; two ids would count the month twice)."""
+    return f"{FOCUS_SCOPE}-{month}"
+
+
 def focus_parquet_key(label: str) -> str:
-    """A month's FOCUS Parquet goes where a FinOps hub ingests that month; a range's stays next
-    to its CSV (a hub replaces a month folder's data, so a part of a month must never land there)."""
+    """A month's FOCUS (1.3) Parquet goes where a FinOps hub ingests that month, named
+    `{ingestion-id}__{file name}`; a range's stays next to its CSV (a hub replaces a month
+    folder's data, so a part of a month must never land there)."""
     if not is_month_label(label):
         return f"{stem(label)}-focus.parquet"
     yyyy, mm = label.split("-")
-    return f"{HUBS_FOLDER.format(yyyy=yyyy, mm=mm)}/{stem(label)}-focus.parquet"
+    return f"{HUBS_FOLDER.format(yyyy=yyyy, mm=mm)}/{ingestion_id(label)}__{stem(label)}-focus.parquet"
+
+
+def focus_keys_of(label: str, fmt: str) -> tuple[str, str]:
+    """(CSV, Parquet) keys of a period's `focus` or `focus-1.2` files."""
+    csv_name, parquet_name = FORMAT_FILES[fmt]
+    return (csv_name.format(stem=stem(label)),
+            parquet_name.format(stem=stem(label), focus_parquet=focus_parquet_key(label)))
 
 
 def month_files(label: str) -> dict[str, str]:

@@ -9,7 +9,8 @@ agree with the report files to the last digit, and, for any month,
 `allocations`: one row per provisioned deployment x UTC day x consumer (cost center x APIM
 subscription x model x deployment type x charge class), kind `usage`, plus the idle capacity
 charged to its owner (kind `idle`); `amount` is exact, the rows of a deployment-day add up to its
-`capacity_cost`. `focus`: the FOCUS 1.2 rows of `chargeback report --format focus`.
+`capacity_cost`. `focus`: the FOCUS 1.3 rows of `chargeback report --format focus` (there is no 1.2 view: the
+1.2 rows are these without the columns 1.3 added, so select the 1.2 columns).
 
 The months covered are those with usage, and those a capacity row covers up to today (UTC).
 """
