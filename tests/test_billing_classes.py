@@ -30,6 +30,7 @@ Pay-as-you-go 8.70 + 5.25 + 4.80 + 1.00 + 22.875 + 2.50 = 45.125; PTU 48.00; tot
 from __future__ import annotations
 
 import csv
+import json
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -280,3 +281,29 @@ def test_an_unknown_event_tier_is_unpriced_naming_it(home: Path, write_file: Wri
     rows = read(tmp_path / "out" / "chargeback-2026-10.csv")
     [flex] = [r for r in rows if r["service_tier"] == "flex" and r["spillover"] == "false"]
     assert (flex["requests"], flex["cost"]) == ("2", "6.25")  # 5.25 + 1M x 1.00 (FLEX is flex)
+
+
+def test_the_focus_export_prices_tiers_spillover_and_audio_exactly(out: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from tests.focus_conformance import COLUMNS_1_3, check_csv, check_table
+
+    result = run("report", "--month", "2026-10", "--out", str(out), "--format", "focus")
+    assert result.exit_code == 0, result.output
+    rows = read(out / "chargeback-2026-10-focus.csv")
+    assert check_csv(list(rows[0]), rows, COLUMNS_1_3) == []
+    [parquet] = (out / "ingestion").rglob("*__chargeback-2026-10-focus.parquet")
+    assert check_table(pq.read_table(parquet), COLUMNS_1_3) == []
+    assert sum(Decimal(r["BilledCost"]) for r in rows) == TOTAL  # = the report total, to the last digit
+    audio = {r["SkuMeter"]: (r["ConsumedQuantity"], r["BilledCost"]) for r in rows if r["x_Model"] == "m-audio"}
+    assert audio == {"Input Tokens": ("500000", "1.25"), "Cached Input Tokens": ("100000", "0.125"),
+                     "Audio Input Tokens": ("400000", "16"), "Output Tokens": ("150000", "1.5"),
+                     "Audio Output Tokens": ("50000", "4")}
+    flex = [r for r in rows if r["x_ServiceTier"] == "flex"]
+    assert {r["SkuPriceId"].split("@")[0] for r in flex} == {
+        "m-chat/global/*/flex/input/2026-01-01", "m-chat/global/*/flex/cached-input/2026-01-01",
+        "m-chat/global/*/flex/output/2026-01-01"}
+    assert all(json.loads(r["SkuPriceDetails"])["x_ServiceTier"] == "flex" for r in flex)
+    spilled = [r for r in rows if r["x_Spillover"] == "true"]
+    assert sum(Decimal(r["BilledCost"]) for r in spilled) == Decimal("5.80")  # 2.80 + 2.00 + 1.00
+    assert all(json.loads(r["SkuPriceDetails"])["x_Spillover"] is True for r in spilled)

@@ -300,3 +300,13 @@ def test_a_re_export_replaces_the_hubs_file_and_focus_1_2_stays_out_of_the_hubs_
     world.report("csv", "focus", "focus-1.2")
     world.report("csv", "focus", "focus-1.2")
     assert sorted(p.name for p in (world.out / HUBS).iterdir()) == [Path(PARQUET).name, "manifest.json"]
+
+
+def test_a_pre_1_3_hubs_file_is_removed_by_the_next_export(world: World) -> None:
+    world.report("focus")
+    folder = next((world.out / "ingestion").rglob("manifest.json")).parent
+    legacy = folder / f"chargeback-{MONTH}-focus.parquet"  # what releases before FOCUS 1.3 wrote
+    legacy.write_bytes(b"PAR1 an export of an earlier release")
+    world.report("focus")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"apim-openai-chargeback-{MONTH}__chargeback-{MONTH}-focus.parquet", "manifest.json"]

@@ -342,3 +342,25 @@ def test_the_html_report_shows_the_reconciliation_published_with_it(world: Path,
         "dep-beta", "2", "2", "+0", "+0", "+0", "0.00%", "0", "0.00 USD",
         "dep-gamma &#9888;", "0", "5", "+5", "+500", "+50", "100.00%", "1", "-",
     ]
+
+
+def test_true_up_lines_are_allocated_adjustments_in_focus(world: Path, write_file: WriteFile, tmp_path: Path) -> None:
+    from tests.focus_conformance import COLUMNS_1_3, check_csv
+
+    gaps = write_file("gaps.csv", "date,account,currency,gap\n"
+                                  f"2026-10-05,{ACCOUNT},USD,0.01\n2026-10-07,{ACCOUNT},USD,0.5\n")
+    result = run("report", "--month", "2026-10", "--out", str(tmp_path), "--true-up", str(gaps), "--format",
+                 "csv,focus")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "chargeback-2026-10-focus.csv").open(encoding="utf-8")))
+    assert check_csv(list(rows[0]), rows, COLUMNS_1_3) == []
+    report = list(csv.DictReader((tmp_path / "chargeback-2026-10.csv").open(encoding="utf-8")))
+    assert sum(Decimal(r["BilledCost"]) for r in rows) == sum(Decimal(r["total_cost"]) for r in report
+                                                              if r["total_cost"])
+    trued = [(r["ChargeCategory"], r["x_ChargeKind"], r["AllocatedMethodId"], r["ResourceName"], r["x_CostCenter"],
+              r["BilledCost"], json.loads(r["AllocatedMethodDetails"])["Elements"][0]["AllocatedRatio"])
+             for r in rows if r["x_ChargeKind"] == "TrueUp"]
+    assert sorted(trued) == [
+        ("Adjustment", "TrueUp", "chargeback-true-up-metered-cost", "aoai-weu", "CC-A", "0.01", 1),
+        ("Adjustment", "TrueUp", "chargeback-true-up-owner", "aoai-weu", "unassigned", "0.5", 1),
+    ]

@@ -57,8 +57,8 @@ import io
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -68,13 +68,16 @@ import pyarrow.parquet as pq
 from pipeline.domain.capacity import IDLE, DeploymentDay
 from pipeline.domain.costing import CORRECTION, CostLine
 from pipeline.domain.periods import is_month_label, month_start, next_month
-from pipeline.domain.pricing import MONEY, TOKENS_PER_UNIT, Price
+from pipeline.domain.pricing import MONEY, STANDARD, TOKENS_PER_UNIT, Price
 from pipeline.stages.report.focus_allocation import (
     ADDED_COLUMNS,
     HOST_PROVIDER,
     SERVICE_PROVIDER,
     allocated_columns,
     allocation_ratios,
+    instant,
+    tags_json,
+    true_up_rows,
 )
 from pipeline.stages.report.model import Report
 from pipeline.stages.report.restate import FOCUS_1_2, focus_keys_of
@@ -89,7 +92,6 @@ TOKEN_UNIT = "1000000 Tokens"
 CONSUMED_TOKEN_UNIT = "Tokens"
 PTU_UNIT = "PTU-Hours"
 PTU_QUANTITY = Decimal("0.000001")  # PTU-hours are stated to 6 decimals
-TAG_PREFIX = "chargeback/"
 PAY_AS_YOU_GO, ALLOCATION, IDLE_KIND = "PayAsYouGo", "ProvisionedAllocation", "ProvisionedIdle"
 
 AMOUNT = pa.decimal128(38, 12)
@@ -115,14 +117,18 @@ EXTRA_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("x_SourceEventCount", pa.int64()), ("x_CorrectionIds", pa.string()),
 )
 FOCUS_1_3_COLUMNS = tuple(sorted(FOCUS_COLUMNS + ADDED_COLUMNS))
+# ours since 1.3 (not in focus-1.2, which keeps the columns of earlier releases): the service tier
+# a pay-as-you-go row is billed at, and whether it is spilled-over usage of a provisioned deployment
+EXTRA_1_3_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (("x_ServiceTier", pa.string()), ("x_Spillover", pa.bool_()))
 
 
-def _schema(columns: tuple[tuple[str, pa.DataType], ...], version: str) -> pa.Schema:
-    return pa.schema([pa.field(name, kind) for name, kind in columns + EXTRA_COLUMNS],
+def _schema(columns: tuple[tuple[str, pa.DataType], ...], version: str,
+            extra: tuple[tuple[str, pa.DataType], ...] = ()) -> pa.Schema:
+    return pa.schema([pa.field(name, kind) for name, kind in columns + EXTRA_COLUMNS + extra],
                      metadata={b"FocusVersion": version.encode(), b"DataGenerator": b"apim-openai-chargeback"})
 
 
-SCHEMAS = {"1.3": _schema(FOCUS_1_3_COLUMNS, "1.3"), "1.2": _schema(FOCUS_COLUMNS, "1.2")}
+SCHEMAS = {"1.3": _schema(FOCUS_1_3_COLUMNS, "1.3", EXTRA_1_3_COLUMNS), "1.2": _schema(FOCUS_COLUMNS, "1.2")}
 FOCUS_SCHEMA = SCHEMAS[FOCUS_VERSION]
 COLUMN_NAMES = tuple(FOCUS_SCHEMA.names)
 COLUMN_NAMES_1_2 = tuple(SCHEMAS["1.2"].names)
@@ -130,7 +136,7 @@ COLUMN_NAMES_1_2 = tuple(SCHEMAS["1.2"].names)
 
 
 def _uncached(line: CostLine) -> int:
-    return line.prompt_tokens - line.cached_tokens
+    return line.prompt_tokens - line.cached_tokens - line.audio_prompt_tokens
 
 
 def _cached(line: CostLine) -> int:
@@ -138,7 +144,15 @@ def _cached(line: CostLine) -> int:
 
 
 def _completion(line: CostLine) -> int:
-    return line.completion_tokens
+    return line.completion_tokens - line.audio_completion_tokens
+
+
+def _audio_prompt(line: CostLine) -> int:
+    return line.audio_prompt_tokens
+
+
+def _audio_completion(line: CostLine) -> int:
+    return line.audio_completion_tokens
 
 
 def _input_price(price: Price) -> Decimal:
@@ -153,11 +167,21 @@ def _output_price(price: Price) -> Decimal:
     return price.output_per_1m
 
 
+def _audio_input_price(price: Price) -> Decimal:
+    return price.audio_input_per_1m or Decimal(0)  # a line with audio tokens is priced only with its price
+
+
+def _audio_output_price(price: Price) -> Decimal:
+    return price.audio_output_per_1m or Decimal(0)
+
+
 # token meters: (SkuMeter, kind, tokens of a line, price per 1M tokens)
 _METERS: tuple[tuple[str, str, Callable[[CostLine], int], Callable[[Price], Decimal]], ...] = (
     ("Input Tokens", "input", _uncached, _input_price),
     ("Cached Input Tokens", "cached-input", _cached, _cached_price),
     ("Output Tokens", "output", _completion, _output_price),
+    ("Audio Input Tokens", "audio-input", _audio_prompt, _audio_input_price),
+    ("Audio Output Tokens", "audio-output", _audio_completion, _audio_output_price),
 )
 
 
@@ -185,16 +209,17 @@ def focus_rows(report: Report, context: FocusContext | None = None,
     }
     rows = [{**common, **row} for row in _token_rows(report.lines)]
     rows += [{**common, **row} for row in _capacity_rows(report.deployment_days, report.capacity_version)]
+    rows += [{**common, **row} for row in true_up_rows(report.true_ups)]
     recorded = {c.id: c.at for c in report.corrections}
     for row in rows:
         day = row["ChargePeriodStart"].date()
-        row["BillingPeriodStart"], row["BillingPeriodEnd"] = _instant(month_start(day)), _instant(next_month(day))
+        row["BillingPeriodStart"], row["BillingPeriodEnd"] = instant(month_start(day)), instant(next_month(day))
         ids = set((row["x_CorrectionIds"] or "").split(";")) - {""}
         late = any(recorded[i] >= row["BillingPeriodEnd"] for i in ids if i in recorded)  # after the period ended
         if row["ChargeClass"] == CORRECTION and not late:
             row["ChargeClass"] = None  # a correction within the billing period: a regular charge
     rows.sort(key=lambda r: (r["ChargePeriodStart"], r["x_CostCenter"], r["x_ApimSubscriptionId"] or "",
-                             r["x_Model"], r["SkuPriceId"], r["ChargeClass"] or ""))
+                             r["x_Model"], r.get("SkuPriceId") or "", r["ChargeClass"] or ""))
     names = SCHEMAS[version].names
     return [{name: row.get(name) for name in names} for row in rows]
 
@@ -237,6 +262,8 @@ def render_csv(table: pa.Table) -> bytes:
 def _csv_value(value: object) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, Decimal):
         return format(MONEY.normalize(value), "f") if value else "0"
     if isinstance(value, datetime):
@@ -244,23 +271,10 @@ def _csv_value(value: object) -> str:
     return str(value)
 
 
-def _instant(day: date) -> datetime:
-    return datetime.combine(day, time(0), UTC)
-
-
-def _tags(cost_center: str, subscription: str | None, deployment: str | None = None) -> str:
-    tags = {f"{TAG_PREFIX}costCenter": cost_center}
-    if subscription:
-        tags[f"{TAG_PREFIX}apimSubscription"] = subscription
-    if deployment:
-        tags[f"{TAG_PREFIX}deployment"] = deployment
-    return json.dumps(tags, sort_keys=True, separators=(",", ":"))
-
-
 @dataclass(slots=True)
 class _Group:
     requests: int = 0
-    tokens: tuple[int, int, int] = (0, 0, 0)  # uncached input, cached input, output
+    tokens: list[int] = field(default_factory=lambda: [0] * len(_METERS))  # per meter of _METERS
     corrections: frozenset[str] = frozenset()
 
 
@@ -272,18 +286,23 @@ def _token_rows(lines: list[CostLine]) -> Iterator[dict[str, Any]]:
         if price is None:  # unpriced, or provisioned (its cost is in the capacity rows)
             continue
         key = (line.key.day, resolved.cost_center, line.key.subscription_id, resolved.model or "",
-               resolved.deployment_type or "", price, resolved.catalog_version, resolved.charge_class)
+               resolved.deployment_type or "", price, resolved.catalog_version, resolved.charge_class,
+               resolved.service_tier, resolved.spillover)
         group = groups[key]
         group.requests += line.requests
-        uncached, cached, output = group.tokens
-        group.tokens = (uncached + _uncached(line), cached + _cached(line), output + _completion(line))
+        for index, (_, _, tokens_of, _) in enumerate(_METERS):
+            group.tokens[index] += tokens_of(line)
         group.corrections |= set(resolved.corrections)
-    for (day, cost_center, subscription, model, deployment_type, price, catalog, charge_class), group in groups.items():
+    for (day, cost_center, subscription, model, deployment_type, price, catalog, charge_class, tier,
+         spilled), group in groups.items():
         for (meter, kind, _, unit_price), tokens in zip(_METERS, group.tokens, strict=True):
             if tokens == 0:
                 continue
-            yield _token_row(day, cost_center, subscription, model, deployment_type, price, catalog, charge_class,
+            row = _token_row(day, cost_center, subscription, model, deployment_type, price, catalog, charge_class,
                              group, meter, kind, tokens, unit_price(price))
+            if spilled:
+                _mark_spilled(row)
+            yield {**row, "x_ServiceTier": tier or None, "x_Spillover": spilled}
 
 
 def _token_row(day: date, cost_center: str, subscription: str, model: str, deployment_type: str, price: Price,
@@ -292,6 +311,7 @@ def _token_row(day: date, cost_center: str, subscription: str, model: str, deplo
     quantity = MONEY.divide(tokens, TOKENS_PER_UNIT)
     cost = MONEY.multiply(quantity, unit_price)
     sku = f"{price.model}/{price.deployment_type}"
+    tier = "" if price.service_tier == STANDARD else f"{price.service_tier}/"
     return {
         "BilledCost": cost, "ContractedCost": cost, "EffectiveCost": cost, "ListCost": cost,
         "ListUnitPrice": unit_price, "PricingQuantity": quantity, "PricingUnit": TOKEN_UNIT,
@@ -299,13 +319,15 @@ def _token_row(day: date, cost_center: str, subscription: str, model: str, deplo
         "BillingCurrency": price.currency, "ChargeClass": CORRECTION if charge_class else None,
         "ChargeDescription": f"{model} {deployment_type} {meter.lower()} for {cost_center}",
         "ChargeFrequency": "Usage-Based",
-        "ChargePeriodStart": _instant(day), "ChargePeriodEnd": _instant(day + timedelta(days=1)),
+        "ChargePeriodStart": instant(day), "ChargePeriodEnd": instant(day + timedelta(days=1)),
         "SkuId": sku, "SkuMeter": meter,
-        "SkuPriceId": f"{sku}/{price.region}/{kind}/{price.effective_from}@{catalog}",
+        # a tier other than standard is a price of its own: in the price id and its details
+        "SkuPriceId": f"{sku}/{price.region}/{tier}{kind}/{price.effective_from}@{catalog}",
         "SkuPriceDetails": json.dumps({"x_TokenKind": kind, "x_Region": price.region,
-                                       "x_EffectiveFrom": price.effective_from.isoformat()},
+                                       "x_EffectiveFrom": price.effective_from.isoformat(),
+                                       **({"x_ServiceTier": price.service_tier} if tier else {})},
                                       sort_keys=True, separators=(",", ":")),
-        "Tags": _tags(cost_center, subscription),
+        "Tags": tags_json(cost_center, subscription),
         "x_CostCenter": cost_center, "x_ApimSubscriptionId": subscription or None, "x_Model": model,
         "x_DeploymentType": deployment_type, "x_Deployment": None, "x_ChargeKind": PAY_AS_YOU_GO,
         "x_PriceCatalogVersion": catalog, "x_CapacityVersion": None, "x_SourceEventCount": group.requests,
@@ -313,12 +335,19 @@ def _token_row(day: date, cost_center: str, subscription: str, model: str, deplo
     }
 
 
+def _mark_spilled(row: dict[str, Any]) -> None:
+    """Spilled-over usage of a provisioned deployment, billed at its spillover deployment's price."""
+    details = json.loads(row["SkuPriceDetails"])
+    details["x_Spillover"] = True
+    row["SkuPriceDetails"] = json.dumps(details, sort_keys=True, separators=(",", ":"))
+
+
 def _capacity_rows(days: list[DeploymentDay], capacity_version: str) -> Iterator[dict[str, Any]]:
     for day in days:
         charged = [a for a in day.allocations if a.amount != 0 and a.price_per_ptu_hour != 0]
         for allocation, ratio in zip(charged, allocation_ratios([a.amount for a in charged]), strict=True):
             consumer, idle = allocation.consumer, allocation.kind == IDLE
-            tags = _tags(consumer.cost_center, consumer.subscription_id, day.deployment)
+            tags = tags_json(consumer.cost_center, consumer.subscription_id, day.deployment)
             unit_price = allocation.price_per_ptu_hour
             quantity = (allocation.amount / unit_price).quantize(PTU_QUANTITY, rounding=ROUND_HALF_EVEN)
             sku = f"{consumer.model}/{consumer.deployment_type}" if consumer.model else consumer.deployment_type
@@ -332,13 +361,13 @@ def _capacity_rows(days: list[DeploymentDay], capacity_version: str) -> Iterator
                 "ChargeClass": CORRECTION if consumer.charge_class else None,
                 "ChargeDescription": f"{what} ({day.ptu_hours} PTU-hours that day), charged to {consumer.cost_center}",
                 "ChargeFrequency": "Recurring",
-                "ChargePeriodStart": _instant(day.day), "ChargePeriodEnd": _instant(day.day + timedelta(days=1)),
+                "ChargePeriodStart": instant(day.day), "ChargePeriodEnd": instant(day.day + timedelta(days=1)),
                 "SkuId": sku, "SkuMeter": "Provisioned Throughput Unit Hours",
                 "SkuPriceId": f"{sku}/ptu-hour/{format(MONEY.normalize(unit_price), 'f')} {allocation.currency}",
                 "SkuPriceDetails": json.dumps({"x_Deployment": day.deployment}, separators=(",", ":")),
                 "Tags": tags,
                 **allocated_columns(consumer.cost_center, consumer.subscription_id or None,
-                                    _tags(consumer.cost_center, consumer.subscription_id), day.deployment, idle,
+                                    tags_json(consumer.cost_center, consumer.subscription_id), day.deployment, idle,
                                     ratio, allocation.usage.weighted),
                 "x_CostCenter": consumer.cost_center, "x_ApimSubscriptionId": consumer.subscription_id or None,
                 "x_Model": consumer.model, "x_DeploymentType": consumer.deployment_type,
@@ -347,3 +376,4 @@ def _capacity_rows(days: list[DeploymentDay], capacity_version: str) -> Iterator
                 "x_SourceEventCount": allocation.usage.requests,
                 "x_CorrectionIds": ";".join(allocation.corrections) or None,
             }
+

@@ -20,14 +20,23 @@ Pay-as-you-go rows are not allocated: their Allocated* columns are null.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 
+from pipeline.domain.true_up import BY_METERED_COST, TrueUp
+
 SERVICE_PROVIDER = HOST_PROVIDER = "Microsoft"
 USAGE_METHOD, IDLE_METHOD = "chargeback-ptu-weighted-tokens", "chargeback-ptu-idle-owner"
+# `report --true-up`: an account-day's unexplained billed cost, by metered cost or to an owner
+TRUE_UP_METHOD, TRUE_UP_OWNER_METHOD = "chargeback-true-up-metered-cost", "chargeback-true-up-owner"
 RATIO = Decimal("0.000000000001")  # 12 decimals
+TAG_PREFIX = "chargeback/"
+TRUE_UP_KIND = "TrueUp"  # x_ChargeKind of `report --true-up` lines
 
 # the columns FOCUS 1.3 adds that this export fills (alphabetical merge with the 1.2 ones)
 ADDED_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
@@ -72,3 +81,50 @@ def allocated_columns(cost_center: str, subscription: str | None, tags: str, dep
 
 def _number(value: Decimal) -> str:
     return format(value.normalize(), "f") if value else "0"
+
+
+def true_up_columns(part: TrueUp, tags: str) -> dict[str, Any]:
+    """A true-up line allocated from its origin charge, the account-day's gap (ResourceId = the
+    account); its ratio comes from the exact split, so one gap's ratios sum to exactly 1."""
+    return {
+        "AllocatedMethodId": TRUE_UP_METHOD if part.method == BY_METERED_COST else TRUE_UP_OWNER_METHOD,
+        "AllocatedMethodDetails": method_details(part.ratio, None),
+        "AllocatedResourceId": (f"apim-subscription/{part.subscription_id}" if part.subscription_id
+                                else f"cost-center/{part.cost_center}"),
+        "AllocatedResourceName": part.cost_center, "AllocatedTags": tags,
+        "ResourceId": part.account, "ResourceName": part.account.rstrip("/").rsplit("/", 1)[-1],
+    }
+
+
+def instant(day: date) -> datetime:
+    return datetime.combine(day, time(0), UTC)
+
+
+def tags_json(cost_center: str, subscription: str | None, deployment: str | None = None) -> str:
+    tags = {f"{TAG_PREFIX}costCenter": cost_center}
+    if subscription:
+        tags[f"{TAG_PREFIX}apimSubscription"] = subscription
+    if deployment:
+        tags[f"{TAG_PREFIX}deployment"] = deployment
+    return json.dumps(tags, sort_keys=True, separators=(",", ":"))
+
+
+def true_up_rows(true_ups: list[TrueUp]) -> Iterator[dict[str, Any]]:
+    """`report --true-up`: billed cost the metered usage does not explain, allocated from its
+    account-day (the origin charge) to a consumer. An Adjustment with no price or quantity."""
+    for part in true_ups:
+        account = part.account.rstrip("/").rsplit("/", 1)[-1]
+        yield {
+            "BilledCost": part.amount, "ContractedCost": part.amount, "EffectiveCost": part.amount,
+            "ListCost": part.amount, "BillingCurrency": part.currency, "ChargeCategory": "Adjustment",
+            "ChargeClass": None, "ChargeFrequency": "One-Time", "PricingCategory": None,
+            "ChargeDescription": f"true-up of Azure OpenAI account {account}: billed cost the metered usage does "
+                                 f"not explain, charged to {part.cost_center}",
+            "ChargePeriodStart": instant(part.day), "ChargePeriodEnd": instant(part.day + timedelta(days=1)),
+            "Tags": tags_json(part.cost_center, part.subscription_id or None),
+            **true_up_columns(part, tags_json(part.cost_center, part.subscription_id or None)),
+            "x_CostCenter": part.cost_center, "x_ApimSubscriptionId": part.subscription_id or None, "x_Model": "",
+            "x_DeploymentType": None, "x_Deployment": None, "x_ChargeKind": TRUE_UP_KIND,
+            "x_PriceCatalogVersion": None, "x_CapacityVersion": None, "x_SourceEventCount": 0,
+            "x_CorrectionIds": None, "x_ServiceTier": None, "x_Spillover": None,
+        }

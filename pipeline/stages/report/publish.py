@@ -50,4 +50,16 @@ def publish_report(report: Report, store: ObjectStore, formats: Iterable[str] = 
         restatement = restate.restate(store, report.label, current, report.cost_center_totals, report.explanations)
     for key, data in files.items():
         store.put(key, data, overwrite=True)
+    removed_legacy_hubs_file(store, report.label, files)
     return Published(store.url, list(files), restatement)
+
+
+def removed_legacy_hubs_file(store: ObjectStore, label: str, files: Iterable[str]) -> bool:
+    """A month exported before FOCUS 1.3 left `chargeback-YYYY-MM-focus.parquet` (no ingestion id)
+    in its hubs folder: once the `{ingestion-id}__` file replaces it, it goes, so that a hub never
+    reads the month twice."""
+    hubs = [key for key in files if "__" in key.rpartition("/")[2] and key.endswith("-focus.parquet")]
+    if not hubs:
+        return False
+    folder, _, name = hubs[0].rpartition("/")
+    return store.delete(f"{folder}/{name.partition('__')[2]}")
