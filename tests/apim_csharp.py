@@ -157,7 +157,8 @@ def tokenize(code: str) -> list[Token]:
 TYPE_KEYWORDS = frozenset({"string", "bool", "int", "long", "double", "decimal", "float", "object", "char", "var",
                            "byte", "short", "uint", "ulong"})
 # Types that may appear in a cast `(T)x`.
-CAST_TYPES = TYPE_KEYWORDS | {"JObject", "JArray", "JToken", "JValue", "String", "Int32", "Int64", "Boolean", "IResponse"}
+CAST_TYPES = TYPE_KEYWORDS | {"JObject", "JArray", "JToken", "JValue", "String", "Int32", "Int64", "Boolean",
+                              "IResponse"}
 
 
 class Parser:
