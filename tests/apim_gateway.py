@@ -8,7 +8,10 @@ describe them: choose, set-variable, set-header, set-body, include-fragment, bas
 scope policies here), authentication-managed-identity, validate-azure-ad-token (a token is valid
 or not, as the test says), forward-request (timeout raises forward-request / Timeout,
 https://learn.microsoft.com/azure/api-management/api-management-error-handling-policies) and
-log-to-eventhub (the messages are collected). An error anywhere jumps to on-error with
+log-to-eventhub (the messages are collected), send-request (mode new; a test's `storage` answers it,
+a timeout with ignore-error leaves the response variable null), cache-lookup-value and
+cache-store-value (one cache per Gateway, kept across requests, no expiry of its own) and
+return-response (ends the request: no later section runs). An error anywhere jumps to on-error with
 context.LastError set. Body reading follows IMessageBody.As<T>: a gzip or uncompressed body can be
 read, any other Content-Encoding cannot (MicrosoftDocs/azure-docs#59837), and reading a
 text/event-stream body is reported as a test failure (it would buffer the stream).
