@@ -170,6 +170,10 @@ module "function_app" {
 
 locals {
   # Named values the policies read as {{name}} (apim_policies/fragments). None is a secret.
+  # The budget gate (fragments/chargeback-budget-*.xml): the folder the pipeline publishes
+  # <subscription id>.json budget states in (CHARGEBACK_STORE's gateway/budgets/, the data
+  # account's blob endpoint + container + prefix), and whether an unreadable state refuses the
+  # call (503) instead of letting it through (terraform/README.md, "Budget gate").
   apim_named_values = {
     chargeback-cost-center-header  = var.cost_center_header
     chargeback-cost-center-map     = coalesce(join(";", [for id, team in var.teams : "${id}=${team.cost_center}" if team.cost_center != ""]), "none")
@@ -177,6 +181,8 @@ locals {
     chargeback-entra-tenant-ids    = coalesce(join(",", var.entra_token_validation.tenant_ids), "00000000-0000-0000-0000-000000000000")
     chargeback-entra-client-app-id = var.entra_token_validation.client_app_id
     chargeback-entra-audience      = var.entra_token_validation.audience
+    chargeback-budget-state-url    = "${module.storage.accounts["data"].blob_endpoint}${local.store_container}/${var.environment}/gateway/budgets/"
+    chargeback-budget-fail-closed  = var.budget_fail_closed ? "true" : "false"
   }
 
   # Fragment id = file name without .xml (the ids the API policy's include-fragment uses).

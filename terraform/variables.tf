@@ -232,6 +232,12 @@ variable "budgets_file_shipped" {
   default     = false
 }
 
+variable "budget_fail_closed" {
+  type        = bool
+  description = "The APIM budget gate refuses a call (503 BudgetStateUnavailable) when the subscription's budget state blob cannot be read; false (the default) lets it through with x-chargeback-budget: unknown."
+  default     = false
+}
+
 variable "cosmos_settle_seconds" {
   type        = number
   description = "CHARGEBACK_COSMOS_SETTLE_SECONDS: how old a ledger item must be before a snapshot takes it (must exceed writer clock skew plus the longest create attempt)."

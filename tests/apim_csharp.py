@@ -157,7 +157,8 @@ def tokenize(code: str) -> list[Token]:
 TYPE_KEYWORDS = frozenset({"string", "bool", "int", "long", "double", "decimal", "float", "object", "char", "var",
                            "byte", "short", "uint", "ulong"})
 # Types that may appear in a cast `(T)x`.
-CAST_TYPES = TYPE_KEYWORDS | {"JObject", "JArray", "JToken", "JValue", "String", "Int32", "Int64", "Boolean"}
+CAST_TYPES = TYPE_KEYWORDS | {"JObject", "JArray", "JToken", "JValue", "String", "Int32", "Int64", "Boolean",
+                              "IResponse"}
 
 
 class Parser:
@@ -1002,6 +1003,8 @@ class Interpreter:
             return value
         if base in ("JToken", "JObject") and value is None:
             return None
+        if base == "IResponse" and (value is None or (isinstance(value, HostObject) and "StatusCode" in value.members)):
+            return value  # send-request's response variable: a response, or null (ignore-error)
         raise InterpreterError(f"unsupported cast to {target} of {type(value).__name__}")
 
     # --- expressions -------------------------------------------------------------------------
@@ -1310,6 +1313,14 @@ class Interpreter:
                 raise CSharpException("ArgumentNullException", "Regex.IsMatch")
             flags = re.IGNORECASE if len(args) == 3 and args[2] == EnumValue("RegexOptions", "IgnoreCase") else 0
             return re.search(_dotnet_pattern(args[1]), args[0], flags) is not None
+        if type_name == "Regex" and name == "Replace" and len(args) == 3:
+            if not all(isinstance(a, str) for a in args):
+                raise CSharpException("ArgumentNullException", "Regex.Replace")
+            return re.sub(_dotnet_pattern(args[1]), args[2].replace("\\", "\\\\"), args[0])
+        if type_name == "Uri" and name == "EscapeDataString" and len(args) == 1:
+            if not isinstance(args[0], str):
+                raise CSharpException("ArgumentNullException", "Uri.EscapeDataString")
+            return urllib.parse.quote(args[0], safe="-_.~")  # RFC 3986 unreserved characters stay
         if type_name == "WebUtility" and name == "UrlDecode" and len(args) == 1:
             return None if args[0] is None else urllib.parse.unquote_plus(args[0])
         if type_name == "Math" and name in ("Min", "Max") and len(args) == 2:

@@ -8,7 +8,10 @@ describe them: choose, set-variable, set-header, set-body, include-fragment, bas
 scope policies here), authentication-managed-identity, validate-azure-ad-token (a token is valid
 or not, as the test says), forward-request (timeout raises forward-request / Timeout,
 https://learn.microsoft.com/azure/api-management/api-management-error-handling-policies) and
-log-to-eventhub (the messages are collected). An error anywhere jumps to on-error with
+log-to-eventhub (the messages are collected), send-request (mode new; a test's `storage` answers it,
+a timeout with ignore-error leaves the response variable null), cache-lookup-value and
+cache-store-value (one cache per Gateway, kept across requests, no expiry of its own) and
+return-response (ends the request: no later section runs). An error anywhere jumps to on-error with
 context.LastError set. Body reading follows IMessageBody.As<T>: a gzip or uncompressed body can be
 read, any other Content-Encoding cannot (MicrosoftDocs/azure-docs#59837), and reading a
 text/event-stream body is reported as a test failure (it would buffer the stream).
@@ -51,6 +54,8 @@ NAMED_VALUES = {
     "chargeback-entra-audience": "api://apim-openai-chargeback",
     "chargeback-cost-center-header": "x-cost-center",
     "chargeback-cost-center-map": "team-search-prod=CC-1001-search;team-support-prod=CC-2002-support",
+    "chargeback-budget-state-url": "https://chargebkdata.blob.core.windows.net/chargeback/dev/gateway/budgets/",
+    "chargeback-budget-fail-closed": "false",
 }
 READABLE_ENCODINGS = frozenset({"", "identity", "gzip"})
 
@@ -308,6 +313,42 @@ class Reply:
 Backend = Callable[[Forwarded], Reply]
 
 
+@dataclass
+class Sent:
+    """A request a send-request policy made (the budget gate's read of its blob)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    timeout: str | None
+    ignore_error: bool
+    managed_identity_resource: str | None
+
+
+# What Blob Storage answers a send-request: a Reply (timeout=True: no answer in time).
+Storage = Callable[[Sent], Reply]
+
+
+def no_blob(sent: Sent) -> Reply:
+    """Blob Storage without the requested blob (Get Blob's 404)."""
+    return Reply(404, {"x-ms-error-code": "BlobNotFound", "Content-Type": "application/xml"}, "<Error/>")
+
+
+@dataclass
+class Returned:
+    """The response return-response sent to the caller."""
+
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+class _ReturnResponse(Exception):
+    def __init__(self, returned: Returned) -> None:
+        super().__init__(returned.status)
+        self.returned = returned
+
+
 def azure_openai(reply: Reply) -> Backend:
     """A backend that answers `reply`, compressed like a server that prefers br, then zstd, then gzip
     among the codings the forwarded Accept-Encoding names (q-values ignored)."""
@@ -332,6 +373,9 @@ class Outcome:
     last_error: Named | None
     response_reads: int  # how often a policy read the backend response body
     request_reads: int  # how often a policy read the request body
+    returned: Returned | None = None  # what return-response answered, when one did
+    response_headers: dict[str, str] = field(default_factory=dict)  # the final response's headers
+    sent: list[Sent] = field(default_factory=list)  # the send-request calls
 
     @property
     def event(self) -> dict[str, Any]:
@@ -362,9 +406,13 @@ class Gateway:
     """The API policy and its fragments, with named values substituted, ready to run requests."""
 
     def __init__(self, texts: Mapping[str, str] | None = None,
-                 named_values: Mapping[str, str] = NAMED_VALUES) -> None:
-        """texts: policy file name -> text, to run a changed copy (seeded mistakes); the files otherwise."""
+                 named_values: Mapping[str, str] = NAMED_VALUES, storage: Storage = no_blob) -> None:
+        """texts: policy file name -> text, to run a changed copy (seeded mistakes); the files otherwise.
+        storage answers send-request; the internal cache (key -> (value, duration)) lives as long as
+        the gateway, across requests, and never expires by itself (a test drops entries to expire them)."""
         self.named_values = dict(named_values)
+        self.storage = storage
+        self.cache: dict[str, tuple[Any, Any]] = {}
         self.documents: dict[str, PolicyDocument] = {}
         paths = [API_POLICY, *sorted(FRAGMENT_DIR.glob("*.xml"))]
         for path in paths:
@@ -394,6 +442,8 @@ class _Run:
         self.on_error_response = on_error_response
         self.events: list[tuple[str | None, str]] = []
         self.forwarded: Forwarded | None = None
+        self.sent: list[Sent] = []
+        self.returned: Returned | None = None
         url = parse_url(call.url)
         headers = Headers(call.headers)
         body = Body(call.body) if call.body is not None else None
@@ -427,6 +477,8 @@ class _Run:
             for name in ("inbound", "backend", "outbound"):
                 self.section = name
                 self.run_all(list(sections[name]), api)
+        except _ReturnResponse as answer:  # return-response ends the request: no later section runs
+            self.returned = answer.returned
         except GatewayError as failure:
             self.context.LastError = failure.error
             if self.context.Response is None and self.on_error_response == "synthetic":
@@ -435,9 +487,12 @@ class _Run:
             with contextlib.suppress(GatewayError):  # an error in on-error ends the request
                 self.run_all(list(sections["on-error"]), api)
         response = self.context.Response
+        headers = {name: ",".join(values) for name, values in response.Headers.items.items()} \
+            if response is not None else {}
         return Outcome(self.events, self.forwarded, dict(self.context.Variables.values), self.context.LastError,
                        response.Body.reads if response is not None else 0,
-                       self.request_body.reads if self.request_body is not None else 0)
+                       self.request_body.reads if self.request_body is not None else 0,
+                       self.returned, headers, self.sent)
 
     def run_all(self, elements: list[ET.Element], document: PolicyDocument) -> None:
         for element in elements:
@@ -493,6 +548,25 @@ class _Run:
                 raise GatewayError("validate-azure-ad-token", "TokenNotPresent", "JWT not present.", self.section, 401)
         elif tag == "forward-request":
             self.forward(element)
+        elif tag == "cache-lookup-value":
+            key = self.evaluate(element.get("key"), document, element)
+            name = element.get("variable-name")
+            assert name is not None
+            if key in self.gateway.cache:
+                self.context.Variables.values[name] = self.gateway.cache[key][0]
+            elif element.get("default-value") is not None:
+                self.context.Variables.values[name] = self.evaluate(element.get("default-value"), document, element)
+        elif tag == "cache-store-value":
+            key = self.evaluate(element.get("key"), document, element)
+            value = self.evaluate(element.get("value"), document, element)
+            duration = self.evaluate(element.get("duration"), document, element)
+            if not isinstance(key, str):
+                raise InterpreterError("cache-store-value: the key must be a string")
+            self.gateway.cache[key] = (value, duration)
+        elif tag == "send-request":
+            self.send_request(element, document)
+        elif tag == "return-response":
+            self.return_response(element, document)
         elif tag == "log-to-eventhub":
             key = self.evaluate(element.get("partition-key"), document, element)
             message = self.evaluate((element.text or "").strip(), document, element)
@@ -501,6 +575,66 @@ class _Run:
             self.events.append((key, message))
         else:
             raise InterpreterError(f"<{tag}> is not simulated")
+
+    def header_values(self, element: ET.Element, document: PolicyDocument) -> list[str]:
+        values = []
+        for child in element:
+            value = self.evaluate((child.text or "").strip(), document, child)
+            if not isinstance(value, str):
+                raise InterpreterError(f"set-header {element.get('name')}: a value must be a string")
+            values.append(value)
+        return values
+
+    def send_request(self, element: ET.Element, document: PolicyDocument) -> None:
+        """send-request mode=new: set-url, set-method, set-header, authentication-managed-identity;
+        with ignore-error an error (here a timeout) leaves the response variable null."""
+        if element.get("mode", "new") != "new":
+            raise InterpreterError("send-request mode=copy is not simulated")
+        url = method = resource = None
+        headers: dict[str, str] = {}
+        for child in element:
+            if child.tag == "set-url":
+                url = self.evaluate((child.text or "").strip(), document, child)
+            elif child.tag == "set-method":
+                method = (child.text or "").strip()
+            elif child.tag == "set-header":
+                headers[child.get("name", "")] = ",".join(self.header_values(child, document))
+            elif child.tag == "authentication-managed-identity":
+                resource = child.get("resource")
+            else:
+                raise InterpreterError(f"send-request <{child.tag}> is not simulated")
+        if not isinstance(url, str) or not method:
+            raise InterpreterError("send-request needs set-url and set-method")
+        ignore_error = element.get("ignore-error", "false") == "true"
+        sent = Sent(method, url, headers, element.get("timeout"), ignore_error, resource)
+        self.sent.append(sent)
+        name = element.get("response-variable-name")
+        assert name is not None
+        reply = self.gateway.storage(sent)
+        if reply.timeout:
+            if not ignore_error:
+                raise GatewayError("send-request", "Timeout", "The request timed out", self.section)
+            self.context.Variables.values[name] = None
+            return
+        reply_headers = Headers(reply.headers)
+        self.context.Variables.values[name] = Response(reply.status, reply_headers, Body(reply.body))
+
+    def return_response(self, element: ET.Element, document: PolicyDocument) -> None:
+        status, headers, body = 200, {}, ""
+        for child in element:
+            if child.tag == "set-status":
+                code = self.evaluate(child.get("code"), document, child)
+                status = int(code) if isinstance(code, (str, int)) else 0
+            elif child.tag == "set-header":
+                headers[child.get("name", "")] = ",".join(self.header_values(child, document))
+            elif child.tag == "set-body":
+                value = self.evaluate((child.text or "").strip(), document, child)
+                if not isinstance(value, str):
+                    raise InterpreterError("set-body must give a string")
+                body = value
+            else:
+                raise InterpreterError(f"return-response <{child.tag}> is not simulated")
+        raise _ReturnResponse(Returned(status, headers, body))
 
     def condition(self, branch: ET.Element, document: PolicyDocument) -> bool:
         value = self.evaluate(branch.get("condition"), document, branch)

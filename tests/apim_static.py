@@ -312,11 +312,40 @@ POLICIES: dict[str, PolicySpec] = {
                                   children=("set-status", "set-header", "set-body")),
     "set-status": PolicySpec(ALL_SECTIONS, LEARN + "set-status-policy", frozenset({"code", "reason"}),
                              frozenset({"code"})),
+    "send-request": PolicySpec(ALL_SECTIONS, LEARN + "send-request-policy",
+                               frozenset({"mode", "response-variable-name", "timeout", "ignore-error"}),
+                               frozenset({"response-variable-name"}), frozenset({"ignore-error"}),
+                               children=("set-url", "set-method", "set-header", "set-body",
+                                         "authentication-certificate", "authentication-managed-identity",
+                                         "proxy")),
+    "cache-lookup-value": PolicySpec(ALL_SECTIONS, LEARN + "cache-lookup-value-policy",
+                                     frozenset({"key", "default-value", "variable-name", "caching-type"}),
+                                     frozenset({"key", "variable-name"}),
+                                     frozenset({"variable-name", "caching-type"})),
+    "cache-store-value": PolicySpec(ALL_SECTIONS, LEARN + "cache-store-value-policy",
+                                    frozenset({"key", "value", "duration", "caching-type"}),
+                                    frozenset({"key", "value", "duration"}), frozenset({"caching-type"})),
 }
+# Policies each section may hold at most once (their usage notes), and those a fragment cannot hold
+# ("This policy isn't supported within policy fragments", cache-lookup-value's usage notes).
+ONCE_PER_SECTION = frozenset({"cache-lookup-value", "cache-store-value"})
+NOT_IN_FRAGMENTS = frozenset({"cache-lookup-value"})
 # Elements that only exist inside a policy: parent -> child -> (attributes, grandchildren, text).
 INNER: dict[str, dict[str, tuple[frozenset[str], tuple[str, ...], bool]]] = {
     "choose": {"when": (frozenset({"condition"}), (), False), "otherwise": (frozenset(), (), False)},
     "set-header": {"value": (frozenset(), (), True)},
+    "send-request": {
+        "set-url": (frozenset(), (), True),
+        "set-method": (frozenset(), (), True),
+        "set-header": (frozenset({"name", "exists-action"}), ("value",), False),
+        "set-body": (frozenset({"template", "xsi-nil"}), (), True),
+        "authentication-managed-identity": (frozenset({"resource", "client-id"}), (), False),
+    },
+    "return-response": {
+        "set-status": (frozenset({"code", "reason"}), (), False),
+        "set-header": (frozenset({"name", "exists-action"}), ("value",), False),
+        "set-body": (frozenset({"template", "xsi-nil"}), (), True),
+    },
     "validate-azure-ad-token": {
         "client-application-ids": (frozenset(), ("application-id",), False),
         "backend-application-ids": (frozenset(), ("application-id",), False),
@@ -422,6 +451,9 @@ def policy_problems(documents: list[PolicyDocument]) -> list[str]:
             if tags != list(SECTIONS):
                 problems.append(f"{name}: sections must be exactly {list(SECTIONS)} in that order, got {tags}")
             for section in root:
+                for once in sorted(ONCE_PER_SECTION):
+                    if sum(1 for _ in section.iter(once)) > 1:
+                        problems.append(f"{name}: <{once}> may be used once in {section.tag}")
                 for index, element in enumerate(section):
                     problems.extend(check_policy_element(element, section.tag, document,
                                                          f"{name}:{section.tag}[{index}]"))
@@ -430,7 +462,8 @@ def policy_problems(documents: list[PolicyDocument]) -> list[str]:
             sections = used.get(fid, set())
             if not sections:
                 problems.append(f"{name}: fragment {fid} is included nowhere")
-            for bad in ("inbound", "backend", "outbound", "on-error", "base", "include-fragment"):
+            for bad in ("inbound", "backend", "outbound", "on-error", "base", "include-fragment",
+                        *sorted(NOT_IN_FRAGMENTS)):
                 if any(True for _ in root.iter(bad)):
                     problems.append(f"{name}: a fragment cannot contain <{bad}>")
             for included_in in sorted(sections):
@@ -497,6 +530,8 @@ ALLOWED_TYPES = frozenset({
     "HashAlgorithm", "HMACSHA256", "SHA256", "MD5", "RSA", "X509Certificate2",
     # APIM's own types from the context-variable table
     "Jwt", "BasicAuthCredentials",
+    # the response object send-request stores (its reference's examples cast to it)
+    "IResponse",
 })
 RESTRICTED_MEMBERS: dict[str, frozenset[str]] = {
     "DateTime": frozenset({

@@ -142,7 +142,7 @@ def test_api_policy_has_the_required_pieces() -> None:
     root = parse_policy(API_POLICY).root
     assert section_statements(root, "inbound") == [
         "include-fragment:chargeback-resolve-caller", "base", "include-fragment:chargeback-validate-entra-token",
-        "include-fragment:chargeback-stream-include-usage", "authentication-managed-identity", "set-header",
+        "choose", "include-fragment:chargeback-stream-include-usage", "authentication-managed-identity", "set-header",
         "choose"]
     identity = root.find("inbound/authentication-managed-identity")
     assert identity is not None and identity.get("resource") == "https://cognitiveservices.azure.com"
@@ -151,7 +151,8 @@ def test_api_policy_has_the_required_pieces() -> None:
     assert forward.get("fail-on-error-status-code") == "false"
     assert backend_problems(parse_policy(API_POLICY)) == []
     # Emit first, then <base />: see apim_policies/README.md, "At most one event per request".
-    assert section_statements(root, "outbound") == ["include-fragment:chargeback-emit-usage", "base"]
+    assert section_statements(root, "outbound") == ["include-fragment:chargeback-emit-usage",
+                                                    "include-fragment:chargeback-budget-header", "base"]
     assert section_statements(root, "on-error") == ["set-variable", "choose", "include-fragment:chargeback-emit-usage",
                                                     "base"]
     resolve_again = root.find("on-error/choose/when/include-fragment")

@@ -625,6 +625,7 @@ EXPECTED_GRANTS = {
     ("${azurerm_api_management.this.identity[0].principal_id}", "Azure Event Hubs Data Sender",
      "${var.usage_hub_id}"),
     ("${var.apim_principal_id}", "Cognitive Services OpenAI User", "${var.openai_account_id}"),
+    ("${var.apim_principal_id}", "Storage Blob Data Reader", "${var.store_container_scope}"),
     ("${var.function_principal_id}", "Azure Event Hubs Data Receiver", "${var.usage_hub_id}"),
     ("${var.function_principal_id}", "Azure Event Hubs Data Receiver", "${var.gateway_logs_hub_id}"),
     ("${var.function_principal_id}", "Storage Blob Data Contributor", "${var.store_container_scope}"),

@@ -3,9 +3,12 @@
 # narrowest scope the caller works on; tests/test_terraform.py checks this exact list.
 #   (APIM      -> Azure Event Hubs Data Sender      on the usage hub: in modules/apim, before its logger)
 #   APIM       -> Cognitive Services OpenAI User    on the Azure OpenAI account
+#   APIM       -> Storage Blob Data Reader          on the store container (the budget gate reads
+#                                                   <prefix>/gateway/budgets/<subscription id>.json)
 #   Functions  -> Azure Event Hubs Data Receiver    on the usage hub
 #   Functions  -> Azure Event Hubs Data Receiver    on the gateway logs hub (GatewayLlmLogs)
-#   Functions  -> Storage Blob Data Contributor     on the store container
+#   Functions  -> Storage Blob Data Contributor     on the store container (also writes and deletes
+#                                                   the budget gate's gateway/budgets/ blobs)
 #   Functions  -> Storage Blob Data Owner           on the host storage account (AzureWebJobsStorage
 #                                                   needs Owner: blob leases and checkpoints)
 #   Functions  -> Monitoring Metrics Publisher      on Application Insights (Entra ID ingestion)
@@ -19,6 +22,11 @@ locals {
       principal_id = var.apim_principal_id
       role         = "Cognitive Services OpenAI User"
       scope        = var.openai_account_id
+    }
+    apim_budget_state_reader = {
+      principal_id = var.apim_principal_id
+      role         = "Storage Blob Data Reader"
+      scope        = var.store_container_scope
     }
     function_usage_receiver = {
       principal_id = var.function_principal_id
