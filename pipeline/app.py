@@ -7,7 +7,7 @@ return to the stages; nothing else opens an adapter.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,3 +205,10 @@ def _open_source(name: str, settings: Settings, when: TimeRange, partitions: Col
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise SourceError(f"{name}: cannot list Capture files: {message}") from None
     return Source(name, capture_messages(store, files, when))
+
+
+def retail_price_pages(region: str | None) -> Iterator[tuple[str, bytes]]:
+    """The Retail Prices API's Foundry Models pages (url, body), over HTTP."""
+    from pipeline.adapters.azure.retail_prices_api import fetch_pages
+
+    return fetch_pages(region)

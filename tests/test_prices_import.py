@@ -110,3 +110,38 @@ def test_flex_rows_with_a_tier_aware_loader() -> None:
         {"model": "gpt-5-mini", "deployment_type": "global", "region": "eastus2", "effective_from": "2025-04-15",
          "effective_to": "", "currency": "USD", "input_per_1m": "0.125", "cached_input_per_1m": "",
          "output_per_1m": "1", "service_tier": "flex", "audio_input_per_1m": "", "audio_output_per_1m": ""}]
+
+
+def test_fetch_follows_next_page_link() -> None:
+    from pipeline.adapters.azure.retail_prices_api import fetch_pages, first_url
+
+    recorded = {first_url("eastus2"): (PAGES / "page-1.json").read_bytes(),
+                "https://prices.azure.com/api/retail/prices?$filter=serviceName%20eq%20%27Foundry%20Models%27&$skip=8":
+                    (PAGES / "page-2.json").read_bytes()}
+    asked: list[str] = []
+
+    def get(url: str) -> bytes:
+        asked.append(url)
+        return recorded[url]
+
+    pages = list(fetch_pages("eastus2", get))
+    assert asked == [first_url("eastus2"), list(recorded)[1]]
+    assert first_url("eastus2") == ("https://prices.azure.com/api/retail/prices?$filter=serviceName%20eq%20%27Foundry"
+                                    "%20Models%27%20and%20armRegionName%20eq%20%27eastus2%27")
+    assert [url for url, _ in pages] == asked
+
+
+def test_unreachable_is_one_line() -> None:
+    import pytest
+
+    from pipeline.adapters.azure.retail_prices_api import http_get
+    from pipeline.ports import BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match=r"^Retail Prices API unreachable .*: http://127\.0\.0\.1:9/"):
+        http_get("http://127.0.0.1:9/", timeout=2)
+
+
+def test_files_or_fetch() -> None:
+    code, output = run()
+    assert code == 2
+    assert "give FILE(s) or --fetch, not both" in output
