@@ -252,3 +252,10 @@ def publish_budgets(settings: Settings, now: datetime) -> Published:
 
     board = budget_board_of(settings, f"{now:%Y-%m}", now)
     return publish_gates(open_store(settings, GATEWAY), board, now)
+
+
+def retail_price_pages(region: str | None) -> Iterator[tuple[str, bytes]]:
+    """The Retail Prices API's Foundry Models pages (url, body), over HTTP."""
+    from pipeline.adapters.azure.retail_prices_api import fetch_pages
+
+    return fetch_pages(region)

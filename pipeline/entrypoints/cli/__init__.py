@@ -51,7 +51,7 @@ COMMANDS: dict[str, Entry] = {  # in the order `chargeback --help` lists them
                     "Check the settings, backends, reference files and data flow; print the fix for each "
                     "problem."),
     "prices": Entry("prices", "prices_group",
-                    "Price catalogs (CSV, prices per 1M tokens): check one before using it."),
+                    "Price catalogs (CSV, prices per 1M tokens): check one, or import one from the Retail Prices API."),
 }
 
 

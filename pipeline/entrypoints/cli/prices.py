@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 @click.group("prices")
 def prices_group() -> None:
-    """Price catalogs (CSV, prices per 1M tokens): check one before using it.
+    """Price catalogs (CSV, prices per 1M tokens): check one, or import one from the Retail Prices API.
 
     Example: chargeback prices check my-prices.csv
     """
@@ -147,3 +147,68 @@ def show_traffic_without_prices(report: Report) -> None:
         console.print(f"{report.period.title}: every model of its traffic has a price", markup=False)
         return
     show_unpriced_models(console, report)
+
+
+@prices_group.command("import")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--fetch", is_flag=True, help="GET the pages from https://prices.azure.com instead of FILEs.")
+@click.option("--region", default=None, help="Give every row this region (default: each item's armRegionName).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("prices.csv"),
+              show_default=True, help="Catalog CSV to write (overwritten).")
+@click.option("--overrides", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="CSV meter,model,token_class,deployment_type,service_tier (or meter,skip): wins over the rules.")
+@user_errors
+def import_command(files: tuple[Path, ...], fetch: bool, region: str | None, out: Path,
+                   overrides: Path | None) -> None:
+    """Turn saved Azure Retail Prices API pages (`serviceName eq 'Foundry Models'`) into a price
+    catalog: per-1K prices x 1000, one row per model, deployment type, region, tier and start date.
+    Meters the rules cannot read are listed, not guessed; PTU, reservation, dev/test and volume-tier
+    meters are listed as skipped. Nothing is written when a page is bad or no meter maps.
+
+    Example: chargeback prices import page-1.json page-2.json --region eastus2 --out prices.csv
+    (or: chargeback prices import --fetch --region eastus2)
+    """
+    from pipeline.inputs.catalog import check_price_catalog
+    from pipeline.inputs.retail_prices import (
+        RetailPricesError,
+        catalog_text,
+        import_pages,
+        read_overrides,
+        read_page,
+    )
+
+    if fetch == bool(files):
+        raise click.UsageError("give FILE(s) or --fetch, not both")
+    if fetch:
+        from pipeline.app import retail_price_pages
+
+        pages = []
+        for url, body in retail_price_pages(region):
+            pages.append(read_page(Path(url), body))
+            notices.print(f"page {len(pages)}: {len(pages[-1])} item(s)", markup=False, highlight=False)
+        source = "https://prices.azure.com/api/retail/prices, serviceName eq 'Foundry Models'"
+    else:
+        pages = [read_page(path, path.read_bytes()) for path in files]
+        source = ", ".join(p.name for p in files)
+    mapped = read_overrides(overrides, overrides.read_bytes()) if overrides else None
+    result = import_pages(pages, region, mapped)
+    for line in result.skipped:
+        notices.print(f"skipped: {line}", markup=False, highlight=False, soft_wrap=True)
+    for line in result.unmapped:
+        notices.print(f"unmapped: {line}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    for line in result.incomplete:
+        notices.print(f"not written: {line}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    if not result.rows:
+        raise RetailPricesError(f"no meter of {result.items} item(s) maps to a catalog row: nothing written "
+                                "(map them with --overrides)")
+    text = catalog_text(result, source, datetime.now(UTC).date().isoformat())
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    check = check_price_catalog(partial)
+    if not check.ok:
+        partial.unlink()
+        raise RetailPricesError(f"the imported catalog does not load: {check.errors[0]}")
+    partial.replace(out)
+    console.print(f"{out}: {len(result.rows)} row(s) from {result.items} item(s); {len(result.unmapped)} unmapped, "
+                  f"{len(result.skipped)} skipped, {len(result.incomplete)} incomplete", markup=False,
+                  highlight=False, soft_wrap=True)
