@@ -3,9 +3,11 @@ tests/fixtures/retail_prices/README.md)."""
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from pipeline.entrypoints.cli import main
@@ -45,6 +47,7 @@ def test_import_two_pages(tmp_path: Path) -> None:
         "gpt-4.1-mini,global,eastus2,2025-04-15,,USD,0.4,0.1,1.6,,,",
         "gpt-4o,batch,eastus2,2025-04-15,,USD,1.25,,5,,,",
         "gpt-4o,datazone,eastus2,2025-04-15,,USD,2.75,,11,,,",
+        "gpt-5-mini,global,eastus2,2025-04-15,,USD,0.125,,1,flex,,",  # the flex tier: a price row of its own
         "gpt-5-mini,global,eastus2,2025-04-15,,USD,0.25,0.025,2,,,",
         "gpt-5.4-mini,global,eastus2,2026-01-01,2026-06-01,USD,0.3,,2,,,",
         "gpt-5.4-mini,global,eastus2,2026-06-01,,USD,0.25,,1.8,,,",
@@ -52,10 +55,11 @@ def test_import_two_pages(tmp_path: Path) -> None:
     assert "skipped: Global Provisioned Managed (m-17): unit 1/Hour" in output
     assert "skipped: gpt 4o Inp glbl (m-18): type DevTestConsumption" in output
     assert "unmapped: ShortCo Mystery glbl (m-20): neither or both of input/output in the name" in output
-    assert "not written: realtime-gpt-4o global eastus2 standard from 2025-04-15: no input price"
-    assert "not written: gpt-5-mini global eastus2 flex from 2025-04-15: a flex tier row" in output in output
+    assert "not written: realtime-gpt-4o global eastus2 standard from 2025-04-15: no input price" in output
     catalog = load_price_catalog(out)
-    assert len(catalog.prices) == 6
+    assert len(catalog.prices) == 7
+    flex = catalog.find("gpt-5-mini", "global", "eastus2", date(2025, 5, 1), "flex")
+    assert flex is not None and flex.input_per_1m == Decimal("0.125")
     assert {p.input_per_1m for p in catalog.prices if p.model == "gpt-4.1-mini"} == {Decimal("0.4")}
 
 
@@ -145,3 +149,27 @@ def test_files_or_fetch() -> None:
     code, output = run()
     assert code == 2
     assert "give FILE(s) or --fetch, not both" in output
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    # meter names as they appear in Retail Prices data (the spellings peers-2026.md section 4 lists)
+    ("gpt 4.1 mini Inp glbl", ("gpt-4.1-mini", "input", "global", "standard")),
+    ("GPT 5 Mini cchd Inpt Glbl", ("gpt-5-mini", "cached_input", "global", "standard")),
+    ("5.4 mini Inp Gl", ("gpt-5.4-mini", "input", "global", "standard")),
+    ("gpt 4.1 Outp DZone", ("gpt-4.1", "output", "datazone", "standard")),
+    ("4o cchd Inp regnl 1M Tokens", ("gpt-4o", "cached_input", "regional", "standard")),
+    ("gpt 4o mini Batch Inp Glbl", ("gpt-4o-mini", "input", "batch", "standard")),
+    ("gpt 4o 0806 Outp glbl 1K Tokens", ("gpt-4o-0806", "output", "global", "standard")),  # a date version kept
+])
+def test_meter_names_map_by_the_rules(name: str, expected: tuple[str, str, str, str]) -> None:
+    assert map_meter(name) == MeterMapping(*expected)
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("5.6 sol ShortCo Inp Std Gl", "a context-length tier (ShortCo/LongCo)"),
+    ("o3 mini 0131 Batch Outp Data Zone Tokens", "data zone batch has no catalog deployment type"),
+    ("Provisioned Managed Unit", "neither or both of input/output in the name"),
+])
+def test_meters_the_rules_cannot_read_are_listed_never_guessed(name: str, reason: str) -> None:
+    result = map_meter(name)
+    assert isinstance(result, str) and result.startswith(reason)

@@ -30,7 +30,10 @@ _GLOBAL = {"glbl", "gl", "global", "glb"}
 _DATAZONE = {"dzone", "dz", "datazone"}
 _REGIONAL = {"rgnl", "regional", "regnl"}
 _TIERS = {"flex": "flex", "priority": "priority", "prio": "priority"}
-_NOISE = {"std", "standard", "tokens", "token"}
+_NOISE = {"std", "standard", "tokens", "token", "1k", "1m"}  # `1K Tokens`, `1M Tokens` end some names
+# Context-length tiers (`5.6 sol ShortCo Inp Std Gl`, `... LongCo ...`) are priced apart; the catalog
+# has no context dimension, so such meters are listed for --overrides, never folded into one price.
+_CONTEXT_TIERS = {"shortco", "longco"}
 
 
 class RetailPricesError(UserError):
@@ -89,6 +92,8 @@ def map_meter(name: str) -> MeterMapping | str:
     out = any(w in _OUTPUT for w in lowered)
     if inp == out:
         return "neither or both of input/output in the name"
+    if any(w in _CONTEXT_TIERS for w in lowered):
+        return "a context-length tier (ShortCo/LongCo): the catalog has no context dimension; map it with --overrides"
     if cached and out:
         return "cached output is not a token class"
     if audio and cached:

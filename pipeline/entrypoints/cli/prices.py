@@ -180,18 +180,24 @@ def import_command(files: tuple[Path, ...], fetch: bool, region: str | None, out
     if fetch == bool(files):
         raise click.UsageError("give FILE(s) or --fetch, not both")
     if fetch:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         from pipeline.app import retail_price_pages
 
         pages = []
-        for url, body in retail_price_pages(region):
-            pages.append(read_page(Path(url), body))
-            notices.print(f"page {len(pages)}: {len(pages[-1])} item(s)", markup=False, highlight=False)
+        with Progress(SpinnerColumn(), TextColumn("Retail Prices API: {task.completed} page(s), "
+                                                  "{task.fields[items]:,} item(s)"),
+                      TimeElapsedColumn(), console=notices, transient=False) as progress:
+            task = progress.add_task("fetch", total=None, items=0)
+            for url, body in retail_price_pages(region):
+                pages.append(read_page(Path(url), body))
+                progress.update(task, advance=1, items=sum(len(page) for page in pages))
         source = "https://prices.azure.com/api/retail/prices, serviceName eq 'Foundry Models'"
     else:
         pages = [read_page(path, path.read_bytes()) for path in files]
         source = ", ".join(p.name for p in files)
     mapped = read_overrides(overrides, overrides.read_bytes()) if overrides else None
-    result = import_pages(pages, region, mapped)
+    result = import_pages(pages, region, mapped, tiers=True)  # the catalog prices service tiers
     for line in result.skipped:
         notices.print(f"skipped: {line}", markup=False, highlight=False, soft_wrap=True)
     for line in result.unmapped:
