@@ -54,7 +54,8 @@ class Context:
         assert self.store is not None
         self.store.update_checkpoint({
             "fully_qualified_namespace": NAMESPACE, "eventhub_name": HUB, "consumer_group": self.group,
-            "partition_id": self.partition_id, "offset": event.offset or "", "sequence_number": event.sequence_number or 0})
+            "partition_id": self.partition_id, "offset": event.offset or "",
+            "sequence_number": event.sequence_number or 0})
 
 
 def ids(n: int) -> list[bytes]:
