@@ -208,3 +208,43 @@ def test_addresses() -> None:
     assert parse_eventhub_url(f"eventhub://{NAMESPACE}/usage").namespace == NAMESPACE
     settings = Settings(eventhub_namespace=NAMESPACE, eventhub_name=HUB)
     assert eventhub_address(settings, None).source == SOURCE
+
+
+def test_a_replay_reads_from_the_start_and_stops_at_to_or_caught_up() -> None:
+    """read_events' stopping rules, on the SDK's EventData; the client is a stand-in that calls
+    on_event_batch as receive_batch does (a batch, then an empty one when nothing more comes)."""
+    from pipeline.adapters.azure.eventhubs import read_events
+
+    bodies = ids(5)
+    events = [received(b, n, 10 * n, ENQUEUED + timedelta(minutes=n)) for n, b in enumerate(bodies)]
+    asked: list[dict[str, Any]] = []
+
+    class Client:
+        def __enter__(self) -> Client:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def get_partition_ids(self) -> list[str]:
+            return ["0"]
+
+        def get_partition_properties(self, partition: str) -> dict[str, Any]:
+            return {"last_enqueued_sequence_number": 4}
+
+        def receive_batch(self, on_event_batch: Any, **kwargs: Any) -> None:
+            asked.append(kwargs)
+            on_event_batch(None, events[:3])
+            on_event_batch(None, events[3:])
+            on_event_batch(None, [])
+
+        def close(self) -> None:
+            pass
+
+    until = list(read_events(Client, SOURCE, ENQUEUED, ENQUEUED + timedelta(minutes=2)))  # type: ignore[arg-type]
+    assert [m.sequence_number for m in until] == [0, 1]
+    assert asked[0]["starting_position"] == ENQUEUED and asked[0]["starting_position_inclusive"] is True
+    assert asked[0]["partition_id"] == "0"
+    everything = list(read_events(Client, SOURCE, None, None))  # type: ignore[arg-type]
+    assert [m.sequence_number for m in everything] == [0, 1, 2, 3, 4]
+    assert {m.source for m in everything} == {SOURCE}
