@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from pipeline.domain.costing import Reference
+from pipeline.domain.decode import RawMessage
+from pipeline.domain.eventhubs import EventHubAddress, endpoint_host, parse_eventhub_url
 from pipeline.domain.live import Budgets, LivePricer
 from pipeline.domain.periods import ALL_TIME, Period, TimeRange
 from pipeline.domain.urls import without_password
@@ -28,13 +30,16 @@ from pipeline.settings import Settings, SettingsError, sqlite_path
 from pipeline.stages.replay import Source
 
 if TYPE_CHECKING:
+    from pipeline.adapters.azure.eventhubs import BatchHandler, Consumer
     from pipeline.lake.warehouse import Limits
     from pipeline.stages.budget_gate import BudgetBoard, Published
     from pipeline.stages.report.focus import FocusContext
 
 DEAD_LETTERS_SOURCE = "dead-letters"
 JSON_SUFFIXES = (".jsonl", ".json")
-SOURCES_HELP = "dead-letters, a .jsonl/.json file, - (stdin), a Capture folder or az://CONTAINER/PREFIX"
+SOURCES_HELP = ("dead-letters, a .jsonl/.json file, - (stdin), a Capture folder, az://CONTAINER/PREFIX "
+                "or eventhub://NAMESPACE/HUB")
+REPLAY_CONSUMER_GROUP = "chargeback-replay"  # never the live consumer's group: replay moves no checkpoint
 
 
 @dataclass(slots=True)
@@ -171,14 +176,18 @@ def focus_context(settings: Settings) -> FocusContext:
 
 
 def open_sources(names: Sequence[str], settings: Settings, when: TimeRange = ALL_TIME,
-                 partitions: Collection[str] = ()) -> list[Source]:
+                 partitions: Collection[str] = (), consumer_group: str = REPLAY_CONSUMER_GROUP) -> list[Source]:
     """Every replay source, checked and listed before anything is replayed. `when` selects
-    Capture records by enqueued time and dead letters by when they were rejected; JSON-lines
-    files are replayed whole. Partitions select Capture files only."""
-    return [_open_source(name, settings, when, partitions) for name in names]
+    Capture records and Event Hub events by enqueued time and dead letters by when they were
+    rejected; JSON-lines files are replayed whole. Partitions select Capture files and Event Hub
+    partitions; an Event Hub is read through `consumer_group` with no checkpoint store."""
+    return [_open_source(name, settings, when, partitions, consumer_group) for name in names]
 
 
-def _open_source(name: str, settings: Settings, when: TimeRange, partitions: Collection[str]) -> Source:
+def _open_source(name: str, settings: Settings, when: TimeRange, partitions: Collection[str],
+                 consumer_group: str = REPLAY_CONSUMER_GROUP) -> Source:
+    if name.startswith("eventhub://"):
+        return Source(name, _eventhub_messages(settings, parse_eventhub_url(name), when, partitions, consumer_group))
     if name == DEAD_LETTERS_SOURCE:
         return Source(name, dead_letter_messages(open_store(settings, DEAD_LETTERS), when), from_dead_letters=True)
     if name == STDIN:
@@ -259,3 +268,53 @@ def retail_price_pages(region: str | None) -> Iterator[tuple[str, bytes]]:
     from pipeline.adapters.azure.retail_prices_api import fetch_pages
 
     return fetch_pages(region)
+
+
+def eventhub_address(settings: Settings, url: str | None) -> EventHubAddress:
+    """The hub `eventhub://NAMESPACE/HUB` names, or by default the Functions app's usage hub
+    (EVENTHUB__fullyQualifiedNamespace and CHARGEBACK_EVENTHUB_NAME)."""
+    if url:
+        return parse_eventhub_url(url)
+    namespace = settings.eventhub_namespace or endpoint_host(settings.eventhub_connection or "")
+    if not namespace or not settings.eventhub_name:
+        raise SettingsError("name the hub (eventhub://NAMESPACE/HUB) or set EVENTHUB__fullyQualifiedNamespace "
+                            "and CHARGEBACK_EVENTHUB_NAME")
+    return parse_eventhub_url(f"eventhub://{namespace}/{settings.eventhub_name}")
+
+
+def _connection_string(settings: Settings, address: EventHubAddress) -> str | None:
+    # EVENTHUB (a connection string, local and dev only) when it is for this namespace.
+    connection = settings.eventhub_connection
+    return connection if connection and endpoint_host(connection) == address.namespace else None
+
+
+def open_consumer(settings: Settings, address: EventHubAddress, handler: BatchHandler, *,
+                  consumer_group: str | None = None, checkpoints: str | None = None) -> Consumer:
+    """A consumer of the hub whose instances share its partitions through the checkpoint store
+    (`az://CONTAINER`, default CHARGEBACK_CHECKPOINTS); `handler` writes each batch."""
+    from pipeline.adapters.azure.eventhubs import Consumer, consumer_client, open_checkpoint_store
+
+    url = checkpoints or settings.checkpoints
+    if not url:
+        raise SettingsError("name the checkpoint container: --checkpoints az://CONTAINER or CHARGEBACK_CHECKPOINTS")
+    store = open_checkpoint_store(url, account_url=settings.storage_account_url,
+                                  connection_string=settings.storage_connection_string)
+    client = consumer_client(address, consumer_group or settings.consumer_group,
+                             connection_string=_connection_string(settings, address), checkpoint_store=store)
+    return Consumer(client, handler, address.source)
+
+
+def send_to_eventhub(settings: Settings, address: EventHubAddress, events: Iterator[tuple[bytes, str | None]]) -> int:
+    """Send (body, partition key) events to the hub; how many were sent."""
+    from pipeline.adapters.azure.eventhubs import producer_client, send_events
+
+    return send_events(producer_client(address, connection_string=_connection_string(settings, address)), events)
+
+
+def _eventhub_messages(settings: Settings, address: EventHubAddress, when: TimeRange, partitions: Collection[str],
+                       consumer_group: str) -> Iterator[RawMessage]:
+    from pipeline.adapters.azure.eventhubs import consumer_client, read_events
+
+    connection = _connection_string(settings, address)
+    yield from read_events(lambda: consumer_client(address, consumer_group, connection_string=connection),
+                           address.source, when.start, when.end, sorted(partitions))

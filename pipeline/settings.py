@@ -141,6 +141,9 @@ class Settings:
     eventhub_name: str | None = _env("CHARGEBACK_EVENTHUB_NAME")
     eventhub_namespace: str | None = _env("EVENTHUB__fullyQualifiedNamespace")
     eventhub_connection: str | None = _env("EVENTHUB")
+    consumer_group: str = _env("CHARGEBACK_CONSUMER_GROUP", default="chargeback")
+    # `chargeback consume`: the Blob container of its checkpoints and partition ownership (az://CONTAINER).
+    checkpoints: str | None = _env("CHARGEBACK_CHECKPOINTS")
     llm_logs_eventhub_name: str | None = _env("CHARGEBACK_LLM_LOGS_EVENTHUB_NAME")
     llm_logs_eventhub_namespace: str | None = _env("EVENTHUB_LLM_LOGS__fullyQualifiedNamespace")
     # Metrics: to Application Insights when its connection string is set, else CHARGEBACK_METRICS=console.

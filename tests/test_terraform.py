@@ -469,8 +469,9 @@ OPTIONAL = {
     "CHARGEBACK_LLM_LOG_STALE_HOURS": "unset: warn when streams came and no LLM-log record did for 6 hours",
     "CHARGEBACK_RECONCILE_TOLERANCE": "unset: the daily reconciliation reports gaps over 1% of Azure Monitor's count",
 }
-# Read by the CLI only: who records corrections (`chargeback correct` without --by).
-CLI_ONLY = {"CHARGEBACK_USER", "USER", "USERNAME"}
+# Read by the CLI only: who records corrections (`chargeback correct` without --by); where
+# `chargeback consume` (a container, not the Function App) keeps its checkpoints.
+CLI_ONLY = {"CHARGEBACK_USER", "USER", "USERNAME", "CHARGEBACK_CHECKPOINTS"}
 # What docs/functions.md lists for the Functions host and bindings besides the pipeline's settings.
 BINDINGS = {"CHARGEBACK_EVENTHUB_NAME", "CHARGEBACK_CONSUMER_GROUP", "EVENTHUB__fullyQualifiedNamespace",
             "CHARGEBACK_LLM_LOGS_EVENTHUB_NAME", "CHARGEBACK_LLM_LOGS_CONSUMER_GROUP",

@@ -24,14 +24,17 @@ SHOWN_IDS = 5
               help="From this UTC time on (inclusive): Capture enqueued time, or when a dead letter was rejected.")
 @click.option("--to", "end", metavar="ISO8601", help="Up to this UTC time (exclusive).")
 @click.option("--partition", "partitions", multiple=True, metavar="ID",
-              help="Only this Event Hub partition's Capture files (repeatable).")
+              help="Only this Event Hub partition's Capture files or events (repeatable).")
+@click.option("--consumer-group", default="chargeback-replay", show_default=True, metavar="GROUP",
+              help="eventhub:// sources: the consumer group to read through (no checkpoints are written).")
 @click.option("--dry-run", is_flag=True, help="Write nothing; show the events and the cost that would be added.")
 @user_errors
 def replay_command(sources: tuple[str, ...], start: str | None, end: str | None, partitions: tuple[str, ...],
-                   dry_run: bool) -> None:
+                   consumer_group: str, dry_run: bool) -> None:
     """Re-drive events through ingest from SOURCES: `dead-letters` (after a fix), JSON-lines
     files (`-` for stdin), or Event Hubs Capture files under a folder or az://CONTAINER/PREFIX
-    (the level above {Namespace}/{EventHub}/{PartitionId}/...). Events the ledger holds already
+    (the level above {Namespace}/{EventHub}/{PartitionId}/...), or the events an Event Hub still
+    retains (eventhub://NAMESPACE/HUB, by enqueued time, until --to or caught up). Events the ledger holds already
     count as duplicates: replaying twice changes nothing.
 
     Example: chargeback replay az://capture --from 2026-10-01 --to 2026-10-02 --partition 3
@@ -42,7 +45,7 @@ def replay_command(sources: tuple[str, ...], start: str | None, end: str | None,
     if when.start and when.end and when.start >= when.end:
         raise click.ClickException(f"--from {start} is not before --to {end}")
     settings = Settings.from_env()
-    opened = open_sources(sources, settings, when, partitions)
+    opened = open_sources(sources, settings, when, partitions, consumer_group)
     if dry_run:
         _dry_run(settings, opened)
     else:

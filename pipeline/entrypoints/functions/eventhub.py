@@ -25,6 +25,7 @@ from opentelemetry.metrics import MeterProvider
 from pipeline.app import Pipeline, open_budgets, open_pipeline, publish_budgets
 from pipeline.domain.budget_gate import crosses_block
 from pipeline.domain.decode import RawMessage
+from pipeline.domain.eventhubs import CHECKS_DUPLICATE_KEYS, endpoint_host, event_message, source_name
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LiveCharge, LivePricer
 from pipeline.entrypoints.functions.metrics import configure_metrics, record_ingest
@@ -39,7 +40,7 @@ CONNECTION = "EVENTHUB"  # app settings EVENTHUB__fullyQualifiedNamespace (+ __c
 # only APIM's managed identity may send to the hub (terraform/modules/access: Data Sender for APIM
 # alone; local auth is off). So the duplicate-key check, an untyped second decode of every event, is skipped
 # here; files, stdin and replays (Capture, dead letters) keep it. docs/guarantees.md.
-EVENTHUB_CHECKS_DUPLICATE_KEYS = False
+EVENTHUB_CHECKS_DUPLICATE_KEYS = CHECKS_DUPLICATE_KEYS
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
@@ -118,13 +119,11 @@ def raw_messages(events: Sequence[func.EventHubEvent], source: str) -> list[RawM
     properties = system if isinstance(system, list) and len(system) == len(events) else [{}] * len(events)
     messages = []
     for event, props in zip(events, properties, strict=True):
-        sequence = event.sequence_number
-        messages.append(RawMessage(
-            body=event.get_body(), source=source,
-            position=f"partition {partition or '?'}, sequence {'?' if sequence is None else sequence}",
-            partition=partition, sequence_number=sequence,
-            offset=_offset(event, props if isinstance(props, Mapping) else {}),
-            enqueued_time=_utc(event.enqueued_time)))
+        # The host sends EnqueuedTimeUtc as UTC clock time without an offset, which
+        # azure.functions parses as a naive datetime: event_message reads it as UTC.
+        messages.append(event_message(
+            event.get_body(), source, partition, event.sequence_number,
+            _offset(event, props if isinstance(props, Mapping) else {}), event.enqueued_time))
     return messages
 
 
@@ -137,8 +136,8 @@ def describe_batch(events: Sequence[func.EventHubEvent]) -> str:
 
 def eventhub_source(settings: Settings) -> str:
     """`eventhub:<namespace>/<hub>` from the app settings of the trigger."""
-    namespace = settings.eventhub_namespace or _endpoint_host(settings.eventhub_connection or "")
-    return f"eventhub:{namespace or 'unknown'}/{settings.eventhub_name or 'unknown'}"
+    namespace = settings.eventhub_namespace or endpoint_host(settings.eventhub_connection or "")
+    return source_name(namespace, settings.eventhub_name)
 
 
 class UnpricedTally(LivePricer):
@@ -213,20 +212,3 @@ def _offset(event: func.EventHubEvent, properties: Mapping[str, Any]) -> str | N
         return str(text)
     offset = event.offset
     return None if offset is None or str(offset) == "-1" else str(offset)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    # The host sends EnqueuedTimeUtc as UTC clock time without an offset, which azure.functions
-    # parses as a naive datetime.
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _endpoint_host(connection_string: str) -> str | None:
-    """NAMESPACE.servicebus.windows.net from `Endpoint=sb://NAMESPACE.servicebus.windows.net/;...`."""
-    for part in connection_string.split(";"):
-        name, _, value = part.partition("=")
-        if name.strip().lower() == "endpoint":
-            return value.strip().removeprefix("sb://").rstrip("/") or None
-    return None
