@@ -12,7 +12,8 @@ from pipeline.entrypoints.cli.options import pipeline_of, say, user_errors
 from pipeline.settings import Settings
 
 
-@click.command("consume")
+@click.command("consume",
+               short_help="Ingest the usage Event Hub's events until stopped; checkpoints after each ledger write.")
 @click.argument("hub", required=False, metavar="[eventhub://NAMESPACE/HUB]")
 @click.option("--consumer-group", metavar="GROUP", help="The consumer group (default CHARGEBACK_CONSUMER_GROUP, "
               "else chargeback).")
@@ -49,7 +50,8 @@ def consume_command(hub: str | None, consumer_group: str | None, checkpoints: st
     say(f"stopped after {consumer.batches} batches")
 
 
-@click.command("send")
+@click.command("send",
+               short_help="Send usage events (a JSON-lines FILE or --synthetic N) to an Event Hub: a smoke test.")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("hub", required=False, metavar="[eventhub://NAMESPACE/HUB]")
 @click.option("--synthetic", type=click.IntRange(min=1), metavar="N",
