@@ -93,8 +93,9 @@ def test_an_unpriced_deployment_fails_with_its_name_and_the_fix(home: Path, writ
     assert found["prices fix"].startswith("add their prices to the catalog")
 
 
-def test_a_price_that_ends_mid_month_is_named_from_its_last_day(reference_files: ReferenceFiles,
+def test_a_price_that_ends_mid_month_is_named_from_its_last_day(home: Path, reference_files: ReferenceFiles,
                                                                write_file: WriteFile) -> None:
+    # `home`: the doctor's probes write under $CHARGEBACK_HOME, never into the working directory
     reference = load_reference(write_file("ends.csv", CATALOG), reference_files.deployments,
                                reference_files.cost_centers)
     check = check_coverage(reference, date(2026, 10, 1), date(2026, 10, 31))
