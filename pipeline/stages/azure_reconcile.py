@@ -15,8 +15,6 @@ nothing; `partial-day` for a day the metrics cover only in part (never a gap).
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -27,6 +25,7 @@ from pipeline.domain.mappings import Deployment, is_provisioned_type
 from pipeline.domain.periods import Period
 from pipeline.domain.pricing import MONEY, money_sum
 from pipeline.inputs.azure_metrics import AzureMetrics, MetricsError
+from pipeline.lake.csv_files import csv_bytes
 from pipeline.lake.warehouse import Warehouse
 
 RECONCILIATION_COLUMNS = (
@@ -123,11 +122,7 @@ class Reconciliation:
         return [row for row in self.rows if row.status in (GAP, AZURE_ONLY, METERED_ONLY)]
 
     def csv(self) -> bytes:
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=RECONCILIATION_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(row.values() for row in self.rows)
-        return text.getvalue().encode("utf-8")
+        return csv_bytes(RECONCILIATION_COLUMNS, (row.values() for row in self.rows))
 
     @property
     def file_name(self) -> str:

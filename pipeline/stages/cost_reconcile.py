@@ -10,8 +10,6 @@ is more than the tolerance (percent of the billed cost), else `ok`.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -21,6 +19,7 @@ from pipeline.domain.costing import Reference
 from pipeline.domain.periods import Period
 from pipeline.domain.pricing import MONEY, money_sum
 from pipeline.inputs.cost_exports import BilledCosts
+from pipeline.lake.csv_files import csv_bytes
 from pipeline.stages.report.model import Report
 
 COST_RECONCILIATION_COLUMNS = ("date", "account", "currency", "billed_cost", "metered_cost", "gap", "gap_pct",
@@ -77,11 +76,7 @@ class CostReconciliation:
         return f"cost-reconciliation-{self.period.label}.csv"
 
     def csv(self) -> bytes:
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=COST_RECONCILIATION_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(row.values() for row in self.rows)
-        return text.getvalue().encode("utf-8")
+        return csv_bytes(COST_RECONCILIATION_COLUMNS, (row.values() for row in self.rows))
 
     def per_account(self) -> list[tuple[str, str, Decimal, Decimal]]:
         """(account, currency, billed, metered) over the month."""

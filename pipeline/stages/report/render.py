@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
 from datetime import date
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.lake.csv_files import csv_bytes
 from pipeline.stages.report.focus import FocusContext, render_focus
 from pipeline.stages.report.html import render_html
 from pipeline.stages.report.model import (
@@ -42,12 +41,12 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
     stem = file_stem(report.label)
     files: dict[str, bytes] = {}
     if "csv" in wanted:
-        files[f"{stem}.csv"] = _csv(REPORT_COLUMNS, (_csv_values(row) for row in report.rows))
-        files[f"{stem}-unpriced.csv"] = _csv(
+        files[f"{stem}.csv"] = csv_bytes(REPORT_COLUMNS, (_csv_values(row) for row in report.rows))
+        files[f"{stem}-unpriced.csv"] = csv_bytes(
             UNPRICED_COLUMNS, (_booleans({c: getattr(row, c) for c in UNPRICED_COLUMNS}) for row in report.unpriced))
         daily = with_true_ups(report_rows(line_usage(report.lines), report.deployment_days, bucket=date.isoformat,
                                           unknown=report.cached_unknown), report.true_ups, date.isoformat)
-        files[f"{stem}-daily.csv"] = _csv(DAILY_COLUMNS, (_csv_values(row, first="date") for row in daily))
+        files[f"{stem}-daily.csv"] = csv_bytes(DAILY_COLUMNS, (_csv_values(row, first="date") for row in daily))
     if "parquet" in wanted:
         table = pa.Table.from_pylist([row.values() for row in report.rows], schema=REPORT_SCHEMA)
         sink = pa.BufferOutputStream()
@@ -74,10 +73,3 @@ def _booleans(values: dict[str, object]) -> dict[str, object]:
         values[column] = "true" if values[column] else "false"
     return values
 
-
-def _csv(columns: tuple[str, ...], rows: Iterable[dict[str, object]]) -> bytes:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue().encode("utf-8")

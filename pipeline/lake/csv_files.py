@@ -1,0 +1,17 @@
+"""The CSV files the pipeline writes (reports, reconciliations): a header, then one line per row,
+`\n` line ends, UTF-8."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping, Sequence
+
+
+def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> bytes:
+    """The rows (column -> value) under the header `columns`, as CSV bytes."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue().encode("utf-8")
