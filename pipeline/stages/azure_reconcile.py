@@ -127,40 +127,6 @@ class Reconciliation:
     @property
     def file_name(self) -> str:
         return f"reconciliation-{self.period.label}.csv"
-
-    def per_deployment(self) -> list[DeploymentTotal]:
-        """The month per deployment (partial days left out of the worst gap)."""
-        totals: dict[str, DeploymentTotal] = {}
-        for row in self.rows:
-            total = totals.get(row.deployment)
-            if total is None:
-                total = totals[row.deployment] = DeploymentTotal(row.deployment, row.account)
-            _, prompt_gap, completion_gap = row.gaps
-            total.metered_requests += row.metered.requests
-            total.azure_requests += row.azure.requests
-            total.prompt_tokens_gap += prompt_gap
-            total.completion_tokens_gap += completion_gap
-            if row.status != PARTIAL:
-                total.worst_pct = max(total.worst_pct, row.gap_pct)
-            if row.gap_cost is not None:
-                total.gap_cost = money_sum((total.gap_cost, row.gap_cost))
-                total.currency = row.currency
-        return list(totals.values())
-
-
-@dataclass(slots=True)
-class DeploymentTotal:
-    deployment: str
-    account: str
-    metered_requests: int = 0
-    azure_requests: int = 0
-    prompt_tokens_gap: int = 0
-    completion_tokens_gap: int = 0
-    worst_pct: Decimal = Decimal("0.00")
-    gap_cost: Decimal = Decimal(0)
-    currency: str = ""
-
-
 def reconcile_azure(warehouse: Warehouse, reference: Reference, period: Period, metrics: AzureMetrics,
                     tolerance: Decimal = DEFAULT_TOLERANCE) -> Reconciliation:
     """Every deployment-day of the period on either side, compared."""

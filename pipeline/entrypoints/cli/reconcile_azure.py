@@ -125,13 +125,14 @@ def show_reconciliation(reconciliation: Reconciliation) -> None:
     from rich.table import Table
 
     from pipeline.stages.azure_reconcile import OK
+    from pipeline.stages.report.reconciled import deployment_totals
 
     table = Table("deployment", "account", "metered requests", "Azure requests", "gap", "prompt tokens gap",
                   "completion tokens gap", "worst day", "gap cost",
                   title=f"Metered vs Azure Monitor, {reconciliation.period.title} (gap = Azure - metered)",
                   title_justify="left")
-    for total in reconciliation.per_deployment():
-        cost = f"{total.gap_cost:,.2f} {total.currency}" if total.currency else "-"
+    for total in deployment_totals(row.values() for row in reconciliation.rows):
+        cost = f"{total.gap_cost:,.2f} {total.currency}" if total.gap_cost is not None else "-"
         table.add_row(total.deployment, total.account.rsplit("/", 1)[-1] or "-", f"{total.metered_requests:,}",
                       f"{total.azure_requests:,}", f"{total.azure_requests - total.metered_requests:+,}",
                       f"{total.prompt_tokens_gap:+,}", f"{total.completion_tokens_gap:+,}", f"{total.worst_pct}%",

@@ -128,6 +128,7 @@ class ReconciledDeployment:
     gap_days: int  # days over the tolerance (or seen on one side only)
     gap_cost: Decimal | None
     currency: str
+    account: str = ""  # the Azure OpenAI account's resource id ("" when the map names none)
 
 
 @dataclass(slots=True)
