@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -18,7 +18,7 @@ from pipeline.domain.costing import Reference
 from pipeline.domain.decode import RawMessage
 from pipeline.domain.eventhubs import EventHubAddress, endpoint_host, parse_eventhub_url
 from pipeline.domain.live import Budgets, LivePricer
-from pipeline.domain.periods import ALL_TIME, Period, TimeRange
+from pipeline.domain.periods import ALL_TIME, Period, TimeRange, midnight
 from pipeline.domain.urls import without_password
 from pipeline.inputs.event_files import STDIN, json_lines
 from pipeline.inputs.maps import load_budgets
@@ -223,9 +223,7 @@ def fetch_azure_metrics(accounts: list[str], period: Period) -> Iterator[tuple[s
     Metrics REST responses (pipeline.adapters.azure.monitor_metrics), as DefaultAzureCredential."""
     from pipeline.adapters.azure.monitor_metrics import fetch_metrics
 
-    start = datetime(period.start.year, period.start.month, period.start.day, tzinfo=UTC)
-    end = datetime(period.end.year, period.end.month, period.end.day, tzinfo=UTC)
-    return fetch_metrics(accounts, start, end)
+    return fetch_metrics(accounts, midnight(period.start), midnight(period.end))
 
 
 def budget_board_of(settings: Settings, month: str, now: datetime) -> BudgetBoard:

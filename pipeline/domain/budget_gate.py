@@ -18,7 +18,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from enum import IntEnum
 
 from pipeline.domain.live import Budget, BudgetAction, BudgetAlert, Budgets, BudgetScope
-from pipeline.domain.periods import month_bounds
+from pipeline.domain.periods import midnight, month_bounds
 
 _PERCENT = Decimal("0.01")
 
@@ -96,8 +96,7 @@ class SubscriptionGate:
 def budget_status(budget: Budget, month: str, spend_micros: int, now: datetime) -> BudgetStatus:
     """The budget's spend and its forecast to the end of the month (at the pace so far)."""
     start, end = month_bounds(month)
-    first = datetime(start.year, start.month, start.day, tzinfo=UTC)
-    last = datetime(end.year, end.month, end.day, tzinfo=UTC)
+    first, last = midnight(start), midnight(end)
     elapsed, whole = (min(now, last) - first).total_seconds(), (last - first).total_seconds()
     forecast = spend_micros if elapsed >= whole or elapsed <= 0 else int(spend_micros * whole / elapsed)
     return BudgetStatus(budget, month, spend_micros, forecast)

@@ -25,23 +25,20 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from itertools import pairwise
 
 from pipeline.domain.currencies import minor_unit
 from pipeline.domain.mappings import UNASSIGNED
+from pipeline.domain.periods import midnight
 from pipeline.domain.pricing import MONEY, CatalogError, base_model, money_sum
 
 ANY_MODEL = "*"
 USAGE, IDLE = "usage", "idle"  # allocation kinds
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-
-
-def midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from pipeline.domain.errors import UserError
+
+
+def midnight(day: date) -> datetime:
+    """The UTC start of `day`."""
+    return datetime.combine(day, time(0), UTC)
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.domain.errors import UserError
+from pipeline.domain.periods import midnight
 
 
 class MetricsError(UserError):
@@ -268,9 +269,8 @@ def _cover(metrics: AzureMetrics, account: str, span: tuple[datetime, datetime],
     metrics.spanned.add(key)
     start, end = span
     day = max(start.date(), month_start)
-    while day < month_end and datetime(day.year, day.month, day.day, tzinfo=UTC) < end:
-        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        whole = start <= midnight and midnight + timedelta(days=1) <= end
+    while day < month_end and midnight(day) < end:
+        whole = start <= midnight(day) and midnight(day + timedelta(days=1)) <= end
         (metrics.covered if whole else metrics.partial)[key].add(day)
         day += timedelta(days=1)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,7 +20,7 @@ import pyarrow.compute as pc
 from pipeline.domain.counters import HOURLY, MONTHLY, Tally
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LivePricer, SubscriptionMonth
-from pipeline.domain.periods import month_bounds
+from pipeline.domain.periods import midnight, month_bounds
 from pipeline.lake.usage import events_from_table
 from pipeline.ports import Counters, Ledger
 
@@ -70,7 +69,7 @@ def reconcile(ledger: Ledger, counters: Counters, pricer: LivePricer, month: str
 
 def month_events(ledger: Ledger, month: str) -> Iterator[list[UsageEvent]]:
     """The ledger's events whose UTC timestamp falls in the month, in chunks."""
-    start, end = (datetime(day.year, day.month, day.day, tzinfo=UTC) for day in month_bounds(month))
+    start, end = (midnight(day) for day in month_bounds(month))
     cursor: str | None = None
     while True:
         changes = ledger.changes(cursor, CHUNK_ROWS)

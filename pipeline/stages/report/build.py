@@ -39,7 +39,7 @@ import pyarrow as pa
 from pipeline.domain.allocation import allocate_capacity
 from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
 from pipeline.domain.costing import CostLine, Reference, Resolution, UsageKey, UsageState
-from pipeline.domain.periods import Period
+from pipeline.domain.periods import Period, midnight
 from pipeline.lake.areas import ReportStores
 from pipeline.lake.pricing_keys import KEY_WIDTH, usage_key
 from pipeline.lake.warehouse import USAGE_WINDOW, Limits, Warehouse, open_warehouse, register_corrections
@@ -99,7 +99,7 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
     boundaries = sorted(day for day in corrections.boundaries(reference) if start < day < end)
     usage = _resolved(connection.execute(PERIODS_SQL, [boundaries]).fetchall(), reference, corrections)
     connection.execute("DROP TABLE report_groups")
-    bounds = [datetime(day.year, day.month, day.day, tzinfo=UTC) for day in (start, end)]
+    bounds = [midnight(day) for day in (start, end)]
     [(unmatched,)] = connection.execute(UNMATCHED_SQL, bounds).fetchall()
     cached_unknown: list[KeyUsage] = []
     mismatched = 0

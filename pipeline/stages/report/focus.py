@@ -67,7 +67,7 @@ import pyarrow.parquet as pq
 
 from pipeline.domain.capacity import IDLE, DeploymentDay
 from pipeline.domain.costing import CORRECTION, CostLine
-from pipeline.domain.periods import is_month_label, month_start, next_month
+from pipeline.domain.periods import is_month_label, midnight, month_start, next_month
 from pipeline.domain.pricing import MONEY, STANDARD, TOKENS_PER_UNIT, Price
 from pipeline.stages.report.focus_allocation import (
     ADDED_COLUMNS,
@@ -75,7 +75,6 @@ from pipeline.stages.report.focus_allocation import (
     SERVICE_PROVIDER,
     allocated_columns,
     allocation_ratios,
-    instant,
     tags_json,
     true_up_rows,
 )
@@ -213,7 +212,7 @@ def focus_rows(report: Report, context: FocusContext | None = None,
     recorded = {c.id: c.at for c in report.corrections}
     for row in rows:
         day = row["ChargePeriodStart"].date()
-        row["BillingPeriodStart"], row["BillingPeriodEnd"] = instant(month_start(day)), instant(next_month(day))
+        row["BillingPeriodStart"], row["BillingPeriodEnd"] = midnight(month_start(day)), midnight(next_month(day))
         ids = set((row["x_CorrectionIds"] or "").split(";")) - {""}
         late = any(recorded[i] >= row["BillingPeriodEnd"] for i in ids if i in recorded)  # after the period ended
         if row["ChargeClass"] == CORRECTION and not late:
@@ -319,7 +318,7 @@ def _token_row(day: date, cost_center: str, subscription: str, model: str, deplo
         "BillingCurrency": price.currency, "ChargeClass": CORRECTION if charge_class else None,
         "ChargeDescription": f"{model} {deployment_type} {meter.lower()} for {cost_center}",
         "ChargeFrequency": "Usage-Based",
-        "ChargePeriodStart": instant(day), "ChargePeriodEnd": instant(day + timedelta(days=1)),
+        "ChargePeriodStart": midnight(day), "ChargePeriodEnd": midnight(day + timedelta(days=1)),
         "SkuId": sku, "SkuMeter": meter,
         # a tier other than standard is a price of its own: in the price id and its details
         "SkuPriceId": f"{sku}/{price.region}/{tier}{kind}/{price.effective_from}@{catalog}",
@@ -361,7 +360,7 @@ def _capacity_rows(days: list[DeploymentDay], capacity_version: str) -> Iterator
                 "ChargeClass": CORRECTION if consumer.charge_class else None,
                 "ChargeDescription": f"{what} ({day.ptu_hours} PTU-hours that day), charged to {consumer.cost_center}",
                 "ChargeFrequency": "Recurring",
-                "ChargePeriodStart": instant(day.day), "ChargePeriodEnd": instant(day.day + timedelta(days=1)),
+                "ChargePeriodStart": midnight(day.day), "ChargePeriodEnd": midnight(day.day + timedelta(days=1)),
                 "SkuId": sku, "SkuMeter": "Provisioned Throughput Unit Hours",
                 "SkuPriceId": f"{sku}/ptu-hour/{format(MONEY.normalize(unit_price), 'f')} {allocation.currency}",
                 "SkuPriceDetails": json.dumps({"x_Deployment": day.deployment}, separators=(",", ":")),

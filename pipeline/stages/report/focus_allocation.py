@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 
+from pipeline.domain.periods import midnight
 from pipeline.domain.true_up import BY_METERED_COST, TrueUp
 
 SERVICE_PROVIDER = HOST_PROVIDER = "Microsoft"
@@ -96,9 +97,6 @@ def true_up_columns(part: TrueUp, tags: str) -> dict[str, Any]:
     }
 
 
-def instant(day: date) -> datetime:
-    return datetime.combine(day, time(0), UTC)
-
 
 def tags_json(cost_center: str, subscription: str | None, deployment: str | None = None) -> str:
     tags = {f"{TAG_PREFIX}costCenter": cost_center}
@@ -120,7 +118,7 @@ def true_up_rows(true_ups: list[TrueUp]) -> Iterator[dict[str, Any]]:
             "ChargeClass": None, "ChargeFrequency": "One-Time", "PricingCategory": None,
             "ChargeDescription": f"true-up of Azure OpenAI account {account}: billed cost the metered usage does "
                                  f"not explain, charged to {part.cost_center}",
-            "ChargePeriodStart": instant(part.day), "ChargePeriodEnd": instant(part.day + timedelta(days=1)),
+            "ChargePeriodStart": midnight(part.day), "ChargePeriodEnd": midnight(part.day + timedelta(days=1)),
             "Tags": tags_json(part.cost_center, part.subscription_id or None),
             **true_up_columns(part, tags_json(part.cost_center, part.subscription_id or None)),
             "x_CostCenter": part.cost_center, "x_ApimSubscriptionId": part.subscription_id or None, "x_Model": "",
