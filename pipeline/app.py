@@ -231,11 +231,10 @@ def budget_board_of(settings: Settings, month: str, now: datetime) -> BudgetBoar
     live counters (and, for product budgets, the products the month's snapshots name)."""
     from pipeline.domain.live import BudgetScope
     from pipeline.lake.warehouse import open_warehouse
-    from pipeline.stages.budget_gate import budget_board, check_currencies, product_members
+    from pipeline.stages.budget_gate import budget_board, product_members
 
     budgets = open_budgets(settings)
     reference = settings_reference(settings)
-    check_currencies(budgets, reference)
     products: dict[str, frozenset[str]] = {}
     if any(b.scope is BudgetScope.PRODUCT for b in budgets):
         period = Period.month(month)

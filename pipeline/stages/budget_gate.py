@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from pipeline.domain.budget_gate import BudgetStatus, GateState, SubscriptionGate, budget_status, subscription_gates
 from pipeline.domain.costing import Reference
-from pipeline.domain.live import Budgets, BudgetScope
+from pipeline.domain.live import Budget, Budgets, BudgetScope
 from pipeline.domain.mappings import UNASSIGNED
 from pipeline.domain.periods import Period
 from pipeline.domain.pricing import CatalogError
@@ -87,16 +87,16 @@ def budget_board(budgets: Budgets, counters: Counters, reference: Reference, mon
                        notes)
 
 
-def check_currencies(budgets: Iterable[object], reference: Reference) -> None:
+def check_currencies(budgets: Iterable[Budget], reference: Reference) -> None:
     """A budget in another currency than the live spend (the price catalog's) cannot be compared."""
     spent = {price.currency for price in reference.catalog.prices}
     if not spent:
         return
     for budget in budgets:
-        currency, origin = getattr(budget, "currency", ""), getattr(budget, "origin", "") or "budgets"
-        if currency not in spent:
-            raise CatalogError(f"{origin}: currency {currency}: the live spend is in {', '.join(sorted(spent))} (the "
-                               "price catalog's currency); a budget in another currency cannot be compared with it")
+        if budget.currency not in spent:
+            raise CatalogError(f"{budget.origin or 'budgets'}: currency {budget.currency}: the live spend is in "
+                               f"{', '.join(sorted(spent))} (the price catalog's currency); a budget in another "
+                               "currency cannot be compared with it")
 
 
 def publish_gates(store: ObjectStore, board: BudgetBoard, now: datetime) -> Published:
