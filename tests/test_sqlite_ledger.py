@@ -104,3 +104,24 @@ def test_the_change_feed_splits_and_continues_inside_batches(tmp_path: Path) -> 
     assert (seen, cursor) == (list(range(1, 16)), "15")
     assert ledger.changes("7", 100).table.column("event_id").to_pylist() == [f"evt-{n:02d}" for n in range(7, 15)]
     ledger.close()
+
+
+def test_processes_opening_a_new_file_at_once_all_get_it(tmp_path: Path) -> None:
+    # Two `chargeback ingest` runs on a fresh home race for the switch to WAL; SQLite answers the
+    # loser `database is locked` at once (no busy handler), which connect() retries.
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(6) as pool:  # warm workers: they race tightly
+        for attempt in range(20):
+            path = tmp_path / f"race-{attempt}.sqlite3"
+            assert pool.map(_journal_mode, [path] * 6, chunksize=1) == ["wal"] * 6
+
+
+def _journal_mode(path: Path) -> str:
+    from pipeline.adapters.embedded.sqlite import connect
+
+    connection = connect(path)
+    try:
+        return str(connection.execute("PRAGMA journal_mode").fetchone()[0])
+    finally:
+        connection.close()

@@ -4,21 +4,39 @@ transaction (`BEGIN IMMEDIATE`: the write lock is taken first, so two writers ne
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.ports import AccessRefused, BackendUnavailable
 
+BUSY_TIMEOUT = 60.0  # seconds a statement waits for another process's lock
+
 
 def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
+    connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    _write_ahead_log(connection)
     connection.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
     connection.execute("PRAGMA cache_size=-262144")  # 256 MiB at most: random eventIds hit the whole index
     connection.execute("PRAGMA temp_store=MEMORY")
     return connection
+
+
+def _write_ahead_log(connection: sqlite3.Connection) -> None:
+    """Switch the file to WAL. Two processes opening a new file at once race for this switch, and
+    SQLite answers the loser `database is locked` at once, without its busy handler: so the switch
+    is retried (once it is made, it holds for every later connection) within the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def probe_write(db: sqlite3.Connection, path: Path, unavailable: type[BackendUnavailable]) -> None:
