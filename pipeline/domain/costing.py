@@ -16,7 +16,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from pipeline.domain.capacity import NO_CAPACITY, CapacityPlan
-from pipeline.domain.events import UsageEvent
+from pipeline.domain.events import Usage, UsageEvent
 from pipeline.domain.mappings import CostCenterMap, Deployment, DeploymentMap, is_provisioned_type
 from pipeline.domain.pricing import STANDARD, Price, PriceCatalog, billing_tier
 
@@ -39,15 +39,21 @@ GATEWAY_TIMEOUT_TAG = ("chargebackError", "gateway-timeout")  # (tag, value) the
 AUDIO_PROMPT, AUDIO_COMPLETION = 1, 2  # UsageKey.audio: which audio token classes the usage has
 
 
+def audio_classes(usage: Usage | None) -> int:
+    """AUDIO_PROMPT | AUDIO_COMPLETION: the audio token classes the usage has (SQL: the `usage`
+    view's audio_classes)."""
+    if usage is None:
+        return 0
+    return (usage.audio_prompt_tokens > 0) * AUDIO_PROMPT + (usage.audio_completion_tokens > 0) * AUDIO_COMPLETION
+
+
 def event_key(event: UsageEvent) -> UsageKey:
     """What pricing depends on besides token counts, for one event as it was received (the
     report groups events by the same key: pipeline.lake.views.KEY_COLUMNS)."""
     usage = event.usage
-    audio = 0 if usage is None else ((usage.audio_prompt_tokens > 0) * AUDIO_PROMPT
-                                     + (usage.audio_completion_tokens > 0) * AUDIO_COMPLETION)
     return UsageKey(event.timestamp.date(), event.subscription_id, event.cost_center, event.deployment, event.model,
                     usage_state(usage is not None, event.usage_source, event.tags), billing_tier(event.service_tier),
-                    event.spillover is True, audio)
+                    event.spillover is True, audio_classes(usage))
 
 
 def usage_state(has_usage: bool, usage_source: str, tags: dict[str, str] | None) -> UsageState:

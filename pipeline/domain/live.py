@@ -15,7 +15,7 @@ from enum import StrEnum
 
 import msgspec
 
-from pipeline.domain.costing import AUDIO_COMPLETION, AUDIO_PROMPT, Reference, UsageKey, UsageState
+from pipeline.domain.costing import Reference, UsageKey, UsageState, audio_classes
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.pricing import MONEY, Price, billing_tier
 
@@ -56,10 +56,8 @@ class LivePricer:
     def charge(self, event: UsageEvent) -> LiveCharge:
         usage = event.usage
         state = _MEASURED if usage is not None else _PENDING if event.usage_source == "stream" else _NONE
-        audio = 0 if usage is None else ((usage.audio_prompt_tokens > 0) * AUDIO_PROMPT
-                                         + (usage.audio_completion_tokens > 0) * AUDIO_COMPLETION)
         key = (event.timestamp.date(), event.subscription_id, event.cost_center, event.deployment, event.model, state,
-               event.service_tier, event.spillover is True, audio)
+               event.service_tier, event.spillover is True, audio_classes(usage))
         charging = self._charging.get(key)
         if charging is None:
             charging = self._charging[key] = self._resolve(key)

@@ -82,7 +82,7 @@ def _audio(price: Decimal | None) -> Decimal:
 
 def billing_tier(service_tier: str | None) -> str:
     """The tier an event is billed at: null, `default`, `auto` and `standard` are standard
-    (the same rule as pipeline.lake.views.BILLING_TIER in SQL)."""
+    (the same rule as pipeline.lake.views.BILLING_COLUMNS in SQL)."""
     tier = (service_tier or "").strip().lower()
     return STANDARD if tier in STANDARD_ALIASES else tier
 
@@ -128,10 +128,6 @@ class PriceCatalog:
     def boundaries(self) -> set[date]:
         """Every day on which a price starts or stops being in force."""
         return {day for p in self.prices for day in (p.effective_from, p.effective_to) if day is not None}
-
-    @property
-    def tiers(self) -> frozenset[str]:
-        return frozenset(price.service_tier for price in self.prices)
 
     def find(self, model: str, deployment_type: str, region: str | None, day: date,
              service_tier: str = STANDARD) -> Price | None:
