@@ -33,7 +33,6 @@ class Gap:
     account: str
     currency: str
     amount: Decimal
-    origin: str = ""  # where it was read (file:line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +47,6 @@ class TrueUp:
     amount: Decimal
     ratio: Decimal  # its share of the gap; the ratios of one gap add up to 1
     method: str  # BY_METERED_COST or TO_OWNER
-    gap: Decimal
 
 
 Consumer = tuple[str, str]  # (cost center, APIM subscription)
@@ -65,7 +63,7 @@ def allocate_true_up(gaps: Iterable[Gap], metered: Mapping[tuple[str, date, str]
                                                                  {}).items() if w > 0}
         if not weights:
             parts.append(TrueUp(gap.day, gap.account, owner or UNASSIGNED, "", gap.currency, gap.amount, Decimal(1),
-                                TO_OWNER, gap.amount))
+                                TO_OWNER))
             continue
         consumers = sorted(weights)
         shares = [weights[c] for c in consumers]
@@ -74,7 +72,7 @@ def allocate_true_up(gaps: Iterable[Gap], metered: Mapping[tuple[str, date, str]
         sign = -1 if gap.amount < 0 else 1
         for (cost_center, subscription), amount, ratio in zip(consumers, amounts, ratios, strict=True):
             parts.append(TrueUp(gap.day, gap.account, cost_center, subscription, gap.currency,
-                                MONEY.multiply(amount, sign), ratio, BY_METERED_COST, gap.amount))
+                                MONEY.multiply(amount, sign), ratio, BY_METERED_COST))
     return parts
 
 

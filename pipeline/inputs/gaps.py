@@ -24,6 +24,5 @@ def read_gaps(path: Path) -> list[Gap]:
             raise CatalogError(f"{where}: gap {text!r} is not a number") from None
         if not amount.is_finite():
             raise CatalogError(f"{where}: gap {text!r} is not a finite number")
-        gaps.append(Gap(day(row, "date", where), required(row, "account", where), currency(row, where), amount,
-                        where))
+        gaps.append(Gap(day(row, "date", where), required(row, "account", where), currency(row, where), amount))
     return gaps

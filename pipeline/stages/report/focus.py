@@ -82,7 +82,6 @@ from pipeline.stages.report.model import Report
 from pipeline.stages.report.restate import FOCUS_1_2, focus_keys_of
 
 FOCUS_VERSION = "1.3"  # format `focus`; `focus-1.2` writes the FOCUS 1.2 rows of earlier releases
-VERSIONS = ("1.3", "1.2")
 PROVIDER = "Microsoft"
 SERVICE_NAME = "Azure OpenAI"
 SERVICE_CATEGORY = "AI and Machine Learning"
