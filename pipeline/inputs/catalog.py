@@ -26,7 +26,16 @@ from pipeline.domain.pricing import (
     loose_key,
     overlap_problems,
 )
-from pipeline.inputs.csv_rows import amount, currency, day, optional_day, read_file, required, table_rows
+from pipeline.inputs.csv_rows import (
+    amount,
+    currency,
+    day,
+    optional_amount,
+    optional_day,
+    read_file,
+    required,
+    table_rows,
+)
 
 PRICE_COLUMNS = ("model", "deployment_type", "region", "effective_from", "effective_to", "currency",
                  "input_per_1m", "cached_input_per_1m", "output_per_1m")
@@ -121,8 +130,8 @@ def _price_row(row: dict[str, str], where: str) -> Price:
 
     values = {
         "service_tier": attempt(lambda: _tier(row, where)),
-        "audio_input_per_1m": attempt(lambda: _optional_amount(row, "audio_input_per_1m", where)),
-        "audio_output_per_1m": attempt(lambda: _optional_amount(row, "audio_output_per_1m", where)),
+        "audio_input_per_1m": attempt(lambda: optional_amount(row, "audio_input_per_1m", where)),
+        "audio_output_per_1m": attempt(lambda: optional_amount(row, "audio_output_per_1m", where)),
         "model": attempt(lambda: required(row, "model", where)),
         "deployment_type": attempt(lambda: required(row, "deployment_type", where)),
         "effective_from": attempt(lambda: day(row, "effective_from", where)),
@@ -141,10 +150,6 @@ def _price_row(row: dict[str, str], where: str) -> Price:
         raise CatalogError(f"{where}: effective_to {price.effective_to} is not after "
                            f"effective_from {price.effective_from}")
     return price
-
-
-def _optional_amount(row: dict[str, str], column: str, where: str) -> Decimal | None:
-    return amount(row, column, where) if (row.get(column) or "").strip() else None
 
 
 def _tier(row: dict[str, str], where: str) -> str:

@@ -122,3 +122,8 @@ def amount(row: dict[str, str], column: str, where: str, unit: str = "per 1M tok
         raise CatalogError(f"{where}: {column} {value!r} has more than {MAX_PRICE_DECIMALS} decimals "
                            f"({column} is in {unit})")
     return price
+
+
+def optional_amount(row: dict[str, str], column: str, where: str, unit: str = "per 1M tokens") -> Decimal | None:
+    """`amount` of an optional column: None when the column is absent or blank."""
+    return amount(row, column, where, unit) if (row.get(column) or "").strip() else None
