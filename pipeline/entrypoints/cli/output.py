@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -12,7 +13,7 @@ from rich.table import Table
 
 from pipeline.domain.corrections import Kind
 from pipeline.domain.live import MICROS, BudgetAlert, Budgets, BudgetScope, SubscriptionMonth
-from pipeline.domain.pricing import money_sum
+from pipeline.domain.pricing import STANDARD, money_sum
 
 if TYPE_CHECKING:  # the results of stages that load pyarrow: imported by the commands that run them
     from pipeline.stages.ingest import IngestResult
@@ -97,6 +98,7 @@ def show_report(console: Console, report: Report, restatement: tuple[Restatement
                   f"(prices: catalog {report.catalog_version}"
                   + (f"; repriced by corrections with catalog {', '.join(others)})" if others else ")"))
     show_ptu(console, report)
+    show_tiers(console, report)
     if report.true_ups:
         trued = ", ".join(money(amount, currency) for currency, amount in report.true_up_totals.items())
         console.print(f"of which true-up {trued}: billed cost the metered usage does not explain, allocated to "
@@ -245,7 +247,6 @@ UNPRICED_MODEL_REASONS = ("no-price", "unknown-model", "no-capacity")
 def show_ptu(console: Console, report: Report) -> None:
     """Pay-as-you-go and allocated PTU capacity side by side, and how busy each PTU deployment was."""
     if not report.deployment_days:
-        show_tiers(console, report)
         return
     payg, ptu = report.payg_totals, report.ptu_totals
     console.print("of which pay-as-you-go " + ", ".join(money(payg.get(c, Decimal(0)), c) for c in sorted(ptu))
@@ -266,25 +267,25 @@ def show_ptu(console: Console, report: Report) -> None:
         owner = ", ".join(sorted(idle.get(deployment, ()))) or "spread over its users"
         console.print(f"  PTU {deployment}: {money(cost, currencies[deployment])} capacity, {busy} (weighted "
                       f"tokens); idle capacity: {owner}", markup=False)
-    show_tiers(console, report)
 
 
 def show_tiers(console: Console, report: Report) -> None:
     """The spilled-over requests, and the pay-as-you-go cost of each tier other than standard."""
-    spilled = [row for row in report.rows if row.spillover and row.cost is not None]
+    spilled: dict[str, list[Decimal]] = defaultdict(list)
+    spilled_requests = 0
+    tiers: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
+    for (tier, spillover, currency), total in report.tier_totals().items():
+        if spillover:
+            spilled[currency].append(total.cost)
+            spilled_requests += total.requests
+        if tier != STANDARD:
+            tiers[(tier, currency)].append(total.cost)
+            counts[tier] += total.requests
     if spilled:
-        costs: dict[str, list[Decimal]] = {}
-        for row in spilled:
-            costs.setdefault(row.currency, []).append(row.cost)  # type: ignore[arg-type]
-        console.print(f"  spillover: {sum(row.requests for row in spilled):,} requests that provisioned deployments "
-                      "spilled over, billed pay-as-you-go at their spillover deployment's prices: "
-                      + ", ".join(money(money_sum(amounts), c) for c, amounts in sorted(costs.items())), markup=False)
-    tiers: dict[tuple[str, str], list[Decimal]] = {}
-    counts: dict[str, int] = {}
-    for row in report.rows:
-        if row.cost is not None and row.service_tier not in ("", "standard"):
-            tiers.setdefault((row.service_tier, row.currency), []).append(row.cost)
-            counts[row.service_tier] = counts.get(row.service_tier, 0) + row.requests
+        console.print(f"  spillover: {spilled_requests:,} requests that provisioned deployments spilled over, billed "
+                      "pay-as-you-go at their spillover deployment's prices: "
+                      + ", ".join(money(money_sum(amounts), c) for c, amounts in sorted(spilled.items())), markup=False)
     for (tier, currency), amounts in sorted(tiers.items()):
         console.print(f"  service tier {tier}: {counts[tier]:,} requests, {money(money_sum(amounts), currency)}",
                       markup=False)
@@ -297,7 +298,7 @@ def unpriced_models(report: Report) -> list[tuple[str, str, str, int, int]]:
     for line in report.unpriced:
         if line.reason in UNPRICED_MODEL_REASONS:
             kind = line.deployment_type or "-"
-            if line.service_tier not in ("", "standard"):  # the tier has no row: say which
+            if line.service_tier not in ("", STANDARD):  # the tier has no row: say which
                 kind = f"{kind}, tier {line.service_tier}"
             entry = sums.setdefault((line.model or "(none)", kind, line.reason), [0, 0])
             entry[0] += line.requests

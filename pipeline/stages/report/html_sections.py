@@ -3,25 +3,15 @@ reconciliation with Azure Monitor when one was published with the report."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any
-
-from pipeline.domain.pricing import money_sum
+from pipeline.domain.pricing import STANDARD
 from pipeline.stages.report.html_parts import amount, count, escape, table
 from pipeline.stages.report.model import Report
 
 
 def tiers_section(report: Report) -> str:
     """Pay-as-you-go usage by service tier and spillover, with its audio tokens."""
-    groups: dict[tuple[str, bool, str], list[Any]] = defaultdict(lambda: [0, 0, []])
-    for row in report.rows:
-        if row.cost is None or not row.service_tier:  # unpriced, or PTU usage and capacity (no tier)
-            continue
-        entry = groups[(row.service_tier, row.spillover, row.currency)]
-        entry[0] += row.requests
-        entry[1] += row.audio_prompt_tokens + row.audio_completion_tokens
-        entry[2].append(row.cost)
-    if all(tier == "standard" and not spilled and not audio for (tier, spilled, _), (_, audio, _) in groups.items()):
+    totals = report.tier_totals()
+    if all(tier == STANDARD and not spilled and not total.audio_tokens for (tier, spilled, _), total in totals.items()):
         return ('<section id="tiers"><h2>Service tiers and spillover</h2><p class="ok" id="standard-only">'
                 "All pay-as-you-go usage was billed at the standard tier: no flex or priority requests, no "
                 "spillover from provisioned deployments, no audio tokens.</p></section>")
@@ -29,9 +19,9 @@ def tiers_section(report: Report) -> str:
             "served it at, and the requests it spilled over from provisioned deployments (billed at their "
             "spillover deployment's prices).</p>"
             + table("tier-costs", ("service tier", "spillover", "requests", "audio tokens", "cost"),
-                     ((escape(tier), "yes" if spilled else "no", count(requests), count(audio),
-                       amount(money_sum(costs), currency))
-                      for (tier, spilled, currency), (requests, audio, costs) in sorted(groups.items())), {2, 3, 4})
+                    ((escape(tier), "yes" if spilled else "no", count(total.requests), count(total.audio_tokens),
+                      amount(total.cost, currency)) for (tier, spilled, currency), total in totals.items()),
+                    {2, 3, 4})
             + "</section>")
 
 

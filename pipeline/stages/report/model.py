@@ -116,6 +116,13 @@ class UnpricedRow:
 
 
 @dataclass(frozen=True, slots=True)
+class TierTotal:
+    requests: int = 0
+    audio_tokens: int = 0
+    cost: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
 class ReconciledDeployment:
     """One deployment's month of a reconciliation with Azure Monitor (gap = Azure - metered)."""
 
@@ -193,6 +200,20 @@ class Report:
     def true_up_totals(self) -> dict[str, Decimal]:
         """The allocated true-up per currency."""
         return _by(self.rows, lambda row: row.currency, lambda row: row.true_up_cost)
+
+    def tier_totals(self) -> dict[tuple[str, bool, str], TierTotal]:
+        """Pay-as-you-go usage per (service tier, spilled over, currency): its requests, audio
+        tokens and cost (PTU usage and capacity have no tier; unpriced usage no cost)."""
+        totals: dict[tuple[str, bool, str], TierTotal] = {}
+        for row in self.rows:
+            if row.cost is None or not row.service_tier:
+                continue
+            key = (row.service_tier, row.spillover, row.currency)
+            total = totals.get(key) or TierTotal()
+            totals[key] = TierTotal(total.requests + row.requests,
+                                    total.audio_tokens + row.audio_prompt_tokens + row.audio_completion_tokens,
+                                    MONEY.add(total.cost, row.cost))
+        return dict(sorted(totals.items()))
 
     @property
     def ptu_totals(self) -> dict[str, Decimal]:
