@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pipeline.lake.warehouse import Limits
     from pipeline.stages.budget_gate import BudgetBoard, Published
     from pipeline.stages.report.focus import FocusContext
+    from pipeline.stages.snapshot import SnapshotResult
 
 DEAD_LETTERS_SOURCE = "dead-letters"
 JSON_SUFFIXES = (".jsonl", ".json")
@@ -315,3 +316,17 @@ def _eventhub_messages(settings: Settings, address: EventHubAddress, when: TimeR
     connection = _connection_string(settings, address)
     yield from read_events(lambda: consumer_client(address, consumer_group, connection_string=connection),
                            address.source, when.start, when.end, sorted(partitions))
+
+
+def snapshot_pending(settings: Settings, reference: Reference | None = None) -> SnapshotResult | None:
+    """Publish the ledger's events not yet in the snapshots (what `report`, `query` and the
+    finance API do first, so that they see every event); None when there is no ledger yet."""
+    from pipeline.stages.snapshot import snapshot
+
+    if not ledger_exists(settings):
+        return None
+    opened = open_pipeline(settings, reference)
+    try:
+        return snapshot(opened.ledger, opened.snapshots)
+    finally:
+        opened.close()

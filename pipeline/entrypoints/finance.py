@@ -22,10 +22,9 @@ import pyarrow as pa
 
 from pipeline.app import (
     focus_context,
-    ledger_exists,
-    open_pipeline,
     report_stores,
     settings_reference,
+    snapshot_pending,
     warehouse_limits,
 )
 from pipeline.domain.periods import Period
@@ -36,7 +35,6 @@ from pipeline.stages.report.build import period_report
 from pipeline.stages.report.focus import FOCUS_SCHEMA, focus_rows
 from pipeline.stages.report.model import REPORT_SCHEMA, Report, as_period
 from pipeline.stages.report.views import ALLOCATIONS_SCHEMA, allocation_rows
-from pipeline.stages.snapshot import snapshot
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,12 +57,7 @@ class Finance:
         if not self._pending:
             return
         self._pending = False
-        if ledger_exists(self.settings):
-            pipeline = open_pipeline(self.settings, self.reference)
-            try:
-                snapshot(pipeline.ledger, pipeline.snapshots)
-            finally:
-                pipeline.close()
+        snapshot_pending(self.settings, self.reference)
 
     def __enter__(self) -> Finance:
         return self

@@ -114,14 +114,11 @@ def reference_of(settings: Settings, prices: Path | None = None, deployments: Pa
 def catch_up(settings: Settings, out: Console) -> None:
     """Publish ledger events not yet in the snapshots, so reports and queries see all of them;
     warn of the events the ledger cannot hand over yet (they are left out)."""
-    from pipeline.app import ledger_exists
+    from pipeline.app import snapshot_pending
     from pipeline.entrypoints.cli.output import pending_text, show_snapshot
-    from pipeline.stages.snapshot import snapshot
 
-    if not ledger_exists(settings):
-        return
-    with pipeline_of(settings) as p:
-        result = snapshot(p.ledger, p.snapshots)
+    result = snapshot_pending(settings)
+    if result is not None:
         if result.rows:
             show_snapshot(out, result)
         if result.pending.events:
