@@ -77,6 +77,10 @@ class DeploymentMap:
     def __len__(self) -> int:
         return len(self._by_name)
 
+    def accounts(self) -> list[str]:
+        """The Azure OpenAI accounts (resource ids) the deployments name, sorted."""
+        return sorted({d.account for d in self._by_name.values() if d.account})
+
     def __iter__(self) -> Iterator[Deployment]:
         return iter(self._by_name.values())
 

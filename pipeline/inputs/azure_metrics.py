@@ -109,9 +109,14 @@ class AzureMetrics:
 
 def read_metrics_files(paths: Iterable[Path], month_start: date, month_end: date) -> AzureMetrics:
     """The metrics of the files, summed per account, day and deployment, within [start, end)."""
+    return read_responses(((str(path), _load(path)) for path in paths), month_start, month_end)
+
+
+def read_responses(responses: Iterable[tuple[str, Any]], month_start: date, month_end: date) -> AzureMetrics:
+    """The metrics of (where, Metrics REST response) pairs: files read, or fetched from Azure Monitor."""
     metrics = AzureMetrics()
-    for path in paths:
-        add_response(metrics, _load(path), str(path), month_start, month_end)
+    for where, response in responses:
+        add_response(metrics, response, where, month_start, month_end)
     return metrics
 
 

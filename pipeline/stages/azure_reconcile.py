@@ -205,7 +205,7 @@ def _gap_cost(row: ReconciliationRow, reference: Reference, mapped: Deployment |
 
 def check_accounts(reference: Reference, metrics: AzureMetrics) -> None:
     """Metrics of an account no deployment of the map names, when the map names accounts."""
-    named = {d.account.lower() for d in reference.deployments if d.account}
+    named = {account.lower() for account in reference.deployments.accounts()}
     if not named:
         return
     for key, account in metrics.accounts.items():

@@ -31,7 +31,8 @@ QUERIES = (
 
 def fetch_metrics(accounts: list[str], start: datetime, end: datetime, credential: TokenCredential | None = None,
                   **client_options: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(account, Metrics REST response) for each account and query, over [start, end)."""
+    """(where, Metrics REST response) for each account and query, over [start, end): `where`
+    names the account, for the messages of pipeline.inputs.azure_metrics."""
     if credential is None:
         from azure.identity import DefaultAzureCredential
 
@@ -55,7 +56,7 @@ def fetch_metrics(accounts: list[str], start: datetime, end: datetime, credentia
                                   f"{error.status_code}): {_first_line(error)}") from None
             except ServiceRequestError as error:
                 raise BackendUnavailable(f"Azure Monitor is unreachable: {_first_line(error)}") from None
-            yield account, _as_response(result)
+            yield f"Azure Monitor metrics of {account}", _as_response(result)
 
 
 def _as_response(result: Any) -> dict[str, Any]:

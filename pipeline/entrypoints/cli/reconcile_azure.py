@@ -58,7 +58,7 @@ def reconcile_azure_command(month: str | None, metrics_files: tuple[Path, ...], 
     """
     from pipeline.app import fetch_azure_metrics, folder_store, report_stores, warehouse_limits
     from pipeline.domain.periods import Period
-    from pipeline.inputs.azure_metrics import MetricsError, add_response, read_metrics_files
+    from pipeline.inputs.azure_metrics import MetricsError, read_metrics_files, read_responses
     from pipeline.inputs.cost_exports import read_cost_exports
     from pipeline.lake.warehouse import open_warehouse, query_errors
     from pipeline.stages.azure_reconcile import check_accounts, reconcile_azure
@@ -73,15 +73,11 @@ def reconcile_azure_command(month: str | None, metrics_files: tuple[Path, ...], 
     if metrics_files:
         metrics = read_metrics_files(metrics_files, period.start, period.end)
     else:
-        accounts = sorted({d.account for d in reference.deployments if d.account})
+        accounts = reference.deployments.accounts()
         if not accounts:
             raise MetricsError("no --metrics file, and no deployment of the deployment map names its account "
                                "(column account, a resource id) to fetch Azure Monitor's metrics for")
-        from pipeline.inputs.azure_metrics import AzureMetrics
-
-        metrics = AzureMetrics()
-        for account, response in fetch_azure_metrics(accounts, period):
-            add_response(metrics, response, f"Azure Monitor metrics of {account}", period.start, period.end)
+        metrics = read_responses(fetch_azure_metrics(accounts, period), period.start, period.end)
     check_accounts(reference, metrics)
     catch_up(settings, notices)
     stores = report_stores(settings)

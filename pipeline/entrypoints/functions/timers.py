@@ -30,7 +30,7 @@ from pipeline.app import (
 from pipeline.domain.periods import Period
 from pipeline.entrypoints.functions.eventhub import worker_meter_provider
 from pipeline.entrypoints.functions.metrics import record_reconciliation, record_stream_status
-from pipeline.inputs.azure_metrics import AzureMetrics, add_response
+from pipeline.inputs.azure_metrics import read_responses
 from pipeline.lake.areas import LLM_USAGE, REPORTS, SNAPSHOTS
 from pipeline.lake.warehouse import open_warehouse
 from pipeline.settings import Settings, SettingsError
@@ -114,16 +114,14 @@ def reconcile_month(settings: Settings, today: date, fetch: MetricsSource,
     record the gap metrics and log a warning naming each gap. None (and a warning) when no
     deployment names its account."""
     reference = settings_reference(settings)
-    accounts = sorted({d.account for d in reference.deployments if d.account})
+    accounts = reference.deployments.accounts()
     if not accounts:
         logging.warning("reconcile: no deployment of the deployment map names its account (column account): "
                         "nothing to compare with Azure Monitor")
         return None
     yesterday = today - timedelta(days=1)
     period = Period.month(f"{yesterday:%Y-%m}")
-    metrics = AzureMetrics()
-    for account, response in fetch(accounts, period):
-        add_response(metrics, response, f"Azure Monitor metrics of {account}", period.start, period.end)
+    metrics = read_responses(fetch(accounts, period), period.start, period.end)
     stores = report_stores(settings)
     warehouse = open_warehouse(stores.snapshots, None, (period.start, period.end), llm_usage=stores.llm_usage,
                                limits=warehouse_limits(settings))
