@@ -109,7 +109,7 @@ def test_flex_rows_with_a_tier_aware_loader() -> None:
     from pipeline.inputs.retail_prices import import_pages, read_page
 
     page = PAGES / "page-1.json"
-    result = import_pages([read_page(page, page.read_bytes())], tiers=True)
+    result = import_pages([read_page(page, page.read_bytes())])
     assert [r for r in result.rows if r["service_tier"]] == [
         {"model": "gpt-5-mini", "deployment_type": "global", "region": "eastus2", "effective_from": "2025-04-15",
          "effective_to": "", "currency": "USD", "input_per_1m": "0.125", "cached_input_per_1m": "",

@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from pipeline.domain.errors import UserError
+from pipeline.domain.pricing import STANDARD
 
 REQUIRED = ("meterId", "meterName", "retailPrice", "unitOfMeasure", "effectiveStartDate", "armRegionName",
             "currencyCode", "type")
@@ -112,7 +113,7 @@ def map_meter(name: str) -> MeterMapping | str:
         return "no deployment type (glbl/DZone/Rgnl/Batch) in the name"
     if batch and kinds and kinds[0] == "datazone":
         return "data zone batch has no catalog deployment type"
-    tier = next((_TIERS[w] for w in lowered if w in _TIERS), "standard")
+    tier = next((_TIERS[w] for w in lowered if w in _TIERS), STANDARD)
     known = _CACHED | _AUDIO | _INPUT | _OUTPUT | _GLOBAL | _DATAZONE | _REGIONAL | set(_TIERS) | _NOISE | {"batch"}
     rest = [w for w, low in zip(words, lowered, strict=True)
             if low not in known and not (data_zone and low in {"data", "zone"})]
@@ -137,14 +138,13 @@ def read_overrides(path: Path, data: bytes) -> dict[str, MeterMapping | None]:
         if len(cells) != 5 or cells[2] not in TOKEN_CLASSES:
             raise RetailPricesError(f"{path}:{number}: expected meter,model,token_class,deployment_type,"
                                     f"service_tier (token_class one of {', '.join(TOKEN_CLASSES)}) or meter,skip")
-        overrides[cells[0]] = MeterMapping(cells[1], cells[2], cells[3], cells[4] or "standard")
+        overrides[cells[0]] = MeterMapping(cells[1], cells[2], cells[3], cells[4] or STANDARD)
     return overrides
 
 
 def import_pages(pages: list[list[dict[str, object]]], region: str | None = None,
-                 overrides: dict[str, MeterMapping | None] | None = None, tiers: bool = False) -> ImportResult:
-    """Catalog rows (one per model, deployment type, region, tier and start date) from the pages' items.
-    Flex/priority rows are written only with `tiers` (a loader that reads `service_tier`); else listed."""
+                 overrides: dict[str, MeterMapping | None] | None = None) -> ImportResult:
+    """Catalog rows (one per model, deployment type, region, tier and start date) from the pages' items."""
     overrides = overrides or {}
     result = ImportResult()
     prices: dict[tuple[str, str, str, str, str, str], dict[str, Decimal]] = {}
@@ -183,30 +183,30 @@ def import_pages(pages: list[list[dict[str, object]]], region: str | None = None
             row = (mapping.model, mapping.deployment_type, row_region, mapping.service_tier, str(item["currencyCode"]),
                    start)
             prices.setdefault(row, {})[mapping.token_class] = per_1m.normalize()
-    result.rows = _dated_rows(prices, result, tiers)
+    result.rows = _dated_rows(prices, result)
     return result
 
 
 def _dated_rows(prices: dict[tuple[str, str, str, str, str, str], dict[str, Decimal]],
-                result: ImportResult, tiers: bool) -> list[dict[str, str]]:
+                result: ImportResult) -> list[dict[str, str]]:
+    """A row per key, in key order; a key's row ends where the next start of the same model,
+    type, region, tier and currency begins (the next key in that order)."""
     rows: list[dict[str, str]] = []
-    for key in sorted(prices):
+    keys = sorted(prices)
+    for index, key in enumerate(keys):
         model, kind, region, tier, currency, start = key
-        later = sorted(k[5] for k in prices if k[:5] == key[:5] and k[5] > start)
+        following = keys[index + 1] if index + 1 < len(keys) else None
+        end = following[5] if following is not None and following[:5] == key[:5] else ""
         found = prices[key]
-        if tier != "standard" and not tiers:
-            result.incomplete.append(f"{model} {kind} {region} {tier} from {start}: a {tier} tier row, and the "
-                                     "catalog loader does not read service_tier yet (it would overlap standard)")
-            continue
         if "input" not in found or "output" not in found:
             result.incomplete.append(f"{model} {kind} {region} {tier} from {start}: no "
                                      f"{'input' if 'input' not in found else 'output'} price")
             continue
         rows.append({"model": model, "deployment_type": kind, "region": region, "effective_from": start,
-                     "effective_to": later[0] if later else "", "currency": currency,
+                     "effective_to": end, "currency": currency,
                      "input_per_1m": _text(found.get("input")), "cached_input_per_1m": _text(found.get("cached_input")),
                      "output_per_1m": _text(found.get("output")),
-                     "service_tier": "" if tier == "standard" else tier,
+                     "service_tier": "" if tier == STANDARD else tier,
                      "audio_input_per_1m": _text(found.get("audio_input")),
                      "audio_output_per_1m": _text(found.get("audio_output"))})
     return rows

@@ -197,7 +197,7 @@ def import_command(files: tuple[Path, ...], fetch: bool, region: str | None, out
         pages = [read_page(path, path.read_bytes()) for path in files]
         source = ", ".join(p.name for p in files)
     mapped = read_overrides(overrides, overrides.read_bytes()) if overrides else None
-    result = import_pages(pages, region, mapped, tiers=True)  # the catalog prices service tiers
+    result = import_pages(pages, region, mapped)
     for line in result.skipped:
         notices.print(f"skipped: {line}", markup=False, highlight=False, soft_wrap=True)
     for line in result.unmapped:
