@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 SCALES: dict[str, dict[str, Any]] = {
-    "10m": {"report": (1_000_000, 10_000_000), "decode": 100_000, "redis": 50_000, "ingest": 1_000_000},
-    "1m": {"report": (100_000, 1_000_000), "decode": 50_000, "redis": 20_000, "ingest": 200_000},
+    "10m": {"report": (1_000_000, 10_000_000), "decode": 100_000, "redis": 50_000, "ingest": 1_000_000,
+            "ingest-cli": (200_000, 1_000_000)},
+    "1m": {"report": (100_000, 1_000_000), "decode": 50_000, "redis": 20_000, "ingest": 200_000,
+           "ingest-cli": (100_000, 200_000)},
 }
 for _sizes in SCALES.values():
     _sizes["cosmos"] = 1_500  # events per run: the plain-session run takes ~25 ms an event here
@@ -48,7 +50,7 @@ INGEST_CAP = {"10m": 45, "1m": 15}
 MIN_REPEATS = 1
 INGEST_MIN_REPEATS = 2
 REPORT_MIN_REPEATS = 2  # the report's ratio is the one that decides the most: always a median of 2+
-STAGES = ("cli", "decode", "redis", "cosmos", "ingest", "snapshot", "report")
+STAGES = ("cli", "decode", "redis", "cosmos", "ingest", "ingest-cli", "snapshot", "report")
 CLI_REPEATS = 11  # whole processes per command: cheap, so more of them
 HELP_TARGET, STARTUP_TARGET = 0.15, 0.25  # seconds: `chargeback --help`, any command's --help
 MIB = 1024 * 1024
@@ -133,6 +135,10 @@ def cpu_rate(result: dict[str, Any]) -> float:
     rates = [(run.get("events") or result["events"]) / run["cpu_seconds"] for run in result["runs"]
              if run.get("cpu_seconds")]
     return statistics.median(rates) if rates else 0.0
+
+
+def cpu_seconds(result: dict[str, Any]) -> float:
+    return float(statistics.median(run.get("cpu_seconds", 0.0) for run in result["runs"]))
 
 
 def events(result: dict[str, Any]) -> int:
@@ -295,6 +301,7 @@ def evaluate(results: list[dict[str, Any]]) -> list[Target]:
     targets.append(Target("embedded ingest (decode + SQLite ledger + counters) >= 100k events/s",
                           None if ours is None else rate(ours) >= 100_000,
                           "not measured" if ours is None else f"{rate(ours):,.0f} events/s", "ingest"))
+    targets += ingest_cli_targets([r for r in results if r["stage"] == "ingest-cli" and r["runs"]])
     ours, base = find("snapshot", "stage"), find("snapshot", "baseline")
     if ours and base:
         ratio = median_s(ours) / median_s(base)
@@ -322,6 +329,22 @@ def evaluate(results: list[dict[str, Any]]) -> list[Target]:
             targets.append(Target(
                 f"report memory flat from {smallest['events'] / 1e6:g}M to {n} events (peak grows <= {FLAT}x)",
                 growth <= FLAT, f"{growth:.2f}x ({peak(smallest):,.0f} -> {peak(largest):,.0f} MiB)", "report"))
+    return targets
+
+
+def ingest_cli_targets(runs: list[dict[str, Any]]) -> list[Target]:
+    """`chargeback ingest FILE` as a whole process: 100k events/s, memory flat as the file grows."""
+    if not runs:
+        return [Target("chargeback ingest FILE (whole process) >= 100k events/s", None, "not measured", "ingest-cli")]
+    smallest, largest = min(runs, key=events), max(runs, key=events)
+    targets = [Target(f"chargeback ingest FILE of {events(largest):,} events (whole process) >= 100k events/s",
+                      rate(largest) >= 100_000, f"{rate(largest):,.0f} events/s, {cpu_rate(largest):,.0f} per "
+                      f"CPU-second, CPU/wall {cpu_seconds(largest) / median_s(largest):.2f}", "ingest-cli")]
+    if smallest is not largest:
+        growth = peak(largest) / peak(smallest)
+        targets.append(Target(f"ingest memory flat from {events(smallest):,} to {events(largest):,} events "
+                              f"(peak grows <= {FLAT}x)", growth <= FLAT,
+                              f"{growth:.2f}x ({peak(smallest):,.0f} -> {peak(largest):,.0f} MiB)", "ingest-cli"))
     return targets
 
 
@@ -446,6 +469,12 @@ def main(argv: list[str] | None = None) -> int:
                        min_repeats=INGEST_MIN_REPEATS)
         ledger = ingest[0]["extra"].get("ledger")
         results += ingest
+    if "ingest-cli" in only:
+        from benchmarks.ingest_cli import run_ingest
+
+        for size in sizes["ingest-cli"]:
+            log(f"== chargeback ingest FILE: a {size:,}-event month as JSON lines, whole processes")
+            results.append(run_ingest(args.work, size, args.repeats or 2, budgets["ingest"] / 2))
     if "snapshot" in only:
         log(f"== snapshot: {sizes['ingest']:,} ledger events x {repeats['snapshot']}")
         results += child("snapshot", args, sizes["ingest"], repeats["snapshot"],

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 NOW = datetime(2026, 11, 2, tzinfo=UTC)  # "now" for the decoder: the events are of 2026-10
 MONTH = "2026-10"
 DAY = date(2026, 10, 15)  # the day of the events that ingest-side stages take in
-BATCH = 5_000  # events per Event Hub batch (pipeline.stages.ingest.DEFAULT_BATCH)
+BATCH = 5_000  # events per batch of the in-memory ingest stage (files and replays use ingest.DEFAULT_BATCH)
 LUA_CHUNK = 500
 FUNCTIONS_BATCH = 500  # host.json eventHubs.maxEventBatchSize
 

@@ -27,7 +27,11 @@ from pipeline.domain.decode import RawMessage, decode_batch
 from pipeline.domain.live import BudgetAlert, LivePricer
 from pipeline.ports import Counters, CountersUnavailable, DeadLetters, Ledger
 
-DEFAULT_BATCH = 5_000
+# Events per batch of files and replays: one ledger and one counters transaction each. The
+# eventId indexes are B-trees over random ids, so a commit writes about one page per id it added
+# until a batch covers the index; 25,000 (not 5,000) cuts a 1M-event file from 47 s to 27 s and
+# keeps the process near 450 MiB (docs/benchmarks.md, issue 19).
+DEFAULT_BATCH = 25_000
 log = logging.getLogger(__name__)
 
 
