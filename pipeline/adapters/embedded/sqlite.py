@@ -19,7 +19,7 @@ def connect(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
     _write_ahead_log(connection)
     connection.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-    connection.execute("PRAGMA cache_size=-65536")  # 64 MiB at most: 256 MiB per file bought no speed at 1M ids (issue 19)
+    connection.execute("PRAGMA cache_size=-65536")  # 64 MiB at most: 256 MiB bought no speed at 1M ids
     connection.execute("PRAGMA temp_store=MEMORY")
     return connection
 
