@@ -14,16 +14,17 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.world import make_world, write_reference
+from benchmarks.measure import Result, Run
+from benchmarks.stages import MONTH
+from benchmarks.world import World, make_world, write_reference
 
-MONTH = "2026-10"
 
-
-def month_file(work: Path, events: int) -> Path:
+def month_file(work: Path, world: World, events: int) -> Path:
     """The generated month of `events` raw events as JSON lines (written once, then cached)."""
     from benchmarks.data import json_events
 
@@ -32,7 +33,7 @@ def month_file(work: Path, events: int) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
         with partial.open("wb") as sink:
-            for body in json_events(make_world(MONTH), events, seed=19):
+            for body in json_events(world, events, seed=19):
                 sink.write(body.replace(b"\n", b" ") + b"\n")
         partial.rename(path)
     return path
@@ -41,10 +42,12 @@ def month_file(work: Path, events: int) -> Path:
 def run_ingest(work: Path, events: int, repeats: int, budget: float) -> dict[str, Any]:
     """`repeats` whole-process runs of `chargeback ingest` over the month file (fewer when the
     time budget in seconds is spent after the first)."""
-    source = month_file(work, events)
-    files = write_reference(make_world(MONTH), work / "reference")
+    world = make_world(MONTH)
+    source = month_file(work, world, events)
+    files = write_reference(world, work / "reference")
     script = str(Path(sys.executable).parent / "chargeback")
-    runs: list[dict[str, Any]] = []
+    result = Result("ingest-cli", "chargeback ingest FILE (whole process)", "stage", events,
+                    extra={"file_mib": round(source.stat().st_size / 2**20)})
     began = time.monotonic()
     for repeat in range(repeats):
         if repeat and budget and time.monotonic() - began > budget:
@@ -53,18 +56,19 @@ def run_ingest(work: Path, events: int, repeats: int, budget: float) -> dict[str
         shutil.rmtree(home, ignore_errors=True)
         env = {**os.environ, "CHARGEBACK_HOME": str(home), "CHARGEBACK_DEPLOYMENTS": str(files["deployments"]),
                "CHARGEBACK_COST_CENTERS": str(files["cost_centers"]), "CHARGEBACK_BUDGETS": str(files["budgets"])}
-        started = time.perf_counter()
-        child = subprocess.Popen([script, "ingest", str(source)], env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(child.pid, 0)
-        elapsed = time.perf_counter() - started
-        errors = child.stderr.read().decode(errors="replace") if child.stderr else ""
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode != 0:
-            raise SystemExit(f"chargeback ingest failed (exit {child.returncode}): {errors.strip()[-400:]}")
-        runs.append({"seconds": elapsed, "peak_mib": usage.ru_maxrss / 1024, "start_mib": 0.0, "peak_reset": False,
-                     "loadavg": os.getloadavg()[0], "events": events,
-                     "cpu_seconds": usage.ru_utime + usage.ru_stime})
+        # stderr to a file, not a pipe: a child writing more than a pipe holds would block forever.
+        with tempfile.TemporaryFile() as errors:
+            started = time.perf_counter()
+            child = subprocess.Popen([script, "ingest", str(source)], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=errors)
+            _, status, usage = os.wait4(child.pid, 0)  # this child's own CPU and peak RSS
+            elapsed = time.perf_counter() - started
+            code = child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+            if code != 0:
+                errors.seek(0)
+                text = errors.read().decode(errors="replace").strip()[-400:]
+                raise SystemExit(f"chargeback ingest failed (exit {code}): {text}")
+        result.runs.append(Run(elapsed, usage.ru_maxrss / 1024, 0.0, False, os.getloadavg()[0], events=events,
+                               cpu_seconds=usage.ru_utime + usage.ru_stime))
         shutil.rmtree(home, ignore_errors=True)
-    return {"stage": "ingest-cli", "variant": "chargeback ingest FILE (whole process)", "role": "stage",
-            "events": events, "runs": runs, "extra": {"file_mib": round(source.stat().st_size / 2**20)}}
+    return result.as_dict()
