@@ -15,3 +15,13 @@ def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> b
     writer.writeheader()
     writer.writerows(rows)
     return text.getvalue().encode("utf-8")
+
+
+def csv_table_bytes(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
+    """The rows (cells in the order of `columns`) under the header `columns`, as CSV bytes: what
+    `csv_bytes` writes, without a dictionary per row (the daily report has one row per day and key)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return text.getvalue().encode("utf-8")

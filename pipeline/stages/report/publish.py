@@ -17,7 +17,7 @@ from pipeline.domain.periods import Period
 from pipeline.ports import ObjectStore
 from pipeline.stages.report import restate
 from pipeline.stages.report.focus import FocusContext
-from pipeline.stages.report.model import DEFAULT_FORMATS, Report, as_period
+from pipeline.stages.report.model import DEFAULT_FORMATS, Report, as_period, check_formats
 from pipeline.stages.report.render import render_report
 from pipeline.stages.report.restate import Restatement
 
@@ -41,8 +41,7 @@ def publish_report(report: Report, store: ObjectStore, formats: Iterable[str] = 
                    today: date | None = None, focus: FocusContext | None = None) -> Published:
     """Write the report's files into the store, each object replaced atomically. The formats
     already there are rewritten too, so that no stale file stays next to the new ones."""
-    wanted = list(formats)
-    render_report(report, wanted)  # an unknown format fails before the store is read
+    wanted = check_formats(formats)  # an unknown format fails before the store is read
     current = restate.current_files(store, report.label)
     files = render_report(report, set(wanted) | restate.present_formats(current, report.label), focus)
     restatement = None
