@@ -40,21 +40,23 @@ SCALES: dict[str, dict[str, Any]] = {
 }
 for _sizes in SCALES.values():
     _sizes["cosmos"] = 1_500  # events per run: the plain-session run takes ~25 ms an event here
-REPEATS = {"decode": 5, "redis": 5, "cosmos": 3, "ingest": 3, "snapshot": 3, "report": 3}
+REPEATS = {"decode": 5, "redis": 5, "cosmos": 3, "ingest": 3, "snapshot": 3, "report": 3, "report-cli": 5}
 # Seconds of measuring per stage at scale 10m (a third at 1m): past it, a stage starts no new
 # repeat, so that `make bench` stays within 10 minutes even on a busy machine (the table shows
 # how many runs each median is of). An embedded-ingest run stops taking batches after
 # INGEST_CAP seconds; its rate is over the events it ingested.
-BUDGETS = {"decode": 30, "redis": 45, "cosmos": 40, "ingest": 90, "snapshot": 45, "report": 90}
+BUDGETS = {"decode": 30, "redis": 45, "cosmos": 40, "ingest": 90, "snapshot": 45, "report": 90, "report-cli": 90}
 INGEST_CAP = {"10m": 45, "1m": 15}
 MIN_REPEATS = 1
 INGEST_MIN_REPEATS = 2
 REPORT_MIN_REPEATS = 2  # the report's ratio is the one that decides the most: always a median of 2+
-STAGES = ("cli", "decode", "redis", "cosmos", "ingest", "ingest-cli", "snapshot", "report")
+STAGES = ("cli", "decode", "redis", "cosmos", "ingest", "ingest-cli", "snapshot", "report", "report-cli")
 CLI_REPEATS = 11  # whole processes per command: cheap, so more of them
 HELP_TARGET, STARTUP_TARGET = 0.15, 0.25  # seconds: `chargeback --help`, any command's --help
 MIB = 1024 * 1024
 COSMOS_GAIN = 3  # TLS contexts built once vs once per connection (docs/guarantees.md: 23.5 -> 3.2 ms a create)
+# `chargeback report` as a whole process over the query as one (issue 19), per month size
+REPORT_CLI_TARGETS = {1_000_000: 1.3, 10_000_000: 1.2}
 FLAT = 1.25  # "flat" memory: the 10x larger month may take at most 25% more peak RSS
 
 
@@ -329,6 +331,28 @@ def evaluate(results: list[dict[str, Any]]) -> list[Target]:
             targets.append(Target(
                 f"report memory flat from {smallest['events'] / 1e6:g}M to {n} events (peak grows <= {FLAT}x)",
                 growth <= FLAT, f"{growth:.2f}x ({peak(smallest):,.0f} -> {peak(largest):,.0f} MiB)", "report"))
+    return targets + report_cli_targets([r for r in results if r["stage"] == "report-cli" and r["runs"]])
+
+
+def report_cli_targets(results: list[dict[str, Any]]) -> list[Target]:
+    """`chargeback report --month` against the query, both whole processes (issue 19)."""
+    targets = []
+    reports = [r for r in results if r["role"] == "stage"]
+    for report in sorted(reports, key=events):
+        base = next((r for r in results if r["role"] == "baseline" and r["events"] == report["events"]), None)
+        n = f"{report['events'] / 1e6:g}M"
+        limit = REPORT_CLI_TARGETS.get(report["events"], 1.3)
+        if base is not None:
+            ratio = median_s(report) / median_s(base)
+            targets.append(Target(f"chargeback report over {n} events <= {limit}x the SQL (whole processes)",
+                                  ratio <= limit, f"{ratio:.2f}x ({median_s(report):.2f} s vs {median_s(base):.2f} s; "
+                                  f"CPU/wall {cpu_seconds(report) / median_s(report):.2f} vs "
+                                  f"{cpu_seconds(base) / median_s(base):.2f})", "report-cli"))
+        targets.append(Target(f"chargeback report over {n} events: peak RSS <= 512 MiB", peak(report) <= 512,
+                              f"{peak(report):,.0f} MiB", "report-cli"))
+        same = report["extra"].get("same_totals")
+        targets.append(Target(f"chargeback report over {n} events: its CSV has the SQL's totals, to the cent", same,
+                              "identical" if same else "DIFFERENT", "report-cli"))
     return targets
 
 
@@ -446,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     if "cli" in only:
         log(f"== cli: whole processes x {args.repeats or CLI_REPEATS}")
         results += run_cli(args.repeats or CLI_REPEATS)
-    if "report" in only:
+    if "report" in only or "report-cli" in only:
         for size in sizes["report"]:
             log(f"== prepare: a {size:,}-event month of Parquet snapshots (cached in {args.work}/data)")
             child("prepare", args, size, 1)
@@ -484,6 +508,18 @@ def main(argv: list[str] | None = None) -> int:
             "one process per run")
         report_results, checks = run_report(args, sizes["report"], repeats["report"], budgets["report"])
         results += report_results
+    if "report-cli" in only:
+        from benchmarks.report_cli import run_report_cli
+
+        for size in sizes["report"]:
+            log(f"== chargeback report --month over {size:,} events vs the SQL, whole processes, alternating")
+            pair, ours, theirs = run_report_cli(args.work, size, repeats["report-cli"], budgets["report-cli"] / 2,
+                                                REPORT_MIN_REPEATS)
+            same, text = compare_rows(ours, theirs)
+            pair[0]["extra"]["same_totals"] = same
+            checks.append(f"chargeback report over {size:,} events (its CSV) vs hand-written DuckDB SQL: "
+                          f"{'IDENTICAL' if same else 'DIFFERENT'}: {text}")
+            results += pair
     checks += redis_notes(results)
     targets = evaluate(results)
     info["finished"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
@@ -499,13 +535,15 @@ def main(argv: list[str] | None = None) -> int:
     for check in checks:
         log(check)
     log("")
-    log("Targets (issue 6), ratios from this run:")
+    log("Targets (issues 6 and 19), ratios from this run:")
     for target in targets:
         log(f"  [{_met(target.met):6s}] {target.label}: {target.value}")
     if args.profile:
         profiles = args.work / "profiles"
         profiles.mkdir(parents=True, exist_ok=True)
-        for stage in dict.fromkeys(t.stage for t in targets if t.met is False):
+        # The whole-process stages (ingest-cli, report-cli) run the code the in-process stages profile.
+        for stage in dict.fromkeys(t.stage for t in targets if t.met is False and t.stage in REPEATS
+                                   and t.stage not in ("report-cli", "cli")):
             path = profiles / f"{stage}.txt"
             log(f"\n== profile of {stage} (pyinstrument, one more run; whole profile in {path})")
             # The report over the largest month; the others over at most 200k events (the profiler

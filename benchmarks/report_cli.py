@@ -1,0 +1,102 @@
+"""`chargeback report --month` as a whole process against the hand-written DuckDB query as a
+whole process (issue 19: "as whole processes, start-up included"), over the same generated month
+of snapshot files (`benchmarks.stages.stage_prepare`, cached in WORK/data).
+
+The report runs as a user runs it: a fresh CHARGEBACK_HOME whose store holds the month's
+snapshots, the benchmark world's deployment map and cost centers, and a fresh --out folder (the
+default formats: the CSV files and the Parquet). The query is `python -m benchmarks.report_sql`.
+The two alternate run by run, so that load from elsewhere falls on both. Each child's own wall
+and CPU seconds and peak RSS come from `os.wait4`: nothing of this harness is counted. The
+report's CSV, summed to the query's grain, must hold the query's totals exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from benchmarks.measure import Result, Run
+from benchmarks.stages import MONTH, snapshot_root
+from benchmarks.world import make_world, write_reference
+
+KEY = ("cost_center", "subscription_id", "model", "deployment_type", "currency")
+SUMMED = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens")
+
+
+def run_report_cli(work: Path, events: int, repeats: int, budget: float,
+                   min_repeats: int = 2) -> tuple[list[dict[str, Any]], list[list[Any]], list[list[Any]]]:
+    """`repeats` runs of each (fewer once `budget` seconds are spent, never fewer than
+    `min_repeats`): the two results, and the rows of the last run of each."""
+    root = snapshot_root(work, events)
+    if not (root / ".complete").exists():
+        raise SystemExit(f"{root}: no generated snapshot; run the prepare stage first")
+    files = write_reference(make_world(MONTH), work / "reference")
+    from pipeline.inputs.catalog import shipped_catalog_path
+
+    place = work / "report-cli"
+    shutil.rmtree(place, ignore_errors=True)
+    (place / "store").mkdir(parents=True)
+    (place / "store" / "snapshots").symlink_to(root.resolve(), target_is_directory=True)
+    env = {**os.environ, "CHARGEBACK_HOME": str(place / "home"), "CHARGEBACK_STORE": (place / "store").as_uri(),
+           "CHARGEBACK_DEPLOYMENTS": str(files["deployments"]), "CHARGEBACK_COST_CENTERS": str(files["cost_centers"])}
+    out, rows_out = place / "out", place / "sql-rows.json"
+    commands = {
+        "report": [str(Path(sys.executable).parent / "chargeback"), "report", "--month", MONTH, "--out", str(out)],
+        "sql": [sys.executable, "-m", "benchmarks.report_sql", str(root), "--month", MONTH,
+                "--deployments", str(files["deployments"]), "--cost-centers", str(files["cost_centers"]),
+                "--prices", str(shipped_catalog_path()), "--rows-out", str(rows_out)],
+    }
+    results = {"report": Result("report-cli", "chargeback report --month (whole process)", "stage", events),
+               "sql": Result("report-cli", "hand-written DuckDB SQL (whole process)", "baseline", events)}
+    began = time.monotonic()
+    for repeat in range(repeats):
+        if repeat >= min_repeats and budget and time.monotonic() - began > budget:
+            break
+        for name in (("report", "sql") if repeat % 2 == 0 else ("sql", "report")):
+            if name == "report":
+                shutil.rmtree(out, ignore_errors=True)  # a first report into the folder, every run
+            results[name].runs.append(_whole_process(commands[name], env))
+    ours = report_csv_rows(out / f"chargeback-{MONTH}.csv")
+    shutil.rmtree(place / "home", ignore_errors=True)
+    return [results["report"].as_dict(), results["sql"].as_dict()], ours, json.loads(rows_out.read_text())
+
+
+def _whole_process(command: Sequence[str], env: dict[str, str]) -> Run:
+    # stderr to a file, not a pipe: a child writing more than a pipe holds would block forever.
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own CPU and peak RSS
+        elapsed = time.perf_counter() - started
+        code = child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        if code != 0:
+            errors.seek(0)
+            raise SystemExit(f"{' '.join(command[:3])} failed (exit {code}): "
+                             f"{errors.read().decode(errors='replace').strip()[-400:]}")
+    return Run(elapsed, usage.ru_maxrss / 1024, 0.0, False, os.getloadavg()[0],
+               cpu_seconds=usage.ru_utime + usage.ru_stime)
+
+
+def report_csv_rows(path: Path) -> list[list[Any]]:
+    """The report CSV's rows summed to the query's grain (the report also splits by catalog,
+    charge class, tier and spillover), in the query's row shape; an unpriced row has no cost."""
+    summed: dict[tuple[str, ...], list[Any]] = {}
+    with path.open(newline="") as source:
+        for row in csv.DictReader(source):
+            key = tuple(row[column] for column in KEY)
+            into = summed.setdefault(key, [0, 0, 0, 0, None])
+            for at, column in enumerate(SUMMED):
+                into[at] += int(row[column])
+            if row["cost"]:
+                into[4] = (into[4] or Decimal(0)) + Decimal(row["cost"])
+    return [[*key, *values[:4], None if values[4] is None else str(values[4])] for key, values in summed.items()]
