@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 
-from pipeline.domain.decode import RawMessage, decode_batch
+from pipeline.domain.decode import RawMessage
 from pipeline.domain.live import BudgetAlert, LivePricer
+from pipeline.inputs.event_files import JsonLines
 from pipeline.ports import Counters, CountersUnavailable, DeadLetters, Ledger
+from pipeline.stages.decode_ahead import Prepared, prepare_batch, prepared_batches
 
 # Events per batch of files and replays: one ledger and one counters transaction each. The
 # eventId indexes are B-trees over random ids, so a commit writes about one page per id it added
@@ -82,8 +84,17 @@ def ingest_batch(messages: list[RawMessage], ledger: Ledger, counters: Counters,
     `check_duplicate_keys=False` only for a producer that cannot repeat a key: the APIM policy
     through the Event Hub trigger (pipeline.domain.decode). Files, stdin and replays keep it."""
     started = time.perf_counter()
-    decoded = decode_batch(messages, now, check_duplicate_keys=check_duplicate_keys)
-    result = IngestResult(received=len(messages), dead_lettered=len(decoded.rejections))
+    result = store_batch(prepare_batch(messages, pricer, now, check_duplicate_keys=check_duplicate_keys),
+                         ledger, counters, dead_letters)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def store_batch(prepared: Prepared, ledger: Ledger, counters: Counters, dead_letters: DeadLetters) -> IngestResult:
+    """Write one decoded and priced batch: dead letters, ledger, counters."""
+    started = time.perf_counter()
+    decoded = prepared.decoded
+    result = IngestResult(received=prepared.received, dead_lettered=len(decoded.rejections))
     result.reasons.update(rejection.code for rejection in decoded.rejections)
     where = dead_letters.put(decoded.rejections)
     if where:
@@ -91,9 +102,8 @@ def ingest_batch(messages: list[RawMessage], ledger: Ledger, counters: Counters,
     if decoded.events:
         appended = ledger.append(decoded.events)
         result.ingested, result.duplicates = appended.new, appended.duplicates
-        charges = pricer.charges(decoded.events)
         try:
-            counted = counters.add(decoded.events, charges)
+            counted = counters.add(decoded.events, prepared.charges)
         except CountersUnavailable as error:  # the ledger has the batch: acknowledge it and reconcile later
             result.counters_degraded, result.uncounted = True, len(decoded.events)
             cause = error.__cause__ or error  # the driver's error, for ops
@@ -111,17 +121,23 @@ def ingest_batch(messages: list[RawMessage], ledger: Ledger, counters: Counters,
 def ingest(messages: Iterable[RawMessage], ledger: Ledger, counters: Counters, dead_letters: DeadLetters,
            pricer: LivePricer, batch_size: int = DEFAULT_BATCH,
            progress: Callable[[IngestResult], None] | None = None, now: datetime | None = None, *,
-           check_duplicate_keys: bool = True) -> IngestResult:
-    """Ingest a stream of messages in batches; `progress` is called after each batch."""
+           check_duplicate_keys: bool = True, ahead: bool = False) -> IngestResult:
+    """Ingest a stream of messages in batches; `progress` is called after each batch. `ahead`:
+    decode and price the next batches in a second process while this one writes (files and
+    replays: pipeline.stages.decode_ahead); the result is the same."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     total = IngestResult()
-    for batch in batches(messages, batch_size):
-        result = ingest_batch(batch, ledger, counters, dead_letters, pricer, now,
-                              check_duplicate_keys=check_duplicate_keys)
+    started = time.perf_counter()
+    # A JSON-lines file is read in batches of lines: a process that decodes ahead is sent the lines.
+    units = messages.line_batches(batch_size) if isinstance(messages, JsonLines) else batches(messages, batch_size)
+    for prepared in prepared_batches(units, pricer, now,
+                                     check_duplicate_keys=check_duplicate_keys, ahead=ahead):
+        result = store_batch(prepared, ledger, counters, dead_letters)
         total.add(result)
         if progress:
             progress(result)
+    total.seconds = time.perf_counter() - started
     return total
 
 

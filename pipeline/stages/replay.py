@@ -40,13 +40,16 @@ class _AlreadyStored:
 
 def replay(sources: Iterable[Source], ledger: Ledger, counters: Counters, dead_letters: DeadLetters,
            pricer: LivePricer, *, batch_size: int = DEFAULT_BATCH, now: datetime | None = None,
-           done: Callable[[Source, IngestResult], None] | None = None) -> list[tuple[Source, IngestResult]]:
+           done: Callable[[Source, IngestResult], None] | None = None,
+           ahead: bool = False) -> list[tuple[Source, IngestResult]]:
     """Ingest every source in turn (dead letters, ledger, counters, batch by batch); `done` is
-    called after each source."""
+    called after each source. `ahead`: decode the next batches in a second process
+    (pipeline.stages.decode_ahead)."""
     results = []
     for source in sources:
         rejected = _AlreadyStored() if source.from_dead_letters else dead_letters
-        result = ingest(source.messages, ledger, counters, rejected, pricer, batch_size=batch_size, now=now)
+        result = ingest(source.messages, ledger, counters, rejected, pricer, batch_size=batch_size, now=now,
+                        ahead=ahead)
         results.append((source, result))
         if done:
             done(source, result)

@@ -35,7 +35,7 @@ def ingest_command(files: tuple[str, ...]) -> None:
         total = IngestResult()
         started = time.perf_counter()
         for name in files:
-            total.add(ingest(json_lines(name), p.ledger, p.counters, p.dead_letters, p.pricer))
+            total.add(ingest(json_lines(name), p.ledger, p.counters, p.dead_letters, p.pricer, ahead=True))
         total.seconds = time.perf_counter() - started
     show_ingest(console, total)
     publish_if_blocked(settings, total)

@@ -80,7 +80,7 @@ def _replay(settings: Settings, sources: list[Source]) -> None:
             say(f"  dead letter: {code} x{count}")
 
     with pipeline_of(settings) as p:
-        replay(sources, p.ledger, p.counters, p.dead_letters, p.pricer, done=done)
+        replay(sources, p.ledger, p.counters, p.dead_letters, p.pricer, done=done, ahead=True)
     say(f"total: {_counts(total.received, total.ingested, total.duplicates, total.dead_lettered)}")
     for alert in total.alerts:
         say(f"  budget alert {alert.scope.value} {alert.key}: {alert.threshold}% reached in {alert.month}")
