@@ -34,9 +34,9 @@ from typing import Any
 
 SCALES: dict[str, dict[str, Any]] = {
     "10m": {"report": (1_000_000, 10_000_000), "decode": 100_000, "redis": 50_000, "ingest": 1_000_000,
-            "ingest-cli": (200_000, 1_000_000)},
+            "ingest-cli": (200_000, 1_000_000), "replay-cli": 1_000_000},
     "1m": {"report": (100_000, 1_000_000), "decode": 50_000, "redis": 20_000, "ingest": 200_000,
-           "ingest-cli": (100_000, 200_000)},
+           "ingest-cli": (100_000, 200_000), "replay-cli": 200_000},
 }
 for _sizes in SCALES.values():
     _sizes["cosmos"] = 1_500  # events per run: the plain-session run takes ~25 ms an event here
@@ -50,7 +50,7 @@ INGEST_CAP = {"10m": 45, "1m": 15}
 MIN_REPEATS = 1
 INGEST_MIN_REPEATS = 2
 REPORT_MIN_REPEATS = 2  # the report's ratio is the one that decides the most: always a median of 2+
-STAGES = ("cli", "decode", "redis", "cosmos", "ingest", "ingest-cli", "snapshot", "report", "report-cli")
+STAGES = ("cli", "decode", "redis", "cosmos", "ingest", "ingest-cli", "replay-cli", "snapshot", "report", "report-cli")
 CLI_REPEATS = 11  # whole processes per command: cheap, so more of them
 HELP_TARGET, STARTUP_TARGET = 0.15, 0.25  # seconds: `chargeback --help`, any command's --help
 MIB = 1024 * 1024
@@ -304,6 +304,13 @@ def evaluate(results: list[dict[str, Any]]) -> list[Target]:
                           None if ours is None else rate(ours) >= 100_000,
                           "not measured" if ours is None else f"{rate(ours):,.0f} events/s", "ingest"))
     targets += ingest_cli_targets([r for r in results if r["stage"] == "ingest-cli" and r["runs"]])
+    replayed = find("replay-cli", "stage")
+    targets.append(Target("chargeback replay of Capture files (whole process) >= 100k events/s",
+                          None if replayed is None else rate(replayed) >= 100_000,
+                          "not measured" if replayed is None else
+                          f"{rate(replayed):,.0f} events/s over {events(replayed):,} events in "
+                          f"{replayed['extra'].get('files', 0):,} files, CPU/wall "
+                          f"{cpu_seconds(replayed) / median_s(replayed):.2f}", "replay-cli"))
     ours, base = find("snapshot", "stage"), find("snapshot", "baseline")
     if ours and base:
         ratio = median_s(ours) / median_s(base)
@@ -499,6 +506,11 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes["ingest-cli"]:
             log(f"== chargeback ingest FILE: a {size:,}-event month as JSON lines, whole processes")
             results.append(run_ingest(args.work, size, args.repeats or 2, budgets["ingest"] / 2))
+    if "replay-cli" in only:
+        from benchmarks.replay_cli import run_replay
+
+        log(f"== chargeback replay: the {sizes['replay-cli']:,}-event month as Capture files, whole processes")
+        results.append(run_replay(args.work, sizes["replay-cli"], args.repeats or 2, budgets["ingest"] / 2))
     if "snapshot" in only:
         log(f"== snapshot: {sizes['ingest']:,} ledger events x {repeats['snapshot']}")
         results += child("snapshot", args, sizes["ingest"], repeats["snapshot"],
@@ -543,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         profiles.mkdir(parents=True, exist_ok=True)
         # The whole-process stages (ingest-cli, report-cli) run the code the in-process stages profile.
         for stage in dict.fromkeys(t.stage for t in targets if t.met is False and t.stage in REPEATS
-                                   and t.stage not in ("report-cli", "cli")):
+                                   and t.stage not in ("report-cli", "replay-cli", "cli")):
             path = profiles / f"{stage}.txt"
             log(f"\n== profile of {stage} (pyinstrument, one more run; whole profile in {path})")
             # The report over the largest month; the others over at most 200k events (the profiler

@@ -40,7 +40,7 @@ from pipeline.domain.live import LiveCharge, LivePricer
 from pipeline.inputs.event_files import LineBatch
 from pipeline.ports import ChargebackError
 
-AHEAD = 2  # batches prepared ahead of the writes
+AHEAD = 1  # batches prepared ahead of the write in progress: the worker is the faster side
 _encode = msgspec.msgpack.Encoder().encode
 _events = msgspec.msgpack.Decoder(list[UsageEvent]).decode
 _charges = msgspec.msgpack.Decoder(list[LiveCharge]).decode

@@ -14,6 +14,7 @@ whole seconds, UTC), and IoT Hub's Avro routing writes the same field in ISO 860
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -131,20 +132,24 @@ def _open(store: ObjectStore, key: str) -> BinaryIO:
 def enqueued_time(text: str, where: str = "") -> datetime:
     """EnqueuedTimeUtc as an aware UTC datetime: `11/26/2026 5:40:32 AM` (Capture), the same on a
     24-hour clock, or ISO 8601 (`2026-11-26T05:40:32.1234567Z`; no offset means UTC)."""
-    match = _DOTNET_TIME.fullmatch(text.strip())
     try:
-        if match:
-            month, day, year, hour, minute, second, fraction, half = match.groups()
-            hour_of_day = int(hour)
-            if half is not None:
-                if not 1 <= hour_of_day <= 12:
-                    raise ValueError(f"hour {hour_of_day} on a 12-hour clock")
-                hour_of_day = hour_of_day % 12 + (12 if half.lower() == "pm" else 0)
-            micros = int((fraction or "0").ljust(6, "0")[:6])
-            return datetime(int(year), int(month), int(day), hour_of_day, int(minute), int(second), micros,
-                            tzinfo=UTC)
-        moment = datetime.fromisoformat(text.strip())
+        return _parsed_time(text)
     except ValueError as error:
         raise SourceError(f"{where + ': ' if where else ''}EnqueuedTimeUtc {text!r} is in no known format ({error})") \
             from None
+
+
+@functools.lru_cache(maxsize=4096)  # Capture's times are whole seconds: a busy file repeats each one
+def _parsed_time(text: str) -> datetime:
+    match = _DOTNET_TIME.fullmatch(text.strip())
+    if match:
+        month, day, year, hour, minute, second, fraction, half = match.groups()
+        hour_of_day = int(hour)
+        if half is not None:
+            if not 1 <= hour_of_day <= 12:
+                raise ValueError(f"hour {hour_of_day} on a 12-hour clock")
+            hour_of_day = hour_of_day % 12 + (12 if half.lower() == "pm" else 0)
+        micros = int((fraction or "0").ljust(6, "0")[:6])
+        return datetime(int(year), int(month), int(day), hour_of_day, int(minute), int(second), micros, tzinfo=UTC)
+    moment = datetime.fromisoformat(text.strip())
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -25,6 +26,12 @@ class LocalObjectStore:
         self.local_root: Path | None = self.root
 
     def path(self, key: str) -> Path:
+        """The file of `key`. A key naming no `..` stays under the root as written (a link the
+        user put in the folder is followed, as for any file there); one that does is resolved and
+        refused when it leaves the root. Resolving every key cost a Capture replay of 12,000
+        files a second of system calls."""
+        if not key.startswith("/") and ".." not in key.split("/"):
+            return self.root / key
         target = (self.root / key).resolve()
         if not target.is_relative_to(self.root):
             raise UserError(f"key {key!r} leaves the store root {self.root}")
@@ -73,13 +80,25 @@ class LocalObjectStore:
 
     def list(self, prefix: str) -> list[str]:
         base = self.path(prefix) if prefix else self.root
-        if not base.exists():
+        if not base.is_dir() or any(part.startswith(".") for part in Path(prefix).parts):
             return []
-        keys = (path.relative_to(self.root).as_posix() for path in base.rglob("*") if path.is_file())
-        # Hidden names (temporary files, any folder starting with ".") are not objects.
-        return sorted(key for key in keys if not any(part.startswith(".") for part in key.split("/")))
+        start = base.relative_to(self.root).as_posix() if prefix else ""
+        return sorted(_files(base, f"{start}/" if start and start != "." else ""))
 
     def arrow_filesystem(self) -> tuple[pafs.FileSystem, str]:
         import pyarrow.fs as pafs  # here: readers that never scan Parquet do not load it
 
         return pafs.LocalFileSystem(), str(self.root)
+
+
+def _files(folder: Path | str, prefix: str) -> Iterator[str]:
+    """The keys of the files under `folder` (links followed), skipping hidden names: temporary
+    files and any folder starting with "." are not objects."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                yield from _files(entry.path, f"{prefix}{entry.name}/")
+            elif entry.is_file():
+                yield f"{prefix}{entry.name}"
