@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -93,7 +92,7 @@ def run_cli(repeats: int) -> list[dict[str, Any]]:
     """Whole processes, as a user waits for them: `chargeback --help`, each command's `--help`
     (its fixed start-up: the imports a command needs before it does anything) and, as the
     baseline, the bare interpreter (`python -c pass`). Wall-clock and CPU seconds of the child,
-    its peak RSS (getrusage of the children)."""
+    its own peak RSS (os.wait4 of that child)."""
     from pipeline.entrypoints.cli import COMMANDS
 
     script = str(Path(sys.executable).parent / "chargeback")
@@ -104,13 +103,15 @@ def run_cli(repeats: int) -> list[dict[str, Any]]:
     for variant, role, command in variants:
         runs = []
         for _ in range(repeats):
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+            _, status, usage = os.wait4(child.pid, 0)  # this run's own CPU and peak RSS, not the largest child's
             elapsed = time.perf_counter() - started
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-            runs.append({"seconds": elapsed, "peak_mib": after.ru_maxrss / 1024, "start_mib": 0.0,
+            child.returncode = os.waitstatus_to_exitcode(status)
+            if child.returncode != 0:
+                raise SystemExit(f"{' '.join(command)} failed (exit {child.returncode})")
+            cpu = usage.ru_utime + usage.ru_stime
+            runs.append({"seconds": elapsed, "peak_mib": usage.ru_maxrss / 1024, "start_mib": 0.0,
                          "peak_reset": False, "loadavg": os.getloadavg()[0], "events": 1, "cpu_seconds": cpu})
         results.append({"stage": "cli", "variant": variant, "role": role, "events": 1, "runs": runs, "extra": {}})
         log(f"  cli      {variant:34s} {statistics.median(r['seconds'] for r in runs):8.3f} s median of {repeats}")
