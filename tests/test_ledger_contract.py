@@ -299,6 +299,30 @@ def test_a_write_whose_response_was_lost_counts_as_new(cosmos: CosmosTarget, mon
     ledger.close()
 
 
+def test_a_redelivered_batch_is_resolved_with_one_query_per_256_ids(cosmos: CosmosTarget,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger = CosmosLedger(cosmos.container, settle_seconds=0)
+    batch = [event(f"evt-{i:03d}") for i in range(300)]
+    assert ledger.append(batch[:290]).new == 290
+    calls: dict[str, int] = {"read_item": 0, "query_items": 0}
+
+    def counting(name: str) -> Callable[..., Any]:
+        real = getattr(cosmos.container, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return counted
+
+    for name in calls:
+        monkeypatch.setattr(cosmos.container, name, counting(name))
+    result = ledger.append(batch)  # 290 redelivered (each a 409), 10 new
+    assert (result.new, result.duplicates) == (10, 290)
+    assert calls == {"read_item": 0, "query_items": 2}  # 290 conflicts: two lookups of up to 256 ids, no reads
+    assert ledger.count() == 300
+    ledger.close()
+
+
 def test_fresh_events_wait_for_the_settle_time(cosmos: CosmosTarget) -> None:
     ledger = CosmosLedger(cosmos.container, settle_seconds=3600)
     ledger.append([event("evt-1")])

@@ -36,8 +36,10 @@ per read call; after that the call raises `LedgerUnavailable`, and the host rede
 `open_cosmos_ledger` turns the SDK's own 429 retries off so the wait stays bounded here; with a
 client whose SDK retries are on, the SDK's waits happen inside each of these attempts.
 A create that fails with a transient error may still have been written (by this loop's retry or the
-SDK's own 503 retry); so on 409 the item is read back (1 RU) and counts as new when its `writeId`
-is one this call sent: the new/duplicate counts stay exact.
+SDK's own 503 retry); so the items of an append that met 409 are looked up afterwards, one query
+per 256 ids (not one read per item: a fully redelivered batch costs about what a new one does),
+and each counts as new when its stored `writeId` is one of the attempts this call sent: the
+new/duplicate counts stay exact.
 """
 
 from __future__ import annotations
@@ -92,10 +94,10 @@ INDEXING_POLICY: dict[str, Any] = {
 }
 _CHANGES = ("SELECT TOP @n * FROM c WHERE (c.ingestedAt > @at OR (c.ingestedAt = @at AND c.id > @id))"
             " AND c.ingestedAt < @horizon ORDER BY c.ingestedAt ASC, c.id ASC")
-_EXISTING = "SELECT VALUE c.id FROM c WHERE ARRAY_CONTAINS(@ids, c.id)"
+_LOOKUP = "SELECT c.id, c.writeId FROM c WHERE ARRAY_CONTAINS(@ids, c.id)"
 _PENDING_COUNT = "SELECT VALUE COUNT(1) FROM c WHERE c.ingestedAt >= @horizon"
 _PENDING_LATEST = "SELECT VALUE MAX(c.ingestedAt) FROM c WHERE c.ingestedAt >= @horizon"
-LOOKUP_CHUNK = 256  # item ids per `existing` query
+LOOKUP_CHUNK = 256  # item ids per lookup query (`existing`, and the 409s of an append)
 _EVENT_FIELDS = tuple(field.encode_name for field in msgspec.structs.fields(UsageEvent))
 _UNSAFE_ID = str.maketrans({"%": "%25", "/": "%2F", "\\": "%5C", "?": "%3F", "#": "%23"})
 _cursor_decoder = msgspec.json.Decoder(tuple[str, str])
@@ -140,7 +142,13 @@ class CosmosLedger:
         if errors:
             with self._errors():  # a refused role or key, as one line with the fix
                 raise next((error for error in errors if not isinstance(error, _Abandoned)), errors[0])
-        new = sum(1 for future in futures if future.result())
+        outcomes = [future.result() for future in futures]
+        conflicts = [outcome for outcome in outcomes if outcome is not None]
+        new = len(outcomes) - len(conflicts)
+        if conflicts:  # a 409 is ours when the stored writeId is one our attempts sent
+            with self._errors():
+                stored = self._lookup([item for item, _ in conflicts])
+            new += sum(1 for item, sent in conflicts if stored.get(item) in sent)
         return AppendResult(new=new, duplicates=len(events) - new)
 
     def changes(self, cursor: str | None, max_rows: int) -> Changes:
@@ -164,20 +172,26 @@ class CosmosLedger:
         return Changes(events_table(events, ingested), msgspec.json.encode((last["ingestedAt"], last["id"])).decode())
 
     def existing(self, event_ids: Sequence[str]) -> set[str]:
-        """One parameterised query per chunk of ids, the chunks in parallel. Not point reads: the
-        local stand-in answers a read of a missing item with 500, which looks like a server error."""
         by_item = {item_id(event_id): event_id for event_id in event_ids}
-        ids = list(by_item)
+        return {by_item[found] for found in self._lookup(list(by_item)) if found in by_item}
+
+    def _lookup(self, ids: list[str]) -> dict[str, str | None]:
+        """The stored writeId of each of these item ids that exists: one parameterised query per
+        chunk of ids, the chunks in parallel. Not point reads: one round trip per 256 ids, and the
+        local stand-in answers a read of a missing item with 500, which looks like a server error."""
         deadline, abort = time.monotonic() + self._budget, threading.Event()
 
-        def lookup(chunk: list[str]) -> list[str]:
+        def lookup(chunk: list[str]) -> list[dict[str, Any]]:
             parameters: list[dict[str, object]] = [{"name": "@ids", "value": chunk}]
-            return self._call(lambda: [str(found) for found in self._container.query_items(
-                _EXISTING, parameters=parameters, enable_cross_partition_query=True, max_item_count=len(chunk),
-                timeout=_remaining(deadline))], deadline, abort)
+            return self._call(lambda: list(self._container.query_items(
+                _LOOKUP, parameters=parameters, enable_cross_partition_query=True, max_item_count=len(chunk),
+                timeout=_remaining(deadline))), deadline, abort)
 
         futures = [self._pool.submit(lookup, ids[i:i + LOOKUP_CHUNK]) for i in range(0, len(ids), LOOKUP_CHUNK)]
-        return {by_item[found] for future in futures for found in future.result() if found in by_item}
+        errors = [error for future in futures if (error := future.exception()) is not None]
+        if errors:
+            raise next((error for error in errors if not isinstance(error, _Abandoned)), errors[0])
+        return {str(row["id"]): row.get("writeId") for future in futures for row in future.result()}
 
     def pending(self) -> Pending:
         """The items stamped within the settle window: `changes` reads them once they are older."""
@@ -229,25 +243,25 @@ class CosmosLedger:
         if self._client is not None:
             self._client.close()
 
-    def _create(self, event: UsageEvent, abort: threading.Event) -> bool:
-        """True when this call wrote the item, False when the eventId was there already. The
-        retry budget is this item's, from when its write starts: a batch waits as long as its
-        size needs on a slow but healthy server, and fails only when one item keeps failing."""
+    def _create(self, event: UsageEvent, abort: threading.Event) -> tuple[str, list[str]] | None:
+        """None when this call wrote the item; on 409 the item id and the writeId of every attempt,
+        which `append` resolves for the whole batch at once (an earlier attempt of this call that
+        failed in transit may have written it). The retry budget is this item's, from when its
+        write starts: a batch waits as long as its size needs on a slow but healthy server, and
+        fails only when one item keeps failing."""
         deadline = time.monotonic() + self._budget
         base = {k: v for k, v in msgspec.to_builtins(event).items() if v is not None}
         base["id"] = item_id(event.event_id)
         sent: list[str] = []  # the writeId of every attempt
 
-        def attempt() -> bool:
+        def attempt() -> tuple[str, list[str]] | None:
             sent.append(secrets.token_hex(8))
             try:
                 self._container.create_item({**base, "ingestedAt": stamp(datetime.now(UTC)), "writeId": sent[-1]},
                                             no_response=True, timeout=_remaining(deadline))
             except CosmosResourceExistsError:
-                found = self._call(lambda: self._container.read_item(base["id"], partition_key=base["id"],
-                                                                     timeout=_remaining(deadline)), deadline, abort)
-                return found.get("writeId") in sent
-            return True
+                return base["id"], sent
+            return None
 
         return self._call(attempt, deadline, abort)
 
