@@ -9,6 +9,7 @@ unmapped (`unassigned`). Every event below has 1M prompt tokens, so each costs i
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,6 +27,7 @@ from pipeline.ports import ObjectStore
 from pipeline.settings import Settings
 from pipeline.stages.correct import load_corrections, read_log
 from pipeline.stages.report.build import build_report
+from pipeline.stages.report.render import render_report
 from tests.conftest import PRICES_CSV, ReferenceFiles, WriteFile
 from tests.factories import event, jsonl, usage
 
@@ -274,3 +276,27 @@ def test_the_costs_view_agrees_with_the_report(world: World, settings: Settings)
     report = build_report(open_warehouse(open_store(settings, SNAPSHOTS)), reference, "2026-10", corrections)
     assert report.totals == {"USD": Decimal("8.7")} == {
         "USD": connection.execute("SELECT sum(cost) FROM costs WHERE month = '2026-10'").fetchone()[0]}  # type: ignore[index]
+
+
+def test_the_daily_rows_from_periods_equal_those_from_the_day_lines(world: World, settings: Settings,
+                                                                     tmp_path: Path) -> None:
+    """`-daily.csv` is summed from each key's period resolution (Report.day_usage), not from a
+    cost line per day: across a price change, reprice and reassign boundaries and keys without a
+    price (whose detail names the day), it is the file the day-level lines give."""
+    noprice = [ev(f"e-g{day}", "sub-a", "dep-noprice", f"2026-10-{day:02d}T08:00:00Z") for day in (3, 12, 21)]
+    assert run("ingest", str(world.files("more.jsonl", jsonl(noprice)))).exit_code == 0
+    world.files("prices-v2.csv", PRICES_V2)
+    assert world.correct("all.yaml", "- {kind: reassign, subscription_id: sub-a, cost_center: CC-X, from: 2026-10-04, "
+                         "to: 2026-10-13, reason: r}\n"
+                         "- {kind: reprice, catalog: prices-v2.csv, from: 2026-10-06, to: 2026-10-08, reason: r}\n"
+                         ).exit_code == 0
+    world.report()
+    report = build_report(open_warehouse(open_store(settings, SNAPSHOTS)), world.reference.load(), "2026-10",
+                          load_corrections(world.store()))
+    from_lines = dataclasses.replace(report, make_day_usage=None)
+    assert len(report.day_usage()) == len(report.lines) == len(from_lines.day_usage()) == 11
+    assert sum(item.prompt_tokens for item in report.day_usage()) == 11_000_000
+    daily = "chargeback-2026-10-daily.csv"
+    fast, slow = render_report(report, ["csv"])[daily], render_report(from_lines, ["csv"])[daily]
+    assert fast == slow == (world.out / daily).read_bytes()
+    assert fast.count(b",CC-X,") == 3 and fast.count(b"no_price") == 0  # e-a1, e-a2, e-g12; reasons are elsewhere

@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from pipeline.domain.allocation import allocate_capacity
 from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
-from pipeline.domain.costing import CostLine, Reference, Resolution, UsageKey, UsageState
+from pipeline.domain.costing import CostLine, Reference, Resolution, UsageKey, UsageState, names_day
 from pipeline.domain.periods import Period, midnight
 from pipeline.lake.areas import ReportStores
 from pipeline.lake.pricing_keys import KEY_WIDTH, usage_key
@@ -53,6 +53,7 @@ from pipeline.stages.report.sql import (
     ORIGINS,
     ORIGINS_SQL,
     PERIODS_SQL,
+    REPORT_DAYS_SQL,
     UNMATCHED_SQL,
     VOIDED_SQL,
     groups_sql,
@@ -95,10 +96,12 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
             origin = "none"
         if origin is not None:  # a NULL `usage_origin` is counted under no origin
             origins[origin if origin in ORIGINS else "other"] += requests
-    days = connection.sql(DAYS_SQL).to_arrow_table()  # made into Python objects only for the lines
     boundaries = sorted(day for day in corrections.boundaries(reference) if start < day < end)
-    usage = _resolved(connection.execute(PERIODS_SQL, [boundaries]).fetchall(), reference, corrections)
+    connection.execute(REPORT_DAYS_SQL, [boundaries])
     connection.execute("DROP TABLE report_groups")
+    usage = _resolved(connection.execute(PERIODS_SQL).fetchall(), reference, corrections)
+    days = connection.sql(DAYS_SQL).to_arrow_table()  # made into Python objects only when rendered
+    connection.execute("DROP TABLE report_days")
     bounds = [midnight(day) for day in (start, end)]
     [(unmatched,)] = connection.execute(UNMATCHED_SQL, bounds).fetchall()
     cached_unknown: list[KeyUsage] = []
@@ -120,7 +123,7 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
         key, correction_id, requests = usage_key(row[:KEY_WIDTH]), str(row[KEY_WIDTH]), int(row[KEY_WIDTH + 1])
         voided[correction_id] += requests
         explanations[_pair(corrections.resolve(reference, key))].add(correction_id)
-    make_lines = functools.cache(functools.partial(_cost_lines, days, reference, corrections))
+    make_lines = functools.cache(functools.partial(_cost_lines, days, usage, reference, corrections))
     # PTU allocation needs the days' lines; without capacity they are made only if rendered.
     deployment_days = allocate_capacity(make_lines() if reference.capacity else (), reference, start, end,
                                         today or datetime.now(UTC).date())
@@ -135,16 +138,35 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
                     corrections=corrections.by_id(applied), voided=dict(voided), explanations=dict(explanations),
                     states=dict(sorted(states.items())), origins=dict(sorted(origins.items())),
                     llm_unmatched=int(unmatched), llm_mismatched=int(mismatched), cached_unknown=cached_unknown,
-                    make_lines=make_lines)
+                    make_lines=make_lines, make_day_usage=functools.partial(_day_usage, days, usage))
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _cost_lines(days: pa.Table, reference: Reference, corrections: Corrections) -> list[CostLine]:
-    """The day-level cost lines of the period (DAYS_SQL rows)."""
-    return [CostLine(key, corrections.resolve(reference, key), *row[KEY_WIDTH:])
-            for row in zip(*(column.to_pylist() for column in days.columns), strict=True)
-            for key in (usage_key(row[:KEY_WIDTH]),)]
+def _cost_lines(days: pa.Table, usage: list[KeyUsage], reference: Reference,
+                corrections: Corrections) -> list[CostLine]:
+    """The day-level cost lines of the period (DAYS_SQL rows), each with its period's resolution
+    (`usage`, by period number), or its own day's when that names the day (no price, no capacity)."""
+    lines = []
+    for row in zip(*(column.to_pylist() for column in days.columns), strict=True):
+        key, resolution = usage_key(row[:KEY_WIDTH]), usage[row[-1]].resolution
+        if names_day(resolution):
+            resolution = corrections.resolve(reference, key)
+        lines.append(CostLine(key, resolution, *row[KEY_WIDTH:-1]))
+    return lines
+
+
+def _day_usage(days: pa.Table, usage: list[KeyUsage]) -> list[KeyUsage]:
+    """The usage of each key and day (DAYS_SQL rows) with its period's resolution: what the
+    `-daily.csv` rows are summed from, without a cost line per day and key."""
+    resolutions = [item.resolution for item in usage]
+    columns = [days.column(name).to_pylist() for name in _DAY_USAGE]
+    return [KeyUsage(day, subscription_id, deployment, state, resolutions[period], *tokens)
+            for day, subscription_id, deployment, state, period, *tokens in zip(*columns, strict=True)]
+
+
+_DAY_USAGE = ("date", "subscription_id", "deployment", "usage_state", "period", "requests", "prompt_tokens",
+              "cached_tokens", "completion_tokens", "audio_prompt_tokens", "audio_completion_tokens")
 
 
 def _resolved(periods: list[tuple[Any, ...]], reference: Reference, corrections: Corrections) -> list[KeyUsage]:

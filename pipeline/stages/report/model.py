@@ -5,7 +5,7 @@ pipeline.stages.report.build, rendered by .render, .focus and .html, published b
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -166,11 +166,20 @@ class Report:
     # the HTML chart) and kept by the cached callable: the monthly rows do not need an object per
     # day and group.
     make_lines: Callable[[], list[CostLine]] | None = field(default=None, repr=False, compare=False)
+    # The usage of each key and day with its period's resolution, made when the daily rows are
+    # rendered (cheaper than the lines, which it equals in sum); None: from the lines.
+    make_day_usage: Callable[[], list[KeyUsage]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def lines(self) -> list[CostLine]:
         """The cost lines, one per day and resolution key."""
         return self.make_lines() if self.make_lines is not None else []
+
+    def day_usage(self) -> list[KeyUsage]:
+        """The usage of each key and day: what the `-daily.csv` rows are summed from."""
+        if self.make_day_usage is not None:
+            return self.make_day_usage()
+        return list(_line_usage(self.lines))
 
     @property
     def label(self) -> str:
@@ -305,3 +314,12 @@ class KeyUsage(NamedTuple):
 def exact_text(amount: Decimal | None) -> str:
     """The exact amount, without exponent or trailing zeros; '' for no amount."""
     return "" if amount is None else format(MONEY.normalize(amount), "f")
+
+
+def _line_usage(lines: Iterable[CostLine]) -> Iterator[KeyUsage]:
+    """Each day-level cost line as the usage of its key (what `report_rows` sums by day)."""
+    for line in lines:
+        key = line.key
+        yield KeyUsage(key.day, key.subscription_id, key.deployment, key.state.value, line.resolution,
+                       line.requests, line.prompt_tokens, line.cached_tokens, line.completion_tokens,
+                       line.audio_prompt_tokens, line.audio_completion_tokens)

@@ -28,7 +28,7 @@ from pipeline.stages.report.model import (
     exact_text,
 )
 from pipeline.stages.report.restate import stem as file_stem
-from pipeline.stages.report.rows import line_usage, report_rows, with_true_ups
+from pipeline.stages.report.rows import report_rows, with_true_ups
 
 
 def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
@@ -47,7 +47,7 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
         files[f"{stem}.csv"] = monthly
         files[f"{stem}-unpriced.csv"] = csv_bytes(
             UNPRICED_COLUMNS, (_booleans({c: getattr(row, c) for c in UNPRICED_COLUMNS}) for row in report.unpriced))
-        daily = with_true_ups(report_rows(line_usage(report.lines), report.deployment_days, bucket=date.isoformat,
+        daily = with_true_ups(report_rows(report.day_usage(), report.deployment_days, bucket=date.isoformat,
                                           unknown=report.cached_unknown), report.true_ups, date.isoformat)
         files[f"{stem}-daily.csv"] = csv_table_bytes(DAILY_COLUMNS, map(_csv_cells, daily))  # `month` holds the day
     if "parquet" in wanted:

@@ -7,25 +7,16 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import date
 from decimal import Decimal
 
 from pipeline.domain.capacity import DeploymentDay
-from pipeline.domain.costing import CostLine, Resolution
+from pipeline.domain.costing import Resolution
 from pipeline.domain.periods import month_of
 from pipeline.domain.pricing import MONEY, Price, money_sum
 from pipeline.domain.true_up import TRUE_UP, TrueUp
 from pipeline.stages.report.model import KeyUsage, ReportRow, UnpricedRow
-
-
-def line_usage(lines: Iterable[CostLine]) -> Iterator[KeyUsage]:
-    """Each day-level cost line as the usage of its key (what `report_rows` sums by day)."""
-    for line in lines:
-        key = line.key
-        yield KeyUsage(key.day, key.subscription_id, key.deployment, key.state.value, line.resolution,
-                       line.requests, line.prompt_tokens, line.cached_tokens, line.completion_tokens,
-                       line.audio_prompt_tokens, line.audio_completion_tokens)
 
 
 def report_rows(usage: Iterable[KeyUsage], deployment_days: Iterable[DeploymentDay] = (),

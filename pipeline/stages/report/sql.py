@@ -25,15 +25,24 @@ def groups_sql(origin_column: str) -> str:
 
 
 _GROUP_KEY = "subscription_id, cost_center, deployment, model, usage_state, billing_tier, spilled, audio_classes"
-_TOTALS = ("sum(requests)::BIGINT, sum(prompt_tokens)::BIGINT, sum(cached_tokens)::BIGINT, "
-           "sum(completion_tokens)::BIGINT, sum(reasoning_tokens)::BIGINT, sum(audio_prompt_tokens)::BIGINT, "
-           "sum(audio_completion_tokens)::BIGINT")
-# Per key, month and period between two reference boundaries (the boundaries of the period's
-# days, a parameter), from its first day: a key resolves alike on all the days of a period.
-PERIODS_SQL = (f"SELECT min(date), {_GROUP_KEY}, {_TOTALS} FROM report_groups "
-               f"GROUP BY date_trunc('month', date), len(list_filter(?::DATE[], lambda b: b <= date)), {_GROUP_KEY} "
-               "ORDER BY ALL")
-DAYS_SQL = f"SELECT date, {_GROUP_KEY}, {_TOTALS} FROM report_groups GROUP BY ALL ORDER BY ALL"
+_TOTALS = ("sum(requests)::BIGINT AS requests, sum(prompt_tokens)::BIGINT AS prompt_tokens, "
+           "sum(cached_tokens)::BIGINT AS cached_tokens, sum(completion_tokens)::BIGINT AS completion_tokens, "
+           "sum(reasoning_tokens)::BIGINT AS reasoning_tokens, "
+           "sum(audio_prompt_tokens)::BIGINT AS audio_prompt_tokens, "
+           "sum(audio_completion_tokens)::BIGINT AS audio_completion_tokens")
+_SUMMED = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens",
+           "audio_prompt_tokens", "audio_completion_tokens")
+# The period's usage per day and key in `report_days`, each with the number of its period: a key
+# over a month's days between two reference boundaries (the boundaries of the period's days, a
+# parameter). A key resolves alike on all the days of a period, so it is resolved once per
+# period (PERIODS_SQL, from its first day, in period order) and each day takes its period's.
+REPORT_DAYS_SQL = (f"CREATE OR REPLACE TEMP TABLE report_days AS SELECT date, {_GROUP_KEY}, {_TOTALS}, "
+                   "(dense_rank() OVER (ORDER BY date_trunc('month', date), "
+                   f"len(list_filter(?::DATE[], lambda b: b <= date)), {_GROUP_KEY}) - 1)::INTEGER AS period "
+                   f"FROM report_groups GROUP BY date, {_GROUP_KEY}")
+PERIODS_SQL = (f"SELECT min(date), {_GROUP_KEY}, {', '.join(f'sum({c})::BIGINT' for c in _SUMMED)} "
+               f"FROM report_days GROUP BY period, {_GROUP_KEY} ORDER BY period")
+DAYS_SQL = f"SELECT date, {_GROUP_KEY}, {', '.join(_SUMMED)}, period FROM report_days ORDER BY date, {_GROUP_KEY}"
 ORIGINS_SQL = "SELECT usage_state, origin, sum(requests)::BIGINT FROM report_groups GROUP BY ALL ORDER BY ALL"
 
 
