@@ -27,12 +27,12 @@ from pipeline.lake.areas import CORRECTIONS, DEAD_LETTERS, LLM_USAGE, SNAPSHOTS,
 from pipeline.lake.dead_letters import DeadLetterFiles, dead_letter_messages
 from pipeline.ports import Counters, Ledger, ObjectStore, SourceError
 from pipeline.settings import Settings, SettingsError, sqlite_path
-from pipeline.stages.replay import Source
 
 if TYPE_CHECKING:
     from pipeline.adapters.azure.eventhubs import BatchHandler, Consumer
     from pipeline.lake.warehouse import Limits
     from pipeline.stages.budget_gate import BudgetBoard, Published
+    from pipeline.stages.replay import Source
     from pipeline.stages.report.focus import FocusContext
     from pipeline.stages.snapshot import SnapshotResult
 
@@ -187,6 +187,8 @@ def open_sources(names: Sequence[str], settings: Settings, when: TimeRange = ALL
 
 def _open_source(name: str, settings: Settings, when: TimeRange, partitions: Collection[str],
                  consumer_group: str = REPLAY_CONSUMER_GROUP) -> Source:
+    from pipeline.stages.replay import Source  # replays only: not paid by every command's start-up
+
     if name.startswith("eventhub://"):
         return Source(name, _eventhub_messages(settings, parse_eventhub_url(name), when, partitions, consumer_group))
     if name == DEAD_LETTERS_SOURCE:
