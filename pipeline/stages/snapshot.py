@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.lake.manifests import MANIFEST_PREFIX, USAGE_PREFIX, Manifest, PublishedFile, manifests
@@ -79,8 +80,6 @@ def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK
 
 
 def _split_by_date(table: pa.Table) -> list[tuple[date, pa.Table]]:
-    import pyarrow.compute as pc  # only when there is something to write: not in a report's catch-up check
-
     days = pc.cast(table["timestamp"], pa.date32())  # UTC timestamps: the UTC date
     distinct = sorted(pc.unique(days).to_pylist())
     if len(distinct) == 1:  # the usual chunk: one day, written as it is (a filter would copy every column)
