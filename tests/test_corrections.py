@@ -278,8 +278,7 @@ def test_the_costs_view_agrees_with_the_report(world: World, settings: Settings)
         "USD": connection.execute("SELECT sum(cost) FROM costs WHERE month = '2026-10'").fetchone()[0]}  # type: ignore[index]
 
 
-def test_the_daily_rows_from_periods_equal_those_from_the_day_lines(world: World, settings: Settings,
-                                                                     tmp_path: Path) -> None:
+def test_the_daily_rows_from_periods_equal_those_from_the_day_lines(world: World, settings: Settings) -> None:
     """`-daily.csv` is summed from each key's period resolution (Report.day_usage), not from a
     cost line per day: across a price change, reprice and reassign boundaries and keys without a
     price (whose detail names the day), it is the file the day-level lines give."""

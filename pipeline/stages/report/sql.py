@@ -25,13 +25,9 @@ def groups_sql(origin_column: str) -> str:
 
 
 _GROUP_KEY = "subscription_id, cost_center, deployment, model, usage_state, billing_tier, spilled, audio_classes"
-_TOTALS = ("sum(requests)::BIGINT AS requests, sum(prompt_tokens)::BIGINT AS prompt_tokens, "
-           "sum(cached_tokens)::BIGINT AS cached_tokens, sum(completion_tokens)::BIGINT AS completion_tokens, "
-           "sum(reasoning_tokens)::BIGINT AS reasoning_tokens, "
-           "sum(audio_prompt_tokens)::BIGINT AS audio_prompt_tokens, "
-           "sum(audio_completion_tokens)::BIGINT AS audio_completion_tokens")
 _SUMMED = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens",
            "audio_prompt_tokens", "audio_completion_tokens")
+_TOTALS = ", ".join(f"sum({column})::BIGINT AS {column}" for column in _SUMMED)
 # The period's usage per day and key in `report_days`, each with the number of its period: a key
 # over a month's days between two reference boundaries (the boundaries of the period's days, a
 # parameter). A key resolves alike on all the days of a period, so it is resolved once per
