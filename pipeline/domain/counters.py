@@ -90,9 +90,10 @@ class Tally:
 
 def hour_key(event: UsageEvent) -> str:
     """`YYYY-MM-DDTHH` of the event's UTC timestamp."""
-    return _hour_text(int(event.timestamp.timestamp()) // 3600)
+    return hour_text(int(event.timestamp.timestamp()) // 3600)
 
 
 @lru_cache(maxsize=4096)  # a batch spans few hours
-def _hour_text(number: int) -> str:
+def hour_text(number: int) -> str:
+    """`YYYY-MM-DDTHH` of the UTC hour `number` hours after 1970-01-01T00."""
     return datetime.fromtimestamp(number * 3600, UTC).strftime("%Y-%m-%dT%H")

@@ -1,19 +1,22 @@
-"""Decoding ahead: the batches of a file or replay decoded, checked and priced in a second
-process while this one writes the batch before into the ledger and the counters.
+"""Decoding ahead: the batches of a file or replay decoded, checked and priced in worker
+processes while this one writes the batch before into the ledger and the counters.
 
-Per event, decoding with every check (the duplicate-key one included) and live pricing is about
-40 % of embedded ingest's CPU, and it depends on nothing the writes do; the writes must stay in
-one process, in order (the first copy of an eventId wins, and SQLite has one writer). So one
-worker process takes the batches in order and hands each back as a `Prepared`, at most `AHEAD`
-batches in front of the writes (memory stays bounded whatever the input's size). The worker runs
-exactly `prepare_batch`, so every rejection, reason and charge is the one this process would
-have made; only the events cross the process boundary, as msgpack (exact for every field, and a
-tenth of pickle's cost), or pickled when msgpack cannot carry a value (an integer past 64 bits
-in an unknown field).
+Decoding with every check (the duplicate-key one included) and live pricing depends on nothing
+the writes do; the writes must stay in one process, in order (the first copy of an eventId wins,
+and SQLite has one writer). So `WORKERS` processes take the batches in turn and hand each back as
+a `Prepared`, in the order of the input, at most one batch per worker in front of the writes
+(memory stays bounded whatever the input's size). A worker runs exactly `prepare_batch`, so every
+rejection, reason and charge is the one this process would have made.
 
-The worker is spawned, not forked (a fork of a process whose libraries run threads is unsafe),
-so it starts in a few tenths of a second: the first batch is prepared here while it starts, and
-an input of a single batch never starts it. A worker that dies ends the ingest with
+What crosses the process boundary: for the embedded ledger and counters, the batch as Arrow
+columns (`pipeline.lake.event_columns`: the ledger's rows and the charges, built once in the
+worker, so the writer handles no Python object per event); for any other ledger, the events as
+msgpack (exact for every field, and a tenth of pickle's cost), or pickled when msgpack cannot
+carry a value (an integer past 64 bits in an unknown field).
+
+Workers are spawned, not forked (a fork of a process whose libraries run threads is unsafe), so
+they start in a few tenths of a second: the first batch is prepared here while they start, and
+an input of a single batch never starts them. A worker that dies ends the ingest with
 `DecodeAheadError`; what was written before it stays written, and ingesting the input again is
 safe (every write is idempotent by eventId).
 """
@@ -38,9 +41,13 @@ from pipeline.domain.decode import DecodedBatch, RawMessage, Rejection, decode_b
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LiveCharge, LivePricer
 from pipeline.inputs.event_files import LineBatch
+from pipeline.lake.event_columns import EventColumns, event_columns
 from pipeline.ports import ChargebackError
 
-AHEAD = 1  # batches prepared ahead of the write in progress: the worker is the faster side
+# Two workers even on two cores: once the writer was handed Arrow columns, one worker became the
+# slower side (a 1M-event file: 24-27 s with one, 20-22 s with two; docs/benchmarks.md).
+WORKERS = 2
+AHEAD = WORKERS  # batches prepared ahead of the write in progress
 _encode = msgspec.msgpack.Encoder().encode
 _events = msgspec.msgpack.Decoder(list[UsageEvent]).decode
 _charges = msgspec.msgpack.Decoder(list[LiveCharge]).decode
@@ -57,16 +64,23 @@ class Prepared:
     received: int
     decoded: DecodedBatch = field(default_factory=DecodedBatch)
     charges: list[LiveCharge] = field(default_factory=list)  # one per decoded event, in order
+    # Columnar (for the embedded ledger and counters): the events and charges as EventColumns
+    # instead, and decoded.events and charges empty.
+    columns: EventColumns | None = None
 
 
 Batch = list[RawMessage] | LineBatch  # messages, or the lines of a file that are the messages
 
 
 def prepare_batch(batch: Batch, pricer: LivePricer, now: datetime | None = None, *,
-                  check_duplicate_keys: bool = True) -> Prepared:
+                  check_duplicate_keys: bool = True, columnar: bool = False) -> Prepared:
     messages = batch.messages() if isinstance(batch, LineBatch) else batch
     decoded = decode_batch(messages, now, check_duplicate_keys=check_duplicate_keys)
-    return Prepared(len(messages), decoded, pricer.charges(decoded.events))
+    charges = pricer.charges(decoded.events)
+    if columnar:
+        return Prepared(len(messages), DecodedBatch([], decoded.rejections),
+                        columns=event_columns(decoded.events, charges))
+    return Prepared(len(messages), decoded, charges)
 
 
 def worth_a_worker() -> bool:
@@ -75,21 +89,22 @@ def worth_a_worker() -> bool:
 
 
 def prepared_batches(batches: Iterable[Batch], pricer: LivePricer, now: datetime | None = None, *,
-                     check_duplicate_keys: bool = True, ahead: bool = True) -> Iterator[Prepared]:
+                     check_duplicate_keys: bool = True, ahead: bool = True,
+                     columnar: bool = False) -> Iterator[Prepared]:
     """Each batch prepared, in order: in a worker process when `ahead` (and there are a second
-    batch and a second core), else here."""
+    batch and a second core), else here. `columnar`: as EventColumns (see Prepared)."""
     stream = iter(batches)
     first, second = next(stream, None), next(stream, None)
     if first is None:
         return
     if second is None or not ahead or not worth_a_worker():
         for batch in chain([first], [] if second is None else [second], stream):
-            yield prepare_batch(batch, pricer, now, check_duplicate_keys=check_duplicate_keys)
+            yield prepare_batch(batch, pricer, now, check_duplicate_keys=check_duplicate_keys, columnar=columnar)
         return
     rest = chain([second], stream)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context, initializer=_start,
-                             initargs=(pricer.reference, now, check_duplicate_keys)) as pool:
+    with ProcessPoolExecutor(WORKERS, mp_context=context, initializer=_start,
+                             initargs=(pricer.reference, now, check_duplicate_keys, columnar)) as pool:
         pending: deque[Future[_Shipped]] = deque()
 
         def submit_next() -> None:
@@ -100,7 +115,8 @@ def prepared_batches(batches: Iterable[Batch], pricer: LivePricer, now: datetime
         try:
             for _ in range(AHEAD):
                 submit_next()
-            yield prepare_batch(first, pricer, now, check_duplicate_keys=check_duplicate_keys)  # while it starts
+            # while it starts:
+            yield prepare_batch(first, pricer, now, check_duplicate_keys=check_duplicate_keys, columnar=columnar)
             while pending:
                 shipped = _result(pending.popleft())
                 submit_next()
@@ -114,7 +130,11 @@ def prepared_batches(batches: Iterable[Batch], pricer: LivePricer, now: datetime
 
 _Columns = tuple[list[bytes], list[str], list[str], list[str | None], list[int | None], list[str | None],
                  list[datetime | None]]
-_Shipped = tuple[int, bytes, bool, bytes, list[Rejection]]  # received, events, pickled?, charges, rejections
+# received, rejections, then the events: (msgpack or pickle, pickled?, charges as msgpack), or
+# as columns (events, charges, sorted ids, copies)
+_Objects = tuple[bytes, bool, bytes]
+_Columnar = tuple[bytes, bytes, bytes, int]
+_Shipped = tuple[int, list[Rejection], _Objects | _Columnar]
 _worker: dict[str, object] = {}
 
 
@@ -125,25 +145,35 @@ def _columns(batch: list[RawMessage]) -> _Columns:
             [m.enqueued_time for m in batch])
 
 
-def _start(reference: Reference, now: datetime | None, check_duplicate_keys: bool) -> None:
-    _worker.update(pricer=LivePricer(reference), now=now, check=check_duplicate_keys)
+def _start(reference: Reference, now: datetime | None, check_duplicate_keys: bool, columnar: bool) -> None:
+    _worker.update(pricer=LivePricer(reference), now=now, check=check_duplicate_keys, columnar=columnar)
 
 
 def _prepare(batch: _Columns | LineBatch) -> _Shipped:
     pricer = _worker["pricer"]
     assert isinstance(pricer, LivePricer)
     messages = batch if isinstance(batch, LineBatch) else [RawMessage(*fields) for fields in zip(*batch, strict=True)]
-    prepared = prepare_batch(messages, pricer, _worker["now"], check_duplicate_keys=bool(_worker["check"]))  # type: ignore[arg-type]
+    prepared = prepare_batch(messages, pricer, _worker["now"], check_duplicate_keys=bool(_worker["check"]),  # type: ignore[arg-type]
+                             columnar=bool(_worker["columnar"]))
+    rejections = prepared.decoded.rejections
+    if prepared.columns is not None:
+        columns = prepared.columns
+        return prepared.received, rejections, (*columns.to_ipc(), columns.sorted_ids, columns.copies)
     events = prepared.decoded.events
     try:
         data, pickled = _encode(events), False
     except (OverflowError, TypeError):  # a value msgpack cannot hold, in an unknown field
         data, pickled = pickle.dumps(events, protocol=pickle.HIGHEST_PROTOCOL), True
-    return prepared.received, data, pickled, _encode(prepared.charges), prepared.decoded.rejections
+    return prepared.received, rejections, (data, pickled, _encode(prepared.charges))
 
 
 def _unshipped(shipped: _Shipped) -> Prepared:
-    received, data, pickled, charges, rejections = shipped
+    received, rejections, payload = shipped
+    if len(payload) == 4:
+        events_ipc, charges_ipc, sorted_ids, copies = payload
+        return Prepared(received, DecodedBatch([], rejections),
+                        columns=EventColumns.from_ipc(events_ipc, charges_ipc, sorted_ids, copies))
+    data, pickled, charges = payload
     events: list[UsageEvent] = pickle.loads(data) if pickled else _events(data)  # bytes our own worker pickled
     return Prepared(received, DecodedBatch(events, rejections), _charges(charges))
 

@@ -21,12 +21,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from itertools import islice
 
 from pipeline.domain.decode import RawMessage
 from pipeline.domain.live import BudgetAlert, LivePricer
 from pipeline.inputs.event_files import JsonLines
-from pipeline.ports import Counters, CountersUnavailable, DeadLetters, Ledger
+from pipeline.lake.event_columns import ColumnarCounters, ColumnarLedger
+from pipeline.ports import AppendResult, Counters, CountersUnavailable, CountResult, DeadLetters, Ledger
 from pipeline.stages.decode_ahead import Prepared, prepare_batch, prepared_batches
 
 # Events per batch of files and replays: one ledger and one counters transaction each. The
@@ -99,19 +101,31 @@ def store_batch(prepared: Prepared, ledger: Ledger, counters: Counters, dead_let
     where = dead_letters.put(decoded.rejections)
     if where:
         result.dead_letter_objects.append(where)
-    if decoded.events:
-        appended = ledger.append(decoded.events)
+    columns = prepared.columns
+    append: Callable[[], AppendResult]
+    count: Callable[[], CountResult]
+    if columns is None:
+        copies = len(decoded.events)
+        append, count = partial(ledger.append, decoded.events), partial(counters.add, decoded.events, prepared.charges)
+    elif isinstance(ledger, ColumnarLedger) and isinstance(counters, ColumnarCounters):
+        copies = columns.copies
+        append, count = partial(ledger.append_columns, columns), partial(counters.add_columns, columns)
+    else:
+        raise TypeError("a columnar batch needs a ledger and counters that take columns (the embedded ones)")
+    if copies:
+        appended = append()
         result.ingested, result.duplicates = appended.new, appended.duplicates
         try:
-            counted = counters.add(decoded.events, prepared.charges)
+            counted = count()
         except CountersUnavailable as error:  # the ledger has the batch: acknowledge it and reconcile later
-            result.counters_degraded, result.uncounted = True, len(decoded.events)
+            result.counters_degraded, result.uncounted = True, copies
             cause = error.__cause__ or error  # the driver's error, for ops
             result.counters_error = f"{type(cause).__name__}: {cause}"
-            result.uncounted_months = {f"{event.timestamp:%Y-%m}" for event in decoded.events}
+            result.uncounted_months = ({f"{event.timestamp:%Y-%m}" for event in decoded.events} if columns is None
+                                       else columns.months())
             log.warning("counters unavailable (%s): %d event(s) are in the ledger but not counted; once the "
                         "counters are back run `chargeback reconcile --apply --month M` for M in %s",
-                        result.counters_error, len(decoded.events), ", ".join(sorted(result.uncounted_months)))
+                        result.counters_error, copies, ", ".join(sorted(result.uncounted_months)))
         else:
             result.counted, result.alerts = counted.new, counted.alerts
     result.seconds = time.perf_counter() - started
@@ -131,8 +145,10 @@ def ingest(messages: Iterable[RawMessage], ledger: Ledger, counters: Counters, d
     started = time.perf_counter()
     # A JSON-lines file is read in batches of lines: a process that decodes ahead is sent the lines.
     units = messages.line_batches(batch_size) if isinstance(messages, JsonLines) else batches(messages, batch_size)
-    for prepared in prepared_batches(units, pricer, now,
-                                     check_duplicate_keys=check_duplicate_keys, ahead=ahead):
+    # Ahead, to the embedded ledger and counters: the worker hands over Arrow columns, not objects.
+    columnar = ahead and isinstance(ledger, ColumnarLedger) and isinstance(counters, ColumnarCounters)
+    for prepared in prepared_batches(units, pricer, now, check_duplicate_keys=check_duplicate_keys, ahead=ahead,
+                                     columnar=columnar):
         result = store_batch(prepared, ledger, counters, dead_letters)
         total.add(result)
         if progress:

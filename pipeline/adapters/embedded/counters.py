@@ -13,7 +13,7 @@ the budgets share one currency.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from pipeline.adapters.embedded.sqlite import connect, probe_write, write_transa
 from pipeline.domain.counters import COST_CENTER_MEASURES, HOURLY, MONTHLY, HourlyRow, Tally
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import Budget, BudgetAlert, Budgets, BudgetScope, LiveCharge, SubscriptionMonth, reached
+from pipeline.lake.event_columns import EventColumns, tally_of
 from pipeline.ports import CountersUnavailable, CountResult
 
 
@@ -73,12 +74,25 @@ class SqliteCounters:
         unique: dict[str, tuple[UsageEvent, LiveCharge]] = {}
         for event, charge in zip(events, charges, strict=True):  # the first copy wins, as in the ledger
             unique.setdefault(event.event_id, (event, charge))
+
+        def tally(marked: set[str]) -> Tally:
+            sums = Tally()
+            sums.add(pair for event_id, pair in unique.items() if event_id in marked)
+            return sums
+
+        return self._count(sorted(unique), tally)
+
+    def add_columns(self, columns: EventColumns) -> CountResult:
+        """`add` of a batch decoded elsewhere: the same sums, marks and alerts."""
+        return self._count(columns.ids, lambda marked: tally_of(columns, columns.keep(marked)), columns.sorted_ids)
+
+    def _count(self, event_ids: list[str] | Callable[[], list[str]], tally: Callable[[set[str]], Tally],
+               encoded: bytes | None = None) -> CountResult:
+        """Mark the eventIds, and add the sums `tally` gives for those marked now."""
         try:
             with write_transaction(self._db):
-                marked = self._mark(sorted(unique))
-                new = [pair for event_id, pair in unique.items() if event_id in marked]
-                sums = Tally()
-                sums.add(new)
+                marked = self._mark(event_ids, encoded)
+                sums = tally(marked)
                 self._db.executemany(_UPSERT_HOURLY, [(*k, *v) for k, v in sums.hourly.items()])
                 self._db.executemany(_UPSERT_MONTHLY, [(*k, *v) for k, v in sums.monthly.items()])
                 self._db.executemany(_UPSERT_COST_CENTER, [(*k, *v) for k, v in sums.cost_centers.items()])
@@ -87,14 +101,16 @@ class SqliteCounters:
                     + [(BudgetScope.COST_CENTER, cost_center, month) for cost_center, month in sums.cost_centers])
         except sqlite3.OperationalError as error:  # locked past the busy timeout, disk full, I/O error
             raise CountersUnavailable(f"{self.path}: {error}") from error
-        return CountResult(len(new), alerts)
+        return CountResult(len(marked), alerts)
 
-    def _mark(self, event_ids: list[str]) -> set[str]:
-        """Mark the eventIds not marked yet; returns those (in key order: neighbours share pages)."""
-        ids = _encode(event_ids)
+    def _mark(self, event_ids: list[str] | Callable[[], list[str]], encoded: bytes | None = None) -> set[str]:
+        """Mark the eventIds not marked yet; returns those (in key order: neighbours share pages).
+        `encoded`: the ids as a JSON array already; `event_ids` may then be a function listing them."""
+        ids = encoded if encoded is not None else _encode(event_ids)
         if b"\\u0000" not in ids:  # JSON text cannot carry NUL through SQLite: such ids go one by one
             return {row[0] for row in self._db.execute(_MARK_ALL, (ids,))}
-        return {event_id for event_id in event_ids if self._db.execute(_MARK_ONE, (event_id,)).rowcount == 1}
+        listed = event_ids() if callable(event_ids) else event_ids
+        return {event_id for event_id in listed if self._db.execute(_MARK_ONE, (event_id,)).rowcount == 1}
 
     def _raise_alerts(self, touched: list[tuple[BudgetScope, str, str]]) -> list[BudgetAlert]:
         alerts = []

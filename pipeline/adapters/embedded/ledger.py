@@ -16,7 +16,7 @@ in existing snapshot manifests stay valid.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from pipeline.adapters.embedded import ledger_v1
 from pipeline.adapters.embedded.sqlite import connect, probe_write, write_transaction
 from pipeline.domain.events import UsageEvent
+from pipeline.lake.event_columns import EventColumns
 from pipeline.lake.usage import USAGE_SCHEMA, conformed, events_batch
 from pipeline.ports import AppendResult, Changes, LedgerUnavailable, Pending, UserError
 
@@ -48,6 +49,7 @@ _INSERT_IDS = "INSERT OR IGNORE INTO event_ids SELECT value, ? FROM json_each(?)
 _INSERT_ID = "INSERT OR IGNORE INTO event_ids VALUES (?, ?)"
 _encode = msgspec.json.Encoder().encode
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+_SEQ, _INGESTED = USAGE_SCHEMA.get_field_index("ledger_seq"), USAGE_SCHEMA.get_field_index("ingested_at")
 
 
 def micros(moment: datetime) -> int:
@@ -87,12 +89,34 @@ class SqliteLedger:
                 self._write(events_batch(new, ingested_at, seqs), batch)
         return AppendResult(new=len(new), duplicates=len(events) - len(new))
 
-    def _insert_ids(self, event_ids: list[str], batch: int) -> set[str]:
-        """Create the rows of the eventIds not present yet; returns those."""
-        ids = _encode(event_ids)
+    def append_columns(self, columns: EventColumns) -> AppendResult:
+        """`append` of a batch decoded elsewhere: the same rows, seqs and result (the columns are
+        already the first copies, and their ids already sorted)."""
+        if not columns.rows:
+            return AppendResult(new=0, duplicates=columns.copies)
+        ingested_at = pa.scalar(datetime.now(UTC), USAGE_SCHEMA.field("ingested_at").type)
+        with write_transaction(self._db):
+            batch, last_seq = self._db.execute(
+                "SELECT coalesce(max(batch), 0) + 1, coalesce(max(last_seq), 0) FROM batches").fetchone()
+            created = self._insert_ids(columns.ids, batch, columns.sorted_ids)
+            if created:
+                keep = columns.keep(created)
+                events = columns.events if keep is None else columns.events.filter(keep)
+                seqs = pa.array(range(last_seq + 1, last_seq + 1 + events.num_rows), pa.int64())
+                events = events.set_column(_SEQ, USAGE_SCHEMA.field(_SEQ), seqs).set_column(
+                    _INGESTED, USAGE_SCHEMA.field(_INGESTED), pa.repeat(ingested_at, events.num_rows))
+                self._write(events, batch)
+        return AppendResult(new=len(created), duplicates=columns.copies - len(created))
+
+    def _insert_ids(self, event_ids: list[str] | Callable[[], list[str]], batch: int,
+                    encoded: bytes | None = None) -> set[str]:
+        """Create the rows of the eventIds not present yet; returns those. `encoded`: the ids as
+        a JSON array already; `event_ids` may then be a function that lists them."""
+        ids = encoded if encoded is not None else _encode(event_ids)
         if b"\\u0000" not in ids:
             return {row[0] for row in self._db.execute(_INSERT_IDS, (batch, ids))}
-        return {event_id for event_id in event_ids if self._db.execute(_INSERT_ID, (event_id, batch)).rowcount == 1}
+        listed = event_ids() if callable(event_ids) else event_ids
+        return {event_id for event_id in listed if self._db.execute(_INSERT_ID, (event_id, batch)).rowcount == 1}
 
     def _write(self, events: pa.RecordBatch, batch: int | None = None) -> None:
         """Store one batch of new events (their eventIds already in event_ids)."""

@@ -1,0 +1,152 @@
+"""A decoded batch as Arrow columns: what the embedded ledger and counters write without one
+Python object per event in the process that writes (issue 19).
+
+A file or a replay is decoded and priced in a second process (pipeline.stages.decode_ahead).
+Shipping the events back as Python objects cost the writing process a msgpack decode, an Arrow
+conversion for the ledger blob and a Python sum per event for the counters: two thirds of its
+time. Instead the worker builds the ledger's Arrow batch once, with the live charges as columns
+beside it, and the writer only filters the rows its id index says are new, and sums them in
+Arrow. `tally_of` gives exactly the `Tally` that `Tally.add` gives for the same events and
+charges (tests/test_event_columns.py holds them equal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.domain.counters import TOKENS, Tally, hour_text
+from pipeline.domain.events import UsageEvent
+from pipeline.domain.live import LiveCharge
+from pipeline.lake.usage import events_batch
+from pipeline.ports import AppendResult, CountResult
+
+CHARGES_SCHEMA = pa.schema([pa.field("cost_center", pa.string(), nullable=False),
+                            pa.field("micros", pa.int64(), nullable=False),
+                            pa.field("priced", pa.bool_(), nullable=False)])
+_PLACEHOLDER = datetime(1970, 1, 1, tzinfo=UTC)  # ingested_at until the ledger sets it
+_MICROS_PER_HOUR = 3_600_000_000
+_encode = msgspec.json.Encoder().encode
+_IPC = pa.ipc.IpcWriteOptions(compression=None)  # a pipe between two processes: speed over size
+
+
+@dataclass(frozen=True, slots=True)
+class EventColumns:
+    """The first copy of each eventId of a batch, in order, as USAGE_SCHEMA rows (`ledger_seq`
+    null and `ingested_at` a placeholder: the ledger sets both), with each row's live charge."""
+
+    events: pa.RecordBatch
+    charges: pa.RecordBatch  # CHARGES_SCHEMA, row i the charge of events row i
+    sorted_ids: bytes  # the eventIds as one JSON array, sorted: what both id indexes take
+    copies: int  # the events decoded, copies of an eventId within the batch included
+
+    @property
+    def rows(self) -> int:
+        return int(self.events.num_rows)
+
+    def ids(self) -> list[str]:
+        ids: list[str] = self.events.column("event_id").to_pylist()
+        return ids
+
+    def keep(self, ids: set[str]) -> pa.Array | None:
+        """The mask of the rows whose eventId is in `ids`; None when that is every row."""
+        if len(ids) == self.rows:
+            return None
+        return pc.is_in(self.events.column("event_id"), value_set=pa.array(list(ids), pa.string()))
+
+    def months(self) -> set[str]:
+        """The UTC months (YYYY-MM) of the events."""
+        return set(pc.unique(pc.strftime(self.events.column("timestamp"), "%Y-%m")).to_pylist())
+
+    def to_ipc(self) -> tuple[bytes, bytes]:
+        return _ipc(self.events), _ipc(self.charges)
+
+    @classmethod
+    def from_ipc(cls, events: bytes, charges: bytes, sorted_ids: bytes, copies: int) -> EventColumns:
+        return cls(_batch(events), _batch(charges), sorted_ids, copies)
+
+
+def event_columns(events: Sequence[UsageEvent], charges: Sequence[LiveCharge]) -> EventColumns:
+    """The columns of the first copy of each eventId (the copy the ledger keeps)."""
+    copies = len(events)
+    first: dict[str, int] = {}
+    for index, event in enumerate(events):
+        first.setdefault(event.event_id, index)
+    if len(first) < len(events):
+        kept = list(first.values())
+        events, charges = [events[i] for i in kept], [charges[i] for i in kept]
+    priced = pa.RecordBatch.from_arrays(
+        [pa.array([c.cost_center for c in charges], pa.string()), pa.array([c.micros for c in charges], pa.int64()),
+         pa.array([c.priced for c in charges], pa.bool_())], schema=CHARGES_SCHEMA)
+    return EventColumns(events_batch(events, _PLACEHOLDER), priced, _encode(sorted(first)), copies)
+
+
+def tally_of(columns: EventColumns, keep: pa.Array | None = None) -> Tally:
+    """The Tally of the rows `keep` selects (all when None), as `Tally.add` sums their events:
+    one Arrow group-by per table of sums, read back a column at a time."""
+    events, charges = columns.events, columns.charges
+    timestamps = events.column("timestamp")
+    table = pa.table({
+        "subscription_id": events.column("subscription_id"), "deployment": events.column("deployment"),
+        "cost_center": charges.column("cost_center"),
+        "hour": pc.divide(timestamps.cast(pa.int64()), _MICROS_PER_HOUR),
+        "month": pc.add(pc.multiply(pc.year(timestamps), 100), pc.month(timestamps)),
+        **{name: pc.fill_null(events.column(name), 0) for name in TOKENS},
+        "micros": charges.column("micros"), "unpriced": pc.invert(charges.column("priced")).cast(pa.int64()),
+    })
+    if keep is not None:
+        table = table.filter(keep)
+    sums = Tally()
+    hours = _sums(table, ("subscription_id", "deployment", "hour"), TOKENS)
+    hours[2] = [hour_text(number) for number in hours[2]]
+    sums.hourly.update(_keyed(hours, 3))
+    months = _sums(table, ("subscription_id", "month"), (*TOKENS, "micros", "unpriced"))
+    months[1] = [f"{number // 100:04d}-{number % 100:02d}" for number in months[1]]
+    sums.monthly.update(_keyed(months, 2))
+    centers = _sums(table, ("cost_center", "month"), ("micros",))
+    centers[1] = [f"{number // 100:04d}-{number % 100:02d}" for number in centers[1]]
+    sums.cost_centers.update(_keyed(centers, 2))
+    return sums
+
+
+def _sums(table: pa.Table, keys: tuple[str, ...], summed: tuple[str, ...]) -> list[list[Any]]:
+    """The columns of `table` grouped by `keys`: the keys, the row count, then each sum."""
+    groups = table.group_by(list(keys), use_threads=False).aggregate(
+        [([], "count_all"), *((name, "sum") for name in summed)])
+    names = [*keys, "count_all", *(f"{name}_sum" for name in summed)]
+    return [groups.column(name).to_pylist() for name in names]
+
+
+def _keyed(columns: list[list[Any]], keys: int) -> dict[tuple[Any, ...], list[int]]:
+    return dict(zip(zip(*columns[:keys], strict=True), map(list, zip(*columns[keys:], strict=True)), strict=True))
+
+
+def _ipc(batch: pa.RecordBatch) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema, options=_IPC) as writer:
+        writer.write_batch(batch)
+    return bytes(sink.getvalue())
+
+
+def _batch(data: bytes) -> pa.RecordBatch:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_next_batch()
+
+
+@runtime_checkable
+class ColumnarLedger(Protocol):
+    """A ledger that appends EventColumns as they are (the embedded one)."""
+
+    def append_columns(self, columns: EventColumns) -> AppendResult: ...
+
+
+@runtime_checkable
+class ColumnarCounters(Protocol):
+    """Counters that count EventColumns as they are (the embedded ones)."""
+
+    def add_columns(self, columns: EventColumns) -> CountResult: ...
