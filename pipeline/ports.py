@@ -12,14 +12,14 @@ so no stage ever looks at which driver failed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
 from pipeline.domain.counters import HourlyRow
-from pipeline.domain.decode import Rejection
+from pipeline.domain.decode import RawMessage, Rejection
 from pipeline.domain.errors import ChargebackError, UserError
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import BudgetAlert, LiveCharge, SubscriptionMonth
@@ -172,6 +172,21 @@ class DeadLetters(Protocol):
     def put(self, rejections: Sequence[Rejection]) -> str | None:
         """Store rejected events durably; returns where, or None when there were none."""
         ...
+
+
+class MessageBatch(Protocol):
+    """Messages not read yet (lines of a file, Capture files' bytes): what a process that decodes
+    ahead is sent, to read them there (pipeline.stages.decode_ahead). Picklable."""
+
+    def messages(self) -> list[RawMessage]: ...
+
+
+@runtime_checkable
+class BatchedMessages(Protocol):
+    """A source whose messages can be taken in batches read elsewhere: `batches(size)` gives,
+    in order, the messages that iterating it gives (as MessageBatch, or as lists read here)."""
+
+    def batches(self, size: int) -> Iterator[MessageBatch | list[RawMessage]]: ...
 
 
 class ObjectStore(Protocol):

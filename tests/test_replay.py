@@ -309,3 +309,41 @@ def test_capture_in_azurite_reads_as_from_a_folder(env: Path, capture: Path, tmp
     assert out(run("snapshot"))
     assert usage_rows(tmp_path / "home-azurite") == usage_rows(env)
     container.delete_container()
+
+
+def test_capture_batches_hold_the_messages_iteration_gives(tmp_path: Path, reference_files: ReferenceFiles,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Capture files go to the decoding workers as whole files, about a batch of events per
+    batch by their bytes; a file larger than two batches is read here in lists. Either way the
+    messages, their order and their origins are those of reading the files one record at a time."""
+    from pipeline.adapters.azure import capture as capture_module
+    from pipeline.adapters.azure.capture import CaptureBatch, capture_files, capture_messages
+    from pipeline.domain.live import LivePricer
+    from pipeline.domain.periods import TimeRange
+    from pipeline.stages import decode_ahead
+
+    root = tmp_path / "capture"
+    small = [write_capture(root, "0", at(DAY, 15 * n), [good(100 * n + k, f"s-{n}-{k}", at(DAY, 15 * n + k))
+                                                        for k in range(4)]) for n in range(6)]
+    write_capture(root, "1", DAY, [good(900 + k, f"big-{k}", at(DAY, k / 2)) for k in range(60)])
+    store = LocalObjectStore(root)
+    monkeypatch.setattr(capture_module, "BYTES_PER_EVENT", min(p.stat().st_size for p in small) // 2)  # 2 files a batch
+    for when in (TimeRange(), TimeRange(at(DAY, 16), at(DAY, 61))):
+        messages = capture_messages(store, capture_files(store), when)
+        batches = list(messages.batches(4))
+        kinds = [(type(b).__name__, len(b.files) if isinstance(b, CaptureBatch) else len(b)) for b in batches]
+        assert kinds[:3] == [("CaptureBatch", 2)] * 3
+        assert {kind for kind, _ in kinds[3:]} == {"list"} and all(size <= 4 for _, size in kinds[3:])
+        read = [m for b in batches for m in (b if isinstance(b, list) else b.messages())]
+        assert read == list(messages)
+    assert [m.position for m in read[:2]] == ["partition 0, sequence 101", "partition 0, sequence 102"]
+    assert len(read) == 12 + 28  # enqueued in minutes 16-61: 12 events of the small files, 28 of the big one
+
+    # A damaged file in a batch a worker reads: the ingest stops with the file's name, as when read here.
+    damaged = root / "ns-usage" / "apim-usage" / "0" / f"{at(DAY, 200):%Y/%m/%d/%H/%M/%S}.avro"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"Obj\x01 truncated")
+    monkeypatch.setattr(decode_ahead, "worth_a_worker", lambda: True)
+    units = capture_messages(store, capture_files(store)).batches(4)
+    with pytest.raises(SourceError, match=r"00\.avro: not a readable Avro file"):
+        list(decode_ahead.prepared_batches(units, LivePricer(reference_files.load()), columnar=True))

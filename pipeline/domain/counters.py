@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any, NamedTuple
 
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LiveCharge
@@ -41,6 +42,15 @@ class HourlyRow:
 Key = tuple[str, ...]
 
 
+class SumRows(NamedTuple):
+    """Sums as rows to add to the counters' tables: (subscription, deployment, hour, *HOURLY),
+    (subscription, month, *MONTHLY) and (cost center, month, *COST_CENTER_MEASURES)."""
+
+    hourly: list[tuple[Any, ...]]
+    monthly: list[tuple[Any, ...]]
+    cost_centers: list[tuple[Any, ...]]
+
+
 def _hourly_sums() -> list[int]:
     return [0] * len(HOURLY)
 
@@ -61,6 +71,10 @@ class Tally:
     hourly: dict[Key, list[int]] = field(default_factory=lambda: defaultdict(_hourly_sums))
     monthly: dict[Key, list[int]] = field(default_factory=lambda: defaultdict(_monthly_sums))
     cost_centers: dict[Key, list[int]] = field(default_factory=lambda: defaultdict(_cost_center_sums))
+
+    def rows(self) -> SumRows:
+        return SumRows([(*k, *v) for k, v in self.hourly.items()], [(*k, *v) for k, v in self.monthly.items()],
+                       [(*k, *v) for k, v in self.cost_centers.items()])
 
     def add(self, pairs: Iterable[tuple[UsageEvent, LiveCharge]]) -> None:
         """Add each event with its live charge (every event counts: dedupe is the caller's)."""

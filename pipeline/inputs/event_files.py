@@ -46,10 +46,10 @@ class JsonLines:
     name: str
 
     def __iter__(self) -> Iterator[RawMessage]:
-        for batch in self.line_batches(1024):
+        for batch in self.batches(1024):
             yield from batch.messages()
 
-    def line_batches(self, size: int) -> Iterator[LineBatch]:
+    def batches(self, size: int) -> Iterator[LineBatch]:
         """The lines in batches of `size` (the last one shorter): the messages `iter` gives, in
         the same order and batches as `pipeline.stages.ingest.batches` cuts them."""
         with self._open() as (file, source):

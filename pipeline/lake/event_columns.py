@@ -21,7 +21,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.domain.counters import TOKENS, Tally, hour_text
+from pipeline.domain.counters import TOKENS, SumRows, Tally, hour_text
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LiveCharge
 from pipeline.lake.usage import events_batch
@@ -87,8 +87,8 @@ def event_columns(events: Sequence[UsageEvent], charges: Sequence[LiveCharge]) -
     return EventColumns(events_batch(events, _PLACEHOLDER), priced, _encode(sorted(first)), copies)
 
 
-def tally_of(columns: EventColumns, keep: pa.Array | None = None) -> Tally:
-    """The Tally of the rows `keep` selects (all when None), as `Tally.add` sums their events:
+def sum_rows(columns: EventColumns, keep: pa.Array | None = None) -> SumRows:
+    """The sums of the rows `keep` selects (all when None), as `Tally.add` sums their events:
     one Arrow group-by per table of sums, read back a column at a time."""
     events, charges = columns.events, columns.charges
     timestamps = events.column("timestamp")
@@ -102,17 +102,23 @@ def tally_of(columns: EventColumns, keep: pa.Array | None = None) -> Tally:
     })
     if keep is not None:
         table = table.filter(keep)
-    sums = Tally()
     hours = _sums(table, ("subscription_id", "deployment", "hour"), TOKENS)
     hours[2] = [hour_text(number) for number in hours[2]]
-    sums.hourly.update(_keyed(hours, 3))
     months = _sums(table, ("subscription_id", "month"), (*TOKENS, "micros", "unpriced"))
-    months[1] = [f"{number // 100:04d}-{number % 100:02d}" for number in months[1]]
-    sums.monthly.update(_keyed(months, 2))
     centers = _sums(table, ("cost_center", "month"), ("micros",))
-    centers[1] = [f"{number // 100:04d}-{number % 100:02d}" for number in centers[1]]
-    sums.cost_centers.update(_keyed(centers, 2))
-    return sums
+    for sums in (months, centers):
+        sums[1] = [f"{number // 100:04d}-{number % 100:02d}" for number in sums[1]]
+    return SumRows(list(zip(*hours, strict=True)), list(zip(*months, strict=True)), list(zip(*centers, strict=True)))
+
+
+def tally_of(columns: EventColumns, keep: pa.Array | None = None) -> Tally:
+    """`sum_rows` as a Tally (what `Tally.add` of the same events and charges gives)."""
+    rows = sum_rows(columns, keep)
+    tally = Tally()
+    tally.hourly.update((row[:3], list(row[3:])) for row in rows.hourly)
+    tally.monthly.update((row[:2], list(row[2:])) for row in rows.monthly)
+    tally.cost_centers.update((row[:2], list(row[2:])) for row in rows.cost_centers)
+    return tally
 
 
 def _sums(table: pa.Table, keys: tuple[str, ...], summed: tuple[str, ...]) -> list[list[Any]]:
@@ -121,10 +127,6 @@ def _sums(table: pa.Table, keys: tuple[str, ...], summed: tuple[str, ...]) -> li
         [([], "count_all"), *((name, "sum") for name in summed)])
     names = [*keys, "count_all", *(f"{name}_sum" for name in summed)]
     return [groups.column(name).to_pylist() for name in names]
-
-
-def _keyed(columns: list[list[Any]], keys: int) -> dict[tuple[Any, ...], list[int]]:
-    return dict(zip(zip(*columns[:keys], strict=True), map(list, zip(*columns[keys:], strict=True)), strict=True))
 
 
 def _ipc(batch: pa.RecordBatch) -> bytes:

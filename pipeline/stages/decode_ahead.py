@@ -40,9 +40,8 @@ from pipeline.domain.costing import Reference
 from pipeline.domain.decode import DecodedBatch, RawMessage, Rejection, decode_batch
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LiveCharge, LivePricer
-from pipeline.inputs.event_files import LineBatch
 from pipeline.lake.event_columns import EventColumns, event_columns
-from pipeline.ports import ChargebackError
+from pipeline.ports import ChargebackError, MessageBatch
 
 # Two workers even on two cores: once the writer was handed Arrow columns, one worker became the
 # slower side (a 1M-event file: 24-27 s with one, 20-22 s with two; docs/benchmarks.md).
@@ -69,12 +68,12 @@ class Prepared:
     columns: EventColumns | None = None
 
 
-Batch = list[RawMessage] | LineBatch  # messages, or the lines of a file that are the messages
+Batch = list[RawMessage] | MessageBatch  # messages, or what they are read from (lines, Capture files)
 
 
 def prepare_batch(batch: Batch, pricer: LivePricer, now: datetime | None = None, *,
                   check_duplicate_keys: bool = True, columnar: bool = False) -> Prepared:
-    messages = batch.messages() if isinstance(batch, LineBatch) else batch
+    messages = batch if isinstance(batch, list) else batch.messages()
     decoded = decode_batch(messages, now, check_duplicate_keys=check_duplicate_keys)
     charges = pricer.charges(decoded.events)
     if columnar:
@@ -110,12 +109,12 @@ def prepared_batches(batches: Iterable[Batch], pricer: LivePricer, now: datetime
         def submit_next() -> None:
             batch = next(rest, None)
             if batch is not None:
-                pending.append(pool.submit(_prepare, batch if isinstance(batch, LineBatch) else _columns(batch)))
+                pending.append(pool.submit(_prepare, _columns(batch) if isinstance(batch, list) else batch))
 
         try:
             for _ in range(AHEAD):
                 submit_next()
-            # while it starts:
+            # while they start:
             yield prepare_batch(first, pricer, now, check_duplicate_keys=check_duplicate_keys, columnar=columnar)
             while pending:
                 shipped = _result(pending.popleft())
@@ -149,10 +148,10 @@ def _start(reference: Reference, now: datetime | None, check_duplicate_keys: boo
     _worker.update(pricer=LivePricer(reference), now=now, check=check_duplicate_keys, columnar=columnar)
 
 
-def _prepare(batch: _Columns | LineBatch) -> _Shipped:
+def _prepare(batch: _Columns | MessageBatch) -> _Shipped:
     pricer = _worker["pricer"]
     assert isinstance(pricer, LivePricer)
-    messages = batch if isinstance(batch, LineBatch) else [RawMessage(*fields) for fields in zip(*batch, strict=True)]
+    messages = [RawMessage(*fields) for fields in zip(*batch, strict=True)] if isinstance(batch, tuple) else batch
     prepared = prepare_batch(messages, pricer, _worker["now"], check_duplicate_keys=bool(_worker["check"]),  # type: ignore[arg-type]
                              columnar=bool(_worker["columnar"]))
     rejections = prepared.decoded.rejections

@@ -26,9 +26,16 @@ from itertools import islice
 
 from pipeline.domain.decode import RawMessage
 from pipeline.domain.live import BudgetAlert, LivePricer
-from pipeline.inputs.event_files import JsonLines
 from pipeline.lake.event_columns import ColumnarCounters, ColumnarLedger
-from pipeline.ports import AppendResult, Counters, CountersUnavailable, CountResult, DeadLetters, Ledger
+from pipeline.ports import (
+    AppendResult,
+    BatchedMessages,
+    Counters,
+    CountersUnavailable,
+    CountResult,
+    DeadLetters,
+    Ledger,
+)
 from pipeline.stages.decode_ahead import Prepared, prepare_batch, prepared_batches
 
 # Events per batch of files and replays: one ledger and one counters transaction each. The
@@ -143,8 +150,9 @@ def ingest(messages: Iterable[RawMessage], ledger: Ledger, counters: Counters, d
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     total = IngestResult()
     started = time.perf_counter()
-    # A JSON-lines file is read in batches of lines: a process that decodes ahead is sent the lines.
-    units = messages.line_batches(batch_size) if isinstance(messages, JsonLines) else batches(messages, batch_size)
+    # A JSON-lines file is read in batches of lines, Capture files in batches of files: a process
+    # that decodes ahead is sent those, and reads the messages itself.
+    units = messages.batches(batch_size) if isinstance(messages, BatchedMessages) else batches(messages, batch_size)
     # Ahead, to the embedded ledger and counters: the worker hands over Arrow columns, not objects.
     columnar = ahead and isinstance(ledger, ColumnarLedger) and isinstance(counters, ColumnarCounters)
     for prepared in prepared_batches(units, pricer, now, check_duplicate_keys=check_duplicate_keys, ahead=ahead,

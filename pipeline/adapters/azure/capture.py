@@ -15,10 +15,12 @@ whole seconds, UTC), and IoT Hub's Avro routing writes the same field in ISO 860
 from __future__ import annotations
 
 import functools
+import io
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any, BinaryIO
 
 import fastavro
@@ -79,47 +81,107 @@ def capture_files(store: ObjectStore, partitions: Collection[str] = (),
     return found
 
 
-def capture_messages(store: ObjectStore, files: list[CaptureFile],
-                     when: TimeRange = ALL_TIME) -> Iterator[RawMessage]:
+# Bytes of Capture files per batch handed to a worker: about one event per KiB (the body and
+# Capture's envelope), so a batch of 25,000 events is about 25 MiB of files.
+BYTES_PER_EVENT = 1024
+
+
+def capture_messages(store: ObjectStore, files: list[CaptureFile], when: TimeRange = ALL_TIME) -> CaptureMessages:
     """The records of the files enqueued within `when`, with their partition, sequence number,
     offset and enqueued time. A null Body becomes an empty message (dead-lettered as empty)."""
-    for file in files:
-        source = f"capture:{file.namespace}/{file.hub}"
-        for record in _capture_records(store, file.key):
-            enqueued = enqueued_time(record["EnqueuedTimeUtc"], f"{store.url}/{file.key}")
-            if enqueued not in when:
-                continue
-            sequence = int(record["SequenceNumber"])
-            yield RawMessage(record["Body"] or b"", source, f"partition {file.partition}, sequence {sequence}",
-                             partition=file.partition, sequence_number=sequence, offset=str(record["Offset"]),
-                             enqueued_time=enqueued)
+    return CaptureMessages(store, files, when)
 
 
-def _capture_records(store: ObjectStore, key: str) -> Iterator[dict[str, Any]]:
-    where = f"{store.url}/{key}"
-    with _open(store, key) as data:
-        if not data.read(1):
-            return  # a zero-byte object holds no records
-        data.seek(0)
+@dataclass(frozen=True, slots=True)
+class CaptureMessages:
+    """The messages of some Capture files: iterate them (read here, a record at a time), or take
+    them in batches of whole files whose records a worker process reads (`batches`)."""
+
+    store: ObjectStore
+    files: list[CaptureFile]
+    when: TimeRange = ALL_TIME
+
+    def __iter__(self) -> Iterator[RawMessage]:
+        for file in self.files:
+            with _open(self.store, file.key) as data:
+                yield from _messages(data, file, f"{self.store.url}/{file.key}", self.when)
+
+    def batches(self, size: int) -> Iterator[CaptureBatch | list[RawMessage]]:
+        """The files' contents in batches of about `size` events (by their bytes), in order. A
+        file larger than two such batches is read here instead, in lists of `size` messages, so a
+        worker never holds more than about two batches."""
+        limit = size * BYTES_PER_EVENT
+        pending: list[tuple[CaptureFile, str, bytes]] = []
+        held = 0
+        for file in self.files:
+            where = f"{self.store.url}/{file.key}"
+            with _open(self.store, file.key) as data:
+                content = data.read(2 * limit + 1)
+                if len(content) > 2 * limit:
+                    if pending:
+                        yield CaptureBatch(pending, self.when)
+                        pending, held = [], 0
+                    data.seek(0)
+                    stream = _messages(data, file, where, self.when)
+                    while messages := list(islice(stream, size)):
+                        yield messages
+                    continue
+            pending.append((file, where, content))
+            held += len(content)
+            if held >= limit:
+                yield CaptureBatch(pending, self.when)
+                pending, held = [], 0
+        if pending:
+            yield CaptureBatch(pending, self.when)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureBatch:
+    """Whole Capture files as bytes, read where `messages` is called (a worker process)."""
+
+    files: list[tuple[CaptureFile, str, bytes]]  # the file, where it was read, its bytes
+    when: TimeRange = ALL_TIME
+
+    def messages(self) -> list[RawMessage]:
+        return [message for file, where, content in self.files
+                for message in _messages(io.BytesIO(content), file, where, self.when)]
+
+
+def _messages(data: BinaryIO, file: CaptureFile, where: str, when: TimeRange) -> Iterator[RawMessage]:
+    source = f"capture:{file.namespace}/{file.hub}"
+    for record in _capture_records(data, where):
+        enqueued = enqueued_time(record["EnqueuedTimeUtc"], where)
+        if enqueued not in when:
+            continue
+        sequence = int(record["SequenceNumber"])
+        yield RawMessage(record["Body"] or b"", source, f"partition {file.partition}, sequence {sequence}",
+                         partition=file.partition, sequence_number=sequence, offset=str(record["Offset"]),
+                         enqueued_time=enqueued)
+
+
+def _capture_records(data: BinaryIO, where: str) -> Iterator[dict[str, Any]]:
+    if not data.read(1):
+        return  # a zero-byte object holds no records
+    data.seek(0)
+    try:
+        reader = fastavro.reader(data)
+    except Exception as error:  # whatever fastavro raises on a header it cannot read
+        raise SourceError(f"{where}: not a readable Avro file ({error})") from None
+    schema = reader.writer_schema
+    names = {field.get("name") for field in schema.get("fields", [])} if isinstance(schema, dict) else set()
+    if not isinstance(schema, dict) or schema.get("name") != CAPTURE_RECORD or not names >= CAPTURE_FIELDS:
+        raise SourceError(f"{where}: an Avro file, but not of Event Hubs Capture's {CAPTURE_RECORD} records")
+    records = iter(reader)
+    while True:
         try:
-            reader = fastavro.reader(data)
-        except Exception as error:  # whatever fastavro raises on a header it cannot read
-            raise SourceError(f"{where}: not a readable Avro file ({error})") from None
-        schema = reader.writer_schema
-        names = {field.get("name") for field in schema.get("fields", [])} if isinstance(schema, dict) else set()
-        if not isinstance(schema, dict) or schema.get("name") != CAPTURE_RECORD or not names >= CAPTURE_FIELDS:
-            raise SourceError(f"{where}: an Avro file, but not of Event Hubs Capture's {CAPTURE_RECORD} records")
-        records = iter(reader)
-        while True:
-            try:
-                record = next(records)
-            except StopIteration:
-                return
-            except Exception as error:  # a damaged or truncated block
-                raise SourceError(f"{where}: unreadable Avro data after the header ({error!r})") from None
-            if not isinstance(record, dict):
-                raise SourceError(f"{where}: an Avro record that is not a record")
-            yield record
+            record = next(records)
+        except StopIteration:
+            return
+        except Exception as error:  # a damaged or truncated block
+            raise SourceError(f"{where}: unreadable Avro data after the header ({error!r})") from None
+        if not isinstance(record, dict):
+            raise SourceError(f"{where}: an Avro record that is not a record")
+        yield record
 
 
 def _open(store: ObjectStore, key: str) -> BinaryIO:

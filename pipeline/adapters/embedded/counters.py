@@ -20,10 +20,10 @@ from pathlib import Path
 import msgspec
 
 from pipeline.adapters.embedded.sqlite import connect, probe_write, write_transaction
-from pipeline.domain.counters import COST_CENTER_MEASURES, HOURLY, MONTHLY, HourlyRow, Tally
+from pipeline.domain.counters import COST_CENTER_MEASURES, HOURLY, MONTHLY, HourlyRow, SumRows, Tally
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import Budget, BudgetAlert, Budgets, BudgetScope, LiveCharge, SubscriptionMonth, reached
-from pipeline.lake.event_columns import EventColumns, tally_of
+from pipeline.lake.event_columns import EventColumns, sum_rows
 from pipeline.ports import CountersUnavailable, CountResult
 
 
@@ -75,30 +75,29 @@ class SqliteCounters:
         for event, charge in zip(events, charges, strict=True):  # the first copy wins, as in the ledger
             unique.setdefault(event.event_id, (event, charge))
 
-        def tally(marked: set[str]) -> Tally:
+        def tally(marked: set[str]) -> SumRows:
             sums = Tally()
             sums.add(pair for event_id, pair in unique.items() if event_id in marked)
-            return sums
+            return sums.rows()
 
         return self._count(sorted(unique), tally)
 
     def add_columns(self, columns: EventColumns) -> CountResult:
         """`add` of a batch decoded elsewhere: the same sums, marks and alerts."""
-        return self._count(columns.ids, lambda marked: tally_of(columns, columns.keep(marked)), columns.sorted_ids)
+        return self._count(columns.ids, lambda marked: sum_rows(columns, columns.keep(marked)), columns.sorted_ids)
 
-    def _count(self, event_ids: list[str] | Callable[[], list[str]], tally: Callable[[set[str]], Tally],
+    def _count(self, event_ids: list[str] | Callable[[], list[str]], tally: Callable[[set[str]], SumRows],
                encoded: bytes | None = None) -> CountResult:
         """Mark the eventIds, and add the sums `tally` gives for those marked now."""
         try:
             with write_transaction(self._db):
                 marked = self._mark(event_ids, encoded)
                 sums = tally(marked)
-                self._db.executemany(_UPSERT_HOURLY, [(*k, *v) for k, v in sums.hourly.items()])
-                self._db.executemany(_UPSERT_MONTHLY, [(*k, *v) for k, v in sums.monthly.items()])
-                self._db.executemany(_UPSERT_COST_CENTER, [(*k, *v) for k, v in sums.cost_centers.items()])
-                alerts = self._raise_alerts(
-                    [(BudgetScope.SUBSCRIPTION, subscription, month) for subscription, month in sums.monthly]
-                    + [(BudgetScope.COST_CENTER, cost_center, month) for cost_center, month in sums.cost_centers])
+                self._db.executemany(_UPSERT_HOURLY, sums.hourly)
+                self._db.executemany(_UPSERT_MONTHLY, sums.monthly)
+                self._db.executemany(_UPSERT_COST_CENTER, sums.cost_centers)
+                alerts = self._raise_alerts([(BudgetScope.SUBSCRIPTION, row[0], row[1]) for row in sums.monthly]
+                                            + [(BudgetScope.COST_CENTER, row[0], row[1]) for row in sums.cost_centers])
         except sqlite3.OperationalError as error:  # locked past the busy timeout, disk full, I/O error
             raise CountersUnavailable(f"{self.path}: {error}") from error
         return CountResult(len(marked), alerts)
