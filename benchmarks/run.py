@@ -463,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cosmos-key", default=os.environ.get("CHARGEBACK_BENCH_COSMOS_KEY"))
     parser.add_argument("--work", type=Path, default=Path(".bench"))
     args = parser.parse_args(argv)
+    args.work = args.work.resolve()  # child processes run elsewhere, and file URIs need an absolute path
     args.work.mkdir(parents=True, exist_ok=True)
     if args.redis_url:
         os.environ["CHARGEBACK_BENCH_REDIS_URL"] = args.redis_url
