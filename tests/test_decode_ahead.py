@@ -91,7 +91,7 @@ def test_a_file_decoded_ahead_is_ingested_exactly_as_here(tmp_path: Path, refere
     rows = {row["event_id"]: row for row in ahead_state["ledger"]}
     assert rows["ahead-002"]["prompt_tokens"] == 1002  # the first copy, not the redelivered 1 token
     assert rows["ahead-crlf"]["source_position"] == "line 9"
-    assert rows["ahead-bigint"]["extra"] is not None  # carried by pickle: msgpack holds 64 bits at most
+    assert rows["ahead-bigint"]["extra"] is not None  # an integer past 64 bits, as text in the Arrow rows
     assert sum(month.requests for month in ahead_state["month"]) == 43
     assert sum(month.spend_micros for month in ahead_state["month"]) > 0 and ahead_state["cost centers"]
 
@@ -118,6 +118,24 @@ def test_messages_that_are_not_lines_go_to_the_worker_as_columns(reference_files
     assert [p.received for p in prepared] == [3, 3, 3]
     origins = [e.origin for p in prepared for e in p.decoded.events]
     assert [(o.partition, o.sequence_number) for o in origins if o] == [("3", k) for _ in range(3) for k in range(3)]
+
+
+def test_events_for_other_ledgers_come_back_as_objects(tmp_path: Path, reference_files: ReferenceFiles,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not columnar (a Cosmos DB ledger, Redis counters): the events come back as msgpack, or
+    pickled when msgpack cannot hold a value (an integer past 64 bits in an unknown field)."""
+    from pipeline.domain.live import LivePricer
+
+    monkeypatch.setattr(decode_ahead, "worth_a_worker", lambda: True)
+    batches = [LineBatch("f", 1 + 2 * n, [line(event(eventId=f"o-{n}", deployment="dep-alpha", model=None)) + b"\n",
+                                          line(event(eventId=f"big-{n}", futureField=2**70)) + b"\n"])
+               for n in range(3)]
+    prepared = list(prepared_batches(batches, LivePricer(reference_files.load()), columnar=False))
+    assert [p.columns for p in prepared] == [None, None, None]
+    events = [e for p in prepared for e in p.decoded.events]
+    assert [e.event_id for e in events] == ["o-0", "big-0", "o-1", "big-1", "o-2", "big-2"]
+    assert all(e.extra == '{"futureField":1180591620717411303424}' for e in events if e.event_id.startswith("big"))
+    assert [c.micros for p in prepared for c in p.charges] == [1_800, 0] * 3  # the second: not a priced deployment
 
 
 def test_a_worker_that_died_is_one_clear_error() -> None:

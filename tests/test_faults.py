@@ -34,6 +34,7 @@ from pipeline.domain.live import LiveCharge, LivePricer, SubscriptionMonth
 from pipeline.entrypoints.cli import main
 from pipeline.entrypoints.functions.eventhub import ingest_events
 from pipeline.lake.dead_letters import DeadLetterFiles
+from pipeline.lake.event_columns import event_columns
 from pipeline.lake.manifests import manifests, published_files
 from pipeline.lake.warehouse import open_warehouse
 from pipeline.ports import AccessRefused, CountersUnavailable, LedgerUnavailable, ObjectStore
@@ -198,7 +199,8 @@ def test_a_degraded_batch_is_logged_and_counted_in_the_metrics(pipeline: Pipelin
         cause = redis.exceptions.TimeoutError("Timeout reading from 127.0.0.1:6380")
         raise CountersUnavailable(f"Redis: TimeoutError: {cause}") from cause
 
-    monkeypatch.setattr(pipeline.counters, "add", unavailable)
+    for name in ("add", "add_columns"):  # objects, or Arrow columns (the embedded counters take those)
+        monkeypatch.setattr(pipeline.counters, name, unavailable)
     reader = InMemoryMetricReader()
     bodies = traffic(4, "metric")[:4]
     result = ingest_events([func.EventHubEvent(body=b, sequence_number=n) for n, b in enumerate(bodies)], pipeline,
@@ -213,7 +215,8 @@ def test_a_degraded_batch_is_logged_and_counted_in_the_metrics(pipeline: Pipelin
     [record] = [r for r in caplog.records if r.name == "pipeline.stages.ingest"]
     assert record.levelname == "WARNING" and "reconcile --apply --month M" in record.getMessage()
     assert "TimeoutError" in record.getMessage() and "2026-10" in record.getMessage()
-    monkeypatch.setattr(pipeline.counters, "add", lambda *args: 1 / 0)  # a bug is not an outage: it fails the batch
+    for name in ("add", "add_columns"):  # a bug is not an outage: it fails the batch
+        monkeypatch.setattr(pipeline.counters, name, lambda *args: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         ingest_lines(pipeline, bodies)
 
@@ -223,9 +226,12 @@ def test_the_embedded_counters_report_a_store_they_cannot_write_as_unavailable(t
     try:
         events = decode_batch([RawMessage(line(event()), "test", "1")]).events
         counters._db.execute("PRAGMA query_only = ON")  # every write now fails as on a read-only disk
+        charges = [LiveCharge("CC", 0, "USD", True)]
         with pytest.raises(CountersUnavailable, match="readonly") as raised:
-            counters.add(events, [LiveCharge("CC", 0, "USD", True)])
+            counters.add(events, charges)
         assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
+        with pytest.raises(CountersUnavailable, match="readonly"):
+            counters.add_columns(event_columns(events, charges))
     finally:
         counters.close()
 

@@ -93,10 +93,17 @@ def ingest_batch(messages: list[RawMessage], ledger: Ledger, counters: Counters,
     `check_duplicate_keys=False` only for a producer that cannot repeat a key: the APIM policy
     through the Event Hub trigger (pipeline.domain.decode). Files, stdin and replays keep it."""
     started = time.perf_counter()
-    result = store_batch(prepare_batch(messages, pricer, now, check_duplicate_keys=check_duplicate_keys),
-                         ledger, counters, dead_letters)
+    prepared = prepare_batch(messages, pricer, now, check_duplicate_keys=check_duplicate_keys,
+                             columnar=takes_columns(ledger, counters))
+    result = store_batch(prepared, ledger, counters, dead_letters)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def takes_columns(ledger: Ledger, counters: Counters) -> bool:
+    """The embedded ledger and counters take a batch as Arrow columns (pipeline.lake.event_columns):
+    built once, instead of Python objects turned into the ledger's rows and the counters' sums each."""
+    return isinstance(ledger, ColumnarLedger) and isinstance(counters, ColumnarCounters)
 
 
 def store_batch(prepared: Prepared, ledger: Ledger, counters: Counters, dead_letters: DeadLetters) -> IngestResult:
@@ -153,10 +160,8 @@ def ingest(messages: Iterable[RawMessage], ledger: Ledger, counters: Counters, d
     # A JSON-lines file is read in batches of lines, Capture files in batches of files: a process
     # that decodes ahead is sent those, and reads the messages itself.
     units = messages.batches(batch_size) if isinstance(messages, BatchedMessages) else batches(messages, batch_size)
-    # Ahead, to the embedded ledger and counters: the worker hands over Arrow columns, not objects.
-    columnar = ahead and isinstance(ledger, ColumnarLedger) and isinstance(counters, ColumnarCounters)
     for prepared in prepared_batches(units, pricer, now, check_duplicate_keys=check_duplicate_keys, ahead=ahead,
-                                     columnar=columnar):
+                                     columnar=takes_columns(ledger, counters)):
         result = store_batch(prepared, ledger, counters, dead_letters)
         total.add(result)
         if progress:
