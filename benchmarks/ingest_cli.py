@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.launch import whole_process
 from benchmarks.measure import Result, Run
 from benchmarks.stages import MONTH
 from benchmarks.world import World, make_world, write_reference
@@ -58,17 +58,12 @@ def run_ingest(work: Path, events: int, repeats: int, budget: float) -> dict[str
                "CHARGEBACK_COST_CENTERS": str(files["cost_centers"]), "CHARGEBACK_BUDGETS": str(files["budgets"])}
         # stderr to a file, not a pipe: a child writing more than a pipe holds would block forever.
         with tempfile.TemporaryFile() as errors:
-            started = time.perf_counter()
-            child = subprocess.Popen([script, "ingest", str(source)], env=env, stdout=subprocess.DEVNULL,
-                                     stderr=errors)
-            _, status, usage = os.wait4(child.pid, 0)  # this child's own CPU and peak RSS
-            elapsed = time.perf_counter() - started
-            code = child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-            if code != 0:
+            measured = whole_process([script, "ingest", str(source)], env, stderr=errors)
+            if measured.exit_code != 0:
                 errors.seek(0)
                 text = errors.read().decode(errors="replace").strip()[-400:]
-                raise SystemExit(f"chargeback ingest failed (exit {code}): {text}")
-        result.runs.append(Run(elapsed, usage.ru_maxrss / 1024, 0.0, False, os.getloadavg()[0], events=events,
-                               cpu_seconds=usage.ru_utime + usage.ru_stime))
+                raise SystemExit(f"chargeback ingest failed (exit {measured.exit_code}): {text}")
+        result.runs.append(Run(measured.seconds, measured.peak_kib / 1024, 0.0, False, os.getloadavg()[0],
+                               events=events, cpu_seconds=measured.cpu_seconds))
         shutil.rmtree(home, ignore_errors=True)
     return result.as_dict()

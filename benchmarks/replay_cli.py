@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ import fastavro
 import msgspec
 
 from benchmarks.ingest_cli import month_file
+from benchmarks.launch import whole_process
 from benchmarks.measure import Result, Run
 from benchmarks.stages import MONTH
 from benchmarks.world import make_world, write_reference
@@ -96,16 +96,12 @@ def run_replay(work: Path, events: int, repeats: int, budget: float) -> dict[str
         env = {**os.environ, "CHARGEBACK_HOME": str(home), "CHARGEBACK_DEPLOYMENTS": str(files["deployments"]),
                "CHARGEBACK_COST_CENTERS": str(files["cost_centers"]), "CHARGEBACK_BUDGETS": str(files["budgets"])}
         with tempfile.TemporaryFile() as errors:  # a file, not a pipe nobody reads until the end
-            started = time.perf_counter()
-            child = subprocess.Popen([script, "replay", str(folder)], env=env, stdout=subprocess.DEVNULL, stderr=errors)
-            _, status, usage = os.wait4(child.pid, 0)  # this child's own CPU and peak RSS
-            elapsed = time.perf_counter() - started
-            code = child.returncode = os.waitstatus_to_exitcode(status)
-            if code != 0:
+            measured = whole_process([script, "replay", str(folder)], env, stderr=errors)
+            if measured.exit_code != 0:
                 errors.seek(0)
-                raise SystemExit(f"chargeback replay failed (exit {code}): "
+                raise SystemExit(f"chargeback replay failed (exit {measured.exit_code}): "
                                  f"{errors.read().decode(errors='replace').strip()[-400:]}")
-        result.runs.append(Run(elapsed, usage.ru_maxrss / 1024, 0.0, False, os.getloadavg()[0], events=events,
-                               cpu_seconds=usage.ru_utime + usage.ru_stime))
+        result.runs.append(Run(measured.seconds, measured.peak_kib / 1024, 0.0, False, os.getloadavg()[0],
+                               events=events, cpu_seconds=measured.cpu_seconds))
         shutil.rmtree(home, ignore_errors=True)
     return result.as_dict()

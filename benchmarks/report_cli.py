@@ -16,7 +16,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from benchmarks.launch import whole_process
 from benchmarks.measure import Result, Run
 from benchmarks.stages import MONTH, snapshot_root
 from benchmarks.world import make_world, write_reference
@@ -74,17 +74,13 @@ def run_report_cli(work: Path, events: int, repeats: int, budget: float,
 def _whole_process(command: Sequence[str], env: dict[str, str]) -> Run:
     # stderr to a file, not a pipe: a child writing more than a pipe holds would block forever.
     with tempfile.TemporaryFile() as errors:
-        started = time.perf_counter()
-        child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own CPU and peak RSS
-        elapsed = time.perf_counter() - started
-        code = child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        if code != 0:
+        measured = whole_process(command, env, stderr=errors)
+        if measured.exit_code != 0:
             errors.seek(0)
-            raise SystemExit(f"{' '.join(command[:3])} failed (exit {code}): "
+            raise SystemExit(f"{' '.join(command[:3])} failed (exit {measured.exit_code}): "
                              f"{errors.read().decode(errors='replace').strip()[-400:]}")
-    return Run(elapsed, usage.ru_maxrss / 1024, 0.0, False, os.getloadavg()[0],
-               cpu_seconds=usage.ru_utime + usage.ru_stime)
+    return Run(measured.seconds, measured.peak_kib / 1024, 0.0, False, os.getloadavg()[0],
+               cpu_seconds=measured.cpu_seconds)
 
 
 def report_csv_rows(path: Path) -> list[list[Any]]:
