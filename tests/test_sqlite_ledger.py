@@ -54,6 +54,7 @@ def test_a_first_layout_ledger_is_converted_keeping_every_event_and_its_seq(tmp_
         row["tags"] = None if row["tags"] is None else dict(row["tags"])  # a map: order is not kept
     assert (got, changes.cursor) == (rows, "7")
     assert [row["event_id"] for row in ledger.changes("3", 10).table.to_pylist()] == ["evt-1", "evt-2"]
+    assert [row["event_id"] for row in ledger.changes("5", 10).table.to_pylist()] == ["evt-2"]  # a gap: 3, 4, 7
     assert ledger.changes("7", 10).table.num_rows == 0  # a cursor of an existing manifest stays valid
     assert (ledger.count(), ledger.existing(["evt-1", "evt-9"])) == (3, {"evt-1"})
     assert ledger.append([event("evt-2"), event("evt-3")]).new == 1  # the first copy still wins

@@ -81,10 +81,11 @@ def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK
 
 def _split_by_date(table: pa.Table) -> list[tuple[date, pa.Table]]:
     days = pc.cast(table["timestamp"], pa.date32())  # UTC timestamps: the UTC date
-    distinct = sorted(pc.unique(days).to_pylist())
+    # Compared as Arrow scalars: a Python date turned into Arrow makes pyarrow import pandas (0.2 s).
+    distinct = pc.unique(days).sort()
     if len(distinct) == 1:  # the usual chunk: one day, written as it is (a filter would copy every column)
-        return [(distinct[0], table)]
-    return [(day, table.filter(pc.equal(days, day))) for day in distinct]
+        return [(distinct[0].as_py(), table)]
+    return [(day.as_py(), table.filter(pc.equal(days, day))) for day in distinct]
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
