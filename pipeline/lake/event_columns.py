@@ -1,7 +1,7 @@
 """A decoded batch as Arrow columns: what the embedded ledger and counters write without one
 Python object per event in the process that writes (issue 19).
 
-A file or a replay is decoded and priced in a second process (pipeline.stages.decode_ahead).
+A file or a replay is decoded and priced in worker processes (pipeline.stages.decode_ahead).
 Shipping the events back as Python objects cost the writing process a msgpack decode, an Arrow
 conversion for the ledger blob and a Python sum per event for the counters: two thirds of its
 time. Instead the worker builds the ledger's Arrow batch once, with the live charges as columns

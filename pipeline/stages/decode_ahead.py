@@ -83,7 +83,7 @@ def prepare_batch(batch: Batch, pricer: LivePricer, now: datetime | None = None,
 
 
 def worth_a_worker() -> bool:
-    """A second process helps only with a second core to run on."""
+    """Worker processes help only with a second core to run on."""
     return (os.cpu_count() or 1) >= 2
 
 

@@ -151,7 +151,7 @@ def ingest(messages: Iterable[RawMessage], ledger: Ledger, counters: Counters, d
            progress: Callable[[IngestResult], None] | None = None, now: datetime | None = None, *,
            check_duplicate_keys: bool = True, ahead: bool = False) -> IngestResult:
     """Ingest a stream of messages in batches; `progress` is called after each batch. `ahead`:
-    decode and price the next batches in a second process while this one writes (files and
+    decode and price the next batches in worker processes while this one writes (files and
     replays: pipeline.stages.decode_ahead); the result is the same."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")

@@ -43,7 +43,7 @@ def replay(sources: Iterable[Source], ledger: Ledger, counters: Counters, dead_l
            done: Callable[[Source, IngestResult], None] | None = None,
            ahead: bool = False) -> list[tuple[Source, IngestResult]]:
     """Ingest every source in turn (dead letters, ledger, counters, batch by batch); `done` is
-    called after each source. `ahead`: decode the next batches in a second process
+    called after each source. `ahead`: decode the next batches in worker processes
     (pipeline.stages.decode_ahead)."""
     results = []
     for source in sources:
