@@ -6,13 +6,14 @@ Shipping the events back as Python objects cost the writing process a msgpack de
 conversion for the ledger blob and a Python sum per event for the counters: two thirds of its
 time. Instead the worker builds the ledger's Arrow batch once, with the live charges as columns
 beside it, and the writer only filters the rows its id index says are new, and sums them in
-Arrow. `tally_of` gives exactly the `Tally` that `Tally.add` gives for the same events and
-charges (tests/test_event_columns.py holds them equal).
+Arrow. `sum_rows` gives exactly the rows `Tally.add` then `Tally.rows` give for the same events
+and charges (tests/test_event_columns.py holds them equal). Pickled (to cross a process
+boundary), the batches travel as Arrow IPC streams.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -21,7 +22,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.domain.counters import TOKENS, SumRows, Tally, hour_text
+from pipeline.domain.counters import TOKENS, SumRows, hour_text
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LiveCharge
 from pipeline.lake.usage import events_batch
@@ -64,12 +65,12 @@ class EventColumns:
         """The UTC months (YYYY-MM) of the events."""
         return set(pc.unique(pc.strftime(self.events.column("timestamp"), "%Y-%m")).to_pylist())
 
-    def to_ipc(self) -> tuple[bytes, bytes]:
-        return _ipc(self.events), _ipc(self.charges)
+    def __reduce__(self) -> tuple[Callable[..., EventColumns], tuple[bytes, bytes, bytes, int]]:
+        return _from_ipc, (_ipc(self.events), _ipc(self.charges), self.sorted_ids, self.copies)
 
-    @classmethod
-    def from_ipc(cls, events: bytes, charges: bytes, sorted_ids: bytes, copies: int) -> EventColumns:
-        return cls(_batch(events), _batch(charges), sorted_ids, copies)
+
+def _from_ipc(events: bytes, charges: bytes, sorted_ids: bytes, copies: int) -> EventColumns:
+    return EventColumns(_batch(events), _batch(charges), sorted_ids, copies)
 
 
 def event_columns(events: Sequence[UsageEvent], charges: Sequence[LiveCharge]) -> EventColumns:
@@ -109,16 +110,6 @@ def sum_rows(columns: EventColumns, keep: pa.Array | None = None) -> SumRows:
     for sums in (months, centers):
         sums[1] = [f"{number // 100:04d}-{number % 100:02d}" for number in sums[1]]
     return SumRows(list(zip(*hours, strict=True)), list(zip(*months, strict=True)), list(zip(*centers, strict=True)))
-
-
-def tally_of(columns: EventColumns, keep: pa.Array | None = None) -> Tally:
-    """`sum_rows` as a Tally (what `Tally.add` of the same events and charges gives)."""
-    rows = sum_rows(columns, keep)
-    tally = Tally()
-    tally.hourly.update((row[:3], list(row[3:])) for row in rows.hourly)
-    tally.monthly.update((row[:2], list(row[2:])) for row in rows.monthly)
-    tally.cost_centers.update((row[:2], list(row[2:])) for row in rows.cost_centers)
-    return tally
 
 
 def _sums(table: pa.Table, keys: tuple[str, ...], summed: tuple[str, ...]) -> list[list[Any]]:

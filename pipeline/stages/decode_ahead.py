@@ -129,11 +129,10 @@ def prepared_batches(batches: Iterable[Batch], pricer: LivePricer, now: datetime
 
 _Columns = tuple[list[bytes], list[str], list[str], list[str | None], list[int | None], list[str | None],
                  list[datetime | None]]
-# received, rejections, then the events: (msgpack or pickle, pickled?, charges as msgpack), or
-# as columns (events, charges, sorted ids, copies)
+# received, rejections, then the events: as columns (pickled as Arrow IPC), or as objects
+# (msgpack or pickle, pickled?, charges as msgpack)
 _Objects = tuple[bytes, bool, bytes]
-_Columnar = tuple[bytes, bytes, bytes, int]
-_Shipped = tuple[int, list[Rejection], _Objects | _Columnar]
+_Shipped = tuple[int, list[Rejection], EventColumns | _Objects]
 _worker: dict[str, object] = {}
 
 
@@ -156,8 +155,7 @@ def _prepare(batch: _Columns | MessageBatch) -> _Shipped:
                              columnar=bool(_worker["columnar"]))
     rejections = prepared.decoded.rejections
     if prepared.columns is not None:
-        columns = prepared.columns
-        return prepared.received, rejections, (*columns.to_ipc(), columns.sorted_ids, columns.copies)
+        return prepared.received, rejections, prepared.columns
     events = prepared.decoded.events
     try:
         data, pickled = _encode(events), False
@@ -168,10 +166,8 @@ def _prepare(batch: _Columns | MessageBatch) -> _Shipped:
 
 def _unshipped(shipped: _Shipped) -> Prepared:
     received, rejections, payload = shipped
-    if len(payload) == 4:
-        events_ipc, charges_ipc, sorted_ids, copies = payload
-        return Prepared(received, DecodedBatch([], rejections),
-                        columns=EventColumns.from_ipc(events_ipc, charges_ipc, sorted_ids, copies))
+    if isinstance(payload, EventColumns):
+        return Prepared(received, DecodedBatch([], rejections), columns=payload)
     data, pickled, charges = payload
     events: list[UsageEvent] = pickle.loads(data) if pickled else _events(data)  # bytes our own worker pickled
     return Prepared(received, DecodedBatch(events, rejections), _charges(charges))
