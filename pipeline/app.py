@@ -323,10 +323,10 @@ def _eventhub_messages(settings: Settings, address: EventHubAddress, when: TimeR
 def snapshot_pending(settings: Settings, reference: Reference | None = None) -> SnapshotResult | None:
     """Publish the ledger's events not yet in the snapshots (what `report`, `query` and the
     finance API do first, so that they see every event); None when there is no ledger yet."""
-    from pipeline.stages.snapshot import snapshot
-
     if not ledger_exists(settings):
         return None
+    from pipeline.stages.snapshot import snapshot  # here: a report from the store alone does not load it
+
     opened = open_pipeline(settings, reference)
     try:
         return snapshot(opened.ledger, opened.snapshots)

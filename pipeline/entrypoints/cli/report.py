@@ -95,12 +95,14 @@ def write_report(settings: Settings, report: Report, out: Path, formats: Iterabl
     from pipeline.app import focus_context, folder_store
     from pipeline.entrypoints.cli.output import show_report
     from pipeline.stages.report.publish import publish_report
-    from pipeline.stages.report.reconciled import attach_reconciliation
 
     store = folder_store(out)
-    if "html" in formats and attach_reconciliation(report, store):
-        console.print(f"with the reconciliation {out / ('reconciliation-' + report.label + '.csv')}", markup=False,
-                      highlight=False, soft_wrap=True)
+    if "html" in formats:
+        from pipeline.stages.report.reconciled import attach_reconciliation  # the HTML page alone shows it
+
+        if attach_reconciliation(report, store):
+            console.print(f"with the reconciliation {out / ('reconciliation-' + report.label + '.csv')}",
+                          markup=False, highlight=False, soft_wrap=True)
     published = publish_report(report, store, formats, focus=focus_context(settings))
     restated = published.restatement
     show_report(console, report, (restated, str(out / restated.key)) if restated is not None else None)

@@ -44,7 +44,7 @@ from pipeline.lake.areas import ReportStores
 from pipeline.lake.pricing_keys import KEY_WIDTH, usage_key
 from pipeline.lake.warehouse import USAGE_WINDOW, Limits, Warehouse, open_warehouse, register_corrections
 from pipeline.stages.correct import load_corrections
-from pipeline.stages.report.model import KeyUsage, Report, as_period
+from pipeline.stages.report.model import DayGroups, KeyUsage, Report, as_period
 from pipeline.stages.report.rows import report_rows, unpriced_rows
 from pipeline.stages.report.sql import (
     CACHED_UNKNOWN_SQL,
@@ -138,7 +138,8 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
                     corrections=corrections.by_id(applied), voided=dict(voided), explanations=dict(explanations),
                     states=dict(sorted(states.items())), origins=dict(sorted(origins.items())),
                     llm_unmatched=int(unmatched), llm_mismatched=int(mismatched), cached_unknown=cached_unknown,
-                    make_lines=make_lines, make_day_usage=functools.partial(_day_usage, days, usage))
+                    make_lines=make_lines, make_day_usage=functools.partial(_day_usage, days, usage),
+                    day_groups=DayGroups(days, usage))
     report.seconds = time.perf_counter() - started
     return report
 

@@ -169,6 +169,9 @@ class Report:
     # The usage of each key and day with its period's resolution, made when the daily rows are
     # rendered (cheaper than the lines, which it equals in sum); None: from the lines.
     make_day_usage: Callable[[], list[KeyUsage]] | None = field(default=None, repr=False, compare=False)
+    # The same usage as DuckDB's day table and the periods' resolutions, which `-daily.csv` is
+    # summed from (pipeline.stages.report.daily); None: from the day usage.
+    day_groups: DayGroups | None = field(default=None, repr=False, compare=False)
 
     @property
     def lines(self) -> list[CostLine]:
@@ -309,6 +312,15 @@ class KeyUsage(NamedTuple):
     completion_tokens: int
     audio_prompt_tokens: int = 0
     audio_completion_tokens: int = 0
+
+
+class DayGroups(NamedTuple):
+    """The period's usage per day and key (the report's DAYS_SQL rows, with the number of each
+    key's period) and the usage of each key and period with its resolution (PERIODS_SQL, in
+    period order): what `-daily.csv` is summed from (pipeline.stages.report.daily)."""
+
+    days: pa.Table
+    usage: list[KeyUsage]
 
 
 def exact_text(amount: Decimal | None) -> str:

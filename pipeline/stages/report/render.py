@@ -12,8 +12,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from pipeline.lake.csv_files import csv_bytes, csv_table_bytes
+from pipeline.stages.report.daily import daily_rows
 from pipeline.stages.report.focus import FocusContext, render_focus
-from pipeline.stages.report.html import render_html
 from pipeline.stages.report.model import (
     AMOUNT_COLUMNS,
     BOOLEAN_COLUMNS,
@@ -28,7 +28,7 @@ from pipeline.stages.report.model import (
     exact_text,
 )
 from pipeline.stages.report.restate import stem as file_stem
-from pipeline.stages.report.rows import report_rows, with_true_ups
+from pipeline.stages.report.rows import with_true_ups
 
 
 def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
@@ -47,8 +47,7 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
         files[f"{stem}.csv"] = monthly
         files[f"{stem}-unpriced.csv"] = csv_bytes(
             UNPRICED_COLUMNS, (_booleans({c: getattr(row, c) for c in UNPRICED_COLUMNS}) for row in report.unpriced))
-        daily = with_true_ups(report_rows(report.day_usage(), report.deployment_days, bucket=date.isoformat,
-                                          unknown=report.cached_unknown), report.true_ups, date.isoformat)
+        daily = with_true_ups(daily_rows(report), report.true_ups, date.isoformat)
         files[f"{stem}-daily.csv"] = csv_table_bytes(DAILY_COLUMNS, map(_csv_cells, daily))  # `month` holds the day
     if "parquet" in wanted:
         files[f"{stem}.parquet"] = _parquet(monthly)
@@ -57,6 +56,8 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
     if "focus" in wanted:  # after focus-1.2: the hubs manifest comes last
         files.update(render_focus(report, focus))
     if "html" in wanted:
+        from pipeline.stages.report.html import render_html  # here: the CSV and Parquet do not need it
+
         files[f"{stem}.html"] = render_html(report)
     return files
 
@@ -70,7 +71,8 @@ def _parquet(monthly_csv: bytes) -> bytes:
     table = pa_csv.read_csv(pa.py_buffer(monthly_csv), parse_options=pa_csv.ParseOptions(newlines_in_values=True),
                             convert_options=options)
     sink = pa.BufferOutputStream()
-    pq.write_table(table.select(REPORT_SCHEMA.names).cast(REPORT_SCHEMA), sink, compression="zstd")
+    # The reader gave every column its schema type: no cast, which would load pyarrow.compute (40 ms).
+    pq.write_table(table.select(REPORT_SCHEMA.names), sink, compression="zstd")
     return bytes(sink.getvalue().to_pybytes())
 
 
@@ -84,7 +86,8 @@ def _csv_cells(row: ReportRow) -> list[object]:
     or the day of a daily row)."""
     cells: list[object] = list(_CELLS(row))
     for at in _AMOUNTS:
-        cells[at] = exact_text(cells[at])  # type: ignore[arg-type]
+        amount = cells[at]
+        cells[at] = "" if amount is None else exact_text(amount)  # type: ignore[arg-type]
     for at in _BOOLEANS:
         cells[at] = "true" if cells[at] else "false"
     return cells

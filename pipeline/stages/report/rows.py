@@ -34,7 +34,7 @@ def report_rows(usage: Iterable[KeyUsage], deployment_days: Iterable[DeploymentD
     allocated: dict[RowKey, list[Decimal]] = defaultdict(list)
     for day, subscription_id, _, _, resolved, requests, prompt, cached, completion, audio_prompt, audio_completion \
             in usage:
-        key = _row_key(bucket(day), subscription_id, resolved)
+        key = row_key(bucket(day), subscription_id, resolved)
         row = rows.get(key)
         if row is None:
             row = rows[key] = ReportRow(*key)
@@ -100,7 +100,7 @@ def _order(row: ReportRow) -> RowKey:
             row.catalog_version, row.charge_class, row.service_tier, row.spillover)
 
 
-def _row_key(bucket: str, subscription_id: str, resolved: Resolution) -> RowKey:
+def row_key(bucket: str, subscription_id: str, resolved: Resolution) -> RowKey:
     currency = resolved.currency
     return (bucket, resolved.cost_center, subscription_id, resolved.model or "", resolved.deployment_type or "",
             currency, resolved.catalog_version if currency else "", resolved.charge_class, resolved.service_tier,
@@ -113,7 +113,7 @@ def _mark_cached_unknown(rows: dict[RowKey, ReportRow], unknown: Iterable[KeyUsa
     most they may be over-charged: their prompt tokens at the input price less the cached one."""
     overcharges: dict[RowKey, list[Decimal]] = defaultdict(list)
     for item in unknown:
-        key = _row_key(bucket(item.day), item.subscription_id, item.resolution)
+        key = row_key(bucket(item.day), item.subscription_id, item.resolution)
         row = rows.get(key)
         if row is None:  # not part of these rows (cannot happen for rows built from the same usage)
             continue

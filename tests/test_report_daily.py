@@ -1,0 +1,110 @@
+"""`-daily.csv` summed in DuckDB (pipeline.stages.report.daily) holds the rows `report_rows`
+gives over each day's usage, byte for byte, on worlds that cover what a row can carry: prices that
+change mid-month and cost centers that move (tests.test_report), service tiers, spillover, audio
+and provisioned usage without capacity (tests.test_billing_classes), and one row priced at two
+prices on the same day.
+
+Two prices in one row, hand-computed: sub-a calls dep-we (m-one, regional, westeurope, 1.00 per
+1M in) and dep-us (the same model and type in eastus, 3.00 per 1M in) on 2026-10-03 with 1M prompt
+tokens each: one daily row, 2 requests, 2,000,000 prompt tokens, 4.00 USD.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.app import open_pipeline
+from pipeline.domain.periods import Period
+from pipeline.inputs.event_files import json_lines
+from pipeline.inputs.reference import load_reference
+from pipeline.lake.warehouse import open_warehouse
+from pipeline.settings import Settings
+from pipeline.stages.ingest import ingest
+from pipeline.stages.report.build import build_report
+from pipeline.stages.report.daily import daily_rows, summed_daily_rows
+from pipeline.stages.report.model import Report
+from pipeline.stages.report.render import render_report
+from pipeline.stages.report.rows import report_rows
+from pipeline.stages.snapshot import snapshot
+from tests import test_billing_classes as billing
+from tests import test_report as priced
+from tests.conftest import COST_CENTERS_CSV, DEPLOYMENTS_CSV, PRICES_CSV, local
+from tests.factories import event, jsonl
+
+TWO_PRICES = """\
+model,deployment_type,region,effective_from,effective_to,currency,input_per_1m,cached_input_per_1m,output_per_1m
+m-one,regional,westeurope,2026-01-01,,USD,1.00,0.50,4.00
+m-one,regional,eastus,2026-01-01,,USD,3.00,1.50,12.00
+"""
+TWO_REGIONS = ("deployment,model,deployment_type,region\n"
+               "dep-we,m-one,regional,westeurope\ndep-us,m-one,regional,eastus\n")
+TWO_PRICE_EVENTS = [
+    event(subscriptionId="sub-a", deployment=deployment, model=None, timestamp="2026-10-03T09:00:00Z",
+          usage={"promptTokens": 1_000_000, "completionTokens": 0, "totalTokens": 1_000_000, "cachedTokens": 0,
+                 "reasoningTokens": 0})
+    for deployment in ("dep-we", "dep-us")
+]
+WORLDS: dict[str, tuple[str, str, str, list[dict[str, Any]]]] = {
+    "prices and cost centers change mid-month": (PRICES_CSV, DEPLOYMENTS_CSV, COST_CENTERS_CSV, priced.EVENTS),
+    "tiers, spillover, audio, provisioned without capacity": (
+        billing.PRICES, billing.DEPLOYMENTS, billing.COST_CENTERS, billing.EVENTS),
+    "two prices in one row": (TWO_PRICES, TWO_REGIONS, "subscription_id,cost_center,effective_from,effective_to\n"
+                              "sub-a,CC-A,,\n", TWO_PRICE_EVENTS),
+}
+
+
+def report_of(tmp_path: Path, world: str, period: Period) -> Report:
+    prices, deployments, cost_centers, events = WORLDS[world]
+    files = {}
+    for name, text in (("prices.csv", prices), ("deployments.csv", deployments), ("cost-centers.csv", cost_centers),
+                       ("events.jsonl", jsonl(events))):
+        files[name] = tmp_path / name
+        files[name].write_bytes(text if isinstance(text, bytes) else text.encode())
+    reference = load_reference(files["prices.csv"], files["deployments.csv"], files["cost-centers.csv"])
+    opened = open_pipeline(Settings(tmp_path / "home"), reference)
+    try:
+        result = ingest(json_lines(str(files["events.jsonl"])), opened.ledger, opened.counters, opened.dead_letters,
+                        opened.pricer)
+        assert (result.ingested, result.dead_lettered) == (len(events), 0)
+        snapshot(opened.ledger, opened.snapshots)
+        warehouse = open_warehouse(local(opened.snapshots), reference, now=priced.NOW)
+        try:
+            return build_report(warehouse, reference, period)
+        finally:
+            warehouse.connection.close()
+    finally:
+        opened.close()
+
+
+def daily_csv(report: Report) -> bytes:
+    return render_report(report, ["csv"])[f"chargeback-{report.label}-daily.csv"]
+
+
+@pytest.mark.parametrize("world", WORLDS)
+@pytest.mark.parametrize("period", [Period.month("2026-10"), Period.days(date(2026, 9, 30), date(2026, 11, 1))],
+                         ids=["month", "range across a month's end"])
+def test_daily_rows_summed_in_duckdb_are_the_rows_of_each_days_usage(tmp_path: Path, world: str,
+                                                                     period: Period) -> None:
+    report = report_of(tmp_path, world, period)
+    assert report.day_groups is not None and not report.deployment_days and not report.cached_unknown
+    summed = summed_daily_rows(report.day_groups)
+    assert summed == report_rows(report.day_usage(), bucket=date.isoformat)
+    assert daily_rows(report) == summed
+    from_day_usage = daily_csv(dataclasses.replace(report, day_groups=None))
+    assert daily_csv(report) == from_day_usage
+    assert summed and from_day_usage.count(b"\n") == len(summed) + 1  # the header, then a line per row
+
+
+def test_one_days_row_priced_at_two_prices(tmp_path: Path) -> None:
+    report = report_of(tmp_path, "two prices in one row", Period.month("2026-10"))
+    rows = list(csv.DictReader(io.StringIO(daily_csv(report).decode())))
+    assert [(r["date"], r["cost_center"], r["model"], r["deployment_type"], r["requests"], r["prompt_tokens"],
+             r["cost"], r["total_cost"]) for r in rows] == [
+        ("2026-10-03", "CC-A", "m-one", "regional", "2", "2000000", "4", "4")]
