@@ -6,7 +6,9 @@ prices on the same day.
 
 Two prices in one row, hand-computed: sub-a calls dep-we (m-one, regional, westeurope, 1.00 per
 1M in) and dep-us (the same model and type in eastus, 3.00 per 1M in) on 2026-10-03 with 1M prompt
-tokens each: one daily row, 2 requests, 2,000,000 prompt tokens, 4.00 USD.
+tokens each: one daily row, 2 requests, 2,000,000 prompt tokens, 4.00 USD. sub-x (unmapped) sends
+the cost center `Ops, "EU"`: 10 tokens at 1.00 = 0.00001. With dep-us at 1,000,000,000,000 per 1M
+(beyond DECIMAL(18, 6)), 2026-10-03 costs 1,000,000,000,001.
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ from pipeline.lake.warehouse import open_warehouse
 from pipeline.settings import Settings
 from pipeline.stages.ingest import ingest
 from pipeline.stages.report.build import build_report
-from pipeline.stages.report.daily import daily_rows, summed_daily_rows
-from pipeline.stages.report.model import Report
-from pipeline.stages.report.render import render_report
+from pipeline.stages.report.daily import daily_csv, summed_daily_csv
+from pipeline.stages.report.model import DAILY_COLUMNS, Report
 from pipeline.stages.report.rows import report_rows
 from pipeline.stages.snapshot import snapshot
 from tests import test_billing_classes as billing
@@ -50,7 +51,12 @@ TWO_PRICE_EVENTS = [
           usage={"promptTokens": 1_000_000, "completionTokens": 0, "totalTokens": 1_000_000, "cachedTokens": 0,
                  "reasoningTokens": 0})
     for deployment in ("dep-we", "dep-us")
-]
+] + [  # an unmapped subscription: the caller's cost center, which CSV must quote
+    event(subscriptionId="sub-x", deployment="dep-we", model=None, timestamp="2026-10-04T09:00:00Z",
+          costCenter='Ops, "EU"', usage={"promptTokens": 10, "completionTokens": 0, "totalTokens": 10,
+                                          "cachedTokens": 0, "reasoningTokens": 0})]
+# A price DECIMAL(18, 6) cannot hold: the file is made from report_rows.
+HUGE_PRICE = TWO_PRICES.replace("3.00,1.50,12.00", "1000000000000,1.50,12.00")
 WORLDS: dict[str, tuple[str, str, str, list[dict[str, Any]]]] = {
     "prices and cost centers change mid-month": (PRICES_CSV, DEPLOYMENTS_CSV, COST_CENTERS_CSV, priced.EVENTS),
     "tiers, spillover, audio, provisioned without capacity": (
@@ -58,6 +64,7 @@ WORLDS: dict[str, tuple[str, str, str, list[dict[str, Any]]]] = {
     "two prices in one row": (TWO_PRICES, TWO_REGIONS, "subscription_id,cost_center,effective_from,effective_to\n"
                               "sub-a,CC-A,,\n", TWO_PRICE_EVENTS),
 }
+WORLDS["a price too large for DECIMAL(18, 6)"] = (HUGE_PRICE, *WORLDS["two prices in one row"][1:])
 
 
 def report_of(tmp_path: Path, world: str, period: Period) -> Report:
@@ -83,23 +90,19 @@ def report_of(tmp_path: Path, world: str, period: Period) -> Report:
         opened.close()
 
 
-def daily_csv(report: Report) -> bytes:
-    return render_report(report, ["csv"])[f"chargeback-{report.label}-daily.csv"]
-
-
-@pytest.mark.parametrize("world", WORLDS)
+@pytest.mark.parametrize("world", [world for world in WORLDS if "too large" not in world])
 @pytest.mark.parametrize("period", [Period.month("2026-10"), Period.days(date(2026, 9, 30), date(2026, 11, 1))],
                          ids=["month", "range across a month's end"])
 def test_daily_rows_summed_in_duckdb_are_the_rows_of_each_days_usage(tmp_path: Path, world: str,
                                                                      period: Period) -> None:
     report = report_of(tmp_path, world, period)
     assert report.day_groups is not None and not report.deployment_days and not report.cached_unknown
-    summed = summed_daily_rows(report.day_groups)
-    assert summed == report_rows(report.day_usage(), bucket=date.isoformat)
-    assert daily_rows(report) == summed
-    from_day_usage = daily_csv(dataclasses.replace(report, day_groups=None))
-    assert daily_csv(report) == from_day_usage
-    assert summed and from_day_usage.count(b"\n") == len(summed) + 1  # the header, then a line per row
+    summed = summed_daily_csv(report.day_groups)
+    from_day_usage = daily_csv(dataclasses.replace(report, day_groups=None))  # report_rows over the day usage
+    assert summed == from_day_usage
+    assert daily_csv(report) == summed
+    rows = report_rows(report.day_usage(), bucket=date.isoformat)
+    assert rows and summed.count(b"\n") == len(rows) + 1  # the header, then a line per row
 
 
 def test_one_days_row_priced_at_two_prices(tmp_path: Path) -> None:
@@ -107,4 +110,19 @@ def test_one_days_row_priced_at_two_prices(tmp_path: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(daily_csv(report).decode())))
     assert [(r["date"], r["cost_center"], r["model"], r["deployment_type"], r["requests"], r["prompt_tokens"],
              r["cost"], r["total_cost"]) for r in rows] == [
-        ("2026-10-03", "CC-A", "m-one", "regional", "2", "2000000", "4", "4")]
+        ("2026-10-03", "CC-A", "m-one", "regional", "2", "2000000", "4", "4"),
+        ("2026-10-04", 'Ops, "EU"', "m-one", "regional", "1", "10", "0.00001", "0.00001")]
+
+
+def test_a_price_too_large_for_duckdb_leaves_the_file_to_report_rows(tmp_path: Path) -> None:
+    report = report_of(tmp_path, "a price too large for DECIMAL(18, 6)", Period.month("2026-10"))
+    assert report.day_groups is not None and summed_daily_csv(report.day_groups) is None
+    rows = list(csv.DictReader(io.StringIO(daily_csv(report).decode())))
+    assert [(r["date"], r["cost"]) for r in rows] == [("2026-10-03", "1000000000001"), ("2026-10-04", "0.00001")]
+
+
+def test_a_period_without_usage_has_the_header_alone(tmp_path: Path) -> None:
+    report = report_of(tmp_path, "two prices in one row", Period.month("2026-12"))
+    assert report.day_groups is not None
+    header = daily_csv(dataclasses.replace(report, day_groups=None))
+    assert summed_daily_csv(report.day_groups) == header == b",".join(c.encode() for c in DAILY_COLUMNS) + b"\n"

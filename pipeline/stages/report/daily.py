@@ -1,61 +1,139 @@
-"""The `-daily.csv` rows: the report's rows day by day (the bucket is the day).
+"""`-daily.csv`: the report's rows day by day (the bucket is the day).
 
 A key resolves alike on every day of its period (pipeline.stages.report.build), so the day rows
 need no resolution of their own: each period names its row (cost center, subscription, model,
-deployment type, currency, catalog, charge class, tier, spillover) and its price, and DuckDB sums
-the days' usage per day, row and price over the report's day table (`DayGroups.days`, Arrow)
-in one query. Python then prices each sum once (`Price.cost`, the one pricing code) and makes
-the row: about one Python step per row instead of the ten per day and key of `report_rows`.
+deployment type, currency, catalog, charge class, tier, spillover) and its price. For a report of
+pay-as-you-go usage, DuckDB then makes the whole file from the report's day table
+(`DayGroups.days`, Arrow) in one query: it sums the usage per day, row and price, prices each sum
+from the catalog's exact decimals (DECIMAL arithmetic, which raises rather than rounds; a price
+has at most 6 decimals), and writes the lines. Python renders only each row's own cells, once per
+row (`csv_cells` and the csv module, as every other report line), not once per day.
 
-A report with provisioned (PTU) capacity or usage in its period, or usage of unknown cached share, takes
-`report_rows` over the day usage instead: the allocated capacity and the marks come from Python
-objects anyway. Both ways give the same rows (tests/test_report_daily.py holds them equal).
+A report with provisioned (PTU) capacity or usage, usage of unknown cached share or true-ups, or
+a price too large for DECIMAL(18, 6), is rendered from `report_rows` over the day usage instead.
+Both ways give the same bytes (tests/test_report_daily.py holds them equal).
 """
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 
-from pipeline.domain.pricing import Price, money_sum
-from pipeline.stages.report.model import DayGroups, Report, ReportRow
-from pipeline.stages.report.rows import RowKey, report_rows, row_key
+from pipeline.domain.pricing import Price
+from pipeline.lake.csv_files import csv_table_bytes
+from pipeline.stages.report.model import DAILY_COLUMNS, REPORT_COLUMNS, DayGroups, Report, ReportRow, csv_cells
+from pipeline.stages.report.rows import RowKey, report_rows, row_key, with_true_ups
 
-# Per day, row and price: the days' sums. `row_number` and `price` come from the period (a
-# parameter list each, indexed by period): a row number in row order, and a price number (-1: none).
-_SUMS_SQL = """
+# The columns a row's key sets (its cells are rendered in Python, once per row) ...
+_KEY_COLUMNS = frozenset({"cost_center", "subscription_id", "model", "deployment_type", "currency",
+                          "catalog_version", "charge_class", "service_tier", "spillover"})
+# ... and the others, as SQL text over `r` (a row's day sums and cost): a row of pay-as-you-go
+# usage has no PTU cost, no usage of unknown cached share and no true-up, and its total is its cost.
+_VALUES = {
+    "month": "r.date::VARCHAR", "requests": "r.requests::VARCHAR", "prompt_tokens": "r.prompt_tokens::VARCHAR",
+    "cached_tokens": "r.cached_tokens::VARCHAR", "completion_tokens": "r.completion_tokens::VARCHAR",
+    "cost": "r.cost", "ptu_cost": "''", "total_cost": "r.cost", "cached_unknown_requests": "'0'",
+    "cached_unknown_max_overcharge": "''", "audio_prompt_tokens": "r.audio_prompt_tokens::VARCHAR",
+    "audio_completion_tokens": "r.audio_completion_tokens::VARCHAR", "true_up_cost": "''",
+}
+_LARGEST_PRICE = Decimal(10) ** 12  # DECIMAL(18, 6): 12 digits before the point
+_SUMMED = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens", "audio_prompt_tokens",
+           "audio_completion_tokens")
+
+
+def _runs() -> list[tuple[bool, list[str]]]:
+    """REPORT_COLUMNS as runs of key columns and of SQL-valued ones, in order."""
+    runs: list[tuple[bool, list[str]]] = []
+    for column in REPORT_COLUMNS:
+        is_key = column in _KEY_COLUMNS
+        if runs and runs[-1][0] == is_key:
+            runs[-1][1].append(column)
+        else:
+            runs.append((is_key, [column]))
+    return runs
+
+
+_RUNS = _runs()
+_KEY_RUNS = [columns for is_key, columns in _RUNS if is_key]
+
+
+def _line_sql() -> str:
+    """A day row's CSV line: each run of key columns is the row's text `k.key_N` (a parameter
+    list `$key_N` by row number), each other column its SQL."""
+    parts, keys = [], 0
+    for is_key, columns in _RUNS:
+        if is_key:
+            parts.append(f"k.key_{keys}")
+            keys += 1
+        else:
+            parts.extend(_VALUES[column] for column in columns)
+    return f"concat_ws(',', {', '.join(parts)})"  # no part is NULL
+
+
+_PRICE_COLUMNS = ("input", "cached_input", "output", "audio_input", "audio_output")
+# Per day, row and price, the days' sums; priced (NULL for no price); per day and row, the sum of
+# its prices' costs as exact text (no trailing zeros, '' for no price); then the lines, in row order.
+_DAILY_SQL = f"""
 WITH periods AS (
   SELECT unnest($rows) AS row_number, unnest($prices) AS price, generate_subscripts($rows, 1) - 1 AS period
+), prices AS (
+  SELECT {', '.join(f'unnest(${c})::DECIMAL(18, 6) AS {c}' for c in _PRICE_COLUMNS)},
+         generate_subscripts($input, 1) - 1 AS price
+), sums AS (
+  SELECT d.date, p.row_number, p.price, {', '.join(f'sum(d.{c})::BIGINT AS {c}' for c in _SUMMED)}
+  FROM days d JOIN periods p ON p.period = d.period
+  GROUP BY d.date, p.row_number, p.price
+), priced AS (
+  SELECT s.*, CASE WHEN s.price >= 0 THEN
+           (s.prompt_tokens - s.cached_tokens - s.audio_prompt_tokens)::DECIMAL(38, 0) * c.input
+         + s.cached_tokens::DECIMAL(38, 0) * c.cached_input
+         + (s.completion_tokens - s.audio_completion_tokens)::DECIMAL(38, 0) * c.output
+         + CASE WHEN s.audio_prompt_tokens = 0 THEN 0
+                WHEN c.audio_input IS NULL THEN error('audio prompt tokens priced without an audio price')
+                ELSE s.audio_prompt_tokens::DECIMAL(38, 0) * c.audio_input END
+         + CASE WHEN s.audio_completion_tokens = 0 THEN 0
+                WHEN c.audio_output IS NULL THEN error('audio completion tokens priced without an audio price')
+                ELSE s.audio_completion_tokens::DECIMAL(38, 0) * c.audio_output END END
+         AS units
+  FROM sums s LEFT JOIN prices c ON c.price = s.price
+), keys AS (
+  SELECT {', '.join(f'unnest($key_{n}) AS key_{n}' for n in range(len(_KEY_RUNS)))},
+         generate_subscripts($key_0, 1) - 1 AS row_number
+), r AS (
+  SELECT date, row_number, {', '.join(f'sum({c})::BIGINT AS {c}' for c in _SUMMED)},
+         coalesce(rtrim(rtrim((sum(units) * 0.000001::DECIMAL(7, 6))::VARCHAR, '0'), '.'), '') AS cost
+  FROM priced GROUP BY date, row_number
 )
-SELECT d.date::VARCHAR, p.row_number, p.price, sum(d.requests)::BIGINT, sum(d.prompt_tokens)::BIGINT,
-       sum(d.cached_tokens)::BIGINT, sum(d.completion_tokens)::BIGINT, sum(d.audio_prompt_tokens)::BIGINT,
-       sum(d.audio_completion_tokens)::BIGINT
-FROM days d JOIN periods p ON p.period = d.period
-GROUP BY d.date, p.row_number, p.price
-ORDER BY d.date, p.row_number, p.price
+SELECT coalesce(string_agg({_line_sql()}, chr(10) ORDER BY r.date, r.row_number), '')
+FROM r JOIN keys k ON k.row_number = r.row_number
 """
 
 
-def daily_rows(report: Report) -> list[ReportRow]:
-    """The report's rows per UTC day (`month` holds the day), in row order, without true-ups
-    (pipeline.stages.report.rows.with_true_ups adds them)."""
+def daily_csv(report: Report) -> bytes:
+    """The `-daily.csv` file of the report: its rows per UTC day (`date`), in row order, with
+    the true-ups."""
     groups = report.day_groups
-    if (groups is None or report.deployment_days or report.cached_unknown
-            or any(item.resolution.provisioned for item in groups.usage)):
-        return report_rows(report.day_usage(), report.deployment_days, bucket=date.isoformat,
-                           unknown=report.cached_unknown)
-    return summed_daily_rows(groups)
+    if (groups is not None and not report.deployment_days and not report.cached_unknown and not report.true_ups
+            and not any(item.resolution.provisioned for item in groups.usage)):
+        made = summed_daily_csv(groups)
+        if made is not None:
+            return made
+    daily = report_rows(report.day_usage(), report.deployment_days, bucket=date.isoformat,
+                        unknown=report.cached_unknown)
+    return csv_table_bytes(DAILY_COLUMNS, map(csv_cells, with_true_ups(daily, report.true_ups, date.isoformat)))
 
 
-def summed_daily_rows(groups: DayGroups) -> list[ReportRow]:
-    """The day rows of pay-as-you-go usage (no provisioned usage, whose rows cost 0 and take the
-    allocated capacity; no usage of unknown cached share), summed in DuckDB and priced here: the
-    rows `report_rows` gives for the same day usage."""
+def summed_daily_csv(groups: DayGroups) -> bytes | None:
+    """The day rows of pay-as-you-go usage made by DuckDB (no provisioned usage, whose rows cost 0
+    and take the allocated capacity; no usage of unknown cached share); None when a price does
+    not fit DECIMAL(18, 6) or a cost does not fit DECIMAL(38, 12) (report_rows makes them then)."""
     import duckdb
 
     keys: list[RowKey] = [row_key("", item.subscription_id, item.resolution) for item in groups.usage]
     order = {key: number for number, key in enumerate(sorted(set(keys)))}
-    by_number = sorted(order, key=order.__getitem__)
     prices: list[Price] = []
     numbers: dict[int, int] = {}
     price_numbers = []
@@ -69,33 +147,32 @@ def summed_daily_rows(groups: DayGroups) -> list[ReportRow]:
             number = numbers[id(price)] = len(prices)
             prices.append(price)
         price_numbers.append(number)
+    rates = {column: [_rate(getattr(price, f"{column}_per_1m")) for price in prices] for column in _PRICE_COLUMNS}
+    if any(rate is not None and abs(Decimal(rate)) >= _LARGEST_PRICE for column in rates.values() for rate in column):
+        return None
+    cells = [csv_cells(ReportRow(*key)) for key in sorted(order, key=order.__getitem__)]
+    parameters: dict[str, object] = {"rows": [order[key] for key in keys], "prices": price_numbers, **rates}
+    for number, columns in enumerate(_KEY_RUNS):
+        at = [REPORT_COLUMNS.index(column) for column in columns]
+        parameters[f"key_{number}"] = [_csv_text([row[i] for i in at]) for row in cells]
     connection = duckdb.connect()
     try:
         connection.register("days", groups.days)
-        sums = connection.execute(_SUMS_SQL, {
-            "rows": [order[key] for key in keys], "prices": price_numbers}).fetchall()
+        [(lines,)] = connection.execute(_DAILY_SQL, parameters).fetchall()
+    except duckdb.OutOfRangeException:  # a cost beyond DECIMAL(38, 12)
+        return None
     finally:
         connection.close()
-    rows: list[ReportRow] = []
-    costs: list[Decimal] = []
-    row: ReportRow | None = None
-    at: tuple[str, int] | None = None
-    for day, number, price, requests, prompt, cached, completion, audio_prompt, audio_completion in sums:
-        if (day, number) != at:
-            if row is not None:
-                row.cost = money_sum(costs) if costs else None
-            at, costs = (day, number), []
-            row = ReportRow(day, *by_number[number][1:])
-            rows.append(row)
-        assert row is not None
-        row.requests += requests
-        row.prompt_tokens += prompt
-        row.cached_tokens += cached
-        row.completion_tokens += completion
-        row.audio_prompt_tokens += audio_prompt
-        row.audio_completion_tokens += audio_completion
-        if price >= 0:
-            costs.append(prices[price].cost(prompt, cached, completion, audio_prompt, audio_completion))
-    if row is not None:
-        row.cost = money_sum(costs) if costs else None  # unpriced: no cost
-    return rows
+    header = _csv_text(DAILY_COLUMNS)
+    return f"{header}\n{lines}\n".encode() if lines else f"{header}\n".encode()
+
+
+def _rate(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
+def _csv_text(cells: Sequence[object]) -> str:
+    """The cells as one CSV line without its line end, quoted as every report line is."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerow(cells)
+    return text.getvalue()[:-1]

@@ -4,6 +4,7 @@ pipeline.stages.report.build, rendered by .render, .focus and .html, published b
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -321,6 +322,23 @@ class DayGroups(NamedTuple):
 
     days: pa.Table
     usage: list[KeyUsage]
+
+
+_CELLS = operator.attrgetter(*REPORT_COLUMNS)
+_AMOUNTS = tuple(REPORT_COLUMNS.index(column) for column in AMOUNT_COLUMNS)
+_BOOLEANS = tuple(REPORT_COLUMNS.index(column) for column in BOOLEAN_COLUMNS)
+
+
+def csv_cells(row: ReportRow) -> list[object]:
+    """The row's CSV cells in REPORT_COLUMNS order (the first is its bucket of days: the month,
+    or the day of a daily row)."""
+    cells: list[object] = list(_CELLS(row))
+    for at in _AMOUNTS:
+        amount = cells[at]
+        cells[at] = "" if amount is None else exact_text(amount)  # type: ignore[arg-type]
+    for at in _BOOLEANS:
+        cells[at] = "true" if cells[at] else "false"
+    return cells
 
 
 def exact_text(amount: Decimal | None) -> str:

@@ -3,32 +3,26 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable
-from datetime import date
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from pipeline.lake.csv_files import csv_bytes, csv_table_bytes
-from pipeline.stages.report.daily import daily_rows
+from pipeline.stages.report.daily import daily_csv
 from pipeline.stages.report.focus import FocusContext, render_focus
 from pipeline.stages.report.model import (
-    AMOUNT_COLUMNS,
     BOOLEAN_COLUMNS,
-    DAILY_COLUMNS,
     DEFAULT_FORMATS,
     REPORT_COLUMNS,
     REPORT_SCHEMA,
     UNPRICED_COLUMNS,
     Report,
-    ReportRow,
     check_formats,
-    exact_text,
+    csv_cells,
 )
 from pipeline.stages.report.restate import stem as file_stem
-from pipeline.stages.report.rows import with_true_ups
 
 
 def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
@@ -42,13 +36,12 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
     wanted = check_formats(formats)
     stem = file_stem(report.label)
     files: dict[str, bytes] = {}
-    monthly = csv_table_bytes(REPORT_COLUMNS, map(_csv_cells, report.rows)) if {"csv", "parquet"} & set(wanted) else b""
+    monthly = csv_table_bytes(REPORT_COLUMNS, map(csv_cells, report.rows)) if {"csv", "parquet"} & set(wanted) else b""
     if "csv" in wanted:
         files[f"{stem}.csv"] = monthly
         files[f"{stem}-unpriced.csv"] = csv_bytes(
             UNPRICED_COLUMNS, (_booleans({c: getattr(row, c) for c in UNPRICED_COLUMNS}) for row in report.unpriced))
-        daily = with_true_ups(daily_rows(report), report.true_ups, date.isoformat)
-        files[f"{stem}-daily.csv"] = csv_table_bytes(DAILY_COLUMNS, map(_csv_cells, daily))  # `month` holds the day
+        files[f"{stem}-daily.csv"] = daily_csv(report)
     if "parquet" in wanted:
         files[f"{stem}.parquet"] = _parquet(monthly)
     if "focus-1.2" in wanted:
@@ -74,23 +67,6 @@ def _parquet(monthly_csv: bytes) -> bytes:
     # The reader gave every column its schema type: no cast, which would load pyarrow.compute (40 ms).
     pq.write_table(table.select(REPORT_SCHEMA.names), sink, compression="zstd")
     return bytes(sink.getvalue().to_pybytes())
-
-
-_CELLS = operator.attrgetter(*REPORT_COLUMNS)
-_AMOUNTS = tuple(REPORT_COLUMNS.index(column) for column in AMOUNT_COLUMNS)
-_BOOLEANS = tuple(REPORT_COLUMNS.index(column) for column in BOOLEAN_COLUMNS)
-
-
-def _csv_cells(row: ReportRow) -> list[object]:
-    """The row's CSV cells in REPORT_COLUMNS order (the first is its bucket of days: the month,
-    or the day of a daily row)."""
-    cells: list[object] = list(_CELLS(row))
-    for at in _AMOUNTS:
-        amount = cells[at]
-        cells[at] = "" if amount is None else exact_text(amount)  # type: ignore[arg-type]
-    for at in _BOOLEANS:
-        cells[at] = "true" if cells[at] else "false"
-    return cells
 
 
 def _booleans(values: dict[str, object]) -> dict[str, object]:
