@@ -83,7 +83,7 @@ def test_copies_within_a_batch_keep_the_first_one() -> None:
     events = decoded(bodies)
     columns = as_columns(events, [charge(n) for n in range(len(events))])
     assert (columns.copies, columns.rows) == (11, 10)
-    assert columns.ids() == [f"e-{n:04d}" for n in range(10)]
+    assert columns.events.column("event_id").to_pylist() == [f"e-{n:04d}" for n in range(10)]
     assert columns.events.column("prompt_tokens")[1].as_py() == 101
     # row 3 carries the charge of decoded event 4 (unpriced), not the copy's (event 3, priced)
     assert columns.charges.column("priced").to_pylist()[2:5] == [True, False, True]

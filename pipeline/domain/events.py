@@ -7,6 +7,7 @@ fields are kept (forward compatibility) but only as a size-limited JSON blob.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -96,3 +97,12 @@ WIRE_FIELDS: tuple[str, ...] = tuple(
     f.encode_name for f in msgspec.structs.fields(UsageEvent) if f.encode_name not in RESERVED_FIELDS
 )
 USAGE_FIELDS: tuple[str, ...] = tuple(f.encode_name for f in msgspec.structs.fields(Usage))
+
+
+def first_copies(events: Sequence[UsageEvent]) -> dict[str, int]:
+    """Each eventId of the batch and the position of its first copy, in batch order: the copy
+    that counts (the ledger keeps it, the counters sum it), whatever its copies say."""
+    first: dict[str, int] = {}
+    for index, event in enumerate(events):
+        first.setdefault(event.event_id, index)
+    return first

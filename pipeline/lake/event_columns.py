@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.domain.counters import TOKENS, SumRows, hour_text
-from pipeline.domain.events import UsageEvent
+from pipeline.domain.events import UsageEvent, first_copies
 from pipeline.domain.live import LiveCharge
 from pipeline.lake.usage import events_batch
 from pipeline.ports import AppendResult, CountResult
@@ -51,10 +51,6 @@ class EventColumns:
     def rows(self) -> int:
         return int(self.events.num_rows)
 
-    def ids(self) -> list[str]:
-        ids: list[str] = self.events.column("event_id").to_pylist()
-        return ids
-
     def keep(self, ids: set[str]) -> pa.Array | None:
         """The mask of the rows whose eventId is in `ids`; None when that is every row."""
         if len(ids) == self.rows:
@@ -76,9 +72,7 @@ def _from_ipc(events: bytes, charges: bytes, sorted_ids: bytes, copies: int) -> 
 def event_columns(events: Sequence[UsageEvent], charges: Sequence[LiveCharge]) -> EventColumns:
     """The columns of the first copy of each eventId (the copy the ledger keeps)."""
     copies = len(events)
-    first: dict[str, int] = {}
-    for index, event in enumerate(events):
-        first.setdefault(event.event_id, index)
+    first = first_copies(events)
     if len(first) < len(events):
         kept = list(first.values())
         events, charges = [events[i] for i in kept], [charges[i] for i in kept]

@@ -21,7 +21,7 @@ import msgspec
 
 from pipeline.adapters.embedded.sqlite import connect, probe_write, write_transaction
 from pipeline.domain.counters import COST_CENTER_MEASURES, HOURLY, MONTHLY, HourlyRow, SumRows, Tally
-from pipeline.domain.events import UsageEvent
+from pipeline.domain.events import UsageEvent, first_copies
 from pipeline.domain.live import Budget, BudgetAlert, Budgets, BudgetScope, LiveCharge, SubscriptionMonth, reached
 from pipeline.lake.event_columns import EventColumns, sum_rows
 from pipeline.ports import CountersUnavailable, CountResult
@@ -60,6 +60,7 @@ _UPSERT_COST_CENTER = _upsert("cost_center_monthly", 2, COST_CENTER_MEASURES)
 _MARK_ALL = "INSERT OR IGNORE INTO counted SELECT value FROM json_each(?) RETURNING event_id"
 _MARK_ONE = "INSERT OR IGNORE INTO counted VALUES (?)"
 _encode = msgspec.json.Encoder().encode
+_decode_ids = msgspec.json.Decoder(list[str]).decode
 
 
 
@@ -71,27 +72,26 @@ class SqliteCounters:
         self._db.executescript(_DDL)
 
     def add(self, events: Sequence[UsageEvent], charges: Sequence[LiveCharge]) -> CountResult:
-        unique: dict[str, tuple[UsageEvent, LiveCharge]] = {}
-        for event, charge in zip(events, charges, strict=True):  # the first copy wins, as in the ledger
-            unique.setdefault(event.event_id, (event, charge))
+        if len(events) != len(charges):
+            raise ValueError(f"{len(events)} events but {len(charges)} charges")
+        first = first_copies(events)  # the first copy wins, as in the ledger
 
         def tally(marked: set[str]) -> SumRows:
             sums = Tally()
-            sums.add(pair for event_id, pair in unique.items() if event_id in marked)
+            sums.add((events[at], charges[at]) for event_id, at in first.items() if event_id in marked)
             return sums.rows()
 
-        return self._count(sorted(unique), tally)
+        return self._count(_encode(sorted(first)), tally)
 
     def add_columns(self, columns: EventColumns) -> CountResult:
         """`add` of a batch decoded elsewhere: the same sums, marks and alerts."""
-        return self._count(columns.ids, lambda marked: sum_rows(columns, columns.keep(marked)), columns.sorted_ids)
+        return self._count(columns.sorted_ids, lambda marked: sum_rows(columns, columns.keep(marked)))
 
-    def _count(self, event_ids: list[str] | Callable[[], list[str]], tally: Callable[[set[str]], SumRows],
-               encoded: bytes | None = None) -> CountResult:
-        """Mark the eventIds, and add the sums `tally` gives for those marked now."""
+    def _count(self, ids: bytes, tally: Callable[[set[str]], SumRows]) -> CountResult:
+        """Mark the eventIds (a JSON array), and add the sums `tally` gives for those marked now."""
         try:
             with write_transaction(self._db):
-                marked = self._mark(event_ids, encoded)
+                marked = self._mark(ids)
                 sums = tally(marked)
                 self._db.executemany(_UPSERT_HOURLY, sums.hourly)
                 self._db.executemany(_UPSERT_MONTHLY, sums.monthly)
@@ -102,14 +102,13 @@ class SqliteCounters:
             raise CountersUnavailable(f"{self.path}: {error}") from error
         return CountResult(len(marked), alerts)
 
-    def _mark(self, event_ids: list[str] | Callable[[], list[str]], encoded: bytes | None = None) -> set[str]:
-        """Mark the eventIds not marked yet; returns those (in key order: neighbours share pages).
-        `encoded`: the ids as a JSON array already; `event_ids` may then be a function listing them."""
-        ids = encoded if encoded is not None else _encode(event_ids)
-        if b"\\u0000" not in ids:  # JSON text cannot carry NUL through SQLite: such ids go one by one
+    def _mark(self, ids: bytes) -> set[str]:
+        """Mark the eventIds (a JSON array, in key order: neighbours share pages) not marked yet;
+        returns those."""
+        if b"\\u0000" not in ids:
             return {row[0] for row in self._db.execute(_MARK_ALL, (ids,))}
-        listed = event_ids() if callable(event_ids) else event_ids
-        return {event_id for event_id in listed if self._db.execute(_MARK_ONE, (event_id,)).rowcount == 1}
+        # JSON text cannot carry NUL through SQLite: such a batch goes one id at a time.
+        return {event_id for event_id in _decode_ids(ids) if self._db.execute(_MARK_ONE, (event_id,)).rowcount == 1}
 
     def _raise_alerts(self, touched: list[tuple[BudgetScope, str, str]]) -> list[BudgetAlert]:
         alerts = []

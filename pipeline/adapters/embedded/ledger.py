@@ -16,7 +16,7 @@ in existing snapshot manifests stay valid.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from pipeline.adapters.embedded import ledger_v1
 from pipeline.adapters.embedded.sqlite import connect, probe_write, write_transaction
-from pipeline.domain.events import UsageEvent
+from pipeline.domain.events import UsageEvent, first_copies
 from pipeline.lake.event_columns import EventColumns
 from pipeline.lake.usage import USAGE_SCHEMA, conformed, events_batch
 from pipeline.ports import AppendResult, Changes, LedgerUnavailable, Pending, UserError
@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS batches (
 _INSERT_IDS = "INSERT OR IGNORE INTO event_ids SELECT value, ? FROM json_each(?) RETURNING event_id"
 _INSERT_ID = "INSERT OR IGNORE INTO event_ids VALUES (?, ?)"
 _encode = msgspec.json.Encoder().encode
+_decode_ids = msgspec.json.Decoder(list[str]).decode
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 _SEQ, _INGESTED = USAGE_SCHEMA.get_field_index("ledger_seq"), USAGE_SCHEMA.get_field_index("ingested_at")
 
@@ -82,17 +83,15 @@ class SqliteLedger:
                 self._db.execute(f"PRAGMA user_version = {LAYOUT}")
 
     def append(self, events: Sequence[UsageEvent]) -> AppendResult:
-        first: dict[str, UsageEvent] = {}
-        for event in events:
-            first.setdefault(event.event_id, event)
+        first = first_copies(events)
         if not first:
             return AppendResult(new=0, duplicates=len(events))
         ingested_at = datetime.now(UTC)
         with write_transaction(self._db):
             batch, last_seq = self._db.execute(
                 "SELECT coalesce(max(batch), 0) + 1, coalesce(max(last_seq), 0) FROM batches").fetchone()
-            created = self._insert_ids(sorted(first), batch)  # in key order: neighbours share index pages
-            new = [event for event_id, event in first.items() if event_id in created]
+            created = self._insert_ids(_encode(sorted(first)), batch)  # in key order: neighbours share pages
+            new = [events[at] for event_id, at in first.items() if event_id in created]
             if new:
                 seqs = range(last_seq + 1, last_seq + 1 + len(new))
                 self._write(events_batch(new, ingested_at, seqs), batch)
@@ -107,7 +106,7 @@ class SqliteLedger:
         with write_transaction(self._db):
             batch, last_seq = self._db.execute(
                 "SELECT coalesce(max(batch), 0) + 1, coalesce(max(last_seq), 0) FROM batches").fetchone()
-            created = self._insert_ids(columns.ids, batch, columns.sorted_ids)
+            created = self._insert_ids(columns.sorted_ids, batch)
             if created:
                 keep = columns.keep(created)
                 events = columns.events if keep is None else columns.events.filter(keep)
@@ -117,15 +116,13 @@ class SqliteLedger:
                 self._write(events, batch)
         return AppendResult(new=len(created), duplicates=columns.copies - len(created))
 
-    def _insert_ids(self, event_ids: list[str] | Callable[[], list[str]], batch: int,
-                    encoded: bytes | None = None) -> set[str]:
-        """Create the rows of the eventIds not present yet; returns those. `encoded`: the ids as
-        a JSON array already; `event_ids` may then be a function that lists them."""
-        ids = encoded if encoded is not None else _encode(event_ids)
+    def _insert_ids(self, ids: bytes, batch: int) -> set[str]:
+        """Create the rows of the eventIds (a JSON array) not present yet; returns those."""
         if b"\\u0000" not in ids:
             return {row[0] for row in self._db.execute(_INSERT_IDS, (batch, ids))}
-        listed = event_ids() if callable(event_ids) else event_ids
-        return {event_id for event_id in listed if self._db.execute(_INSERT_ID, (event_id, batch)).rowcount == 1}
+        # JSON text cannot carry NUL through SQLite: such a batch goes one id at a time.
+        return {event_id for event_id in _decode_ids(ids)
+                if self._db.execute(_INSERT_ID, (event_id, batch)).rowcount == 1}
 
     def _write(self, events: pa.RecordBatch, batch: int | None = None) -> None:
         """Store one batch of new events (their eventIds already in event_ids)."""
