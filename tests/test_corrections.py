@@ -27,6 +27,7 @@ from pipeline.ports import ObjectStore
 from pipeline.settings import Settings
 from pipeline.stages.correct import load_corrections, read_log
 from pipeline.stages.report.build import build_report
+from pipeline.stages.report.daily import summed_daily_csv
 from pipeline.stages.report.render import render_report
 from tests.conftest import PRICES_CSV, ReferenceFiles, WriteFile
 from tests.factories import event, jsonl, usage
@@ -292,10 +293,13 @@ def test_the_daily_rows_from_periods_equal_those_from_the_day_lines(world: World
     world.report()
     report = build_report(open_warehouse(open_store(settings, SNAPSHOTS)), world.reference.load(), "2026-10",
                           load_corrections(world.store()))
-    from_lines = dataclasses.replace(report, make_day_usage=None)
+    from_lines = dataclasses.replace(report, day_groups=None)
     assert len(report.day_usage()) == len(report.lines) == len(from_lines.day_usage()) == 11
     assert sum(item.prompt_tokens for item in report.day_usage()) == 11_000_000
     daily = "chargeback-2026-10-daily.csv"
     fast, slow = render_report(report, ["csv"])[daily], render_report(from_lines, ["csv"])[daily]
     assert fast == slow == (world.out / daily).read_bytes()
+    assert report.day_groups is not None and not report.deployment_days
+    assert summed_daily_csv(report.day_groups) == slow  # DuckDB's file, charge class Correction included
+    assert b",Correction," in slow
     assert fast.count(b",CC-X,") == 3 and fast.count(b"no_price") == 0  # e-a1, e-a2, e-g12; reasons are elsewhere

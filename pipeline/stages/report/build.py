@@ -138,8 +138,7 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
                     corrections=corrections.by_id(applied), voided=dict(voided), explanations=dict(explanations),
                     states=dict(sorted(states.items())), origins=dict(sorted(origins.items())),
                     llm_unmatched=int(unmatched), llm_mismatched=int(mismatched), cached_unknown=cached_unknown,
-                    make_lines=make_lines, make_day_usage=functools.partial(_day_usage, days, usage),
-                    day_groups=DayGroups(days, usage))
+                    make_lines=make_lines, day_groups=DayGroups(days, usage))
     report.seconds = time.perf_counter() - started
     return report
 
@@ -155,19 +154,6 @@ def _cost_lines(days: pa.Table, usage: list[KeyUsage], reference: Reference,
             resolution = corrections.resolve(reference, key)
         lines.append(CostLine(key, resolution, *row[KEY_WIDTH:-1]))
     return lines
-
-
-def _day_usage(days: pa.Table, usage: list[KeyUsage]) -> list[KeyUsage]:
-    """The usage of each key and day (DAYS_SQL rows) with its period's resolution: what the
-    `-daily.csv` rows are summed from, without a cost line per day and key."""
-    resolutions = [item.resolution for item in usage]
-    columns = [days.column(name).to_pylist() for name in _DAY_USAGE]
-    return [KeyUsage(day, subscription_id, deployment, state, resolutions[period], *tokens)
-            for day, subscription_id, deployment, state, period, *tokens in zip(*columns, strict=True)]
-
-
-_DAY_USAGE = ("date", "subscription_id", "deployment", "usage_state", "period", "requests", "prompt_tokens",
-              "cached_tokens", "completion_tokens", "audio_prompt_tokens", "audio_completion_tokens")
 
 
 def _resolved(periods: list[tuple[Any, ...]], reference: Reference, corrections: Corrections) -> list[KeyUsage]:

@@ -167,11 +167,9 @@ class Report:
     # the HTML chart) and kept by the cached callable: the monthly rows do not need an object per
     # day and group.
     make_lines: Callable[[], list[CostLine]] | None = field(default=None, repr=False, compare=False)
-    # The usage of each key and day with its period's resolution, made when the daily rows are
-    # rendered (cheaper than the lines, which it equals in sum); None: from the lines.
-    make_day_usage: Callable[[], list[KeyUsage]] | None = field(default=None, repr=False, compare=False)
-    # The same usage as DuckDB's day table and the periods' resolutions, which `-daily.csv` is
-    # summed from (pipeline.stages.report.daily); None: from the day usage.
+    # The usage of each key and day (DuckDB's day table) and the periods' resolutions: what the
+    # daily rows are summed from, cheaper than the lines, which it equals in sum (None: from the
+    # lines).
     day_groups: DayGroups | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -181,8 +179,8 @@ class Report:
 
     def day_usage(self) -> list[KeyUsage]:
         """The usage of each key and day: what the `-daily.csv` rows are summed from."""
-        if self.make_day_usage is not None:
-            return self.make_day_usage()
+        if self.day_groups is not None:
+            return self.day_groups.day_usage()
         return list(_line_usage(self.lines))
 
     @property
@@ -322,6 +320,17 @@ class DayGroups(NamedTuple):
 
     days: pa.Table
     usage: list[KeyUsage]
+
+    def day_usage(self) -> list[KeyUsage]:
+        """The usage of each key and day with its period's resolution, as Python objects."""
+        resolutions = [item.resolution for item in self.usage]
+        columns = [self.days.column(name).to_pylist() for name in _DAY_USAGE]
+        return [KeyUsage(day, subscription_id, deployment, state, resolutions[period], *tokens)
+                for day, subscription_id, deployment, state, period, *tokens in zip(*columns, strict=True)]
+
+
+_DAY_USAGE = ("date", "subscription_id", "deployment", "usage_state", "period", "requests", "prompt_tokens",
+              "cached_tokens", "completion_tokens", "audio_prompt_tokens", "audio_completion_tokens")
 
 
 _CELLS = operator.attrgetter(*REPORT_COLUMNS)
