@@ -53,6 +53,7 @@ Each row's billing period is the calendar month of its day, in a range as in a m
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections import defaultdict
@@ -92,6 +93,7 @@ PTU_UNIT = "PTU-Hours"
 PTU_QUANTITY = Decimal("0.000001")  # PTU-hours are stated to 6 decimals
 PAY_AS_YOU_GO, ALLOCATION, IDLE_KIND = "PayAsYouGo", "ProvisionedAllocation", "ProvisionedIdle"
 
+_midnight = functools.cache(midnight)  # a few days: each row's four period bounds
 AMOUNT = pa.decimal128(38, 12)
 INSTANT = pa.timestamp("s", tz="UTC")
 # FOCUS columns first (alphabetical), then ours (x_). Types from the spec's column definitions.
@@ -198,6 +200,18 @@ def focus_rows(report: Report, context: FocusContext | None = None,
     """The period's FOCUS rows (of FOCUS `version`), sorted by day, cost center, subscription,
     model and meter. The billing period of a row is the calendar month of its day, also in a
     report of a range. The 1.2 rows are the 1.3 rows without the columns 1.3 added."""
+    names = SCHEMAS[version].names
+    return [{name: row.get(name) for name in names} for row in _rows(report, context)]
+
+
+def focus_table(report: Report, context: FocusContext | None = None, version: str = FOCUS_VERSION) -> pa.Table:
+    """`focus_rows` as a table of the version's schema, built column by column."""
+    rows, schema = _rows(report, context), SCHEMAS[version]
+    return pa.Table.from_pydict({name: [row.get(name) for row in rows] for name in schema.names}, schema=schema)
+
+
+def _rows(report: Report, context: FocusContext | None) -> list[dict[str, Any]]:
+    """The FOCUS rows, sorted, each with the columns it has a value for (others are null)."""
     context = context or FocusContext()
     common = {"ServiceProviderName": SERVICE_PROVIDER, "HostProviderName": HOST_PROVIDER,
         "BillingAccountId": context.billing_account_id, "BillingAccountName": context.billing_account_name,
@@ -211,19 +225,14 @@ def focus_rows(report: Report, context: FocusContext | None = None,
     recorded = {c.id: c.at for c in report.corrections}
     for row in rows:
         day = row["ChargePeriodStart"].date()
-        row["BillingPeriodStart"], row["BillingPeriodEnd"] = midnight(month_start(day)), midnight(next_month(day))
+        row["BillingPeriodStart"], row["BillingPeriodEnd"] = _midnight(month_start(day)), _midnight(next_month(day))
         ids = set((row["x_CorrectionIds"] or "").split(";")) - {""}
         late = any(recorded[i] >= row["BillingPeriodEnd"] for i in ids if i in recorded)  # after the period ended
         if row["ChargeClass"] == CORRECTION and not late:
             row["ChargeClass"] = None  # a correction within the billing period: a regular charge
     rows.sort(key=lambda r: (r["ChargePeriodStart"], r["x_CostCenter"], r["x_ApimSubscriptionId"] or "",
                              r["x_Model"], r.get("SkuPriceId") or "", r["ChargeClass"] or ""))
-    names = SCHEMAS[version].names
-    return [{name: row.get(name) for name in names} for row in rows]
-
-
-def focus_table(report: Report, context: FocusContext | None = None, version: str = FOCUS_VERSION) -> pa.Table:
-    return pa.Table.from_pylist(focus_rows(report, context, version), schema=SCHEMAS[version])
+    return rows
 
 
 def focus_keys(label: str, version: str = FOCUS_VERSION) -> tuple[str, str, str | None]:
@@ -249,12 +258,41 @@ def render_focus(report: Report, context: FocusContext | None = None,
 
 
 def render_csv(table: pa.Table) -> bytes:
+    """The table as CSV: a header, then its rows, each value as `_csv_value` writes it; made
+    column by column (44,000 rows of 55 columns at 1M events: no Python value per cell twice)."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(table.column_names)
-    for row in table.to_pylist():
-        writer.writerow(_csv_value(row[name]) for name in table.column_names)
+    for start in range(0, table.num_rows, _CSV_ROWS):  # a slice at a time: its texts only in memory
+        part = table.slice(start, _CSV_ROWS)
+        writer.writerows(zip(*(_csv_column(field.type, part.column(field.name)) for field in part.schema),
+                             strict=True))
     return text.getvalue().encode("utf-8")
+
+
+_CSV_ROWS = 8192
+
+
+def _csv_column(kind: pa.DataType, column: pa.ChunkedArray) -> list[str]:
+    """A column's CSV texts: `_csv_value` of each value, by the column's type."""
+    if pa.types.is_string(kind):
+        return ["" if value is None else value for value in column.to_pylist()]
+    if pa.types.is_decimal(kind) and kind.scale > 0:
+        # Arrow writes every decimal with its scale's digits (`1.500000000000`): without the
+        # trailing zeros and point, that is the normalized amount `_csv_value` writes ("0" for 0).
+        return ["" if text is None else text.rstrip("0").rstrip(".") for text in column.cast(pa.string()).to_pylist()]
+    if pa.types.is_timestamp(kind):  # a few distinct days: each made a datetime and written once
+        distinct = column.unique()
+        texts = dict(zip(distinct.cast(pa.int64()).to_pylist(), map(_csv_value, distinct.to_pylist()), strict=True))
+        return [texts[number] for number in column.cast(pa.int64()).to_pylist()]
+    written: dict[object, str] = {}  # flags and counts: few distinct values
+    out = []
+    for value in column.to_pylist():
+        text = written.get(value)
+        if text is None:
+            text = written[value] = _csv_value(value)
+        out.append(text)
+    return out
 
 
 def _csv_value(value: object) -> str:
@@ -317,20 +355,25 @@ def _token_row(day: date, cost_center: str, subscription: str, model: str, deplo
         "BillingCurrency": price.currency, "ChargeClass": CORRECTION if charge_class else None,
         "ChargeDescription": f"{model} {deployment_type} {meter.lower()} for {cost_center}",
         "ChargeFrequency": "Usage-Based",
-        "ChargePeriodStart": midnight(day), "ChargePeriodEnd": midnight(day + timedelta(days=1)),
+        "ChargePeriodStart": _midnight(day), "ChargePeriodEnd": _midnight(day + timedelta(days=1)),
         "SkuId": sku, "SkuMeter": meter,
         # a tier other than standard is a price of its own: in the price id and its details
         "SkuPriceId": f"{sku}/{price.region}/{tier}{kind}/{price.effective_from}@{catalog}",
-        "SkuPriceDetails": json.dumps({"x_TokenKind": kind, "x_Region": price.region,
-                                       "x_EffectiveFrom": price.effective_from.isoformat(),
-                                       **({"x_ServiceTier": price.service_tier} if tier else {})},
-                                      sort_keys=True, separators=(",", ":")),
+        "SkuPriceDetails": _price_details(price, kind),
         "Tags": tags_json(cost_center, subscription),
         "x_CostCenter": cost_center, "x_ApimSubscriptionId": subscription or None, "x_Model": model,
         "x_DeploymentType": deployment_type, "x_Deployment": None, "x_ChargeKind": PAY_AS_YOU_GO,
         "x_PriceCatalogVersion": catalog, "x_CapacityVersion": None, "x_SourceEventCount": group.requests,
         "x_CorrectionIds": ";".join(sorted(group.corrections)) or None,
     }
+
+
+@functools.cache  # one text per price and token kind, not per row
+def _price_details(price: Price, kind: str) -> str:
+    tiered = price.service_tier != STANDARD
+    details = {"x_TokenKind": kind, "x_Region": price.region, "x_EffectiveFrom": price.effective_from.isoformat(),
+               **({"x_ServiceTier": price.service_tier} if tiered else {})}
+    return json.dumps(details, sort_keys=True, separators=(",", ":"))
 
 
 def _mark_spilled(row: dict[str, Any]) -> None:
@@ -359,7 +402,7 @@ def _capacity_rows(days: list[DeploymentDay], capacity_version: str) -> Iterator
                 "ChargeClass": CORRECTION if consumer.charge_class else None,
                 "ChargeDescription": f"{what} ({day.ptu_hours} PTU-hours that day), charged to {consumer.cost_center}",
                 "ChargeFrequency": "Recurring",
-                "ChargePeriodStart": midnight(day.day), "ChargePeriodEnd": midnight(day.day + timedelta(days=1)),
+                "ChargePeriodStart": _midnight(day.day), "ChargePeriodEnd": _midnight(day.day + timedelta(days=1)),
                 "SkuId": sku, "SkuMeter": "Provisioned Throughput Unit Hours",
                 "SkuPriceId": f"{sku}/ptu-hour/{format(MONEY.normalize(unit_price), 'f')} {allocation.currency}",
                 "SkuPriceDetails": json.dumps({"x_Deployment": day.deployment}, separators=(",", ":")),

@@ -20,6 +20,7 @@ Pay-as-you-go rows are not allocated: their Allocated* columns are null.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -98,6 +99,7 @@ def true_up_columns(part: TrueUp, tags: str) -> dict[str, Any]:
 
 
 
+@functools.cache  # one text per cost center, subscription and deployment, not per row
 def tags_json(cost_center: str, subscription: str | None, deployment: str | None = None) -> str:
     tags = {f"{TAG_PREFIX}costCenter": cost_center}
     if subscription:
