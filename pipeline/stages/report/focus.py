@@ -56,6 +56,7 @@ import csv
 import functools
 import io
 import json
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -130,6 +131,7 @@ def _schema(columns: tuple[tuple[str, pa.DataType], ...], version: str,
 
 SCHEMAS = {"1.3": _schema(FOCUS_1_3_COLUMNS, "1.3", EXTRA_1_3_COLUMNS), "1.2": _schema(FOCUS_COLUMNS, "1.2")}
 FOCUS_SCHEMA = SCHEMAS[FOCUS_VERSION]
+_NO_VALUES: dict[str, Any] = dict.fromkeys(name for schema in SCHEMAS.values() for name in schema.names)
 COLUMN_NAMES = tuple(FOCUS_SCHEMA.names)
 COLUMN_NAMES_1_2 = tuple(SCHEMAS["1.2"].names)
 
@@ -207,13 +209,15 @@ def focus_rows(report: Report, context: FocusContext | None = None,
 def focus_table(report: Report, context: FocusContext | None = None, version: str = FOCUS_VERSION) -> pa.Table:
     """`focus_rows` as a table of the version's schema, built column by column."""
     rows, schema = _rows(report, context), SCHEMAS[version]
-    return pa.Table.from_pydict({name: [row.get(name) for row in rows] for name in schema.names}, schema=schema)
+    return pa.Table.from_pydict({name: list(map(operator.itemgetter(name), rows)) for name in schema.names},
+                                schema=schema)
 
 
 def _rows(report: Report, context: FocusContext | None) -> list[dict[str, Any]]:
-    """The FOCUS rows, sorted, each with the columns it has a value for (others are null)."""
+    """The FOCUS rows, sorted, each with every column of either version (null where it has no
+    value)."""
     context = context or FocusContext()
-    common = {"ServiceProviderName": SERVICE_PROVIDER, "HostProviderName": HOST_PROVIDER,
+    common = {**_NO_VALUES, "ServiceProviderName": SERVICE_PROVIDER, "HostProviderName": HOST_PROVIDER,
         "BillingAccountId": context.billing_account_id, "BillingAccountName": context.billing_account_name,
         "ChargeCategory": "Usage", "InvoiceIssuerName": PROVIDER, "ProviderName": PROVIDER,
         "PublisherName": PROVIDER, "ServiceCategory": SERVICE_CATEGORY, "ServiceName": SERVICE_NAME,
