@@ -310,3 +310,30 @@ def test_a_pre_1_3_hubs_file_is_removed_by_the_next_export(world: World) -> None
     world.report("focus")
     assert sorted(p.name for p in folder.iterdir()) == [
         f"apim-openai-chargeback-{MONTH}__chargeback-{MONTH}-focus.parquet", "manifest.json"]
+
+
+def test_the_csv_writes_every_value_as_the_cell_formatter_does() -> None:
+    """render_csv formats a column at a time, a slice of rows at a time: each cell must be what
+    `_csv_value` makes of its value (nulls, zero, negative and tiny decimals, flags, counts,
+    instants), across a slice boundary."""
+    from pipeline.stages.report.focus import AMOUNT, INSTANT, _csv_value, render_csv
+
+    amounts = [None, Decimal(0), Decimal("-1.5"), Decimal("0.000000000001"), Decimal("1500"), Decimal("12.340")]
+    instants = [None, datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 31, 23, 59, 59, tzinfo=UTC)]
+    size = 8_200  # more than one slice of 8,192 rows
+    table = pa.table({
+        "cost": pa.array([amounts[i % len(amounts)] for i in range(size)], AMOUNT),
+        "at": pa.array([instants[i % len(instants)] for i in range(size)], INSTANT),
+        "name": pa.array([None if i % 5 == 0 else f'cc, "{i % 7}"' for i in range(size)], pa.string()),
+        "flag": pa.array([(None, True, False)[i % 3] for i in range(size)], pa.bool_()),
+        "count": pa.array([None if i % 4 == 0 else i for i in range(size)], pa.int64()),
+    })
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    writer.writerow(table.column_names)
+    writer.writerows([_csv_value(value) for value in row.values()] for row in table.to_pylist())
+    written = render_csv(table)
+    assert written == expected.getvalue().encode()
+    assert written.count(b"\n") == size + 1 and b',"cc, ""3""",' in written
+    assert {row["cost"] for row in csv.DictReader(io.StringIO(written.decode()))} == {
+        "", "0", "-1.5", "0.000000000001", "1500", "12.34"}

@@ -281,10 +281,10 @@ def _csv_column(kind: pa.DataType, column: pa.ChunkedArray) -> list[str]:
     """A column's CSV texts: `_csv_value` of each value, by the column's type."""
     if pa.types.is_string(kind):
         return ["" if value is None else value for value in column.to_pylist()]
-    if pa.types.is_decimal(kind) and kind.scale > 0:
-        # Arrow writes every decimal with its scale's digits (`1.500000000000`): without the
-        # trailing zeros and point, that is the normalized amount `_csv_value` writes ("0" for 0).
-        return ["" if text is None else text.rstrip("0").rstrip(".") for text in column.cast(pa.string()).to_pylist()]
+    if pa.types.is_decimal(kind):  # `_csv_value`'s amount, without its type tests
+        normalize = MONEY.normalize
+        return ["" if value is None else format(normalize(value), "f") if value else "0"
+                for value in column.to_pylist()]
     if pa.types.is_timestamp(kind):  # a few distinct days: each made a datetime and written once
         distinct = column.unique()
         texts = dict(zip(distinct.cast(pa.int64()).to_pylist(), map(_csv_value, distinct.to_pylist()), strict=True))
