@@ -65,6 +65,15 @@ WORLDS: dict[str, tuple[str, str, str, list[dict[str, Any]]]] = {
                               "sub-a,CC-A,,\n", TWO_PRICE_EVENTS),
 }
 WORLDS["a price too large for DECIMAL(18, 6)"] = (HUGE_PRICE, *WORLDS["two prices in one row"][1:])
+# A model priced at 0 (and 1 token at 0.000001 per 1M): a cost of 0, and the smallest one.
+WORLDS["free and tiny"] = (
+    "model,deployment_type,region,effective_from,effective_to,currency,input_per_1m,cached_input_per_1m,output_per_1m\n"
+    "m-free,global,*,2026-01-01,,USD,0,0,0\nm-tiny,global,*,2026-01-01,,USD,0.000001,0,0\n",
+    "deployment,model,deployment_type,region\ndep-free,m-free,global,\ndep-tiny,m-tiny,global,\n",
+    "subscription_id,cost_center,effective_from,effective_to\nsub-a,CC-A,,\n",
+    [event(subscriptionId="sub-a", deployment=deployment, model=None, timestamp="2026-10-05T09:00:00Z",
+           usage={"promptTokens": 1, "completionTokens": 0, "totalTokens": 1, "cachedTokens": 0, "reasoningTokens": 0})
+     for deployment in ("dep-free", "dep-tiny")])
 
 
 def report_of(tmp_path: Path, world: str, period: Period) -> Report:
@@ -112,6 +121,13 @@ def test_one_days_row_priced_at_two_prices(tmp_path: Path) -> None:
              r["cost"], r["total_cost"]) for r in rows] == [
         ("2026-10-03", "CC-A", "m-one", "regional", "2", "2000000", "4", "4"),
         ("2026-10-04", 'Ops, "EU"', "m-one", "regional", "1", "10", "0.00001", "0.00001")]
+
+
+def test_a_free_model_costs_0_and_one_token_its_price(tmp_path: Path) -> None:
+    report = report_of(tmp_path, "free and tiny", Period.month("2026-10"))
+    rows = list(csv.DictReader(io.StringIO(daily_csv(report).decode())))
+    assert [(r["model"], r["cost"], r["total_cost"]) for r in rows] == [
+        ("m-free", "0", "0"), ("m-tiny", "0.000000000001", "0.000000000001")]
 
 
 def test_a_price_too_large_for_duckdb_leaves_the_file_to_report_rows(tmp_path: Path) -> None:
