@@ -314,9 +314,10 @@ def test_a_pre_1_3_hubs_file_is_removed_by_the_next_export(world: World) -> None
 
 def test_the_csv_writes_every_value_as_the_cell_formatter_does() -> None:
     """render_csv formats a column at a time, a slice of rows at a time: each cell must be what
-    `_csv_value` makes of its value (nulls, zero, negative and tiny decimals, flags, counts,
+    `csv_value` makes of its value (nulls, zero, negative and tiny decimals, flags, counts,
     instants), across a slice boundary."""
-    from pipeline.stages.report.focus import AMOUNT, INSTANT, _csv_value, render_csv
+    from pipeline.stages.report.focus import AMOUNT, INSTANT
+    from pipeline.stages.report.focus_csv import csv_value, render_csv
 
     amounts = [None, Decimal(0), Decimal("-1.5"), Decimal("0.000000000001"), Decimal("1500"), Decimal("12.340")]
     instants = [None, datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 31, 23, 59, 59, tzinfo=UTC)]
@@ -331,7 +332,7 @@ def test_the_csv_writes_every_value_as_the_cell_formatter_does() -> None:
     expected = io.StringIO()
     writer = csv.writer(expected, lineterminator="\n")
     writer.writerow(table.column_names)
-    writer.writerows([_csv_value(value) for value in row.values()] for row in table.to_pylist())
+    writer.writerows([csv_value(value) for value in row.values()] for row in table.to_pylist())
     written = render_csv(table)
     assert written == expected.getvalue().encode()
     assert written.count(b"\n") == size + 1 and b',"cc, ""3""",' in written

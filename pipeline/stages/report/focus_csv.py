@@ -1,0 +1,66 @@
+"""The FOCUS CSV: a FOCUS table (pipeline.stages.report.focus) as CSV text, each value as
+`csv_value` writes it, made column by column and a slice of rows at a time (44,000 rows of 55
+columns at 1M events)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pyarrow as pa
+
+from pipeline.domain.pricing import MONEY
+
+
+def render_csv(table: pa.Table) -> bytes:
+    """The table as CSV: a header, then its rows, each value as `csv_value` writes it; made
+    column by column (44,000 rows of 55 columns at 1M events: no Python value per cell twice)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(table.column_names)
+    for start in range(0, table.num_rows, _CSV_ROWS):  # a slice at a time: its texts only in memory
+        part = table.slice(start, _CSV_ROWS)
+        writer.writerows(zip(*(_csv_column(field.type, part.column(field.name)) for field in part.schema),
+                             strict=True))
+    return text.getvalue().encode("utf-8")
+
+
+_CSV_ROWS = 8192
+
+
+def _csv_column(kind: pa.DataType, column: pa.ChunkedArray) -> list[str]:
+    """A column's CSV texts: `csv_value` of each value, by the column's type."""
+    if pa.types.is_string(kind):
+        return ["" if value is None else value for value in column.to_pylist()]
+    if pa.types.is_decimal(kind):  # `csv_value`'s amount, without its type tests
+        normalize = MONEY.normalize
+        return ["" if value is None else format(normalize(value), "f") if value else "0"
+                for value in column.to_pylist()]
+    if pa.types.is_timestamp(kind):  # a few distinct days: each made a datetime and written once
+        distinct = column.unique()
+        texts = dict(zip(distinct.cast(pa.int64()).to_pylist(), map(csv_value, distinct.to_pylist()), strict=True))
+        return [texts[number] for number in column.cast(pa.int64()).to_pylist()]
+    written: dict[object, str] = {}  # flags and counts: few distinct values
+    out = []
+    for value in column.to_pylist():
+        text = written.get(value)
+        if text is None:
+            text = written[value] = csv_value(value)
+        out.append(text)
+    return out
+
+
+def csv_value(value: object) -> str:
+    """One FOCUS value as CSV text: '' for null, true/false, an exact amount without trailing
+    zeros ('0' for zero), an instant in UTC with a Z."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(MONEY.normalize(value), "f") if value else "0"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
