@@ -32,7 +32,7 @@ from pipeline.lake.warehouse import open_warehouse, query_errors
 from pipeline.settings import Settings
 from pipeline.stages.correct import load_corrections
 from pipeline.stages.report.build import period_report
-from pipeline.stages.report.focus import FOCUS_SCHEMA, focus_rows
+from pipeline.stages.report.focus import focus_table
 from pipeline.stages.report.model import REPORT_SCHEMA, Report, as_period
 from pipeline.stages.report.views import ALLOCATIONS_SCHEMA, allocation_rows
 
@@ -83,7 +83,7 @@ class Finance:
 
     def focus(self, period: Period | str) -> pd.DataFrame:
         """The FOCUS rows of `chargeback report --format focus`: sum(BilledCost) = the report total."""
-        return _frame(focus_rows(self.built(period), focus_context(self.settings)), FOCUS_SCHEMA)
+        return focus_table(self.built(period), focus_context(self.settings)).to_pandas()
 
     def allocations(self, period: Period | str) -> pd.DataFrame:
         """Provisioned (PTU) capacity per deployment, day and consumer (the `allocations` view)."""

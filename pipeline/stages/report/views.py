@@ -29,7 +29,7 @@ from pipeline.domain.corrections import Corrections
 from pipeline.domain.costing import Reference
 from pipeline.lake.warehouse import Warehouse
 from pipeline.stages.report.build import build_report
-from pipeline.stages.report.focus import FOCUS_SCHEMA, FocusContext, focus_rows
+from pipeline.stages.report.focus import FOCUS_SCHEMA, FocusContext, focus_table
 
 VIEWS = ("allocations", "focus")
 AMOUNT = pa.decimal128(38, 12)
@@ -81,16 +81,16 @@ def register_finance_views(warehouse: Warehouse, reference: Reference, correctio
         return
     today = today or datetime.now(UTC).date()
     allocations: list[dict[str, object]] = []
-    focus: list[dict[str, object]] = []
+    focus: list[pa.Table] = []
     for month in _months(warehouse.connection, reference, today):
         report = build_report(warehouse, reference, month, corrections, today=today)
         allocations.extend(allocation_rows(report.deployment_days, report.capacity_version))
         if "focus" in wanted:
-            focus.extend(focus_rows(report, context))
+            focus.append(focus_table(report, context))
     if "allocations" in wanted:
         warehouse.connection.register("allocations", pa.Table.from_pylist(allocations, schema=ALLOCATIONS_SCHEMA))
     if "focus" in wanted:
-        warehouse.connection.register("focus", pa.Table.from_pylist(focus, schema=FOCUS_SCHEMA))
+        warehouse.connection.register("focus", pa.concat_tables(focus) if focus else FOCUS_SCHEMA.empty_table())
 
 
 def _months(connection: duckdb.DuckDBPyConnection, reference: Reference, today: date) -> list[str]:
