@@ -163,9 +163,9 @@ class Report:
     # The period's reconciliation with Azure Monitor (reconciliation-<label>.csv, when one was
     # published next to the report), per deployment: the HTML report shows it.
     reconciliation: list[ReconciledDeployment] = field(default_factory=list)
-    # The day-level cost lines the rows were built from, made on first use (the daily CSV, FOCUS,
-    # the HTML chart) and kept by the cached callable: the monthly rows do not need an object per
-    # day and group.
+    # The day-level cost lines the rows were built from, made on first use (FOCUS, the HTML chart,
+    # PTU allocation; the daily CSV of a report without day groups) and kept by the cached
+    # callable: the monthly and daily rows do not need an object per day and group.
     make_lines: Callable[[], list[CostLine]] | None = field(default=None, repr=False, compare=False)
     # The usage of each key and day (DuckDB's day table) and the periods' resolutions: what the
     # daily rows are summed from, cheaper than the lines, which it equals in sum (None: from the
