@@ -25,3 +25,10 @@ def csv_table_bytes(columns: Sequence[str], rows: Iterable[Sequence[object]]) ->
     writer.writerow(columns)
     writer.writerows(rows)
     return text.getvalue().encode("utf-8")
+
+
+def csv_line(cells: Sequence[object]) -> str:
+    """The cells as one line of what `csv_table_bytes` writes, without its line end."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerow(cells)
+    return text.getvalue()[:-1]

@@ -16,14 +16,11 @@ Both ways give the same bytes (tests/test_report_daily.py holds them equal).
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 
 from pipeline.domain.pricing import Price
-from pipeline.lake.csv_files import csv_table_bytes
+from pipeline.lake.csv_files import csv_line, csv_table_bytes
 from pipeline.stages.report.model import DAILY_COLUMNS, REPORT_COLUMNS, DayGroups, Report, ReportRow, csv_cells
 from pipeline.stages.report.rows import RowKey, report_rows, row_key, with_true_ups
 
@@ -147,14 +144,15 @@ def summed_daily_csv(groups: DayGroups) -> bytes | None:
             number = numbers[id(price)] = len(prices)
             prices.append(price)
         price_numbers.append(number)
-    rates = {column: [_rate(getattr(price, f"{column}_per_1m")) for price in prices] for column in _PRICE_COLUMNS}
-    if any(rate is not None and abs(Decimal(rate)) >= _LARGEST_PRICE for column in rates.values() for rate in column):
+    rates = {column: [getattr(price, f"{column}_per_1m") for price in prices] for column in _PRICE_COLUMNS}
+    if any(rate is not None and abs(rate) >= _LARGEST_PRICE for column in rates.values() for rate in column):
         return None
     cells = [csv_cells(ReportRow(*key)) for key in sorted(order, key=order.__getitem__)]
-    parameters: dict[str, object] = {"rows": [order[key] for key in keys], "prices": price_numbers, **rates}
+    parameters: dict[str, object] = {"rows": [order[key] for key in keys], "prices": price_numbers}
+    parameters.update({column: [_text(rate) for rate in column_rates] for column, column_rates in rates.items()})
     for number, columns in enumerate(_KEY_RUNS):
         at = [REPORT_COLUMNS.index(column) for column in columns]
-        parameters[f"key_{number}"] = [_csv_text([row[i] for i in at]) for row in cells]
+        parameters[f"key_{number}"] = [csv_line([row[i] for i in at]) for row in cells]
     connection = duckdb.connect()
     try:
         connection.register("days", groups.days)
@@ -163,16 +161,10 @@ def summed_daily_csv(groups: DayGroups) -> bytes | None:
         return None
     finally:
         connection.close()
-    header = _csv_text(DAILY_COLUMNS)
+    header = csv_line(DAILY_COLUMNS)
     return f"{header}\n{lines}\n".encode() if lines else f"{header}\n".encode()
 
 
-def _rate(amount: Decimal | None) -> str | None:
-    return None if amount is None else str(amount)
-
-
-def _csv_text(cells: Sequence[object]) -> str:
-    """The cells as one CSV line without its line end, quoted as every report line is."""
-    text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerow(cells)
-    return text.getvalue()[:-1]
+def _text(rate: Decimal | None) -> str | None:
+    """A rate as exact text, for DuckDB to read as DECIMAL(18, 6)."""
+    return None if rate is None else str(rate)

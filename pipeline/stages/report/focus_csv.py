@@ -34,10 +34,8 @@ def _csv_column(kind: pa.DataType, column: pa.ChunkedArray) -> list[str]:
     """A column's CSV texts: `csv_value` of each value, by the column's type."""
     if pa.types.is_string(kind):
         return ["" if value is None else value for value in column.to_pylist()]
-    if pa.types.is_decimal(kind):  # `csv_value`'s amount, without its type tests
-        normalize = MONEY.normalize
-        return ["" if value is None else format(normalize(value), "f") if value else "0"
-                for value in column.to_pylist()]
+    if pa.types.is_decimal(kind):  # without `csv_value`'s type tests
+        return ["" if value is None else _amount_text(value) for value in column.to_pylist()]
     if pa.types.is_timestamp(kind):  # a few distinct days: each made a datetime and written once
         distinct = column.unique()
         texts = dict(zip(distinct.cast(pa.int64()).to_pylist(), map(csv_value, distinct.to_pylist()), strict=True))
@@ -60,7 +58,12 @@ def csv_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
-        return format(MONEY.normalize(value), "f") if value else "0"
+        return _amount_text(value)
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return str(value)
+
+
+def _amount_text(amount: Decimal) -> str:
+    """An exact amount without trailing zeros ('0' for zero)."""
+    return format(MONEY.normalize(amount), "f") if amount else "0"
