@@ -14,8 +14,10 @@ from typing import BinaryIO
 import msgspec
 
 from pipeline.domain.decode import RawMessage
+from pipeline.domain.errors import UserError
 
 STDIN = "-"
+READ_BLOCK = 4 << 20  # bytes read at a time to find where the lines of a batch end
 
 
 def json_lines(name: str) -> JsonLines:
@@ -40,18 +42,65 @@ class LineBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class LineRange:
+    """Consecutive lines of a file on disk, by where they are (`lines` lines from byte `offset`,
+    `length` bytes), the first one numbered `first_line`: what a process that decodes ahead is
+    sent for a file it can read itself, so the lines are neither split nor copied here."""
+
+    source: str  # the file as named (what an origin says)
+    path: str  # the file as opened, absolute (a worker may run elsewhere)
+    first_line: int
+    offset: int
+    length: int
+    lines: int
+
+    def messages(self) -> list[RawMessage]:
+        """The lines as messages, each naming its line, as iterating the file gives them."""
+        with Path(self.path).open("rb") as file:
+            file.seek(self.offset)
+            data = file.read(self.length)
+        lines = data.split(b"\n")
+        if data.endswith(b"\n"):
+            lines.pop()  # what follows the last newline is no line
+        if len(data) != self.length or len(lines) != self.lines:
+            raise FileChanged(f"{self.source} changed while it was read (lines {self.first_line}-"
+                              f"{self.first_line + self.lines - 1} are not what they were): ingest it again once "
+                              "nothing writes to it; what was ingested stays, once")
+        return [RawMessage(line.rstrip(b"\r\n"), self.source, f"line {number}")
+                for number, line in enumerate(lines, start=self.first_line)]
+
+
+class FileChanged(UserError):
+    """A file's lines moved between finding them and reading them: something wrote to it. Seen
+    when the bytes of a run or its count of lines differ; a rewrite that keeps both is not."""
+
+
+@dataclass(frozen=True, slots=True)
 class JsonLines:
     """The messages of a JSON-lines file (or stdin): iterate it, or read it in batches of lines."""
 
     name: str
 
     def __iter__(self) -> Iterator[RawMessage]:
-        for batch in self.batches(1024):
+        for batch in self._line_batches(1024):
             yield from batch.messages()
 
-    def batches(self, size: int) -> Iterator[LineBatch]:
+    def batches(self, size: int) -> Iterator[LineBatch | LineRange]:
         """The lines in batches of `size` (the last one shorter): the messages `iter` gives, in
-        the same order and batches as `pipeline.stages.ingest.batches` cuts them."""
+        the same order and batches as `pipeline.stages.ingest.batches` cuts them. A file on disk
+        gives where its lines are (LineRange), read where they are decoded; stdin, a pipe or
+        any other stream gives the lines read here (LineBatch)."""
+        if self.name == STDIN or not Path(self.name).is_file():
+            yield from self._line_batches(size)
+            return
+        path = str(Path(self.name).absolute())
+        with Path(path).open("rb") as file:
+            first = 1
+            for offset, length, lines in line_ranges(file, size):
+                yield LineRange(self.name, path, first, offset, length, lines)
+                first += lines
+
+    def _line_batches(self, size: int) -> Iterator[LineBatch]:
         with self._open() as (file, source):
             first = 1
             while lines := list(islice(file, size)):
@@ -65,6 +114,28 @@ class JsonLines:
             return
         with Path(self.name).open("rb") as file:
             yield file, self.name
+
+
+def line_ranges(file: BinaryIO, size: int, block: int = READ_BLOCK) -> Iterator[tuple[int, int, int]]:
+    """(offset, length, lines) of each run of `size` lines of the file from where it is (the last
+    run shorter), lines ending at a newline or at the end of the file. Only newlines are looked
+    for: the lines are not split into objects."""
+    start = 0  # where the run being counted begins, from where the file was
+    base, buffer, at, count = 0, b"", 0, 0  # buffer holds the file from `base`; lines are counted to `at`
+    while True:
+        while count < size and (found := buffer.find(b"\n", at)) >= 0:
+            count, at = count + 1, found + 1
+        if count == size:
+            yield start, base + at - start, count
+            start, count = base + at, 0
+            continue
+        data = file.read(block)
+        if not data:
+            end = base + len(buffer)
+            if end > start:
+                yield start, end - start, count + (1 if at < len(buffer) else 0)
+            return
+        base, buffer, at = base + at, buffer[at:] + data, 0
 
 
 def llm_log_messages(name: str) -> Iterator[RawMessage]:

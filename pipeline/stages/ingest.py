@@ -157,8 +157,8 @@ def ingest(messages: Iterable[RawMessage], ledger: Ledger, counters: Counters, d
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     total = IngestResult()
     started = time.perf_counter()
-    # A JSON-lines file is read in batches of lines, Capture files in batches of files: a process
-    # that decodes ahead is sent those, and reads the messages itself.
+    # A JSON-lines file is cut into runs of lines by where they are, Capture files into batches of
+    # files: a process that decodes ahead is sent those, and reads the messages itself.
     units = messages.batches(batch_size) if isinstance(messages, BatchedMessages) else batches(messages, batch_size)
     for prepared in prepared_batches(units, pricer, now, check_duplicate_keys=check_duplicate_keys, ahead=ahead,
                                      columnar=takes_columns(ledger, counters)):
