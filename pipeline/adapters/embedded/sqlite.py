@@ -12,6 +12,7 @@ from pathlib import Path
 from pipeline.ports import AccessRefused, BackendUnavailable
 
 BUSY_TIMEOUT = 60.0  # seconds a statement waits for another process's lock
+WAL_CHECKPOINT_PAGES = 16_384  # 64 MiB of 4 KiB pages (SQLite's default: 1,000)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -21,6 +22,10 @@ def connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
     connection.execute("PRAGMA cache_size=-65536")  # 64 MiB at most: 256 MiB bought no speed at 1M ids
     connection.execute("PRAGMA temp_store=MEMORY")
+    # Copy the WAL into the file once it holds 64 MiB, not 4 MiB: an ingest's commit of 25,000
+    # random eventIds dirties most pages of both id indexes, so at the default every commit was
+    # followed by a checkpoint (a 1M-event file: 17.6-18.9 s instead of 18.1-20.0 s, alternating).
+    connection.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
     return connection
 
 
