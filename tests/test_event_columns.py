@@ -77,6 +77,19 @@ def test_the_tally_of_columns_is_the_tally_of_the_events() -> None:
     assert sorted_rows(sum_rows(columns, columns.keep(set()))) == ([], [], [])
 
 
+def test_a_mask_asked_for_again_is_the_mask_of_the_ids_asked_for() -> None:
+    events = decoded(month_edge(12))
+    columns = as_columns(events, [charge(n) for n in range(len(events))])
+    thirds = {event.event_id for event in events if int(event.event_id[2:]) % 3 == 0}
+    first = columns.keep(thirds)
+    assert first is not None and columns.keep(set(thirds)) is first  # the ledger's mask, for the counters
+    thirds.add(events[1].event_id)  # the caller's set changes: the mask made before does not answer for it
+    assert columns.events.filter(columns.keep(thirds)).column("event_id").to_pylist() == [
+        "e-0000", "e-0001", "e-0003", "e-0006", "e-0009"]
+    assert columns.events.filter(columns.keep(set())).num_rows == 0
+    assert columns.keep({event.event_id for event in events}) is None
+
+
 def test_copies_within_a_batch_keep_the_first_one() -> None:
     bodies = month_edge(10)
     bodies.insert(3, {**bodies[1], "usage": usage(1, 1)})  # a later copy of e-0001 with other tokens

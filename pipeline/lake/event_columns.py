@@ -14,7 +14,7 @@ boundary), the batches travel as Arrow IPC streams.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -46,6 +46,9 @@ class EventColumns:
     charges: pa.RecordBatch  # CHARGES_SCHEMA, row i the charge of events row i
     sorted_ids: bytes  # the eventIds as one JSON array, sorted: what both id indexes take
     copies: int  # the events decoded, copies of an eventId within the batch included
+    # The last mask `keep` made, and for which ids: the counters usually ask for the mask the
+    # ledger asked for (the ids new to both), and a set compares faster than a mask is made.
+    _kept: list[tuple[set[str], pa.Array]] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def rows(self) -> int:
@@ -55,7 +58,12 @@ class EventColumns:
         """The mask of the rows whose eventId is in `ids`; None when that is every row."""
         if len(ids) == self.rows:
             return None
-        return pc.is_in(self.events.column("event_id"), value_set=pa.array(list(ids), pa.string()))
+        for asked, mask in self._kept:
+            if asked == ids:
+                return mask
+        mask = pc.is_in(self.events.column("event_id"), value_set=pa.array(list(ids), pa.string()))
+        self._kept[:] = [(set(ids), mask)]
+        return mask
 
     def months(self) -> set[str]:
         """The UTC months (YYYY-MM) of the events."""
