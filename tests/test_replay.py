@@ -334,10 +334,19 @@ def test_capture_batches_hold_the_messages_iteration_gives(tmp_path: Path, refer
         kinds = [(type(b).__name__, len(b.files) if isinstance(b, CaptureBatch) else len(b)) for b in batches]
         assert kinds[:3] == [("CaptureBatch", 2)] * 3
         assert {kind for kind, _ in kinds[3:]} == {"list"} and all(size <= 4 for _, size in kinds[3:])
+        assert all(isinstance(content, Path) for b in batches if isinstance(b, CaptureBatch)
+                   for _, _, content in b.files)  # on this machine: read where the batch is decoded
         read = [m for b in batches for m in (b if isinstance(b, list) else b.messages())]
         assert read == list(messages)
     assert [m.position for m in read[:2]] == ["partition 0, sequence 101", "partition 0, sequence 102"]
     assert len(read) == 12 + 28  # enqueued in minutes 16-61: 12 events of the small files, 28 of the big one
+
+    # A file removed after it was listed, before a worker read it: its name, and what happened.
+    [first, *_] = capture_messages(store, capture_files(store)).batches(4)
+    assert isinstance(first, CaptureBatch)
+    first.files[1][2].unlink()  # type: ignore[union-attr]
+    with pytest.raises(SourceError, match=r"apim-usage/0/2026/10/15/12/15/00\.avro: gone while reading"):
+        first.messages()
 
     # A damaged file in a batch a worker reads: the ingest stops with the file's name, as when read here.
     damaged = root / "ns-usage" / "apim-usage" / "0" / f"{at(DAY, 200):%Y/%m/%d/%H/%M/%S}.avro"

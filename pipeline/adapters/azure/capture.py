@@ -21,6 +21,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import fastavro
@@ -107,44 +108,67 @@ class CaptureMessages:
                 yield from _messages(data, file, f"{self.store.url}/{file.key}", self.when)
 
     def batches(self, size: int) -> Iterator[CaptureBatch | list[RawMessage]]:
-        """The files' contents in batches of about `size` events (by their bytes), in order. A
-        file larger than two such batches is read here instead, in lists of `size` messages, so a
-        worker never holds more than about two batches."""
+        """The files in batches of about `size` events (by their bytes), in order. A file larger
+        than two such batches is read here instead, in lists of `size` messages, so a worker never
+        holds more than about two batches. Files on this machine go as paths, read where the
+        batch is decoded; a remote store's are read here and go as bytes."""
         limit = size * BYTES_PER_EVENT
-        pending: list[tuple[CaptureFile, str, bytes]] = []
+        pending: list[tuple[CaptureFile, str, bytes | Path]] = []
         held = 0
         for file in self.files:
             where = f"{self.store.url}/{file.key}"
-            with _open(self.store, file.key) as data:
-                content = data.read(2 * limit + 1)
-                if len(content) > 2 * limit:
-                    if pending:
-                        yield CaptureBatch(pending, self.when)
-                        pending, held = [], 0
-                    data.seek(0)
+            content, length = self._content(file, where, 2 * limit)
+            if length > 2 * limit:
+                if pending:
+                    yield CaptureBatch(pending, self.when)
+                    pending, held = [], 0
+                with _open(self.store, file.key) as data:
                     stream = _messages(data, file, where, self.when)
                     while messages := list(islice(stream, size)):
                         yield messages
-                    continue
+                continue
             pending.append((file, where, content))
-            held += len(content)
+            held += length
             if held >= limit:
                 yield CaptureBatch(pending, self.when)
                 pending, held = [], 0
         if pending:
             yield CaptureBatch(pending, self.when)
 
+    def _content(self, file: CaptureFile, where: str, most: int) -> tuple[bytes | Path, int]:
+        """The file's path (on this machine) or bytes (remote), and its size: of a remote file
+        over `most` bytes, only the first `most` + 1 are read (it is streamed afterwards)."""
+        if self.store.local_root is not None:
+            path = self.store.local_root / file.key
+            try:
+                return path, path.stat().st_size
+            except FileNotFoundError:
+                raise SourceError(f"{where}: gone while reading") from None
+        with _open(self.store, file.key) as data:
+            content = data.read(most + 1)
+        return content, len(content)
+
 
 @dataclass(frozen=True, slots=True)
 class CaptureBatch:
-    """Whole Capture files as bytes, read where `messages` is called (a worker process)."""
+    """Whole Capture files, as bytes or as paths on this machine, read where `messages` is
+    called (a worker process)."""
 
-    files: list[tuple[CaptureFile, str, bytes]]  # the file, where it was read, its bytes
+    files: list[tuple[CaptureFile, str, bytes | Path]]  # the file, where it is read from, its bytes or path
     when: TimeRange = ALL_TIME
 
     def messages(self) -> list[RawMessage]:
         return [message for file, where, content in self.files
-                for message in _messages(io.BytesIO(content), file, where, self.when)]
+                for message in _messages(io.BytesIO(_read(content, where)), file, where, self.when)]
+
+
+def _read(content: bytes | Path, where: str) -> bytes:
+    if isinstance(content, bytes):
+        return content
+    try:
+        return content.read_bytes()
+    except FileNotFoundError:
+        raise SourceError(f"{where}: gone while reading") from None
 
 
 def _messages(data: BinaryIO, file: CaptureFile, where: str, when: TimeRange) -> Iterator[RawMessage]:
