@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -63,6 +64,20 @@ def test_ingest_a_file_and_stdin(home: Path, write_file: WriteFile) -> None:
     both = run("ingest", str(path), "-", input=jsonl(EVENTS[2:]))
     assert "received 4: ingested 0, duplicates 3, dead-lettered 1" in flat(both.output)
     assert (home / "ledger.sqlite3").is_file()
+
+
+def test_ingest_a_named_pipe(home: Path, tmp_path: Path) -> None:
+    """What `chargeback ingest <(zcat month.jsonl.gz)` names: a pipe, read as it is written."""
+    pipe = tmp_path / "month.pipe"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=pipe.write_bytes, args=(jsonl(EVENTS) + b"not json\n",))
+    writer.start()
+    try:
+        result = run("ingest", str(pipe))
+    finally:
+        writer.join()
+    assert result.exit_code == 0, result.output
+    assert "received 4: ingested 3, duplicates 0, dead-lettered 1" in flat(result.output)
 
 
 def test_snapshot_prints_what_it_wrote(home: Path, write_file: WriteFile) -> None:
@@ -219,6 +234,7 @@ def test_query_without_snapshots_sees_empty_views(home: Path) -> None:
     ("bad-budget", "scope 'team' must be one of subscription, cost-center"),
     ("bad-month", "'2026-13' is not of the form YYYY-MM"),
     ("missing-input", "missing.jsonl: no such file"),
+    ("folder-input", "a folder, not a JSON-lines file: name its files ("),
     ("missing-prices", "nope.csv: no such file"),
     ("negative-price", "output_per_1m '-4.00' must be a finite price >= 0"),
     ("bad-sql", "query failed: Parser Error"),
@@ -243,6 +259,7 @@ def test_user_mistakes_give_one_clear_line(loaded: Path, reference_files: Refere
         "bad-budget": ["ingest", str(write_file("one.jsonl", jsonl(EVENTS[:1])))],
         "bad-month": ["report", "--month", "2026-13"],
         "missing-input": ["ingest", str(tmp_path / "missing.jsonl")],
+        "folder-input": ["ingest", str(tmp_path)],
         "missing-prices": ["report", "--month", "2026-10", "--prices", str(tmp_path / "nope.csv")],
         "negative-price": ["report", "--month", "2026-10", "--prices", str(negative)],
         "bad-sql": ["query", "SELEC nothing"],
