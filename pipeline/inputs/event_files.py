@@ -119,23 +119,20 @@ class JsonLines:
 def line_ranges(file: BinaryIO, size: int, block: int = READ_BLOCK) -> Iterator[tuple[int, int, int]]:
     """(offset, length, lines) of each run of `size` lines of the file from where it is (the last
     run shorter), lines ending at a newline or at the end of the file. Only newlines are looked
-    for: the lines are not split into objects."""
-    start = 0  # where the run being counted begins, from where the file was
-    base, buffer, at, count = 0, b"", 0, 0  # buffer holds the file from `base`; lines are counted to `at`
-    while True:
-        while count < size and (found := buffer.find(b"\n", at)) >= 0:
+    for, a block at a time: nothing is kept, however long a line is."""
+    start = offset = count = 0  # where the run being counted begins; where the block read begins
+    ends_a_line = True  # the last byte read is a newline (or nothing was read)
+    while data := file.read(block):
+        at = 0
+        while (found := data.find(b"\n", at)) >= 0:
             count, at = count + 1, found + 1
-        if count == size:
-            yield start, base + at - start, count
-            start, count = base + at, 0
-            continue
-        data = file.read(block)
-        if not data:
-            end = base + len(buffer)
-            if end > start:
-                yield start, end - start, count + (1 if at < len(buffer) else 0)
-            return
-        base, buffer, at = base + at, buffer[at:] + data, 0
+            if count == size:
+                yield start, offset + at - start, count
+                start, count = offset + at, 0
+        offset += len(data)
+        ends_a_line = data.endswith(b"\n")
+    if offset > start:
+        yield start, offset - start, count + (0 if ends_a_line else 1)
 
 
 def llm_log_messages(name: str) -> Iterator[RawMessage]:
