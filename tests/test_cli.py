@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import subprocess
@@ -61,6 +62,8 @@ def test_ingest_a_file_and_stdin(home: Path, write_file: WriteFile) -> None:
     piped = run("ingest", "-", input=jsonl(EVENTS))
     assert piped.exit_code == 0, piped.output
     assert "received 3: ingested 1, duplicates 2, dead-lettered 0" in flat(piped.output)
+    packed = run("ingest", "-", input=gzip.compress(jsonl(EVENTS)))  # `zcat` not needed
+    assert "received 3: ingested 0, duplicates 3, dead-lettered 0" in flat(packed.output)
     both = run("ingest", str(path), "-", input=jsonl(EVENTS[2:]))
     assert "received 4: ingested 0, duplicates 3, dead-lettered 1" in flat(both.output)
     assert (home / "ledger.sqlite3").is_file()
@@ -235,6 +238,7 @@ def test_query_without_snapshots_sees_empty_views(home: Path) -> None:
     ("bad-month", "'2026-13' is not of the form YYYY-MM"),
     ("missing-input", "missing.jsonl: no such file"),
     ("folder-input", "a folder, not a JSON-lines file: name its files ("),
+    ("damaged-gzip", "cut.jsonl.gz: gzip data damaged or cut short after line 0"),
     ("missing-prices", "nope.csv: no such file"),
     ("negative-price", "output_per_1m '-4.00' must be a finite price >= 0"),
     ("bad-sql", "query failed: Parser Error"),
@@ -260,6 +264,7 @@ def test_user_mistakes_give_one_clear_line(loaded: Path, reference_files: Refere
         "bad-month": ["report", "--month", "2026-13"],
         "missing-input": ["ingest", str(tmp_path / "missing.jsonl")],
         "folder-input": ["ingest", str(tmp_path)],
+        "damaged-gzip": ["ingest", str(write_file("cut.jsonl.gz", gzip.compress(jsonl(EVENTS))[:-12]))],
         "missing-prices": ["report", "--month", "2026-10", "--prices", str(tmp_path / "nope.csv")],
         "negative-price": ["report", "--month", "2026-10", "--prices", str(negative)],
         "bad-sql": ["query", "SELEC nothing"],

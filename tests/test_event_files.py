@@ -5,6 +5,7 @@ the file gives."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import pickle
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.domain.decode import RawMessage
-from pipeline.inputs.event_files import FileChanged, LineBatch, LineRange, json_lines, line_ranges
+from pipeline.inputs.event_files import DamagedFile, FileChanged, LineBatch, LineRange, json_lines, line_ranges
 
 # Blank lines, a lone CR inside a line, CRLF, a line longer than the read block, and no newline
 # at the end: every way a line can end.
@@ -92,3 +93,24 @@ def test_a_file_that_changed_before_its_lines_were_read_is_one_clear_error(tmp_p
         first.messages()
     error = pickle.loads(pickle.dumps(FileChanged("x changed")))  # how it leaves a worker process
     assert isinstance(error, FileChanged) and str(error) == "x changed"
+
+
+def test_a_gzip_file_is_read_decompressed_whatever_its_name(tmp_path: Path) -> None:
+    plain, packed = tmp_path / "month.jsonl", tmp_path / "month.data"
+    plain.write_bytes(AWKWARD)
+    packed.write_bytes(gzip.compress(AWKWARD))
+    batches = list(json_lines(str(packed)).batches(3))
+    assert all(isinstance(batch, LineBatch) for batch in batches)  # read here: a range of a gzip file means nothing
+    positions = [[(body, position) for body, _, position in batch] for batch in _messages(batches)]
+    assert positions == [[(body, position) for body, _, position in batch]
+                         for batch in _messages(list(json_lines(str(plain)).batches(3)))]
+    assert positions[0][2] == (b"x\ry", "line 3")
+    assert [m.body for m in json_lines(str(packed))][-1] == b"last"
+
+
+def test_a_gzip_file_cut_short_is_one_clear_error(tmp_path: Path) -> None:
+    lines = b"".join(b'{"n":%d}\n' % n for n in range(50_000))
+    packed = tmp_path / "month.jsonl.gz"
+    packed.write_bytes(gzip.compress(lines)[:60_000])
+    with pytest.raises(DamagedFile, match=r"month.jsonl.gz: gzip data damaged or cut short after line \d+ .* again"):
+        list(json_lines(str(packed)).batches(1000))

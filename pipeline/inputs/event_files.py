@@ -1,15 +1,21 @@
 """Usage events and LLM-log envelopes from files: JSON lines (or stdin), one message per line,
-each with where it came from (file and line), so that a rejection names its line."""
+each with where it came from (file and line), so that a rejection names its line.
+
+A gzip-compressed file (or stdin) is read decompressed, whatever its name: it is recognised by
+its first bytes. Its line numbers are those of the decompressed text."""
 
 from __future__ import annotations
 
+import gzip
+import io
 import sys
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import msgspec
 
@@ -18,6 +24,7 @@ from pipeline.domain.errors import UserError
 
 STDIN = "-"
 READ_BLOCK = 4 << 20  # bytes read at a time to find where the lines of a batch end
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def json_lines(name: str) -> JsonLines:
@@ -90,7 +97,7 @@ class JsonLines:
         the same order and batches as `pipeline.stages.ingest.batches` cuts them. A file on disk
         gives where its lines are (LineRange), read where they are decoded; stdin, a pipe or
         any other stream gives the lines read here (LineBatch)."""
-        if self.name == STDIN or not Path(self.name).is_file():
+        if self.name == STDIN or not Path(self.name).is_file() or _gzipped(self.name):
             yield from self._line_batches(size)
             return
         path = str(Path(self.name).absolute())
@@ -103,17 +110,50 @@ class JsonLines:
     def _line_batches(self, size: int) -> Iterator[LineBatch]:
         with self._open() as (file, source):
             first = 1
-            while lines := list(islice(file, size)):
+            while lines := _read_lines(file, size, source, first):
                 yield LineBatch(source, first, lines)
                 first += len(lines)
 
     @contextmanager
     def _open(self) -> Iterator[tuple[BinaryIO, str]]:
-        if self.name == STDIN:
-            yield sys.stdin.buffer, "stdin"
-            return
-        with Path(self.name).open("rb") as file:
-            yield file, self.name
+        with (_stdin() if self.name == STDIN else Path(self.name).open("rb")) as raw:
+            source = "stdin" if self.name == STDIN else self.name
+            if raw.peek(len(GZIP_MAGIC))[:len(GZIP_MAGIC)] == GZIP_MAGIC:
+                with gzip.GzipFile(fileobj=raw, mode="rb") as unpacked:
+                    yield cast(BinaryIO, unpacked), source
+            else:
+                yield cast(BinaryIO, raw), source
+
+
+class DamagedFile(UserError):
+    """A compressed file that cannot be read to its end."""
+
+
+@contextmanager
+def _stdin() -> Iterator[io.BufferedReader[Any]]:
+    """Standard input, able to peek (not closed: it is the process's)."""
+    stream = sys.stdin.buffer
+    if isinstance(stream, io.BufferedReader):
+        yield stream
+        return
+    wrapper = io.BufferedReader(cast(io.RawIOBase, stream))  # a stream replaced by a test runner
+    try:
+        yield wrapper
+    finally:
+        wrapper.detach()  # leaves the stream open
+
+
+def _read_lines(file: BinaryIO, size: int, source: str, first: int) -> list[bytes]:
+    try:
+        return list(islice(file, size))
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise DamagedFile(f"{source}: gzip data damaged or cut short after line {first - 1} ({error}): "
+                          "what was read before is ingested; fix or replace the file and ingest it again") from None
+
+
+def _gzipped(path: str) -> bool:
+    with Path(path).open("rb") as file:
+        return file.read(len(GZIP_MAGIC)) == GZIP_MAGIC
 
 
 def line_ranges(file: BinaryIO, size: int, block: int = READ_BLOCK) -> Iterator[tuple[int, int, int]]:

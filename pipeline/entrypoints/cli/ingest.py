@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 def ingest_command(files: tuple[str, ...]) -> None:
     """Ingest usage events from JSON-lines FILES (`-` for stdin) into the ledger and counters.
 
+    A gzip-compressed file (or stdin) is read decompressed, whatever its name.
+
     Example: chargeback ingest events-2026-10.jsonl
     """
     from pipeline.entrypoints.cli.output import show_ingest
