@@ -41,15 +41,16 @@ class _AlreadyStored:
 def replay(sources: Iterable[Source], ledger: Ledger, counters: Counters, dead_letters: DeadLetters,
            pricer: LivePricer, *, batch_size: int = DEFAULT_BATCH, now: datetime | None = None,
            done: Callable[[Source, IngestResult], None] | None = None,
+           progress: Callable[[Source], Callable[[IngestResult], None] | None] | None = None,
            ahead: bool = False) -> list[tuple[Source, IngestResult]]:
     """Ingest every source in turn (dead letters, ledger, counters, batch by batch); `done` is
-    called after each source. `ahead`: decode the next batches in worker processes
-    (pipeline.stages.decode_ahead)."""
+    called after each source, and `progress(source)`'s callback after each of its batches.
+    `ahead`: decode the next batches in worker processes (pipeline.stages.decode_ahead)."""
     results = []
     for source in sources:
         rejected = _AlreadyStored() if source.from_dead_letters else dead_letters
         result = ingest(source.messages, ledger, counters, rejected, pricer, batch_size=batch_size, now=now,
-                        ahead=ahead)
+                        ahead=ahead, progress=progress(source) if progress else None)
         results.append((source, result))
         if done:
             done(source, result)

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.entrypoints.cli.options import console, pipeline_of, user_errors
+from pipeline.entrypoints.cli.options import console, notices, pipeline_of, user_errors
+from pipeline.entrypoints.cli.progress import batch_progress
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,11 +36,12 @@ def ingest_command(files: tuple[str, ...]) -> None:
         if Path(name).is_dir():
             raise click.ClickException(f"{name}: a folder, not a JSON-lines file: name its files ({name}/*.jsonl)")
     settings = Settings.from_env()
-    with pipeline_of(settings) as p:
+    with pipeline_of(settings) as p, batch_progress(notices) as advance:
         total = IngestResult()
         started = time.perf_counter()
         for name in files:
-            total.add(ingest(json_lines(name), p.ledger, p.counters, p.dead_letters, p.pricer, ahead=True))
+            total.add(ingest(json_lines(name), p.ledger, p.counters, p.dead_letters, p.pricer, ahead=True,
+                             progress=advance(name)))
         total.seconds = time.perf_counter() - started
     show_ingest(console, total)
     publish_if_blocked(settings, total)

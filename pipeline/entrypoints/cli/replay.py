@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import click
 
 from pipeline.domain.periods import TimeRange
-from pipeline.entrypoints.cli.options import pipeline_of, say, user_errors
+from pipeline.entrypoints.cli.options import notices, pipeline_of, say, user_errors
+from pipeline.entrypoints.cli.progress import batch_progress
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -79,8 +80,9 @@ def _replay(settings: Settings, sources: list[Source]) -> None:
         for code, count in sorted(result.reasons.items()):
             say(f"  dead letter: {code} x{count}")
 
-    with pipeline_of(settings) as p:
-        replay(sources, p.ledger, p.counters, p.dead_letters, p.pricer, done=done, ahead=True)
+    with pipeline_of(settings) as p, batch_progress(notices) as advance:
+        replay(sources, p.ledger, p.counters, p.dead_letters, p.pricer, done=done, ahead=True,
+               progress=lambda source: advance(source.name))
     say(f"total: {_counts(total.received, total.ingested, total.duplicates, total.dead_lettered)}")
     for alert in total.alerts:
         say(f"  budget alert {alert.scope.value} {alert.key}: {alert.threshold}% reached in {alert.month}")
