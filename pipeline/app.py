@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from pipeline.stages.snapshot import SnapshotResult
 
 DEAD_LETTERS_SOURCE = "dead-letters"
-JSON_SUFFIXES = (".jsonl", ".json")
-SOURCES_HELP = ("dead-letters, a .jsonl/.json file, - (stdin), a Capture folder, az://CONTAINER/PREFIX "
+JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")  # gzip is read decompressed (inputs.event_files)
+SOURCES_HELP = ("dead-letters, a .jsonl/.json file (or .jsonl.gz), - (stdin), a Capture folder, az://CONTAINER/PREFIX "
                 "or eventhub://NAMESPACE/HUB")
 REPLAY_CONSUMER_GROUP = "chargeback-replay"  # never the live consumer's group: replay moves no checkpoint
 

@@ -4,6 +4,7 @@ after a fix, JSON-lines files; real SQLite ledger and counters; and --dry-run.""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -246,7 +247,11 @@ def test_dry_run_prints_the_exact_cost_delta_and_writes_nothing(env: Path, write
     assert plan.new_ids == ["dry-1", "dry-2", "dry-3", "dry-4", "dry-5", "dry-6"]
     sql = "SELECT cost_center, month, sum(cost) AS cost FROM costs WHERE cost IS NOT NULL GROUP BY ALL ORDER BY ALL"
     held = msgspec.json.decode(run("query", sql, "--format", "json").stdout)
+    packed = write_file("dry.jsonl.gz", gzip.compress(path.read_bytes()))
+    assert out(run("replay", str(packed), "--dry-run"))[1] == (
+        f"{packed}: received 9: would ingest 6, duplicates 2, would dead-letter 1")
     assert out(run("replay", str(path)))[0] == f"{path}: received 9: ingested 6, duplicates 2, dead-lettered 1"
+    assert out(run("replay", str(packed)))[0] == f"{packed}: received 9: ingested 0, duplicates 8, dead-lettered 1"
     after = msgspec.json.decode(run("query", sql, "--format", "json").stdout)
     costs = {(r["cost_center"], r["month"]): Decimal(r["cost"]) for r in after}
     for r in held:
