@@ -44,8 +44,7 @@ class LineBatch:
 
     def messages(self) -> list[RawMessage]:
         """The lines as messages, each naming its line, as iterating the file gives them."""
-        return [RawMessage(line.rstrip(b"\r\n"), self.source, f"line {number}")
-                for number, line in enumerate(self.lines, start=self.first_line)]
+        return _messages(self.lines, self.source, self.first_line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +72,13 @@ class LineRange:
             raise FileChanged(f"{self.source} changed while it was read (lines {self.first_line}-"
                               f"{self.first_line + self.lines - 1} are not what they were): ingest it again once "
                               "nothing writes to it; what was ingested stays, once")
-        return [RawMessage(line.rstrip(b"\r\n"), self.source, f"line {number}")
-                for number, line in enumerate(lines, start=self.first_line)]
+        return _messages(lines, self.source, self.first_line)
+
+
+def _messages(lines: list[bytes], source: str, first_line: int) -> list[RawMessage]:
+    """Lines as messages, each naming its line (its end of line, LF or CRLF, left out)."""
+    return [RawMessage(line.rstrip(b"\r\n"), source, f"line {number}")
+            for number, line in enumerate(lines, start=first_line)]
 
 
 class FileChanged(UserError):

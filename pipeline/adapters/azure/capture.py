@@ -143,7 +143,7 @@ class CaptureMessages:
             try:
                 return path, path.stat().st_size
             except FileNotFoundError:
-                raise SourceError(f"{where}: gone while reading") from None
+                raise _gone(where) from None
         with _open(self.store, file.key) as data:
             content = data.read(most + 1)
         return content, len(content)
@@ -168,7 +168,7 @@ def _read(content: bytes | Path, where: str) -> bytes:
     try:
         return content.read_bytes()
     except FileNotFoundError:
-        raise SourceError(f"{where}: gone while reading") from None
+        raise _gone(where) from None
 
 
 def _messages(data: BinaryIO, file: CaptureFile, where: str, when: TimeRange) -> Iterator[RawMessage]:
@@ -211,8 +211,12 @@ def _capture_records(data: BinaryIO, where: str) -> Iterator[dict[str, Any]]:
 def _open(store: ObjectStore, key: str) -> BinaryIO:
     data = store.open(key)  # a local file is streamed: Capture files can be hundreds of MB
     if data is None:
-        raise SourceError(f"{store.url}/{key}: gone while reading")
+        raise _gone(f"{store.url}/{key}")
     return data
+
+
+def _gone(where: str) -> SourceError:
+    return SourceError(f"{where}: gone while reading")
 
 
 def enqueued_time(text: str, where: str = "") -> datetime:

@@ -30,8 +30,8 @@ def ingest_command(files: tuple[str, ...]) -> None:
     from pipeline.inputs.event_files import json_lines
     from pipeline.stages.ingest import IngestResult, ingest
 
-    for name in files:  # a file, or a pipe: `chargeback ingest <(zcat month.jsonl.gz)`
-        if name != "-" and not Path(name).exists():
+    for name in (name for name in files if name != "-"):  # a file, or a pipe: `<(xzcat month.jsonl.xz)`
+        if not Path(name).exists():
             raise click.ClickException(f"{name}: no such file")
         if Path(name).is_dir():
             raise click.ClickException(f"{name}: a folder, not a JSON-lines file: name its files ({name}/*.jsonl)")
