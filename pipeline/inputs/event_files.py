@@ -101,10 +101,10 @@ class JsonLines:
         the same order and batches as `pipeline.stages.ingest.batches` cuts them. A file on disk
         gives where its lines are (LineRange), read where they are decoded; stdin, a pipe or
         any other stream gives the lines read here (LineBatch)."""
-        if self.name == STDIN or not Path(self.name).is_file() or _gzipped(self.name):
+        path = str(Path(self.name).absolute())
+        if self.name == STDIN or not Path(path).is_file() or _gzipped(path):
             yield from self._line_batches(size)
             return
-        path = str(Path(self.name).absolute())
         with Path(path).open("rb") as file:
             first = 1
             for offset, length, lines in line_ranges(file, size):
@@ -122,7 +122,7 @@ class JsonLines:
     def _open(self) -> Iterator[tuple[BinaryIO, str]]:
         with (_stdin() if self.name == STDIN else Path(self.name).open("rb")) as raw:
             source = "stdin" if self.name == STDIN else self.name
-            if raw.peek(len(GZIP_MAGIC))[:len(GZIP_MAGIC)] == GZIP_MAGIC:
+            if _gzip_header(raw.peek(len(GZIP_MAGIC))):
                 with gzip.GzipFile(fileobj=raw, mode="rb") as unpacked:
                     yield cast(BinaryIO, unpacked), source
             else:
@@ -157,7 +157,12 @@ def _read_lines(file: BinaryIO, size: int, source: str, first: int) -> list[byte
 
 def _gzipped(path: str) -> bool:
     with Path(path).open("rb") as file:
-        return file.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+        return _gzip_header(file.read(len(GZIP_MAGIC)))
+
+
+def _gzip_header(start: bytes) -> bool:
+    """Whether a stream beginning with `start` is gzip (`peek` may give more bytes than asked)."""
+    return start[:len(GZIP_MAGIC)] == GZIP_MAGIC
 
 
 def line_ranges(file: BinaryIO, size: int, block: int = READ_BLOCK) -> Iterator[tuple[int, int, int]]:
