@@ -62,7 +62,8 @@ def test_a_first_layout_ledger_is_converted_keeping_every_event_and_its_seq(tmp_
     ledger.close()
     with sqlite3.connect(path) as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert (tables, db.execute("PRAGMA user_version").fetchone()[0]) == ({"event_ids", "batches"}, LAYOUT)
+        assert (tables, db.execute("PRAGMA user_version").fetchone()[0]) == (
+            {"event_ids", "recent_event_ids", "id_set_sizes", "batches"}, LAYOUT)
     db.close()
     reopened = SqliteLedger(path)  # converted once: opening again changes nothing
     assert reopened.count() == 4 and reopened.changes(None, 10).cursor == "8"

@@ -1,6 +1,7 @@
 """Embedded live counters on SQLite, with the contract the Redis adapter keeps.
 
-Each eventId is marked once in `counted`; an event increments the sums only in the transaction
+Each eventId is marked once in `counted` (or `recent_counted`, its twin for the marks made since
+the last move: pipeline.adapters.embedded.event_id_set); an event increments the sums only in the transaction
 that creates its mark, so a redelivered batch (or a batch whose ledger write already happened
 before a crash) is never counted twice. Budget alerts are rows keyed by scope, key, month and
 threshold: inserted once, whoever crosses the threshold first.
@@ -19,12 +20,16 @@ from pathlib import Path
 
 import msgspec
 
+from pipeline.adapters.embedded.event_id_set import EventIdSet
 from pipeline.adapters.embedded.sqlite import connect, probe_write, write_transaction
 from pipeline.domain.counters import COST_CENTER_MEASURES, HOURLY, MONTHLY, HourlyRow, SumRows, Tally
 from pipeline.domain.events import UsageEvent, first_copies
 from pipeline.domain.live import Budget, BudgetAlert, Budgets, BudgetScope, LiveCharge, SubscriptionMonth, reached
 from pipeline.lake.event_columns import EventColumns, sum_rows
-from pipeline.ports import CountersUnavailable, CountResult
+from pipeline.ports import CountersUnavailable, CountResult, UserError
+
+LAYOUT = 1  # PRAGMA user_version: 1 has the recent marks table; 0 is the first layout (or a new file)
+COUNTED = EventIdSet("counted")
 
 
 def _sums(names: Iterable[str]) -> str:
@@ -38,7 +43,6 @@ def _upsert(table: str, keys: int, measures: tuple[str, ...]) -> str:
 
 
 _DDL = f"""
-CREATE TABLE IF NOT EXISTS counted (event_id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS hourly (
     subscription_id TEXT NOT NULL, deployment TEXT NOT NULL, hour TEXT NOT NULL, {_sums(HOURLY)},
     PRIMARY KEY (subscription_id, deployment, hour)) WITHOUT ROWID;
@@ -56,9 +60,6 @@ CREATE TABLE IF NOT EXISTS alerts (
 _UPSERT_HOURLY = _upsert("hourly", 3, HOURLY)
 _UPSERT_MONTHLY = _upsert("monthly", 2, MONTHLY)
 _UPSERT_COST_CENTER = _upsert("cost_center_monthly", 2, COST_CENTER_MEASURES)
-# One statement per batch: RETURNING names the marks created, i.e. the events not counted before.
-_MARK_ALL = "INSERT OR IGNORE INTO counted SELECT value FROM json_each(?) RETURNING event_id"
-_MARK_ONE = "INSERT OR IGNORE INTO counted VALUES (?)"
 _encode = msgspec.json.Encoder().encode
 _decode_ids = msgspec.json.Decoder(list[str]).decode
 
@@ -69,7 +70,16 @@ class SqliteCounters:
         self.path = path
         self.budgets = budgets or Budgets()
         self._db = connect(path)
-        self._db.executescript(_DDL)
+        with write_transaction(self._db):
+            layout = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if layout > LAYOUT:
+                raise UserError(f"{path} holds counters of layout {layout}, newer than this version's ({LAYOUT}): "
+                                "upgrade chargeback to read them")
+            if layout < LAYOUT:
+                COUNTED.create(self._db)
+                for statement in _DDL.split(";"):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {LAYOUT}")
 
     def add(self, events: Sequence[UsageEvent], charges: Sequence[LiveCharge]) -> CountResult:
         if len(events) != len(charges):
@@ -106,9 +116,9 @@ class SqliteCounters:
         """Mark the eventIds (a JSON array, in key order: neighbours share pages) not marked yet;
         returns those."""
         if b"\\u0000" not in ids:
-            return {row[0] for row in self._db.execute(_MARK_ALL, (ids,))}
+            return COUNTED.add(self._db, ids)
         # JSON text cannot carry NUL through SQLite: such a batch goes one id at a time.
-        return {event_id for event_id in _decode_ids(ids) if self._db.execute(_MARK_ONE, (event_id,)).rowcount == 1}
+        return {event_id for event_id in _decode_ids(ids) if COUNTED.add_one(self._db, event_id)}
 
     def _raise_alerts(self, touched: list[tuple[BudgetScope, str, str]]) -> list[BudgetAlert]:
         alerts = []
@@ -168,7 +178,7 @@ class SqliteCounters:
 
     def forget(self, event_ids: Sequence[str]) -> None:
         with write_transaction(self._db):
-            self._db.executemany("DELETE FROM counted WHERE event_id = ?", [(event_id,) for event_id in event_ids])
+            COUNTED.remove(self._db, event_ids)
 
     def probe(self) -> None:
         probe_write(self._db, self.path, CountersUnavailable)

@@ -1,17 +1,18 @@
 """The embedded ledger on SQLite: append-only, idempotent by eventId, readable as a change feed.
 
-Layout (user_version 2):
-- `event_ids (event_id PRIMARY KEY, batch)`: what idempotence needs, and nothing more. An
-  eventId is new when its row is created; the first copy wins.
+Layout (user_version 3):
+- `event_ids (event_id PRIMARY KEY, batch)` and `recent_event_ids`, its twin for the ids added
+  since the last move (pipeline.adapters.embedded.event_id_set): what idempotence needs, and
+  nothing more. An eventId is new when neither table holds it; the first copy wins.
 - `batches (batch, first_seq, last_seq, events)`: the NEW events of each append, as one Arrow IPC
   stream in USAGE_SCHEMA, with `ledger_seq` numbered first_seq..last_seq.
 
-Both are written in one transaction, so an event is in `event_ids` exactly when it is in a batch.
+All are written in one transaction, so an event's id is kept exactly when it is in a batch.
 `ledger_seq` is the change-feed cursor: SQLite has one writer at a time and each append numbers
 its events after every event committed before it, so an event that becomes visible always has a
 higher seq than every event visible before it. A ledger of the first layout (one `events` row per
 event) is converted when opened, in one transaction, keeping every event's seq, so the cursors
-in existing snapshot manifests stay valid.
+in existing snapshot manifests stay valid; one of the second (no recent table) gains the table.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.adapters.embedded import ledger_v1
+from pipeline.adapters.embedded.event_id_set import EventIdSet
 from pipeline.adapters.embedded.sqlite import connect, probe_write, write_transaction
 from pipeline.domain.events import UsageEvent, first_copies
 from pipeline.lake.event_columns import EventColumns
@@ -32,21 +34,14 @@ from pipeline.lake.usage import USAGE_SCHEMA, conformed, events_batch
 from pipeline.ports import AppendResult, Changes, LedgerUnavailable, Pending, UserError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-LOOKUP_CHUNK = 500  # eventIds per IN query: below SQLite's limit on bound parameters
 ONE_MICROSECOND = timedelta(microseconds=1)
-LAYOUT = 2  # PRAGMA user_version of this layout; 0 is the first one (or a new, empty file)
+LAYOUT = 3  # PRAGMA user_version of this layout; 0 is the first one (or a new, empty file)
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS event_ids (event_id TEXT PRIMARY KEY, batch INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS batches (
+EVENT_IDS = EventIdSet("event_ids", ("batch INTEGER NOT NULL",))
+_BATCHES = """CREATE TABLE IF NOT EXISTS batches (
     batch INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL UNIQUE,
-    rows INTEGER NOT NULL, events BLOB NOT NULL);
-"""
-# One statement for a whole batch: the ids travel as one JSON array, and RETURNING names the rows
-# created, i.e. the new eventIds. JSON text cannot carry NUL through SQLite, so ids holding one
-# take the one-row statement.
-_INSERT_IDS = "INSERT OR IGNORE INTO event_ids SELECT value, ? FROM json_each(?) RETURNING event_id"
-_INSERT_ID = "INSERT OR IGNORE INTO event_ids VALUES (?, ?)"
+    rows INTEGER NOT NULL, events BLOB NOT NULL)"""
+_INSERT_ID = "INSERT OR IGNORE INTO event_ids VALUES (?, ?)"  # a converted first-layout chunk's ids
 _encode = msgspec.json.Encoder().encode
 _decode_ids = msgspec.json.Decoder(list[str]).decode
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
@@ -76,8 +71,8 @@ class SqliteLedger:
                 raise UserError(f"{path} is a ledger of layout {layout}, newer than this version's ({LAYOUT}): "
                                 "upgrade chargeback to read it")
             if layout < LAYOUT:
-                for statement in _DDL.split(";"):
-                    self._db.execute(statement)
+                EVENT_IDS.create(self._db)
+                self._db.execute(_BATCHES)
                 for rows in ledger_v1.take_rows(self._db):  # a first-layout ledger: convert it
                     self._write(ledger_v1.record_batch(rows))
                 self._db.execute(f"PRAGMA user_version = {LAYOUT}")
@@ -117,12 +112,11 @@ class SqliteLedger:
         return AppendResult(new=len(created), duplicates=columns.copies - len(created))
 
     def _insert_ids(self, ids: bytes, batch: int) -> set[str]:
-        """Create the rows of the eventIds (a JSON array) not present yet; returns those."""
+        """Keep the eventIds (a JSON array) not kept yet; returns those."""
         if b"\\u0000" not in ids:
-            return {row[0] for row in self._db.execute(_INSERT_IDS, (batch, ids))}
+            return EVENT_IDS.add(self._db, ids, batch)
         # JSON text cannot carry NUL through SQLite: such a batch goes one id at a time.
-        return {event_id for event_id in _decode_ids(ids)
-                if self._db.execute(_INSERT_ID, (event_id, batch)).rowcount == 1}
+        return {event_id for event_id in _decode_ids(ids) if EVENT_IDS.add_one(self._db, event_id, batch)}
 
     def _write(self, events: pa.RecordBatch, batch: int | None = None) -> None:
         """Store one batch of new events (their eventIds already in event_ids)."""
@@ -163,13 +157,7 @@ class SqliteLedger:
             found.close()
 
     def existing(self, event_ids: Sequence[str]) -> set[str]:
-        unique = list(dict.fromkeys(event_ids))
-        found: set[str] = set()
-        for start in range(0, len(unique), LOOKUP_CHUNK):
-            chunk = unique[start:start + LOOKUP_CHUNK]
-            query = f"SELECT event_id FROM event_ids WHERE event_id IN ({', '.join('?' * len(chunk))})"
-            found.update(row[0] for row in self._db.execute(query, chunk))
-        return found
+        return EVENT_IDS.present(self._db, event_ids)
 
     def pending(self) -> Pending:
         return Pending()  # a committed append is in the change feed at once
