@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 DEAD_LETTERS_SOURCE = "dead-letters"
 JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")  # gzip is read decompressed (inputs.event_files)
-SOURCES_HELP = ("dead-letters, a .jsonl/.json file (or .jsonl.gz), - (stdin), a Capture folder, az://CONTAINER/PREFIX "
-                "or eventhub://NAMESPACE/HUB")
+SOURCES_HELP = ("dead-letters, a .jsonl/.json file (or .jsonl.gz/.json.gz), - (stdin), a Capture folder, "
+                "az://CONTAINER/PREFIX or eventhub://NAMESPACE/HUB")
 REPLAY_CONSUMER_GROUP = "chargeback-replay"  # never the live consumer's group: replay moves no checkpoint
 
 
