@@ -89,6 +89,27 @@ def test_a_move_that_fails_takes_its_append_back_with_it(tmp_path: Path, small_l
     ledger.close()
 
 
+def test_a_move_keeps_the_settled_copy_of_an_id_in_both_tables(tmp_path: Path, small_limit: int) -> None:
+    """No id is in both tables by construction; a file edited by hand that has one still moves,
+    and the settled row (the first copy) wins: the move is INSERT OR IGNORE, which also spares
+    SQLite the statement journal whose memory grew with the settled table."""
+    path = tmp_path / "ledger.sqlite3"
+    ledger = SqliteLedger(path)
+    ledger.append([event("e-0"), event("e-1"), event("e-2"), event("e-3")])  # moved: all settled
+    ledger.append([event("e-4")])
+    with sqlite3.connect(path) as db:
+        [(batch,)] = db.execute("SELECT batch FROM event_ids WHERE event_id = 'e-1'").fetchall()
+        db.execute("INSERT INTO recent_event_ids VALUES ('e-1', ?)", (batch + 100,))
+        db.execute("UPDATE id_set_sizes SET recent = recent + 1 WHERE name = 'event_ids'")
+    db.close()
+    assert ledger.append([event("e-5"), event("e-6")]).new == 2  # 4 recent: moved
+    assert tables(path, "event_ids") == ([f"e-{n}" for n in range(7)], [], 0)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT batch FROM event_ids WHERE event_id = 'e-1'").fetchall() == [(batch,)]
+    db.close()
+    ledger.close()
+
+
 def test_a_second_layout_ledger_gains_the_recent_table_and_keeps_its_ids(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite3"
     ledger = SqliteLedger(path)
