@@ -33,10 +33,12 @@ from typing import Any
 
 SCALES: dict[str, dict[str, Any]] = {
     "10m": {"report": (1_000_000, 10_000_000), "decode": 100_000, "redis": 50_000, "ingest": 1_000_000,
-            "ingest-cli": (200_000, 1_000_000), "replay-cli": 1_000_000},
+            "ingest-cli": (1_000_000, 3_000_000), "replay-cli": 1_000_000},
     "1m": {"report": (100_000, 1_000_000), "decode": 50_000, "redis": 20_000, "ingest": 200_000,
            "ingest-cli": (100_000, 200_000), "replay-cli": 200_000},
 }
+# ingest-cli at 10m: the issue asks memory flat from 1M events up; below 1M the two SQLite page
+# caches (64 MiB each) are still filling, so 200k -> 1M measured their fill, not a growth.
 for _sizes in SCALES.values():
     _sizes["cosmos"] = 1_500  # events per run: the plain-session run takes ~25 ms an event here
 REPEATS = {"decode": 5, "redis": 5, "cosmos": 3, "ingest": 3, "snapshot": 3, "report": 3, "report-cli": 5}
