@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from click.testing import CliRunner, Result
 
 from pipeline.adapters.embedded.local_store import LocalObjectStore
 from pipeline.app import Pipeline
-from pipeline.domain.periods import Period, PeriodError
+from pipeline.domain.periods import Period, PeriodError, month_of
 from pipeline.entrypoints.cli import main
 from pipeline.entrypoints.cli.options import choose_period
 from pipeline.lake.warehouse import open_warehouse
@@ -262,3 +262,10 @@ def test_store_report_of_a_range_keeps_month_files_alone(pipeline: Pipeline, fee
     assert [(r["month"], r["cost_center"], r["requests"], r["prompt_tokens"], r["cached_tokens"],
              r["completion_tokens"], r["cost"]) for r in rows] == [
         ("2026-10", "CC-A", "3", "1001010", "400", "500210", "3.00165")]
+
+
+def test_a_days_month_is_its_year_and_month() -> None:
+    day = date(2015, 1, 1)
+    while day.year < 2031:  # every day from the earliest event's to 2030
+        assert month_of(day) == day.strftime("%Y-%m")
+        day += timedelta(days=1)
