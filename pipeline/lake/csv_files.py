@@ -29,6 +29,21 @@ def csv_table_bytes(columns: Sequence[str], rows: Iterable[Sequence[object]]) ->
 
 def csv_line(cells: Sequence[object]) -> str:
     """The cells as one line of what `csv_table_bytes` writes, without its line end."""
+    return csv_lines([cells])[0]
+
+
+def csv_lines(rows: Iterable[Sequence[object]]) -> list[str]:
+    """Each row as one line of what `csv_table_bytes` writes, without its line end: one writer
+    for all of them (a line may hold a quoted line break, so they are cut where each row ended)."""
     text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerow(cells)
-    return text.getvalue()[:-1]
+    writer = csv.writer(text, lineterminator="\n")
+    ends = []
+    for row in rows:
+        writer.writerow(row)
+        ends.append(text.tell())
+    written, start = text.getvalue(), 0
+    lines: list[str] = []
+    for end in ends:
+        lines.append(written[start:end - 1])
+        start = end
+    return lines

@@ -20,7 +20,7 @@ from datetime import date
 from decimal import Decimal
 
 from pipeline.domain.pricing import Price
-from pipeline.lake.csv_files import csv_line, csv_table_bytes
+from pipeline.lake.csv_files import csv_line, csv_lines, csv_table_bytes
 from pipeline.stages.report.model import DAILY_COLUMNS, REPORT_COLUMNS, DayGroups, Report, ReportRow, csv_cells
 from pipeline.stages.report.rows import RowKey, report_rows, row_key, with_true_ups
 
@@ -152,7 +152,7 @@ def summed_daily_csv(groups: DayGroups) -> bytes | None:
     parameters.update({column: [_text(rate) for rate in column_rates] for column, column_rates in rates.items()})
     for number, columns in enumerate(_KEY_RUNS):
         at = [REPORT_COLUMNS.index(column) for column in columns]
-        parameters[f"key_{number}"] = [csv_line([row[i] for i in at]) for row in cells]
+        parameters[f"key_{number}"] = csv_lines([row[i] for i in at] for row in cells)
     connection = duckdb.connect()
     try:
         connection.register("days", groups.days)

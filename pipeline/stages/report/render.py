@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from pipeline.lake.csv_files import csv_bytes, csv_table_bytes
+from pipeline.lake.csv_files import csv_table_bytes
 from pipeline.stages.report.daily import daily_csv
 from pipeline.stages.report.focus import FocusContext, render_focus
 from pipeline.stages.report.model import (
@@ -19,6 +20,7 @@ from pipeline.stages.report.model import (
     REPORT_SCHEMA,
     UNPRICED_COLUMNS,
     Report,
+    UnpricedRow,
     check_formats,
     csv_cells,
 )
@@ -39,8 +41,7 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
     monthly = csv_table_bytes(REPORT_COLUMNS, map(csv_cells, report.rows)) if {"csv", "parquet"} & set(wanted) else b""
     if "csv" in wanted:
         files[f"{stem}.csv"] = monthly
-        files[f"{stem}-unpriced.csv"] = csv_bytes(
-            UNPRICED_COLUMNS, (_booleans({c: getattr(row, c) for c in UNPRICED_COLUMNS}) for row in report.unpriced))
+        files[f"{stem}-unpriced.csv"] = csv_table_bytes(UNPRICED_COLUMNS, map(_unpriced_cells, report.unpriced))
         files[f"{stem}-daily.csv"] = daily_csv(report)
     if "parquet" in wanted:
         files[f"{stem}.parquet"] = _parquet(monthly)
@@ -69,8 +70,14 @@ def _parquet(monthly_csv: bytes) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def _booleans(values: dict[str, object]) -> dict[str, object]:
-    for column in BOOLEAN_COLUMNS:
-        values[column] = "true" if values[column] else "false"
-    return values
+_UNPRICED_CELLS = operator.attrgetter(*UNPRICED_COLUMNS)
+_UNPRICED_BOOLEANS = tuple(UNPRICED_COLUMNS.index(column) for column in BOOLEAN_COLUMNS)
+
+
+def _unpriced_cells(row: UnpricedRow) -> list[object]:
+    """The unpriced row's CSV cells in UNPRICED_COLUMNS order."""
+    cells: list[object] = list(_UNPRICED_CELLS(row))
+    for at in _UNPRICED_BOOLEANS:
+        cells[at] = "true" if cells[at] else "false"
+    return cells
 
