@@ -32,10 +32,18 @@ _TOTALS = ", ".join(f"sum({column})::BIGINT AS {column}" for column in _SUMMED)
 # over a month's days between two reference boundaries (the boundaries of the period's days, a
 # parameter). A key resolves alike on all the days of a period, so it is resolved once per
 # period (PERIODS_SQL, from its first day, in period order) and each day takes its period's.
-REPORT_DAYS_SQL = (f"CREATE OR REPLACE TEMP TABLE report_days AS SELECT date, {_GROUP_KEY}, {_TOTALS}, "
-                   "(dense_rank() OVER (ORDER BY date_trunc('month', date), "
-                   f"len(list_filter(?::DATE[], lambda b: b <= date)), {_GROUP_KEY}) - 1)::INTEGER AS period "
-                   f"FROM report_groups GROUP BY date, {_GROUP_KEY}")
+# The periods are numbered over their distinct keys, then joined to the days: a window over every
+# day row (dense_rank) costs the SQL half as much again at 140k day rows.
+_SAME_KEY = " AND ".join(f"d.{column} IS NOT DISTINCT FROM p.{column}" for column in _GROUP_KEY.split(", "))
+REPORT_DAYS_SQL = (
+    "CREATE OR REPLACE TEMP TABLE report_days AS "
+    f"WITH d AS (SELECT date, {_GROUP_KEY}, {_TOTALS}, date_trunc('month', date) AS month, "
+    "len(list_filter(?::DATE[], lambda b: b <= date)) AS bucket "
+    f"FROM report_groups GROUP BY date, {_GROUP_KEY}), "
+    f"p AS (SELECT *, (row_number() OVER (ORDER BY month, bucket, {_GROUP_KEY}) - 1)::INTEGER AS period "
+    f"FROM (SELECT DISTINCT month, bucket, {_GROUP_KEY} FROM d)) "
+    f"SELECT d.* EXCLUDE (month, bucket), p.period FROM d JOIN p ON d.month = p.month AND d.bucket = p.bucket "
+    f"AND {_SAME_KEY}")
 PERIODS_SQL = (f"SELECT min(date), {_GROUP_KEY}, {', '.join(f'sum({c})::BIGINT' for c in _SUMMED)} "
                f"FROM report_days GROUP BY period, {_GROUP_KEY} ORDER BY period")
 DAYS_SQL = f"SELECT date, {_GROUP_KEY}, {', '.join(_SUMMED)}, period FROM report_days ORDER BY date, {_GROUP_KEY}"
