@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import msgspec
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -331,3 +332,29 @@ def test_snapshots_under_a_home_with_special_characters_are_read(tmp_path: Path,
                                                                 "cached_tokens_unknown", "billing_tier", "spilled",
                                                                 "audio_classes"]
     assert len(result.fetchall()) == 1
+
+
+class AllocationRecordingStore(LocalObjectStore):
+    """A local store that notes the bytes Arrow holds each time a usage file is written."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.held: list[int] = []
+
+    def put(self, key: str, data: bytes, *, overwrite: bool) -> bool:
+        if key.startswith("usage/"):
+            self.held.append(pa.total_allocated_bytes())
+        return super().put(key, data, overwrite=overwrite)
+
+
+def test_a_chunk_across_days_holds_one_days_copy_at_a_time(pipeline: Pipeline, feed: Feed, tmp_path: Path) -> None:
+    feed(days_of_traffic({f"2026-10-{day:02d}": 300 for day in range(1, 11)}))  # 10 days, one chunk
+    chunk = pipeline.ledger.changes(None, 10_000).table
+    chunk_bytes = chunk.get_total_buffer_size()
+    del chunk
+    before = pa.total_allocated_bytes()
+    store = AllocationRecordingStore(tmp_path / "store")
+    assert snapshot(pipeline.ledger, store).rows == 3_000
+    assert len(store.held) == 10
+    # The chunk itself, the day being written and the one before it: never every day's copy at once.
+    assert max(store.held) - before < 1.5 * chunk_bytes, (max(store.held) - before, chunk_bytes)
