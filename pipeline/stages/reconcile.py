@@ -10,14 +10,16 @@ while ingest for that month is quiet (or run it again: it converges, and is idem
 
 from __future__ import annotations
 
+import operator
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.domain.counters import HOURLY, MONTHLY, Tally
+from pipeline.domain.counters import HOURLY, MONTHLY, HourlyRow, Tally
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LivePricer, SubscriptionMonth
 from pipeline.domain.periods import midnight, month_bounds
@@ -90,23 +92,39 @@ def compare(counters: Counters, expected: Tally, month: str) -> list[Drift]:
     counted_months = {row.subscription_id: row for row in counters.month_to_date(month)}
     expected_months = {sub: SubscriptionMonth(sub, month, *sums)
                        for (sub, of), sums in expected.monthly.items() if of == month}
+    # The month's expected hours, by subscription, in one pass (a pass per subscription was
+    # quadratic: 50 s for 400 subscriptions over 700k hour keys); an hour's sums as a tuple in
+    # HOURLY order, so that the hours that agree (all of them, mostly) cost one comparison each.
+    hours_of: dict[str, dict[tuple[str, str, str], tuple[int, ...]]] = defaultdict(dict)
+    for (sub, deployment, hour), sums in expected.hourly.items():
+        if hour.startswith(month):
+            hours_of[sub][(sub, deployment, hour)] = tuple(sums)
     for subscription in sorted(counted_months.keys() | expected_months.keys()):
         drift += _differences(f"subscription {subscription}", _measures(counted_months.get(subscription)),
                               _measures(expected_months.get(subscription)))
-        counted_hours = {(subscription, row.deployment, row.hour): row.measures()
+        counted_hours = {(subscription, row.deployment, row.hour): _hourly_sums(row)
                          for row in counters.hourly(subscription, month)}
-        expected_hours = {(sub, deployment, hour): dict(zip(HOURLY, sums, strict=True))
-                          for (sub, deployment, hour), sums in expected.hourly.items()
-                          if sub == subscription and hour.startswith(month)}
-        for hour_key in sorted(counted_hours.keys() | expected_hours.keys()):
-            drift += _differences(f"hourly {' '.join(hour_key)}", counted_hours.get(hour_key, {}),
-                                  expected_hours.get(hour_key, {}))
+        expected_hours = hours_of.get(subscription, {})
+        differing = [key for key in counted_hours.keys() | expected_hours.keys()
+                     if counted_hours.get(key, _NO_HOURS) != expected_hours.get(key, _NO_HOURS)]
+        for hour_key in sorted(differing):
+            drift += _differences(f"hourly {' '.join(hour_key)}",
+                                  dict(zip(HOURLY, counted_hours.get(hour_key, _NO_HOURS), strict=True)),
+                                  dict(zip(HOURLY, expected_hours.get(hour_key, _NO_HOURS), strict=True)))
     counted_centers = counters.cost_center_spend(month)
     expected_centers = {center: sums[1] for (center, of), sums in expected.cost_centers.items() if of == month}
     for center in sorted(counted_centers.keys() | expected_centers.keys()):
         drift += _differences(f"cost-center {center}", {"spend_micros": counted_centers.get(center, 0)},
                               {"spend_micros": expected_centers.get(center, 0)})
     return drift
+
+
+_HOURLY_OF = operator.attrgetter(*HOURLY)
+_NO_HOURS = (0,) * len(HOURLY)
+
+
+def _hourly_sums(row: HourlyRow) -> tuple[int, ...]:
+    return tuple(int(value) for value in _HOURLY_OF(row))
 
 
 def _measures(row: SubscriptionMonth | None) -> dict[str, int]:
