@@ -11,7 +11,7 @@ from decimal import Decimal
 import pyarrow as pa
 
 from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
-from pipeline.domain.costing import Reference, UsageKey, UsageState
+from pipeline.domain.costing import Reference, Resolution, UsageKey, UsageState
 from pipeline.domain.pricing import MONEY, TOKENS_PER_UNIT
 
 PER_TOKEN = pa.decimal128(38, 12)
@@ -42,35 +42,48 @@ def usage_key(row: tuple[object, ...]) -> UsageKey:
                     tier, spilled, audio)  # type: ignore[arg-type]
 
 
+_KEY_NAMES = RESOLUTION_SCHEMA.names[:KEY_WIDTH]  # the key's columns, as the keys' rows hold them
+_RESOLVED_NAMES = RESOLUTION_SCHEMA.names[KEY_WIDTH:]
+
+
 def resolution_table(reference: Reference, keys: Iterable[tuple[object, ...]],
                      corrections: Corrections | None = None) -> pa.Table:
+    """Each key row (KEY_COLUMNS) with its resolution's columns. A resolution is shared by the
+    keys it covers (the day aside, mostly), so its columns are made once per resolution."""
     corrections = corrections or NO_CORRECTIONS
-    rows = []
-    for row in keys:
-        key = usage_key(row)
-        resolved = corrections.resolve(reference, key)
-        price = resolved.price
-        zero = Decimal(0) if resolved.provisioned else None
-        rows.append({
-            "date": key.day, "subscription_id": key.subscription_id, "cost_center_sent": key.cost_center_sent,
-            "deployment": key.deployment, "model_sent": key.model, "state": key.state.value,
-            "billing_tier": key.service_tier, "spilled": key.spillover, "audio_classes": key.audio,
-            "cost_center": resolved.cost_center, "model": resolved.model,
-            "deployment_type": resolved.deployment_type,
-            "currency": resolved.currency or None,
-            # provisioned (PTU) usage costs 0 per token: its capacity is in the `allocations` view
-            "input_per_token": _per_token(price.input_per_1m) if price else zero,
-            "cached_input_per_token": _per_token(price.cached_input_per_1m) if price else zero,
-            "output_per_token": _per_token(price.output_per_1m) if price else zero,
-            "catalog_version": resolved.catalog_version or None,
-            "unpriced_reason": resolved.unpriced.value if resolved.unpriced else None,
-            "unpriced_detail": resolved.detail or None,
-            "charge_class": resolved.charge_class or None,
-            "pricing": PROVISIONED if resolved.provisioned else PAY_AS_YOU_GO if price else None,
-            "audio_input_per_token": _audio(price.audio_input_per_1m) if price else zero,
-            "audio_output_per_token": _audio(price.audio_output_per_1m) if price else zero,
-        })
-    return pa.Table.from_pylist(rows, schema=RESOLUTION_SCHEMA)
+    rows = list(keys)
+    made: dict[int, tuple[Resolution, tuple[object, ...]]] = {}
+    resolved_rows = []
+    for row in rows:
+        resolved = corrections.resolve(reference, usage_key(row))
+        cells = made.get(id(resolved))
+        if cells is None:
+            made[id(resolved)] = cells = (resolved, _resolved_cells(resolved))  # holds it: its id stays its
+        resolved_rows.append(cells[1])
+    columns = [*(zip(*rows, strict=True) if rows else [()] * KEY_WIDTH),
+               *(zip(*resolved_rows, strict=True) if resolved_rows else [()] * len(_RESOLVED_NAMES))]
+    return pa.Table.from_arrays([pa.array(list(column), field.type) for column, field in
+                                 zip(columns, RESOLUTION_SCHEMA, strict=True)], schema=RESOLUTION_SCHEMA)
+
+
+def _resolved_cells(resolved: Resolution) -> tuple[object, ...]:
+    """The resolution's columns of RESOLUTION_SCHEMA (after the key's), in its order."""
+    price = resolved.price
+    zero = Decimal(0) if resolved.provisioned else None
+    return (
+        resolved.cost_center, resolved.model, resolved.deployment_type, resolved.currency or None,
+        # provisioned (PTU) usage costs 0 per token: its capacity is in the `allocations` view
+        _per_token(price.input_per_1m) if price else zero,
+        _per_token(price.cached_input_per_1m) if price else zero,
+        _per_token(price.output_per_1m) if price else zero,
+        resolved.catalog_version or None,
+        resolved.unpriced.value if resolved.unpriced else None,
+        resolved.detail or None,
+        resolved.charge_class or None,
+        PROVISIONED if resolved.provisioned else PAY_AS_YOU_GO if price else None,
+        _audio(price.audio_input_per_1m) if price else zero,
+        _audio(price.audio_output_per_1m) if price else zero,
+    )
 
 
 def _audio(per_1m: Decimal | None) -> Decimal | None:
