@@ -4,6 +4,7 @@ Counters adapter (pipeline.ports) stores these and reads them back as these rows
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -83,7 +84,9 @@ class Tally:
             hour = hour_key(event)
             month = hour[:7]
             usage = event.usage
-            h = hourly[(event.subscription_id, event.deployment, hour)]
+            h = hourly.get((event.subscription_id, event.deployment, hour))
+            if h is None:  # a new key keeps one copy of its names, however many keys share them
+                h = hourly[(sys.intern(event.subscription_id), sys.intern(event.deployment), hour)]
             m = monthly[(event.subscription_id, month)]
             c = cost_centers[(charge.cost_center, month)]
             h[0] += 1

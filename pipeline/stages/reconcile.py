@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.domain.counters import HOURLY, MONTHLY, HourlyRow, Tally
+from pipeline.domain.counters import HOURLY, MONTHLY, HourlyRow, Key, Tally
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LivePricer, SubscriptionMonth
 from pipeline.domain.periods import midnight, month_bounds
@@ -93,17 +93,18 @@ def compare(counters: Counters, expected: Tally, month: str) -> list[Drift]:
     expected_months = {sub: SubscriptionMonth(sub, month, *sums)
                        for (sub, of), sums in expected.monthly.items() if of == month}
     # The month's expected hours, by subscription, in one pass (a pass per subscription was
-    # quadratic: 50 s for 400 subscriptions over 700k hour keys); an hour's sums as a tuple in
-    # HOURLY order, so that the hours that agree (all of them, mostly) cost one comparison each.
-    hours_of: dict[str, dict[tuple[str, str, str], tuple[int, ...]]] = defaultdict(dict)
-    for (sub, deployment, hour), sums in expected.hourly.items():
-        if hour.startswith(month):
-            hours_of[sub][(sub, deployment, hour)] = tuple(sums)
+    # quadratic: 50 s for 400 subscriptions over 700k hour keys); an hour's sums as the list in
+    # HOURLY order that the tally holds, so that the hours that agree (all of them, mostly) cost
+    # one comparison each.
+    hours_of: dict[str, dict[Key, list[int]]] = defaultdict(dict)
+    for key, sums in expected.hourly.items():
+        if key[2].startswith(month):  # (subscription, deployment, hour)
+            hours_of[key[0]][key] = sums
     for subscription in sorted(counted_months.keys() | expected_months.keys()):
         drift += _differences(f"subscription {subscription}", _measures(counted_months.get(subscription)),
                               _measures(expected_months.get(subscription)))
-        counted_hours = {(subscription, row.deployment, row.hour): _hourly_sums(row)
-                         for row in counters.hourly(subscription, month)}
+        counted_hours: dict[Key, list[int]] = {(subscription, row.deployment, row.hour): _hourly_sums(row)
+                                               for row in counters.hourly(subscription, month)}
         expected_hours = hours_of.get(subscription, {})
         differing = [key for key in counted_hours.keys() | expected_hours.keys()
                      if counted_hours.get(key, _NO_HOURS) != expected_hours.get(key, _NO_HOURS)]
@@ -120,11 +121,11 @@ def compare(counters: Counters, expected: Tally, month: str) -> list[Drift]:
 
 
 _HOURLY_OF = operator.attrgetter(*HOURLY)
-_NO_HOURS = (0,) * len(HOURLY)
+_NO_HOURS = [0] * len(HOURLY)
 
 
-def _hourly_sums(row: HourlyRow) -> tuple[int, ...]:
-    return tuple(int(value) for value in _HOURLY_OF(row))
+def _hourly_sums(row: HourlyRow) -> list[int]:
+    return [int(value) for value in _HOURLY_OF(row)]
 
 
 def _measures(row: SubscriptionMonth | None) -> dict[str, int]:
