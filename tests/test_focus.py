@@ -312,10 +312,14 @@ def test_a_pre_1_3_hubs_file_is_removed_by_the_next_export(world: World) -> None
         f"apim-openai-chargeback-{MONTH}__chargeback-{MONTH}-focus.parquet", "manifest.json"]
 
 
+NAMES = [None, 'cc, "3"', "", " padded ", "line\nbreak", "nul\x00byte", "ünïcødé", 'a"b']
+
+
 def test_the_csv_writes_every_value_as_the_cell_formatter_does() -> None:
     """render_csv formats a column at a time, a slice of rows at a time: each cell must be what
-    `csv_value` makes of its value (nulls, zero, negative and tiny decimals, flags, counts,
-    instants), across a slice boundary."""
+    the csv module writes of what `csv_value` makes of its value (nulls, zero, negative and tiny
+    decimals, whole amounts, flags, counts, instants, text that needs quotes and text that does
+    not), across a slice boundary."""
     from pipeline.stages.report.focus import AMOUNT, INSTANT
     from pipeline.stages.report.focus_csv import csv_value, render_csv
 
@@ -324,10 +328,11 @@ def test_the_csv_writes_every_value_as_the_cell_formatter_does() -> None:
     size = 8_200  # more than one slice of 8,192 rows
     table = pa.table({
         "cost": pa.array([amounts[i % len(amounts)] for i in range(size)], AMOUNT),
+        "whole": pa.array([None if i % 6 == 0 else Decimal(i * 10) for i in range(size)], pa.decimal128(38, 0)),
         "at": pa.array([instants[i % len(instants)] for i in range(size)], INSTANT),
-        "name": pa.array([None if i % 5 == 0 else f'cc, "{i % 7}"' for i in range(size)], pa.string()),
+        "name": pa.array([NAMES[i % len(NAMES)] for i in range(size)], pa.string()),
         "flag": pa.array([(None, True, False)[i % 3] for i in range(size)], pa.bool_()),
-        "count": pa.array([None if i % 4 == 0 else i for i in range(size)], pa.int64()),
+        "count": pa.array([None if i % 4 == 0 else i - 100 for i in range(size)], pa.int64()),
     })
     expected = io.StringIO()
     writer = csv.writer(expected, lineterminator="\n")
@@ -335,6 +340,6 @@ def test_the_csv_writes_every_value_as_the_cell_formatter_does() -> None:
     writer.writerows([csv_value(value) for value in row.values()] for row in table.to_pylist())
     written = render_csv(table)
     assert written == expected.getvalue().encode()
-    assert written.count(b"\n") == size + 1 and b',"cc, ""3""",' in written
+    assert b',"cc, ""3""",' in written and b',"line\nbreak",' in written
     assert {row["cost"] for row in csv.DictReader(io.StringIO(written.decode()))} == {
         "", "0", "-1.5", "0.000000000001", "1500", "12.34"}
