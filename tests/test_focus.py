@@ -312,14 +312,14 @@ def test_a_pre_1_3_hubs_file_is_removed_by_the_next_export(world: World) -> None
         f"apim-openai-chargeback-{MONTH}__chargeback-{MONTH}-focus.parquet", "manifest.json"]
 
 
-NAMES = [None, 'cc, "3"', "", " padded ", "line\nbreak", "nul\x00byte", "ünïcødé", 'a"b']
+NAMES = [None, 'cc, "3"', "", " padded ", "line\nbreak", "carriage\rreturn", "nul\x00byte", "ünïcødé", 'a"b']
 
 
 def test_the_csv_writes_every_value_as_the_cell_formatter_does() -> None:
     """render_csv formats a column at a time, a slice of rows at a time: each cell must be what
     the csv module writes of what `csv_value` makes of its value (nulls, zero, negative and tiny
-    decimals, whole amounts, flags, counts, instants, text that needs quotes and text that does
-    not), across a slice boundary."""
+    decimals, whole amounts, flags, counts, instants, text that needs quotes, a lone carriage
+    return among them, and text that does not), read back by a CSV reader, across a slice boundary."""
     from pipeline.stages.report.focus import AMOUNT, INSTANT
     from pipeline.stages.report.focus_csv import csv_value, render_csv
 
@@ -334,12 +334,11 @@ def test_the_csv_writes_every_value_as_the_cell_formatter_does() -> None:
         "flag": pa.array([(None, True, False)[i % 3] for i in range(size)], pa.bool_()),
         "count": pa.array([None if i % 4 == 0 else i - 100 for i in range(size)], pa.int64()),
     })
-    expected = io.StringIO()
-    writer = csv.writer(expected, lineterminator="\n")
-    writer.writerow(table.column_names)
-    writer.writerows([csv_value(value) for value in row.values()] for row in table.to_pylist())
+    expected = [table.column_names, *([csv_value(value) for value in row.values()] for row in table.to_pylist())]
     written = render_csv(table)
-    assert written == expected.getvalue().encode()
-    assert b',"cc, ""3""",' in written and b',"line\nbreak",' in written
+    assert list(csv.reader(io.StringIO(written.decode(), newline=""))) == expected
+    breaks = sum(NAMES[i % len(NAMES)] == "line\nbreak" for i in range(size))
+    assert written.endswith(b"\n") and written.count(b"\n") == 1 + size + breaks
+    assert b',"cc, ""3""",' in written and b',"line\nbreak",' in written and b',"carriage\rreturn",' in written
     assert {row["cost"] for row in csv.DictReader(io.StringIO(written.decode()))} == {
         "", "0", "-1.5", "0.000000000001", "1500", "12.34"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from pipeline.entrypoints.cli.options import (
     reference_options,
     user_errors,
 )
+from pipeline.lake.csv_files import csv_table_bytes
 from pipeline.settings import Settings
 
 
@@ -61,9 +61,7 @@ def query_command(sql: str, output: str, prices: Path | None, deployments: Path 
         names = [column[0] for column in result.description or []]
         rows = result.fetchall()
     if output == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(names)
-        writer.writerows(rows)
+        sys.stdout.write(csv_table_bytes(names, rows).decode("utf-8"))
     elif output == "json":
         sys.stdout.write(msgspec.json.encode([dict(zip(names, row, strict=True)) for row in rows]).decode())
         sys.stdout.write("\n")

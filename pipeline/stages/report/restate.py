@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from pipeline.domain.periods import is_month_label
 from pipeline.domain.pricing import MONEY, money_sum
+from pipeline.lake.csv_files import csv_table_bytes
 from pipeline.ports import ChargebackError, ObjectStore
 from pipeline.stages.report.model import exact_text
 
@@ -141,13 +142,9 @@ def restate(store: ObjectStore, month: str, current: Mapping[str, bytes], new_to
 
 
 def render_restatement(restatement: Restatement) -> bytes:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(RESTATEMENT_COLUMNS)
-    for line in restatement.lines:
-        writer.writerow((restatement.month, line.cost_center, line.currency, exact_text(line.old), exact_text(line.new),
-                         exact_text(line.delta), ";".join(line.corrections)))
-    return text.getvalue().encode("utf-8")
+    return csv_table_bytes(RESTATEMENT_COLUMNS, [
+        (restatement.month, line.cost_center, line.currency, exact_text(line.old), exact_text(line.new),
+         exact_text(line.delta), ";".join(line.corrections)) for line in restatement.lines])
 
 
 def _keep(store: ObjectStore, month: str, current: Mapping[str, bytes]) -> tuple[int, list[str]]:
