@@ -20,6 +20,7 @@ from datetime import date
 from decimal import Decimal
 
 from pipeline.domain.pricing import Price
+from pipeline.lake.arrow_text import joined_bytes
 from pipeline.lake.csv_files import csv_line, csv_lines, csv_table_bytes
 from pipeline.stages.report.model import DAILY_COLUMNS, REPORT_COLUMNS, DayGroups, Report, ReportRow, csv_cells
 from pipeline.stages.report.rows import RowKey, report_rows, row_key, with_true_ups
@@ -104,8 +105,9 @@ WITH periods AS (
          coalesce(rtrim(rtrim((sum(units) * 0.000001::DECIMAL(7, 6))::VARCHAR, '0'), '.'), '') AS cost
   FROM priced GROUP BY date, row_number
 )
-SELECT coalesce(string_agg({_line_sql()}, chr(10) ORDER BY r.date, r.row_number), '')
+SELECT {_line_sql()} || chr(10) AS line
 FROM r JOIN keys k ON k.row_number = r.row_number
+ORDER BY r.date, r.row_number
 """
 
 
@@ -156,13 +158,13 @@ def summed_daily_csv(groups: DayGroups) -> bytes | None:
     connection = duckdb.connect()
     try:
         connection.register("days", groups.days)
-        [(lines,)] = connection.execute(_DAILY_SQL, parameters).fetchall()
+        lines = connection.sql(_DAILY_SQL, params=parameters).to_arrow_table().column("line")
     except duckdb.OutOfRangeException:  # a cost beyond DECIMAL(38, 12)
         return None
     finally:
         connection.close()
-    header = csv_line(DAILY_COLUMNS)
-    return f"{header}\n{lines}\n".encode() if lines else f"{header}\n".encode()
+    return b"".join([f"{csv_line(DAILY_COLUMNS)}\n".encode(), joined_bytes(lines)])
+
 
 
 def _text(rate: Decimal | None) -> str | None:
