@@ -197,6 +197,20 @@ def test_usage_shows_live_spend_and_budget_alerts(home: Path, write_file: WriteF
     assert "no live usage recorded for this month" in run("usage", "--month", "2026-09").output
 
 
+def test_usage_of_many_subscriptions_shows_those_that_spent_most_unless_all(home: Path, write_file: WriteFile) -> None:
+    home.mkdir()
+    (home / "deployments.csv").write_text("deployment,model,deployment_type,region\ndep-4o,gpt-4o,global,\n")
+    traffic = jsonl([event(subscriptionId=f"sub-{n:02d}", deployment="dep-4o", model=None,
+                           timestamp="2026-10-05T10:00:00Z", usage=usage(10_000 * (n + 1), 0)) for n in range(45)])
+    assert run("ingest", str(write_file("events.jsonl", traffic))).exit_code == 0
+    text = flat(run("usage", "--month", "2026-10").output)
+    shown = re.findall(r"sub-(\d\d)", text)
+    assert shown == [f"{n:02d}" for n in range(44, 4, -1)], text  # the 40 that spent most, most first
+    assert "... 5 more subscriptions: --all shows every one" in text
+    every = flat(run("usage", "--month", "2026-10", "--all").output)
+    assert re.findall(r"sub-(\d\d)", every) == [f"{n:02d}" for n in range(45)] and "more subscriptions" not in every
+
+
 def test_backends_are_chosen_by_their_urls(home: Path, tmp_path: Path, write_file: WriteFile,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     elsewhere = tmp_path / "other place"

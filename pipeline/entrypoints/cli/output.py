@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -216,21 +216,30 @@ def _budget_cells(budgets: Budgets, scope: BudgetScope, key: str, spend: int) ->
     return _micros(budget.monthly_micros, budget.currency), f"{spend * 100 / budget.monthly_micros:.0f}%"
 
 
-def show_usage(console: Console, live: LiveUsage, subscription: str | None = None) -> None:
+def show_usage(console: Console, live: LiveUsage, subscription: str | None = None, every: bool = False) -> None:
+    """The live usage per subscription and cost center. Past MAX_ROWS of either (a tenant of
+    thousands of subscriptions), only the MAX_ROWS that spent the most, in that order, and a line
+    saying how many more there are: a table of thousands of lines is unread, and takes rich
+    seconds to lay out. `every` shows them all, in their usual order."""
     rows = [s for s in live.subscriptions if subscription is None or s.subscription_id == subscription]
     table = Table(title=f"Live usage {live.month} (month to date, priced at ingest)", title_justify="left")
     for name in ("subscription", "requests", "tokens", "unpriced", "spend", "budget", "used"):
         table.add_column(name, justify="left" if name == "subscription" else "right")
-    for row in rows:
+    shown = _most_spent(rows, lambda row: (-row.spend_micros, row.subscription_id), every)
+    for row in shown:
         budget, used = _budget_cells(live.budgets, BudgetScope.SUBSCRIPTION, row.subscription_id, row.spend_micros)
         table.add_row(row.subscription_id, f"{row.requests:,}", f"{row.total_tokens:,}",
                       f"{row.unpriced_requests:,}", _micros(row.spend_micros), budget, used)
+    _more(table, len(rows) - len(shown), "subscriptions")
     console.print(table)
     if subscription is None and live.cost_centers:
         centers = Table("cost center", "spend", "budget", "used", title="By cost center", title_justify="left")
-        for cost_center, spend in live.cost_centers.items():
+        spends = list(live.cost_centers.items())
+        top = _most_spent(spends, lambda item: (-item[1], item[0]), every)
+        for cost_center, spend in top:
             centers.add_row(cost_center, _micros(spend), *_budget_cells(live.budgets, BudgetScope.COST_CENTER,
                                                                          cost_center, spend))
+        _more(centers, len(spends) - len(top), "cost centers")
         console.print(centers)
     for alert in live.alerts:
         if subscription is None or alert.key == subscription:
@@ -239,6 +248,20 @@ def show_usage(console: Console, live: LiveUsage, subscription: str | None = Non
                           f"{alert.raised_at:%Y-%m-%d %H:%M} UTC ({_micros(alert.spend_micros, alert.currency)})")
     if not rows:
         console.print("no live usage recorded for this month" + (f" and {subscription}" if subscription else ""))
+
+
+_Item = TypeVar("_Item")
+
+
+def _most_spent(items: list[_Item], rank: Callable[[_Item], tuple[int, str]], every: bool) -> list[_Item]:
+    """All the items, as they are, when they fit the table (or `every`), else the MAX_ROWS that rank first."""
+    return items if every or len(items) <= MAX_ROWS else sorted(items, key=rank)[:MAX_ROWS]
+
+
+def _more(table: Table, left_out: int, what: str) -> None:
+    if left_out > 0:
+        table.caption = f"... {left_out:,} more {what}: --all shows every one"
+        table.caption_justify = "left"
 
 
 UNPRICED_MODEL_REASONS = ("no-price", "unknown-model", "no-capacity")

@@ -12,14 +12,18 @@ from pipeline.settings import Settings
                                     "against budgets.")
 @click.option("--month", default=None, help="Month, YYYY-MM (default: this month, UTC).")
 @click.option("--subscription", default=None, help="Show one subscription only.")
+@click.option("--all", "every", is_flag=True,
+              help="Show every subscription and cost center (default: the 40 that spent the most, if more).")
 @user_errors
-def usage_command(month: str | None, subscription: str | None) -> None:
+def usage_command(month: str | None, subscription: str | None, every: bool) -> None:
     """Show month-to-date requests, tokens and spend from the live counters, against budgets,
     and how many streamed requests of the last 24 hours still wait for their usage from APIM's
     LLM logs (with a warning when streams came and no LLM-log record did for
     $CHARGEBACK_LLM_LOG_STALE_HOURS, default 6).
 
     Live spend is priced at ingest with the catalog then in force; `report` is the authority.
+    Past 40 subscriptions (or cost centers), the 40 that spent the most are shown, and how many
+    more there are; --all shows every one.
 
     Example: chargeback usage --month 2026-10 --subscription sub-search-prod
     """
@@ -38,7 +42,7 @@ def usage_command(month: str | None, subscription: str | None) -> None:
                          counters.alerts(chosen), budgets)
     finally:
         counters.close()
-    show_usage(console, live, subscription)
+    show_usage(console, live, subscription, every)
     catch_up(settings, notices)
     stale_after = settings.llm_log_stale_after
     with query_errors():
