@@ -114,6 +114,13 @@ class Resolution:
     def priced(self) -> bool:
         return self.price is not None
 
+    def for_cost_center(self, cost_center: str) -> Resolution:
+        """The same resolution for another cost center (made directly: dataclasses.replace
+        looks at every field, at several times the cost)."""
+        return Resolution(cost_center, self.model, self.deployment_type, self.price, self.unpriced, self.detail,
+                          self.catalog_version, self.corrections, self.uncorrected, self.provisioned_currency,
+                          self.service_tier, self.spillover)
+
     @property
     def provisioned(self) -> bool:
         return bool(self.provisioned_currency)
@@ -149,14 +156,43 @@ class Reference:
         return days
 
     def resolve(self, key: UsageKey) -> Resolution:
+        return self._period_memo().get(key, self._resolve)
+
+    def _period_memo(self) -> PeriodMemo:
         memo = self._memo
         if memo is None:
             memo = PeriodMemo(self.boundaries())
             object.__setattr__(self, "_memo", memo)  # built once, on first use
-        return memo.get(key, self._resolve)
+        return memo
 
     def _resolve(self, key: UsageKey) -> Resolution:
-        cost_center = self.cost_centers.cost_center(key.subscription_id, key.day, key.cost_center_sent)
+        """A key's resolution from two parts resolved apart, each kept per reference period: its
+        cost center (from the subscription and the cost center sent) and all the rest (from the
+        deployment, model, state, tier, spillover and audio classes). Thousands of subscriptions
+        share a few dozen of the latter, so a key new to the period mostly costs three lookups."""
+        memo = self._period_memo()
+        bucket = bisect_right(memo.boundaries, key.day)
+        center_key = (bucket, key.subscription_id, key.cost_center_sent)
+        cost_center = memo.centers.get(center_key)
+        if cost_center is None:
+            cost_center = memo.centers[center_key] = self.cost_centers.cost_center(
+                key.subscription_id, key.day, key.cost_center_sent)
+        rest_key = (bucket, key.deployment, key.model, key.state, key.service_tier, key.spillover, key.audio)
+        rest = memo.rests.get(rest_key)
+        if rest is None:
+            rest = self._resolve_rest(key)
+            if names_day(rest):  # its detail names the day: made for each day, never kept
+                return rest.for_cost_center(cost_center)
+            memo.rests[rest_key] = rest
+        whole_key = (cost_center, id(rest))  # `rest` is kept by the memo: its id stays its own
+        whole = memo.wholes.get(whole_key)
+        if whole is None:
+            whole = memo.wholes[whole_key] = rest.for_cost_center(cost_center)
+        return whole
+
+    def _resolve_rest(self, key: UsageKey) -> Resolution:
+        """The key's resolution but its cost center (left blank)."""
+        cost_center = ""
         deployment = self.deployments.get(key.deployment)
         model = key.model or (deployment.model if deployment else None)
         deployment_type = deployment.deployment_type if deployment else None
@@ -229,6 +265,10 @@ class PeriodMemo:
     def __init__(self, boundaries: Iterable[date]) -> None:
         self.boundaries = sorted(set(boundaries))
         self._kept: dict[tuple[object, ...], Resolution] = {}
+        # The parts Reference._resolve makes a resolution of, per period (pipeline.domain.costing).
+        self.centers: dict[tuple[object, ...], str] = {}
+        self.rests: dict[tuple[object, ...], Resolution] = {}
+        self.wholes: dict[tuple[str, int], Resolution] = {}
 
     def get(self, key: UsageKey, resolve: Callable[[UsageKey], Resolution]) -> Resolution:
         period = (bisect_right(self.boundaries, key.day), key.subscription_id, key.cost_center_sent,
