@@ -1,17 +1,18 @@
 """The pricing keys of the `costs` view: each distinct (day, subscription, cost center sent,
-deployment, model sent, usage state) of the usage resolved in Python (pipeline.domain.costing,
-with the corrections applied) into a small Arrow table that DuckDB joins. Money stays
-DECIMAL(38,12): prices per token have at most 12 decimals, so no rounding."""
+deployment, model sent, usage state, tier, spillover, audio classes) of the usage with its
+resolution (pipeline.domain.costing, with the corrections applied): resolved in Python once per
+key and reference period, handed to DuckDB as small Arrow tables, and given to each day there.
+Money stays DECIMAL(38,12): prices per token have at most 12 decimals, so no rounding."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from decimal import Decimal
 
+import duckdb
 import pyarrow as pa
 
 from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
-from pipeline.domain.costing import Reference, Resolution, UsageKey, UsageState
+from pipeline.domain.costing import Reference, Resolution, UsageKey, UsageState, names_day
 from pipeline.domain.pricing import MONEY, TOKENS_PER_UNIT
 
 PER_TOKEN = pa.decimal128(38, 12)
@@ -46,24 +47,96 @@ _KEY_NAMES = RESOLUTION_SCHEMA.names[:KEY_WIDTH]  # the key's columns, as the ke
 _RESOLVED_NAMES = RESOLUTION_SCHEMA.names[KEY_WIDTH:]
 
 
-def resolution_table(reference: Reference, keys: Iterable[tuple[object, ...]],
-                     corrections: Corrections | None = None) -> pa.Table:
-    """Each key row (KEY_COLUMNS) with its resolution's columns. A resolution is shared by the
-    keys it covers (the day aside, mostly), so its columns are made once per resolution."""
+def register_pricing_keys(connection: duckdb.DuckDBPyConnection, reference: Reference,
+                          corrections: Corrections | None = None) -> None:
+    """Make the `pricing_keys` table the `costs` view joins: each distinct day key of `usage`
+    (KEY_COLUMNS) with its resolution's columns (RESOLUTION_SCHEMA).
+
+    A key resolves alike on every day between two boundaries (Corrections.boundaries: prices,
+    cost-center rows, capacity, corrections), so it is resolved once per such period, from its
+    first day, and DuckDB gives each day its period's columns; a resolution whose detail names
+    the day (no price, no capacity) is made for each of its days. 5,000 subscriptions: 277,000
+    day keys, 53,000 periods. A resolution is shared by the keys it covers, so its columns are
+    made once per resolution."""
     corrections = corrections or NO_CORRECTIONS
-    rows = list(keys)
+    connection.execute(_DAY_KEYS_SQL, [sorted(corrections.boundaries(reference))])
+    connection.execute(_PERIODS_SQL)
+    connection.execute(_NUMBERED_DAYS_SQL)
     made: dict[int, tuple[Resolution, tuple[object, ...]]] = {}
-    resolved_rows = []
-    for row in rows:
-        resolved = corrections.resolve(reference, usage_key(row))
-        cells = made.get(id(resolved))
-        if cells is None:
-            made[id(resolved)] = cells = (resolved, _resolved_cells(resolved))  # holds it: its id stays its
-        resolved_rows.append(cells[1])
-    columns = [*(zip(*rows, strict=True) if rows else [()] * KEY_WIDTH),
-               *(zip(*resolved_rows, strict=True) if resolved_rows else [()] * len(_RESOLVED_NAMES))]
-    return pa.Table.from_arrays([pa.array(list(column), field.type) for column, field in
-                                 zip(columns, RESOLUTION_SCHEMA, strict=True)], schema=RESOLUTION_SCHEMA)
+
+    def cells(key: tuple[object, ...]) -> tuple[object, ...] | None:
+        resolved = corrections.resolve(reference, usage_key(key))
+        if names_day(resolved):
+            return None
+        kept = made.get(id(resolved))
+        if kept is None:
+            made[id(resolved)] = kept = (resolved, _resolved_cells(resolved))  # holds it: its id stays its
+        return kept[1]
+
+    periods: tuple[list[int], list[tuple[object, ...]]] = ([], [])
+    days: tuple[list[int], list[tuple[object, ...]]] = ([], [])
+    each_day = []
+    for period, *key in connection.execute(_PERIOD_ROWS_SQL).fetchall():
+        period_cells = cells(tuple(key))
+        if period_cells is None:
+            each_day.append(period)
+        else:
+            periods[0].append(period)
+            periods[1].append(period_cells)
+    if each_day:
+        for number, *key in connection.execute(_DAY_ROWS_SQL, [each_day]).fetchall():
+            days[0].append(number)
+            days[1].append(_resolved_cells(corrections.resolve(reference, usage_key(tuple(key)))))
+    connection.register("pricing_period_resolutions", _numbered("period", *periods))
+    connection.register("pricing_day_resolutions", _numbered("day_key", *days))
+    try:
+        connection.execute(_PRICING_KEYS_SQL)
+    finally:
+        for name in ("pricing_period_resolutions", "pricing_day_resolutions"):
+            connection.unregister(name)
+        connection.execute("DROP TABLE pricing_day_keys; DROP TABLE pricing_periods; DROP TABLE pricing_numbered_days")
+
+
+def _numbered(number: str, numbers: list[int], resolved_rows: list[tuple[object, ...]]) -> pa.Table:
+    """The resolutions' columns (RESOLUTION_SCHEMA after the key) after a number column."""
+    columns = zip(*resolved_rows, strict=True) if resolved_rows else [()] * len(_RESOLVED_FIELDS)
+    return pa.Table.from_arrays(
+        [pa.array(numbers, pa.int64()), *(pa.array(list(column), field.type)
+                                          for column, field in zip(columns, _RESOLVED_FIELDS, strict=True))],
+        schema=pa.schema([(number, pa.int64()), *_RESOLVED_FIELDS]))
+
+
+_RESOLVED_FIELDS = list(RESOLUTION_SCHEMA)[KEY_WIDTH:]
+# The key's columns but the day, as RESOLUTION_SCHEMA names them; the last three are never NULL.
+_REST = ("subscription_id", "cost_center_sent", "deployment", "model_sent", "state", "billing_tier", "spilled",
+         "audio_classes")
+_REST_LIST = ", ".join(_REST)
+_SAME_REST = " AND ".join(f"d.{column} IS NOT DISTINCT FROM p.{column}" for column in _REST)
+# The distinct day keys, each with its bucket: the number of boundaries (a parameter) on or before its day.
+_DAY_KEYS_SQL = (
+    "CREATE OR REPLACE TEMP TABLE pricing_day_keys AS "
+    "SELECT *, len(list_filter(?::DATE[], lambda b: b <= date)) AS bucket FROM ("
+    "SELECT DISTINCT u.date, u.subscription_id, u.cost_center AS cost_center_sent, u.deployment, "
+    "u.model AS model_sent, u.usage_state AS state, u.billing_tier, u.spilled, u.audio_classes FROM usage u)")
+# A key over one bucket's days is a period: numbered, with its first day.
+_PERIODS_SQL = (
+    "CREATE OR REPLACE TEMP TABLE pricing_periods AS "
+    f"SELECT (row_number() OVER () - 1) AS period, first_day, bucket, {_REST_LIST} FROM ("
+    f"SELECT min(date) AS first_day, bucket, {_REST_LIST} FROM pricing_day_keys GROUP BY bucket, {_REST_LIST})")
+_NUMBERED_DAYS_SQL = (
+    "CREATE OR REPLACE TEMP TABLE pricing_numbered_days AS "
+    "SELECT d.* EXCLUDE (bucket), p.period, (row_number() OVER () - 1) AS day_key FROM pricing_day_keys d "
+    f"JOIN pricing_periods p ON p.bucket = d.bucket AND {_SAME_REST}")
+_PERIOD_ROWS_SQL = f"SELECT period, first_day, {_REST_LIST} FROM pricing_periods"
+_DAY_ROWS_SQL = (f"SELECT day_key, date, {_REST_LIST} FROM pricing_numbered_days "
+                 "WHERE period IN (SELECT unnest(?::BIGINT[]))")
+_KEY_LIST = ", ".join(f"d.{name}" for name in RESOLUTION_SCHEMA.names[:KEY_WIDTH])
+_PRICING_KEYS_SQL = (
+    "CREATE OR REPLACE TEMP TABLE pricing_keys AS "
+    f"SELECT {_KEY_LIST}, r.* EXCLUDE (period) FROM pricing_numbered_days d "
+    "JOIN pricing_period_resolutions r ON r.period = d.period "
+    f"UNION ALL SELECT {_KEY_LIST}, r.* EXCLUDE (day_key) FROM pricing_numbered_days d "
+    "JOIN pricing_day_resolutions r ON r.day_key = d.day_key")
 
 
 def _resolved_cells(resolved: Resolution) -> tuple[object, ...]:

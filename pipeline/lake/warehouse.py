@@ -36,13 +36,12 @@ from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
 from pipeline.domain.costing import Reference
 from pipeline.lake.llm_usage import LLM_USAGE_SCHEMA, llm_usage_keys
 from pipeline.lake.manifests import USAGE_PREFIX, PublishedFile, published_files
-from pipeline.lake.pricing_keys import resolution_table
+from pipeline.lake.pricing_keys import register_pricing_keys
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.lake.views import (
     BILLING_COLUMNS,
     COSTS_VIEW,
     IS_VOIDED,
-    KEY_COLUMNS,
     LLM_UNMATCHED_VIEW,
     LLM_UNMATCHED_VIEW_EMPTY,
     LLM_USAGE_VIEW,
@@ -161,8 +160,7 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
         connection.execute(view)
     register_corrections(connection, corrections or NO_CORRECTIONS)
     if reference is not None:
-        keys = connection.execute(f"SELECT DISTINCT {KEY_COLUMNS} FROM usage u").fetchall()
-        connection.register("pricing_keys", resolution_table(reference, keys, corrections))
+        register_pricing_keys(connection, reference, corrections)
         connection.execute(COSTS_VIEW)
     return Warehouse(connection, bool(llm_keys))
 
