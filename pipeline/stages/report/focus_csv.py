@@ -15,11 +15,20 @@ from pipeline.lake.csv_files import csv_line, write_csv_rows
 
 
 def render_csv(table: pa.Table) -> bytes:
-    """The table as CSV: a header, then its rows, each value as `csv_value` writes it; made
-    column by column (44,000 rows of 55 columns at 1M events: no Python value per cell twice)."""
+    """The table as CSV: a header, then its rows, each value as `csv_value` writes it."""
+    return csv_header(table.schema) + csv_body(table)
+
+
+def csv_header(schema: pa.Schema) -> bytes:
+    """The header line of the CSV of a table of this schema."""
+    return f"{csv_line(schema.names)}\n".encode()
+
+
+def csv_body(table: pa.Table) -> bytes:
+    """The table's rows as CSV lines, each value as `csv_value` writes it; made column by column
+    and a slice of rows at a time (no Python value per cell twice, only a slice's texts at once)."""
     text = io.StringIO()
-    text.write(csv_line(table.column_names) + "\n")
-    for start in range(0, table.num_rows, _CSV_ROWS):  # a slice at a time: its texts only in memory
+    for start in range(0, table.num_rows, _CSV_ROWS):
         part = table.slice(start, _CSV_ROWS)
         write_csv_rows(text, zip(*(_csv_column(field.type, part.column(field.name)) for field in part.schema),
                                  strict=True))
