@@ -63,7 +63,6 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.domain.capacity import IDLE, DeploymentDay
 from pipeline.domain.costing import CORRECTION, CostLine
@@ -78,7 +77,6 @@ from pipeline.stages.report.focus_allocation import (
     tags_json,
     true_up_rows,
 )
-from pipeline.stages.report.focus_csv import csv_body, csv_header
 from pipeline.stages.report.model import Report
 from pipeline.stages.report.restate import FOCUS_1_2, focus_keys_of
 
@@ -262,23 +260,6 @@ def focus_keys(label: str, version: str = FOCUS_VERSION) -> tuple[str, str, str 
     csv_key, parquet_key = focus_keys_of(label, FOCUS_1_2 if version == "1.2" else "focus")
     in_hubs = is_month_label(label) and version != "1.2"
     return csv_key, parquet_key, f"{parquet_key.rpartition('/')[0]}/manifest.json" if in_hubs else None
-
-
-def render_focus(report: Report, context: FocusContext | None = None,
-                 version: str = FOCUS_VERSION) -> dict[str, bytes]:
-    """{key: bytes} of the FOCUS CSV, the Parquet and, last, a month's hubs manifest."""
-    schema = SCHEMAS[version]
-    csv_key, parquet_key, manifest_key = focus_keys(report.label, version)
-    sink = pa.BufferOutputStream()
-    text = [csv_header(schema)]
-    with pq.ParquetWriter(sink, schema, compression="zstd") as writer:  # a row group per day
-        for table in focus_day_tables(report, context, version):
-            writer.write_table(table)
-            text.append(csv_body(table))
-    files = {csv_key: b"".join(text), parquet_key: sink.getvalue().to_pybytes()}
-    if manifest_key is not None:
-        files[manifest_key] = b""
-    return files
 
 
 @dataclass(slots=True)

@@ -1,22 +1,27 @@
 """The FOCUS CSV: a FOCUS table (pipeline.stages.report.focus) as CSV text, each value as
-`csv_value` writes it, made column by column and a slice of rows at a time (44,000 rows of 55
-columns at 1M events)."""
+`csv_value` writes it and quoted as every CSV of the project (pipeline.lake.csv_files), made by
+DuckDB a day's table at a time (tests/test_focus.py holds the two equal cell by cell)."""
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import duckdb
 import pyarrow as pa
 
 from pipeline.domain.pricing import MONEY
-from pipeline.lake.csv_files import csv_line, write_csv_rows
+from pipeline.lake.arrow_text import joined_bytes
+from pipeline.lake.csv_files import csv_line
 
 
 def render_csv(table: pa.Table) -> bytes:
     """The table as CSV: a header, then its rows, each value as `csv_value` writes it."""
-    return csv_header(table.schema) + csv_body(table)
+    connection = duckdb.connect()
+    try:
+        return csv_header(table.schema) + csv_body(table, connection)
+    finally:
+        connection.close()
 
 
 def csv_header(schema: pa.Schema) -> bytes:
@@ -24,38 +29,47 @@ def csv_header(schema: pa.Schema) -> bytes:
     return f"{csv_line(schema.names)}\n".encode()
 
 
-def csv_body(table: pa.Table) -> bytes:
-    """The table's rows as CSV lines, each value as `csv_value` writes it; made column by column
-    and a slice of rows at a time (no Python value per cell twice, only a slice's texts at once)."""
-    text = io.StringIO()
-    for start in range(0, table.num_rows, _CSV_ROWS):
-        part = table.slice(start, _CSV_ROWS)
-        write_csv_rows(text, zip(*(_csv_column(field.type, part.column(field.name)) for field in part.schema),
-                                 strict=True))
-    return text.getvalue().encode("utf-8")
+def csv_body(table: pa.Table, connection: duckdb.DuckDBPyConnection) -> bytes:
+    """The table's rows as CSV lines, each value as `csv_value` writes it and quoted as the csv
+    module quotes it (pipeline.lake.csv_files), made by DuckDB in the connection: each line a
+    value of one text column, joined from its buffer (a month of 5,000 subscriptions, 700,000
+    rows of 53 columns: 15.5 s in Python, 4.8 s so). Timestamps go in as epoch seconds, so that
+    no session time zone applies."""
+    columns = [table.column(i).cast(pa.int64()) if pa.types.is_timestamp(field.type) else table.column(i)
+               for i, field in enumerate(table.schema)]
+    connection.register("focus_csv_rows", pa.Table.from_arrays(columns, names=table.column_names))
+    try:
+        lines = connection.sql(_lines_sql(table.schema)).to_arrow_table().column("line")
+    finally:
+        connection.unregister("focus_csv_rows")
+    return joined_bytes(lines)
 
 
-_CSV_ROWS = 8192
+def _lines_sql(schema: pa.Schema) -> str:
+    # concat_ws leaves out NULLs: every cell is text, '' for null. DuckDB keeps the rows' order
+    # (preserve_insertion_order, on by default) for a query without ORDER BY.
+    return (f"SELECT concat_ws(',', {', '.join(_cell_sql(field) for field in schema)}) || chr(10) AS line "
+            "FROM focus_csv_rows")
 
 
-def _csv_column(kind: pa.DataType, column: pa.ChunkedArray) -> list[str]:
-    """A column's CSV texts: `csv_value` of each value, by the column's type."""
+def _cell_sql(field: pa.Field) -> str:
+    """SQL of one cell's CSV text: `csv_value` of the value, quoted when it holds a comma, a
+    quote or a line break (`\n` or `\r`), with its quotes doubled."""
+    name = '"' + field.name.replace('"', '""') + '"'
+    kind = field.type
     if pa.types.is_string(kind):
-        return ["" if value is None else value for value in column.to_pylist()]
-    if pa.types.is_decimal(kind):  # without `csv_value`'s type tests
-        return ["" if value is None else _amount_text(value) for value in column.to_pylist()]
-    if pa.types.is_timestamp(kind):  # a few distinct days: each made a datetime and written once
-        distinct = column.unique()
-        texts = dict(zip(distinct.cast(pa.int64()).to_pylist(), map(csv_value, distinct.to_pylist()), strict=True))
-        return [texts[number] for number in column.cast(pa.int64()).to_pylist()]
-    written: dict[object, str] = {}  # flags and counts: few distinct values
-    out = []
-    for value in column.to_pylist():
-        text = written.get(value)
-        if text is None:
-            text = written[value] = csv_value(value)
-        out.append(text)
-    return out
+        special = " OR ".join(f"contains({name}, {mark})" for mark in ("','", "'\"'", "chr(10)", "chr(13)"))
+        return (f"CASE WHEN {name} IS NULL THEN '' WHEN {special} "
+                f"THEN '\"' || replace({name}, '\"', '\"\"') || '\"' ELSE {name} END")
+    if pa.types.is_decimal(kind):  # DECIMAL text always has the point: no trailing zeros, '0' for zero
+        if kind.scale == 0:
+            return f"coalesce({name}::VARCHAR, '')"
+        return f"coalesce(rtrim(rtrim({name}::VARCHAR, '0'), '.'), '')"
+    if pa.types.is_timestamp(kind):  # epoch seconds (csv_body): the UTC instant with a Z
+        return f"coalesce(strftime(make_timestamp({name} * 1000000), '%Y-%m-%dT%H:%M:%SZ'), '')"
+    if pa.types.is_boolean(kind):
+        return f"CASE WHEN {name} IS NULL THEN '' WHEN {name} THEN 'true' ELSE 'false' END"
+    return f"coalesce({name}::VARCHAR, '')"  # counts
 
 
 def csv_value(value: object) -> str:

@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 
 from pipeline.lake.csv_files import csv_table_bytes
 from pipeline.stages.report.daily import daily_csv
-from pipeline.stages.report.focus import FocusContext, render_focus
+from pipeline.stages.report.focus import FocusContext
+from pipeline.stages.report.focus_files import render_focus
 from pipeline.stages.report.model import (
     BOOLEAN_COLUMNS,
     DEFAULT_FORMATS,
