@@ -57,7 +57,7 @@ class Finance:
         if not self._pending:
             return
         self._pending = False
-        snapshot_pending(self.settings, self.reference)
+        snapshot_pending(self.settings)
 
     def __enter__(self) -> Finance:
         return self

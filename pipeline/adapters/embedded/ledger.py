@@ -20,18 +20,20 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipeline.adapters.embedded import ledger_v1
 from pipeline.adapters.embedded.event_id_set import EventIdSet
 from pipeline.adapters.embedded.sqlite import connect, probe_write, write_transaction
 from pipeline.domain.events import UsageEvent, first_copies
-from pipeline.lake.event_columns import EventColumns
 from pipeline.lake.usage import USAGE_SCHEMA, conformed, events_batch
 from pipeline.ports import AppendResult, Changes, LedgerUnavailable, Pending, UserError
+
+if TYPE_CHECKING:  # the ingest's columns: pyarrow.compute, which a report's catch-up need not load
+    from pipeline.lake.event_columns import EventColumns
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
@@ -54,6 +56,8 @@ def _at_or_before(events: pa.RecordBatch, first_seq: int, last_seq: int, count: 
     counted. (Arithmetic also keeps pyarrow from importing pandas, 0.2 s, for a scalar.)"""
     if last_seq - first_seq + 1 == count:
         return after - first_seq + 1
+    import pyarrow.compute as pc  # here: only a converted chunk needs it, and it costs a start 90 ms
+
     return int(pc.sum(pc.less_equal(events.column("ledger_seq"), pa.scalar(after, pa.int64()))).as_py())
 
 
