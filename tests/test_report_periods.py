@@ -269,3 +269,21 @@ def test_a_days_month_is_its_year_and_month() -> None:
     while day.year < 2031:  # every day from the earliest event's to 2030
         assert month_of(day) == day.strftime("%Y-%m")
         day += timedelta(days=1)
+
+
+def test_the_current_files_are_read_from_the_store_when_looked_up_never_held(tmp_path: Path) -> None:
+    """Publishing compares and keeps the period's files as they are in the store: a big tenant's
+    FOCUS CSV is hundreds of MB, so none is held while the new files are made."""
+    from pipeline.stages.report.restate import current_files
+
+    store = LocalObjectStore(tmp_path / "reports")
+    store.put("chargeback-2026-10.csv", b"first", overwrite=True)
+    store.put("chargeback-2026-10-focus.csv", b"focus", overwrite=True)
+    store.put("chargeback-2026-09.csv", b"another month", overwrite=True)
+    current = current_files(store, "2026-10")
+    assert sorted(current) == ["chargeback-2026-10-focus.csv", "chargeback-2026-10.csv"]
+    assert "chargeback-2026-10-daily.csv" not in current and current.get("chargeback-2026-10-daily.csv") is None
+    store.put("chargeback-2026-10.csv", b"second", overwrite=True)
+    assert current["chargeback-2026-10.csv"] == b"second"  # read now, not when listed
+    store.delete("chargeback-2026-10-focus.csv")
+    assert current.get("chargeback-2026-10-focus.csv") is None
