@@ -204,6 +204,10 @@ class ObjectStore(Protocol):
 
     def get(self, key: str) -> bytes | None: ...
 
+    def exists(self, key: str) -> bool:
+        """Whether there is an object at `key`, without reading it (a folder is not one)."""
+        ...
+
     def open(self, key: str) -> BinaryIO | None:
         """The object as a readable, seekable stream (a local file is streamed, not read whole);
         None when there is no such object."""

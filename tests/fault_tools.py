@@ -322,6 +322,9 @@ class FailingStore:
     def get(self, key: str) -> bytes | None:
         return self.store.get(key)
 
+    def exists(self, key: str) -> bool:
+        return self.store.exists(key)
+
     def open(self, key: str) -> BinaryIO | None:
         return self.store.open(key)
 

@@ -145,6 +145,9 @@ class Racing:
     def get(self, key: str) -> bytes | None:
         return self.inner.get(key)
 
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
     def open(self, key: str) -> BinaryIO | None:
         return self.inner.open(key)
 

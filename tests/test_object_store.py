@@ -142,6 +142,14 @@ def test_delete_removes_the_object_once(store: ObjectStore) -> None:
     assert store.list("gateway/budgets") == ["gateway/budgets/sub-b.json"]
 
 
+def test_exists_says_whether_an_object_is_there(store: ObjectStore) -> None:
+    assert not store.exists("reports/a.csv")
+    assert store.put("reports/a.csv", b"x", overwrite=False)
+    assert store.exists("reports/a.csv")
+    assert not store.exists("reports")  # a folder is not an object
+    assert store.delete("reports/a.csv") and not store.exists("reports/a.csv")
+
+
 def test_get_of_a_missing_key_is_none(store: ObjectStore) -> None:
     assert store.get("nothing/here.json") is None
     store.put("some/key", b"x", overwrite=False)

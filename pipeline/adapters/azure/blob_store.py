@@ -102,6 +102,9 @@ class BlobObjectStore:
                     raise
         raise AssertionError("unreachable")
 
+    def exists(self, key: str) -> bool:
+        return bool(self.container.get_blob_client(self.blob_name(key)).exists())  # one HEAD request
+
     def open(self, key: str) -> BinaryIO | None:
         data = self.get(key)
         return None if data is None else io.BytesIO(data)

@@ -65,6 +65,9 @@ class LocalObjectStore:
         except (FileNotFoundError, IsADirectoryError):
             return None
 
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
     def open(self, key: str) -> BinaryIO | None:
         try:
             return self.path(key).open("rb")

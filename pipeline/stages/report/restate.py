@@ -123,7 +123,7 @@ class StoredFiles(Mapping[str, bytes]):
 
     def __init__(self, store: ObjectStore, names: Iterable[str]) -> None:
         self._store = store
-        self._names = [name for name in names if _exists(store, name)]
+        self._names = [name for name in names if store.exists(name)]
 
     def __getitem__(self, name: str) -> bytes:
         data = self._store.get(name) if name in self._names else None
@@ -139,14 +139,6 @@ class StoredFiles(Mapping[str, bytes]):
 
     def __len__(self) -> int:
         return len(self._names)
-
-
-def _exists(store: ObjectStore, name: str) -> bool:
-    handle = store.open(name)
-    if handle is None:
-        return False
-    handle.close()
-    return True
 
 
 def present_formats(current: Mapping[str, bytes], month: str) -> set[str]:
