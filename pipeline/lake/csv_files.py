@@ -17,16 +17,9 @@ from itertools import islice
 from typing import TextIO
 
 
-def csv_text(rows: Iterable[Sequence[object]]) -> str:
-    """The rows as CSV lines, each ending in `\n`, a cell with a line break (`\n` or `\r`) quoted."""
-    text = io.StringIO()
-    write_csv_rows(text, rows)
-    return text.getvalue()
-
-
-def write_csv_rows(out: TextIO, rows: Iterable[Sequence[object]]) -> None:
-    """Write the rows to `out` as `csv_text` makes them, a slice of rows at a time (only a
-    slice's text is held twice, whatever the number of rows)."""
+def _write_rows(out: TextIO, rows: Iterable[Sequence[object]]) -> None:
+    """Write the rows to `out` as CSV lines, each ending in `\n`, a cell with a line break (`\n`
+    or `\r`) quoted; a slice of rows at a time (only a slice's text is held twice)."""
     remaining = iter(rows)
     while part := list(islice(remaining, _PART_ROWS)):
         text = io.StringIO()
@@ -55,7 +48,7 @@ def csv_table_bytes(columns: Sequence[str], rows: Iterable[Sequence[object]]) ->
     `csv_bytes` writes, without a dictionary per row (the daily report has one row per day and key)."""
     text = io.StringIO()
     text.write(csv_line(columns) + "\n")
-    write_csv_rows(text, rows)
+    _write_rows(text, rows)
     return text.getvalue().encode("utf-8")
 
 

@@ -44,7 +44,7 @@ def usage_key(row: tuple[object, ...]) -> UsageKey:
 
 
 _KEY_NAMES = RESOLUTION_SCHEMA.names[:KEY_WIDTH]  # the key's columns, as the keys' rows hold them
-_RESOLVED_NAMES = RESOLUTION_SCHEMA.names[KEY_WIDTH:]
+_RESOLVED_FIELDS = list(RESOLUTION_SCHEMA)[KEY_WIDTH:]
 
 
 def register_pricing_keys(connection: duckdb.DuckDBPyConnection, reference: Reference,
@@ -106,7 +106,6 @@ def _numbered(number: str, numbers: list[int], resolved_rows: list[tuple[object,
         schema=pa.schema([(number, pa.int64()), *_RESOLVED_FIELDS]))
 
 
-_RESOLVED_FIELDS = list(RESOLUTION_SCHEMA)[KEY_WIDTH:]
 # The key's columns but the day, as RESOLUTION_SCHEMA names them; the last three are never NULL.
 _REST = ("subscription_id", "cost_center_sent", "deployment", "model_sent", "state", "billing_tier", "spilled",
          "audio_classes")
@@ -130,7 +129,7 @@ _NUMBERED_DAYS_SQL = (
 _PERIOD_ROWS_SQL = f"SELECT period, first_day, {_REST_LIST} FROM pricing_periods"
 _DAY_ROWS_SQL = (f"SELECT day_key, date, {_REST_LIST} FROM pricing_numbered_days "
                  "WHERE period IN (SELECT unnest(?::BIGINT[]))")
-_KEY_LIST = ", ".join(f"d.{name}" for name in RESOLUTION_SCHEMA.names[:KEY_WIDTH])
+_KEY_LIST = ", ".join(f"d.{name}" for name in _KEY_NAMES)
 _PRICING_KEYS_SQL = (
     "CREATE OR REPLACE TEMP TABLE pricing_keys AS "
     f"SELECT {_KEY_LIST}, r.* EXCLUDE (period) FROM pricing_numbered_days d "

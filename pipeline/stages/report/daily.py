@@ -166,7 +166,6 @@ def summed_daily_csv(groups: DayGroups) -> bytes | None:
     return b"".join([f"{csv_line(DAILY_COLUMNS)}\n".encode(), joined_bytes(lines)])
 
 
-
 def _text(rate: Decimal | None) -> str | None:
     """A rate as exact text, for DuckDB to read as DECIMAL(18, 6)."""
     return None if rate is None else str(rate)
