@@ -358,3 +358,21 @@ def test_a_chunk_across_days_holds_one_days_copy_at_a_time(pipeline: Pipeline, f
     assert len(store.held) == 10
     # The chunk itself, the day being written and the one before it: never every day's copy at once.
     assert max(store.held) - before < 1.5 * chunk_bytes, (max(store.held) - before, chunk_bytes)
+
+
+def test_a_large_day_is_written_as_one_file_per_core(pipeline: Pipeline, feed: Feed) -> None:
+    from pipeline.stages.snapshot import _cores
+
+    feed(days_of_traffic({"2026-10-14": 150, "2026-10-15": 450}))  # with part_rows=100: 1 and 2+ parts
+    result = snapshot(pipeline.ledger, pipeline.snapshots, part_rows=100)
+    [manifest] = manifests(pipeline.snapshots)
+    by_day = {day: [f for f in manifest.files if f.date == date.fromisoformat(day)]
+              for day in ("2026-10-14", "2026-10-15")}
+    assert [len(by_day["2026-10-14"]), len(by_day["2026-10-15"])] == [1, min(_cores(), 4)]
+    assert len({f.key for f in manifest.files}) == len(manifest.files) == len(result.files)
+    assert [f.rows for f in by_day["2026-10-14"]] == [150] and sum(f.rows for f in by_day["2026-10-15"]) == 450
+    # The parts in the manifest's order hold the day's rows in the ledger's order, each row once.
+    root = local(pipeline.snapshots).path("")
+    written = [str(v) for f in manifest.files for v in pq.read_table(root / f.key).column("event_id").to_pylist()]
+    assert written == [str(v) for v in pipeline.ledger.changes(None, 10_000).table.column("event_id").to_pylist()]
+    assert_published_once(pipeline, 600)

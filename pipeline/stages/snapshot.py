@@ -15,9 +15,12 @@ Late events land as new files in their own date folder.
 from __future__ import annotations
 
 import io
+import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -31,6 +34,9 @@ from pipeline.ports import ChargebackError, Ledger, ObjectStore, Pending
 
 DEFAULT_CHUNK_ROWS = 1_000_000
 ROW_GROUP_ROWS = 1_000_000
+# A day's rows past twice this are written as several files at once, one per core: pyarrow encodes
+# a Parquet file on one thread, and releases the GIL while it does.
+PART_ROWS = 200_000
 
 
 class SnapshotConflict(ChargebackError):
@@ -47,7 +53,8 @@ class SnapshotResult:
     pending: Pending = field(default_factory=Pending)  # ledger events not taken yet: they settle until then
 
 
-def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SnapshotResult:
+def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+             part_rows: int = PART_ROWS) -> SnapshotResult:
     """Publish every ledger event not yet published; safe to run again at any time."""
     started = time.perf_counter()
     committed = manifests(store)
@@ -59,13 +66,12 @@ def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK
         if changes.table.num_rows == 0:
             break
         number += 1
-        run = uuid.uuid4().hex[:12]
         files = []
         table = changes.table.replace_schema_metadata(USAGE_SCHEMA.metadata)
-        for day, rows in _split_by_date(table):
-            key = f"{USAGE_PREFIX}/date={day.isoformat()}/part-{number:08d}-{run}.parquet"
-            store.put(key, _parquet_bytes(rows), overwrite=False)  # a fresh name: never taken
-            files.append(PublishedFile(key, day, rows.num_rows))
+        for day, rows, data in _written(table, part_rows):
+            key = f"{USAGE_PREFIX}/date={day.isoformat()}/part-{number:08d}-{uuid.uuid4().hex[:12]}.parquet"
+            store.put(key, data, overwrite=False)  # a fresh name: never taken
+            files.append(PublishedFile(key, day, rows))
         manifest = Manifest(number, changes.cursor, files, datetime.now(UTC))
         if not store.put(f"{MANIFEST_PREFIX}/{number:08d}.json", msgspec.json.encode(manifest), overwrite=False):
             raise SnapshotConflict(f"manifest {number} was committed by another snapshot run; run again")
@@ -92,6 +98,42 @@ def _split_by_date(table: pa.Table) -> Iterator[tuple[date, pa.Table]]:
         return
     for day in distinct:
         yield day.as_py(), table.filter(pc.equal(days, day))
+
+
+def _written(table: pa.Table, part_rows: int) -> Iterator[tuple[date, int, bytes]]:
+    """Each day's rows as Parquet, in order of day: a day of more than 2 x `part_rows` rows as one
+    file per core, written at once. No more files are in the making than there are cores, so at
+    most that many days' copies live at a time."""
+    cores = _cores()
+    if cores == 1:
+        for day, rows in _split_by_date(table):
+            yield day, rows.num_rows, _parquet_bytes(rows)
+        return
+    with ThreadPoolExecutor(cores, thread_name_prefix="snapshot-parquet") as pool:
+        making: deque[tuple[date, int, Future[bytes]]] = deque()
+        for day, rows in _split_by_date(table):
+            for part in _parts(rows, min(cores, rows.num_rows // part_rows) or 1):
+                if len(making) == cores:
+                    done_day, done_rows, done = making.popleft()
+                    yield done_day, done_rows, done.result()
+                making.append((day, part.num_rows, pool.submit(_parquet_bytes, part)))
+        while making:
+            done_day, done_rows, done = making.popleft()
+            yield done_day, done_rows, done.result()
+
+
+def _parts(rows: pa.Table, count: int) -> list[pa.Table]:
+    """`rows` in `count` slices of about the same size (slices share the table's buffers)."""
+    size = -(-rows.num_rows // count)
+    return [rows.slice(start, size) for start in range(0, rows.num_rows, size)]
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's share, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
