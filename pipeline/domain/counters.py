@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+import msgspec
+
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LiveCharge
 
@@ -21,9 +23,10 @@ MONTHLY = ("requests", *TOKENS, "spend_micros", "unpriced_requests")
 COST_CENTER_MEASURES = ("requests", "spend_micros")
 
 
-@dataclass(frozen=True, slots=True)
-class HourlyRow:
-    """One subscription's requests and tokens on one deployment in one UTC hour (`YYYY-MM-DDTHH`)."""
+class HourlyRow(msgspec.Struct, frozen=True, gc=False):
+    """One subscription's requests and tokens on one deployment in one UTC hour (`YYYY-MM-DDTHH`).
+    (A struct rather than a frozen dataclass: `reconcile` reads one per counted hour, hundreds of
+    thousands in a month, and a frozen dataclass's __init__ sets each field through Python.)"""
 
     subscription_id: str
     deployment: str
@@ -76,6 +79,20 @@ class Tally:
     def rows(self) -> SumRows:
         return SumRows([(*k, *v) for k, v in self.hourly.items()], [(*k, *v) for k, v in self.monthly.items()],
                        [(*k, *v) for k, v in self.cost_centers.items()])
+
+    def add_rows(self, rows: SumRows) -> None:
+        """Add sums made elsewhere (pipeline.lake.event_columns.summed_rows), as `add` would
+        have added their events."""
+        for table, summed, width in ((self.hourly, rows.hourly, 3), (self.monthly, rows.monthly, 2),
+                                     (self.cost_centers, rows.cost_centers, 2)):
+            for row in summed:
+                key = row[:width]
+                into = table.get(key)
+                if into is None:
+                    table[key] = list(row[width:])
+                else:
+                    for at, value in enumerate(row[width:]):
+                        into[at] += value
 
     def add(self, pairs: Iterable[tuple[UsageEvent, LiveCharge]]) -> None:
         """Add each event with its live charge (every event counts: dedupe is the caller's)."""

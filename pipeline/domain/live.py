@@ -38,8 +38,8 @@ class LiveCharge(msgspec.Struct, frozen=True, gc=False):
 _MEASURED, _PENDING, _NONE = UsageState.MEASURED.value, UsageState.PENDING.value, UsageState.NONE.value
 # (day, subscription, cost center sent, deployment, model, usage state, service tier as sent,
 # spilled, audio classes): a UsageKey as a plain tuple.
-_Key = tuple[date, str, str | None, str, str | None, str, str | None, bool, int]
-_Rates = tuple[int, int, int, int, int]  # input, cached input, output, audio input, audio output
+LiveKey = tuple[date, str, str | None, str, str | None, str, str | None, bool, int]
+MicroRates = tuple[int, int, int, int, int]  # input, cached input, output, audio input, audio output
 
 
 class LivePricer:
@@ -50,8 +50,8 @@ class LivePricer:
     def __init__(self, reference: Reference) -> None:
         self.reference = reference
         # Per key: the charge without tokens, and the integer rates when tokens are charged.
-        self._charging: dict[_Key, tuple[LiveCharge, _Rates | None]] = {}
-        self._rates: dict[Price, _Rates] = {}
+        self._charging: dict[LiveKey, tuple[LiveCharge, MicroRates | None]] = {}
+        self._rates: dict[Price, MicroRates] = {}
 
     def charge(self, event: UsageEvent) -> LiveCharge:
         usage = event.usage
@@ -79,7 +79,16 @@ class LivePricer:
     def charges(self, events: Iterable[UsageEvent]) -> list[LiveCharge]:
         return [self.charge(event) for event in events]
 
-    def _resolve(self, key: _Key) -> tuple[LiveCharge, _Rates | None]:
+    def charging(self, key: LiveKey) -> tuple[LiveCharge, MicroRates | None]:
+        """What an event of this key is charged: its charge without tokens, and when its tokens
+        are charged, the integer rates `charge` multiplies them by (pipeline.lake.live_columns
+        prices a table's rows with them)."""
+        charging = self._charging.get(key)
+        if charging is None:
+            charging = self._charging[key] = self._resolve(key)
+        return charging
+
+    def _resolve(self, key: LiveKey) -> tuple[LiveCharge, MicroRates | None]:
         day, subscription_id, cost_center_sent, deployment, model, state, tier, spilled, audio = key
         resolved = self.reference.resolve(UsageKey(day, subscription_id, cost_center_sent, deployment, model,
                                                    UsageState(state), billing_tier(tier), spilled, audio))
@@ -94,7 +103,7 @@ class LivePricer:
         return LiveCharge(resolved.cost_center, 0, price.currency, True), rates
 
 
-def _micro_rates(price: Price) -> _Rates:
+def _micro_rates(price: Price) -> MicroRates:
     """Prices per 1M tokens as integers in units of 10^-6: exact, as the catalog refuses more
     than 6 decimals. tokens x rate is then the cost in units of 10^-12. A missing audio price
     is 0: a key with audio tokens resolves to no price when its row has none."""

@@ -93,7 +93,28 @@ def event_columns(events: Sequence[UsageEvent], charges: Sequence[LiveCharge]) -
 def sum_rows(columns: EventColumns, keep: pa.Array | None = None) -> SumRows:
     """The sums of the rows `keep` selects (all when None), as `Tally.add` sums their events:
     one Arrow group-by per table of sums, read back a column at a time."""
-    events, charges = columns.events, columns.charges
+    return summed_rows(sums_of(columns.events, columns.charges, keep))
+
+
+@dataclass(frozen=True, slots=True)
+class Sums:
+    """Sums as Arrow tables, hours and months as numbers (`summed_rows` names them): per
+    (subscription_id, deployment, hour), per (subscription_id, month) and per (cost_center, month),
+    each a `count_all` column, then a `<measure>_sum` column per measure."""
+
+    hours: pa.Table
+    months: pa.Table
+    centers: pa.Table
+
+
+_HOUR_KEY, _MONTH_KEY, _CENTER_KEY = ("subscription_id", "deployment", "hour"), ("subscription_id", "month"), \
+    ("cost_center", "month")
+_MONTH_MEASURES = (*TOKENS, "micros", "unpriced")
+
+
+def sums_of(events: pa.RecordBatch | pa.Table, charges: pa.RecordBatch, keep: pa.Array | None = None) -> Sums:
+    """The sums of USAGE_SCHEMA rows with their live charges (CHARGES_SCHEMA, row for row), of
+    the rows `keep` selects (all when None)."""
     timestamps = events.column("timestamp")
     table = pa.table({
         "subscription_id": events.column("subscription_id"), "deployment": events.column("deployment"),
@@ -105,21 +126,47 @@ def sum_rows(columns: EventColumns, keep: pa.Array | None = None) -> SumRows:
     })
     if keep is not None:
         table = table.filter(keep)
-    hours = _sums(table, ("subscription_id", "deployment", "hour"), TOKENS)
+    return Sums(_grouped(table, _HOUR_KEY, [([], "count_all"), *((name, "sum") for name in TOKENS)]),
+                _grouped(table, _MONTH_KEY, [([], "count_all"), *((name, "sum") for name in _MONTH_MEASURES)]),
+                _grouped(table, _CENTER_KEY, [([], "count_all"), ("micros", "sum")]))
+
+
+def merged(parts: Sequence[Sums]) -> Sums:
+    """The sums of several parts as the sums of all their rows at once."""
+    if len(parts) == 1:
+        return parts[0]
+
+    def again(tables: list[pa.Table], keys: tuple[str, ...]) -> pa.Table:
+        table = pa.concat_tables(tables)
+        measures = [name for name in table.column_names if name not in keys]
+        regrouped = _grouped(table, keys, [(name, "sum") for name in measures])
+        return regrouped.rename_columns([*keys, *measures])
+
+    return Sums(again([p.hours for p in parts], _HOUR_KEY), again([p.months for p in parts], _MONTH_KEY),
+                again([p.centers for p in parts], _CENTER_KEY))
+
+
+def summed_rows(sums: Sums) -> SumRows:
+    """The sums as the rows `Tally.rows` gives: hours as `YYYY-MM-DDTHH`, months as `YYYY-MM`."""
+    hours = _columns(sums.hours, _HOUR_KEY, TOKENS)
     hours[2] = [hour_text(number) for number in hours[2]]
-    months = _sums(table, ("subscription_id", "month"), (*TOKENS, "micros", "unpriced"))
-    centers = _sums(table, ("cost_center", "month"), ("micros",))
-    for sums in (months, centers):
-        sums[1] = [f"{number // 100:04d}-{number % 100:02d}" for number in sums[1]]
+    months = _columns(sums.months, _MONTH_KEY, _MONTH_MEASURES)
+    centers = _columns(sums.centers, _CENTER_KEY, ("micros",))
+    for columns in (months, centers):
+        columns[1] = [f"{number // 100:04d}-{number % 100:02d}" for number in columns[1]]
     return SumRows(list(zip(*hours, strict=True)), list(zip(*months, strict=True)), list(zip(*centers, strict=True)))
 
 
-def _sums(table: pa.Table, keys: tuple[str, ...], summed: tuple[str, ...]) -> list[list[Any]]:
-    """The columns of `table` grouped by `keys`: the keys, the row count, then each sum."""
-    groups = table.group_by(list(keys), use_threads=False).aggregate(
-        [([], "count_all"), *((name, "sum") for name in summed)])
+def _grouped(table: pa.Table, keys: tuple[str, ...], aggregations: list[tuple[Any, str]]) -> pa.Table:
+    # The keys first, then the aggregates in the order asked (Arrow puts the keys last).
+    groups = table.group_by(list(keys), use_threads=False).aggregate(aggregations)
+    return groups.select([*keys, *(name for name in groups.column_names if name not in keys)])
+
+
+def _columns(table: pa.Table, keys: tuple[str, ...], summed: tuple[str, ...]) -> list[list[Any]]:
+    """The columns of a table of sums: the keys, the row count, then each sum, as Python lists."""
     names = [*keys, "count_all", *(f"{name}_sum" for name in summed)]
-    return [groups.column(name).to_pylist() for name in names]
+    return [table.column(name).to_pylist() for name in names]
 
 
 def _ipc(batch: pa.RecordBatch) -> bytes:

@@ -2,7 +2,9 @@
 (with apply) rebuild them. The answer to a Redis flush or failover.
 
 The expected counters are the ledger's events of the month summed as the counters sum them
-(pipeline.domain.counters.Tally), read in chunks: memory grows with the keys, not the events. Rebuilding
+(pipeline.domain.counters.Tally), read in chunks and priced and summed in Arrow
+(pipeline.lake.live_columns, pipeline.lake.event_columns): memory grows with the keys, not the
+events. Rebuilding
 clears the month's sums, forgets the events' marks and adds the events again, chunk by chunk;
 alerts already raised stay raised. Spend is re-priced with the catalog in force now. Run it
 while ingest for that month is quiet (or run it again: it converges, and is idempotent).
@@ -23,10 +25,13 @@ from pipeline.domain.counters import HOURLY, MONTHLY, HourlyRow, Key, Tally
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LivePricer, SubscriptionMonth
 from pipeline.domain.periods import midnight, month_bounds
+from pipeline.lake.event_columns import merged, summed_rows, sums_of
+from pipeline.lake.live_columns import live_charges
 from pipeline.lake.usage import events_from_table
 from pipeline.ports import Counters, Ledger
 
 CHUNK_ROWS = 50_000
+MERGE_ROWS = 1_000_000  # hour sums held from several chunks before they are summed as one
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +58,7 @@ def reconcile(ledger: Ledger, counters: Counters, pricer: LivePricer, month: str
               apply: bool = False) -> ReconcileResult:
     started = time.perf_counter()
     result = ReconcileResult(month)
-    expected = Tally()
-    for events in month_events(ledger, month):
-        expected.add(zip(events, pricer.charges(events), strict=True))
-        result.events += len(events)
+    expected, result.events = expected_tally(ledger, pricer, month)
     result.drift = compare(counters, expected, month)
     if apply and result.drift:
         counters.clear_month(month)
@@ -69,8 +71,35 @@ def reconcile(ledger: Ledger, counters: Counters, pricer: LivePricer, month: str
     return result
 
 
+def expected_tally(ledger: Ledger, pricer: LivePricer, month: str) -> tuple[Tally, int]:
+    """The month's ledger events summed as the counters sum them, and how many there were. Priced
+    and summed in Arrow (pipeline.lake.live_columns): the same sums as `Tally.add` over the events
+    and their `pricer.charges`, which prices the rare chunk whose costs overflow 64 bits."""
+    expected, events, parts, held = Tally(), 0, [], 0
+    for table in month_tables(ledger, month):
+        events += table.num_rows
+        charges = live_charges(table, pricer)
+        if charges is None:
+            batch = events_from_table(table)
+            expected.add(zip(batch, pricer.charges(batch), strict=True))
+            continue
+        parts.append(sums_of(table, charges))
+        held += parts[-1].hours.num_rows
+        if held > MERGE_ROWS:  # the sums of many chunks as one, so that memory follows the keys
+            parts, held = [merged(parts)], 0
+    if parts:
+        expected.add_rows(summed_rows(merged(parts)))
+    return expected, events
+
+
 def month_events(ledger: Ledger, month: str) -> Iterator[list[UsageEvent]]:
     """The ledger's events whose UTC timestamp falls in the month, in chunks."""
+    for table in month_tables(ledger, month):
+        yield events_from_table(table)
+
+
+def month_tables(ledger: Ledger, month: str) -> Iterator[pa.Table]:
+    """The ledger's rows whose UTC timestamp falls in the month, in chunks (USAGE_SCHEMA)."""
     start, end = (midnight(day) for day in month_bounds(month))
     cursor: str | None = None
     while True:
@@ -83,7 +112,7 @@ def month_events(ledger: Ledger, month: str) -> Iterator[list[UsageEvent]]:
                          pc.less(stamps, pa.scalar(end, stamps.type)))
         selected = changes.table.filter(inside)
         if selected.num_rows:
-            yield events_from_table(selected)
+            yield selected
 
 
 def compare(counters: Counters, expected: Tally, month: str) -> list[Drift]:
@@ -125,7 +154,7 @@ _NO_HOURS = [0] * len(HOURLY)
 
 
 def _hourly_sums(row: HourlyRow) -> list[int]:
-    return [int(value) for value in _HOURLY_OF(row)]
+    return list(_HOURLY_OF(row))  # integers: both adapters read them as int
 
 
 def _measures(row: SubscriptionMonth | None) -> dict[str, int]:
