@@ -68,6 +68,10 @@ def test_counters_marks_that_moved_are_not_counted_again_and_can_be_forgotten(tm
     assert counters.add([event("e-1"), event("e-6"), event("e-2")], [CHARGE] * 3).new == 2
     [month] = counters.month_to_date("2026-10")
     assert (month.requests, month.spend_micros) == (8, 56)
+    assert counters.add([event("a\x00b")], [CHARGE]).new == 1  # an id JSON cannot carry
+    counters.forget(["a\x00b", "e-0", "e-0"])  # forgotten the id-by-id way, a copy of an id too
+    assert tables(path, "counted") == (["e-2", "e-3", "e-4"], ["e-1", "e-6"], 2)
+    assert counters.add([event("a\x00b"), event("e-0")], [CHARGE] * 2).new == 2
     counters.close()
 
 

@@ -18,19 +18,20 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.domain.counters import HOURLY, MONTHLY, HourlyRow, Key, Tally
-from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LivePricer, SubscriptionMonth
 from pipeline.domain.periods import midnight, month_bounds
-from pipeline.lake.event_columns import merged, summed_rows, sums_of
+from pipeline.lake.event_columns import ColumnarCounters, EventColumns, merged, summed_rows, sums_of
 from pipeline.lake.live_columns import live_charges
 from pipeline.lake.usage import events_from_table
 from pipeline.ports import Counters, Ledger
 
 CHUNK_ROWS = 50_000
+_encode = msgspec.json.Encoder().encode
 MERGE_ROWS = 1_000_000  # hour sums held from several chunks before they are summed as one
 
 
@@ -62,9 +63,8 @@ def reconcile(ledger: Ledger, counters: Counters, pricer: LivePricer, month: str
     result.drift = compare(counters, expected, month)
     if apply and result.drift:
         counters.clear_month(month)
-        for events in month_events(ledger, month):
-            counters.forget([event.event_id for event in events])
-            counters.add(events, pricer.charges(events))
+        for table in month_tables(ledger, month):
+            rebuild(counters, pricer, table)
         result.applied = True
         result.drift_after = compare(counters, expected, month)
     result.seconds = time.perf_counter() - started
@@ -92,10 +92,18 @@ def expected_tally(ledger: Ledger, pricer: LivePricer, month: str) -> tuple[Tall
     return expected, events
 
 
-def month_events(ledger: Ledger, month: str) -> Iterator[list[UsageEvent]]:
-    """The ledger's events whose UTC timestamp falls in the month, in chunks."""
-    for table in month_tables(ledger, month):
-        yield events_from_table(table)
+def rebuild(counters: Counters, pricer: LivePricer, table: pa.Table) -> None:
+    """Forget these ledger rows' events in the counters and count them again: as Arrow columns
+    where the counters take them (the embedded ones), else as events."""
+    ids = table.column("event_id").to_pylist()
+    counters.forget(ids)
+    charges = live_charges(table, pricer) if isinstance(counters, ColumnarCounters) else None
+    if charges is not None and isinstance(counters, ColumnarCounters):
+        events = table.combine_chunks().to_batches()[0]
+        counters.add_columns(EventColumns(events, charges, _encode(sorted(ids)), len(ids)))
+    else:
+        batch = events_from_table(table)
+        counters.add(batch, pricer.charges(batch))
 
 
 def month_tables(ledger: Ledger, month: str) -> Iterator[pa.Table]:

@@ -20,8 +20,11 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 RECENT_LIMIT = 500_000  # ids in the recent table before they move (1M at 64 KiB pages: 2.66 s vs 3.3 flat)
 LOOKUP_CHUNK = 500  # eventIds per IN query: below SQLite's limit on bound parameters
+_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,20 @@ class EventIdSet:
         return found
 
     def remove(self, db: sqlite3.Connection, event_ids: Sequence[str]) -> None:
-        """Remove the eventIds from both tables."""
-        rows = [(event_id,) for event_id in event_ids]
-        db.executemany(f"DELETE FROM {self.settled} WHERE event_id = ?", rows)
-        before = db.total_changes
-        db.executemany(f"DELETE FROM {self.recent} WHERE event_id = ?", rows)
+        """Remove the eventIds from both tables: one statement per table over the ids as a JSON
+        array in key order (neighbours share pages; a DELETE per id in the batch's order visited
+        the tree at random: 11 s for a month of 1M ids), or id by id when one holds a NUL."""
+        ordered = sorted(set(event_ids))
+        if any("\x00" in event_id for event_id in ordered):
+            rows = [(event_id,) for event_id in ordered]
+            db.executemany(f"DELETE FROM {self.settled} WHERE event_id = ?", rows)
+            before = db.total_changes
+            db.executemany(f"DELETE FROM {self.recent} WHERE event_id = ?", rows)
+        else:
+            ids = _encode(ordered)
+            db.execute(f"DELETE FROM {self.settled} WHERE event_id IN (SELECT value FROM json_each(?))", (ids,))
+            before = db.total_changes
+            db.execute(f"DELETE FROM {self.recent} WHERE event_id IN (SELECT value FROM json_each(?))", (ids,))
         self._grown(db, before - db.total_changes)
 
     def _grown(self, db: sqlite3.Connection, added: int) -> None:
