@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,7 @@ from pipeline.domain.pricing import Price, PriceCatalog
 from pipeline.inputs.reference import load_reference
 from pipeline.lake.live_columns import live_charges
 from pipeline.lake.usage import events_table
-from pipeline.stages.reconcile import expected_tally
+from pipeline.stages.reconcile import ExpectedMonth, expected_month
 from tests.factories import event, line
 
 PRICES = """\
@@ -158,20 +159,32 @@ def test_micros_made_in_arrow_round_half_even_as_the_pricer(input_rate: Decimal,
     assert charges is not None and as_rows(charges) == expected
 
 
-def test_costs_past_64_bits_are_left_to_the_pricer(tmp_path: Path) -> None:
+def test_costs_past_64_bits_are_left_to_the_pricer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     huge = [_event(0, 10**12, 0, 10**12)]  # 10^12 tokens x 1,000 USD per 1M: 10^21 units of 10^-12
     pricer = _pricer((Decimal(1000), Decimal(1000), Decimal(1000)))
     assert live_charges(events_table(huge, datetime(2026, 11, 1, tzinfo=UTC)), pricer) is None
-    # reconcile's expected month: the chunk holding it is priced one event at a time, exactly.
+    # reconcile's expected month: the chunk holding it is priced one event at a time, exactly,
+    # and added to the sums the other chunks made in Arrow (chunks of 10 rows here).
+    monkeypatch.setattr("pipeline.stages.reconcile.CHUNK_ROWS", 10)
     ledger = SqliteLedger(tmp_path / "ledger.sqlite")
     events = [*huge, *(_event(n, 1_000 + n, n, 10 * n) for n in range(1, 40))]
     ledger.append(events)
-    tally, counted = expected_tally(ledger, pricer, "2026-10")
+    expected = expected_month(ledger, pricer, "2026-10")
     oracle = Tally()
     oracle.add(zip(events, pricer.charges(events), strict=True))
-    assert counted == 40
-    assert (tally.hourly, tally.monthly, tally.cost_centers) == (oracle.hourly, oracle.monthly, oracle.cost_centers)
-    assert tally.monthly[("s", "2026-10")][6] == oracle.monthly[("s", "2026-10")][6] > 2 * 10**15
+    assert expected.events == 40 and expected.apart.monthly and expected.sums is not None  # both ways
+    assert as_tally(expected) == as_tally(oracle)
+    assert expected.monthly()["s"][6] == oracle.monthly[("s", "2026-10")][6] > 2 * 10**15
+
+
+def as_tally(month: ExpectedMonth | Tally) -> tuple[dict[Any, list[int]], dict[str, list[int]], dict[str, int]]:
+    """The hourly, monthly and cost-center sums of a month, either way they were made."""
+    if isinstance(month, Tally):
+        return (dict(month.hourly), {sub: sums for (sub, _), sums in month.monthly.items()},
+                {center: sums[1] for (center, _), sums in month.cost_centers.items()})
+    subscriptions = set(month.monthly())
+    return ({key: sums for sub in subscriptions for key, sums in month.hours(sub).items()}, month.monthly(),
+            month.centers())
 
 
 def test_the_month_reconcile_expects_is_the_tally_of_its_events(tmp_path: Path) -> None:
@@ -186,8 +199,9 @@ def test_the_month_reconcile_expects_is_the_tally_of_its_events(tmp_path: Path) 
     pricer = LivePricer(reference(tmp_path))
     oracle = Tally()
     oracle.add(zip(october, LivePricer(reference(tmp_path)).charges(october), strict=True))
-    tally, counted = expected_tally(ledger, pricer, "2026-10")
-    assert counted == len(october) == 2_500
-    assert dict(tally.hourly) == dict(oracle.hourly) and len(oracle.hourly) > 1_000
-    assert dict(tally.monthly) == dict(oracle.monthly)
-    assert dict(tally.cost_centers) == dict(oracle.cost_centers)
+    expected = expected_month(ledger, pricer, "2026-10")
+    assert expected.events == len(october) == 2_500
+    hourly, monthly, centers = as_tally(expected)
+    assert hourly == dict(oracle.hourly) and len(hourly) > 1_000
+    assert monthly == as_tally(oracle)[1] and centers == as_tally(oracle)[2]
+    assert expected.hours("sub-nobody") == {}

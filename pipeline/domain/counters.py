@@ -80,20 +80,6 @@ class Tally:
         return SumRows([(*k, *v) for k, v in self.hourly.items()], [(*k, *v) for k, v in self.monthly.items()],
                        [(*k, *v) for k, v in self.cost_centers.items()])
 
-    def add_rows(self, rows: SumRows) -> None:
-        """Add sums made elsewhere (pipeline.lake.event_columns.summed_rows), as `add` would
-        have added their events."""
-        for table, summed, width in ((self.hourly, rows.hourly, 3), (self.monthly, rows.monthly, 2),
-                                     (self.cost_centers, rows.cost_centers, 2)):
-            for row in summed:
-                key = row[:width]
-                into = table.get(key)
-                if into is None:
-                    table[key] = list(row[width:])
-                else:
-                    for at, value in enumerate(row[width:]):
-                        into[at] += value
-
     def add(self, pairs: Iterable[tuple[UsageEvent, LiveCharge]]) -> None:
         """Add each event with its live charge (every event counts: dedupe is the caller's)."""
         hourly, monthly, cost_centers = self.hourly, self.monthly, self.cost_centers

@@ -146,15 +146,24 @@ def merged(parts: Sequence[Sums]) -> Sums:
                 again([p.centers for p in parts], _CENTER_KEY))
 
 
-def summed_rows(sums: Sums) -> SumRows:
-    """The sums as the rows `Tally.rows` gives: hours as `YYYY-MM-DDTHH`, months as `YYYY-MM`."""
-    hours = _columns(sums.hours, _HOUR_KEY, TOKENS)
-    hours[2] = [hour_text(number) for number in hours[2]]
-    months = _columns(sums.months, _MONTH_KEY, _MONTH_MEASURES)
-    centers = _columns(sums.centers, _CENTER_KEY, ("micros",))
-    for columns in (months, centers):
-        columns[1] = [f"{number // 100:04d}-{number % 100:02d}" for number in columns[1]]
-    return SumRows(list(zip(*hours, strict=True)), list(zip(*months, strict=True)), list(zip(*centers, strict=True)))
+def summed_rows(sums: Sums, *, hours: bool = True) -> SumRows:
+    """The sums as the rows `Tally.rows` gives: hours as `YYYY-MM-DDTHH`, months as `YYYY-MM`
+    (without the hours when not `hours`: `hour_rows` reads them a slice at a time)."""
+    return SumRows(hour_rows(sums.hours) if hours else [], _month_rows(sums.months, _MONTH_KEY, _MONTH_MEASURES),
+                   _month_rows(sums.centers, _CENTER_KEY, ("micros",)))
+
+
+def hour_rows(hours: pa.Table) -> list[tuple[Any, ...]]:
+    """Rows of `Sums.hours` (or a slice of it) as (subscription, deployment, hour text, *HOURLY)."""
+    columns = _columns(hours, _HOUR_KEY, TOKENS)
+    columns[2] = [hour_text(number) for number in columns[2]]
+    return list(zip(*columns, strict=True))
+
+
+def _month_rows(table: pa.Table, keys: tuple[str, ...], summed: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    columns = _columns(table, keys, summed)
+    columns[1] = [f"{number // 100:04d}-{number % 100:02d}" for number in columns[1]]
+    return list(zip(*columns, strict=True))
 
 
 def _grouped(table: pa.Table, keys: tuple[str, ...], aggregations: list[tuple[Any, str]]) -> pa.Table:

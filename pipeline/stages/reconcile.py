@@ -2,12 +2,12 @@
 (with apply) rebuild them. The answer to a Redis flush or failover.
 
 The expected counters are the ledger's events of the month summed as the counters sum them
-(pipeline.domain.counters.Tally), read in chunks and priced and summed in Arrow
-(pipeline.lake.live_columns, pipeline.lake.event_columns): memory grows with the keys, not the
-events. Rebuilding
-clears the month's sums, forgets the events' marks and adds the events again, chunk by chunk;
-alerts already raised stay raised. Spend is re-priced with the catalog in force now. Run it
-while ingest for that month is quiet (or run it again: it converges, and is idempotent).
+(pipeline.domain.counters.Tally), read in chunks, priced and summed in Arrow
+(pipeline.lake.live_columns, pipeline.lake.event_columns), and compared one subscription at a
+time: memory grows with the keys, not the events. Rebuilding clears the month's sums, forgets
+the events' marks and adds the events again, chunk by chunk; alerts already raised stay raised.
+Spend is re-priced with the catalog in force now. Run it while ingest for that month is quiet
+(or run it again: it converges, and is idempotent).
 """
 
 from __future__ import annotations
@@ -25,14 +25,22 @@ import pyarrow.compute as pc
 from pipeline.domain.counters import HOURLY, MONTHLY, HourlyRow, Key, Tally
 from pipeline.domain.live import LivePricer, SubscriptionMonth
 from pipeline.domain.periods import midnight, month_bounds
-from pipeline.lake.event_columns import ColumnarCounters, EventColumns, merged, summed_rows, sums_of
+from pipeline.lake.event_columns import (
+    ColumnarCounters,
+    EventColumns,
+    Sums,
+    hour_rows,
+    merged,
+    summed_rows,
+    sums_of,
+)
 from pipeline.lake.live_columns import live_charges
 from pipeline.lake.usage import events_from_table
 from pipeline.ports import Counters, Ledger
 
 CHUNK_ROWS = 50_000
 _encode = msgspec.json.Encoder().encode
-MERGE_ROWS = 1_000_000  # hour sums held from several chunks before they are summed as one
+MERGE_ROWS = 200_000  # hour sums held from several chunks before they are summed as one
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +67,8 @@ def reconcile(ledger: Ledger, counters: Counters, pricer: LivePricer, month: str
               apply: bool = False) -> ReconcileResult:
     started = time.perf_counter()
     result = ReconcileResult(month)
-    expected, result.events = expected_tally(ledger, pricer, month)
+    expected = expected_month(ledger, pricer, month)
+    result.events = expected.events
     result.drift = compare(counters, expected, month)
     if apply and result.drift:
         counters.clear_month(month)
@@ -71,25 +80,75 @@ def reconcile(ledger: Ledger, counters: Counters, pricer: LivePricer, month: str
     return result
 
 
-def expected_tally(ledger: Ledger, pricer: LivePricer, month: str) -> tuple[Tally, int]:
-    """The month's ledger events summed as the counters sum them, and how many there were. Priced
-    and summed in Arrow (pipeline.lake.live_columns): the same sums as `Tally.add` over the events
-    and their `pricer.charges`, which prices the rare chunk whose costs overflow 64 bits."""
-    expected, events, parts, held = Tally(), 0, [], 0
+@dataclass(slots=True)
+class ExpectedMonth:
+    """What the counters should hold for a month, from its ledger events: sums made in Arrow,
+    the hours sorted by subscription and read back one subscription at a time (a large tenant's
+    month has hundreds of thousands of hour sums), and the sums of the rare chunk whose costs
+    overflow 64 bits, priced and tallied one event at a time."""
+
+    events: int = 0
+    sums: Sums | None = None
+    runs: dict[str, tuple[int, int]] = field(default_factory=dict)  # subscription: (first hour row, rows)
+    apart: Tally = field(default_factory=Tally)
+
+    def monthly(self) -> dict[str, list[int]]:
+        """subscription: its MONTHLY sums."""
+        months: dict[str, list[int]] = {}
+        rows = summed_rows(self.sums, hours=False).monthly if self.sums is not None else []
+        for subscription, _, *sums in [*rows, *((*key, *sums) for key, sums in self.apart.monthly.items())]:
+            into = months.setdefault(subscription, [0] * len(MONTHLY))
+            for at, value in enumerate(sums):
+                into[at] += value
+        return months
+
+    def centers(self) -> dict[str, int]:
+        """cost center: its spend in micro-units."""
+        spend: dict[str, int] = defaultdict(int)
+        rows = summed_rows(self.sums, hours=False).cost_centers if self.sums is not None else []
+        for center, _, _, micros in [*rows, *((*key, *sums) for key, sums in self.apart.cost_centers.items())]:
+            spend[center] += micros
+        return dict(spend)
+
+    def hours(self, subscription: str) -> dict[Key, list[int]]:
+        """(subscription, deployment, hour): the HOURLY sums, of one subscription."""
+        hours: dict[Key, list[int]] = {}
+        if self.sums is not None and subscription in self.runs:
+            for row in hour_rows(self.sums.hours.slice(*self.runs[subscription])):
+                hours[row[:3]] = list(row[3:])
+        for key, sums in self.apart.hourly.items():
+            if key[0] == subscription:
+                into = hours.setdefault(key, [0] * len(HOURLY))
+                for at, value in enumerate(sums):
+                    into[at] += value
+        return hours
+
+
+def expected_month(ledger: Ledger, pricer: LivePricer, month: str) -> ExpectedMonth:
+    """The month's ledger events summed as the counters sum them: priced in Arrow
+    (pipeline.lake.live_columns) and summed by Arrow group-by, the same sums as `Tally.add` over
+    the events and their `pricer.charges`, which price the chunk whose costs overflow 64 bits."""
+    expected, parts, held = ExpectedMonth(), [], 0
     for table in month_tables(ledger, month):
-        events += table.num_rows
+        expected.events += table.num_rows
         charges = live_charges(table, pricer)
         if charges is None:
             batch = events_from_table(table)
-            expected.add(zip(batch, pricer.charges(batch), strict=True))
+            expected.apart.add(zip(batch, pricer.charges(batch), strict=True))
             continue
         parts.append(sums_of(table, charges))
         held += parts[-1].hours.num_rows
         if held > MERGE_ROWS:  # the sums of many chunks as one, so that memory follows the keys
             parts, held = [merged(parts)], 0
     if parts:
-        expected.add_rows(summed_rows(merged(parts)))
-    return expected, events
+        sums = merged(parts)
+        hours = sums.hours.sort_by("subscription_id")
+        expected.sums = Sums(hours, sums.months, sums.centers)
+        runs = pc.run_end_encode(hours.column("subscription_id").combine_chunks())
+        ends = runs.run_ends.to_pylist()
+        expected.runs = {subscription: (start, end - start) for subscription, start, end
+                         in zip(runs.values.to_pylist(), [0, *ends[:-1]], ends, strict=True)}
+    return expected
 
 
 def rebuild(counters: Counters, pricer: LivePricer, table: pa.Table) -> None:
@@ -123,26 +182,19 @@ def month_tables(ledger: Ledger, month: str) -> Iterator[pa.Table]:
             yield selected
 
 
-def compare(counters: Counters, expected: Tally, month: str) -> list[Drift]:
+def compare(counters: Counters, expected: ExpectedMonth, month: str) -> list[Drift]:
     """Every counter of the month that differs from the expected sums."""
     drift: list[Drift] = []
     counted_months = {row.subscription_id: row for row in counters.month_to_date(month)}
-    expected_months = {sub: SubscriptionMonth(sub, month, *sums)
-                       for (sub, of), sums in expected.monthly.items() if of == month}
-    # The month's expected hours, by subscription, in one pass (a pass per subscription was
-    # quadratic: 50 s for 400 subscriptions over 700k hour keys); an hour's sums as the list in
-    # HOURLY order that the tally holds, so that the hours that agree (all of them, mostly) cost
-    # one comparison each.
-    hours_of: dict[str, dict[Key, list[int]]] = defaultdict(dict)
-    for key, sums in expected.hourly.items():
-        if key[2].startswith(month):  # (subscription, deployment, hour)
-            hours_of[key[0]][key] = sums
+    expected_months = {sub: SubscriptionMonth(sub, month, *sums) for sub, sums in expected.monthly().items()}
     for subscription in sorted(counted_months.keys() | expected_months.keys()):
         drift += _differences(f"subscription {subscription}", _measures(counted_months.get(subscription)),
                               _measures(expected_months.get(subscription)))
+        # An hour's sums as a list in HOURLY order on both sides, so that the hours that agree
+        # (all of them, mostly) cost one comparison each.
         counted_hours: dict[Key, list[int]] = {(subscription, row.deployment, row.hour): _hourly_sums(row)
                                                for row in counters.hourly(subscription, month)}
-        expected_hours = hours_of.get(subscription, {})
+        expected_hours = expected.hours(subscription)
         differing = [key for key in counted_hours.keys() | expected_hours.keys()
                      if counted_hours.get(key, _NO_HOURS) != expected_hours.get(key, _NO_HOURS)]
         for hour_key in sorted(differing):
@@ -150,7 +202,7 @@ def compare(counters: Counters, expected: Tally, month: str) -> list[Drift]:
                                   dict(zip(HOURLY, counted_hours.get(hour_key, _NO_HOURS), strict=True)),
                                   dict(zip(HOURLY, expected_hours.get(hour_key, _NO_HOURS), strict=True)))
     counted_centers = counters.cost_center_spend(month)
-    expected_centers = {center: sums[1] for (center, of), sums in expected.cost_centers.items() if of == month}
+    expected_centers = expected.centers()
     for center in sorted(counted_centers.keys() | expected_centers.keys()):
         drift += _differences(f"cost-center {center}", {"spend_micros": counted_centers.get(center, 0)},
                               {"spend_micros": expected_centers.get(center, 0)})
