@@ -39,31 +39,41 @@ def month_file(work: Path, world: World, events: int) -> Path:
     return path
 
 
-def run_ingest(work: Path, events: int, repeats: int, budget: float) -> dict[str, Any]:
+def run_ingest(work: Path, events: int, repeats: int, budget: float,
+               reconciles: int = 0) -> list[dict[str, Any]]:
     """`repeats` whole-process runs of `chargeback ingest` over the month file (fewer when the
-    time budget in seconds is spent after the first)."""
+    time budget in seconds is spent after the first); then, when `reconciles`, that many runs of
+    `chargeback reconcile --month` over the home the last run filled (every counter agrees with
+    the ledger, so it recounts the month and finds no drift)."""
     world = make_world(MONTH)
     source = month_file(work, world, events)
     files = write_reference(world, work / "reference")
     script = str(Path(sys.executable).parent / "chargeback")
     result = Result("ingest-cli", "chargeback ingest FILE (whole process)", "stage", events,
                     extra={"file_mib": round(source.stat().st_size / 2**20)})
+    recount = Result("reconcile-cli", "chargeback reconcile --month, that home (whole process)", "info", events)
+    home = work / "ingest-cli"
+    env = {**os.environ, "CHARGEBACK_HOME": str(home), "CHARGEBACK_DEPLOYMENTS": str(files["deployments"]),
+           "CHARGEBACK_COST_CENTERS": str(files["cost_centers"]), "CHARGEBACK_BUDGETS": str(files["budgets"])}
     began = time.monotonic()
     for repeat in range(repeats):
         if repeat and budget and time.monotonic() - began > budget:
             break
-        home = work / "ingest-cli"
         shutil.rmtree(home, ignore_errors=True)
-        env = {**os.environ, "CHARGEBACK_HOME": str(home), "CHARGEBACK_DEPLOYMENTS": str(files["deployments"]),
-               "CHARGEBACK_COST_CENTERS": str(files["cost_centers"]), "CHARGEBACK_BUDGETS": str(files["budgets"])}
-        # stderr to a file, not a pipe: a child writing more than a pipe holds would block forever.
-        with tempfile.TemporaryFile() as errors:
-            measured = whole_process([script, "ingest", str(source)], env, stderr=errors)
-            if measured.exit_code != 0:
-                errors.seek(0)
-                text = errors.read().decode(errors="replace").strip()[-400:]
-                raise SystemExit(f"chargeback ingest failed (exit {measured.exit_code}): {text}")
-        result.runs.append(Run(measured.seconds, measured.peak_kib / 1024, 0.0, False, os.getloadavg()[0],
-                               events=events, cpu_seconds=measured.cpu_seconds))
-        shutil.rmtree(home, ignore_errors=True)
-    return result.as_dict()
+        result.runs.append(_run([script, "ingest", str(source)], env, events))
+    for _ in range(reconciles):
+        recount.runs.append(_run([script, "reconcile", "--month", MONTH], env, events))
+    shutil.rmtree(home, ignore_errors=True)
+    return [result.as_dict(), *([recount.as_dict()] if reconciles else [])]
+
+
+def _run(command: list[str], env: dict[str, str], events: int) -> Run:
+    # stderr to a file, not a pipe: a child writing more than a pipe holds would block forever.
+    with tempfile.TemporaryFile() as errors:
+        measured = whole_process(command, env, stderr=errors)
+        if measured.exit_code != 0:
+            errors.seek(0)
+            text = errors.read().decode(errors="replace").strip()[-400:]
+            raise SystemExit(f"chargeback {command[1]} failed (exit {measured.exit_code}): {text}")
+    return Run(measured.seconds, measured.peak_kib / 1024, 0.0, False, os.getloadavg()[0],
+               events=events, cpu_seconds=measured.cpu_seconds)
