@@ -13,6 +13,8 @@ prices those rows one event at a time. tests/test_live_columns.py holds the two 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -20,7 +22,7 @@ from pipeline.domain.costing import AUDIO_COMPLETION, AUDIO_PROMPT, UsageState
 from pipeline.domain.live import PICO_PER_MICRO, LiveKey, LivePricer
 from pipeline.lake.event_columns import CHARGES_SCHEMA
 
-_STATES = pa.array([UsageState.MEASURED.value, UsageState.PENDING.value, UsageState.NONE.value], pa.string())
+_STATES = (UsageState.MEASURED.value, UsageState.PENDING.value, UsageState.NONE.value)  # the state column's 0, 1, 2
 
 
 def live_charges(table: pa.Table, pricer: LivePricer) -> pa.RecordBatch | None:
@@ -39,7 +41,7 @@ def live_charges(table: pa.Table, pricer: LivePricer) -> pa.RecordBatch | None:
             table.column("cost_center"), table.column("deployment"), table.column("model"), state,
             table.column("service_tier"), pc.fill_null(table.column("spillover"), False), audio]
     number, first = _numbered(keys)
-    charged = [pricer.charging(_live_key(values, _STATES))
+    charged = [pricer.charging(_live_key(values))
                for values in zip(*(pc.take(column, first).to_pylist() for column in keys), strict=True)]
     cost_center = pa.array([fixed.cost_center for fixed, _ in charged], pa.string()).take(number)
     priced = pa.array([fixed.priced for fixed, _ in charged], pa.bool_()).take(number)
@@ -51,10 +53,10 @@ def live_charges(table: pa.Table, pricer: LivePricer) -> pa.RecordBatch | None:
     return pa.RecordBatch.from_arrays([cost_center, micros, priced], schema=CHARGES_SCHEMA)
 
 
-def _live_key(values: tuple[object, ...], states: pa.Array) -> LiveKey:
+def _live_key(values: tuple[Any, ...]) -> LiveKey:
+    """The pricer's key of a row's key values (the state as its number in the state column)."""
     day, subscription_id, cost_center, deployment, model, state, tier, spilled, audio = values
-    return (day, subscription_id, cost_center, deployment, model,  # type: ignore[return-value]
-            states[state].as_py(), tier, spilled, audio)
+    return day, subscription_id, cost_center, deployment, model, _STATES[state], tier, spilled, audio
 
 
 def _numbered(columns: list[pa.Array | pa.ChunkedArray]) -> tuple[pa.Array, pa.Array]:
