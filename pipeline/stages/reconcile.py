@@ -91,6 +91,7 @@ class ExpectedMonth:
     sums: Sums | None = None
     runs: dict[str, tuple[int, int]] = field(default_factory=dict)  # subscription: (first hour row, rows)
     apart: Tally = field(default_factory=Tally)
+    apart_hours: dict[str, dict[Key, list[int]]] = field(default_factory=dict)  # `apart`'s hours, by subscription
 
     def monthly(self) -> dict[str, list[int]]:
         """subscription: its MONTHLY sums."""
@@ -116,11 +117,10 @@ class ExpectedMonth:
         if self.sums is not None and subscription in self.runs:
             for row in hour_rows(self.sums.hours.slice(*self.runs[subscription])):
                 hours[row[:3]] = list(row[3:])
-        for key, sums in self.apart.hourly.items():
-            if key[0] == subscription:
-                into = hours.setdefault(key, [0] * len(HOURLY))
-                for at, value in enumerate(sums):
-                    into[at] += value
+        for key, sums in self.apart_hours.get(subscription, {}).items():
+            into = hours.setdefault(key, [0] * len(HOURLY))
+            for at, value in enumerate(sums):
+                into[at] += value
         return hours
 
 
@@ -140,6 +140,8 @@ def expected_month(ledger: Ledger, pricer: LivePricer, month: str) -> ExpectedMo
         held += parts[-1].hours.num_rows
         if held > MERGE_ROWS:  # the sums of many chunks as one, so that memory follows the keys
             parts, held = [merged(parts)], 0
+    for key, hour in expected.apart.hourly.items():
+        expected.apart_hours.setdefault(key[0], {})[key] = hour
     if parts:
         sums = merged(parts)
         hours = sums.hours.sort_by("subscription_id")
