@@ -124,6 +124,21 @@ def test_charges_made_in_arrow_are_the_pricers_charges(tmp_path: Path) -> None:
     assert sum(1 for _, micros, _ in expected if micros > 0) > 500
 
 
+def test_a_key_is_charged_alike_on_every_day_of_its_reference_period(tmp_path: Path) -> None:
+    """The pricer keeps a charge per reference period, not per day: each event's charge equals
+    the one a pricer that never saw another event gives it (a fresh Reference, no memo)."""
+    events = decoded(mixed_month(1_500, seed=23))
+    loaded = reference(tmp_path)
+    assert [str(day) for day in loaded.period_starts if day.year == 2026 and day.month == 10] == [
+        "2026-10-15", "2026-10-20"]  # the price change and sub-b's move
+    kept = LivePricer(loaded).charges(events)
+    alone = [LivePricer(Reference(loaded.catalog, loaded.deployments, loaded.cost_centers)).charge(event)
+             for event in events]
+    assert kept == alone
+    assert {c.cost_center for e, c in zip(events, kept, strict=True) if e.subscription_id == "sub-b"} >= {
+        "CC-B", "CC-B2"}
+
+
 def test_an_empty_table_has_no_charges(tmp_path: Path) -> None:
     charges = live_charges(events_table([], datetime(2026, 11, 1, tzinfo=UTC)), LivePricer(reference(tmp_path)))
     assert charges is not None and charges.num_rows == 0

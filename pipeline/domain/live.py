@@ -36,9 +36,10 @@ class LiveCharge(msgspec.Struct, frozen=True, gc=False):
 
 # The usage state as plain text in cache keys: a str hashes in C, a StrEnum member in Python.
 _MEASURED, _PENDING, _NONE = UsageState.MEASURED.value, UsageState.PENDING.value, UsageState.NONE.value
-# (day, subscription, cost center sent, deployment, model, usage state, service tier as sent,
-# spilled, audio classes): a UsageKey as a plain tuple.
-LiveKey = tuple[date, str, str | None, str, str | None, str, str | None, bool, int]
+# (reference period of the day, subscription, cost center sent, deployment, model, usage state,
+# service tier as sent, spilled, audio classes): a UsageKey as a plain tuple, its day replaced by
+# its reference period (Reference.period_of).
+LiveKey = tuple[int, str, str | None, str, str | None, str, str | None, bool, int]
 MicroRates = tuple[int, int, int, int, int]  # input, cached input, output, audio input, audio output
 
 
@@ -49,18 +50,25 @@ class LivePricer:
 
     def __init__(self, reference: Reference) -> None:
         self.reference = reference
-        # Per key: the charge without tokens, and the integer rates when tokens are charged.
+        # Per key, with its reference period in place of its day (a key is charged alike on all
+        # the days of a period): the charge without tokens, and the integer rates when tokens
+        # are charged.
         self._charging: dict[LiveKey, tuple[LiveCharge, MicroRates | None]] = {}
         self._rates: dict[Price, MicroRates] = {}
+        self._periods: dict[date, int] = {}
 
     def charge(self, event: UsageEvent) -> LiveCharge:
         usage = event.usage
         state = _MEASURED if usage is not None else _PENDING if event.usage_source == "stream" else _NONE
-        key = (event.timestamp.date(), event.subscription_id, event.cost_center, event.deployment, event.model, state,
+        day = event.timestamp.date()
+        period = self._periods.get(day)
+        if period is None:
+            period = self._periods[day] = self.reference.period_of(day)
+        key = (period, event.subscription_id, event.cost_center, event.deployment, event.model, state,
                event.service_tier, event.spillover is True, audio_classes(usage))
         charging = self._charging.get(key)
         if charging is None:
-            charging = self._charging[key] = self._resolve(key)
+            charging = self._charging[key] = self._resolve(day, key)
         fixed, rates = charging
         if rates is None or usage is None:  # unpriced, provisioned (PTU) or without usage: the same for every event
             return fixed
@@ -79,17 +87,18 @@ class LivePricer:
     def charges(self, events: Iterable[UsageEvent]) -> list[LiveCharge]:
         return [self.charge(event) for event in events]
 
-    def charging(self, key: LiveKey) -> tuple[LiveCharge, MicroRates | None]:
-        """What an event of this key is charged: its charge without tokens, and when its tokens
-        are charged, the integer rates `charge` multiplies them by (pipeline.lake.live_columns
-        prices a table's rows with them)."""
+    def charging(self, day: date, key: LiveKey) -> tuple[LiveCharge, MicroRates | None]:
+        """What an event of this key on `day` is charged (the key's first item is the day's
+        reference period, `reference.period_of(day)`): its charge without tokens, and when its
+        tokens are charged, the integer rates `charge` multiplies them by
+        (pipeline.lake.live_columns prices a table's rows with them)."""
         charging = self._charging.get(key)
         if charging is None:
-            charging = self._charging[key] = self._resolve(key)
+            charging = self._charging[key] = self._resolve(day, key)
         return charging
 
-    def _resolve(self, key: LiveKey) -> tuple[LiveCharge, MicroRates | None]:
-        day, subscription_id, cost_center_sent, deployment, model, state, tier, spilled, audio = key
+    def _resolve(self, day: date, key: LiveKey) -> tuple[LiveCharge, MicroRates | None]:
+        _, subscription_id, cost_center_sent, deployment, model, state, tier, spilled, audio = key
         resolved = self.reference.resolve(UsageKey(day, subscription_id, cost_center_sent, deployment, model,
                                                    UsageState(state), billing_tier(tier), spilled, audio))
         price, measured = resolved.price, state == _MEASURED

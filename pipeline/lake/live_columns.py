@@ -2,10 +2,10 @@
 charge `LivePricer.charge` gives its event, with one Python call per pricing key instead of one
 per event (issue 19: `chargeback reconcile` recounted a month one event object at a time).
 
-The rows' pricing keys (the live pricer's: day, subscription, cost center and model as sent,
-deployment, usage state, service tier as sent, spilled, audio classes) are numbered in Arrow;
-each distinct key is resolved once by the pricer, and the integer rates it gives are taken back
-to the rows. A row's cost is the pricer's exact integer arithmetic in units of 10^-12, rounded
+The rows' pricing keys (the live pricer's: the day's reference period, subscription, cost center
+and model as sent, deployment, usage state, service tier as sent, spilled, audio classes) are
+numbered in Arrow; each distinct key is resolved once by the pricer, and the integer rates it
+gives are taken back to the rows. A row's cost is the pricer's exact integer arithmetic in units of 10^-12, rounded
 half-even to micro-units, in 64-bit integers with overflow checked: where a product would not
 fit (tokens near the schema's 10^12 at a high price), `live_charges` says so and the caller
 prices those rows one event at a time. tests/test_live_columns.py holds the two equal.
@@ -13,6 +13,8 @@ prices those rows one event at a time. tests/test_live_columns.py holds the two 
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from datetime import date
 from typing import Any
 
 import pyarrow as pa
@@ -37,12 +39,13 @@ def live_charges(table: pa.Table, pricer: LivePricer) -> pa.RecordBatch | None:
     audio_completion = pc.fill_null(table.column("audio_completion_tokens"), 0)
     audio = pc.add(pc.multiply(pc.greater(audio_prompt, 0).cast(pa.int8()), AUDIO_PROMPT),
                    pc.multiply(pc.greater(audio_completion, 0).cast(pa.int8()), AUDIO_COMPLETION))
-    keys = [pc.cast(table.column("timestamp"), pa.date32()), table.column("subscription_id"),
+    days = pc.cast(table.column("timestamp"), pa.date32())  # UTC timestamps: the UTC day
+    keys = [_periods(days, pricer.reference.period_starts), table.column("subscription_id"),
             table.column("cost_center"), table.column("deployment"), table.column("model"), state,
             table.column("service_tier"), pc.fill_null(table.column("spillover"), False), audio]
     number, first = _numbered(keys)
-    charged = [pricer.charging(_live_key(values))
-               for values in zip(*(pc.take(column, first).to_pylist() for column in keys), strict=True)]
+    charged = [pricer.charging(day, _live_key(values)) for day, *values in zip(
+        pc.take(days, first).to_pylist(), *(pc.take(column, first).to_pylist() for column in keys), strict=True)]
     cost_center = pa.array([fixed.cost_center for fixed, _ in charged], pa.string()).take(number)
     priced = pa.array([fixed.priced for fixed, _ in charged], pa.bool_()).take(number)
     rates = [pa.array([0 if rate is None else rate[at] for _, rate in charged], pa.int64()).take(number)
@@ -53,10 +56,20 @@ def live_charges(table: pa.Table, pricer: LivePricer) -> pa.RecordBatch | None:
     return pa.RecordBatch.from_arrays([cost_center, micros, priced], schema=CHARGES_SCHEMA)
 
 
-def _live_key(values: tuple[Any, ...]) -> LiveKey:
+def _live_key(values: list[Any]) -> LiveKey:
     """The pricer's key of a row's key values (the state as its number in the state column)."""
-    day, subscription_id, cost_center, deployment, model, state, tier, spilled, audio = values
-    return day, subscription_id, cost_center, deployment, model, _STATES[state], tier, spilled, audio
+    period, subscription_id, cost_center, deployment, model, state, tier, spilled, audio = values
+    return period, subscription_id, cost_center, deployment, model, _STATES[state], tier, spilled, audio
+
+
+def _periods(days: pa.Array | pa.ChunkedArray, starts: list[date]) -> pa.Array:
+    """Each day's reference period (Reference.period_of): how many period starts are on or
+    before it. Only the starts between the first and the last day are compared."""
+    first, last = (value.as_py() for value in pc.min_max(days).values())
+    period = pc.add(pc.multiply(pc.is_valid(days).cast(pa.int32()), 0), bisect_right(starts, first))
+    for start in starts[bisect_right(starts, first):bisect_right(starts, last)]:
+        period = pc.add(period, pc.greater_equal(days, pa.scalar(start, pa.date32())).cast(pa.int32()))
+    return _array(period)
 
 
 def _numbered(columns: list[pa.Array | pa.ChunkedArray]) -> tuple[pa.Array, pa.Array]:
