@@ -5,10 +5,11 @@ per event (issue 19: `chargeback reconcile` recounted a month one event object a
 The rows' pricing keys (the live pricer's: the day's reference period, subscription, cost center
 and model as sent, deployment, usage state, service tier as sent, spilled, audio classes) are
 numbered in Arrow; each distinct key is resolved once by the pricer, and the integer rates it
-gives are taken back to the rows. A row's cost is the pricer's exact integer arithmetic in units of 10^-12, rounded
-half-even to micro-units, in 64-bit integers with overflow checked: where a product would not
-fit (tokens near the schema's 10^12 at a high price), `live_charges` says so and the caller
-prices those rows one event at a time. tests/test_live_columns.py holds the two equal.
+gives are taken back to the rows. A row's cost is the pricer's exact integer arithmetic in
+units of 10^-12, rounded half-even to micro-units, in 64-bit integers with overflow checked:
+where a product would not fit (tokens near the schema's 10^12 at a high price), `live_charges`
+says so and the caller prices those rows one event at a time. tests/test_live_columns.py holds
+the two equal.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _periods(days: pa.Array | pa.ChunkedArray, starts: list[date]) -> pa.Array:
     """Each day's reference period (Reference.period_of): how many period starts are on or
     before it. Only the starts between the first and the last day are compared."""
     first, last = (value.as_py() for value in pc.min_max(days).values())
-    period = pc.add(pc.multiply(pc.is_valid(days).cast(pa.int32()), 0), bisect_right(starts, first))
+    period = pa.repeat(pa.scalar(bisect_right(starts, first), pa.int32()), len(days))
     for start in starts[bisect_right(starts, first):bisect_right(starts, last)]:
         period = pc.add(period, pc.greater_equal(days, pa.scalar(start, pa.date32())).cast(pa.int32()))
     return _array(period)
