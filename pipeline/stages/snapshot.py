@@ -34,8 +34,8 @@ from pipeline.ports import ChargebackError, Ledger, ObjectStore, Pending
 
 DEFAULT_CHUNK_ROWS = 1_000_000
 ROW_GROUP_ROWS = 1_000_000
-# A day's rows past twice this are written as several files at once, one per core: pyarrow encodes
-# a Parquet file on one thread, and releases the GIL while it does.
+# A day of twice this many rows or more is written as several files at once, one per core at
+# most: pyarrow encodes a Parquet file on one thread, and releases the GIL while it does.
 PART_ROWS = 200_000
 
 
@@ -101,9 +101,10 @@ def _split_by_date(table: pa.Table) -> Iterator[tuple[date, pa.Table]]:
 
 
 def _written(table: pa.Table, part_rows: int) -> Iterator[tuple[date, int, bytes]]:
-    """Each day's rows as Parquet, in order of day: a day of more than 2 x `part_rows` rows as one
-    file per core, written at once. No more files are in the making than there are cores, so at
-    most that many days' copies live at a time."""
+    """Each day's rows as Parquet, in order of day: a day of 2 x `part_rows` rows or more as
+    several files written at once, one per core at most and each of `part_rows` rows at least. No
+    more files are in the making than there are cores, so at most that many days' copies live at
+    a time."""
     cores = _cores()
     if cores == 1:
         for day, rows in _split_by_date(table):
