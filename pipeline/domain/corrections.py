@@ -172,7 +172,7 @@ class Corrections:
         if memo is None or memo[0] is not reference:
             memo = (reference, PeriodMemo(self.boundaries(reference)))
             object.__setattr__(self, "_memo", memo)
-        return memo[1].get(key, lambda k: self._resolve(reference, k))
+        return memo[1].get(key, lambda k, _: self._resolve(reference, k))
 
     def boundaries(self, reference: Reference) -> set[date]:
         """The days on which the resolution of a key may change: the reference's, the

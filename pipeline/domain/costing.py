@@ -175,13 +175,13 @@ class Reference:
             object.__setattr__(self, "_memo", memo)  # built once, on first use
         return memo
 
-    def _resolve(self, key: UsageKey) -> Resolution:
-        """A key's resolution from two parts resolved apart, each kept per reference period: its
-        cost center (from the subscription and the cost center sent) and all the rest (from the
-        deployment, model, state, tier, spillover and audio classes). Thousands of subscriptions
-        share a few dozen of the latter, so a key new to the period mostly costs three lookups."""
+    def _resolve(self, key: UsageKey, bucket: int) -> Resolution:
+        """A key's resolution from two parts resolved apart, each kept per reference period (the
+        key's is `bucket`): its cost center (from the subscription and the cost center sent) and
+        all the rest (from the deployment, model, state, tier, spillover and audio classes).
+        Thousands of subscriptions share a few dozen of the latter, so a key new to the period
+        mostly costs three lookups."""
         memo = self._period_memo()
-        bucket = bisect_right(memo.boundaries, key.day)
         center_key = (bucket, key.subscription_id, key.cost_center_sent)
         cost_center = memo.centers.get(center_key)
         if cost_center is None:
@@ -280,13 +280,15 @@ class PeriodMemo:
         self.rests: dict[tuple[object, ...], Resolution] = {}
         self.wholes: dict[tuple[str, int], Resolution] = {}
 
-    def get(self, key: UsageKey, resolve: Callable[[UsageKey], Resolution]) -> Resolution:
-        period = (bisect_right(self.boundaries, key.day), key.subscription_id, key.cost_center_sent,
-                  key.deployment, key.model, key.state, key.service_tier, key.spillover, key.audio)
+    def get(self, key: UsageKey, resolve: Callable[[UsageKey, int], Resolution]) -> Resolution:
+        """The key's resolution, from `resolve(key, number of the key's period)` the first time."""
+        number = bisect_right(self.boundaries, key.day)
+        period = (number, key.subscription_id, key.cost_center_sent, key.deployment, key.model, key.state,
+                  key.service_tier, key.spillover, key.audio)
         kept = self._kept.get(period)
         if kept is not None:
             return kept
-        resolved = resolve(key)
+        resolved = resolve(key, number)
         if not names_day(resolved):
             self._kept[period] = resolved
         return resolved
