@@ -14,6 +14,7 @@ import pyarrow as pa
 from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
 from pipeline.domain.costing import Reference, Resolution, UsageKey, UsageState, names_day
 from pipeline.domain.pricing import MONEY, TOKENS_PER_UNIT
+from pipeline.lake.views import PERIOD_OF_DATE
 
 PER_TOKEN = pa.decimal128(38, 12)
 PAY_AS_YOU_GO, PROVISIONED = "pay-as-you-go", "provisioned"  # `costs.pricing`
@@ -114,7 +115,7 @@ _SAME_REST = " AND ".join(f"d.{column} IS NOT DISTINCT FROM p.{column}" for colu
 # The distinct day keys, each with its bucket: the number of boundaries (a parameter) on or before its day.
 _DAY_KEYS_SQL = (
     "CREATE OR REPLACE TEMP TABLE pricing_day_keys AS "
-    "SELECT *, len(list_filter(?::DATE[], lambda b: b <= date)) AS bucket FROM ("
+    f"SELECT *, {PERIOD_OF_DATE} AS bucket FROM ("
     "SELECT DISTINCT u.date, u.subscription_id, u.cost_center AS cost_center_sent, u.deployment, "
     "u.model AS model_sent, u.usage_state AS state, u.billing_tier, u.spilled, u.audio_classes FROM usage u)")
 # A key over one bucket's days is a period: numbered, with its first day.

@@ -11,6 +11,9 @@ NO_VOIDS = "SELECT NULL::VARCHAR AS event_id, NULL::VARCHAR AS correction WHERE 
 # `is_voided` is a macro that register_corrections redefines: `false` when nothing is voided, so
 # that DuckDB drops the filter and never reads the event ids; else an anti-join on `voided_events`.
 NOT_VOIDED = "NOT is_voided(u.event_id)"
+# The reference period of a row's `date` (Reference.period_of): how many of the boundaries, a
+# DATE[] parameter, fall on or before it.
+PERIOD_OF_DATE = "len(list_filter(?::DATE[], lambda b: b <= date))"
 IS_VOIDED = "EXISTS (SELECT 1 FROM voided_events v WHERE v.event_id = voided_event_id)"
 
 # What pricing reads of an event besides its tokens, as `usage` columns: the tier it is billed at

@@ -3,7 +3,7 @@ usage per day, key and origin in a temp table, then summed per key and reference
 
 from __future__ import annotations
 
-from pipeline.lake.views import KEY_COLUMNS, NOT_VOIDED
+from pipeline.lake.views import KEY_COLUMNS, NOT_VOIDED, PERIOD_OF_DATE
 
 _KEY = KEY_COLUMNS
 _SUMS = ("count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
@@ -38,7 +38,7 @@ _SAME_KEY = " AND ".join(f"d.{column} IS NOT DISTINCT FROM p.{column}" for colum
 REPORT_DAYS_SQL = (
     "CREATE OR REPLACE TEMP TABLE report_days AS "
     f"WITH d AS (SELECT date, {_GROUP_KEY}, {_TOTALS}, date_trunc('month', date) AS month, "
-    "len(list_filter(?::DATE[], lambda b: b <= date)) AS bucket "
+    f"{PERIOD_OF_DATE} AS bucket "
     f"FROM report_groups GROUP BY date, {_GROUP_KEY}), "
     f"p AS (SELECT *, (row_number() OVER (ORDER BY month, bucket, {_GROUP_KEY}) - 1)::INTEGER AS period "
     f"FROM (SELECT DISTINCT month, bucket, {_GROUP_KEY} FROM d)) "
