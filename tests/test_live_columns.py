@@ -129,8 +129,9 @@ def test_a_key_is_charged_alike_on_every_day_of_its_reference_period(tmp_path: P
     the one a pricer that never saw another event gives it (a fresh Reference, no memo)."""
     events = decoded(mixed_month(1_500, seed=23))
     loaded = reference(tmp_path)
-    assert [str(day) for day in loaded.period_starts if day.year == 2026 and day.month == 10] == [
-        "2026-10-15", "2026-10-20"]  # the price change and sub-b's move
+    october = [loaded.period_of(date(2026, 10, day)) for day in range(1, 32)]
+    first = october[0]  # the price change on the 15th and sub-b's move on the 20th start periods
+    assert october == [first] * 14 + [first + 1] * 5 + [first + 2] * 12
     kept = LivePricer(loaded).charges(events)
     alone = [LivePricer(Reference(loaded.catalog, loaded.deployments, loaded.cost_centers)).charge(event)
              for event in events]

@@ -158,14 +158,9 @@ class Reference:
     def resolve(self, key: UsageKey) -> Resolution:
         return self._period_memo().get(key, self._resolve)
 
-    @property
-    def period_starts(self) -> list[date]:
-        """The boundaries, sorted: reference period n is the days from the n-th (none for the
-        first period) up to the next, and a key resolves alike on all the days of a period."""
-        return self._period_memo().boundaries
-
     def period_of(self, day: date) -> int:
-        """The number of the reference period holding `day`."""
+        """The number of the reference period holding `day`: how many boundaries fall on or
+        before it (a key resolves alike on all the days of a period)."""
         return bisect_right(self._period_memo().boundaries, day)
 
     def _period_memo(self) -> PeriodMemo:

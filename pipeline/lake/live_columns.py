@@ -14,14 +14,12 @@ the two equal.
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from datetime import date
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.domain.costing import AUDIO_COMPLETION, AUDIO_PROMPT, UsageState
+from pipeline.domain.costing import AUDIO_COMPLETION, AUDIO_PROMPT, Reference, UsageState
 from pipeline.domain.live import PICO_PER_MICRO, LiveKey, LivePricer
 from pipeline.lake.event_columns import CHARGES_SCHEMA
 
@@ -41,7 +39,7 @@ def live_charges(table: pa.Table, pricer: LivePricer) -> pa.RecordBatch | None:
     audio = pc.add(pc.multiply(pc.greater(audio_prompt, 0).cast(pa.int8()), AUDIO_PROMPT),
                    pc.multiply(pc.greater(audio_completion, 0).cast(pa.int8()), AUDIO_COMPLETION))
     days = pc.cast(table.column("timestamp"), pa.date32())  # UTC timestamps: the UTC day
-    keys = [_periods(days, pricer.reference.period_starts), table.column("subscription_id"),
+    keys = [_periods(days, pricer.reference), table.column("subscription_id"),
             table.column("cost_center"), table.column("deployment"), table.column("model"), state,
             table.column("service_tier"), pc.fill_null(table.column("spillover"), False), audio]
     number, first = _numbered(keys)
@@ -63,14 +61,11 @@ def _live_key(values: list[Any]) -> LiveKey:
     return period, subscription_id, cost_center, deployment, model, _STATES[state], tier, spilled, audio
 
 
-def _periods(days: pa.Array | pa.ChunkedArray, starts: list[date]) -> pa.Array:
-    """Each day's reference period (Reference.period_of): how many period starts are on or
-    before it. Only the starts between the first and the last day are compared."""
-    first, last = (value.as_py() for value in pc.min_max(days).values())
-    period = pa.repeat(pa.scalar(bisect_right(starts, first), pa.int32()), len(days))
-    for start in starts[bisect_right(starts, first):bisect_right(starts, last)]:
-        period = pc.add(period, pc.greater_equal(days, pa.scalar(start, pa.date32())).cast(pa.int32()))
-    return _array(period)
+def _periods(days: pa.Array | pa.ChunkedArray, reference: Reference) -> pa.Array:
+    """Each day's reference period (`Reference.period_of`, once per distinct day: a chunk spans few)."""
+    distinct = pc.unique(days)
+    periods = pa.array([reference.period_of(day) for day in distinct.to_pylist()], pa.int32())
+    return periods.take(pc.index_in(days, value_set=distinct))
 
 
 def _numbered(columns: list[pa.Array | pa.ChunkedArray]) -> tuple[pa.Array, pa.Array]:
