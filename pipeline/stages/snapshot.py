@@ -106,10 +106,6 @@ def _written(table: pa.Table, part_rows: int) -> Iterator[tuple[date, int, bytes
     more files are in the making than there are cores, so at most that many days' copies live at
     a time."""
     cores = _cores()
-    if cores == 1:
-        for day, rows in _split_by_date(table):
-            yield day, rows.num_rows, _parquet_bytes(rows)
-        return
     with ThreadPoolExecutor(cores, thread_name_prefix="snapshot-parquet") as pool:
         making: deque[tuple[date, int, Future[bytes]]] = deque()
         for day, rows in _split_by_date(table):
