@@ -39,8 +39,8 @@ from pipeline.lake.usage import events_from_table
 from pipeline.ports import Counters, Ledger
 
 CHUNK_ROWS = 50_000
-_encode = msgspec.json.Encoder().encode
 MERGE_ROWS = 200_000  # hour sums held from several chunks before they are summed as one
+_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +158,14 @@ def rebuild(counters: Counters, pricer: LivePricer, table: pa.Table) -> None:
     where the counters take them (the embedded ones), else as events."""
     ids = table.column("event_id").to_pylist()
     counters.forget(ids)
-    charges = live_charges(table, pricer) if isinstance(counters, ColumnarCounters) else None
-    if charges is not None and isinstance(counters, ColumnarCounters):
-        events = table.combine_chunks().to_batches()[0]
-        counters.add_columns(EventColumns(events, charges, _encode(sorted(ids)), len(ids)))
-    else:
-        batch = events_from_table(table)
-        counters.add(batch, pricer.charges(batch))
+    if isinstance(counters, ColumnarCounters):
+        charges = live_charges(table, pricer)
+        if charges is not None:
+            events = table.combine_chunks().to_batches()[0]
+            counters.add_columns(EventColumns(events, charges, _encode(sorted(ids)), len(ids)))
+            return
+    batch = events_from_table(table)
+    counters.add(batch, pricer.charges(batch))
 
 
 def month_tables(ledger: Ledger, month: str) -> Iterator[pa.Table]:
