@@ -22,7 +22,7 @@ def render_focus(report: Report, context: FocusContext | None = None,
     sink = pa.BufferOutputStream()
     text = [csv_header(schema)]
     connection = duckdb.connect()
-    pending: list[pa.Table] = []  # days whose CSV is still to be made: one DuckDB query per ~64k rows
+    pending: list[pa.Table] = []  # days whose CSV is still to be made: one DuckDB query per ~16k rows
 
     def flush() -> None:
         if pending:
