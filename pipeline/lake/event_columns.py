@@ -146,11 +146,9 @@ def merged(parts: Sequence[Sums]) -> Sums:
                 again([p.centers for p in parts], _CENTER_KEY))
 
 
-def summed_rows(sums: Sums, *, hours: bool = True) -> SumRows:
-    """The sums as the rows `Tally.rows` gives: hours as `YYYY-MM-DDTHH`, months as `YYYY-MM`
-    (without the hours when not `hours`: `hour_rows` reads them a slice at a time)."""
-    return SumRows(hour_rows(sums.hours) if hours else [], _month_rows(sums.months, _MONTH_KEY, _MONTH_MEASURES),
-                   _month_rows(sums.centers, _CENTER_KEY, ("micros",)))
+def summed_rows(sums: Sums) -> SumRows:
+    """The sums as the rows `Tally.rows` gives: hours as `YYYY-MM-DDTHH`, months as `YYYY-MM`."""
+    return SumRows(hour_rows(sums.hours), month_rows(sums.months), center_rows(sums.centers))
 
 
 def hour_rows(hours: pa.Table) -> list[tuple[Any, ...]]:
@@ -160,7 +158,17 @@ def hour_rows(hours: pa.Table) -> list[tuple[Any, ...]]:
     return list(zip(*columns, strict=True))
 
 
-def _month_rows(table: pa.Table, keys: tuple[str, ...], summed: tuple[str, ...]) -> list[tuple[Any, ...]]:
+def month_rows(months: pa.Table) -> list[tuple[Any, ...]]:
+    """Rows of `Sums.months` as (subscription, month text, *MONTHLY)."""
+    return _named_months(months, _MONTH_KEY, _MONTH_MEASURES)
+
+
+def center_rows(centers: pa.Table) -> list[tuple[Any, ...]]:
+    """Rows of `Sums.centers` as (cost center, month text, requests, micros)."""
+    return _named_months(centers, _CENTER_KEY, ("micros",))
+
+
+def _named_months(table: pa.Table, keys: tuple[str, ...], summed: tuple[str, ...]) -> list[tuple[Any, ...]]:
     columns = _columns(table, keys, summed)
     columns[1] = [f"{number // 100:04d}-{number % 100:02d}" for number in columns[1]]
     return list(zip(*columns, strict=True))

@@ -29,9 +29,10 @@ from pipeline.lake.event_columns import (
     ColumnarCounters,
     EventColumns,
     Sums,
+    center_rows,
     hour_rows,
     merged,
-    summed_rows,
+    month_rows,
     sums_of,
 )
 from pipeline.lake.live_columns import live_charges
@@ -96,7 +97,7 @@ class ExpectedMonth:
     def monthly(self) -> dict[str, list[int]]:
         """subscription: its MONTHLY sums."""
         months: dict[str, list[int]] = {}
-        rows = summed_rows(self.sums, hours=False).monthly if self.sums is not None else []
+        rows = month_rows(self.sums.months) if self.sums is not None else []
         for subscription, _, *sums in [*rows, *((*key, *sums) for key, sums in self.apart.monthly.items())]:
             into = months.setdefault(subscription, [0] * len(MONTHLY))
             for at, value in enumerate(sums):
@@ -106,7 +107,7 @@ class ExpectedMonth:
     def centers(self) -> dict[str, int]:
         """cost center: its spend in micro-units."""
         spend: dict[str, int] = defaultdict(int)
-        rows = summed_rows(self.sums, hours=False).cost_centers if self.sums is not None else []
+        rows = center_rows(self.sums.centers) if self.sums is not None else []
         for center, _, _, micros in [*rows, *((*key, *sums) for key, sums in self.apart.cost_centers.items())]:
             spend[center] += micros
         return dict(spend)
