@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.launch import whole_process
-from benchmarks.measure import Result, Run
+from benchmarks.launch import measured_run
+from benchmarks.measure import Result
 from benchmarks.stages import MONTH
 from benchmarks.world import World, make_world, write_reference
 
@@ -60,20 +59,8 @@ def run_ingest(work: Path, events: int, repeats: int, budget: float,
         if repeat and budget and time.monotonic() - began > budget:
             break
         shutil.rmtree(home, ignore_errors=True)
-        result.runs.append(_run([script, "ingest", str(source)], env, events))
+        result.runs.append(measured_run([script, "ingest", str(source)], env, events))
     for _ in range(reconciles):
-        recount.runs.append(_run([script, "reconcile", "--month", MONTH], env, events))
+        recount.runs.append(measured_run([script, "reconcile", "--month", MONTH], env, events))
     shutil.rmtree(home, ignore_errors=True)
     return [result.as_dict(), *([recount.as_dict()] if reconciles else [])]
-
-
-def _run(command: list[str], env: dict[str, str], events: int) -> Run:
-    # stderr to a file, not a pipe: a child writing more than a pipe holds would block forever.
-    with tempfile.TemporaryFile() as errors:
-        measured = whole_process(command, env, stderr=errors)
-        if measured.exit_code != 0:
-            errors.seek(0)
-            text = errors.read().decode(errors="replace").strip()[-400:]
-            raise SystemExit(f"chargeback {command[1]} failed (exit {measured.exit_code}): {text}")
-    return Run(measured.seconds, measured.peak_kib / 1024, 0.0, False, os.getloadavg()[0],
-               events=events, cpu_seconds=measured.cpu_seconds)

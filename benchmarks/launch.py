@@ -21,7 +21,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from benchmarks.measure import Run
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,22 @@ def whole_process(command: Sequence[str], env: Mapping[str, str] | None = None,
     if measured is None:
         raise SystemExit(f"benchmarks.launch wrote nothing for {' '.join(command[:3])}")
     return Measured(**measured)
+
+
+def measured_run(command: Sequence[str], env: Mapping[str, str], events: int = 0) -> Run:
+    """`whole_process` of a command that must succeed, as a Run of the bench's table (`events`:
+    see Run). Its stderr goes to a file, not a pipe: a child writing more than a pipe holds would
+    block forever; on a failure its last lines end the bench."""
+    from benchmarks.measure import Run  # here: the launcher process itself does not need it
+
+    with tempfile.TemporaryFile() as errors:
+        measured = whole_process(command, env, stderr=errors)
+        if measured.exit_code != 0:
+            errors.seek(0)
+            text = errors.read().decode(errors="replace").strip()[-400:]
+            raise SystemExit(f"{' '.join(command[:3])} failed (exit {measured.exit_code}): {text}")
+    return Run(measured.seconds, measured.peak_kib / 1024, 0.0, False, os.getloadavg()[0],
+               events=events, cpu_seconds=measured.cpu_seconds)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -25,8 +24,8 @@ import fastavro
 import msgspec
 
 from benchmarks.ingest_cli import month_file
-from benchmarks.launch import whole_process
-from benchmarks.measure import Result, Run
+from benchmarks.launch import measured_run
+from benchmarks.measure import Result
 from benchmarks.stages import MONTH
 from benchmarks.world import make_world, write_reference
 
@@ -95,13 +94,6 @@ def run_replay(work: Path, events: int, repeats: int, budget: float) -> dict[str
         shutil.rmtree(home, ignore_errors=True)
         env = {**os.environ, "CHARGEBACK_HOME": str(home), "CHARGEBACK_DEPLOYMENTS": str(files["deployments"]),
                "CHARGEBACK_COST_CENTERS": str(files["cost_centers"]), "CHARGEBACK_BUDGETS": str(files["budgets"])}
-        with tempfile.TemporaryFile() as errors:  # a file, not a pipe nobody reads until the end
-            measured = whole_process([script, "replay", str(folder)], env, stderr=errors)
-            if measured.exit_code != 0:
-                errors.seek(0)
-                raise SystemExit(f"chargeback replay failed (exit {measured.exit_code}): "
-                                 f"{errors.read().decode(errors='replace').strip()[-400:]}")
-        result.runs.append(Run(measured.seconds, measured.peak_kib / 1024, 0.0, False, os.getloadavg()[0],
-                               events=events, cpu_seconds=measured.cpu_seconds))
+        result.runs.append(measured_run([script, "replay", str(folder)], env, events))
         shutil.rmtree(home, ignore_errors=True)
     return result.as_dict()

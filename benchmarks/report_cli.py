@@ -17,15 +17,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from benchmarks.launch import whole_process
-from benchmarks.measure import Result, Run
+from benchmarks.launch import measured_run
+from benchmarks.measure import Result
 from benchmarks.stages import MONTH, snapshot_root
 from benchmarks.world import make_world, write_reference
 
@@ -65,22 +63,10 @@ def run_report_cli(work: Path, events: int, repeats: int, budget: float,
         for name in (("report", "sql") if repeat % 2 == 0 else ("sql", "report")):
             if name == "report":
                 shutil.rmtree(out, ignore_errors=True)  # a first report into the folder, every run
-            results[name].runs.append(_whole_process(commands[name], env))
+            results[name].runs.append(measured_run(commands[name], env))
     ours = report_csv_rows(out / f"chargeback-{MONTH}.csv")
     shutil.rmtree(place / "home", ignore_errors=True)
     return [results["report"].as_dict(), results["sql"].as_dict()], ours, json.loads(rows_out.read_text())
-
-
-def _whole_process(command: Sequence[str], env: dict[str, str]) -> Run:
-    # stderr to a file, not a pipe: a child writing more than a pipe holds would block forever.
-    with tempfile.TemporaryFile() as errors:
-        measured = whole_process(command, env, stderr=errors)
-        if measured.exit_code != 0:
-            errors.seek(0)
-            raise SystemExit(f"{' '.join(command[:3])} failed (exit {measured.exit_code}): "
-                             f"{errors.read().decode(errors='replace').strip()[-400:]}")
-    return Run(measured.seconds, measured.peak_kib / 1024, 0.0, False, os.getloadavg()[0],
-               cpu_seconds=measured.cpu_seconds)
 
 
 def report_csv_rows(path: Path) -> list[list[Any]]:
