@@ -3,6 +3,8 @@ pipeline.stages.report.focus's), written a day's table at a time, and a month's 
 
 from __future__ import annotations
 
+import io
+
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,13 +22,16 @@ def render_focus(report: Report, context: FocusContext | None = None,
     schema = SCHEMAS[version]
     csv_key, parquet_key, manifest_key = focus_keys(report.label, version)
     sink = pa.BufferOutputStream()
-    text = [csv_header(schema)]
+    # The CSV grows in one buffer that becomes the file's bytes without a copy (a list of pieces
+    # joined at the end held the text twice: a month of 5,000 subscriptions' is 356 MB).
+    text = io.BytesIO(csv_header(schema))
+    text.seek(0, io.SEEK_END)
     connection = duckdb.connect()
     pending: list[pa.Table] = []  # days whose CSV is still to be made: one DuckDB query per ~16k rows
 
     def flush() -> None:
         if pending:
-            text.append(csv_body(pa.concat_tables(pending), connection))
+            text.write(csv_body(pa.concat_tables(pending), connection))
             pending.clear()
 
     try:
@@ -39,7 +44,7 @@ def render_focus(report: Report, context: FocusContext | None = None,
             flush()
     finally:
         connection.close()
-    files = {csv_key: b"".join(text), parquet_key: sink.getvalue().to_pybytes()}
+    files = {csv_key: text.getvalue(), parquet_key: sink.getvalue().to_pybytes()}
     if manifest_key is not None:
         files[manifest_key] = b""
     return files
