@@ -142,7 +142,7 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
         connection.register("usage_events", dataset)
     llm_keys = llm_usage_keys(llm_usage, days) if llm_usage is not None else []
     if llm_usage is not None and llm_keys:
-        connection.register("llm_usage_records", _llm_usage_dataset(llm_usage, llm_keys))
+        _read_llm_usage(connection, llm_usage, llm_keys)
     else:
         connection.execute(f"CREATE OR REPLACE TABLE llm_usage_records ({_columns_sql(LLM_USAGE_SCHEMA)})")
     moment = f"TIMESTAMPTZ '{cutoff.isoformat()}'"
@@ -178,11 +178,8 @@ def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: 
     `glob` must expand each path to that one file, or the caller reads them through Arrow. The
     `date` comes from the key (`usage/date=YYYY-MM-DD/...`), never from Hive partitions of the
     whole path, which would also parse `name=value` folders above the store."""
-    paths = [str(root / file.key) for file in files]
-    patterns = [_GLOB_CHARACTER.sub(r"[\g<0>]", path) for path in paths]
-    if _MAYBE_PATTERN.search(str(root)) and any(
-            connection.execute("SELECT file FROM glob(?)", [pattern]).fetchall() != [(path,)]
-            for pattern, path in zip(patterns, paths, strict=True)):
+    patterns = _local_patterns(connection, root, [file.key for file in files])
+    if patterns is None:
         return []
     # A snapshot file holds the events of its UTC day (pipeline.stages.snapshot), so every
     # event of a file of a day before `settled_before` is older than that day.
@@ -192,14 +189,31 @@ def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: 
     for name, chosen in ((SETTLED_EVENTS, settled), (RECENT_EVENTS, recent)):
         if chosen:
             scan = connection.read_parquet(chosen, filename=True, union_by_name=True)
-            present = set(scan.columns)
-            columns = [f'CAST("{f.name}" AS {_SQL_TYPES[f.type]}) AS "{f.name}"' if f.name in present
-                       else f'CAST(NULL AS {_SQL_TYPES[f.type]}) AS "{f.name}"' for f in USAGE_SCHEMA]
+            columns = _scan_columns(USAGE_SCHEMA, set(scan.columns))
             scan.project(", ".join([*columns, f"{_DATE_OF_FILE} AS date"])).create_view(name)
             names.append(name)
     union = " UNION ALL ".join(f"SELECT * FROM {name}" for name in names)
     connection.execute(f"CREATE OR REPLACE VIEW usage_events AS {union}")
     return names
+
+
+def _local_patterns(connection: duckdb.DuckDBPyConnection, root: Path, keys: list[str]) -> list[str] | None:
+    """The paths of these keys under `root` as DuckDB reads exactly each file (`*`, `?` and `[`
+    bracketed); None when the folder has a character a pattern may use and DuckDB's own `glob`
+    does not expand every one to its file (then they are read through Arrow)."""
+    paths = [str(root / key) for key in keys]
+    patterns = [_GLOB_CHARACTER.sub(r"[\g<0>]", path) for path in paths]
+    if _MAYBE_PATTERN.search(str(root)) and any(
+            connection.execute("SELECT file FROM glob(?)", [pattern]).fetchall() != [(path,)]
+            for pattern, path in zip(patterns, paths, strict=True)):
+        return None
+    return patterns
+
+
+def _scan_columns(schema: pa.Schema, present: set[str]) -> list[str]:
+    """A scan's columns as the schema types them, NULL for a column its files do not have."""
+    return [f'CAST("{f.name}" AS {_SQL_TYPES[f.type]}) AS "{f.name}"' if f.name in present
+            else f'CAST(NULL AS {_SQL_TYPES[f.type]}) AS "{f.name}"' for f in schema]
 
 
 _SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.int16(): "SMALLINT",
@@ -213,12 +227,20 @@ def _columns_sql(schema: pa.Schema) -> str:
     return ", ".join(f'"{f.name}" {_SQL_TYPES[f.type]}' for f in schema)
 
 
-def _llm_usage_dataset(store: ObjectStore, keys: list[str]) -> pa.dataset.Dataset:
+def _read_llm_usage(connection: duckdb.DuckDBPyConnection, store: ObjectStore, keys: list[str]) -> None:
+    """Define `llm_usage_records` over the LLM usage files: DuckDB's own scan of a local store's
+    (an Arrow dataset would import pyarrow.dataset, and with it pandas: 0.3 s of a report), else
+    an Arrow dataset over the store's filesystem."""
+    patterns = _local_patterns(connection, store.local_root, keys) if store.local_root is not None else None
+    if patterns is not None:
+        scan = connection.read_parquet(patterns, union_by_name=True)
+        scan.project(", ".join(_scan_columns(LLM_USAGE_SCHEMA, set(scan.columns)))).create_view("llm_usage_records")
+        return
     import pyarrow.dataset as ds
 
     filesystem, base = store.arrow_filesystem()
-    return ds.dataset([f"{base}/{key}" for key in keys], schema=LLM_USAGE_SCHEMA,
-                      format="parquet", filesystem=filesystem)
+    connection.register("llm_usage_records", ds.dataset([f"{base}/{key}" for key in keys], schema=LLM_USAGE_SCHEMA,
+                                                        format="parquet", filesystem=filesystem))
 
 
 def register_corrections(connection: duckdb.DuckDBPyConnection, corrections: Corrections) -> None:
