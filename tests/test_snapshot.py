@@ -275,7 +275,7 @@ def test_every_field_round_trips_to_parquet(pipeline: Pipeline, write_file: Writ
         "service_tier": "flex", "service_tier_source": "request", "spillover": False,
         "audio_prompt_tokens": 40, "audio_completion_tokens": 7,
         "usage_origin": "stream", "usage_state": "measured", "cached_tokens_unknown": False,  # the view's own
-        "billing_tier": "flex", "spilled": False, "audio_classes": 3}
+        "billing_tier": "flex", "spilled": False, "audio_classes": 3, "llm_mismatch": False}
     assert got_bare.pop("ingested_at") == ingested  # one batch, one ingestion time
     assert got_bare == {
         "event_id": "evt-nulls", "timestamp": datetime(2026, 10, 15, 12, 30, tzinfo=UTC),
@@ -288,7 +288,7 @@ def test_every_field_round_trips_to_parquet(pipeline: Pipeline, write_file: Writ
         "schema_version": 1, "ledger_seq": 2, "date": date(2026, 10, 15), "service_tier": None,
         "service_tier_source": None, "spillover": None, "audio_prompt_tokens": None, "audio_completion_tokens": None,
         "usage_origin": "none", "usage_state": "none", "cached_tokens_unknown": False,
-        "billing_tier": "standard", "spilled": False, "audio_classes": 0}
+        "billing_tier": "standard", "spilled": False, "audio_classes": 0, "llm_mismatch": False}
 
 
 def test_event_hub_origin_round_trips_to_parquet(pipeline: Pipeline) -> None:
@@ -330,7 +330,7 @@ def test_snapshots_under_a_home_with_special_characters_are_read(tmp_path: Path,
     result = open_warehouse(store).connection.execute("SELECT * FROM usage")
     assert [column[0] for column in result.description] == [*USAGE_SCHEMA.names, "date", "usage_origin", "usage_state",
                                                                 "cached_tokens_unknown", "billing_tier", "spilled",
-                                                                "audio_classes"]
+                                                                "audio_classes", "llm_mismatch"]
     assert len(result.fetchall()) == 1
 
 

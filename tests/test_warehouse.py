@@ -55,7 +55,8 @@ def test_a_home_whose_name_is_a_pattern_reads_its_own_files(tmp_path: Path, monk
     pq.write_table(table.set_column(0, "event_id", pa.array(["neighbour's"])), copy)
     rows, types = rows_and_types(store)
     assert [column for column, _ in types] == [*USAGE_SCHEMA.names, "date", "usage_origin", "usage_state",
-                                                "cached_tokens_unknown", "billing_tier", "spilled", "audio_classes"]
+                                                "cached_tokens_unknown", "billing_tier", "spilled", "audio_classes",
+                                                "llm_mismatch"]
     assert len(rows) == 1
     assert rows[0][0] != "neighbour's"
     assert rows[0][len(USAGE_SCHEMA)] == date(2026, 10, 15)  # the day of the committed key

@@ -70,7 +70,8 @@ SELECT l.* FROM llm_usage l WHERE NOT EXISTS (SELECT 1 FROM usage_events e WHERE
 # Usage from the LLM log fills only streamed events that came without it. Cached tokens the log
 # does not report count as uncached (the higher price), and `cached_tokens_unknown` says so: the
 # table has no cached-token column, so the report shows the most such usage may be over-charged.
-# The log has no audio counts either: 0, as for a response without them.
+# The log has no audio counts either: 0, as for a response without them. `llm_mismatch`: the log
+# record that gave the usage names another deployment or model than the event (whose are used).
 USAGE_VIEW = """
 CREATE OR REPLACE VIEW usage AS
 -- usage_state: timed-out is costing.GATEWAY_TIMEOUT_TAG (the policy's tag on a forward-request timeout).
@@ -89,7 +90,9 @@ SELECT e.* REPLACE (
             WHEN e.usage_source = 'stream' THEN 'expired'
             WHEN e.tags['chargebackError'] = 'gateway-timeout' THEN 'timed-out' ELSE 'none' END AS usage_state,
        e.prompt_tokens IS NULL AND l.join_id IS NOT NULL AND l.cached_tokens IS NULL AS cached_tokens_unknown,
-       {billing}
+       {billing},
+       l.join_id IS NOT NULL AND ((l.deployment IS NOT NULL AND lower(l.deployment) <> lower(e.deployment))
+         OR (l.model IS NOT NULL AND e.model IS NOT NULL AND lower(l.model) <> lower(e.model))) AS llm_mismatch
 FROM usage_events e
 LEFT JOIN llm_usage l ON e.usage_source = 'stream' AND e.prompt_tokens IS NULL AND l.join_id = e.event_id
 """
@@ -105,7 +108,8 @@ SELECT e.*,
             WHEN e.usage_source = 'stream' THEN 'expired'
             WHEN e.tags['chargebackError'] = 'gateway-timeout' THEN 'timed-out' ELSE 'none' END AS usage_state,
        false AS cached_tokens_unknown,
-       {billing}
+       {billing},
+       false AS llm_mismatch
 FROM {events} e
 """
 SETTLED_EVENTS, RECENT_EVENTS = "usage_events_settled", "usage_events_recent"

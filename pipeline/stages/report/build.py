@@ -87,7 +87,7 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
     corrections = corrections or NO_CORRECTIONS
     register_corrections(warehouse.connection, corrections)
     connection = warehouse.connection
-    connection.execute(groups_sql("u.usage_origin" if warehouse.llm_usage else "u.usage_source"), [start, end])
+    connection.execute(groups_sql(warehouse.llm_usage), [start, end])
     states: dict[str, int] = defaultdict(int)
     origins: dict[str, int] = defaultdict(int)
     for state, origin, requests in connection.execute(ORIGINS_SQL).fetchall():
@@ -96,6 +96,14 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
             origin = "none"
         if origin is not None:  # a NULL `usage_origin` is counted under no origin
             origins[origin if origin in ORIGINS else "other"] += requests
+    cached_unknown: list[KeyUsage] = []
+    mismatched = 0
+    if warehouse.llm_usage:
+        cached_unknown = [KeyUsage(key.day, key.subscription_id, key.deployment, key.state.value,
+                                   corrections.resolve(reference, key), requests, prompt, 0, 0)
+                          for *columns, requests, prompt in connection.execute(CACHED_UNKNOWN_SQL).fetchall()
+                          for key in (usage_key(tuple(columns)),)]
+        [(mismatched,)] = connection.execute(LLM_MISMATCH_SQL).fetchall()
     boundaries = sorted(day for day in corrections.boundaries(reference) if start < day < end)
     connection.execute(REPORT_DAYS_SQL, [boundaries])
     connection.execute("DROP TABLE report_groups")
@@ -104,15 +112,6 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
     connection.execute("DROP TABLE report_days")
     bounds = [midnight(day) for day in (start, end)]
     [(unmatched,)] = connection.execute(UNMATCHED_SQL, bounds).fetchall()
-    cached_unknown: list[KeyUsage] = []
-    mismatched = 0
-    if warehouse.llm_usage:
-        cached_unknown = [KeyUsage(key.day, key.subscription_id, key.deployment, key.state.value,
-                                   corrections.resolve(reference, key), requests, prompt, 0, 0)
-                          for *columns, requests, prompt in connection.execute(CACHED_UNKNOWN_SQL,
-                                                                               [start, end]).fetchall()
-                          for key in (usage_key(tuple(columns)),)]
-        [(mismatched,)] = connection.execute(LLM_MISMATCH_SQL, [start, end]).fetchall()
     explanations: dict[tuple[str, str], set[str]] = defaultdict(set)
     for item in usage:
         resolved = item.resolution

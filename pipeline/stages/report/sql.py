@@ -18,9 +18,14 @@ _SUMS = ("count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt_tokens
 ORIGINS = ("response", "stream", "estimated", "llm-log", "none")
 
 
-def groups_sql(origin_column: str) -> str:
-    """The period's usage per day, key and origin, kept in the `report_groups` table."""
-    return (f"CREATE OR REPLACE TEMP TABLE report_groups AS SELECT {_KEY}, {_SUMS}, {origin_column} AS origin "
+def groups_sql(llm_usage: bool) -> str:
+    """The period's usage per day, key and origin, kept in the `report_groups` table; with LLM
+    usage joined, also by whether its cached tokens are unknown and whether its log record names
+    another deployment or model (CACHED_UNKNOWN_SQL and LLM_MISMATCH_SQL read them from there,
+    not from a scan and join of their own: 0.25 s of a report of 1M events, 30% streamed)."""
+    origin, flags = ("u.usage_origin", ", u.cached_tokens_unknown, u.llm_mismatch") if llm_usage else (
+        "u.usage_source", "")
+    return (f"CREATE OR REPLACE TEMP TABLE report_groups AS SELECT {_KEY}, {_SUMS}, {origin} AS origin{flags} "
             f"FROM usage u WHERE u.date >= ? AND u.date < ? AND {NOT_VOIDED} GROUP BY ALL")
 
 
@@ -54,13 +59,9 @@ VOIDED_SQL = (f"SELECT {_KEY}, v.correction, count(*) FROM usage u JOIN voided_e
               "WHERE u.date >= ? AND u.date < ? GROUP BY ALL ORDER BY ALL")
 # LLM-log usage of the month whose request event never arrived: no caller to charge, so only counted.
 UNMATCHED_SQL = "SELECT count(*) FROM llm_usage_unmatched WHERE time >= ? AND time < ?"
-# Usage priced from LLM-log records that carry no cached-token count, per day and key (only when
-# LLM usage is joined): requests and prompt tokens, whose cached share is unknown.
-CACHED_UNKNOWN_SQL = (f"SELECT {_KEY}, count(*), sum(prompt_tokens)::BIGINT FROM usage u WHERE u.date >= ? "
-                      f"AND u.date < ? AND u.cached_tokens_unknown AND {NOT_VOIDED} GROUP BY ALL ORDER BY ALL")
-# Streamed requests whose LLM-log record names another deployment or model than their event.
-LLM_MISMATCH_SQL = (
-    "SELECT count(*) FROM usage_events e JOIN llm_usage l ON l.join_id = e.event_id "
-    "WHERE e.usage_source = 'stream' AND e.prompt_tokens IS NULL AND e.date >= ? AND e.date < ? "
-    "AND NOT is_voided(e.event_id) AND ((l.deployment IS NOT NULL AND lower(l.deployment) <> lower(e.deployment)) "
-    "OR (l.model IS NOT NULL AND e.model IS NOT NULL AND lower(l.model) <> lower(e.model)))")
+# From `report_groups` made with LLM usage joined: the usage priced from LLM-log records that
+# carry no cached-token count, per day and key (requests and prompt tokens, whose cached share is
+# unknown), and the streamed requests whose LLM-log record names another deployment or model.
+CACHED_UNKNOWN_SQL = (f"SELECT {_KEY.replace('u.', '')}, sum(requests)::BIGINT, sum(prompt_tokens)::BIGINT "
+                      "FROM report_groups WHERE cached_tokens_unknown GROUP BY ALL ORDER BY ALL")
+LLM_MISMATCH_SQL = "SELECT coalesce(sum(requests), 0)::BIGINT FROM report_groups WHERE llm_mismatch"
