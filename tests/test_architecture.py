@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -154,15 +155,22 @@ def test_a_command_help_loads_no_backend_and_no_stage(command: str) -> None:
 
 def test_a_report_of_snapshotted_usage_loads_neither_pandas_nor_pyarrow_compute(tmp_path: Path) -> None:
     """Each costs every report's process start (0.2 s and 0.09 s): a cast, a Python date made an
-    Arrow value or `pyarrow.dataset` brings them in. The report must go without."""
+    Arrow value or `pyarrow.dataset` brings them in. The report must go without, also when LLM-log
+    usage fills a streamed event (its files are read by DuckDB, not as an Arrow dataset)."""
     from tests.factories import event, jsonl, usage
 
     events = tmp_path / "events.jsonl"
-    events.write_bytes(jsonl([event(subscriptionId=f"sub-{n}", timestamp=f"2026-10-{n + 1:02d}T10:00:00Z",
-                                    usage=usage(1000 * (n + 1), 10)) for n in range(5)]))
+    streamed = event(eventId="0b7e6f52-5d0c-4d38-9a47-2f7f3f4b1c11", timestamp="2026-10-07T10:00:00Z",
+                     stream=True, usage=None, usageSource="stream")
+    events.write_bytes(jsonl([*(event(subscriptionId=f"sub-{n}", timestamp=f"2026-10-{n + 1:02d}T10:00:00Z",
+                                      usage=usage(1000 * (n + 1), 10)) for n in range(5)), streamed]))
+    logs = tmp_path / "llm-logs.json"
+    logs.write_text(json.dumps({"records": [{
+        "time": "2026-10-07T10:00:01Z", "category": "GatewayLlmLogs",
+        "properties": {"correlationId": streamed["eventId"], "promptTokens": 700, "completionTokens": 70}}]}))
     env = {"CHARGEBACK_HOME": str(tmp_path / "home"), "PATH": os.environ.get("PATH", "")}
     chargeback = str(Path(sys.executable).parent / "chargeback")
-    for command in (["ingest", str(events)], ["snapshot"]):
+    for command in (["ingest", str(events)], ["snapshot"], ["ingest-llm-logs", str(logs)]):
         subprocess.run([chargeback, *command], env=env, cwd=REPO, check=True, capture_output=True)
     probe = ("import sys\nfrom pipeline.entrypoints.cli import main\n"
              f"try:\n    main(['report', '--month', '2026-10', '--out', {str(tmp_path / 'out')!r}])\n"
@@ -170,5 +178,5 @@ def test_a_report_of_snapshotted_usage_loads_neither_pandas_nor_pyarrow_compute(
              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pandas' or m == 'pyarrow.compute'))")
     result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=REPO, check=True, capture_output=True,
                             text=True)
-    assert "Total" in result.stdout
+    assert "over 6 requests" in result.stdout and "llm-log 1" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"
