@@ -26,7 +26,7 @@ from pipeline.lake.manifests import MANIFEST_PREFIX, USAGE_PREFIX, Manifest, Pub
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.stages.snapshot import ROW_GROUP_ROWS
 
-GENERATOR_VERSION = "2"  # bump when the data changes: cached snapshots are regenerated
+GENERATOR_VERSION = "3"  # bump when the data changes: cached snapshots are regenerated
 DAY_US = 86_400_000_000
 STATUS = np.array([200, 429, 500, 400], dtype=np.int16)
 STATUS_P = np.array([0.965, 0.02, 0.01, 0.005])
@@ -241,6 +241,7 @@ def day_table(world: World, n: int, rng: np.random.Generator, day: date) -> pa.T
         **{name: pa.nulls(n, USAGE_SCHEMA.field(name).type)  # the fields added to v1: not drawn here
            for name in ("service_tier", "service_tier_source", "spillover", "audio_prompt_tokens",
                         "audio_completion_tokens")},
+        "gateway_timeout": pa.array(np.zeros(n, dtype=bool)),  # the world's tags never say a gateway timed out
     }
     return pa.Table.from_pydict(columns, schema=USAGE_SCHEMA)
 

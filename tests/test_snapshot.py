@@ -273,7 +273,7 @@ def test_every_field_round_trips_to_parquet(pipeline: Pipeline, write_file: Writ
         "source": str(path), "source_position": "line 1", **no_event_hub,
         "schema_version": 1, "ledger_seq": 1, "date": date(2026, 10, 15),
         "service_tier": "flex", "service_tier_source": "request", "spillover": False,
-        "audio_prompt_tokens": 40, "audio_completion_tokens": 7,
+        "audio_prompt_tokens": 40, "audio_completion_tokens": 7, "gateway_timeout": False,
         "usage_origin": "stream", "usage_state": "measured", "cached_tokens_unknown": False,  # the view's own
         "billing_tier": "flex", "spilled": False, "audio_classes": 3, "llm_mismatch": False}
     assert got_bare.pop("ingested_at") == ingested  # one batch, one ingestion time
@@ -287,7 +287,7 @@ def test_every_field_round_trips_to_parquet(pipeline: Pipeline, write_file: Writ
         "tags": None, "extra": None, "source": str(path), "source_position": "line 2", **no_event_hub,
         "schema_version": 1, "ledger_seq": 2, "date": date(2026, 10, 15), "service_tier": None,
         "service_tier_source": None, "spillover": None, "audio_prompt_tokens": None, "audio_completion_tokens": None,
-        "usage_origin": "none", "usage_state": "none", "cached_tokens_unknown": False,
+        "gateway_timeout": False, "usage_origin": "none", "usage_state": "none", "cached_tokens_unknown": False,
         "billing_tier": "standard", "spilled": False, "audio_classes": 0, "llm_mismatch": False}
 
 

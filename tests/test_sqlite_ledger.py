@@ -19,7 +19,7 @@ from pipeline.lake.usage import USAGE_SCHEMA, events_table
 from pipeline.ports import UserError
 from tests.test_ledger_contract import FULL, event
 
-V1_COLUMNS = [name for name in USAGE_SCHEMA.names if name != "ledger_seq"]
+V1_COLUMNS = [name for name in USAGE_SCHEMA.names if name not in ("ledger_seq", "gateway_timeout")]  # added later
 V1_TIMES = ("timestamp", "eventhub_enqueued_time", "ingested_at")
 
 

@@ -143,3 +143,38 @@ def test_duckdb_spills_under_an_absolute_folder_and_takes_the_memory_limit(tmp_p
         (str(tmp_path / "spill"), "244.1 MiB")]
     with pytest.raises(UserError, match="CHARGEBACK_DUCKDB_MEMORY_LIMIT 'lots': Parser Error"):
         open_warehouse(store, limits=Limits(tmp_path / "spill", "lots"))
+
+
+def test_a_gateway_timeout_is_timed_out_in_files_written_with_and_before_the_flag_column(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `usage_state` reads `gateway_timeout`, not the `tags` map; a file written before that column
+    # existed gets it from its tags (in its own scan), so both days say timed-out, as through Arrow.
+    from pipeline.app import open_pipeline
+    from pipeline.domain.decode import RawMessage
+    from pipeline.settings import Settings
+    from pipeline.stages.ingest import ingest
+    from pipeline.stages.snapshot import snapshot
+    from tests.factories import event, jsonl
+
+    tags = {"apimErrorSource": "forward-request", "apimErrorReason": "Timeout", "chargebackError": "gateway-timeout"}
+    bodies = [event(eventId=f"timeout-{day}", timestamp=f"2026-10-{day}T10:00:00Z", usage=None, usageSource="none",
+                    statusCode=500, tags=tags) for day in (14, 15)]
+    bodies += [event(eventId="other-error", timestamp="2026-10-15T11:00:00Z", usage=None, usageSource="none",
+                     statusCode=500, tags={**tags, "chargebackError": "something-else"})]
+    opened = open_pipeline(Settings(tmp_path))
+    try:
+        ingest([RawMessage(jsonl([body]).rstrip(b"\n"), "t", f"line {n}") for n, body in enumerate(bodies)],
+               opened.ledger, opened.counters, opened.dead_letters, opened.pricer)
+        snapshot(opened.ledger, opened.snapshots)
+    finally:
+        opened.close()
+    store = LocalObjectStore(tmp_path / "snapshots")
+    [before, _] = sorted(published_files(store), key=lambda file: file.date)
+    path = store.root / before.key
+    pq.write_table(pq.read_table(path).drop_columns(["gateway_timeout"]), path)
+    query = "SELECT event_id, usage_state, gateway_timeout FROM usage ORDER BY event_id"
+    expected = [("other-error", "none", False), ("timeout-14", "timed-out", True), ("timeout-15", "timed-out", True)]
+    assert open_warehouse(store).connection.execute(query).fetchall() == expected
+    with monkeypatch.context() as patch:
+        patch.setattr(warehouse, "_read_local_files", lambda *args: [])
+        assert open_warehouse(store).connection.execute(query).fetchall() == expected

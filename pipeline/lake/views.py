@@ -11,6 +11,8 @@ NO_VOIDS = "SELECT NULL::VARCHAR AS event_id, NULL::VARCHAR AS correction WHERE 
 # `is_voided` is a macro that register_corrections redefines: `false` when nothing is voided, so
 # that DuckDB drops the filter and never reads the event ids; else an anti-join on `voided_events`.
 NOT_VOIDED = "NOT is_voided(u.event_id)"
+# `gateway_timeout` of a snapshot file written before the column (pipeline.lake.usage): from its tags.
+TIMEOUT_OF_TAGS = "coalesce(tags['chargebackError'] = 'gateway-timeout', false)"
 # The reference period of a row's `date` (Reference.period_of): how many of the boundaries, a
 # DATE[] parameter, fall on or before it.
 PERIOD_OF_DATE = "len(list_filter(?::DATE[], lambda b: b <= date))"
@@ -74,7 +76,8 @@ SELECT l.* FROM llm_usage l WHERE NOT EXISTS (SELECT 1 FROM usage_events e WHERE
 # record that gave the usage names another deployment or model than the event (whose are used).
 USAGE_VIEW = """
 CREATE OR REPLACE VIEW usage AS
--- usage_state: timed-out is costing.GATEWAY_TIMEOUT_TAG (the policy's tag on a forward-request timeout).
+-- usage_state: timed-out is costing.GATEWAY_TIMEOUT_TAG (the policy's tag on a forward-request timeout),
+-- the snapshot's gateway_timeout.
 SELECT e.* REPLACE (
          coalesce(e.prompt_tokens, l.prompt_tokens) AS prompt_tokens,
          coalesce(e.completion_tokens, l.completion_tokens) AS completion_tokens,
@@ -88,7 +91,7 @@ SELECT e.* REPLACE (
        CASE WHEN e.prompt_tokens IS NOT NULL OR l.join_id IS NOT NULL THEN 'measured'
             WHEN e.usage_source = 'stream' AND e.timestamp > {cutoff} THEN 'pending'
             WHEN e.usage_source = 'stream' THEN 'expired'
-            WHEN e.tags['chargebackError'] = 'gateway-timeout' THEN 'timed-out' ELSE 'none' END AS usage_state,
+            WHEN e.gateway_timeout THEN 'timed-out' ELSE 'none' END AS usage_state,
        e.prompt_tokens IS NULL AND l.join_id IS NOT NULL AND l.cached_tokens IS NULL AS cached_tokens_unknown,
        {billing},
        l.join_id IS NOT NULL AND ((l.deployment IS NOT NULL AND lower(l.deployment) <> lower(e.deployment))
@@ -106,7 +109,7 @@ SELECT e.*,
        CASE WHEN e.prompt_tokens IS NOT NULL THEN 'measured'
             WHEN e.usage_source = 'stream' AND {pending} THEN 'pending'
             WHEN e.usage_source = 'stream' THEN 'expired'
-            WHEN e.tags['chargebackError'] = 'gateway-timeout' THEN 'timed-out' ELSE 'none' END AS usage_state,
+            WHEN e.gateway_timeout THEN 'timed-out' ELSE 'none' END AS usage_state,
        false AS cached_tokens_unknown,
        {billing},
        false AS llm_mismatch

@@ -21,6 +21,7 @@ without usage is `pending` while younger than the usage window (24 hours by defa
 
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 from collections.abc import Iterator
@@ -48,6 +49,7 @@ from pipeline.lake.views import (
     NO_VOIDS,
     RECENT_EVENTS,
     SETTLED_EVENTS,
+    TIMEOUT_OF_TAGS,
     USAGE_VIEW,
     USAGE_WITHOUT_LLM_USAGE,
     VOIDED_BY_FILTER,
@@ -66,6 +68,7 @@ VOID_FILTERS_SCHEMA = pa.schema([
 # DuckDB reads a path with `*`, `?` or `[` as a glob pattern; inside brackets they are literal.
 _GLOB_CHARACTER = re.compile(r"[\[*?]")
 _MAYBE_PATTERN = re.compile(r"[\[*?{}\\]")
+_GLOB_ESCAPE = re.compile(r"\[([\[*?])\]")  # a bracketed character back to itself
 # The snapshot's day, from its committed key `usage/date=YYYY-MM-DD/part-....parquet`.
 _FILE_COLUMN = "filename"  # DuckDB's name for the column of each row's file (not a usage column)
 _DATE_OF_FILE = rf"CAST(regexp_extract({_FILE_COLUMN}, '/date=(\d{{4}}-\d{{2}}-\d{{2}})/[^/]*$', 1) AS DATE)"
@@ -139,7 +142,9 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
             filesystem=filesystem, partition_base_dir=f"{base}/{USAGE_PREFIX}",
             partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
         )
-        connection.register("usage_events", dataset)
+        connection.register("usage_event_files", dataset)  # a file written before `gateway_timeout`: its tags say
+        connection.execute("CREATE OR REPLACE VIEW usage_events AS SELECT * REPLACE "
+                           f"(coalesce(gateway_timeout, {TIMEOUT_OF_TAGS}) AS gateway_timeout) FROM usage_event_files")
     llm_keys = llm_usage_keys(llm_usage, days) if llm_usage is not None else []
     if llm_usage is not None and llm_keys:
         _read_llm_usage(connection, llm_usage, llm_keys)
@@ -181,16 +186,25 @@ def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: 
     patterns = _local_patterns(connection, root, [file.key for file in files])
     if patterns is None:
         return []
+    flagged = _files_with_column(connection, patterns, "gateway_timeout")
+    names = []
     # A snapshot file holds the events of its UTC day (pipeline.stages.snapshot), so every
     # event of a file of a day before `settled_before` is older than that day.
-    settled = [pattern for pattern, file in zip(patterns, files, strict=True) if file.date < settled_before]
-    recent = [pattern for pattern, file in zip(patterns, files, strict=True) if file.date >= settled_before]
-    names = []
-    for name, chosen in ((SETTLED_EVENTS, settled), (RECENT_EVENTS, recent)):
-        if chosen:
-            scan = connection.read_parquet(chosen, filename=True, union_by_name=True)
-            columns = _scan_columns(USAGE_SCHEMA, set(scan.columns))
-            scan.project(", ".join([*columns, f"{_DATE_OF_FILE} AS date"])).create_view(name)
+    for name, settled in ((SETTLED_EVENTS, True), (RECENT_EVENTS, False)):
+        scans = []
+        for has_flag in (True, False):  # files written before `gateway_timeout`: it comes from their tags
+            chosen = [pattern for pattern, file in zip(patterns, files, strict=True)
+                      if (file.date < settled_before) == settled and (str(root / file.key) in flagged) == has_flag]
+            if chosen:
+                scan = connection.read_parquet(chosen, filename=True, union_by_name=True)
+                present = set(scan.columns)
+                columns = _scan_columns(USAGE_SCHEMA, present)
+                if not has_flag:
+                    derived = TIMEOUT_OF_TAGS if "tags" in present else "false"
+                    columns[USAGE_SCHEMA.get_field_index("gateway_timeout")] = f"{derived} AS gateway_timeout"
+                scans.append(scan.project(", ".join([*columns, f"{_DATE_OF_FILE} AS date"])))
+        if scans:
+            functools.reduce(lambda one, other: one.union(other), scans).create_view(name)
             names.append(name)
     union = " UNION ALL ".join(f"SELECT * FROM {name}" for name in names)
     connection.execute(f"CREATE OR REPLACE VIEW usage_events AS {union}")
@@ -208,6 +222,14 @@ def _local_patterns(connection: duckdb.DuckDBPyConnection, root: Path, keys: lis
             for pattern, path in zip(patterns, paths, strict=True)):
         return None
     return patterns
+
+
+def _files_with_column(connection: duckdb.DuckDBPyConnection, patterns: list[str], column: str) -> set[str]:
+    """The paths of the files (read as these exact patterns) whose Parquet schema has the column,
+    from their footers."""
+    found = connection.execute("SELECT DISTINCT file_name FROM parquet_schema(?) WHERE name = ?",
+                               [patterns, column]).fetchall()
+    return {path for (path,) in found}
 
 
 def _scan_columns(schema: pa.Schema, present: set[str]) -> list[str]:

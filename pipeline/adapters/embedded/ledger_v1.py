@@ -9,10 +9,11 @@ from collections.abc import Iterator
 import msgspec
 import pyarrow as pa
 
-from pipeline.lake.usage import USAGE_SCHEMA
+from pipeline.lake.usage import USAGE_SCHEMA, conformed
 
 CHUNK_ROWS = 100_000
-_COLUMNS = [f.name for f in USAGE_SCHEMA if f.name != "ledger_seq"]
+# `gateway_timeout` came after this layout and is derived from the tags (`conformed` makes it).
+_COLUMNS = [f.name for f in USAGE_SCHEMA if f.name not in ("ledger_seq", "gateway_timeout")]
 _NAMES = [*_COLUMNS, "ledger_seq"]
 _READ_SCHEMA = pa.schema([USAGE_SCHEMA.field(name) for name in _NAMES])
 _TAGS = _NAMES.index("tags")
@@ -43,4 +44,4 @@ def record_batch(rows: list[tuple[object, ...]]) -> pa.RecordBatch:
     columns[_TAGS] = [None if text is None else list(_decode_tags(str(text)).items()) for text in columns[_TAGS]]
     columns[_STREAM] = [bool(flag) for flag in columns[_STREAM]]
     arrays = [pa.array(column, type=field.type) for column, field in zip(columns, _READ_SCHEMA, strict=True)]
-    return pa.RecordBatch.from_arrays(arrays, schema=_READ_SCHEMA).select(USAGE_SCHEMA.names)
+    return conformed(pa.RecordBatch.from_arrays(arrays, schema=_READ_SCHEMA))
