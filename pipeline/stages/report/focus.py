@@ -59,12 +59,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 
-from pipeline.domain.capacity import IDLE, DeploymentDay
 from pipeline.domain.costing import CORRECTION, CostLine
 from pipeline.domain.periods import is_month_label, midnight, month_start, next_month
 from pipeline.domain.pricing import MONEY, STANDARD, TOKENS_PER_UNIT, Price
@@ -72,8 +71,7 @@ from pipeline.stages.report.focus_allocation import (
     ADDED_COLUMNS,
     HOST_PROVIDER,
     SERVICE_PROVIDER,
-    allocated_columns,
-    allocation_ratios,
+    capacity_rows,
     tags_json,
     true_up_rows,
 )
@@ -87,9 +85,7 @@ SERVICE_CATEGORY = "AI and Machine Learning"
 SERVICE_SUBCATEGORY = "Generative AI"
 TOKEN_UNIT = "1000000 Tokens"
 CONSUMED_TOKEN_UNIT = "Tokens"
-PTU_UNIT = "PTU-Hours"
-PTU_QUANTITY = Decimal("0.000001")  # PTU-hours are stated to 6 decimals
-PAY_AS_YOU_GO, ALLOCATION, IDLE_KIND = "PayAsYouGo", "ProvisionedAllocation", "ProvisionedIdle"
+PAY_AS_YOU_GO = "PayAsYouGo"
 
 _midnight = functools.cache(midnight)  # a few days: each row's four period bounds
 AMOUNT = pa.decimal128(38, 12)
@@ -200,7 +196,12 @@ def focus_rows(report: Report, context: FocusContext | None = None,
     model and meter. The billing period of a row is the calendar month of its day, also in a
     report of a range. The 1.2 rows are the 1.3 rows without the columns 1.3 added."""
     names = SCHEMAS[version].names
-    return [{name: row.get(name) for name in names} for rows in _rows_by_day(report, context) for row in rows]
+    rows = []
+    for day in _rows_by_day(report, context):
+        merged = [{**day.constants, **row} for row in (*day.tokens, *day.others)]
+        merged.sort(key=lambda row: tuple(row[name] or "" for name in _ORDER))
+        rows += [{name: row[name] for name in names} for row in merged]
+    return rows
 
 
 def focus_table(report: Report, context: FocusContext | None = None, version: str = FOCUS_VERSION) -> pa.Table:
@@ -211,19 +212,49 @@ def focus_table(report: Report, context: FocusContext | None = None, version: st
 
 def focus_day_tables(report: Report, context: FocusContext | None = None,
                      version: str = FOCUS_VERSION) -> Iterator[pa.Table]:
-    """The rows of `focus_table`, one day's at a time (a row is a dictionary of some 60 values
-    until its day is made a table: a month of 5,000 subscriptions held 700,000 of them, 2.7 GB)."""
+    """The rows of `focus_table`, one day's at a time: the day's token rows and its capacity and
+    true-up rows each made a table column by column (a column the same on every token row of the
+    day, repeated in Arrow), then sorted together in Arrow (a stable sort, as `focus_rows`)."""
+    import pyarrow.compute as pc  # here: the report's other formats do not need it
+
     schema = SCHEMAS[version]
-    for rows in _rows_by_day(report, context):
-        if not rows:  # a day of unpriced usage only
+    for day in _rows_by_day(report, context):
+        parts = [_table(schema, day.constants, rows) for rows in (day.tokens, day.others) if rows]
+        if not parts:  # a day of unpriced usage only
             continue
-        yield pa.Table.from_pydict({name: list(map(operator.itemgetter(name), rows)) for name in schema.names},
-                                   schema=schema)
+        table = pa.concat_tables(parts)
+        keys = pa.table({name: pc.fill_null(table.column(name), "") if pa.types.is_string(table.schema.field(name).type)
+                         else table.column(name) for name in _ORDER})
+        yield table.take(pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in _ORDER]))
 
 
-def _rows_by_day(report: Report, context: FocusContext | None) -> Iterator[list[dict[str, Any]]]:
-    """The FOCUS rows, each with every column of either version (null where it has no value),
-    a day at a time, each day's sorted: the days in order, so all of them are sorted as one."""
+_ORDER = ("ChargePeriodStart", "x_CostCenter", "x_ApimSubscriptionId", "x_Model", "SkuPriceId", "ChargeClass")
+
+
+def _table(schema: pa.Schema, constants: dict[str, Any], rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows of one shape (the keys of the first; a key they lack has its `constants` value) as a
+    table of the schema: their own keys column by column, the others repeated."""
+    count, own = len(rows), rows[0].keys()
+    columns = [pa.array(list(map(operator.itemgetter(f.name), rows)), f.type) if f.name in own
+               else pa.nulls(count, f.type) if constants[f.name] is None
+               else pa.repeat(pa.scalar(constants[f.name], f.type), count) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+@dataclass(frozen=True, slots=True)
+class _Day:
+    """A day's FOCUS rows: the values every row of the day has (`constants`: every column of either
+    version, null where none), its pay-as-you-go token rows (one shape, their own values only) and
+    its capacity and true-up rows (a few, each with every column)."""
+
+    constants: dict[str, Any]
+    tokens: list[dict[str, Any]]
+    others: list[dict[str, Any]]
+
+
+def _rows_by_day(report: Report, context: FocusContext | None) -> Iterator[_Day]:
+    """The FOCUS rows a day at a time, the days in order (each day's rows are sorted when made
+    a table, so all of them are sorted as one)."""
     context = context or FocusContext()
     common = {**_NO_VALUES, "ServiceProviderName": SERVICE_PROVIDER, "HostProviderName": HOST_PROVIDER,
         "BillingAccountId": context.billing_account_id, "BillingAccountName": context.billing_account_name,
@@ -235,22 +266,20 @@ def _rows_by_day(report: Report, context: FocusContext | None) -> Iterator[list[
     for line in report.lines:
         lines_of[line.key.day].append(line)
     others: dict[date, list[dict[str, Any]]] = defaultdict(list)  # capacity and true-up rows: few
-    for row in (*_capacity_rows(report.deployment_days, report.capacity_version), *true_up_rows(report.true_ups)):
+    for row in (*capacity_rows(report.deployment_days, report.capacity_version), *true_up_rows(report.true_ups)):
         others[row["ChargePeriodStart"].date()].append(row)
     recorded = {c.id: c.at for c in report.corrections}
     for day in sorted(lines_of.keys() | others.keys()):
-        rows = [{**common, **row} for row in _token_rows(lines_of.get(day, []))]
-        rows += [{**common, **row} for row in others.get(day, [])]
         start, end = _midnight(month_start(day)), _midnight(next_month(day))
-        for row in rows:
-            row["BillingPeriodStart"], row["BillingPeriodEnd"] = start, end
-            ids = set((row["x_CorrectionIds"] or "").split(";")) - {""}
-            late = any(recorded[i] >= end for i in ids if i in recorded)  # after the period ended
-            if row["ChargeClass"] == CORRECTION and not late:
-                row["ChargeClass"] = None  # a correction within the billing period: a regular charge
-        rows.sort(key=lambda r: (r["ChargePeriodStart"], r["x_CostCenter"], r["x_ApimSubscriptionId"] or "",
-                                 r["x_Model"], r.get("SkuPriceId") or "", r["ChargeClass"] or ""))
-        yield rows
+        constants = {**common, "BillingPeriodStart": start, "BillingPeriodEnd": end}
+        tokens = list(_token_rows(lines_of.get(day, [])))
+        rest = [{**constants, **row} for row in others.get(day, [])]
+        for row in (*tokens, *rest):
+            if row["ChargeClass"] == CORRECTION:
+                ids = set((row["x_CorrectionIds"] or "").split(";")) - {""}
+                if not any(recorded[i] >= end for i in ids if i in recorded):  # recorded before the period ended
+                    row["ChargeClass"] = None  # a correction within the billing period: a regular charge
+        yield _Day(constants, tokens, rest)
 
 
 def focus_keys(label: str, version: str = FOCUS_VERSION) -> tuple[str, str, str | None]:
@@ -291,9 +320,10 @@ def _token_rows(lines: list[CostLine]) -> Iterator[dict[str, Any]]:
                 continue
             row = _token_row(day, cost_center, subscription, model, deployment_type, price, catalog, charge_class,
                              group, meter, kind, tokens, unit_price(price))
+            row["x_ServiceTier"], row["x_Spillover"] = tier or None, spilled
             if spilled:
                 _mark_spilled(row)
-            yield {**row, "x_ServiceTier": tier or None, "x_Spillover": spilled}
+            yield row
 
 
 def _token_row(day: date, cost_center: str, subscription: str, model: str, deployment_type: str, price: Price,
@@ -336,40 +366,3 @@ def _mark_spilled(row: dict[str, Any]) -> None:
     details = json.loads(row["SkuPriceDetails"])
     details["x_Spillover"] = True
     row["SkuPriceDetails"] = json.dumps(details, sort_keys=True, separators=(",", ":"))
-
-
-def _capacity_rows(days: list[DeploymentDay], capacity_version: str) -> Iterator[dict[str, Any]]:
-    for day in days:
-        charged = [a for a in day.allocations if a.amount != 0 and a.price_per_ptu_hour != 0]
-        for allocation, ratio in zip(charged, allocation_ratios([a.amount for a in charged]), strict=True):
-            consumer, idle = allocation.consumer, allocation.kind == IDLE
-            tags = tags_json(consumer.cost_center, consumer.subscription_id, day.deployment)
-            unit_price = allocation.price_per_ptu_hour
-            quantity = (allocation.amount / unit_price).quantize(PTU_QUANTITY, rounding=ROUND_HALF_EVEN)
-            sku = f"{consumer.model}/{consumer.deployment_type}" if consumer.model else consumer.deployment_type
-            what = ("idle capacity" if idle else "capacity used") + f" of PTU deployment {day.deployment}"
-            yield {
-                "BilledCost": allocation.amount, "ContractedCost": allocation.amount,
-                "EffectiveCost": allocation.amount, "ListCost": MONEY.multiply(quantity, unit_price),
-                "ListUnitPrice": unit_price, "PricingQuantity": quantity, "PricingUnit": PTU_UNIT,
-                "ConsumedQuantity": quantity, "ConsumedUnit": PTU_UNIT,
-                "BillingCurrency": allocation.currency,
-                "ChargeClass": CORRECTION if consumer.charge_class else None,
-                "ChargeDescription": f"{what} ({day.ptu_hours} PTU-hours that day), charged to {consumer.cost_center}",
-                "ChargeFrequency": "Recurring",
-                "ChargePeriodStart": _midnight(day.day), "ChargePeriodEnd": _midnight(day.day + timedelta(days=1)),
-                "SkuId": sku, "SkuMeter": "Provisioned Throughput Unit Hours",
-                "SkuPriceId": f"{sku}/ptu-hour/{format(MONEY.normalize(unit_price), 'f')} {allocation.currency}",
-                "SkuPriceDetails": json.dumps({"x_Deployment": day.deployment}, separators=(",", ":")),
-                "Tags": tags,
-                **allocated_columns(consumer.cost_center, consumer.subscription_id or None,
-                                    tags_json(consumer.cost_center, consumer.subscription_id), day.deployment, idle,
-                                    ratio, allocation.usage.weighted),
-                "x_CostCenter": consumer.cost_center, "x_ApimSubscriptionId": consumer.subscription_id or None,
-                "x_Model": consumer.model, "x_DeploymentType": consumer.deployment_type,
-                "x_Deployment": day.deployment, "x_ChargeKind": IDLE_KIND if idle else ALLOCATION,
-                "x_PriceCatalogVersion": None, "x_CapacityVersion": capacity_version or None,
-                "x_SourceEventCount": allocation.usage.requests,
-                "x_CorrectionIds": ";".join(allocation.corrections) or None,
-            }
-

@@ -24,15 +24,21 @@ import functools
 import json
 from collections.abc import Iterator
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import pyarrow as pa
 
+from pipeline.domain.capacity import IDLE, DeploymentDay
+from pipeline.domain.costing import CORRECTION
 from pipeline.domain.periods import midnight
+from pipeline.domain.pricing import MONEY
 from pipeline.domain.true_up import BY_METERED_COST, TrueUp
 
 SERVICE_PROVIDER = HOST_PROVIDER = "Microsoft"
+PTU_UNIT = "PTU-Hours"
+PTU_QUANTITY = Decimal("0.000001")  # PTU-hours are stated to 6 decimals
+ALLOCATION, IDLE_KIND = "ProvisionedAllocation", "ProvisionedIdle"  # x_ChargeKind of capacity rows
 USAGE_METHOD, IDLE_METHOD = "chargeback-ptu-weighted-tokens", "chargeback-ptu-idle-owner"
 # `report --true-up`: an account-day's unexplained billed cost, by metered cost or to an owner
 TRUE_UP_METHOD, TRUE_UP_OWNER_METHOD = "chargeback-true-up-metered-cost", "chargeback-true-up-owner"
@@ -128,3 +134,41 @@ def true_up_rows(true_ups: list[TrueUp]) -> Iterator[dict[str, Any]]:
             "x_PriceCatalogVersion": None, "x_CapacityVersion": None, "x_SourceEventCount": 0,
             "x_CorrectionIds": None, "x_ServiceTier": None, "x_Spillover": None,
         }
+
+
+def capacity_rows(days: list[DeploymentDay], capacity_version: str) -> Iterator[dict[str, Any]]:
+    """The FOCUS rows of provisioned capacity: each deployment-day's PTU-hours allocated to its
+    consumers (ProvisionedAllocation) or left idle and charged to its owner (ProvisionedIdle)."""
+    for day in days:
+        charged = [a for a in day.allocations if a.amount != 0 and a.price_per_ptu_hour != 0]
+        for allocation, ratio in zip(charged, allocation_ratios([a.amount for a in charged]), strict=True):
+            consumer, idle = allocation.consumer, allocation.kind == IDLE
+            tags = tags_json(consumer.cost_center, consumer.subscription_id, day.deployment)
+            unit_price = allocation.price_per_ptu_hour
+            quantity = (allocation.amount / unit_price).quantize(PTU_QUANTITY, rounding=ROUND_HALF_EVEN)
+            sku = f"{consumer.model}/{consumer.deployment_type}" if consumer.model else consumer.deployment_type
+            what = ("idle capacity" if idle else "capacity used") + f" of PTU deployment {day.deployment}"
+            yield {
+                "BilledCost": allocation.amount, "ContractedCost": allocation.amount,
+                "EffectiveCost": allocation.amount, "ListCost": MONEY.multiply(quantity, unit_price),
+                "ListUnitPrice": unit_price, "PricingQuantity": quantity, "PricingUnit": PTU_UNIT,
+                "ConsumedQuantity": quantity, "ConsumedUnit": PTU_UNIT,
+                "BillingCurrency": allocation.currency,
+                "ChargeClass": CORRECTION if consumer.charge_class else None,
+                "ChargeDescription": f"{what} ({day.ptu_hours} PTU-hours that day), charged to {consumer.cost_center}",
+                "ChargeFrequency": "Recurring",
+                "ChargePeriodStart": midnight(day.day), "ChargePeriodEnd": midnight(day.day + timedelta(days=1)),
+                "SkuId": sku, "SkuMeter": "Provisioned Throughput Unit Hours",
+                "SkuPriceId": f"{sku}/ptu-hour/{format(MONEY.normalize(unit_price), 'f')} {allocation.currency}",
+                "SkuPriceDetails": json.dumps({"x_Deployment": day.deployment}, separators=(",", ":")),
+                "Tags": tags,
+                **allocated_columns(consumer.cost_center, consumer.subscription_id or None,
+                                    tags_json(consumer.cost_center, consumer.subscription_id), day.deployment, idle,
+                                    ratio, allocation.usage.weighted),
+                "x_CostCenter": consumer.cost_center, "x_ApimSubscriptionId": consumer.subscription_id or None,
+                "x_Model": consumer.model, "x_DeploymentType": consumer.deployment_type,
+                "x_Deployment": day.deployment, "x_ChargeKind": IDLE_KIND if idle else ALLOCATION,
+                "x_PriceCatalogVersion": None, "x_CapacityVersion": capacity_version or None,
+                "x_SourceEventCount": allocation.usage.requests,
+                "x_CorrectionIds": ";".join(allocation.corrections) or None,
+            }
