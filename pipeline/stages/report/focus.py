@@ -57,10 +57,10 @@ import json
 import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -130,23 +130,33 @@ COLUMN_NAMES_1_2 = tuple(SCHEMAS["1.2"].names)
 
 
 
-def _uncached(line: CostLine) -> int:
+class _Tokens(Protocol):
+    """Token counts of a cost line, or of a group of them (the meters are sums of the lines')."""
+
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    audio_prompt_tokens: int
+    audio_completion_tokens: int
+
+
+def _uncached(line: _Tokens) -> int:
     return line.prompt_tokens - line.cached_tokens - line.audio_prompt_tokens
 
 
-def _cached(line: CostLine) -> int:
+def _cached(line: _Tokens) -> int:
     return line.cached_tokens
 
 
-def _completion(line: CostLine) -> int:
+def _completion(line: _Tokens) -> int:
     return line.completion_tokens - line.audio_completion_tokens
 
 
-def _audio_prompt(line: CostLine) -> int:
+def _audio_prompt(line: _Tokens) -> int:
     return line.audio_prompt_tokens
 
 
-def _audio_completion(line: CostLine) -> int:
+def _audio_completion(line: _Tokens) -> int:
     return line.audio_completion_tokens
 
 
@@ -171,7 +181,7 @@ def _audio_output_price(price: Price) -> Decimal:
 
 
 # token meters: (SkuMeter, kind, tokens of a line, price per 1M tokens)
-_METERS: tuple[tuple[str, str, Callable[[CostLine], int], Callable[[Price], Decimal]], ...] = (
+_METERS: tuple[tuple[str, str, Callable[[_Tokens], int], Callable[[Price], Decimal]], ...] = (
     ("Input Tokens", "input", _uncached, _input_price),
     ("Cached Input Tokens", "cached-input", _cached, _cached_price),
     ("Output Tokens", "output", _completion, _output_price),
@@ -293,8 +303,14 @@ def focus_keys(label: str, version: str = FOCUS_VERSION) -> tuple[str, str, str 
 
 @dataclass(slots=True)
 class _Group:
+    """The summed lines of one FOCUS key (a _Tokens: each meter's tokens are those of the sums)."""
+
     requests: int = 0
-    tokens: list[int] = field(default_factory=lambda: [0] * len(_METERS))  # per meter of _METERS
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    audio_prompt_tokens: int = 0
+    audio_completion_tokens: int = 0
     corrections: frozenset[str] = frozenset()
 
 
@@ -310,12 +326,17 @@ def _token_rows(lines: list[CostLine]) -> Iterator[dict[str, Any]]:
                resolved.service_tier, resolved.spillover)
         group = groups[key]
         group.requests += line.requests
-        for index, (_, _, tokens_of, _) in enumerate(_METERS):
-            group.tokens[index] += tokens_of(line)
-        group.corrections |= set(resolved.corrections)
+        group.prompt_tokens += line.prompt_tokens
+        group.cached_tokens += line.cached_tokens
+        group.completion_tokens += line.completion_tokens
+        group.audio_prompt_tokens += line.audio_prompt_tokens
+        group.audio_completion_tokens += line.audio_completion_tokens
+        if resolved.corrections:
+            group.corrections |= set(resolved.corrections)
     for (day, cost_center, subscription, model, deployment_type, price, catalog, charge_class, tier,
          spilled), group in groups.items():
-        for (meter, kind, _, unit_price), tokens in zip(_METERS, group.tokens, strict=True):
+        for meter, kind, tokens_of, unit_price in _METERS:
+            tokens = tokens_of(group)
             if tokens == 0:
                 continue
             row = _token_row(day, cost_center, subscription, model, deployment_type, price, catalog, charge_class,
