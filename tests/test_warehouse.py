@@ -30,6 +30,25 @@ def rows_and_types(store: LocalObjectStore) -> tuple[list[tuple[object, ...]], l
     return result.fetchall(), [(column[0], str(column[1])) for column in result.description]
 
 
+def snapshotted(home: Path, bodies: list[dict[str, object]]) -> LocalObjectStore:
+    """The snapshots of a home that ingested these events, one line each."""
+    from pipeline.app import open_pipeline
+    from pipeline.domain.decode import RawMessage
+    from pipeline.settings import Settings
+    from pipeline.stages.ingest import ingest
+    from pipeline.stages.snapshot import snapshot
+    from tests.factories import jsonl
+
+    opened = open_pipeline(Settings(home))
+    try:
+        ingest([RawMessage(jsonl([body]).rstrip(b"\n"), "t", f"line {n}") for n, body in enumerate(bodies)],
+               opened.ledger, opened.counters, opened.dead_letters, opened.pricer)
+        snapshot(opened.ledger, opened.snapshots)
+    finally:
+        opened.close()
+    return LocalObjectStore(home / "snapshots")
+
+
 def through_arrow(store: LocalObjectStore, monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[object, ...]],
                                                                                         list[tuple[str, str]]]:
     with monkeypatch.context() as patch:
@@ -96,26 +115,14 @@ def test_streamed_events_wait_for_their_usage_in_the_files_of_recent_days_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The files of days before the cutoff's are scanned without `timestamp` (every event in them
     # is older than the cutoff); the others test each event's time. Same rows as through Arrow.
-    from pipeline.app import open_pipeline
-    from pipeline.domain.decode import RawMessage
-    from pipeline.settings import Settings
-    from pipeline.stages.ingest import ingest
-    from pipeline.stages.snapshot import snapshot
-    from tests.factories import event, jsonl
+    from tests.factories import event
 
     def streamed(at: str, event_id: str) -> dict[str, object]:
         return event(eventId=event_id, timestamp=at, stream=True, usage=None, usageSource="stream")
 
     bodies = [streamed("2026-10-14T23:59:59Z", "a-settled-day"), streamed("2026-10-15T11:00:00Z", "b-expired"),
               streamed("2026-10-15T13:00:00Z", "c-pending"), event(eventId="d-measured")]
-    opened = open_pipeline(Settings(tmp_path))
-    try:
-        ingest([RawMessage(jsonl([body]).rstrip(b"\n"), "t", f"line {n}") for n, body in enumerate(bodies)],
-               opened.ledger, opened.counters, opened.dead_letters, opened.pricer)
-        snapshot(opened.ledger, opened.snapshots)
-    finally:
-        opened.close()
-    store = LocalObjectStore(tmp_path / "snapshots")
+    store = snapshotted(tmp_path, bodies)
     now = datetime(2026, 10, 16, 12, 30, tzinfo=UTC)  # the usage window ends at 2026-10-15 12:30
 
     def states(connection: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
@@ -149,26 +156,14 @@ def test_a_gateway_timeout_is_timed_out_in_files_written_with_and_before_the_fla
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # `usage_state` reads `gateway_timeout`, not the `tags` map; a file written before that column
     # existed gets it from its tags (in its own scan), so both days say timed-out, as through Arrow.
-    from pipeline.app import open_pipeline
-    from pipeline.domain.decode import RawMessage
-    from pipeline.settings import Settings
-    from pipeline.stages.ingest import ingest
-    from pipeline.stages.snapshot import snapshot
-    from tests.factories import event, jsonl
+    from tests.factories import event
 
     tags = {"apimErrorSource": "forward-request", "apimErrorReason": "Timeout", "chargebackError": "gateway-timeout"}
     bodies = [event(eventId=f"timeout-{day}", timestamp=f"2026-10-{day}T10:00:00Z", usage=None, usageSource="none",
                     statusCode=500, tags=tags) for day in (14, 15)]
     bodies += [event(eventId="other-error", timestamp="2026-10-15T11:00:00Z", usage=None, usageSource="none",
                      statusCode=500, tags={**tags, "chargebackError": "something-else"})]
-    opened = open_pipeline(Settings(tmp_path))
-    try:
-        ingest([RawMessage(jsonl([body]).rstrip(b"\n"), "t", f"line {n}") for n, body in enumerate(bodies)],
-               opened.ledger, opened.counters, opened.dead_letters, opened.pricer)
-        snapshot(opened.ledger, opened.snapshots)
-    finally:
-        opened.close()
-    store = LocalObjectStore(tmp_path / "snapshots")
+    store = snapshotted(tmp_path, bodies)
     [before, _] = sorted(published_files(store), key=lambda file: file.date)
     path = store.root / before.key
     pq.write_table(pq.read_table(path).drop_columns(["gateway_timeout"]), path)
