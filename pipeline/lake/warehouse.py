@@ -68,7 +68,6 @@ VOID_FILTERS_SCHEMA = pa.schema([
 # DuckDB reads a path with `*`, `?` or `[` as a glob pattern; inside brackets they are literal.
 _GLOB_CHARACTER = re.compile(r"[\[*?]")
 _MAYBE_PATTERN = re.compile(r"[\[*?{}\\]")
-_GLOB_ESCAPE = re.compile(r"\[([\[*?])\]")  # a bracketed character back to itself
 # The snapshot's day, from its committed key `usage/date=YYYY-MM-DD/part-....parquet`.
 _FILE_COLUMN = "filename"  # DuckDB's name for the column of each row's file (not a usage column)
 _DATE_OF_FILE = rf"CAST(regexp_extract({_FILE_COLUMN}, '/date=(\d{{4}}-\d{{2}}-\d{{2}})/[^/]*$', 1) AS DATE)"
@@ -175,7 +174,9 @@ def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: 
     """Define `usage_events` as DuckDB's own scans of the committed files of a local store (they
     stream row groups: memory does not grow with the files): `usage_events_settled` over the
     files of days before `settled_before`, `usage_events_recent` over the others, and their
-    union; returns the names of the scans defined. [], and nothing defined, when a path
+    union; returns the names of the scans defined. Files written before the `gateway_timeout`
+    column (their footers say) are scanned apart, the column made from their tags, so that the
+    files that have it are read without the `tags` map. [], and nothing defined, when a path
     cannot be handed to DuckDB as exactly itself.
 
     DuckDB expands glob patterns in the paths it reads, so `*`, `?` and `[` are bracketed
