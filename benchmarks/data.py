@@ -22,11 +22,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from benchmarks.world import DEPLOYMENTS, ENVS, REGIONS, TENANT, World
-from pipeline.lake.manifests import MANIFEST_PREFIX, USAGE_PREFIX, Manifest, PublishedFile
+from pipeline.lake.manifests import MANIFEST_PREFIX, SNAPSHOT_LAYOUT, USAGE_PREFIX, Manifest, PublishedFile
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.stages.snapshot import ROW_GROUP_ROWS
 
-GENERATOR_VERSION = "3"  # bump when the data changes: cached snapshots are regenerated
+GENERATOR_VERSION = "4"  # bump when the data changes: cached snapshots are regenerated
 DAY_US = 86_400_000_000
 STATUS = np.array([200, 429, 500, 400], dtype=np.int16)
 STATUS_P = np.array([0.965, 0.02, 0.01, 0.005])
@@ -269,7 +269,7 @@ def write_snapshot(world: World, n: int, root: Path, seed: int = 2, files_per_da
             path.parent.mkdir(parents=True, exist_ok=True)
             chunk = table.slice(int(rows[0]), int(rows.size)).replace_schema_metadata(USAGE_SCHEMA.metadata)
             pq.write_table(chunk, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-            files.append(PublishedFile(key, day, int(rows.size)))
+            files.append(PublishedFile(key, day, int(rows.size), SNAPSHOT_LAYOUT))
     manifest = Manifest(1, f"bench-{n}", files, datetime.now(UTC))
     (root / MANIFEST_PREFIX).mkdir(parents=True, exist_ok=True)
     (root / MANIFEST_PREFIX / "00000001.json").write_bytes(msgspec.json.encode(manifest))

@@ -14,10 +14,17 @@ USAGE_PREFIX = "usage"
 MANIFEST_PREFIX = "_manifests"
 
 
+# The layout of the files a snapshot writes (PublishedFile.layout): from 2 they have the column
+# `gateway_timeout` (pipeline.lake.usage).
+GATEWAY_TIMEOUT_LAYOUT = 2
+SNAPSHOT_LAYOUT = GATEWAY_TIMEOUT_LAYOUT
+
+
 class PublishedFile(msgspec.Struct, frozen=True):
     key: str
     date: date
     rows: int
+    layout: int = 1  # a manifest written before the field: files without `gateway_timeout`
 
 
 class Manifest(msgspec.Struct, frozen=True):

@@ -36,7 +36,7 @@ import pyarrow as pa
 from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
 from pipeline.domain.costing import Reference
 from pipeline.lake.llm_usage import LLM_USAGE_SCHEMA, llm_usage_keys
-from pipeline.lake.manifests import USAGE_PREFIX, PublishedFile, published_files
+from pipeline.lake.manifests import GATEWAY_TIMEOUT_LAYOUT, USAGE_PREFIX, PublishedFile, published_files
 from pipeline.lake.pricing_keys import register_pricing_keys
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.lake.views import (
@@ -175,8 +175,8 @@ def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: 
     stream row groups: memory does not grow with the files): `usage_events_settled` over the
     files of days before `settled_before`, `usage_events_recent` over the others, and their
     union; returns the names of the scans defined. Files written before the `gateway_timeout`
-    column (their footers say) are scanned apart, the column made from their tags, so that the
-    files that have it are read without the `tags` map. [], and nothing defined, when a path
+    column (their manifest's `layout` says) are scanned apart, the column made from their tags,
+    so that the files that have it are read without the `tags` map. [], and nothing defined, when a path
     cannot be handed to DuckDB as exactly itself.
 
     DuckDB expands glob patterns in the paths it reads, so `*`, `?` and `[` are bracketed
@@ -187,7 +187,6 @@ def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: 
     patterns = _local_patterns(connection, root, [file.key for file in files])
     if patterns is None:
         return []
-    flagged = _files_with_column(connection, patterns, "gateway_timeout")
     names = []
     # A snapshot file holds the events of its UTC day (pipeline.stages.snapshot), so every
     # event of a file of a day before `settled_before` is older than that day.
@@ -195,7 +194,8 @@ def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: 
         scans = []
         for has_flag in (True, False):  # files written before `gateway_timeout`: it comes from their tags
             chosen = [pattern for pattern, file in zip(patterns, files, strict=True)
-                      if (file.date < settled_before) == settled and (str(root / file.key) in flagged) == has_flag]
+                      if (file.date < settled_before) == settled
+                      and (file.layout >= GATEWAY_TIMEOUT_LAYOUT) == has_flag]
             if chosen:
                 scan = connection.read_parquet(chosen, filename=True, union_by_name=True)
                 present = set(scan.columns)
@@ -223,14 +223,6 @@ def _local_patterns(connection: duckdb.DuckDBPyConnection, root: Path, keys: lis
             for pattern, path in zip(patterns, paths, strict=True)):
         return None
     return patterns
-
-
-def _files_with_column(connection: duckdb.DuckDBPyConnection, patterns: list[str], column: str) -> set[str]:
-    """The paths of the files (read as these exact patterns) whose Parquet schema has the column,
-    from their footers."""
-    found = connection.execute("SELECT DISTINCT file_name FROM parquet_schema(?) WHERE name = ?",
-                               [patterns, column]).fetchall()
-    return {path for (path,) in found}
 
 
 def _scan_columns(schema: pa.Schema, present: set[str]) -> list[str]:

@@ -28,7 +28,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.lake.manifests import MANIFEST_PREFIX, USAGE_PREFIX, Manifest, PublishedFile, manifests
+from pipeline.lake.manifests import MANIFEST_PREFIX, SNAPSHOT_LAYOUT, USAGE_PREFIX, Manifest, PublishedFile, manifests
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.ports import ChargebackError, Ledger, ObjectStore, Pending
 
@@ -71,7 +71,7 @@ def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK
         for day, rows, data in _written(table, part_rows):
             key = f"{USAGE_PREFIX}/date={day.isoformat()}/part-{number:08d}-{uuid.uuid4().hex[:12]}.parquet"
             store.put(key, data, overwrite=False)  # a fresh name: never taken
-            files.append(PublishedFile(key, day, rows))
+            files.append(PublishedFile(key, day, rows, SNAPSHOT_LAYOUT))
         manifest = Manifest(number, changes.cursor, files, datetime.now(UTC))
         if not store.put(f"{MANIFEST_PREFIX}/{number:08d}.json", msgspec.json.encode(manifest), overwrite=False):
             raise SnapshotConflict(f"manifest {number} was committed by another snapshot run; run again")
