@@ -4,7 +4,8 @@ area of Blob Storage (the daily Functions timer). Both get the same bytes (`rend
 A closed period written before with other content is restated, never silently replaced: the
 previous objects are kept under `history/` and `chargeback-<label>-restatement.csv` lists the
 old and new totals per cost center (pipeline.stages.report.restate); the current month's report
-is provisional and is replaced in place.
+is provisional and is replaced in place, each file written as soon as it is made (so that one
+format's bytes are held at a time: the daily timer renders every format of the month).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pipeline.ports import ObjectStore
 from pipeline.stages.report import restate
 from pipeline.stages.report.focus import FocusContext
 from pipeline.stages.report.model import DEFAULT_FORMATS, Report, as_period, check_formats
-from pipeline.stages.report.render import render_report
+from pipeline.stages.report.render import render_report, report_files
 from pipeline.stages.report.restate import Restatement
 
 
@@ -43,14 +44,22 @@ def publish_report(report: Report, store: ObjectStore, formats: Iterable[str] = 
     already there are rewritten too, so that no stale file stays next to the new ones."""
     wanted = check_formats(formats)  # an unknown format fails before the store is read
     current = restate.current_files(store, report.label)
-    files = render_report(report, set(wanted) | restate.present_formats(current, report.label), focus)
+    chosen = set(wanted) | restate.present_formats(current, report.label)
     restatement = None
-    if is_closed(report.period, today) and restate.changed(current, files):
-        restatement = restate.restate(store, report.label, current, report.cost_center_totals, report.explanations)
-    for key, data in files.items():
+    if is_closed(report.period, today):  # every new file is compared with the old before any is written
+        files = render_report(report, chosen, focus)
+        if restate.changed(current, files):
+            restatement = restate.restate(store, report.label, current, report.cost_center_totals,
+                                          report.explanations)
+        made: Iterable[tuple[str, bytes]] = files.items()
+    else:  # a provisional report is replaced in place: each file is written as soon as it is made
+        made = report_files(report, chosen, focus)
+    keys = []
+    for key, data in made:
         store.put(key, data, overwrite=True)
-    removed_legacy_hubs_file(store, report.label, files)
-    return Published(store.url, list(files), restatement)
+        keys.append(key)
+    removed_legacy_hubs_file(store, report.label, keys)
+    return Published(store.url, keys, restatement)
 
 
 def removed_legacy_hubs_file(store: ObjectStore, label: str, files: Iterable[str]) -> bool:
