@@ -209,6 +209,23 @@ def test_a_closed_range_written_again_with_other_content_is_restated(world: Worl
          "delta": "2", "corrections": ""}]
 
 
+def test_a_closed_range_is_restated_when_a_changed_file_comes_after_a_new_one(world: World,
+                                                                            write_file: WriteFile) -> None:
+    # Files are written as they are made: the CSV, new here, is written before the FOCUS CSV, which
+    # was there and changed; the range must still be restated, its old FOCUS file kept in history.
+    report_range(world, "2026-10-02", "2026-10-05", "focus")
+    focus = world.out / f"chargeback-{RANGE}-focus.csv"
+    before = focus.read_bytes()
+    late = ev("e-late", "sub-a", "dep-alpha", "2026-10-03T10:00:00Z", usage(2_000_000, 0))
+    assert "ingested 1," in run("ingest", str(write_file("late.jsonl", jsonl([late])))).output
+    result = report_range(world, "2026-10-02", "2026-10-05", "csv")
+    assert f"restated {RANGE}: version 2 replaces version 1" in " ".join(result.output.split())
+    assert (world.out / "history" / f"chargeback-{RANGE}-focus.v1.csv").read_bytes() == before
+    assert focus.read_bytes() != before and (world.out / f"chargeback-{RANGE}.csv").exists()
+    again = report_range(world, "2026-10-02", "2026-10-05", "csv")  # nothing changed since: no restatement
+    assert "restated" not in again.output and not (world.out / "history" / f"chargeback-{RANGE}-focus.v2.csv").exists()
+
+
 # ------------------------------------------------------------------ a range across months
 
 

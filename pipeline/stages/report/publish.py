@@ -4,8 +4,7 @@ area of Blob Storage (the daily Functions timer). Both get the same bytes (`rend
 A closed period written before with other content is restated, never silently replaced: the
 previous objects are kept under `history/` and `chargeback-<label>-restatement.csv` lists the
 old and new totals per cost center (pipeline.stages.report.restate); the current month's report
-is provisional and is replaced in place, each file written as soon as it is made (so that one
-format's bytes are held at a time: the daily timer renders every format of the month).
+is provisional and is replaced in place.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from pipeline.ports import ObjectStore
 from pipeline.stages.report import restate
 from pipeline.stages.report.focus import FocusContext
 from pipeline.stages.report.model import DEFAULT_FORMATS, Report, as_period, check_formats
-from pipeline.stages.report.render import render_report, report_files
+from pipeline.stages.report.render import report_files
 from pipeline.stages.report.restate import Restatement
 
 
@@ -40,24 +39,27 @@ def is_closed(period: Period | str, today: date | None = None) -> bool:
 
 def publish_report(report: Report, store: ObjectStore, formats: Iterable[str] = DEFAULT_FORMATS,
                    today: date | None = None, focus: FocusContext | None = None) -> Published:
-    """Write the report's files into the store, each object replaced atomically. The formats
-    already there are rewritten too, so that no stale file stays next to the new ones."""
+    """Write the report's files into the store, each object replaced atomically and written as
+    soon as it is made (one format's bytes held at a time: the daily timer renders every format).
+    The formats already there are rewritten too, so that no stale file stays next to the new ones.
+    A closed period's files that are as they were are left alone until one is written: at the
+    first that differs from the one there the period is restated (its files kept in history
+    first), and that file and every later one are written (the hubs manifest is last)."""
     wanted = check_formats(formats)  # an unknown format fails before the store is read
     current = restate.current_files(store, report.label)
-    chosen = set(wanted) | restate.present_formats(current, report.label)
-    restatement = None
-    if is_closed(report.period, today):  # every new file is compared with the old before any is written
-        files = render_report(report, chosen, focus)
-        if restate.changed(current, files):
-            restatement = restate.restate(store, report.label, current, report.cost_center_totals,
-                                          report.explanations)
-        made: Iterable[tuple[str, bytes]] = files.items()
-    else:  # a provisional report is replaced in place: each file is written as soon as it is made
-        made = report_files(report, chosen, focus)
-    keys = []
-    for key, data in made:
-        store.put(key, data, overwrite=True)
+    closed = is_closed(report.period, today)
+    restatement, writing, keys = None, not closed, []
+    for key, data in report_files(report, set(wanted) | restate.present_formats(current, report.label), focus):
         keys.append(key)
+        if closed and key in current:
+            if restate.unchanged(store, key, data):
+                if not writing:
+                    continue
+            elif restatement is None:
+                restatement = restate.restate(store, report.label, current, report.cost_center_totals,
+                                              report.explanations)
+        store.put(key, data, overwrite=True)
+        writing = True
     removed_legacy_hubs_file(store, report.label, keys)
     return Published(store.url, keys, restatement)
 

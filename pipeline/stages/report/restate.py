@@ -145,9 +145,19 @@ def present_formats(current: Mapping[str, bytes], month: str) -> set[str]:
     return {fmt for name, fmt in month_files(month).items() if name in current}
 
 
-def changed(current: Mapping[str, bytes], files: Mapping[str, bytes]) -> bool:
-    """Some file was written before, with other bytes."""
-    return any(key in current and current[key] != data for key, data in files.items())
+def unchanged(store: ObjectStore, key: str, data: bytes) -> bool:
+    """The object at `key` holds exactly these bytes (read a MiB at a time where the store
+    streams, so that a big file is not held twice)."""
+    stream = store.open(key)
+    if stream is None:
+        return False
+    view, at = memoryview(data), 0
+    with stream:
+        while chunk := stream.read(1 << 20):
+            if view[at:at + len(chunk)] != chunk:
+                return False
+            at += len(chunk)
+    return at == len(data)
 
 
 def restate(store: ObjectStore, month: str, current: Mapping[str, bytes], new_totals: Totals,
