@@ -226,6 +226,17 @@ def test_a_closed_range_is_restated_when_a_changed_file_comes_after_a_new_one(wo
     assert "restated" not in again.output and not (world.out / "history" / f"chargeback-{RANGE}-focus.v2.csv").exists()
 
 
+def test_the_files_written_are_named_whole_whatever_the_folder_is_called(world: World) -> None:
+    # The terminal takes no markup from a path: `[finance]` is a folder's name, not a style tag,
+    # and a long path stays on one line for the user to copy.
+    out = world.out.parent / "reports [finance]" / ("deep-" * 12)
+    result = run("report", "--month", MONTH, "--out", str(out), "--format", "csv,focus")
+    assert result.exit_code == 0, result.output
+    written = [line.removeprefix("wrote ") for line in result.output.splitlines() if line.startswith("wrote ")]
+    assert written and all(Path(path).is_file() for path in written), result.output
+    assert f"{out}/chargeback-{MONTH}.csv" in written
+
+
 # ------------------------------------------------------------------ a range across months
 
 

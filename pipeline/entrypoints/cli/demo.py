@@ -76,4 +76,4 @@ def _write_if_absent(path: Path, text: str) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    console.print(f"wrote demo map {path}")
+    console.print(f"wrote demo map {path}", highlight=False, soft_wrap=True)

@@ -31,8 +31,10 @@ EXIT_UNAVAILABLE = 4
 
 class Unavailable(click.ClickException):
     exit_code = EXIT_UNAVAILABLE
-console = Console()
-notices = Console(stderr=True)
+# No markup unless a line asks for it: paths, file names and keys are printed as they are (a
+# folder `team [finance]` would lose `[finance]` as a style tag).
+console = Console(markup=False)
+notices = Console(stderr=True, markup=False)
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:

@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.domain.corrections import Kind
@@ -37,12 +38,12 @@ def show_ingest(console: Console, result: IngestResult) -> None:
     console.print(
         f"received [bold]{result.received:,}[/]: ingested [green]{result.ingested:,}[/], "
         f"duplicates {result.duplicates:,}, dead-lettered [red]{result.dead_lettered:,}[/]"
-        + (f" ({result.events_per_second:,.0f} events/s)" if result.seconds else ""))
+        + (f" ({result.events_per_second:,.0f} events/s)" if result.seconds else ""), markup=True)
     for code, count in sorted(result.reasons.items()):
         console.print(f"  dead letter: {code} x{count}")
     for alert in result.alerts:
-        console.print(f"  [yellow]budget alert[/] {alert.scope.value} {alert.key}: {alert.threshold}% of "
-                      f"{_micros(alert.budget_micros, alert.currency)} reached in {alert.month}")
+        console.print(f"  [yellow]budget alert[/] {alert.scope.value} {escape(alert.key)}: {alert.threshold}% of "
+                      f"{_micros(alert.budget_micros, alert.currency)} reached in {alert.month}", markup=True)
     if result.dead_letter_objects:
         folder = result.dead_letter_objects[-1].rsplit("/", 2)[0]
         console.print(f"  {len(result.dead_letter_objects)} dead-letter file(s) under {folder}")
@@ -96,7 +97,7 @@ def show_report(console: Console, report: Report, restatement: tuple[Restatement
     others = sorted({row.catalog_version for row in report.rows if row.catalog_version} - {report.catalog_version})
     console.print(f"[bold]Total {total_text}[/] over {report.requests:,} requests "
                   f"(prices: catalog {report.catalog_version}"
-                  + (f"; repriced by corrections with catalog {', '.join(others)})" if others else ")"))
+                  + (f"; repriced by corrections with catalog {', '.join(others)})" if others else ")"), markup=True)
     show_ptu(console, report)
     show_tiers(console, report)
     if report.true_ups:
@@ -130,7 +131,7 @@ def show_report(console: Console, report: Report, restatement: tuple[Restatement
                           f"(by {correction.by})", markup=False)
     if report.unpriced:
         console.print(f"[yellow]warning: {report.unpriced_requests:,} requests are unpriced; they stay in the "
-                      "report with an empty cost:[/]")
+                      "report with an empty cost:[/]", markup=True)
         reasons: dict[tuple[str, str], list[int]] = {}  # (reason, usage state): no-usage has two causes
         examples: dict[tuple[str, str], str] = {}
         for line in sorted(report.unpriced, key=lambda line: -line.requests):
@@ -150,7 +151,7 @@ def show_report(console: Console, report: Report, restatement: tuple[Restatement
 def show_restatement(console: Console, restatement: Restatement, where: str) -> None:
     previous = restatement.version - 1
     console.print(f"[yellow]restated {restatement.month}[/]: version {restatement.version} replaces version "
-                  f"{previous}, kept as {', '.join(restatement.history)}")
+                  f"{previous}, kept as {escape(', '.join(restatement.history))}", markup=True)
     if not restatement.lines:
         console.print("  no cost center's total changed")
     else:
@@ -162,7 +163,7 @@ def show_restatement(console: Console, restatement: Restatement, where: str) -> 
                           f"{'+' if line.delta > 0 else ''}{money(line.delta, line.currency)}",
                           " ".join(line.corrections) or "-")
         console.print(table)
-    console.print(f"wrote {where}")
+    console.print(f"wrote {where}", highlight=False, soft_wrap=True)
 
 
 Summary = dict[tuple[str, ...], tuple[int, int, dict[str, Decimal]]]
@@ -243,9 +244,10 @@ def show_usage(console: Console, live: LiveUsage, subscription: str | None = Non
         console.print(centers)
     for alert in live.alerts:
         if subscription is None or alert.key == subscription:
-            console.print(f"[yellow]budget alert[/] {alert.scope.value} {alert.key}: {alert.threshold}% of "
+            console.print(f"[yellow]budget alert[/] {alert.scope.value} {escape(alert.key)}: {alert.threshold}% of "
                           f"{_micros(alert.budget_micros, alert.currency)} reached at "
-                          f"{alert.raised_at:%Y-%m-%d %H:%M} UTC ({_micros(alert.spend_micros, alert.currency)})")
+                          f"{alert.raised_at:%Y-%m-%d %H:%M} UTC ({_micros(alert.spend_micros, alert.currency)})",
+                          markup=True)
     if not rows:
         console.print("no live usage recorded for this month" + (f" and {subscription}" if subscription else ""))
 

@@ -107,4 +107,4 @@ def write_report(settings: Settings, report: Report, out: Path, formats: Iterabl
     restated = published.restatement
     show_report(console, report, (restated, str(out / restated.key)) if restated is not None else None)
     for key in published.keys:
-        console.print(f"wrote {out / key}")
+        console.print(f"wrote {out / key}", highlight=False, soft_wrap=True)  # a path whole, to copy
