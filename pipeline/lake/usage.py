@@ -81,6 +81,7 @@ def events_batch(events: Sequence[UsageEvent], ingested_at: datetime | Sequence[
     one per event; `ledger_seq`: the embedded ledger's numbers (None: null, as in Cosmos DB)."""
     usages = [event.usage for event in events]
     origins = [event.origin for event in events]
+    tags = _tags(events)
     columns = {
         "event_id": pa.array([event.event_id for event in events], _STRING),
         "timestamp": pa.array([event.timestamp for event in events], _TIMESTAMP),
@@ -104,7 +105,7 @@ def events_batch(events: Sequence[UsageEvent], ingested_at: datetime | Sequence[
         "total_tokens": pa.array([None if u is None else u.total_tokens for u in usages], _INT64),
         "cached_tokens": pa.array([None if u is None else u.cached_tokens for u in usages], _INT64),
         "reasoning_tokens": pa.array([None if u is None else u.reasoning_tokens for u in usages], _INT64),
-        "tags": _tags(events),
+        "tags": tags,
         "extra": pa.array([event.extra for event in events], _STRING),
         "source": pa.array([None if o is None else o.source for o in origins], _STRING),
         "source_position": pa.array([None if o is None else o.position for o in origins], _STRING),
@@ -120,8 +121,7 @@ def events_batch(events: Sequence[UsageEvent], ingested_at: datetime | Sequence[
         "audio_prompt_tokens": pa.array([None if u is None else u.audio_prompt_tokens for u in usages], _INT64),
         "audio_completion_tokens": pa.array([None if u is None else u.audio_completion_tokens for u in usages],
                                             _INT64),
-        "gateway_timeout": pa.array([event.tags is not None and event.tags.get(_TIMEOUT_TAG) == _TIMEOUT_VALUE
-                                     for event in events], pa.bool_()),
+        "gateway_timeout": gateway_timeouts(tags),
         "ingested_at": (pa.repeat(pa.scalar(ingested_at, _TIMESTAMP), len(events)) if isinstance(ingested_at, datetime)
                         else pa.array(ingested_at, _TIMESTAMP)),
     }
@@ -201,7 +201,7 @@ def conformed(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 def gateway_timeouts(tags: pa.Array) -> pa.Array:
     """`gateway_timeout` of rows with these tags (false for rows without tags)."""
-    import pyarrow.compute as pc  # here: only batches of an earlier schema need it
+    import pyarrow.compute as pc  # here: a report reading stored batches of this schema need not load it
 
     found = pc.equal(pc.map_lookup(tags, _TIMEOUT_TAG, "first"), pa.scalar(_TIMEOUT_VALUE))
     return pc.fill_null(found, False)

@@ -1,6 +1,8 @@
 """The SQL of the warehouse's views (pipeline.lake.warehouse): `usage`, `costs`, `llm_usage`,
 `llm_usage_unmatched` and `voided_events`. No user value is ever formatted into them."""
 
+from pipeline.domain.costing import GATEWAY_TIMEOUT_TAG
+
 # Events a correction voids, with the correction's id (an event matched by two voids is listed twice).
 VOIDED_BY_ID = ("SELECT u.event_id, i.correction FROM usage u "
                 "JOIN corrections_void_ids i ON u.event_id = i.event_id")
@@ -12,7 +14,7 @@ NO_VOIDS = "SELECT NULL::VARCHAR AS event_id, NULL::VARCHAR AS correction WHERE 
 # that DuckDB drops the filter and never reads the event ids; else an anti-join on `voided_events`.
 NOT_VOIDED = "NOT is_voided(u.event_id)"
 # `gateway_timeout` of a snapshot file written before the column (pipeline.lake.usage): from its tags.
-TIMEOUT_OF_TAGS = "coalesce(tags['chargebackError'] = 'gateway-timeout', false)"
+TIMEOUT_OF_TAGS = "coalesce(tags['{}'] = '{}', false)".format(*GATEWAY_TIMEOUT_TAG)
 # The reference period of a row's `date` (Reference.period_of): how many of the boundaries, a
 # DATE[] parameter, fall on or before it.
 PERIOD_OF_DATE = "len(list_filter(?::DATE[], lambda b: b <= date))"
