@@ -205,12 +205,7 @@ def focus_rows(report: Report, context: FocusContext | None = None,
     """The period's FOCUS rows (of FOCUS `version`), sorted by day, cost center, subscription,
     model and meter. The billing period of a row is the calendar month of its day, also in a
     report of a range. The 1.2 rows are the 1.3 rows without the columns 1.3 added."""
-    names = SCHEMAS[version].names
-    rows = []
-    for day in _rows_by_day(report, context):
-        merged = [{**day.constants, **row} for row in (*day.tokens, *day.others)]
-        merged.sort(key=lambda row: tuple(row[name] or "" for name in _ORDER))
-        rows += [{name: row[name] for name in names} for row in merged]
+    rows: list[dict[str, Any]] = focus_table(report, context, version).to_pylist()
     return rows
 
 
