@@ -41,6 +41,7 @@ from pipeline.domain.decode import DecodedBatch, RawMessage, Rejection, decode_b
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LiveCharge, LivePricer
 from pipeline.lake.event_columns import EventColumns, event_columns
+from pipeline.lake.pandas_probe import skip_pandas_probe
 from pipeline.ports import ChargebackError, MessageBatch
 
 # Two workers even on two cores: once the writer was handed Arrow columns, one worker became the
@@ -144,6 +145,7 @@ def _columns(batch: list[RawMessage]) -> _Columns:
 
 
 def _start(reference: Reference, now: datetime | None, check_duplicate_keys: bool, columnar: bool) -> None:
+    skip_pandas_probe()
     _worker.update(pricer=LivePricer(reference), now=now, check=check_duplicate_keys, columnar=columnar)
 
 

@@ -58,7 +58,9 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
 def pipeline_of(settings: Settings) -> Iterator[Pipeline]:
     """The settings' wired pipeline, closed at the end of the block."""
     from pipeline.app import open_pipeline
+    from pipeline.lake.pandas_probe import skip_pandas_probe
 
+    skip_pandas_probe()  # this process never hands pyarrow a pandas object
     opened = open_pipeline(settings)
     try:
         yield opened

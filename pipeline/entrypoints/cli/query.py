@@ -42,10 +42,12 @@ def query_command(sql: str, output: str, prices: Path | None, deployments: Path 
     from rich.table import Table
 
     from pipeline.app import focus_context, report_stores, warehouse_limits
+    from pipeline.lake.pandas_probe import skip_pandas_probe
     from pipeline.lake.warehouse import open_warehouse, query_errors
     from pipeline.stages.correct import load_corrections
     from pipeline.stages.report.views import register_finance_views, wanted_views
 
+    skip_pandas_probe()  # this process never hands pyarrow a pandas object
     settings = Settings.from_env()
     reference = reference_of(settings, prices, deployments, cost_centers, capacity, ptu_weights, ptu_idle_owner)
     catch_up(settings, notices)
