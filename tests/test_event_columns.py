@@ -70,24 +70,26 @@ def test_the_tally_of_columns_is_the_tally_of_the_events() -> None:
     assert ("sub-2", "2026-09") in expected.monthly and ("cc-1", "2026-10") in expected.cost_centers
     assert expected.monthly[("sub-0", "2026-09")][7] > 0  # unpriced ones are counted apart
 
-    kept = {event.event_id for event in events if int(event.event_id[2:]) % 3 == 0}
+    held = {event.event_id for event in events if int(event.event_id[2:]) % 3 == 0}
     subset = Tally()
-    subset.add((e, c) for e, c in zip(events, charges, strict=True) if e.event_id in kept)
-    assert sorted_rows(sum_rows(columns, columns.keep(kept))) == sorted_rows(subset.rows())
-    assert sorted_rows(sum_rows(columns, columns.keep(set()))) == ([], [], [])
+    subset.add((e, c) for e, c in zip(events, charges, strict=True) if e.event_id not in held)
+    assert sorted_rows(sum_rows(columns, columns.without(held))) == sorted_rows(subset.rows())
+    every = {event.event_id for event in events}
+    assert sorted_rows(sum_rows(columns, columns.without(every))) == ([], [], [])
 
 
 def test_a_mask_asked_for_again_is_the_mask_of_the_ids_asked_for() -> None:
     events = decoded(month_edge(12))
     columns = as_columns(events, [charge(n) for n in range(len(events))])
-    thirds = {event.event_id for event in events if int(event.event_id[2:]) % 3 == 0}
-    first = columns.keep(thirds)
-    assert first is not None and columns.keep(set(thirds)) is first  # the ledger's mask, for the counters
-    thirds.add(events[1].event_id)  # the caller's set changes: the mask made before does not answer for it
-    assert columns.events.filter(columns.keep(thirds)).column("event_id").to_pylist() == [
-        "e-0000", "e-0001", "e-0003", "e-0006", "e-0009"]
-    assert columns.events.filter(columns.keep(set())).num_rows == 0
-    assert columns.keep({event.event_id for event in events}) is None
+    thirds = {event.event_id for event in events if int(event.event_id[2:]) % 3 != 0}
+    first = columns.without(thirds)
+    assert first is not None and columns.without(set(thirds)) is first  # the ledger's mask, for the counters
+    thirds.add(events[0].event_id)  # the caller's set changes: the mask made before does not answer for it
+    assert columns.events.filter(columns.without(thirds)).column("event_id").to_pylist() == [
+        "e-0003", "e-0006", "e-0009"]
+    assert columns.events.filter(columns.without({event.event_id for event in events})).num_rows == 0
+    assert columns.without(set()) is None
+    assert columns.without({"e-9999"}) is not None  # an id not in the batch: every row, as a mask
 
 
 def test_copies_within_a_batch_keep_the_first_one() -> None:

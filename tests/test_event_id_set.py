@@ -14,7 +14,7 @@ from pipeline.adapters.embedded import event_id_set
 from pipeline.adapters.embedded.counters import LAYOUT as COUNTERS_LAYOUT
 from pipeline.adapters.embedded.counters import SqliteCounters
 from pipeline.adapters.embedded.ledger import SqliteLedger
-from pipeline.adapters.embedded.sqlite import PAGE_SIZE, connect
+from pipeline.adapters.embedded.sqlite import PAGE_SIZE, connect, write_transaction
 from pipeline.domain.live import LiveCharge
 from pipeline.ports import UserError
 from tests.test_ledger_contract import event
@@ -160,3 +160,22 @@ def test_new_files_get_large_pages_and_existing_ones_keep_theirs(tmp_path: Path)
     assert (old.execute("PRAGMA page_size").fetchone()[0], old.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == (
         4096, 16_384)
     old.close()
+
+
+
+def test_add_returns_the_ids_it_held_before_and_adds_the_others(tmp_path: Path, small_limit: int) -> None:
+    """The ids already held (recent or settled) are named and left as they were; every other id
+    of the array is added with its extra value and counted once, however the two tables split."""
+    ids = event_id_set.EventIdSet("event_ids", ("batch INTEGER NOT NULL",))
+    db = connect(tmp_path / "ids.sqlite3")
+    ids.create(db)
+    with write_transaction(db):
+        assert ids.add(db, b'["a", "b", "c"]', 1) == set()
+        assert ids.add(db, b'["a", "c"]', 2) == {"a", "c"}
+        assert ids.add(db, b'["b", "d", "e"]', 3) == {"b"}  # 5 recent: moved to the settled table
+        assert ids.add(db, b'["a", "e", "f"]', 4) == {"a", "e"}  # held by the settled table
+    settled = db.execute("SELECT event_id, batch FROM event_ids ORDER BY event_id").fetchall()
+    recent = db.execute("SELECT event_id, batch FROM recent_event_ids ORDER BY event_id").fetchall()
+    assert (settled, recent) == ([("a", 1), ("b", 1), ("c", 1), ("d", 3), ("e", 3)], [("f", 4)])
+    assert db.execute("SELECT recent FROM id_set_sizes").fetchall() == [(1,)]
+    db.close()

@@ -46,23 +46,23 @@ class EventColumns:
     charges: pa.RecordBatch  # CHARGES_SCHEMA, row i the charge of events row i
     sorted_ids: bytes  # the eventIds as one JSON array, sorted: what both id indexes take
     copies: int  # the events decoded, copies of an eventId within the batch included
-    # The last mask `keep` made, and for which ids: the counters usually ask for the mask the
-    # ledger asked for (the ids new to both), and a set compares faster than a mask is made.
-    _kept: list[tuple[set[str], pa.Array]] = field(default_factory=list, compare=False, repr=False)
+    # The last mask `without` made, and for which ids: the counters usually ask for the mask the
+    # ledger asked for (the ids both held already), and a set compares faster than a mask is made.
+    _masks: list[tuple[set[str], pa.Array]] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def rows(self) -> int:
         return int(self.events.num_rows)
 
-    def keep(self, ids: set[str]) -> pa.Array | None:
-        """The mask of the rows whose eventId is in `ids`; None when that is every row."""
-        if len(ids) == self.rows:
+    def without(self, held: set[str]) -> pa.Array | None:
+        """The mask of the rows whose eventId is not in `held`; None when that is every row."""
+        if not held:
             return None
-        for asked, mask in self._kept:
-            if asked == ids:
+        for asked, mask in self._masks:
+            if asked == held:
                 return mask
-        mask = pc.is_in(self.events.column("event_id"), value_set=pa.array(list(ids), pa.string()))
-        self._kept[:] = [(set(ids), mask)]
+        mask = pc.invert(pc.is_in(self.events.column("event_id"), value_set=pa.array(list(held), pa.string())))
+        self._masks[:] = [(set(held), mask)]
         return mask
 
     def months(self) -> set[str]:

@@ -86,23 +86,24 @@ class SqliteCounters:
             raise ValueError(f"{len(events)} events but {len(charges)} charges")
         first = first_copies(events)  # the first copy wins, as in the ledger
 
-        def tally(marked: set[str]) -> SumRows:
+        def tally(held: set[str]) -> SumRows:
             sums = Tally()
-            sums.add((events[at], charges[at]) for event_id, at in first.items() if event_id in marked)
+            sums.add((events[at], charges[at]) for event_id, at in first.items() if event_id not in held)
             return sums.rows()
 
-        return self._count(_encode(sorted(first)), tally)
+        return self._count(_encode(sorted(first)), len(first), tally)
 
     def add_columns(self, columns: EventColumns) -> CountResult:
         """`add` of a batch decoded elsewhere: the same sums, marks and alerts."""
-        return self._count(columns.sorted_ids, lambda marked: sum_rows(columns, columns.keep(marked)))
+        return self._count(columns.sorted_ids, columns.rows, lambda held: sum_rows(columns, columns.without(held)))
 
-    def _count(self, ids: bytes, tally: Callable[[set[str]], SumRows]) -> CountResult:
-        """Mark the eventIds (a JSON array), and add the sums `tally` gives for those marked now."""
+    def _count(self, ids: bytes, distinct: int, tally: Callable[[set[str]], SumRows]) -> CountResult:
+        """Mark the eventIds (a JSON array of `distinct` ids), and add the sums `tally` gives for
+        those not marked before (`tally` is given those that were)."""
         try:
             with write_transaction(self._db):
-                marked = self._mark(ids)
-                sums = tally(marked)
+                held = self._mark(ids)
+                sums = tally(held)
                 self._db.executemany(_UPSERT_HOURLY, sums.hourly)
                 self._db.executemany(_UPSERT_MONTHLY, sums.monthly)
                 self._db.executemany(_UPSERT_COST_CENTER, sums.cost_centers)
@@ -110,15 +111,15 @@ class SqliteCounters:
                                             + [(BudgetScope.COST_CENTER, row[0], row[1]) for row in sums.cost_centers])
         except sqlite3.OperationalError as error:  # locked past the busy timeout, disk full, I/O error
             raise CountersUnavailable(f"{self.path}: {error}") from error
-        return CountResult(len(marked), alerts)
+        return CountResult(distinct - len(held), alerts)
 
     def _mark(self, ids: bytes) -> set[str]:
-        """Mark the eventIds (a JSON array, in key order: neighbours share pages) not marked yet;
-        returns those."""
+        """Mark the eventIds (a JSON array of distinct ids, in key order: neighbours share pages)
+        not marked yet; returns those marked before."""
         if b"\\u0000" not in ids:
             return COUNTED.add(self._db, ids)
         # JSON text cannot carry NUL through SQLite: such a batch goes one id at a time.
-        return {event_id for event_id in _decode_ids(ids) if COUNTED.add_one(self._db, event_id)}
+        return {event_id for event_id in _decode_ids(ids) if not COUNTED.add_one(self._db, event_id)}
 
     def _raise_alerts(self, touched: list[tuple[BudgetScope, str, str]]) -> list[BudgetAlert]:
         alerts = []

@@ -89,8 +89,8 @@ class SqliteLedger:
         with write_transaction(self._db):
             batch, last_seq = self._db.execute(
                 "SELECT coalesce(max(batch), 0) + 1, coalesce(max(last_seq), 0) FROM batches").fetchone()
-            created = self._insert_ids(_encode(sorted(first)), batch)  # in key order: neighbours share pages
-            new = [events[at] for event_id, at in first.items() if event_id in created]
+            held = self._insert_ids(_encode(sorted(first)), batch)  # in key order: neighbours share pages
+            new = [events[at] for event_id, at in first.items() if event_id not in held]
             if new:
                 seqs = range(last_seq + 1, last_seq + 1 + len(new))
                 self._write(events_batch(new, ingested_at, seqs), batch)
@@ -105,22 +105,23 @@ class SqliteLedger:
         with write_transaction(self._db):
             batch, last_seq = self._db.execute(
                 "SELECT coalesce(max(batch), 0) + 1, coalesce(max(last_seq), 0) FROM batches").fetchone()
-            created = self._insert_ids(columns.sorted_ids, batch)
-            if created:
-                keep = columns.keep(created)
+            held = self._insert_ids(columns.sorted_ids, batch)
+            new = columns.rows - len(held)
+            if new:
+                keep = columns.without(held)
                 events = columns.events if keep is None else columns.events.filter(keep)
                 seqs = pa.array(range(last_seq + 1, last_seq + 1 + events.num_rows), pa.int64())
                 events = events.set_column(_SEQ, USAGE_SCHEMA.field(_SEQ), seqs).set_column(
                     _INGESTED, USAGE_SCHEMA.field(_INGESTED), pa.repeat(ingested_at, events.num_rows))
                 self._write(events, batch)
-        return AppendResult(new=len(created), duplicates=columns.copies - len(created))
+        return AppendResult(new=new, duplicates=columns.copies - new)
 
     def _insert_ids(self, ids: bytes, batch: int) -> set[str]:
-        """Keep the eventIds (a JSON array) not kept yet; returns those."""
+        """Keep the eventIds (a JSON array of distinct ids) not kept yet; returns those kept before."""
         if b"\\u0000" not in ids:
             return EVENT_IDS.add(self._db, ids, batch)
         # JSON text cannot carry NUL through SQLite: such a batch goes one id at a time.
-        return {event_id for event_id in _decode_ids(ids) if EVENT_IDS.add_one(self._db, event_id, batch)}
+        return {event_id for event_id in _decode_ids(ids) if not EVENT_IDS.add_one(self._db, event_id, batch)}
 
     def _write(self, events: pa.RecordBatch, batch: int | None = None) -> None:
         """Store one batch of new events (their eventIds already in event_ids)."""
