@@ -5,9 +5,10 @@ their decoding workers), where pandas is not otherwise used.
 
 `skip_pandas_probe` has pyarrow ask once while `import pandas` is refused, so that it records that
 there is no pandas to look for. pyarrow still imports pandas when pandas is asked for
-(`Table.to_pandas`), but from then on it no longer recognises pandas' own scalars (`pd.NA`) inside
-Python lists. So it is only for processes of ours that never hand pyarrow a pandas object: the
-CLI's commands and the decoding workers. Never at import time, never in a library caller's process
+(`Table.to_pandas`), but it no longer recognises pandas objects handed to it (a Series is taken
+for a plain sequence, its NaN for a number, a Categorical for strings). So it is only for
+processes of ours that never hand pyarrow a pandas object: the CLI's commands and the decoding
+workers. Never at import time, never in a library caller's process
 (`pipeline.entrypoints.finance` does not use it), and not at all once pandas is loaded.
 """
 

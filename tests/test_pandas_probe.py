@@ -1,0 +1,67 @@
+"""pyarrow's first conversion of a Python list imports pandas (0.27 s) to ask whether the list is
+a pandas object. The ingest commands' processes and the decoding workers answer that question
+without the import (pipeline.lake.pandas_probe); pandas still works once asked for, and a process
+that loaded pandas itself keeps pyarrow's pandas conversions. Each case runs in a fresh process:
+whether pandas is loaded is a fact of the whole process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.factories import event, jsonl, usage
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(code: str, tmp_path: Path) -> list[str]:
+    env = {"CHARGEBACK_HOME": str(tmp_path / "home"), "PATH": os.environ.get("PATH", "")}
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=True, capture_output=True,
+                            text=True)
+    return result.stdout.strip().splitlines()
+
+
+LOADED = "print('pandas' in sys.modules)"
+
+
+def test_ingest_and_snapshot_commands_build_arrow_columns_without_pandas(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(jsonl([event(subscriptionId=f"sub-{n}", usage=usage(100 + n, 10)) for n in range(3)]))
+    lines = run("import sys\nfrom pipeline.entrypoints.cli import main\n"
+                f"for command in (['ingest', {str(events)!r}], ['snapshot']):\n"
+                "    try:\n        main(command)\n"
+                "    except SystemExit as done:\n        assert not done.code, done.code\n" + LOADED, tmp_path)
+    assert "received 3: ingested 3, duplicates 0, dead-lettered 0" in " ".join(lines)
+    assert lines[-1] == "False"
+
+
+def test_a_decoding_worker_prepares_a_batch_without_pandas(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(jsonl([event(eventId=f"e-{n}", usage=usage(100, 10)) for n in range(4)]))
+    lines = run("import sys\nfrom pipeline.app import settings_reference\nfrom pipeline.settings import Settings\n"
+                "from pipeline.inputs.event_files import json_lines\nfrom pipeline.stages import decode_ahead\n"
+                "decode_ahead._start(settings_reference(Settings.from_env()), None, True, True)\n"
+                f"[batch] = json_lines({str(events)!r}).batches(10)\n"
+                "received, rejections, columns = decode_ahead._prepare(batch)\n"
+                "print(received, len(rejections), columns.rows)\n" + LOADED, tmp_path)
+    assert lines == ["4 0 4", "False"]
+
+
+def test_pandas_still_works_once_asked_for(tmp_path: Path) -> None:
+    lines = run("import sys\nimport pyarrow as pa\nfrom pipeline.lake.pandas_probe import skip_pandas_probe\n"
+                "skip_pandas_probe()\nbatch = pa.table({'n': pa.array([1, None], pa.int64())})\n" + LOADED + "\n"
+                "frame = batch.to_pandas()\nprint(type(frame).__name__, frame['n'].isna().tolist())\n" + LOADED,
+                tmp_path)
+    assert lines == ["False", "DataFrame [False, True]", "True"]
+
+
+def test_a_process_that_loaded_pandas_first_keeps_pyarrows_pandas_conversions(tmp_path: Path) -> None:
+    """Not so after the probe (pyarrow then takes a Series for a plain sequence, its NaN for a
+    number): which is why only processes of ours that never hand pyarrow pandas objects use it."""
+    lines = run("import sys\nimport pandas as pd\nimport pyarrow as pa\n"
+                "from pipeline.lake.pandas_probe import skip_pandas_probe\nskip_pandas_probe()\n"
+                "print(pa.array(pd.Series([1, None])).null_count, pa.array([pd.NA, 1], from_pandas=True).to_pylist(),\n"
+                "      pa.types.is_dictionary(pa.array(pd.Categorical(['a', 'b'])).type))", tmp_path)
+    assert lines == ["1 [None, 1] True"]
