@@ -1,8 +1,9 @@
 """pyarrow's first conversion of a Python list imports pandas (0.27 s) to ask whether the list is
 a pandas object. The ingest commands' processes and the decoding workers answer that question
 without the import (pipeline.lake.pandas_probe); pandas still works once asked for, and a process
-that loaded pandas itself keeps pyarrow's pandas conversions. Each case runs in a fresh process:
-whether pandas is loaded is a fact of the whole process."""
+that loaded pandas itself keeps pyarrow's pandas conversions; and a warehouse over days without
+snapshots loads no Arrow dataset (which loads pandas). Each case runs in a fresh process: whether
+pandas is loaded is a fact of the whole process."""
 
 from __future__ import annotations
 
@@ -65,3 +66,20 @@ def test_a_process_that_loaded_pandas_first_keeps_pyarrows_pandas_conversions(tm
                 "print(pa.array(pd.Series([1, None])).null_count, pa.array([pd.NA, 1], from_pandas=True).to_pylist(),\n"
                 "      pa.types.is_dictionary(pa.array(pd.Categorical(['a', 'b'])).type))", tmp_path)
     assert lines == ["1 [None, 1] True"]
+
+
+def test_live_usage_over_days_without_snapshots_loads_no_pandas(tmp_path: Path) -> None:
+    """The streams' status reads the snapshots of yesterday to tomorrow: with none there, the
+    warehouse's events are an empty table, not an empty Arrow dataset (which loads pandas). The
+    command runs in a process of its own, as from a shell (it opens no pipeline, so no probe)."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(jsonl([event(eventId="e-1", timestamp="2026-10-07T10:00:00Z", usage=usage(100, 10))]))
+    run("from pipeline.entrypoints.cli import main\n"
+        f"for command in (['ingest', {str(events)!r}], ['snapshot']):\n"
+        "    try:\n        main(command)\n"
+        "    except SystemExit as done:\n        assert not done.code, done.code\n", tmp_path)
+    lines = run("import sys\nfrom pipeline.entrypoints.cli import main\n"
+                "try:\n    main(['usage', '--month', '2026-10'])\n"
+                "except SystemExit as done:\n    assert not done.code, done.code\n" + LOADED, tmp_path)
+    assert "streamed requests of the last 24 h waiting for LLM-log usage: 0" in lines
+    assert lines[-1] == "False"

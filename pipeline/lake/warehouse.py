@@ -132,7 +132,9 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     cutoff = cutoff.astimezone(UTC) if cutoff.tzinfo is not None else cutoff.replace(tzinfo=UTC)
     parts = store.local_root is not None and files and _read_local_files(
         connection, store.local_root, files, cutoff.date())
-    if not parts:
+    if not files:  # no snapshot of these days: an empty table, not an empty Arrow dataset (it loads pandas)
+        connection.execute(f"CREATE OR REPLACE TABLE usage_events ({_columns_sql(USAGE_WITH_DATE)})")
+    elif not parts:
         import pyarrow.dataset as ds  # here: importing it costs a report about a second (it loads pandas)
 
         filesystem, base = store.arrow_filesystem()
