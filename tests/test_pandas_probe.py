@@ -27,13 +27,18 @@ def run(code: str, tmp_path: Path) -> list[str]:
 LOADED = "print('pandas' in sys.modules)"
 
 
+def commands(tmp_path: Path, *argvs: list[str]) -> list[str]:
+    """Run these `chargeback` commands in one fresh process; their output, then whether pandas
+    was loaded (`True` or `False`, the last line)."""
+    return run(f"import sys\nfrom pipeline.entrypoints.cli import main\nfor command in {list(argvs)!r}:\n"
+               "    try:\n        main(command)\n"
+               "    except SystemExit as done:\n        assert not done.code, done.code\n" + LOADED, tmp_path)
+
+
 def test_ingest_and_snapshot_commands_build_arrow_columns_without_pandas(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_bytes(jsonl([event(subscriptionId=f"sub-{n}", usage=usage(100 + n, 10)) for n in range(3)]))
-    lines = run("import sys\nfrom pipeline.entrypoints.cli import main\n"
-                f"for command in (['ingest', {str(events)!r}], ['snapshot']):\n"
-                "    try:\n        main(command)\n"
-                "    except SystemExit as done:\n        assert not done.code, done.code\n" + LOADED, tmp_path)
+    lines = commands(tmp_path, ["ingest", str(events)], ["snapshot"])
     assert "received 3: ingested 3, duplicates 0, dead-lettered 0" in " ".join(lines)
     assert lines[-1] == "False"
 
@@ -74,12 +79,22 @@ def test_live_usage_over_days_without_snapshots_loads_no_pandas(tmp_path: Path) 
     command runs in a process of its own, as from a shell (it opens no pipeline, so no probe)."""
     events = tmp_path / "events.jsonl"
     events.write_bytes(jsonl([event(eventId="e-1", timestamp="2026-10-07T10:00:00Z", usage=usage(100, 10))]))
-    run("from pipeline.entrypoints.cli import main\n"
-        f"for command in (['ingest', {str(events)!r}], ['snapshot']):\n"
-        "    try:\n        main(command)\n"
-        "    except SystemExit as done:\n        assert not done.code, done.code\n", tmp_path)
-    lines = run("import sys\nfrom pipeline.entrypoints.cli import main\n"
-                "try:\n    main(['usage', '--month', '2026-10'])\n"
-                "except SystemExit as done:\n    assert not done.code, done.code\n" + LOADED, tmp_path)
+    commands(tmp_path, ["ingest", str(events)], ["snapshot"])
+    lines = commands(tmp_path, ["usage", "--month", "2026-10"])
     assert "streamed requests of the last 24 h waiting for LLM-log usage: 0" in lines
     assert lines[-1] == "False"
+
+
+def test_a_report_with_corrections_and_the_focus_export_loads_no_pandas(tmp_path: Path) -> None:
+    """Both build Arrow tables from Python rows (the voided ids, the FOCUS rows): the report's
+    process answers pyarrow's question without the import, and writes every file."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(jsonl([event(eventId=f"e-{n}", timestamp="2026-10-07T10:00:00Z", usage=usage(100, 10))
+                              for n in range(3)]))
+    corrections = tmp_path / "void.yaml"
+    corrections.write_text("- {kind: void, event_ids: e-1, reason: a test call}\n")
+    commands(tmp_path, ["ingest", str(events)], ["snapshot"], ["correct", str(corrections), "--by", "ops"])
+    out = tmp_path / "out"
+    lines = commands(tmp_path, ["report", "--month", "2026-10", "--out", str(out), "--format", "csv,focus"])
+    assert "over 2 requests" in " ".join(lines) and lines[-1] == "False"
+    assert (out / "chargeback-2026-10.csv").is_file() and (out / "chargeback-2026-10-focus.csv").is_file()

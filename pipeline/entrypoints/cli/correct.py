@@ -104,8 +104,10 @@ def _event_months(settings: Settings, ids: list[str]) -> dict[str, str]:
     import pyarrow as pa
 
     from pipeline.app import open_store
+    from pipeline.lake.pandas_probe import skip_pandas_probe
     from pipeline.lake.warehouse import open_warehouse
 
+    skip_pandas_probe()  # this process never hands pyarrow a pandas object
     warehouse = open_warehouse(open_store(settings, SNAPSHOTS))
     try:
         warehouse.connection.register("wanted_event_ids", pa.table({"event_id": pa.array(ids, pa.string())}))

@@ -65,10 +65,12 @@ def report_command(month: str | None, first: str | None, last: str | None, out: 
     Example: chargeback report --from 2026-07-01 --to 2026-09-30 --format csv,html
     """
     from pipeline.app import report_stores, warehouse_limits
+    from pipeline.lake.pandas_probe import skip_pandas_probe
     from pipeline.lake.warehouse import query_errors
     from pipeline.stages.report.build import period_report
     from pipeline.stages.report.model import formats_of
 
+    skip_pandas_probe()  # this process never hands pyarrow a pandas object (corrections, FOCUS rows)
     settings = Settings.from_env()
     period = choose_period(month, first, last)
     wanted = formats_of(formats)
