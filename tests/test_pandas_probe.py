@@ -98,3 +98,12 @@ def test_a_report_with_corrections_and_the_focus_export_loads_no_pandas(tmp_path
     lines = commands(tmp_path, ["report", "--month", "2026-10", "--out", str(out), "--format", "csv,focus"])
     assert "over 2 requests" in " ".join(lines) and lines[-1] == "False"
     assert (out / "chargeback-2026-10.csv").is_file() and (out / "chargeback-2026-10-focus.csv").is_file()
+
+
+def test_llm_log_records_are_stored_without_pandas(tmp_path: Path) -> None:
+    logs = tmp_path / "llm-logs.json"
+    logs.write_text('{"records": [{"time": "2026-10-07T10:00:01Z", "category": "GatewayLlmLogs", "properties": '
+                    '{"correlationId": "e-1", "promptTokens": 700, "completionTokens": 70}}]}')
+    lines = commands(tmp_path, ["ingest-llm-logs", str(logs)])
+    assert "kept 1 usage record(s)" in " ".join(lines) and lines[-1] == "False"
+    assert list((tmp_path / "home").rglob("*.parquet"))  # the record was written, as Parquet

@@ -26,8 +26,10 @@ def ingest_llm_logs_command(files: tuple[str, ...]) -> None:
     from pipeline.entrypoints.cli.output import show_llm_ingest
     from pipeline.inputs.event_files import llm_log_messages
     from pipeline.lake.areas import LLM_USAGE
+    from pipeline.lake.pandas_probe import skip_pandas_probe
     from pipeline.stages.llm_usage import LlmIngestResult, ingest_llm_logs
 
+    skip_pandas_probe()  # this process never hands pyarrow a pandas object
     for name in files:
         if name != "-" and not Path(name).is_file():
             raise click.ClickException(f"{name}: no such file")
