@@ -162,7 +162,6 @@ def test_new_files_get_large_pages_and_existing_ones_keep_theirs(tmp_path: Path)
     old.close()
 
 
-
 def test_add_returns_the_ids_it_held_before_and_adds_the_others(tmp_path: Path, small_limit: int) -> None:
     """The ids already held (recent or settled) are named and left as they were; every other id
     of the array is added with its extra value and counted once, however the two tables split."""
