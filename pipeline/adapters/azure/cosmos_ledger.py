@@ -61,7 +61,6 @@ from urllib.parse import urlparse
 
 import msgspec
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
-from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
 from azure.cosmos._retry_options import RetryOptions  # not re-exported; ConnectionPolicy uses it
 from azure.cosmos.documents import ConnectionPolicy
@@ -72,7 +71,7 @@ from azure.cosmos.exceptions import (
     CosmosResourceNotFoundError,
 )
 
-from pipeline.adapters.azure.http_session import pooled_session
+from pipeline.adapters.azure.transport import PooledTransport
 from pipeline.domain.events import UsageEvent
 from pipeline.lake.usage import USAGE_SCHEMA, events_table
 from pipeline.ports import (
@@ -322,10 +321,9 @@ def open_cosmos_ledger(url: str, key: str | None = None, *, create: bool = False
         credential = DefaultAzureCredential()
     policy = ConnectionPolicy()
     policy.RetryOptions = RetryOptions(max_retry_attempt_count=0)  # 429 is retried by CosmosLedger
-    session = pooled_session(workers)  # a connection per append worker; TLS contexts built once
     with _sdk_errors(url, names[0], names[1], key is not None):
         client = CosmosClient(f"https://{parsed.netloc}/", credential=credential, connection_policy=policy,
-                              transport=RequestsTransport(session=session, session_owner=True))
+                              transport=PooledTransport(workers))  # a connection per append worker
         database = client.get_database_client(names[0])
         if create:
             database = client.create_database_if_not_exists(names[0])
