@@ -302,17 +302,25 @@ def evaluate(results: list[dict[str, Any]]) -> list[Target]:
     targets.append(Target(label, None, "not measured", "cosmos") if not (ours and plain) else Target(
         label, rate(ours) >= COSMOS_GAIN * rate(plain),
         f"{rate(ours) / rate(plain):.1f}x ({rate(ours):,.0f} vs {rate(plain):,.0f} events/s)", "cosmos"))
-    again = find("cosmos", "redelivered")
-    if ours and again:
-        per_new, per_again = 1000 / cpu_rate(ours), 1000 / cpu_rate(again)
+    # The consumer's CPU and the redelivery target against the stand-in that keeps connections
+    # open, as real Cosmos DB does; the closing stand-in's figures (a TLS handshake per create) beside.
+    again, kept, kept_again = find("cosmos", "redelivered"), find("cosmos", "keepalive"), find(
+        "cosmos", "keepalive-redelivered")
+    if ours and again and kept and kept_again:
+        per_new, per_again = 1000 / cpu_rate(kept), 1000 / cpu_rate(kept_again)
+        closing_new, closing_again = 1000 / cpu_rate(ours), 1000 / cpu_rate(again)
         targets.append(Target("Cosmos DB ledger: consumer CPU <= 0.5 s per 1,000 new events", per_new <= 0.5,
-                              f"{per_new:.2f} s (stand-in closing every connection: a TLS handshake per create)",
-                              "cosmos"))
+                              f"{per_new:.2f} s, server keeping connections open ({closing_new:.2f} s with a TLS "
+                              "handshake per create)", "cosmos"))
         targets.append(Target("Cosmos DB ledger: a fully redelivered batch no slower than a new one (within 5%: "
-                              "run-to-run noise)", rate(again) >= 0.95 * rate(ours),
-                              f"{rate(again):,.0f} vs {rate(ours):,.0f} events/s, "
-                              f"CPU {per_again:.2f} vs {per_new:.2f} s per 1,000", "cosmos"))
+                              "run-to-run noise)", rate(kept_again) >= 0.95 * rate(kept),
+                              f"{rate(kept_again):,.0f} vs {rate(kept):,.0f} events/s, CPU {per_again:.2f} vs "
+                              f"{per_new:.2f} s per 1,000 (closing every connection: {rate(again):,.0f} vs "
+                              f"{rate(ours):,.0f} events/s, CPU {closing_again:.2f} vs {closing_new:.2f} s)",
+                              "cosmos"))
     else:
+        targets.append(Target("Cosmos DB ledger: consumer CPU <= 0.5 s per 1,000 new events", None, "not measured",
+                              "cosmos"))
         targets.append(Target("Cosmos DB ledger: a fully redelivered batch no slower than a new one", None,
                               "not measured", "cosmos"))
     ours = find("ingest", "stage")

@@ -285,57 +285,35 @@ def stage_redis(args: argparse.Namespace) -> list[Result]:
 # ------------------------------------------------------------------------------------------ Cosmos DB ledger
 
 def stage_cosmos(args: argparse.Namespace) -> list[Result]:
+    """Against the stand-in as scripts/services.sh runs it (closing every connection: the 3x
+    target of TLS contexts built once) and against one this stage starts with keep-alive, as
+    real Cosmos DB keeps connections (the consumer's CPU per create and the redelivery target)."""
     import os
 
     from azure.core.pipeline.transport import RequestsTransport
-    from azure.cosmos import CosmosClient, PartitionKey
+    from azure.cosmos import CosmosClient
     from requests import Session
     from requests.adapters import HTTPAdapter
 
     from benchmarks.data import json_events
-    from pipeline.adapters.azure.cosmos_ledger import INDEXING_POLICY, CosmosLedger, open_cosmos_ledger
+    from pipeline.adapters.azure.cosmos_ledger import CosmosLedger
     from pipeline.domain.decode import decode_batch
+    from tests.fault_tools import start_cosmos_stand_in, stop_process
 
     url, key = (args.cosmos_url or os.environ.get("CHARGEBACK_TEST_COSMOS_URL"),
                 args.cosmos_key or os.environ.get("CHARGEBACK_TEST_COSMOS_KEY"))
     stage = Result("cosmos", "CosmosLedger.append, contexts once", "stage", args.events)
     plain = Result("cosmos", "  the same, plain requests session", "info", args.events)
     again = Result("cosmos", "  the same batches redelivered", "redelivered", args.events)
+    kept = Result("cosmos", "CosmosLedger.append, keep-alive", "keepalive", args.events)
+    kept_again = Result("cosmos", "  keep-alive, batches redelivered", "keepalive-redelivered", args.events)
+    results = [stage, plain, again, kept, kept_again]
     if not url or not key:
-        for result in (stage, plain, again):
+        for result in results:
             result.extra["skipped"] = "no Cosmos DB stand-in: set --cosmos-url and --cosmos-key"
-        return [stage, plain, again]
+        return results
     events = decode_batch(_messages(json_events(_world(), args.events, seed=14, day=DAY)), NOW).events
-    host = url.removeprefix("https://").rstrip("/")
-    admin = CosmosClient(url, credential=key)
-    database = admin.create_database_if_not_exists("bench")
-
-    def run(session: Session | None) -> object:
-        name = f"ledger-{uuid.uuid4().hex[:8]}"
-        database.create_container(name, partition_key=PartitionKey("/id"), indexing_policy=INDEXING_POLICY)
-        if session is None:
-            ledger = open_cosmos_ledger(f"cosmos://{host}/bench/{name}", key=key, settle_seconds=0)
-        else:  # the same ledger on a client whose transport has the plain session
-            client = CosmosClient(url, credential=key, transport=RequestsTransport(session=session, session_owner=True))
-            container = client.get_database_client("bench").get_container_client(name)
-            ledger = CosmosLedger(container, settle_seconds=0, client=client)
-        try:
-            return sum(ledger.append(batch).new for batch in _batches(events, FUNCTIONS_BATCH))
-        finally:
-            ledger.close()
-            database.delete_container(name)
-
-    filled = f"ledger-{uuid.uuid4().hex[:8]}"  # every event already in: each create is a 409
-    database.create_container(filled, partition_key=PartitionKey("/id"), indexing_policy=INDEXING_POLICY)
-    redelivery = open_cosmos_ledger(f"cosmos://{host}/bench/{filled}", key=key, settle_seconds=0)
-    for batch in _batches(events, FUNCTIONS_BATCH):
-        redelivery.append(batch)
-
-    def redeliver() -> object:
-        duplicates = sum(redelivery.append(batch).duplicates for batch in _batches(events, FUNCTIONS_BATCH))
-        if duplicates != len(events):
-            raise SystemExit(f"cosmos: {duplicates} of {len(events)} redelivered events refused as duplicates")
-        return len({event.event_id for event in events})
+    distinct = len({event.event_id for event in events})
 
     def old_session() -> Session:
         session = Session()
@@ -343,19 +321,81 @@ def stage_cosmos(args: argparse.Namespace) -> list[Result]:
         return session
 
     def check(result: Result, new: object) -> None:
-        if new != len({event.event_id for event in events}):
+        if new != distinct:
             raise SystemExit(f"cosmos: {new} events created, expected every one of {len(events)}")
         result.extra["created"] = new
 
+    keepalive, keepalive_port = start_cosmos_stand_in(_fresh(args.work / "cosmos-keepalive"), keepalive=True)
     try:
-        _alternate(args, [(stage, lambda: run(None)), (plain, lambda: run(old_session())), (again, redeliver)],
-                   after=check)
-        _profile(args.profile, lambda: run(None))
+        with _CosmosBench(url, key, events) as closing, \
+                _CosmosBench(f"https://127.0.0.1:{keepalive_port}", key, events) as open_:
+            def plain_run() -> int:
+                client = CosmosClient(url, credential=key,
+                                      transport=RequestsTransport(session=old_session(), session_owner=True))
+                return closing.run(lambda name: CosmosLedger(
+                    client.get_database_client("bench").get_container_client(name), settle_seconds=0, client=client))
+
+            _alternate(args, [(stage, closing.run), (plain, plain_run), (again, closing.redeliver),
+                              (kept, open_.run), (kept_again, open_.redeliver)], after=lambda result, value: (
+                check(result, value) if result in (stage, plain, kept) else None))
+            _profile(args.profile, open_.run)
     finally:
-        redelivery.close()
-        admin.delete_database("bench")
-        admin.close()
-    return [stage, plain, again]
+        stop_process(keepalive)
+    return results
+
+
+class _CosmosBench:
+    """The stage's runs on one stand-in: appends into a fresh container, and redeliveries of
+    every batch into a container that holds them all (each create a 409)."""
+
+    def __init__(self, url: str, key: str, events: list[Any]) -> None:
+        from azure.cosmos import CosmosClient
+
+        self._url, self._key, self._events = url, key, events
+        self._admin = CosmosClient(url, credential=key)
+        self._database = self._admin.create_database_if_not_exists("bench")
+        filled = f"ledger-{uuid.uuid4().hex[:8]}"
+        self._container(filled)
+        self._filled = self._open(filled)
+        for batch in _batches(events, FUNCTIONS_BATCH):
+            self._filled.append(batch)
+
+    def __enter__(self) -> _CosmosBench:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self._filled.close()
+        self._admin.delete_database("bench")
+        self._admin.close()
+
+    def _container(self, name: str) -> None:
+        from azure.cosmos import PartitionKey
+
+        from pipeline.adapters.azure.cosmos_ledger import INDEXING_POLICY
+
+        self._database.create_container(name, partition_key=PartitionKey("/id"), indexing_policy=INDEXING_POLICY)
+
+    def _open(self, name: str) -> Any:
+        from pipeline.adapters.azure.cosmos_ledger import open_cosmos_ledger
+
+        host = self._url.removeprefix("https://").rstrip("/")
+        return open_cosmos_ledger(f"cosmos://{host}/bench/{name}", key=self._key, settle_seconds=0)
+
+    def run(self, ledger_for: Callable[[str], Any] | None = None) -> int:
+        name = f"ledger-{uuid.uuid4().hex[:8]}"
+        self._container(name)
+        ledger = (ledger_for or self._open)(name)
+        try:
+            return sum(ledger.append(batch).new for batch in _batches(self._events, FUNCTIONS_BATCH))
+        finally:
+            ledger.close()
+            self._database.delete_container(name)
+
+    def redeliver(self) -> int:
+        duplicates = sum(self._filled.append(batch).duplicates for batch in _batches(self._events, FUNCTIONS_BATCH))
+        if duplicates != len(self._events):
+            raise SystemExit(f"cosmos: {duplicates} of {len(self._events)} redelivered events refused as duplicates")
+        return len({event.event_id for event in self._events})
 
 
 # ------------------------------------------------------------------------------------------ embedded ingest

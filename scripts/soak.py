@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from tests.fault_tools import STAND_IN, RedisServer, free_port, stop_process, wait_for_port  # noqa: E402
+from tests.fault_tools import RedisServer, start_cosmos_stand_in, stop_process  # noqa: E402
 
 MONTH_START = datetime(2026, 10, 1, tzinfo=UTC)
 MONTH_SECONDS = 31 * 86_400
@@ -166,20 +166,6 @@ class Sampler:
         return rss
 
 
-def start_stand_in(folder: Path, keepalive: bool) -> tuple[subprocess.Popen[bytes], int]:
-    node = shutil.which("node")
-    if node is None or not (STAND_IN / "lib" / "index.js").exists():
-        sys.exit("soak: node and node_modules/@vercel/cosmosdb-server are needed (scripts/services.sh install)")
-    port = free_port()
-    script = (f"require({str(STAND_IN / 'lib')!r}).createHttpsServer({{keepAlive: {str(keepalive).lower()}}})"
-              f".listen({port}, '127.0.0.1')")
-    log = (folder / "cosmos.log").open("wb")
-    process = subprocess.Popen([node, "--max-old-space-size=8192", "-e", script], stdin=subprocess.DEVNULL,
-                               stdout=log, stderr=log)
-    wait_for_port(port)
-    return process, port
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000, help="distinct events (default 100,000)")
@@ -201,7 +187,7 @@ def main() -> int:
         f"{name},{model},{kind},\n" for name, model, kind in DEPLOYMENTS))
     redis_server = RedisServer(folder / "redis")
     redis_server.start()
-    stand_in, port = start_stand_in(folder, args.keepalive)
+    stand_in, port = start_cosmos_stand_in(folder, args.keepalive)
     try:
         from pipeline.adapters.azure.cosmos_ledger import open_cosmos_ledger
 

@@ -59,6 +59,24 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
             time.sleep(0.05)
 
 
+def start_cosmos_stand_in(folder: Path, keepalive: bool) -> tuple[subprocess.Popen[bytes], int]:
+    """The Cosmos DB stand-in on a free loopback port, logging into `folder`: with keep-alive (as
+    real Cosmos DB keeps connections) or, as its own CLI (and `make test`) runs it, closing every
+    connection. Stop it with `stop_process`."""
+    node = shutil.which("node")
+    if node is None or not (STAND_IN / "lib" / "index.js").exists():
+        sys.exit("node and node_modules/@vercel/cosmosdb-server are needed (scripts/services.sh install)")
+    port = free_port()
+    script = (f"require({str(STAND_IN / 'lib')!r}).createHttpsServer({{keepAlive: {str(keepalive).lower()}}})"
+              f".listen({port}, '127.0.0.1')")
+    log = (folder / "cosmos.log").open("wb")
+    process = subprocess.Popen([node, "--max-old-space-size=8192", "-e", script], stdin=subprocess.DEVNULL,
+                               stdout=log, stderr=log)
+    log.close()  # the child holds its own copy
+    wait_for_port(port)
+    return process, port
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """TERM the process we started (by its PID), KILL it if it does not exit in time."""
     if process.poll() is None:
