@@ -50,6 +50,9 @@ BUDGETS = {"decode": 30, "redis": 45, "cosmos": 40, "ingest": 90, "snapshot": 45
 INGEST_CAP = {"10m": 45, "1m": 15}
 MIN_REPEATS = 1
 INGEST_MIN_REPEATS = 2
+# Two runs of every Cosmos DB variant even past the budget: one repeat of the five takes ~45 s (the plain
+# requests session alone 27-29 s), and the consumer-CPU target is judged on a single variant's runs.
+COSMOS_MIN_REPEATS = 2
 REPORT_MIN_REPEATS = 2  # the report's ratio is the one that decides the most: always a median of 2+
 STAGES = ("cli", "decode", "redis", "cosmos", "ingest", "ingest-cli", "replay-cli", "snapshot", "report", "report-cli")
 CLI_REPEATS = 11  # whole processes per command: cheap, so more of them
@@ -516,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"== cosmos: {sizes['cosmos']:,} events x {repeats['cosmos']} ({args.cosmos_url or 'no server'})")
         results += child("cosmos", args, sizes["cosmos"], repeats["cosmos"],
                          *(["--cosmos-url", args.cosmos_url, "--cosmos-key", args.cosmos_key]
-                           if args.cosmos_url and args.cosmos_key else []), budget=budgets["cosmos"])
+                           if args.cosmos_url and args.cosmos_key else []), budget=budgets["cosmos"],
+                         min_repeats=COSMOS_MIN_REPEATS)
     ledger: str | None = None
     if "ingest" in only:
         log(f"== embedded ingest: {sizes['ingest']:,} events x {repeats['ingest']}")
