@@ -3,7 +3,7 @@
 azure-core ships one synchronous transport, `RequestsTransport`, and documents `HttpTransport`
 as the place to plug in another. Under the Cosmos DB ledger requests adds nothing the SDK uses
 (no cookies, redirects, auth or hooks: the SDK signs and retries itself), yet it cost about a
-third of the consumer's CPU per create: 1.2-1.4 ms against 0.82-0.87 ms through this transport,
+third of the consumer's CPU per create: 1.2-1.4 ms against 0.73-0.87 ms through this transport,
 sequential creates against a stand-in that keeps connections open (docs/benchmarks.md, issue 19,
 fifteenth pass). So this transport sends each request with urllib3, which requests itself runs on.
 
