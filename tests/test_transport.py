@@ -31,6 +31,7 @@ from azure.core.pipeline.transport import HttpRequest
 from requests.utils import select_proxy
 
 from pipeline.adapters.azure.transport import PooledTransport
+from tests.fault_tools import free_port
 
 if TYPE_CHECKING:
     from tests.servers import CosmosEndpoint
@@ -233,10 +234,8 @@ def read_head(connection: socket.socket) -> bytes:
 
 
 def test_a_server_that_is_not_there_means_nothing_was_sent() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        port = taken.getsockname()[1]
-    with pytest.raises(ServiceRequestError) as raised:  # the port is closed again: refused
-        get(PooledTransport(1), f"http://127.0.0.1:{port}/")
+    with pytest.raises(ServiceRequestError) as raised:  # nothing listens there: refused
+        get(PooledTransport(1), f"http://127.0.0.1:{free_port()}/")
     assert not isinstance(raised.value, ServiceResponseError)
 
 
