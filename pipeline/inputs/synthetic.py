@@ -5,14 +5,18 @@ Deterministic for a seed, so a second demo run finds every event already in the 
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Iterator
+from bisect import bisect
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate
+from typing import Generic, TypeVar
 
 import msgspec
 
 from pipeline.domain.periods import month_bounds
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +111,18 @@ def traffic(month: str, events: int, seed: int = 7) -> Iterator[bytes]:
     start, end = month_bounds(month)
     seconds = int((datetime.combine(end, datetime.min.time()) -
                    datetime.combine(start, datetime.min.time())).total_seconds())
+    # Weighted choices summed once (Weighted): random.choices sums the weights on every call.
+    teams = _weighted(TEAMS, [team.share for team in TEAMS])
     by_name = {d.name: d for d in DEPLOYMENTS}
-    weights = [team.share for team in TEAMS]
+    deployments = {team: _weighted([by_name[name] for name, _ in team.deployments],
+                                   [share for _, share in team.deployments]) for team in TEAMS}
     malformed = _malformed(rng, start)
     malformed_at = set(rng.sample(range(events), min(len(malformed), events)))
     # Event Hub delivers roughly in time order: so does the demo.
     offsets = sorted(rng.randrange(seconds * 1_000_000) for _ in range(events))
     first = datetime.combine(start, datetime.min.time(), UTC)
     recent: list[bytes] = []
+    encode = msgspec.json.Encoder().encode
     for index, offset in enumerate(offsets):
         if index in malformed_at:
             yield malformed.pop()
@@ -122,20 +130,39 @@ def traffic(month: str, events: int, seed: int = 7) -> Iterator[bytes]:
         if recent and rng.random() < 0.01:
             yield rng.choice(recent)  # a redelivery
             continue
-        team = rng.choices(TEAMS, weights)[0]
-        names, shares = zip(*team.deployments, strict=True)
-        deployment = by_name[rng.choices(names, shares)[0]]
-        moment = first + timedelta(microseconds=offset)
-        line = msgspec.json.encode(_event(rng, team, deployment, moment))
+        team = teams.draw(rng)
+        deployment = deployments[team].draw(rng)
+        line = encode(_event(rng, team, deployment, first + timedelta(microseconds=offset)))
         recent.append(line)
         if len(recent) > 1000:
             recent.pop(0)
         yield line
 
 
+@dataclass(frozen=True, slots=True)
+class Weighted(Generic[T]):
+    """A population with cumulative weights, drawn from as `random.choices(population, weights)[0]`
+    draws (one `random()`, bisected into the cumulative weights; tests/test_synthetic.py holds the
+    two equal): the same traffic for a seed, without choices' per-call summing and list."""
+
+    population: Sequence[T]
+    cumulative: list[float]
+
+    def draw(self, rng: random.Random) -> T:
+        return self.population[bisect(self.cumulative, rng.random() * self.cumulative[-1], 0,
+                                      len(self.population) - 1)]
+
+
+def _weighted(population: Sequence[T], weights: Sequence[float]) -> Weighted[T]:
+    return Weighted(population, list(accumulate(weights)))
+
+
+_STATUSES = Weighted((200, 429, 500, 400), list(accumulate((0.965, 0.02, 0.01, 0.005))))
+
+
 def _event(rng: random.Random, team: Team, deployment: DemoDeployment, moment: datetime) -> dict[str, object]:
     stream = deployment.kind != "embedding" and rng.random() < 0.3
-    status = rng.choices((200, 429, 500, 400), (0.965, 0.02, 0.01, 0.005))[0]
+    status = _STATUSES.draw(rng)
     usage: dict[str, int] | None = None
     source = "none"
     if status == 200:
@@ -143,10 +170,10 @@ def _event(rng: random.Random, team: Team, deployment: DemoDeployment, moment: d
         source = "stream" if stream else "response"
         if stream and rng.random() < 0.1:
             usage = None  # the final usage chunk never came: to be joined from APIM's LLM logs
-    event_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+    event_id, event_text = _uuid4(rng.getrandbits(128))
     body: dict[str, object] = {
         "schemaVersion": 1,
-        "eventId": str(event_id),
+        "eventId": event_text,
         "timestamp": moment.isoformat().replace("+00:00", "Z"),
         "subscriptionId": team.subscription_id,
         "productId": team.product_id,
@@ -167,10 +194,17 @@ def _event(rng: random.Random, team: Team, deployment: DemoDeployment, moment: d
         "tags": {"env": "prod"} if rng.random() < 0.5 else None,
     }
     if status in (200, 429, 500, 400):  # a backend response: the policy reads its spillover header and tier
-        body["spillover"] = bool(deployment.spillover_deployment) and status == 200 and event_id.int % 25 == 0
+        body["spillover"] = bool(deployment.spillover_deployment) and status == 200 and event_id % 25 == 0
         if status == 200 and not stream and deployment.kind != "embedding":
             body["serviceTier"], body["serviceTierSource"] = "default", "response"
     return body
+
+
+def _uuid4(bits: int) -> tuple[int, str]:
+    """`uuid.UUID(int=bits, version=4)` as its number and its text, without the object."""
+    number = (bits & ~(0xC000 << 48) | 0x8000 << 48) & ~(0xF000 << 64) | 4 << 76
+    text = f"{number:032x}"
+    return number, f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _usage(rng: random.Random, kind: str) -> dict[str, int]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 
 import click
@@ -26,11 +28,11 @@ def demo_command(events: int, month: str | None, seed: int) -> None:
     from rich.progress import Progress
 
     from pipeline.app import report_stores, warehouse_limits
-    from pipeline.domain.decode import RawMessage
     from pipeline.domain.periods import Period
     from pipeline.entrypoints.cli.output import show_ingest, show_snapshot
     from pipeline.entrypoints.cli.report import FORMATS, write_report
     from pipeline.inputs import synthetic
+    from pipeline.inputs.event_files import json_lines
     from pipeline.lake.warehouse import query_errors
     from pipeline.stages.ingest import ingest
     from pipeline.stages.report.build import period_report
@@ -44,14 +46,12 @@ def demo_command(events: int, month: str | None, seed: int) -> None:
     _write_if_absent(settings.budgets_csv, synthetic.budgets_csv())
     _write_if_absent(settings.capacity_csv, synthetic.capacity_csv(chosen))
     traffic = settings.home / "demo" / f"traffic-{chosen}.jsonl"
-    traffic.parent.mkdir(parents=True, exist_ok=True)
-    traffic.write_bytes(b"\n".join(synthetic.traffic(chosen, events, seed)) + b"\n")
+    write_lines(traffic, synthetic.traffic(chosen, events, seed))
     console.print(f"generated {events:,} events of {chosen} in {traffic}")
     with pipeline_of(settings) as p, Progress(console=console, transient=True) as progress:
         task = progress.add_task("ingest", total=events)
-        messages = (RawMessage(line.rstrip(b"\n"), str(traffic), f"line {n}")
-                    for n, line in enumerate(traffic.open("rb"), start=1))
-        result = ingest(messages, p.ledger, p.counters, p.dead_letters, p.pricer,
+        # As `chargeback ingest FILE` reads it: decoded ahead in worker processes.
+        result = ingest(json_lines(str(traffic)), p.ledger, p.counters, p.dead_letters, p.pricer, ahead=True,
                         progress=lambda batch: progress.advance(task, batch.received))
         progress.stop()
         show_ingest(console, result)
@@ -68,6 +68,16 @@ def demo_command(events: int, month: str | None, seed: int) -> None:
 def _last_month() -> str:
     today = datetime.now(UTC).date()
     return f"{today.year - 1}-12" if today.month == 1 else f"{today.year}-{today.month - 1:02d}"
+
+
+def write_lines(path: Path, lines: Iterable[bytes], chunk: int = 10_000) -> None:
+    """Each line and its end of line, written `chunk` lines at a time: a month of a million
+    events is 700 MB of text, never held whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        stream = iter(lines)
+        while part := list(islice(stream, chunk)):
+            out.write(b"\n".join(part) + b"\n")
 
 
 def _write_if_absent(path: Path, text: str) -> None:
