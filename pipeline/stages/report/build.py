@@ -37,7 +37,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.domain.allocation import allocate_capacity
-from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
+from pipeline.domain.corrections import NO_CORRECTIONS, Corrections, Kind
 from pipeline.domain.costing import CostLine, Reference, Resolution, UsageKey, UsageState, names_day
 from pipeline.domain.periods import Period, midnight
 from pipeline.lake.areas import ReportStores
@@ -110,15 +110,17 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
     usage = _resolved(connection.execute(PERIODS_SQL).fetchall(), reference, corrections)
     days = connection.sql(DAYS_SQL).to_arrow_table()  # made into Python objects only when rendered
     connection.execute("DROP TABLE report_days")
-    bounds = [midnight(day) for day in (start, end)]
-    [(unmatched,)] = connection.execute(UNMATCHED_SQL, bounds).fetchall()
+    unmatched = 0  # LLM-log records without their event: none when no LLM usage is joined
+    if warehouse.llm_usage:
+        [(unmatched,)] = connection.execute(UNMATCHED_SQL, [midnight(day) for day in (start, end)]).fetchall()
     explanations: dict[tuple[str, str], set[str]] = defaultdict(set)
     for item in usage:
         resolved = item.resolution
         if resolved.corrections:
             _explain(explanations, resolved, corrections.reassigned_to(_key(item)))
     voided: dict[str, int] = defaultdict(int)
-    for row in connection.execute(VOIDED_SQL, [start, end]).fetchall():
+    # The voided events' keys: a scan and join of their own, so only when something is voided.
+    for row in connection.execute(VOIDED_SQL, [start, end]).fetchall() if corrections.of(Kind.VOID) else ():
         key, correction_id, requests = usage_key(row[:KEY_WIDTH]), str(row[KEY_WIDTH]), int(row[KEY_WIDTH + 1])
         voided[correction_id] += requests
         explanations[_pair(corrections.resolve(reference, key))].add(correction_id)
