@@ -157,7 +157,7 @@ def _weighted(population: Sequence[T], weights: Sequence[float]) -> Weighted[T]:
     return Weighted(population, list(accumulate(weights)))
 
 
-_STATUSES = Weighted((200, 429, 500, 400), list(accumulate((0.965, 0.02, 0.01, 0.005))))
+_STATUSES = _weighted((200, 429, 500, 400), (0.965, 0.02, 0.01, 0.005))
 
 
 def _event(rng: random.Random, team: Team, deployment: DemoDeployment, moment: datetime) -> dict[str, object]:
