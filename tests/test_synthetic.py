@@ -31,7 +31,7 @@ def test_a_seed_makes_the_traffic_it_always_made(month: str, events: int, seed: 
                                      (0.5, 0.0, 0.5), (2, 3, 5)])
 def test_a_weighted_draw_is_the_draw_of_random_choices(weights: tuple[float, ...]) -> None:
     population = [f"item-{n}" for n in range(len(weights))]
-    weighted = Weighted(population, [sum(weights[:n + 1]) for n in range(len(weights))])
+    weighted = Weighted.of(population, weights)  # as the generator makes its teams', deployments' and statuses'
     ours, theirs = random.Random(11), random.Random(11)
     drawn = [weighted.draw(ours) for _ in range(20_000)]
     assert drawn == [theirs.choices(population, weights)[0] for _ in range(20_000)]

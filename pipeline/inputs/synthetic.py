@@ -112,10 +112,10 @@ def traffic(month: str, events: int, seed: int = 7) -> Iterator[bytes]:
     seconds = int((datetime.combine(end, datetime.min.time()) -
                    datetime.combine(start, datetime.min.time())).total_seconds())
     # Weighted choices summed once (Weighted): random.choices sums the weights on every call.
-    teams = _weighted(TEAMS, [team.share for team in TEAMS])
+    teams = Weighted.of(TEAMS, [team.share for team in TEAMS])
     by_name = {d.name: d for d in DEPLOYMENTS}
-    deployments = {team: _weighted([by_name[name] for name, _ in team.deployments],
-                                   [share for _, share in team.deployments]) for team in TEAMS}
+    deployments = {team: Weighted.of([by_name[name] for name, _ in team.deployments],
+                                     [share for _, share in team.deployments]) for team in TEAMS}
     malformed = _malformed(rng, start)
     malformed_at = set(rng.sample(range(events), min(len(malformed), events)))
     # Event Hub delivers roughly in time order: so does the demo.
@@ -148,16 +148,17 @@ class Weighted(Generic[T]):
     population: Sequence[T]
     cumulative: list[float]
 
+    @classmethod
+    def of(cls, population: Sequence[T], weights: Sequence[float]) -> Weighted[T]:
+        """The population with these relative weights (`random.choices`' `weights`)."""
+        return cls(population, list(accumulate(weights)))
+
     def draw(self, rng: random.Random) -> T:
         return self.population[bisect(self.cumulative, rng.random() * self.cumulative[-1], 0,
                                       len(self.population) - 1)]
 
 
-def _weighted(population: Sequence[T], weights: Sequence[float]) -> Weighted[T]:
-    return Weighted(population, list(accumulate(weights)))
-
-
-_STATUSES = _weighted((200, 429, 500, 400), (0.965, 0.02, 0.01, 0.005))
+_STATUSES = Weighted.of((200, 429, 500, 400), (0.965, 0.02, 0.01, 0.005))
 
 
 def _event(rng: random.Random, team: Team, deployment: DemoDeployment, moment: datetime) -> dict[str, object]:
