@@ -178,22 +178,3 @@ def test_add_returns_the_ids_it_held_before_and_adds_the_others(tmp_path: Path, 
     assert (settled, recent) == ([("a", 1), ("b", 1), ("c", 1), ("d", 3), ("e", 3)], [("f", 4)])
     assert db.execute("SELECT recent FROM id_set_sizes").fetchall() == [(1,)]
     db.close()
-
-
-def test_an_array_naming_an_id_twice_still_adds_exactly_the_new_ids(tmp_path: Path) -> None:
-    """`add` first inserts the array as if every id were new and keeps that only when it added as
-    many as the array holds; anything else is taken back and done again with the held ones looked
-    up, so an id named twice (which callers never send) costs time, never an id, a row or the size."""
-    ids = event_id_set.EventIdSet("event_ids", ("batch INTEGER NOT NULL",))
-    db = connect(tmp_path / "ids.sqlite3")
-    ids.create(db)
-    with write_transaction(db):
-        assert ids.add(db, b'["a", "a", "b"]', 1) == set()
-        assert ids.add(db, b'["b", "c", "c"]', 2) == {"b"}
-        assert ids.add(db, b'["a", "d"]', 3) == {"a"}
-        assert ids.add(db, b'[]', 4) == set()
-    assert db.execute("SELECT event_id, batch FROM recent_event_ids ORDER BY event_id").fetchall() == [
-        ("a", 1), ("b", 1), ("c", 2), ("d", 3)]
-    assert db.execute("SELECT recent FROM id_set_sizes").fetchall() == [(4,)]
-    assert not db.in_transaction
-    db.close()

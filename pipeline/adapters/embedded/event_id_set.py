@@ -52,32 +52,21 @@ class EventIdSet:
         db.execute(f"INSERT OR IGNORE INTO id_set_sizes SELECT ?, count(*) FROM {self.recent}", (self.settled,))
 
     def add(self, db: sqlite3.Connection, ids: bytes, *extra: object) -> set[str]:
-        """Add the eventIds of a JSON array of distinct ids (in key order: neighbours share pages)
-        that neither table holds; returns those it held already. Those are few (a redelivery's
-        copies), so the ids go in first as if all were new, one statement that skips what either
-        table holds: when it added as many as the array holds, none was held. Otherwise it is taken back
-        (a savepoint) and done again, the held ones looked up first and the others inserted without
-        a second lookup in the settled table (all in the caller's transaction, so nothing comes
-        between). The lookup first for every batch cost 10-20% more for new ids; reading back
-        every id added (RETURNING) 0.8 µs an id more. JSON text cannot carry NUL through SQLite: a
-        batch holding one goes id by id (`add_one`)."""
+        """Add the eventIds of a JSON array (in key order: neighbours share pages) that neither
+        table holds; returns those it held already. Those are few (a redelivery's copies): they
+        are looked up first, and the others inserted without a second lookup in the settled table
+        (both in the caller's transaction, so nothing comes between). Reading back every id added
+        (RETURNING) cost 0.8 µs an id more. JSON text cannot carry NUL through SQLite: a batch
+        holding one goes id by id (`add_one`)."""
+        held = [row[0] for row in db.execute(
+            f"SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM {self.recent} WHERE event_id = value) "
+            f"OR EXISTS (SELECT 1 FROM {self.settled} WHERE event_id = value)", (ids,))]
         insert = f"INSERT OR IGNORE INTO {self.recent} SELECT {self._values} FROM json_each(?)"
-        db.execute("SAVEPOINT add_event_ids")
-        added = db.execute(f"{insert} WHERE NOT EXISTS (SELECT 1 FROM {self.settled} WHERE event_id = value)",
-                           (*extra, ids)).rowcount
-        held: list[str] = []
-        [(count,)] = db.execute("SELECT json_array_length(?)", (ids,)).fetchall()
-        if added != count:
-            db.execute("ROLLBACK TO add_event_ids")
-            held = [row[0] for row in db.execute(
-                f"SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM {self.recent} WHERE event_id = value) "
-                f"OR EXISTS (SELECT 1 FROM {self.settled} WHERE event_id = value)", (ids,))]
-            if held:
-                added = db.execute(f"{insert} WHERE value NOT IN (SELECT value FROM json_each(?))",
-                                   (*extra, ids, _encode(held))).rowcount
-            else:  # none held after all: the array named an id twice
-                added = db.execute(insert, (*extra, ids)).rowcount
-        db.execute("RELEASE add_event_ids")
+        if held:
+            added = db.execute(f"{insert} WHERE value NOT IN (SELECT value FROM json_each(?))",
+                               (*extra, ids, _encode(held))).rowcount
+        else:
+            added = db.execute(insert, (*extra, ids)).rowcount
         self._grown(db, added)
         return set(held)
 
