@@ -25,7 +25,8 @@ from pipeline.domain.live import LivePricer
 from pipeline.domain.mappings import CostCenterMap, Deployment, DeploymentMap
 from pipeline.domain.pricing import Price, PriceCatalog
 from pipeline.inputs.reference import load_reference
-from pipeline.lake.live_columns import live_charges
+from pipeline.lake.event_columns import event_columns
+from pipeline.lake.live_columns import live_charges, priced_columns
 from pipeline.lake.usage import events_table
 from pipeline.stages.reconcile import ExpectedMonth, expected_month
 from tests.factories import event, line
@@ -138,6 +139,22 @@ def test_a_key_is_charged_alike_on_every_day_of_its_reference_period(tmp_path: P
     assert kept == alone
     assert {c.cost_center for e, c in zip(events, kept, strict=True) if e.subscription_id == "sub-b"} >= {
         "CC-B", "CC-B2"}
+
+
+def test_a_batch_priced_in_arrow_is_the_batch_priced_event_by_event(tmp_path: Path) -> None:
+    """What a worker hands the embedded ledger and counters: the same rows, charges, ids and
+    count of copies as the columns of the events and their charges (copies of an eventId in the
+    batch included, whose first copy counts; and a batch past 64 bits, priced one at a time)."""
+    events = decoded(mixed_month(2_000, seed=11))
+    events += [events[5], events[17], events[5]]  # copies: the first copy wins
+    huge = [_event(0, 10**12, 0, 10**12), _event(1, 5, 1, 7)]
+    dear = _pricer((Decimal(1000), Decimal(1000), Decimal(1000)))
+    assert live_charges(events_table(huge, datetime(2026, 11, 1, tzinfo=UTC)), dear) is None
+    for batch, pricer in ((events, LivePricer(reference(tmp_path))), (huge, dear), ([], dear)):
+        made, oracle = priced_columns(batch, pricer), event_columns(batch, pricer.charges(batch))
+        assert made.events.equals(oracle.events) and as_rows(made.charges) == as_rows(oracle.charges)
+        assert (made.sorted_ids, made.copies, made.rows) == (oracle.sorted_ids, oracle.copies, oracle.rows)
+    assert priced_columns(events, LivePricer(reference(tmp_path))).rows == len(events) - 3
 
 
 def test_an_empty_table_has_no_charges(tmp_path: Path) -> None:

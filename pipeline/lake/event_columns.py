@@ -84,10 +84,24 @@ def event_columns(events: Sequence[UsageEvent], charges: Sequence[LiveCharge]) -
     if len(first) < len(events):
         kept = list(first.values())
         events, charges = [events[i] for i in kept], [charges[i] for i in kept]
-    priced = pa.RecordBatch.from_arrays(
+    return EventColumns(events_batch(events, _PLACEHOLDER), charges_batch(charges), _encode(sorted(first)), copies)
+
+
+def columns_priced_by(events: Sequence[UsageEvent],
+                      price: Callable[[pa.RecordBatch, Sequence[UsageEvent]], pa.RecordBatch]) -> EventColumns:
+    """`event_columns` with the charges `price` gives the first copies (their USAGE_SCHEMA rows,
+    and the events themselves), priced after the rows are made instead of before."""
+    first = first_copies(events)
+    kept = events if len(first) == len(events) else [events[i] for i in first.values()]
+    rows = events_batch(kept, _PLACEHOLDER)
+    return EventColumns(rows, price(rows, kept), _encode(sorted(first)), len(events))
+
+
+def charges_batch(charges: Sequence[LiveCharge]) -> pa.RecordBatch:
+    """Live charges as CHARGES_SCHEMA rows."""
+    return pa.RecordBatch.from_arrays(
         [pa.array([c.cost_center for c in charges], pa.string()), pa.array([c.micros for c in charges], pa.int64()),
          pa.array([c.priced for c in charges], pa.bool_())], schema=CHARGES_SCHEMA)
-    return EventColumns(events_batch(events, _PLACEHOLDER), priced, _encode(sorted(first)), copies)
 
 
 def sum_rows(columns: EventColumns, keep: pa.Array | None = None) -> SumRows:

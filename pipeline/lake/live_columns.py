@@ -14,14 +14,16 @@ the two equal.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.domain.costing import AUDIO_COMPLETION, AUDIO_PROMPT, Reference, UsageState
+from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import PICO_PER_MICRO, LiveKey, LivePricer
-from pipeline.lake.event_columns import CHARGES_SCHEMA
+from pipeline.lake.event_columns import CHARGES_SCHEMA, EventColumns, charges_batch, columns_priced_by
 
 _STATES = (UsageState.MEASURED.value, UsageState.PENDING.value, UsageState.NONE.value)  # the state column's 0, 1, 2
 
@@ -53,6 +55,19 @@ def live_charges(table: pa.Table, pricer: LivePricer) -> pa.RecordBatch | None:
     if micros is None:
         return None
     return pa.RecordBatch.from_arrays([cost_center, micros, priced], schema=CHARGES_SCHEMA)
+
+
+def priced_columns(events: Sequence[UsageEvent], pricer: LivePricer) -> EventColumns:
+    """`event_columns(events, pricer.charges(events))`, the charges made from the rows in Arrow:
+    what a batch decoded ahead is handed to the embedded ledger and counters as (0.8-0.9 against
+    1.6-1.8 µs an event for the charges, and their column not made from objects); a batch whose
+    costs pass 64 bits is priced one event at a time."""
+
+    def price(rows: pa.RecordBatch, kept: Sequence[UsageEvent]) -> pa.RecordBatch:
+        charges = live_charges(pa.Table.from_batches([rows]), pricer)
+        return charges if charges is not None else charges_batch(pricer.charges(kept))
+
+    return columns_priced_by(events, price)
 
 
 def _live_key(values: list[Any]) -> LiveKey:

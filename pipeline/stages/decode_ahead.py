@@ -40,7 +40,8 @@ from pipeline.domain.costing import Reference
 from pipeline.domain.decode import DecodedBatch, RawMessage, Rejection, decode_batch
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import LiveCharge, LivePricer
-from pipeline.lake.event_columns import EventColumns, event_columns
+from pipeline.lake.event_columns import EventColumns
+from pipeline.lake.live_columns import priced_columns
 from pipeline.lake.pandas_probe import skip_pandas_probe
 from pipeline.ports import ChargebackError, MessageBatch
 
@@ -76,11 +77,10 @@ def prepare_batch(batch: Batch, pricer: LivePricer, now: datetime | None = None,
                   check_duplicate_keys: bool = True, columnar: bool = False) -> Prepared:
     messages = batch if isinstance(batch, list) else batch.messages()
     decoded = decode_batch(messages, now, check_duplicate_keys=check_duplicate_keys)
-    charges = pricer.charges(decoded.events)
     if columnar:
         return Prepared(len(messages), DecodedBatch([], decoded.rejections),
-                        columns=event_columns(decoded.events, charges))
-    return Prepared(len(messages), decoded, charges)
+                        columns=priced_columns(decoded.events, pricer))
+    return Prepared(len(messages), decoded, pricer.charges(decoded.events))
 
 
 def worth_a_worker() -> bool:
