@@ -31,7 +31,7 @@ import function_app
 from pipeline.app import Pipeline, open_pipeline, open_store
 from pipeline.domain.periods import month_bounds
 from pipeline.entrypoints.functions import eventhub, timers
-from pipeline.entrypoints.functions.eventhub import UnpricedTally, eventhub_source, ingest_events, raw_messages
+from pipeline.entrypoints.functions.eventhub import eventhub_source, ingest_events, raw_messages
 from pipeline.entrypoints.functions.metrics import configure_metrics, record_ingest
 from pipeline.entrypoints.functions.timers import refresh_reports, report_formats, report_months, snapshot_ledger
 from pipeline.lake.areas import REPORTS
@@ -224,16 +224,21 @@ def test_record_ingest_on_the_no_op_provider_records_nothing() -> None:
     record_ingest(IngestResult(received=6), [1.0, -2.0], meter_provider=NoOpMeterProvider())
 
 
-def test_unpriced_tally_counts_what_the_pricer_could_not_price(pipeline: Pipeline) -> None:
+@pytest.mark.parametrize("columnar", [True, False], ids=["Arrow columns (embedded)", "objects (Azure)"])
+def test_the_unpriced_count_is_of_what_the_pricer_could_not_price(pipeline: Pipeline, columnar: bool) -> None:
+    """The unpriced metric's count, as ingest prices a batch either way: every decoded event
+    the pricer cannot price, each copy of an eventId priced as it is (a conflicting copy may be
+    priced where its first copy is not)."""
     from pipeline.domain.decode import decode_batch
+    from pipeline.stages.decode_ahead import prepare_batch
 
-    decoded = decode_batch(raw_messages(host_batch(mixed_batch()[0]), SOURCE), NOW)
-    tally = UnpricedTally(pipeline.pricer)
-
-    charges = tally.charges(decoded.events)
-
-    assert charges == pipeline.pricer.charges(decoded.events)
-    assert tally.unpriced == sum(not charge.priced for charge in charges) == 2  # the duplicate was priced
+    bodies = mixed_batch()[0]
+    unpriced_copy = line({**json.loads(bodies[0]), "deployment": "dep-noprice"})  # same eventId, unpriced
+    messages = raw_messages(host_batch([*bodies, unpriced_copy]), SOURCE)
+    decoded = decode_batch(messages, NOW)
+    expected = sum(not charge.priced for charge in pipeline.pricer.charges(decoded.events))
+    prepared = prepare_batch(messages, pipeline.pricer, NOW, columnar=columnar)
+    assert prepared.unpriced == expected == 3  # the two of the mixed batch, and the copy
 
 
 def test_configure_metrics_picks_the_exporter(monkeypatch: pytest.MonkeyPatch) -> None:

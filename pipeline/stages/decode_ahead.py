@@ -38,7 +38,7 @@ import msgspec
 
 from pipeline.domain.costing import Reference
 from pipeline.domain.decode import DecodedBatch, RawMessage, Rejection, decode_batch
-from pipeline.domain.events import UsageEvent
+from pipeline.domain.events import UsageEvent, first_copies
 from pipeline.domain.live import LiveCharge, LivePricer
 from pipeline.lake.event_columns import EventColumns
 from pipeline.lake.live_columns import priced_columns
@@ -68,6 +68,7 @@ class Prepared:
     # Columnar (for the embedded ledger and counters): the events and charges as EventColumns
     # instead, and decoded.events and charges empty.
     columns: EventColumns | None = None
+    unpriced: int = 0  # decoded events whose live charge is unpriced, copies of an eventId included
 
 
 Batch = list[RawMessage] | MessageBatch  # messages, or what they are read from (lines, Capture files)
@@ -78,9 +79,22 @@ def prepare_batch(batch: Batch, pricer: LivePricer, now: datetime | None = None,
     messages = batch if isinstance(batch, list) else batch.messages()
     decoded = decode_batch(messages, now, check_duplicate_keys=check_duplicate_keys)
     if columnar:
-        return Prepared(len(messages), DecodedBatch([], decoded.rejections),
-                        columns=priced_columns(decoded.events, pricer))
-    return Prepared(len(messages), decoded, pricer.charges(decoded.events))
+        columns = priced_columns(decoded.events, pricer)
+        return Prepared(len(messages), DecodedBatch([], decoded.rejections), columns=columns,
+                        unpriced=_unpriced(decoded.events, columns, pricer))
+    charges = pricer.charges(decoded.events)
+    return Prepared(len(messages), decoded, charges, unpriced=sum(not charge.priced for charge in charges))
+
+
+def _unpriced(events: list[UsageEvent], columns: EventColumns, pricer: LivePricer) -> int:
+    """The events the pricer cannot price: the first copies' from their charges, and each other
+    copy of an eventId priced as it is (a copy may say something else; they are few)."""
+    unpriced = columns.rows - int(columns.charges.column("priced").true_count)
+    if columns.copies > columns.rows:
+        first = first_copies(events)
+        unpriced += sum(not pricer.charge(event).priced for at, event in enumerate(events)
+                        if first[event.event_id] != at)
+    return unpriced
 
 
 def worth_a_worker() -> bool:
@@ -133,7 +147,7 @@ _Columns = tuple[list[bytes], list[str], list[str], list[str | None], list[int |
 # received, rejections, then the events: as columns (pickled as Arrow IPC), or as objects
 # (msgpack or pickle, pickled?, charges as msgpack)
 _Objects = tuple[bytes, bool, bytes]
-_Shipped = tuple[int, list[Rejection], EventColumns | _Objects]
+_Shipped = tuple[int, list[Rejection], EventColumns | _Objects, int]
 _worker: dict[str, object] = {}
 
 
@@ -157,22 +171,22 @@ def _prepare(batch: _Columns | MessageBatch) -> _Shipped:
                              columnar=bool(_worker["columnar"]))
     rejections = prepared.decoded.rejections
     if prepared.columns is not None:
-        return prepared.received, rejections, prepared.columns
+        return prepared.received, rejections, prepared.columns, prepared.unpriced
     events = prepared.decoded.events
     try:
         data, pickled = _encode(events), False
     except (OverflowError, TypeError):  # a value msgpack cannot hold, in an unknown field
         data, pickled = pickle.dumps(events, protocol=pickle.HIGHEST_PROTOCOL), True
-    return prepared.received, rejections, (data, pickled, _encode(prepared.charges))
+    return prepared.received, rejections, (data, pickled, _encode(prepared.charges)), prepared.unpriced
 
 
 def _unshipped(shipped: _Shipped) -> Prepared:
-    received, rejections, payload = shipped
+    received, rejections, payload, unpriced = shipped
     if isinstance(payload, EventColumns):
-        return Prepared(received, DecodedBatch([], rejections), columns=payload)
+        return Prepared(received, DecodedBatch([], rejections), columns=payload, unpriced=unpriced)
     data, pickled, charges = payload
     events: list[UsageEvent] = pickle.loads(data) if pickled else _events(data)  # bytes our own worker pickled
-    return Prepared(received, DecodedBatch(events, rejections), _charges(charges))
+    return Prepared(received, DecodedBatch(events, rejections), _charges(charges), unpriced=unpriced)
 
 
 def _result(future: Future[_Shipped]) -> _Shipped:

@@ -55,6 +55,7 @@ class IngestResult:
     duplicates: int = 0
     dead_lettered: int = 0
     counted: int = 0
+    unpriced: int = 0  # decoded events whose live charge is unpriced (copies included): a metric
     alerts: list[BudgetAlert] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     dead_letter_objects: list[str] = field(default_factory=list)
@@ -75,6 +76,7 @@ class IngestResult:
         self.duplicates += other.duplicates
         self.dead_lettered += other.dead_lettered
         self.counted += other.counted
+        self.unpriced += other.unpriced
         self.alerts.extend(other.alerts)
         self.reasons.update(other.reasons)
         self.dead_letter_objects.extend(other.dead_letter_objects)
@@ -110,7 +112,7 @@ def store_batch(prepared: Prepared, ledger: Ledger, counters: Counters, dead_let
     """Write one decoded and priced batch: dead letters, ledger, counters."""
     started = time.perf_counter()
     decoded = prepared.decoded
-    result = IngestResult(received=prepared.received, dead_lettered=len(decoded.rejections))
+    result = IngestResult(received=prepared.received, dead_lettered=len(decoded.rejections), unpriced=prepared.unpriced)
     result.reasons.update(rejection.code for rejection in decoded.rejections)
     where = dead_letters.put(decoded.rejections)
     if where:

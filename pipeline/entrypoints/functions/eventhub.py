@@ -26,8 +26,6 @@ from pipeline.app import Pipeline, open_budgets, open_pipeline, publish_budgets
 from pipeline.domain.budget_gate import crosses_block
 from pipeline.domain.decode import RawMessage
 from pipeline.domain.eventhubs import CHECKS_DUPLICATE_KEYS, endpoint_host, event_message, source_name
-from pipeline.domain.events import UsageEvent
-from pipeline.domain.live import LiveCharge, LivePricer
 from pipeline.entrypoints.functions.metrics import configure_metrics, record_ingest
 from pipeline.settings import Settings
 from pipeline.stages.ingest import IngestResult, ingest_batch
@@ -98,13 +96,12 @@ def ingest_events(events: Sequence[func.EventHubEvent], pipeline: Pipeline, sour
     offset, enqueued time). Any failure propagates, so that the host retries the whole batch;
     every write is idempotent by eventId, so a retried or redelivered batch counts once."""
     messages = raw_messages(events, source)
-    pricer = UnpricedTally(pipeline.pricer)
-    result = ingest_batch(messages, pipeline.ledger, pipeline.counters, pipeline.dead_letters, pricer, now,
+    result = ingest_batch(messages, pipeline.ledger, pipeline.counters, pipeline.dead_letters, pipeline.pricer, now,
                           check_duplicate_keys=EVENTHUB_CHECKS_DUPLICATE_KEYS)
     if meter_provider is not None:
         processed = now or datetime.now(UTC)
         lags = [(processed - m.enqueued_time).total_seconds() for m in messages if m.enqueued_time is not None]
-        record_ingest(result, lags, meter_provider=meter_provider, unpriced=pricer.unpriced)
+        record_ingest(result, lags, meter_provider=meter_provider)
     return result
 
 
@@ -138,24 +135,6 @@ def eventhub_source(settings: Settings) -> str:
     """`eventhub:<namespace>/<hub>` from the app settings of the trigger."""
     namespace = settings.eventhub_namespace or endpoint_host(settings.eventhub_connection or "")
     return source_name(namespace, settings.eventhub_name)
-
-
-class UnpricedTally(LivePricer):
-    """The pipeline's pricer, counting the events it cannot price while ingest prices them (for
-    the unpriced metric): no second decode or pricing pass."""
-
-    def __init__(self, pricer: LivePricer) -> None:
-        # LivePricer.__init__ is not called: every charge goes to the wrapped pricer, whose
-        # resolution cache lives as long as the worker.
-        self.reference = pricer.reference
-        self._pricer = pricer
-        self.unpriced = 0
-
-    def charge(self, event: UsageEvent) -> LiveCharge:
-        charge = self._pricer.charge(event)
-        if not charge.priced:
-            self.unpriced += 1
-        return charge
 
 
 @contextmanager

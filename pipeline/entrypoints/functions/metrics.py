@@ -64,8 +64,7 @@ def configure_metrics(settings: Settings, export_interval_seconds: float = 60.0)
     return SdkMeterProvider(metric_readers=[reader])
 
 
-def record_ingest(result: IngestResult, lag_seconds: Sequence[float], *, meter_provider: MeterProvider,
-                  unpriced: int = 0) -> None:
+def record_ingest(result: IngestResult, lag_seconds: Sequence[float], *, meter_provider: MeterProvider) -> None:
     """Record one ingested batch: its counts, its duration and the lag of each of its events.
 
     Cheap enough for every batch: the SDK hands back the same meter and instruments for the
@@ -80,7 +79,7 @@ def record_ingest(result: IngestResult, lag_seconds: Sequence[float], *, meter_p
     for reason, count in sorted(result.reasons.items()):
         dead_lettered.add(count, {"reason": reason})
     meter.create_counter("chargeback.events.unpriced", "{event}",
-                         "Events whose live charge could not be priced").add(unpriced)
+                         "Events whose live charge could not be priced").add(result.unpriced)
     alerts = meter.create_counter("chargeback.budget.alerts", "{alert}", "Budget thresholds first reached")
     for alert in result.alerts:
         alerts.add(1, {"scope": alert.scope.value, "threshold": alert.threshold})
