@@ -50,7 +50,7 @@ def test_a_decoding_worker_prepares_a_batch_without_pandas(tmp_path: Path) -> No
                 "from pipeline.inputs.event_files import json_lines\nfrom pipeline.stages import decode_ahead\n"
                 "decode_ahead._start(settings_reference(Settings.from_env()), None, True, True)\n"
                 f"[batch] = json_lines({str(events)!r}).batches(10)\n"
-                "received, rejections, columns = decode_ahead._prepare(batch)\n"
+                "received, rejections, columns, unpriced = decode_ahead._prepare(batch)\n"
                 "print(received, len(rejections), columns.rows)\n" + LOADED, tmp_path)
     assert lines == ["4 0 4", "False"]
 
