@@ -88,10 +88,12 @@ def event_columns(events: Sequence[UsageEvent], charges: Sequence[LiveCharge]) -
 
 
 def columns_priced_by(events: Sequence[UsageEvent],
-                      price: Callable[[pa.RecordBatch, Sequence[UsageEvent]], pa.RecordBatch]) -> EventColumns:
+                      price: Callable[[pa.RecordBatch, Sequence[UsageEvent]], pa.RecordBatch],
+                      first: dict[str, int] | None = None) -> EventColumns:
     """`event_columns` with the charges `price` gives the first copies (their USAGE_SCHEMA rows,
-    and the events themselves), priced after the rows are made instead of before."""
-    first = first_copies(events)
+    and the events themselves), priced after the rows are made instead of before. `first`: the
+    events' `first_copies`, when the caller has them already."""
+    first = first_copies(events) if first is None else first
     kept = events if len(first) == len(events) else [events[i] for i in first.values()]
     rows = events_batch(kept, _PLACEHOLDER)
     return EventColumns(rows, price(rows, kept), _encode(sorted(first)), len(events))

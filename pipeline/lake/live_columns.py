@@ -57,17 +57,19 @@ def live_charges(table: pa.Table, pricer: LivePricer) -> pa.RecordBatch | None:
     return pa.RecordBatch.from_arrays([cost_center, micros, priced], schema=CHARGES_SCHEMA)
 
 
-def priced_columns(events: Sequence[UsageEvent], pricer: LivePricer) -> EventColumns:
+def priced_columns(events: Sequence[UsageEvent], pricer: LivePricer,
+                   first: dict[str, int] | None = None) -> EventColumns:
     """`event_columns(events, pricer.charges(events))`, the charges made from the rows in Arrow:
     what a batch decoded ahead is handed to the embedded ledger and counters as (0.8-0.9 against
     1.6-1.8 µs an event for the charges, and their column not made from objects); a batch whose
-    costs pass 64 bits is priced one event at a time."""
+    costs pass 64 bits is priced one event at a time. `first`: the events' `first_copies`, when
+    the caller has them already."""
 
     def price(rows: pa.RecordBatch, kept: Sequence[UsageEvent]) -> pa.RecordBatch:
         charges = live_charges(pa.Table.from_batches([rows]), pricer)
         return charges if charges is not None else charges_batch(pricer.charges(kept))
 
-    return columns_priced_by(events, price)
+    return columns_priced_by(events, price, first)
 
 
 def _live_key(values: list[Any]) -> LiveKey:

@@ -79,19 +79,19 @@ def prepare_batch(batch: Batch, pricer: LivePricer, now: datetime | None = None,
     messages = batch if isinstance(batch, list) else batch.messages()
     decoded = decode_batch(messages, now, check_duplicate_keys=check_duplicate_keys)
     if columnar:
-        columns = priced_columns(decoded.events, pricer)
+        first = first_copies(decoded.events)  # once, for the columns and the unpriced count
+        columns = priced_columns(decoded.events, pricer, first)
         return Prepared(len(messages), DecodedBatch([], decoded.rejections), columns=columns,
-                        unpriced=_unpriced(decoded.events, columns, pricer))
+                        unpriced=_unpriced(decoded.events, first, columns, pricer))
     charges = pricer.charges(decoded.events)
     return Prepared(len(messages), decoded, charges, unpriced=sum(not charge.priced for charge in charges))
 
 
-def _unpriced(events: list[UsageEvent], columns: EventColumns, pricer: LivePricer) -> int:
-    """The events the pricer cannot price: the first copies' from their charges, and each other
-    copy of an eventId priced as it is (a copy may say something else; they are few)."""
+def _unpriced(events: list[UsageEvent], first: dict[str, int], columns: EventColumns, pricer: LivePricer) -> int:
+    """The events the pricer cannot price: the first copies' (`first`) from their charges, and
+    each other copy of an eventId priced as it is (a copy may say something else; they are few)."""
     unpriced = columns.rows - int(columns.charges.column("priced").true_count)
     if columns.copies > columns.rows:
-        first = first_copies(events)
         unpriced += sum(not pricer.charge(event).priced for at, event in enumerate(events)
                         if first[event.event_id] != at)
     return unpriced
