@@ -93,7 +93,8 @@ def test_snapshot_prints_what_it_wrote(home: Path, write_file: WriteFile) -> Non
     again = run("snapshot")
     assert again.exit_code == 0, again.output
     assert flat(again.output) == "snapshot: nothing new"
-    assert len(list((home / "snapshots").rglob("*.*"))) == 4
+    assert len(list((home / "snapshots" / "rollups").glob("date=*/part-00000001-*.parquet"))) == 3  # one a file
+    assert len(list((home / "snapshots").rglob("*.*"))) == 7
 
 
 def test_report_writes_files_and_prints_the_total(loaded: Path, reference_files: ReferenceFiles,

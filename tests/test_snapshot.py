@@ -18,6 +18,7 @@ from pipeline.domain.decode import RawMessage
 from pipeline.inputs.event_files import json_lines
 from pipeline.lake.areas import SNAPSHOTS
 from pipeline.lake.manifests import manifests, published_files
+from pipeline.lake.rollups import rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.lake.warehouse import open_warehouse
 from pipeline.ports import Ledger
@@ -117,10 +118,11 @@ def test_late_events_become_new_files(pipeline: Pipeline, settings: Settings, fe
     after = stored(settings, "**/*")
     assert {key: after[key] for key in before} == before  # same bytes, same mtime
     new = sorted(set(after) - set(before))
-    assert new[0] == "_manifests/00000002.json"
-    assert [part(key) for key in new[1:]] == [("2026-10-12", "00000002"), ("2026-10-15", "00000002")]
+    files = [key for key in new if key.startswith("usage/")]
+    assert new == ["_manifests/00000002.json", *sorted(map(rollup_key, files)), *files]  # each file with its rollup
+    assert [part(key) for key in files] == [("2026-10-12", "00000002"), ("2026-10-15", "00000002")]
     assert (late.rows, late.manifests, late.cursor, len(late.files)) == (2, [2], "6", 2)
-    assert [f.key for f in manifests(pipeline.snapshots)[1].files] == new[1:]
+    assert [f.key for f in manifests(pipeline.snapshots)[1].files] == files
     assert_published_once(pipeline, 6)
 
 

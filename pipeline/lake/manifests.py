@@ -25,6 +25,10 @@ class PublishedFile(msgspec.Struct, frozen=True):
     date: date
     rows: int
     layout: int = 1  # a manifest written before the field: files without `gateway_timeout`
+    # The key of the file's rollup (pipeline.lake.rollups) and the version of the SQL that made it:
+    # none in a manifest written before rollups, or for a file whose sums pass 64 bits.
+    rollup: str | None = None
+    rollup_layout: int = 0
 
 
 class Manifest(msgspec.Struct, frozen=True):

@@ -30,9 +30,20 @@ BILLING_COLUMNS = """
        coalesce(e.spillover, false) AS spilled,
        (coalesce(e.audio_prompt_tokens, 0) > 0)::INTEGER + 2 * (coalesce(e.audio_completion_tokens, 0) > 0)::INTEGER
          AS audio_classes"""
-# The pricing key of an event (pipeline.lake.pricing_keys.usage_key reads it in this order).
-KEY_COLUMNS = ("u.date, u.subscription_id, u.cost_center, u.deployment, u.model, u.usage_state, u.billing_tier, "
-               "u.spilled, u.audio_classes")
+# The pricing key of an event (pipeline.lake.pricing_keys.usage_key reads it in this order): its
+# day, then what a day's rollup (pipeline.lake.rollups) groups by.
+KEY_OF_DAY = "u.subscription_id, u.cost_center, u.deployment, u.model, u.usage_state, u.billing_tier, u.spilled, " \
+             "u.audio_classes"
+KEY_COLUMNS = f"u.date, {KEY_OF_DAY}"
+# The sums of a group of `usage` rows: the report's (pipeline.stages.report.sql) and a rollup's.
+USAGE_SUMS = ("count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
+              "coalesce(sum(cached_tokens), 0) AS cached_tokens, "
+              "coalesce(sum(completion_tokens), 0) AS completion_tokens, "
+              "coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens, "
+              "coalesce(sum(audio_prompt_tokens), 0) AS audio_prompt_tokens, "
+              "coalesce(sum(audio_completion_tokens), 0) AS audio_completion_tokens")
+SUMMED = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens",
+          "audio_prompt_tokens", "audio_completion_tokens")
 
 COSTS_VIEW = """
 CREATE OR REPLACE VIEW costs AS
@@ -118,4 +129,6 @@ SELECT e.*,
 FROM {events} e
 """
 SETTLED_EVENTS, RECENT_EVENTS = "usage_events_settled", "usage_events_recent"
+# The rollups of settled files (pipeline.lake.rollups), and the scan of the settled files without one.
+ROLLUPS, UNROLLED_EVENTS = "usage_rollups", "usage_events_unrolled"
 LLM_UNMATCHED_VIEW_EMPTY = "CREATE OR REPLACE VIEW llm_usage_unmatched AS SELECT l.* FROM llm_usage l WHERE false"

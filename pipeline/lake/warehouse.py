@@ -32,12 +32,14 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
 from pipeline.domain.costing import Reference
 from pipeline.lake.llm_usage import LLM_USAGE_SCHEMA, llm_usage_keys
 from pipeline.lake.manifests import GATEWAY_TIMEOUT_LAYOUT, USAGE_PREFIX, PublishedFile, published_files
 from pipeline.lake.pricing_keys import register_pricing_keys
+from pipeline.lake.rollups import ROLLUP_LAYOUT
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.lake.views import (
     BILLING_COLUMNS,
@@ -48,8 +50,10 @@ from pipeline.lake.views import (
     LLM_USAGE_VIEW,
     NO_VOIDS,
     RECENT_EVENTS,
+    ROLLUPS,
     SETTLED_EVENTS,
     TIMEOUT_OF_TAGS,
+    UNROLLED_EVENTS,
     USAGE_VIEW,
     USAGE_WITHOUT_LLM_USAGE,
     VOIDED_BY_FILTER,
@@ -70,6 +74,7 @@ _GLOB_CHARACTER = re.compile(r"[\[*?]")
 _MAYBE_PATTERN = re.compile(r"[\[*?{}\\]")
 # The snapshot's day, from its committed key `usage/date=YYYY-MM-DD/part-....parquet`.
 _FILE_COLUMN = "filename"  # DuckDB's name for the column of each row's file (not a usage column)
+_NO_USAGE = "SELECT * FROM usage WHERE false"
 _DATE_OF_FILE = rf"CAST(regexp_extract({_FILE_COLUMN}, '/date=(\d{{4}}-\d{{2}}-\d{{2}})/[^/]*$', 1) AS DATE)"
 
 
@@ -102,12 +107,16 @@ class Limits:
 class Warehouse:
     connection: duckdb.DuckDBPyConnection
     llm_usage: bool = False  # whether `usage` joins LLM usage (else `usage_origin` is the usageSource or `none`)
+    # Whether `usage_rollups` (the rollups of the settled files that have one: pipeline.lake.rollups)
+    # and `usage_unrolled` (`usage` over every other file) are defined.
+    rollups: bool = False
 
 
 def open_warehouse(store: ObjectStore, reference: Reference | None = None,
                    days: tuple[date, date] | None = None, corrections: Corrections | None = None, *,
                    llm_usage: ObjectStore | None = None, now: datetime | None = None,
-                   usage_window: timedelta = USAGE_WINDOW, limits: Limits | None = None) -> Warehouse:
+                   usage_window: timedelta = USAGE_WINDOW, limits: Limits | None = None,
+                   rollups: bool = True) -> Warehouse:
     """A DuckDB connection with the `usage`, `llm_usage`, `llm_usage_unmatched` and
     `voided_events` views (and `costs` when a reference is given, with the corrections applied),
     over the committed snapshot files of the days in [start, end) when `days` is given, and the
@@ -116,7 +125,10 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
 
     Only files named by a committed manifest (or listed in the LLM usage area) are read, handed
     over as Arrow datasets: no path is ever read as a glob pattern, and orphans of a failed run
-    are never seen."""
+    are never seen.
+
+    `rollups`: also define `usage_rollups` and `usage_unrolled` when settled files have rollups
+    and no LLM usage is joined (pipeline.lake.rollups: the report sums those instead of `usage`)."""
     limits = limits or Limits()
     config: dict[str, str | bool | int | float | list[str]] = {"temp_directory": str(limits.temp_directory)}
     if limits.memory_limit:
@@ -130,56 +142,110 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     cutoff = (now or datetime.now(UTC)) - usage_window
     # A constant, not a joined one-row table: it is a datetime (never text), in UTC.
     cutoff = cutoff.astimezone(UTC) if cutoff.tzinfo is not None else cutoff.replace(tzinfo=UTC)
-    parts = store.local_root is not None and files and _read_local_files(
-        connection, store.local_root, files, cutoff.date())
+    llm_keys = llm_usage_keys(llm_usage, days) if llm_usage is not None else []
+    rollups = rollups and not llm_keys  # a streamed event's LLM-log usage is joined by its eventId
+    scans = _read_local_files(connection, store.local_root, files, cutoff.date(), rollups) \
+        if store.local_root is not None and files else None
     if not files:  # no snapshot of these days: an empty table, not an empty Arrow dataset (it loads pandas)
         connection.execute(f"CREATE OR REPLACE TABLE usage_events ({_columns_sql(USAGE_WITH_DATE)})")
-    elif not parts:
-        import pyarrow.dataset as ds  # here: importing it costs a report about a second (it loads pandas)
-
-        filesystem, base = store.arrow_filesystem()
-        dataset = ds.dataset(
-            [f"{base}/{file.key}" for file in files], schema=USAGE_WITH_DATE, format="parquet",
-            filesystem=filesystem, partition_base_dir=f"{base}/{USAGE_PREFIX}",
-            partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
-        )
-        connection.register("usage_event_files", dataset)  # a file written before `gateway_timeout`: its tags say
-        connection.execute("CREATE OR REPLACE VIEW usage_events AS SELECT * REPLACE "
-                           f"(coalesce(gateway_timeout, {TIMEOUT_OF_TAGS}) AS gateway_timeout) FROM usage_event_files")
-    llm_keys = llm_usage_keys(llm_usage, days) if llm_usage is not None else []
+        scans = _Scans([("usage_events", False)])
+    elif scans is None:
+        scans = _read_through_arrow(connection, store, files, cutoff.date(), rollups)
     if llm_usage is not None and llm_keys:
         _read_llm_usage(connection, llm_usage, llm_keys)
     else:
         connection.execute(f"CREATE OR REPLACE TABLE llm_usage_records ({_columns_sql(LLM_USAGE_SCHEMA)})")
     moment = f"TIMESTAMPTZ '{cutoff.isoformat()}'"
     pending = f"e.timestamp > {moment}"
+    views: list[str]
     if llm_keys:
-        views = (LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW,
-                 USAGE_VIEW.replace("{cutoff}", moment).replace("{billing}", BILLING_COLUMNS))
+        views = [LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW,
+                 USAGE_VIEW.replace("{cutoff}", moment).replace("{billing}", BILLING_COLUMNS)]
     else:
-        scans = [(name, "false" if name == SETTLED_EVENTS else pending) for name in parts or ()] or [
-            ("usage_events", pending)]
-        usage = " UNION ALL ".join(USAGE_WITHOUT_LLM_USAGE.format(events=events, pending=test, billing=BILLING_COLUMNS)
-                                   for events, test in scans)
-        views = (LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW_EMPTY, f"CREATE OR REPLACE VIEW usage AS {usage}")
+        views = [LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW_EMPTY,
+                 f"CREATE OR REPLACE VIEW usage AS {_usage_of(scans.usage, pending)}"]
+        if scans.unrolled is not None:  # the files that have a rollup apart: `usage` over every other file
+            rest = _usage_of(scans.unrolled, pending) if scans.unrolled else _NO_USAGE
+            views.append(f"CREATE OR REPLACE VIEW usage_unrolled AS {rest}")
     for view in views:
         connection.execute(view)
     register_corrections(connection, corrections or NO_CORRECTIONS)
     if reference is not None:
         register_pricing_keys(connection, reference, corrections)
         connection.execute(COSTS_VIEW)
-    return Warehouse(connection, bool(llm_keys))
+    return Warehouse(connection, bool(llm_keys), scans.unrolled is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scans:
+    """The scans a reader defined over the files, each (name, settled: every event older than the
+    usage window): those `usage` reads, and those `usage_unrolled` reads when `usage_rollups`
+    was defined (None when it was not)."""
+
+    usage: list[tuple[str, bool]]
+    unrolled: list[tuple[str, bool]] | None = None
+
+
+def _usage_of(scans: list[tuple[str, bool]], pending: str) -> str:
+    """The `usage` rows of these scans: a settled one's never pending, the others' `pending`."""
+    return " UNION ALL ".join(USAGE_WITHOUT_LLM_USAGE.format(events=events, pending="false" if settled else pending,
+                                                             billing=BILLING_COLUMNS) for events, settled in scans)
+
+
+def _rolled_up(files: list[PublishedFile], settled_before: date) -> list[PublishedFile]:
+    """The files whose rollup the report may sum instead of their events: settled ones (no
+    streamed event still waiting for its usage), with a rollup of this version."""
+    return [file for file in files if file.date < settled_before and file.rollup is not None
+            and file.rollup_layout == ROLLUP_LAYOUT]
+
+
+def _read_through_arrow(connection: duckdb.DuckDBPyConnection, store: ObjectStore, files: list[PublishedFile],
+                        settled_before: date, rollups: bool) -> _Scans:
+    """Define `usage_events` over the files as an Arrow dataset on the store's filesystem (a
+    store DuckDB cannot read itself); with `rollups`, `usage_rollups` over the rollups of the
+    settled files (small: read whole) and `usage_events_unrolled` over every other file."""
+    import pyarrow.dataset as ds  # here: importing it costs a report about a second (it loads pandas)
+
+    filesystem, base = store.arrow_filesystem()
+
+    def define(name: str, chosen: list[PublishedFile]) -> None:
+        dataset = ds.dataset(
+            [f"{base}/{file.key}" for file in chosen], schema=USAGE_WITH_DATE, format="parquet",
+            filesystem=filesystem, partition_base_dir=f"{base}/{USAGE_PREFIX}",
+            partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
+        )
+        connection.register(f"{name}_files", dataset)  # a file written before `gateway_timeout`: its tags say
+        connection.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * REPLACE "
+                           f"(coalesce(gateway_timeout, {TIMEOUT_OF_TAGS}) AS gateway_timeout) FROM {name}_files")
+
+    define("usage_events", files)
+    found = [(file, store.get(file.rollup or "")) for file in (_rolled_up(files, settled_before) if rollups else [])]
+    read = [(file, pq.read_table(pa.BufferReader(data))) for file, data in found if data is not None]
+    if not read:
+        return _Scans([("usage_events", False)])
+    rows = pa.concat_tables([table.append_column("date", pa.array([file.date] * table.num_rows, pa.date32()))
+                             for file, table in read], promote_options="default")
+    connection.register("usage_rollup_rows", rows)
+    connection.execute(f"CREATE OR REPLACE VIEW {ROLLUPS} AS SELECT * FROM usage_rollup_rows")
+    covered = {file.key for file, _ in read}
+    rest = [file for file in files if file.key not in covered]
+    if rest:
+        define(UNROLLED_EVENTS, rest)
+    return _Scans([("usage_events", False)], [(UNROLLED_EVENTS, False)] if rest else [])
 
 
 def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: list[PublishedFile],
-                      settled_before: date) -> list[str]:
+                      settled_before: date, rollups: bool = False) -> _Scans | None:
     """Define `usage_events` as DuckDB's own scans of the committed files of a local store (they
     stream row groups: memory does not grow with the files): `usage_events_settled` over the
     files of days before `settled_before`, `usage_events_recent` over the others, and their
-    union; returns the names of the scans defined. Files written before the `gateway_timeout`
-    column (their manifest's `layout` says) are scanned apart, the column made from their tags,
-    so that the files that have it are read without the `tags` map. [], and nothing defined, when a path
-    cannot be handed to DuckDB as exactly itself.
+    union. Files written before the `gateway_timeout` column (their manifest's `layout` says)
+    are scanned apart, the column made from their tags, so that the files that have it are read
+    without the `tags` map. None, and nothing defined, when a path cannot be handed to DuckDB
+    as exactly itself.
+
+    `rollups`: when settled files have rollups of this version, also `usage_rollups` (ROLLUPS)
+    over those, with each row's `date`, and `usage_events_unrolled` over the other settled files.
 
     DuckDB expands glob patterns in the paths it reads, so `*`, `?` and `[` are bracketed
     (`[*]` is a literal `*`); when the folder has any character a pattern may use, DuckDB's own
@@ -188,30 +254,49 @@ def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: 
     whole path, which would also parse `name=value` folders above the store."""
     patterns = _local_patterns(connection, root, [file.key for file in files])
     if patterns is None:
-        return []
-    names = []
+        return None
+    located = list(zip(patterns, files, strict=True))
     # A snapshot file holds the events of its UTC day (pipeline.stages.snapshot), so every
     # event of a file of a day before `settled_before` is older than that day.
-    for name, settled in ((SETTLED_EVENTS, True), (RECENT_EVENTS, False)):
-        scans = []
-        for has_flag in (True, False):  # files written before `gateway_timeout`: it comes from their tags
-            chosen = [pattern for pattern, file in zip(patterns, files, strict=True)
-                      if (file.date < settled_before) == settled
-                      and (file.layout >= GATEWAY_TIMEOUT_LAYOUT) == has_flag]
-            if chosen:
-                scan = connection.read_parquet(chosen, filename=True, union_by_name=True)
-                present = set(scan.columns)
-                columns = _scan_columns(USAGE_SCHEMA, present)
-                if not has_flag:
-                    derived = TIMEOUT_OF_TAGS if "tags" in present else "false"
-                    columns[USAGE_SCHEMA.get_field_index("gateway_timeout")] = f"{derived} AS gateway_timeout"
-                scans.append(scan.project(", ".join([*columns, f"{_DATE_OF_FILE} AS date"])))
-        if scans:
-            functools.reduce(lambda one, other: one.union(other), scans).create_view(name)
-            names.append(name)
-    union = " UNION ALL ".join(f"SELECT * FROM {name}" for name in names)
-    connection.execute(f"CREATE OR REPLACE VIEW usage_events AS {union}")
-    return names
+    settled = [(pattern, file) for pattern, file in located if file.date < settled_before]
+    recent = [(pattern, file) for pattern, file in located if file.date >= settled_before]
+    chosen = [(SETTLED_EVENTS, settled), (RECENT_EVENTS, recent)]
+    rolled = [file for file in _rolled_up(files, settled_before) if (root / (file.rollup or "")).is_file()] \
+        if rollups else []
+    rollup_patterns = _local_patterns(connection, root, [file.rollup or "" for file in rolled]) if rolled else None
+    if rollup_patterns is not None:
+        scan = connection.read_parquet(rollup_patterns, filename=True)
+        scan.project(f"* EXCLUDE ({_FILE_COLUMN}), {_DATE_OF_FILE} AS date").create_view(ROLLUPS)
+        covered = {file.key for file in rolled}
+        chosen.append((UNROLLED_EVENTS, [item for item in settled if item[1].key not in covered]))
+    defined = {name for name, some in chosen if some}
+    for name, some in chosen:
+        if some:
+            _define_scan(connection, name, some)
+    usage = [(name, name == SETTLED_EVENTS) for name in (SETTLED_EVENTS, RECENT_EVENTS) if name in defined]
+    connection.execute(f"CREATE OR REPLACE VIEW usage_events AS "
+                       f"{' UNION ALL '.join(f'SELECT * FROM {name}' for name, _ in usage)}")
+    if rollup_patterns is None:
+        return _Scans(usage)
+    return _Scans(usage, [(name, name == UNROLLED_EVENTS) for name in (UNROLLED_EVENTS, RECENT_EVENTS)
+                          if name in defined])
+
+
+def _define_scan(connection: duckdb.DuckDBPyConnection, name: str, chosen: list[tuple[str, PublishedFile]]) -> None:
+    """The view `name` over these files (pattern, file): those written before `gateway_timeout`
+    scanned apart, the column made from their tags."""
+    scans = []
+    for has_flag in (True, False):
+        paths = [pattern for pattern, file in chosen if (file.layout >= GATEWAY_TIMEOUT_LAYOUT) == has_flag]
+        if paths:
+            scan = connection.read_parquet(paths, filename=True, union_by_name=True)
+            present = set(scan.columns)
+            columns = _scan_columns(USAGE_SCHEMA, present)
+            if not has_flag:
+                derived = TIMEOUT_OF_TAGS if "tags" in present else "false"
+                columns[USAGE_SCHEMA.get_field_index("gateway_timeout")] = f"{derived} AS gateway_timeout"
+            scans.append(scan.project(", ".join([*columns, f"{_DATE_OF_FILE} AS date"])))
+    functools.reduce(lambda one, other: one.union(other), scans).create_view(name)
 
 
 def _local_patterns(connection: duckdb.DuckDBPyConnection, root: Path, keys: list[str]) -> list[str] | None:

@@ -29,8 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.lake.manifests import MANIFEST_PREFIX, SNAPSHOT_LAYOUT, USAGE_PREFIX, Manifest, PublishedFile, manifests
+from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA
-from pipeline.ports import ChargebackError, Ledger, ObjectStore, Pending
+from pipeline.ports import Changes, ChargebackError, Ledger, ObjectStore, Pending
 
 DEFAULT_CHUNK_ROWS = 1_000_000
 ROW_GROUP_ROWS = 1_000_000
@@ -61,28 +62,46 @@ def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK
     number = committed[-1].number if committed else 0
     cursor = committed[-1].cursor if committed else None
     result = SnapshotResult(cursor=cursor)
-    while True:
-        changes = ledger.changes(cursor, chunk_rows)
-        if changes.table.num_rows == 0:
-            break
-        number += 1
-        files = []
-        table = changes.table.replace_schema_metadata(USAGE_SCHEMA.metadata)
-        for day, rows, data in _written(table, part_rows):
-            key = f"{USAGE_PREFIX}/date={day.isoformat()}/part-{number:08d}-{uuid.uuid4().hex[:12]}.parquet"
-            store.put(key, data, overwrite=False)  # a fresh name: never taken
-            files.append(PublishedFile(key, day, rows, SNAPSHOT_LAYOUT))
-        manifest = Manifest(number, changes.cursor, files, datetime.now(UTC))
-        if not store.put(f"{MANIFEST_PREFIX}/{number:08d}.json", msgspec.json.encode(manifest), overwrite=False):
-            raise SnapshotConflict(f"manifest {number} was committed by another snapshot run; run again")
-        cursor = changes.cursor
-        result.rows += changes.table.num_rows
-        result.files.extend(f"{store.url}/{file.key}" for file in files)
-        result.manifests.append(number)
-        result.cursor = cursor
+    rollups: RollupMaker | None = None
+    try:
+        while True:
+            changes = ledger.changes(cursor, chunk_rows)
+            if changes.table.num_rows == 0:
+                break
+            rollups = rollups or RollupMaker()
+            number += 1
+            files = _commit(store, changes, number, part_rows, rollups)
+            cursor = changes.cursor
+            result.rows += changes.table.num_rows
+            result.files.extend(f"{store.url}/{file.key}" for file in files)
+            result.manifests.append(number)
+            result.cursor = cursor
+    finally:
+        if rollups is not None:
+            rollups.close()
     result.pending = ledger.pending()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _commit(store: ObjectStore, changes: Changes, number: int, part_rows: int,
+            rollups: RollupMaker) -> list[PublishedFile]:
+    """Write a chunk of the change feed as files, each with its rollup, then commit them as
+    manifest `number`; returns the files."""
+    files = []
+    table = changes.table.replace_schema_metadata(USAGE_SCHEMA.metadata)
+    for day, rows, data, rollup in _written(table, part_rows, rollups):
+        key = f"{USAGE_PREFIX}/date={day.isoformat()}/part-{number:08d}-{uuid.uuid4().hex[:12]}.parquet"
+        store.put(key, data, overwrite=False)  # a fresh name: never taken
+        if rollup is None:  # its sums pass 64 bits: a report sums its events
+            files.append(PublishedFile(key, day, rows, SNAPSHOT_LAYOUT))
+            continue
+        store.put(rollup_key(key), rollup, overwrite=False)
+        files.append(PublishedFile(key, day, rows, SNAPSHOT_LAYOUT, rollup_key(key), ROLLUP_LAYOUT))
+    manifest = Manifest(number, changes.cursor, files, datetime.now(UTC))
+    if not store.put(f"{MANIFEST_PREFIX}/{number:08d}.json", msgspec.json.encode(manifest), overwrite=False):
+        raise SnapshotConflict(f"manifest {number} was committed by another snapshot run; run again")
+    return files
 
 
 def _split_by_date(table: pa.Table) -> Iterator[tuple[date, pa.Table]]:
@@ -100,23 +119,24 @@ def _split_by_date(table: pa.Table) -> Iterator[tuple[date, pa.Table]]:
         yield day.as_py(), table.filter(pc.equal(days, day))
 
 
-def _written(table: pa.Table, part_rows: int) -> Iterator[tuple[date, int, bytes]]:
-    """Each day's rows as Parquet, in order of day: a day of 2 x `part_rows` rows or more as
-    several files written at once, one per core at most and each of `part_rows` rows at least. No
-    more files are in the making than there are cores, so at most that many days' copies live at
-    a time."""
+def _written(table: pa.Table, part_rows: int,
+             rollups: RollupMaker) -> Iterator[tuple[date, int, bytes, bytes | None]]:
+    """Each day's rows as Parquet, with their rollup, in order of day: a day of 2 x `part_rows`
+    rows or more as several files written at once, one per core at most and each of `part_rows`
+    rows at least. No more files are in the making than there are cores, so at most that many
+    days' copies live at a time."""
     cores = _cores()
     with ThreadPoolExecutor(cores, thread_name_prefix="snapshot-parquet") as pool:
-        making: deque[tuple[date, int, Future[bytes]]] = deque()
+        making: deque[tuple[date, int, Future[tuple[bytes, bytes | None]]]] = deque()
         for day, rows in _split_by_date(table):
             for part in _parts(rows, min(cores, rows.num_rows // part_rows) or 1):
                 if len(making) == cores:
                     done_day, done_rows, done = making.popleft()
-                    yield done_day, done_rows, done.result()
-                making.append((day, part.num_rows, pool.submit(_parquet_bytes, part)))
+                    yield done_day, done_rows, *done.result()
+                making.append((day, part.num_rows, pool.submit(_file_and_rollup, part, rollups)))
         while making:
             done_day, done_rows, done = making.popleft()
-            yield done_day, done_rows, done.result()
+            yield done_day, done_rows, *done.result()
 
 
 def _parts(rows: pa.Table, count: int) -> list[pa.Table]:
@@ -131,6 +151,10 @@ def _cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _file_and_rollup(table: pa.Table, rollups: RollupMaker) -> tuple[bytes, bytes | None]:
+    return _parquet_bytes(table), rollups.rollup(table)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:

@@ -57,6 +57,7 @@ from pipeline.stages.report.sql import (
     UNMATCHED_SQL,
     VOIDED_SQL,
     groups_sql,
+    rolled_groups_sql,
 )
 
 
@@ -87,7 +88,11 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
     corrections = corrections or NO_CORRECTIONS
     register_corrections(warehouse.connection, corrections)
     connection = warehouse.connection
-    connection.execute(groups_sql(warehouse.llm_usage), [start, end])
+    rolled = warehouse.rollups and not warehouse.llm_usage and not corrections.of(Kind.VOID)  # a void: by event
+    if rolled:
+        connection.execute(rolled_groups_sql(start, end))
+    else:
+        connection.execute(groups_sql(warehouse.llm_usage), [start, end])
     states: dict[str, int] = defaultdict(int)
     origins: dict[str, int] = defaultdict(int)
     for state, origin, requests in connection.execute(ORIGINS_SQL).fetchall():
@@ -106,7 +111,7 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
         [(mismatched,)] = connection.execute(LLM_MISMATCH_SQL).fetchall()
     boundaries = sorted(day for day in corrections.boundaries(reference) if start < day < end)
     connection.execute(REPORT_DAYS_SQL, [boundaries])
-    connection.execute("DROP TABLE report_groups")
+    connection.execute(f"DROP {'VIEW' if rolled else 'TABLE'} report_groups")
     usage = _resolved(connection.execute(PERIODS_SQL).fetchall(), reference, corrections)
     days = connection.sql(DAYS_SQL).to_arrow_table()  # made into Python objects only when rendered
     connection.execute("DROP TABLE report_days")

@@ -3,14 +3,12 @@ usage per day, key and origin in a temp table, then summed per key and reference
 
 from __future__ import annotations
 
-from pipeline.lake.views import KEY_COLUMNS, NOT_VOIDED, PERIOD_OF_DATE
+from datetime import date
+
+from pipeline.lake.views import KEY_COLUMNS, NOT_VOIDED, PERIOD_OF_DATE, SUMMED, USAGE_SUMS
 
 _KEY = KEY_COLUMNS
-_SUMS = ("count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
-         "coalesce(sum(cached_tokens), 0) AS cached_tokens, coalesce(sum(completion_tokens), 0) AS completion_tokens, "
-         "coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens, "
-         "coalesce(sum(audio_prompt_tokens), 0) AS audio_prompt_tokens, "
-         "coalesce(sum(audio_completion_tokens), 0) AS audio_completion_tokens")
+_SUMS = USAGE_SUMS
 # Where the numbers came from (`usage.usage_origin`) is grouped by and summed afterwards: a
 # FILTER per origin costs the SQL more. Without LLM usage joined, the origin is the event's
 # usageSource when it carried usage (else `none`), so the plain column is grouped by (the
@@ -29,9 +27,27 @@ def groups_sql(llm_usage: bool) -> str:
             f"FROM usage u WHERE u.date >= ? AND u.date < ? AND {NOT_VOIDED} GROUP BY ALL")
 
 
+# `report_groups` as groups_sql(False) makes it, from the rollups of the settled files that have
+# one (pipeline.lake.rollups) and the events of every other file, for a report that joins no LLM
+# usage and voids nothing. A day of several files has a key's sums once per file: every reader
+# of `report_groups` sums its rows (summing them here first cost a report of 1M events 60 ms).
+# A view, not a table: its two readers scan the rollups in less time than a table takes to fill
+# (9 against 25-30 ms at 1M events). A view takes no parameters: `{start}` and `{end}` are DATE
+# literals of the period's days (dates, never text from a user).
+_ROLLED_KEY = _KEY.replace("u.", "")
+ROLLED_GROUPS_SQL = (
+    f"CREATE OR REPLACE TEMP VIEW report_groups AS SELECT {_ROLLED_KEY}, {', '.join(SUMMED)}, origin "
+    "FROM usage_rollups WHERE date >= {start} AND date < {end} "
+    f"UNION ALL SELECT {_KEY}, {_SUMS}, u.usage_source AS origin FROM usage_unrolled u "
+    "WHERE u.date >= {start} AND u.date < {end} GROUP BY ALL")
+
+
+def rolled_groups_sql(start: date, end: date) -> str:
+    """ROLLED_GROUPS_SQL for the days in [start, end)."""
+    return ROLLED_GROUPS_SQL.format(start=f"DATE '{start.isoformat()}'", end=f"DATE '{end.isoformat()}'")
+
 _GROUP_KEY = "subscription_id, cost_center, deployment, model, usage_state, billing_tier, spilled, audio_classes"
-_SUMMED = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens",
-           "audio_prompt_tokens", "audio_completion_tokens")
+_SUMMED = SUMMED
 _TOTALS = ", ".join(f"sum({column})::BIGINT AS {column}" for column in _SUMMED)
 # The period's usage per day and key in `report_days`, each with the number of its period: a key
 # over a month's days between two reference boundaries (the boundaries of the period's days, a

@@ -1,0 +1,82 @@
+"""A snapshot file's rollup: its events summed per pricing key and usage origin, written next to
+it (`rollups/date=YYYY-MM-DD/<the file's name>`) and named by the same manifest entry
+(PublishedFile.rollup). A report sums a month from the rollups of its files (hundreds of rows a
+day) instead of scanning their events (pipeline.stages.report.sql, ROLLED_GROUPS_SQL).
+
+A rollup is the report's own grouping of the file's rows, made by the same SQL over the same
+`usage` view columns (pipeline.lake.views), so it holds what the report would have summed from
+the file, with two conditions that the reader checks, falling back to the file's events:
+- the file's day is older than the usage window: a streamed event without usage is `expired`
+  in a rollup, where a younger one is still `pending`;
+- nothing is voided, and no LLM-log usage is joined: both look at each event (its eventId).
+A rollup made by another version of this SQL (`ROLLUP_LAYOUT`) is not read. A file whose sums
+pass 64 bits gets no rollup.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.lake.views import BILLING_COLUMNS, KEY_OF_DAY, SUMMED, USAGE_SUMS, USAGE_WITHOUT_LLM_USAGE
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+ROLLUP_PREFIX = "rollups"
+# The version of the rollup's SQL: a manifest entry names the one its rollup was made with, and
+# the report reads only those of this one (bump it whenever the grouping or a derived column changes).
+ROLLUP_LAYOUT = 1
+_ROWS = USAGE_WITHOUT_LLM_USAGE.format(events="part", pending="false", billing=BILLING_COLUMNS)
+_KEY = KEY_OF_DAY.replace("u.", "")
+ROLLUP_SQL = (f"SELECT {_KEY}, {', '.join(f'{c}::BIGINT AS {c}' for c in SUMMED)}, origin FROM "
+              f"(SELECT {KEY_OF_DAY}, {USAGE_SUMS}, u.usage_source AS origin FROM ({_ROWS}) u GROUP BY ALL) "
+              f"ORDER BY ALL")
+
+
+def rollup_key(usage_key: str) -> str:
+    """Where the rollup of the snapshot file `usage/date=D/NAME` goes: `rollups/date=D/NAME`."""
+    _, _, rest = usage_key.partition("/")
+    return f"{ROLLUP_PREFIX}/{rest}"
+
+
+class RollupMaker:
+    """Makes rollups with one DuckDB connection, from any number of threads (a cursor each)."""
+
+    def __init__(self) -> None:
+        import duckdb  # here: a snapshot with nothing to write never loads it
+
+        # Spilling, if ever, under the system's temporary folder as the warehouse does (Limits), never
+        # DuckDB's default `.tmp` in the working directory (read-only in a Functions package mount);
+        # one thread per query, since the snapshot makes a file and its rollup on a thread each.
+        self._connection = duckdb.connect(config={
+            "temp_directory": str(Path(tempfile.gettempdir()) / "chargeback-duckdb"), "threads": 1})
+        self._lock = threading.Lock()
+        self._errors: tuple[type[Exception], ...] = (duckdb.ConversionException, duckdb.OutOfRangeException)
+
+    def rollup(self, part: pa.Table) -> bytes | None:
+        """The rollup of a file's rows (USAGE_SCHEMA, all of one UTC day) as Parquet; None when a
+        sum passes 64 bits (the report then sums the file's events)."""
+        import pyarrow.parquet as pq
+
+        with self._lock:
+            cursor: duckdb.DuckDBPyConnection = self._connection.cursor()
+        try:
+            try:
+                relation = cursor.from_arrow(part).query("part", ROLLUP_SQL)
+                assert relation is not None  # a SELECT has a result
+                summed = relation.to_arrow_table()
+            except self._errors:
+                return None
+        finally:
+            cursor.close()
+        sink = io.BytesIO()
+        pq.write_table(summed, sink, compression="zstd")
+        return sink.getvalue()
+
+    def close(self) -> None:
+        self._connection.close()

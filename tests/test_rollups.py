@@ -1,0 +1,166 @@
+"""Rollups (pipeline.lake.rollups): each snapshot file's events summed per pricing key, written
+with it, and what the report sums instead of the events of the settled files that have one.
+
+The oracle is the report made from the events alone (`open_warehouse(..., rollups=False)`):
+every file of every format must be the same bytes, over a month of the demo's traffic (tiers,
+spillover, provisioned capacity, streams, duplicates) with odd events added (audio, gateway
+timeouts, unknown deployments, cost centers sent), read as of a moment inside the month (its last
+days within the usage window, read from their events) and after it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+import pytest
+
+from pipeline.app import Pipeline
+from pipeline.domain.corrections import Corrections, Kind, correction
+from pipeline.domain.costing import Reference
+from pipeline.domain.decode import RawMessage, decode_batch
+from pipeline.inputs import synthetic
+from pipeline.inputs.reference import load_reference
+from pipeline.lake import warehouse
+from pipeline.lake.manifests import MANIFEST_PREFIX, Manifest, manifests
+from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
+from pipeline.lake.usage import USAGE_SCHEMA, events_table
+from pipeline.lake.warehouse import open_warehouse
+from pipeline.stages.report.build import build_report
+from pipeline.stages.report.model import FORMATS
+from pipeline.stages.snapshot import snapshot
+from tests.conftest import Feed, WriteFile, local
+from tests.factories import event, jsonl, usage, write_report
+
+MONTH = "2026-10"
+INSIDE = datetime(2026, 10, 29, 9, 30, tzinfo=UTC)  # 10-28 on are within the usage window: read from events
+AFTER = datetime(2026, 11, 3, tzinfo=UTC)  # every day of the month settled
+TODAY = date(2026, 11, 3)
+
+
+def odd_events() -> list[dict[str, Any]]:
+    """What the demo's traffic has few or none of, on days across the month."""
+    audio = {**usage(1000, 500), "audioPromptTokens": 300, "audioCompletionTokens": 100}
+    timeout = {"chargebackError": "gateway-timeout"}
+    return [
+        event(deployment="chat-gpt4o", timestamp="2026-10-03T08:00:00Z", usage=audio, serviceTier=" Priority "),
+        event(deployment="chat-gpt4o", timestamp="2026-10-03T08:00:01Z", usage=audio, serviceTier="flex"),
+        event(deployment="chat-gpt4o", timestamp="2026-10-04T23:59:59Z", usage=None, usageSource="none",
+              statusCode=504, tags=timeout),
+        event(deployment="chat-gpt4o", timestamp="2026-10-05T00:00:00Z", usage=None, usageSource="stream",
+              stream=True),
+        event(deployment="chat-gpt4o", timestamp="2026-10-28T12:00:00Z", usage=None, usageSource="stream",
+              stream=True),  # pending as of INSIDE, expired after the month
+        event(deployment="no-such-deployment", timestamp="2026-10-09T10:00:00Z", model="gpt-4o"),
+        event(deployment="chat-gpt4o", timestamp="2026-10-10T10:00:00Z", costCenter="CC-SENT",
+              subscriptionId="sub-unmapped"),
+        event(deployment="chat-gpt4o", timestamp="2026-10-11T10:00:00Z", usage=usage(10**12, 10**12)),
+        event(deployment="chat-gpt4o", timestamp="2026-10-30T10:00:00Z", serviceTier="default"),
+    ]
+
+
+@pytest.fixture
+def demo_reference(write_file: WriteFile) -> Reference:
+    return load_reference(None, write_file("deployments.csv", synthetic.deployments_csv()),
+                          write_file("cost-centers.csv", synthetic.cost_centers_csv(MONTH)),
+                          write_file("capacity.csv", synthetic.capacity_csv(MONTH)))
+
+
+@pytest.fixture
+def month(pipeline: Pipeline, feed: Feed) -> Pipeline:
+    """The demo's traffic and the odd events, snapshotted in three runs (several files a day)."""
+    lines = list(synthetic.traffic(MONTH, 12_000, seed=3))
+    for part in (lines[:5_000], lines[5_000:], [jsonl(odd_events())]):
+        feed(b"".join(line if line.endswith(b"\n") else line + b"\n" for line in part))
+        snapshot(pipeline.ledger, pipeline.snapshots)
+    return pipeline
+
+
+def files_of(pipeline: Pipeline, reference: Reference, folder: Path, now: datetime, rollups: bool,
+             corrections: Corrections | None = None) -> dict[str, bytes]:
+    """Every format of the month's report, file name -> bytes; asserts whether rollups were read."""
+    opened = open_warehouse(local(pipeline.snapshots), None, (date(2026, 10, 1), date(2026, 11, 1)), now=now,
+                            rollups=rollups)
+    assert opened.rollups is rollups
+    report = build_report(opened, reference, MONTH, corrections=corrections, today=TODAY)
+    return {path.name: path.read_bytes() for path in write_report(report, folder, FORMATS)}
+
+
+@pytest.mark.parametrize("now", [INSIDE, AFTER], ids=["inside-the-month", "after-it"])
+def test_a_report_from_rollups_is_the_report_from_events(month: Pipeline, demo_reference: Reference,
+                                                          tmp_path: Path, now: datetime) -> None:
+    from_events = files_of(month, demo_reference, tmp_path / "events", now, rollups=False)
+    from_rollups = files_of(month, demo_reference, tmp_path / "rollups", now, rollups=True)
+    assert len(from_events) == 10 and from_rollups.keys() == from_events.keys()
+    for name, data in from_events.items():
+        assert from_rollups[name] == data, name
+
+
+def test_through_arrow_a_report_from_rollups_is_the_report_from_events(
+        month: Pipeline, demo_reference: Reference, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader of a store DuckDB cannot read itself (Blob Storage): rollups read whole."""
+    monkeypatch.setattr(warehouse, "_read_local_files", lambda *args: None)
+    from_events = files_of(month, demo_reference, tmp_path / "events", INSIDE, rollups=False)
+    from_rollups = files_of(month, demo_reference, tmp_path / "rollups", INSIDE, rollups=True)
+    assert from_rollups == from_events and len(from_events) == 10
+
+
+def test_the_snapshot_writes_each_file_with_its_rollup(month: Pipeline) -> None:
+    store = month.snapshots
+    files = [file for manifest in manifests(store) for file in manifest.files]
+    assert len(files) > 31 and len({file.date for file in files}) == 31
+    for file in files:
+        key = rollup_key(file.key)
+        assert (file.rollup, file.rollup_layout) == (key, ROLLUP_LAYOUT)
+        assert key.startswith(f"rollups/date={file.date.isoformat()}/part-") and store.exists(key)
+
+
+def test_a_void_is_applied_to_the_events_not_to_rollups(month: Pipeline, demo_reference: Reference,
+                                                       tmp_path: Path) -> None:
+    voided = [row["event_id"] for row in month.ledger.changes(None, 200).table.select(["event_id"]).to_pylist()]
+    corrections = Corrections((correction(kind=Kind.VOID, reason="test", by="tester", at=AFTER,
+                                          event_ids=voided[::3]),))
+    plain = files_of(month, demo_reference, tmp_path / "plain", AFTER, rollups=True)
+    from_events = files_of(month, demo_reference, tmp_path / "events", AFTER, rollups=False, corrections=corrections)
+    from_rollups = files_of(month, demo_reference, tmp_path / "rollups", AFTER, rollups=True, corrections=corrections)
+    assert from_rollups == from_events
+    assert from_rollups["chargeback-2026-10.csv"] != plain["chargeback-2026-10.csv"]  # the void took
+
+
+def test_files_without_a_rollup_of_this_version_are_read_from_their_events(
+        month: Pipeline, demo_reference: Reference, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A manifest written before rollups (its entries have none), rollups deleted, and rollups of
+    another version."""
+    store = local(month.snapshots)
+    first = manifests(store)[0]
+    older = Manifest(first.number, first.cursor, [msgspec.structs.replace(file, rollup=None, rollup_layout=0)
+                                                  for file in first.files], first.created)
+    (store.root / MANIFEST_PREFIX / f"{first.number:08d}.json").write_bytes(msgspec.json.encode(older))
+    from_events = files_of(month, demo_reference, tmp_path / "events", AFTER, rollups=False)
+    assert files_of(month, demo_reference, tmp_path / "mixed", AFTER, rollups=True) == from_events
+    for file in manifests(store)[-1].files[:3]:  # gone (deleted by hand): read from the events, both readers
+        (store.root / rollup_key(file.key)).unlink()
+    assert files_of(month, demo_reference, tmp_path / "gone", AFTER, rollups=True) == from_events
+    with monkeypatch.context() as patch:
+        patch.setattr(warehouse, "_read_local_files", lambda *args: None)
+        assert files_of(month, demo_reference, tmp_path / "gone-arrow", AFTER, rollups=True) == from_events
+    monkeypatch.setattr(warehouse, "ROLLUP_LAYOUT", ROLLUP_LAYOUT + 1)
+    opened = open_warehouse(store, None, (date(2026, 10, 1), date(2026, 11, 1)), now=AFTER)
+    assert not opened.rollups
+
+
+def test_a_rollup_whose_sums_pass_64_bits_is_not_made() -> None:
+    bodies = [jsonl([event(timestamp="2026-10-11T10:00:00Z")]).strip() for _ in range(3)]
+    events = decode_batch([RawMessage(body, "test", f"line {n}") for n, body in enumerate(bodies)]).events
+    table = events_table(events, AFTER)
+    huge = pa.array([2**62] * table.num_rows, pa.int64())
+    maker = RollupMaker()
+    try:
+        assert maker.rollup(table) is not None
+        assert maker.rollup(table.set_column(USAGE_SCHEMA.get_field_index("prompt_tokens"), "prompt_tokens",
+                                             huge)) is None
+    finally:
+        maker.close()
