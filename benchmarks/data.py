@@ -23,10 +23,11 @@ import pyarrow.parquet as pq
 
 from benchmarks.world import DEPLOYMENTS, ENVS, REGIONS, TENANT, World
 from pipeline.lake.manifests import MANIFEST_PREFIX, SNAPSHOT_LAYOUT, USAGE_PREFIX, Manifest, PublishedFile
+from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.stages.snapshot import ROW_GROUP_ROWS
 
-GENERATOR_VERSION = "4"  # bump when the data changes: cached snapshots are regenerated
+GENERATOR_VERSION = "5"  # bump when the data changes: cached snapshots are regenerated (5: rollups)
 DAY_US = 86_400_000_000
 STATUS = np.array([200, 429, 500, 400], dtype=np.int16)
 STATUS_P = np.array([0.965, 0.02, 0.01, 0.005])
@@ -259,6 +260,7 @@ def write_snapshot(world: World, n: int, root: Path, seed: int = 2, files_per_da
     rng = np.random.default_rng(seed)
     files: list[PublishedFile] = []
     run = f"bench{seed:04d}"
+    rollups = RollupMaker()  # each file with its rollup, as pipeline.stages.snapshot writes them
     for day, count in zip(world.days(), day_counts(world, n, rng), strict=True):
         table = day_table(world, count, rng, day)
         for part, rows in enumerate(np.array_split(np.arange(count), files_per_day)):
@@ -269,7 +271,14 @@ def write_snapshot(world: World, n: int, root: Path, seed: int = 2, files_per_da
             path.parent.mkdir(parents=True, exist_ok=True)
             chunk = table.slice(int(rows[0]), int(rows.size)).replace_schema_metadata(USAGE_SCHEMA.metadata)
             pq.write_table(chunk, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-            files.append(PublishedFile(key, day, int(rows.size), SNAPSHOT_LAYOUT))
+            rollup = rollups.rollup(chunk)
+            if rollup is None:
+                files.append(PublishedFile(key, day, int(rows.size), SNAPSHOT_LAYOUT))
+                continue
+            (root / rollup_key(key)).parent.mkdir(parents=True, exist_ok=True)
+            (root / rollup_key(key)).write_bytes(rollup)
+            files.append(PublishedFile(key, day, int(rows.size), SNAPSHOT_LAYOUT, rollup_key(key), ROLLUP_LAYOUT))
+    rollups.close()
     manifest = Manifest(1, f"bench-{n}", files, datetime.now(UTC))
     (root / MANIFEST_PREFIX).mkdir(parents=True, exist_ok=True)
     (root / MANIFEST_PREFIX / "00000001.json").write_bytes(msgspec.json.encode(manifest))

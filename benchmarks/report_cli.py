@@ -22,6 +22,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from benchmarks.launch import measured_run
 from benchmarks.measure import Result
 from benchmarks.stages import MONTH, snapshot_root
@@ -45,28 +47,52 @@ def run_report_cli(work: Path, events: int, repeats: int, budget: float,
     shutil.rmtree(place, ignore_errors=True)
     (place / "store").mkdir(parents=True)
     (place / "store" / "snapshots").symlink_to(root.resolve(), target_is_directory=True)
+    without_rollups(root, place / "store-events" / "snapshots")
     env = {**os.environ, "CHARGEBACK_HOME": str(place / "home"), "CHARGEBACK_STORE": (place / "store").as_uri(),
            "CHARGEBACK_DEPLOYMENTS": str(files["deployments"]), "CHARGEBACK_COST_CENTERS": str(files["cost_centers"])}
+    envs = {"report": env, "events": {**env, "CHARGEBACK_STORE": (place / "store-events").as_uri()}, "sql": env}
     out, rows_out = place / "out", place / "sql-rows.json"
+    report = [str(Path(sys.executable).parent / "chargeback"), "report", "--month", MONTH, "--out", str(out)]
     commands = {
-        "report": [str(Path(sys.executable).parent / "chargeback"), "report", "--month", MONTH, "--out", str(out)],
+        "report": report, "events": report,
         "sql": [sys.executable, "-m", "benchmarks.report_sql", str(root), "--month", MONTH,
                 "--deployments", str(files["deployments"]), "--cost-centers", str(files["cost_centers"]),
                 "--prices", str(shipped_catalog_path()), "--rows-out", str(rows_out)],
     }
     results = {"report": Result("report-cli", "chargeback report --month (whole process)", "stage", events),
+               "events": Result("report-cli", "  the same, manifests without rollups (summing the events)", "info",
+                                events),
                "sql": Result("report-cli", "hand-written DuckDB SQL (whole process)", "baseline", events)}
     began = time.monotonic()
     for repeat in range(repeats):
         if repeat >= min_repeats and budget and time.monotonic() - began > budget:
             break
-        for name in (("report", "sql") if repeat % 2 == 0 else ("sql", "report")):
-            if name == "report":
-                shutil.rmtree(out, ignore_errors=True)  # a first report into the folder, every run
-            results[name].runs.append(measured_run(commands[name], env))
-    ours = report_csv_rows(out / f"chargeback-{MONTH}.csv")
+        for name in (("report", "events", "sql") if repeat % 2 == 0 else ("sql", "events", "report")):
+            shutil.rmtree(out, ignore_errors=True)  # a first report into the folder, every run
+            results[name].runs.append(measured_run(commands[name], envs[name]))
+            if name == "events":
+                from_events = report_csv_rows(out / f"chargeback-{MONTH}.csv")
+            elif name == "report":
+                ours = report_csv_rows(out / f"chargeback-{MONTH}.csv")
     shutil.rmtree(place / "home", ignore_errors=True)
-    return [results["report"].as_dict(), results["sql"].as_dict()], ours, json.loads(rows_out.read_text())
+    if from_events != ours:
+        raise SystemExit("the report summing the events differs from the report summing the rollups")
+    return [results["report"].as_dict(), results["events"].as_dict(), results["sql"].as_dict()], ours, \
+        json.loads(rows_out.read_text())
+
+
+def without_rollups(root: Path, into: Path) -> None:
+    """The snapshots of `root` as a store whose manifests name no rollups (the files linked, not
+    copied): what a report reads of snapshots written before rollups."""
+    from pipeline.lake.manifests import MANIFEST_PREFIX, USAGE_PREFIX, Manifest
+
+    (into / MANIFEST_PREFIX).mkdir(parents=True)
+    (into / USAGE_PREFIX).symlink_to((root / USAGE_PREFIX).resolve(), target_is_directory=True)
+    for path in sorted((root / MANIFEST_PREFIX).glob("*.json")):
+        manifest = msgspec.json.decode(path.read_bytes(), type=Manifest)
+        files = [msgspec.structs.replace(file, rollup=None, rollup_layout=0) for file in manifest.files]
+        (into / MANIFEST_PREFIX / path.name).write_bytes(msgspec.json.encode(msgspec.structs.replace(manifest,
+                                                                                                      files=files)))
 
 
 def report_csv_rows(path: Path) -> list[list[Any]]:

@@ -562,7 +562,7 @@ def stage_prepare(args: argparse.Namespace) -> list[Result]:
 
 
 
-def _report_pipeline(root: Path, files: dict[str, Path], costs_view: bool) -> list[list[Any]]:
+def _report_pipeline(root: Path, files: dict[str, Path], costs_view: bool, rollups: bool = True) -> list[list[Any]]:
     from pipeline.adapters.embedded.local_store import LocalObjectStore
     from pipeline.domain.periods import month_bounds
     from pipeline.inputs.reference import load_reference
@@ -570,7 +570,8 @@ def _report_pipeline(root: Path, files: dict[str, Path], costs_view: bool) -> li
     from pipeline.stages.report.build import build_report
 
     reference = load_reference(None, files["deployments"], files["cost_centers"])
-    warehouse = open_warehouse(LocalObjectStore(root), reference if costs_view else None, month_bounds(MONTH))
+    warehouse = open_warehouse(LocalObjectStore(root), reference if costs_view else None, month_bounds(MONTH),
+                               rollups=rollups)
     report = build_report(warehouse, reference, MONTH)
     return [[row.cost_center, row.subscription_id, row.model, row.deployment_type, row.currency, row.requests,
              row.prompt_tokens, row.cached_tokens, row.completion_tokens, None if row.cost is None else str(row.cost)]
@@ -594,6 +595,8 @@ def stage_report(args: argparse.Namespace) -> list[Result]:
         # What `chargeback report` and the daily timer run (bootstrap.period_report): no `costs` view.
         "pipeline": ("report: open_warehouse + build_report", "stage",
                      lambda: _report_pipeline(root, files, costs_view=False)),
+        "events": ("  same, summing the files' events (their rollups not read)", "info",
+                   lambda: _report_pipeline(root, files, costs_view=False, rollups=False)),
         "with-costs-view": ("  same, warehouse also with the `costs` view (as `query`)", "info",
                             lambda: _report_pipeline(root, files, costs_view=True)),
         "duckdb": ("hand-written DuckDB SQL, same totals", "baseline", lambda: _report_duckdb(root, files)),
@@ -634,7 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cosmos-url", help="cosmos: the stand-in's https://HOST:PORT")
     parser.add_argument("--cosmos-key", help="cosmos: the stand-in's (public emulator) key")
     parser.add_argument("--ledger", help="snapshot: a filled SQLite ledger (else one is filled)")
-    parser.add_argument("--variant", default="pipeline", help="report: pipeline, with-costs-view or duckdb")
+    parser.add_argument("--variant", default="pipeline", help="report: pipeline, events, with-costs-view or duckdb")
     parser.add_argument("--rows-out", help="report: write the report rows here (JSON)")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
