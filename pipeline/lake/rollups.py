@@ -1,7 +1,8 @@
 """A snapshot file's rollup: its events summed per pricing key and usage origin, written next to
 it (`rollups/date=YYYY-MM-DD/<the file's name>`) and named by the same manifest entry
-(PublishedFile.rollup). A report sums a month from the rollups of its files (hundreds of rows a
-day) instead of scanning their events (pipeline.stages.report.sql, ROLLED_GROUPS_SQL).
+(PublishedFile.rollup). A report sums a month from the rollups of its files (a row per key and
+origin: the bench's month of 10M events has 2,400 a day for 320,000 events) instead of scanning
+their events (pipeline.stages.report.sql, ROLLED_GROUPS_SQL).
 
 A rollup is the report's own grouping of the file's rows, made by the same SQL over the same
 `usage` view columns (pipeline.lake.views), so it holds what the report would have summed from
