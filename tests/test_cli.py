@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import subprocess
@@ -93,8 +94,22 @@ def test_snapshot_prints_what_it_wrote(home: Path, write_file: WriteFile) -> Non
     again = run("snapshot")
     assert again.exit_code == 0, again.output
     assert flat(again.output) == "snapshot: nothing new"
-    assert len(list((home / "snapshots" / "rollups").glob("date=*/part-00000001-*.parquet"))) == 3  # one a file
+    assert len(list((home / "snapshots" / "rollups").glob("v1/date=*/part-00000001-*.parquet"))) == 3  # one a file
     assert len(list((home / "snapshots").rglob("*.*"))) == 7
+
+
+def test_snapshots_made_from_another_ledger_are_refused_in_one_line(home: Path, write_file: WriteFile) -> None:
+    run("ingest", str(write_file("events.jsonl", jsonl(EVENTS))))
+    manifests = home / "snapshots" / "_manifests"
+    manifests.mkdir(parents=True)
+    cosmos_cursor = '["2026-10-15T12:00:00.000000Z","evt-1"]'  # what the Cosmos DB ledger's feed writes
+    (manifests / "00000001.json").write_text(
+        f'{{"number":1,"cursor":{json.dumps(cosmos_cursor)},"files":[],"created":"2026-10-15T12:00:00Z"}}')
+    result = run("snapshot")
+    assert result.exit_code == 1 and not isinstance(result.exception, ValueError)
+    assert flat(result.output) == (f"Error: cursor {cosmos_cursor!r} was not written by the embedded ledger "
+                                   f"{home / 'ledger.sqlite3'}: the snapshots were made from another ledger; point "
+                                   "CHARGEBACK_STORE at this ledger's snapshots")
 
 
 def test_report_writes_files_and_prints_the_total(loaded: Path, reference_files: ReferenceFiles,

@@ -136,7 +136,12 @@ class SqliteLedger:
                          (batch, seqs[0].as_py(), seqs[-1].as_py(), events.num_rows, memoryview(sink.getvalue())))
 
     def changes(self, cursor: str | None, max_rows: int) -> Changes:
-        after = int(cursor) if cursor else 0
+        try:
+            after = int(cursor) if cursor else 0
+        except ValueError:  # a snapshot store fed by another ledger (the Cosmos DB one's cursor is JSON)
+            raise UserError(f"cursor {cursor!r} was not written by the embedded ledger {self.path}: the snapshots "
+                            "were made from another ledger; point CHARGEBACK_STORE at this ledger's snapshots") \
+                from None
         batches = list(self._batches_after(after, max_rows))
         if not batches:
             return Changes(pa.Table.from_batches([], USAGE_SCHEMA), cursor)  # (empty_table() imports pandas)
