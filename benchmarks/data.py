@@ -27,7 +27,7 @@ from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.stages.snapshot import ROW_GROUP_ROWS
 
-GENERATOR_VERSION = "5"  # bump when the data changes: cached snapshots are regenerated (5: rollups)
+GENERATOR_VERSION = "6"  # bump when the data changes: cached snapshots are regenerated (6: rollups/v1/)
 DAY_US = 86_400_000_000
 STATUS = np.array([200, 429, 500, 400], dtype=np.int16)
 STATUS_P = np.array([0.965, 0.02, 0.01, 0.005])

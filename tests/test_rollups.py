@@ -10,14 +10,17 @@ days within the usage window, read from their events) and after it.
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from pipeline.adapters.embedded.local_store import LocalObjectStore
 from pipeline.app import Pipeline
 from pipeline.domain.corrections import Corrections, Kind, correction
 from pipeline.domain.costing import Reference
@@ -25,10 +28,11 @@ from pipeline.domain.decode import RawMessage, decode_batch
 from pipeline.inputs import synthetic
 from pipeline.inputs.reference import load_reference
 from pipeline.lake import warehouse
-from pipeline.lake.manifests import MANIFEST_PREFIX, Manifest, manifests
-from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
+from pipeline.lake.manifests import MANIFEST_PREFIX, Manifest, manifests, published_files
+from pipeline.lake.rollups import ROLLUP_LAYOUT, ROLLUP_PREFIX, RollupMaker, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA, events_table
 from pipeline.lake.warehouse import open_warehouse
+from pipeline.stages.backfill import backfill_rollups
 from pipeline.stages.report.build import build_report
 from pipeline.stages.report.model import FORMATS
 from pipeline.stages.snapshot import snapshot
@@ -115,7 +119,7 @@ def test_the_snapshot_writes_each_file_with_its_rollup(month: Pipeline) -> None:
     for file in files:
         key = rollup_key(file.key)
         assert (file.rollup, file.rollup_layout) == (key, ROLLUP_LAYOUT)
-        assert key.startswith(f"rollups/date={file.date.isoformat()}/part-") and store.exists(key)
+        assert key.startswith(f"rollups/v{ROLLUP_LAYOUT}/date={file.date.isoformat()}/part-") and store.exists(key)
 
 
 def test_a_void_is_applied_to_the_events_not_to_rollups(month: Pipeline, demo_reference: Reference,
@@ -164,3 +168,69 @@ def test_a_rollup_whose_sums_pass_64_bits_is_not_made() -> None:
                                              huge)) is None
     finally:
         maker.close()
+
+
+def as_before_rollups(store: LocalObjectStore) -> int:
+    """Rewrite the store's manifests as a version before rollups wrote them (no rollup fields,
+    and the oldest file without `gateway_timeout` and `layout`, as before that column), and delete
+    the rollups; returns how many files the manifests name."""
+    shutil.rmtree(store.root / ROLLUP_PREFIX)
+    paths = sorted((store.root / MANIFEST_PREFIX).glob("*.json"))
+    oldest = None
+    files = 0
+    for path in paths:
+        written = msgspec.json.decode(path.read_bytes())
+        for file in written["files"]:
+            del file["rollup"], file["rollup_layout"]
+            oldest = oldest or file
+        files += len(written["files"])
+        path.write_bytes(msgspec.json.encode(written))
+    assert oldest is not None
+    data = store.root / oldest["key"]
+    pq.write_table(pq.read_table(data).drop_columns(["gateway_timeout"]), data)
+    written = msgspec.json.decode(paths[0].read_bytes())
+    written["files"] = [{k: v for k, v in f.items() if k != "layout"} if f["key"] == oldest["key"] else f
+                        for f in written["files"]]
+    paths[0].write_bytes(msgspec.json.encode(written))
+    return files
+
+
+def test_a_backfill_rolls_up_the_files_committed_without_a_rollup(month: Pipeline, demo_reference: Reference,
+                                                                  feed: Feed, tmp_path: Path) -> None:
+    store = local(month.snapshots)
+    files = as_before_rollups(store)
+    before = manifests(store)
+    assert not open_warehouse(store, None, (date(2026, 10, 1), date(2026, 11, 1)), now=AFTER).rollups
+    from_events = files_of(month, demo_reference, tmp_path / "events", AFTER, rollups=False)
+
+    partly = backfill_rollups(store, most_files=5)
+    assert (partly.files, partly.left, partly.unrolled, partly.manifest) == (5, files - 5, 0, before[-1].number + 1)
+    done = backfill_rollups(store)
+    assert (done.files, done.left, done.manifest) == (files - 5, 0, before[-1].number + 2)
+    committed = manifests(store)
+    assert [(m.files, m.cursor) for m in committed[-2:]] == [([], before[-1].cursor)] * 2  # no file committed again
+    assert all((f.rollup, f.rollup_layout) == (rollup_key(f.key), ROLLUP_LAYOUT) for f in published_files(store))
+    assert files_of(month, demo_reference, tmp_path / "rollups", AFTER, rollups=True) == from_events
+    nothing = backfill_rollups(store)  # nothing left to do: no manifest
+    assert (nothing.files, nothing.left, nothing.unrolled, nothing.manifest) == (0, 0, 0, None)
+    assert len(manifests(store)) == len(committed)
+
+    feed(jsonl([event(timestamp="2026-10-12T09:00:00Z")]))  # the snapshot goes on from the backfill's manifest
+    later = snapshot(month.ledger, month.snapshots)
+    assert (later.rows, later.manifests, later.cursor) == (1, [before[-1].number + 3], str(month.ledger.count()))
+
+
+def test_snapshot_rollups_prints_what_it_rolled_up(month: Pipeline, home: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.entrypoints.cli import main
+
+    files = as_before_rollups(local(month.snapshots))
+    month.close()
+    first = CliRunner().invoke(main, ["snapshot", "--rollups"])
+    assert first.exit_code == 0, first.output
+    number = len(list((home / "snapshots" / MANIFEST_PREFIX).glob("*.json")))
+    assert " ".join(first.output.split()).endswith(
+        f"rollups: {files:,} earlier file(s) rolled up, committed as manifest {number}")
+    again = CliRunner().invoke(main, ["snapshot", "--rollups"])
+    assert " ".join(again.output.split()) == "snapshot: nothing new rollups: every committed file has one"

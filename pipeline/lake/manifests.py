@@ -31,11 +31,22 @@ class PublishedFile(msgspec.Struct, frozen=True):
     rollup_layout: int = 0
 
 
+class PublishedRollup(msgspec.Struct, frozen=True):
+    """A rollup made after its file was committed (pipeline.stages.backfill), for the file `key`."""
+
+    key: str
+    rollup: str
+    rollup_layout: int
+
+
 class Manifest(msgspec.Struct, frozen=True):
     number: int
     cursor: str | None
     files: list[PublishedFile]
     created: datetime
+    # Rollups of files that earlier manifests committed without one of this version: the files
+    # are not committed again, and a reader takes the latest rollup named for each file.
+    rollups: list[PublishedRollup] = msgspec.field(default_factory=list)
 
 
 def manifests(store: ObjectStore) -> list[Manifest]:
@@ -51,8 +62,13 @@ def manifests(store: ObjectStore) -> list[Manifest]:
 
 
 def published_files(store: ObjectStore, days: tuple[date, date] | None = None) -> list[PublishedFile]:
-    """The committed usage files, optionally only those of the days in [start, end)."""
+    """The committed usage files, optionally only those of the days in [start, end), each with
+    the latest rollup a manifest names for it."""
+    committed = manifests(store)
+    later = {item.key: item for manifest in committed for item in manifest.rollups}
     return [
-        file for manifest in manifests(store) for file in manifest.files
+        file if file.key not in later else msgspec.structs.replace(
+            file, rollup=later[file.key].rollup, rollup_layout=later[file.key].rollup_layout)
+        for manifest in committed for file in manifest.files
         if days is None or days[0] <= file.date < days[1]
     ]

@@ -1,6 +1,7 @@
 """A snapshot file's rollup: its events summed per pricing key and usage origin, written next to
-it (`rollups/date=YYYY-MM-DD/<the file's name>`) and named by the same manifest entry
-(PublishedFile.rollup). A report sums a month from the rollups of its files (a row per key and
+it (`rollups/v<ROLLUP_LAYOUT>/date=YYYY-MM-DD/<the file's name>`) and named by the same manifest
+entry (PublishedFile.rollup), or by a later manifest for a file written without one
+(pipeline.stages.backfill). A report sums a month from the rollups of its files (a row per key and
 origin: the bench's month of 10M events has 2,400 a day for 320,000 events) instead of scanning
 their events (pipeline.stages.report.sql, ROLLED_GROUPS_SQL).
 
@@ -39,10 +40,11 @@ ROLLUP_SQL = (f"SELECT {_KEY}, {', '.join(f'{c}::BIGINT AS {c}' for c in SUMMED)
               f"ORDER BY ALL")
 
 
-def rollup_key(usage_key: str) -> str:
-    """Where the rollup of the snapshot file `usage/date=D/NAME` goes: `rollups/date=D/NAME`."""
+def rollup_key(usage_key: str, layout: int = ROLLUP_LAYOUT) -> str:
+    """Where the rollup of the snapshot file `usage/date=D/NAME` made by version `layout` of the
+    SQL goes: `rollups/v<layout>/date=D/NAME` (a rollup of another version never takes its name)."""
     _, _, rest = usage_key.partition("/")
-    return f"{ROLLUP_PREFIX}/{rest}"
+    return f"{ROLLUP_PREFIX}/v{layout}/{rest}"
 
 
 class RollupMaker:
@@ -59,9 +61,9 @@ class RollupMaker:
         self._lock = threading.Lock()
         self._errors: tuple[type[Exception], ...] = (duckdb.ConversionException, duckdb.OutOfRangeException)
 
-    def rollup(self, part: pa.Table) -> bytes | None:
-        """The rollup of a file's rows (USAGE_SCHEMA, all of one UTC day) as Parquet; None when a
-        sum passes 64 bits (the report then sums the file's events)."""
+    def rollup(self, part: pa.Table | pa.RecordBatchReader) -> bytes | None:
+        """The rollup of a file's rows (USAGE_SCHEMA, all of one UTC day; a reader is streamed) as
+        Parquet; None when a sum passes 64 bits (the report then sums the file's events)."""
         import pyarrow.parquet as pq
 
         with self._lock:

@@ -12,9 +12,15 @@ from pipeline.settings import Settings
 @click.option("--wait", is_flag=True,
               help="Also wait for the events the ledger holds but cannot hand over yet (Cosmos DB's settle "
                    "window), and take them.")
+@click.option("--rollups", "backfill", is_flag=True,
+              help="Also roll up the files committed without a rollup of this version (snapshots written "
+                   "before rollups), so that reports of their days sum rollups too; at most 10,000 files a run.")
 @user_errors
-def snapshot_command(wait: bool) -> None:
+def snapshot_command(wait: bool, backfill: bool) -> None:
     """Write new ledger events to Parquet snapshots (usage/date=YYYY-MM-DD/*.parquet).
+
+    Each file is written with its rollup (rollups/v1/date=YYYY-MM-DD/*.parquet), which reports
+    sum instead of its events; --rollups rolls up the files written without one.
 
     A Cosmos DB ledger hands over an event once it is older than its settle window
     (CHARGEBACK_COSMOS_SETTLE_SECONDS, default 120): the snapshot says how many events wait and
@@ -37,3 +43,15 @@ def snapshot_command(wait: bool) -> None:
             console.print(f"waiting {delay:,.0f} s for {result.pending.events:,} event(s) to settle", markup=False)
             time.sleep(delay)
             show_snapshot(console, snapshot(p.ledger, p.snapshots))
+        if backfill:
+            from pipeline.stages.backfill import backfill_rollups
+
+            done = backfill_rollups(p.snapshots)
+            said = [f"{done.files:,} earlier file(s) rolled up, committed as manifest {done.manifest}"
+                    if done.files else "no file rolled up" if done.left or done.unrolled
+                    else "every committed file has one"]
+            if done.left:
+                said.append(f"{done.left:,} more need one: run it again")
+            if done.unrolled:
+                said.append(f"{done.unrolled:,} file(s) whose sums pass 64 bits stay summed from their events")
+            console.print(f"rollups: {'; '.join(said)}", markup=False)

@@ -1,0 +1,79 @@
+"""Backfill: rollups for snapshot files committed without one of this version (written before
+rollups, or by another version of their SQL), so that reports of those days sum rollups too.
+
+Nothing committed is rewritten. Each file without a rollup of this version is read, its rollup
+written under a fresh name (pipeline.lake.rollups.rollup_key names the version), and the rollups
+are committed together by the next manifest, which names no new file and keeps the latest cursor
+(`Manifest.rollups`). Committing takes the next manifest number create-if-absent, as a snapshot
+does: a backfill and a snapshot racing for it cannot both commit, and the loser runs again. A
+backfill that dies before its commit leaves rollup objects nobody reads.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.lake.manifests import MANIFEST_PREFIX, Manifest, PublishedRollup, manifests, published_files
+from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
+from pipeline.lake.usage import USAGE_SCHEMA, conformed
+from pipeline.ports import ObjectStore, SourceError
+from pipeline.stages.snapshot import SnapshotConflict
+
+DEFAULT_MOST_FILES = 10_000  # files rolled up per manifest: a long history is done in several runs
+BATCH_ROWS = 65_536  # rows handed to DuckDB at a time
+
+
+@dataclass(slots=True)
+class BackfillResult:
+    files: int = 0  # files given a rollup
+    left: int = 0  # files beyond `most_files`: the next run takes them
+    unrolled: int = 0  # files whose sums pass 64 bits: reports sum their events
+    manifest: int | None = None  # the manifest that committed them
+    seconds: float = 0.0
+
+
+def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES) -> BackfillResult:
+    """Roll up at most `most_files` committed files that have no rollup of this version, and
+    commit their rollups by one manifest; safe to run again at any time."""
+    started = time.perf_counter()
+    result = BackfillResult()
+    wanting = [file for file in published_files(store) if file.rollup_layout != ROLLUP_LAYOUT]
+    if not wanting:  # (a store that needs nothing never loads DuckDB)
+        result.seconds = time.perf_counter() - started
+        return result
+    made: list[PublishedRollup] = []
+    maker = RollupMaker()
+    try:
+        for file in wanting[:most_files]:
+            source = store.open(file.key)
+            if source is None:
+                raise SourceError(f"{store.url}/{file.key}: a committed snapshot file is gone; restore it from "
+                                  "a backup, or replay its events into a new ledger and snapshot")
+            with source:  # read a row group at a time, each batch with the columns of now (an earlier layout's too)
+                batches = (conformed(batch) for batch in pq.ParquetFile(source).iter_batches(BATCH_ROWS))
+                rollup = maker.rollup(pa.RecordBatchReader.from_batches(USAGE_SCHEMA, batches))
+            if rollup is None:  # sums past 64 bits: the report keeps summing its events
+                result.unrolled += 1
+                continue
+            key = rollup_key(file.key)
+            store.put(key, rollup, overwrite=True)  # a leftover of a backfill that died is rewritten, never read
+            made.append(PublishedRollup(file.key, key, ROLLUP_LAYOUT))
+    finally:
+        maker.close()
+    result.files, result.left = len(made), max(0, len(wanting) - most_files)
+    if made:
+        committed = manifests(store)
+        latest = committed[-1]
+        number = latest.number + 1
+        manifest = Manifest(number, latest.cursor, [], datetime.now(UTC), made)
+        if not store.put(f"{MANIFEST_PREFIX}/{number:08d}.json", msgspec.json.encode(manifest), overwrite=False):
+            raise SnapshotConflict(f"manifest {number} was committed by another snapshot run; run again")
+        result.manifest = number
+    result.seconds = time.perf_counter() - started
+    return result
