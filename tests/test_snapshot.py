@@ -17,7 +17,7 @@ from pipeline.app import Pipeline, open_pipeline, open_store
 from pipeline.domain.decode import RawMessage
 from pipeline.inputs.event_files import json_lines
 from pipeline.lake.areas import SNAPSHOTS
-from pipeline.lake.manifests import manifests, published_files
+from pipeline.lake.manifests import latest_manifest, manifests, published_files
 from pipeline.lake.rollups import rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.lake.warehouse import open_warehouse
@@ -139,6 +139,34 @@ class CrashingStore(LocalObjectStore):
                 raise OSError("killed before the commit")
             self.commits_left -= 1
         return super().put(key, data, overwrite=overwrite)
+
+
+class CountingStore(LocalObjectStore):
+    """A local store that counts the manifests read."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.manifests_read = 0
+
+    def get(self, key: str) -> bytes | None:
+        self.manifests_read += key.startswith("_manifests/")
+        return super().get(key)
+
+
+def test_a_snapshot_reads_only_the_latest_manifest(pipeline: Pipeline, feed: Feed) -> None:
+    for day in range(1, 13):  # 24 manifests: chunks of one event
+        feed(days_of_traffic({f"2026-10-{day:02d}": 2}))
+        snapshot(pipeline.ledger, pipeline.snapshots, chunk_rows=1)
+    root = local(pipeline.snapshots).path("")
+    assert [m.number for m in manifests(pipeline.snapshots)] == list(range(1, 25))
+    (root / "_manifests" / "notes.txt").write_text("not a manifest")
+    counting = CountingStore(root)
+    assert snapshot(pipeline.ledger, counting).rows == 0
+    assert counting.manifests_read == 1
+    feed(days_of_traffic({"2026-10-20": 3}))
+    later = snapshot(pipeline.ledger, counting)
+    assert (later.manifests, later.cursor, counting.manifests_read) == ([25], "27", 2)
+    assert latest_manifest(counting) == manifests(counting)[-1]
 
 
 @pytest.mark.parametrize(("crash_at", "chunk_rows", "resumed_manifests"), [

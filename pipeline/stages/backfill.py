@@ -19,7 +19,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.lake.manifests import MANIFEST_PREFIX, Manifest, PublishedRollup, manifests, published_files
+from pipeline.lake.manifests import MANIFEST_PREFIX, Manifest, PublishedRollup, latest_manifest, published_files
 from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA, conformed
 from pipeline.ports import ObjectStore, SourceError
@@ -68,8 +68,8 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES) -
         maker.close()
     result.files, result.left = len(made), max(0, len(wanting) - most_files)
     if made:
-        committed = manifests(store)
-        latest = committed[-1]
+        latest = latest_manifest(store)
+        assert latest is not None  # the files rolled up are named by one
         number = latest.number + 1
         manifest = Manifest(number, latest.cursor, [], datetime.now(UTC), made)
         if not store.put(f"{MANIFEST_PREFIX}/{number:08d}.json", msgspec.json.encode(manifest), overwrite=False):

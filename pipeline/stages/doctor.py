@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pipeline.domain.costing import Reference
 from pipeline.domain.mappings import is_provisioned_type
-from pipeline.lake.manifests import manifests
+from pipeline.lake.manifests import latest_manifest
 from pipeline.ports import Counters, Ledger, ObjectStore
 from pipeline.stages.llm_usage import StreamStatus
 
@@ -70,11 +70,10 @@ def check_store(store: ObjectStore) -> Check:
 
 
 def check_snapshots(snapshots: ObjectStore, now: datetime, max_age: timedelta = SNAPSHOT_AGE) -> Check:
-    committed = manifests(snapshots)
-    if not committed:
+    last = latest_manifest(snapshots)
+    if last is None:
         return Check("snapshots", Status.WARN, f"{snapshots.url}: no snapshot committed yet",
                      "run `chargeback snapshot` (in Azure the snapshot timer runs every 15 minutes)")
-    last = committed[-1]
     age = now - last.created
     detail = f"{snapshots.url}: manifest {last.number}, {age.total_seconds() / 3600:,.1f} h old"
     if age > max_age:

@@ -28,7 +28,14 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.lake.manifests import MANIFEST_PREFIX, SNAPSHOT_LAYOUT, USAGE_PREFIX, Manifest, PublishedFile, manifests
+from pipeline.lake.manifests import (
+    MANIFEST_PREFIX,
+    SNAPSHOT_LAYOUT,
+    USAGE_PREFIX,
+    Manifest,
+    PublishedFile,
+    latest_manifest,
+)
 from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.ports import Changes, ChargebackError, Ledger, ObjectStore, Pending
@@ -58,9 +65,9 @@ def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK
              part_rows: int = PART_ROWS) -> SnapshotResult:
     """Publish every ledger event not yet published; safe to run again at any time."""
     started = time.perf_counter()
-    committed = manifests(store)
-    number = committed[-1].number if committed else 0
-    cursor = committed[-1].cursor if committed else None
+    latest = latest_manifest(store)
+    number = latest.number if latest else 0
+    cursor = latest.cursor if latest else None
     result = SnapshotResult(cursor=cursor)
     rollups: RollupMaker | None = None
     try:
