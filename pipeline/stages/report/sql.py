@@ -46,6 +46,7 @@ def rolled_groups_sql(start: date, end: date) -> str:
     """ROLLED_GROUPS_SQL for the days in [start, end)."""
     return ROLLED_GROUPS_SQL.format(start=f"DATE '{start.isoformat()}'", end=f"DATE '{end.isoformat()}'")
 
+
 _GROUP_KEY = "subscription_id, cost_center, deployment, model, usage_state, billing_tier, spilled, audio_classes"
 _SUMMED = SUMMED
 _TOTALS = ", ".join(f"sum({column})::BIGINT AS {column}" for column in _SUMMED)
