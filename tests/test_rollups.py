@@ -234,3 +234,20 @@ def test_snapshot_rollups_prints_what_it_rolled_up(month: Pipeline, home: Path) 
         f"rollups: {files:,} earlier file(s) rolled up, committed as manifest {number}")
     again = CliRunner().invoke(main, ["snapshot", "--rollups"])
     assert " ".join(again.output.split()) == "snapshot: nothing new rollups: every committed file has one"
+
+
+def test_a_damaged_file_ends_the_backfill_in_one_line(month: Pipeline, home: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.entrypoints.cli import main
+
+    store = local(month.snapshots)
+    as_before_rollups(store)
+    damaged = published_files(store)[3]
+    (store.root / damaged.key).write_bytes(b"PAR1 not really")
+    month.close()
+    result = CliRunner().invoke(main, ["snapshot", "--rollups"])
+    assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
+    said = " ".join(result.output.split())
+    assert said.startswith(f"snapshot: nothing new Error: {store.url}/{damaged.key}: a committed snapshot file is "
+                           "not readable Parquet (") and said.endswith("); restore it from a backup")

@@ -56,8 +56,12 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES) -
                 raise SourceError(f"{store.url}/{file.key}: a committed snapshot file is gone; restore it from "
                                   "a backup, or replay its events into a new ledger and snapshot")
             with source:  # read a row group at a time, each batch with the columns of now (an earlier layout's too)
-                batches = (conformed(batch) for batch in pq.ParquetFile(source).iter_batches(BATCH_ROWS))
-                rollup = maker.rollup(pa.RecordBatchReader.from_batches(USAGE_SCHEMA, batches))
+                try:
+                    batches = (conformed(batch) for batch in pq.ParquetFile(source).iter_batches(BATCH_ROWS))
+                    rollup = maker.rollup(pa.RecordBatchReader.from_batches(USAGE_SCHEMA, batches))
+                except pa.ArrowException as error:  # a damaged file: reports read its events and fail on it too
+                    raise SourceError(f"{store.url}/{file.key}: a committed snapshot file is not readable Parquet "
+                                      f"({error}); restore it from a backup") from None
             if rollup is None:  # sums past 64 bits: the report keeps summing its events
                 result.unrolled += 1
                 continue
