@@ -17,11 +17,11 @@ from pipeline.app import Pipeline, open_pipeline, open_store
 from pipeline.domain.decode import RawMessage
 from pipeline.inputs.event_files import json_lines
 from pipeline.lake.areas import SNAPSHOTS
-from pipeline.lake.manifests import latest_manifest, manifests, published_files
+from pipeline.lake.manifests import PublishedFile, latest_manifest, manifests, published_files
 from pipeline.lake.rollups import rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.lake.warehouse import open_warehouse
-from pipeline.ports import Ledger
+from pipeline.ports import Ledger, ObjectStore
 from pipeline.settings import Settings
 from pipeline.stages.ingest import ingest, ingest_batch
 from pipeline.stages.snapshot import SnapshotConflict, SnapshotResult, snapshot
@@ -167,6 +167,60 @@ def test_a_snapshot_reads_only_the_latest_manifest(pipeline: Pipeline, feed: Fee
     later = snapshot(pipeline.ledger, counting)
     assert (later.manifests, later.cursor, counting.manifests_read) == ([25], "27", 2)
     assert latest_manifest(counting) == manifests(counting)[-1]
+
+
+def every_manifest(store: ObjectStore) -> list[PublishedFile]:
+    """The oracle of published_files: every manifest read, in commit order, each file with the
+    latest rollup a manifest names for it."""
+    committed = manifests(store)
+    later = {item.key: item for manifest in committed for item in manifest.rollups}
+    return [file if file.key not in later else msgspec.structs.replace(
+        file, rollup=later[file.key].rollup, rollup_layout=later[file.key].rollup_layout)
+        for manifest in committed for file in manifest.files]
+
+
+def test_readers_take_the_latest_checkpoint_and_the_manifests_after_it(
+        pipeline: Pipeline, feed: Feed, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.lake import manifests as log
+    from pipeline.stages.backfill import backfill_rollups
+
+    monkeypatch.setattr(log, "CHECKPOINT_EVERY", 10)
+    root = local(pipeline.snapshots).path("")
+    feed(jsonl([event(timestamp=f"2026-10-{1 + n % 28:02d}T10:00:00Z", usage=usage(10 + n, n)) for n in range(37)]))
+    snapshot(pipeline.ledger, pipeline.snapshots, chunk_rows=1)  # 37 manifests, checkpoint 30 (the one due)
+    assert sorted(path.name for path in (root / "_checkpoints").iterdir()) == ["00000030.json"]
+    for number in (10, 20):  # as a run at each of them would have written them
+        assert log.write_checkpoint(pipeline.snapshots, number) == number
+    counting = CountingStore(root)
+    assert published_files(counting) == every_manifest(pipeline.snapshots) and len(published_files(counting)) == 37
+    counting.manifests_read = 0
+    assert published_files(counting, (date(2026, 10, 3), date(2026, 10, 5))) == [
+        f for f in every_manifest(pipeline.snapshots) if date(2026, 10, 3) <= f.date < date(2026, 10, 5)]
+    assert counting.manifests_read == 7  # manifests 31-37 (the checkpoint is not a manifest)
+
+    # Rollups taken away from manifests 1-5 (as before rollups) and given back by a backfill:
+    # checkpoint 30 still names the old ones, manifest 38 the new ones, and the newest wins.
+    for path in sorted((root / "_manifests").glob("*.json"))[:5]:
+        written = msgspec.json.decode(path.read_bytes())
+        for file in written["files"]:
+            file.update(rollup=None, rollup_layout=0)
+        path.write_bytes(msgspec.json.encode(written))
+    for checkpoint in (root / "_checkpoints").iterdir():
+        checkpoint.unlink()
+    assert log.write_checkpoint(pipeline.snapshots, 37) == 30
+    assert sum(f.rollup is None for f in published_files(pipeline.snapshots)) == 5
+    assert backfill_rollups(pipeline.snapshots).manifest == 38
+    feed(jsonl([event(timestamp="2026-10-20T11:00:00Z", eventId=f"late-{n}") for n in range(2)]))
+    snapshot(pipeline.ledger, pipeline.snapshots, chunk_rows=1)  # 39, 40 and checkpoint 40
+    assert sorted(path.name for path in (root / "_checkpoints").iterdir()) == ["00000030.json", "00000040.json"]
+    assert published_files(pipeline.snapshots) == every_manifest(pipeline.snapshots)
+    assert all(f.rollup is not None for f in published_files(pipeline.snapshots)) and len(
+        published_files(pipeline.snapshots)) == 39
+
+    (root / "_checkpoints" / "00000040.json").write_bytes(b"{damaged")  # passed over: checkpoint 30, then 31-40
+    counting.manifests_read = 0
+    assert published_files(counting) == every_manifest(pipeline.snapshots)
+    assert counting.manifests_read == 10
 
 
 @pytest.mark.parametrize(("crash_at", "chunk_rows", "resumed_manifests"), [

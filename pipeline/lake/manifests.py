@@ -1,6 +1,7 @@
 """The snapshot log of the `snapshots` area: Parquet files under `usage/date=YYYY-MM-DD/`, made
-visible by numbered manifests `_manifests/<n:08d>.json` (pipeline.stages.snapshot writes them).
-Readers see only the files a committed manifest names."""
+visible by numbered manifests `_manifests/<n:08d>.json` (pipeline.stages.snapshot writes them),
+summed up every so often by checkpoints `_checkpoints/<n:08d>.json`. Readers see only the files a
+committed manifest names."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from pipeline.ports import ObjectStore
 
 USAGE_PREFIX = "usage"
 MANIFEST_PREFIX = "_manifests"
+# Every CHECKPOINT_EVERY manifests, a checkpoint `_checkpoints/<n:08d>.json` lists every file
+# committed so far, so that a reader reads it and the manifests after it, not every manifest: a
+# year of 15-minute snapshots is 35,040 manifests, one object read each (Checkpoint).
+CHECKPOINT_PREFIX = "_checkpoints"
+CHECKPOINT_EVERY = 100
 
 
 # The layout of the files a snapshot writes (PublishedFile.layout): from 2 they have the column
@@ -77,11 +83,74 @@ def latest_manifest(store: ObjectStore) -> Manifest | None:
 def published_files(store: ObjectStore, days: tuple[date, date] | None = None) -> list[PublishedFile]:
     """The committed usage files, optionally only those of the days in [start, end), each with
     the latest rollup a manifest names for it."""
-    committed = manifests(store)
-    later = {item.key: item for manifest in committed for item in manifest.rollups}
-    return [
-        file if file.key not in later else msgspec.structs.replace(
-            file, rollup=later[file.key].rollup, rollup_layout=later[file.key].rollup_layout)
-        for manifest in committed for file in manifest.files
-        if days is None or days[0] <= file.date < days[1]
-    ]
+    return [file for file in committed_files(store) if days is None or days[0] <= file.date < days[1]]
+
+
+class Checkpoint(msgspec.Struct, frozen=True):
+    """Every file manifests 1..number committed, in commit order, each with the latest rollup they
+    name: what a reader takes instead of reading those manifests one by one. Derived: written
+    after manifest `number` (`write_checkpoint`), never needed (a reader without one reads every
+    manifest), and one that cannot be read is passed over."""
+
+    number: int
+    files: list[PublishedFile]
+
+
+_decode_checkpoint = msgspec.json.Decoder(Checkpoint).decode
+
+
+def committed_files(store: ObjectStore, through: int | None = None) -> list[PublishedFile]:
+    """Every file committed by manifests 1..`through` (all when None), in commit order, each with
+    the latest rollup they name: the latest checkpoint at or before it, then the manifests after
+    the checkpoint, read one by one."""
+    base = _checkpoint(store, through)
+    after = base.number if base else 0
+    later = [manifest for number, key in _numbered(store, MANIFEST_PREFIX)
+             if after < number and (through is None or number <= through)
+             for manifest in (_read_manifest(store, key),) if manifest is not None]
+    rollups = {item.key: item for manifest in later for item in manifest.rollups}
+    files = [*(base.files if base else ()), *(file for manifest in later for file in manifest.files)]
+    return [file if file.key not in rollups else msgspec.structs.replace(
+        file, rollup=rollups[file.key].rollup, rollup_layout=rollups[file.key].rollup_layout) for file in files]
+
+
+def write_checkpoint(store: ObjectStore, latest: int) -> int | None:
+    """Write the checkpoint due at manifest `latest` (the last multiple of CHECKPOINT_EVERY at or
+    before it) when it is not there; returns its number when written. Its files come from the
+    manifests up to that number only, so a snapshot committing meanwhile changes nothing."""
+    due = latest // CHECKPOINT_EVERY * CHECKPOINT_EVERY
+    key = f"{CHECKPOINT_PREFIX}/{due:08d}.json"
+    if due == 0 or store.exists(key):
+        return None
+    checkpoint = Checkpoint(due, committed_files(store, through=due))
+    return due if store.put(key, msgspec.json.encode(checkpoint), overwrite=False) else None
+
+
+def _checkpoint(store: ObjectStore, through: int | None) -> Checkpoint | None:
+    """The latest readable checkpoint at or before manifest `through` (any when None)."""
+    for number, key in reversed(_numbered(store, CHECKPOINT_PREFIX)):
+        if through is not None and number > through:
+            continue
+        data = store.get(key)
+        try:
+            checkpoint = _decode_checkpoint(data) if data is not None else None
+        except msgspec.DecodeError:  # damaged (or not ours): the manifests it sums are read instead
+            continue
+        if checkpoint is not None and checkpoint.number == number:
+            return checkpoint
+    return None
+
+
+def _numbered(store: ObjectStore, prefix: str) -> list[tuple[int, str]]:
+    """(n, key) of the objects `<prefix>/<n:08d>.json`, in order of n."""
+    found = []
+    for key in store.list(prefix):
+        name = key.rsplit("/", 1)[-1].removesuffix(".json")
+        if key.endswith(".json") and name.isdigit():
+            found.append((int(name), key))
+    return sorted(found)
+
+
+def _read_manifest(store: ObjectStore, key: str) -> Manifest | None:
+    data = store.get(key)
+    return None if data is None else _decode_manifest(data)

@@ -19,7 +19,14 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.lake.manifests import MANIFEST_PREFIX, Manifest, PublishedRollup, latest_manifest, published_files
+from pipeline.lake.manifests import (
+    MANIFEST_PREFIX,
+    Manifest,
+    PublishedRollup,
+    latest_manifest,
+    published_files,
+    write_checkpoint,
+)
 from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA, conformed
 from pipeline.ports import ObjectStore, SourceError
@@ -79,5 +86,6 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES) -
         if not store.put(f"{MANIFEST_PREFIX}/{number:08d}.json", msgspec.json.encode(manifest), overwrite=False):
             raise SnapshotConflict(f"manifest {number} was committed by another snapshot run; run again")
         result.manifest = number
+        write_checkpoint(store, number)
     result.seconds = time.perf_counter() - started
     return result

@@ -35,6 +35,7 @@ from pipeline.lake.manifests import (
     Manifest,
     PublishedFile,
     latest_manifest,
+    write_checkpoint,
 )
 from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA
@@ -86,6 +87,8 @@ def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK
     finally:
         if rollups is not None:
             rollups.close()
+    if result.manifests:
+        write_checkpoint(store, number)  # every CHECKPOINT_EVERY manifests: what readers start from
     result.pending = ledger.pending()
     result.seconds = time.perf_counter() - started
     return result
