@@ -60,23 +60,19 @@ _decode_manifest = msgspec.json.Decoder(Manifest).decode
 
 def manifests(store: ObjectStore) -> list[Manifest]:
     """Every committed manifest, in commit order."""
-    found = []
-    for key in store.list(MANIFEST_PREFIX):
-        if key.endswith(".json"):
-            data = store.get(key)
-            if data is not None:
-                found.append(_decode_manifest(data))
+    found = [manifest for key in store.list(MANIFEST_PREFIX) if key.endswith(".json")
+             for manifest in (_read_manifest(store, key),) if manifest is not None]
     return sorted(found, key=lambda manifest: manifest.number)
 
 
 def latest_manifest(store: ObjectStore) -> Manifest | None:
     """The last committed manifest, the only one read: what a snapshot continues from. A manifest
-    is `<n:08d>.json`, so the last name in order is the highest number (a year of 15-minute
-    snapshots is 35,040 manifests: reading them all was one object read each, every run)."""
-    for key in sorted((key for key in store.list(MANIFEST_PREFIX) if key.endswith(".json")), reverse=True):
-        data = store.get(key)
-        if data is not None:
-            return _decode_manifest(data)
+    is `<n:08d>.json`, so its name says its number (a year of 15-minute snapshots is 35,040
+    manifests: reading them all was one object read each, every run)."""
+    for _, key in reversed(_numbered(store, MANIFEST_PREFIX)):
+        manifest = _read_manifest(store, key)
+        if manifest is not None:
+            return manifest
     return None
 
 

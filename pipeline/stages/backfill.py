@@ -15,12 +15,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.lake.manifests import (
-    MANIFEST_PREFIX,
     Manifest,
     PublishedRollup,
     latest_manifest,
@@ -30,7 +28,7 @@ from pipeline.lake.manifests import (
 from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA, conformed
 from pipeline.ports import ObjectStore, SourceError
-from pipeline.stages.snapshot import SnapshotConflict
+from pipeline.stages.snapshot import commit_manifest
 
 DEFAULT_MOST_FILES = 10_000  # files rolled up per manifest: a long history is done in several runs
 BATCH_ROWS = 65_536  # rows handed to DuckDB at a time
@@ -82,9 +80,7 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES) -
         latest = latest_manifest(store)
         assert latest is not None  # the files rolled up are named by one
         number = latest.number + 1
-        manifest = Manifest(number, latest.cursor, [], datetime.now(UTC), made)
-        if not store.put(f"{MANIFEST_PREFIX}/{number:08d}.json", msgspec.json.encode(manifest), overwrite=False):
-            raise SnapshotConflict(f"manifest {number} was committed by another snapshot run; run again")
+        commit_manifest(store, Manifest(number, latest.cursor, [], datetime.now(UTC), made))
         result.manifest = number
         write_checkpoint(store, number)
     result.seconds = time.perf_counter() - started

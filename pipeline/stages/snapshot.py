@@ -108,10 +108,16 @@ def _commit(store: ObjectStore, changes: Changes, number: int, part_rows: int,
             continue
         store.put(rollup_key(key), rollup, overwrite=False)
         files.append(PublishedFile(key, day, rows, SNAPSHOT_LAYOUT, rollup_key(key), ROLLUP_LAYOUT))
-    manifest = Manifest(number, changes.cursor, files, datetime.now(UTC))
-    if not store.put(f"{MANIFEST_PREFIX}/{number:08d}.json", msgspec.json.encode(manifest), overwrite=False):
-        raise SnapshotConflict(f"manifest {number} was committed by another snapshot run; run again")
+    commit_manifest(store, Manifest(number, changes.cursor, files, datetime.now(UTC)))
     return files
+
+
+def commit_manifest(store: ObjectStore, manifest: Manifest) -> None:
+    """Create the manifest's object, create-if-absent: SnapshotConflict when another run
+    committed that number first (a snapshot's or a backfill's)."""
+    key = f"{MANIFEST_PREFIX}/{manifest.number:08d}.json"
+    if not store.put(key, msgspec.json.encode(manifest), overwrite=False):
+        raise SnapshotConflict(f"manifest {manifest.number} was committed by another snapshot run; run again")
 
 
 def _split_by_date(table: pa.Table) -> Iterator[tuple[date, pa.Table]]:
