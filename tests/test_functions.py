@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from unittest.mock import ANY
 
 import azure.functions as func
 import pytest
@@ -36,16 +38,19 @@ from pipeline.entrypoints.functions.metrics import configure_metrics, record_ing
 from pipeline.entrypoints.functions.timers import refresh_reports, report_formats, report_months, snapshot_ledger
 from pipeline.lake.areas import REPORTS
 from pipeline.lake.manifests import published_files
+from pipeline.lake.rollups import ROLLUP_LAYOUT
 from pipeline.lake.warehouse import open_warehouse
 from pipeline.settings import Settings, SettingsError
+from pipeline.stages.backfill import BackfillResult, complete_key
 from pipeline.stages.ingest import IngestResult
 from pipeline.stages.report.build import build_report
 from pipeline.stages.report.model import FORMATS
 from pipeline.stages.report.publish import publish_report
 from pipeline.stages.report.render import render_report
 from pipeline.stages.snapshot import snapshot
-from tests.conftest import ReferenceFiles
+from tests.conftest import ReferenceFiles, local
 from tests.factories import event, line, usage, write_report
+from tests.test_rollups import as_before_rollups
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "chargeback-ns.servicebus.windows.net"
@@ -313,6 +318,43 @@ def test_the_snapshot_timer_publishes_the_ledger(app_settings: Settings, pipelin
 
     assert sum(file.rows for file in published_files(pipeline.snapshots)) == 1
     assert snapshot_ledger(app_settings).rows == 0  # nothing new
+
+
+def test_the_snapshot_timer_rolls_up_earlier_files_a_few_a_run_then_stops_looking(
+        app_settings: Settings, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A store upgraded in place (its files committed before rollups) comes to have a rollup for
+    every file without anyone running `snapshot --rollups`; then a run reads one object for it."""
+    days = [f"2026-10-0{day}T10:00:00Z" for day in range(1, 6)]
+    ingest_events(host_batch([line(event(timestamp=day)) for day in days]), pipeline, SOURCE, now=NOW)
+    snapshot_ledger(app_settings)
+    store = local(pipeline.snapshots)
+    assert as_before_rollups(store) == 5
+    monkeypatch.setattr(timers, "BACKFILL_FILES_PER_RUN", 2)
+    caplog.set_level(logging.INFO)
+    for left in (3, 1, 0):
+        timers.snapshot_timer(SimpleNamespace(past_due=False))
+        assert sum(file.rollup_layout != ROLLUP_LAYOUT for file in published_files(store)) == left
+    assert "rollups: 1 earlier file(s) rolled up" in caplog.text and store.exists(complete_key())
+    assert timers.backfill_snapshots(app_settings) == BackfillResult(skipped=True, seconds=ANY)
+
+
+def test_a_damaged_file_is_logged_by_the_timer_after_its_snapshot(
+        app_settings: Settings, pipeline: Pipeline, caplog: pytest.LogCaptureFixture) -> None:
+    ingest_events(host_batch([line(event())]), pipeline, SOURCE, now=NOW)
+    snapshot_ledger(app_settings)
+    store = local(pipeline.snapshots)
+    as_before_rollups(store)
+    [damaged] = published_files(store)
+    (store.root / damaged.key).write_bytes(b"PAR1 not really")
+    ingest_events(host_batch([line(event())], first_sequence=200), pipeline, SOURCE, now=NOW)
+
+    timers.snapshot_timer(SimpleNamespace(past_due=False))  # no exception: the snapshot is committed
+
+    assert len(published_files(store)) == 2
+    [error] = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert error.getMessage().startswith(f"rollups: {store.url}/{damaged.key}: a committed snapshot file is not "
+                                         "readable Parquet")
 
 
 def test_the_report_timer_publishes_this_and_last_month(app_settings: Settings, pipeline: Pipeline,

@@ -11,6 +11,7 @@ days within the usage window, read from their events) and after it.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from pipeline.lake.manifests import MANIFEST_PREFIX, Manifest, manifests, publis
 from pipeline.lake.rollups import ROLLUP_LAYOUT, ROLLUP_PREFIX, RollupMaker, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA, events_table
 from pipeline.lake.warehouse import open_warehouse
-from pipeline.stages.backfill import backfill_rollups
+from pipeline.stages.backfill import backfill_rollups, complete_key
 from pipeline.stages.report.build import build_report
 from pipeline.stages.report.model import FORMATS
 from pipeline.stages.snapshot import snapshot
@@ -218,6 +219,49 @@ def test_a_backfill_rolls_up_the_files_committed_without_a_rollup(month: Pipelin
     feed(jsonl([event(timestamp="2026-10-12T09:00:00Z")]))  # the snapshot goes on from the backfill's manifest
     later = snapshot(month.ledger, month.snapshots)
     assert (later.rows, later.manifests, later.cursor) == (1, [before[-1].number + 3], str(month.ledger.count()))
+
+
+def without_rollups(store: LocalObjectStore, number: int) -> None:
+    """Manifest `number` as a version before rollups wrote it (its files name no rollup)."""
+    path = store.root / MANIFEST_PREFIX / f"{number:08d}.json"
+    written = msgspec.json.decode(path.read_bytes())
+    for file in written["files"]:
+        del file["rollup"], file["rollup_layout"]
+    path.write_bytes(msgspec.json.encode(written))
+
+
+def test_a_backfill_that_leaves_no_file_says_so_and_then_unless_complete_reads_nothing(
+        month: Pipeline, feed: Feed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the Functions timer runs after each snapshot: `unless_complete` stops at one read once
+    a backfill left no file; the CLI's backfill always looks, and rolls up a file committed later
+    without a rollup (by an older version still running)."""
+    store = local(month.snapshots)
+    as_before_rollups(store)
+    partly = backfill_rollups(store, most_files=5, unless_complete=True)
+    assert (partly.files, partly.skipped, store.exists(complete_key())) == (5, False, False)  # files left
+    done = backfill_rollups(store, unless_complete=True)
+    assert done.left == 0 and done.files > 0
+    assert msgspec.json.decode(store.get(complete_key()) or b"") | {"at": None} == {
+        "layout": ROLLUP_LAYOUT, "manifest": done.manifest, "at": None}
+    feed(jsonl([event(timestamp="2026-10-12T09:00:00Z")]))
+    [later] = snapshot(month.ledger, month.snapshots).manifests
+    without_rollups(store, later)
+    read: list[str] = []
+
+    def recorded(real: Callable[[str], object]) -> Callable[[str], object]:
+        def call(key: str) -> object:
+            read.append(key)
+            return real(key)
+
+        return call
+
+    for name in ("get", "open", "list", "exists"):
+        monkeypatch.setattr(store, name, recorded(getattr(store, name)))
+    skipped = backfill_rollups(store, unless_complete=True)
+    assert (skipped.skipped, skipped.files, skipped.manifest, read) == (True, 0, None, [complete_key()])
+    looked = backfill_rollups(store)
+    assert (looked.files, looked.left, looked.manifest) == (1, 0, later + 1)
+    assert all(file.rollup_layout == ROLLUP_LAYOUT for file in published_files(store))
 
 
 def test_snapshot_rollups_prints_what_it_rolled_up(month: Pipeline, home: Path) -> None:

@@ -7,6 +7,13 @@ are committed together by the next manifest, which names no new file and keeps t
 (`Manifest.rollups`). Committing takes the next manifest number create-if-absent, as a snapshot
 does: a backfill and a snapshot racing for it cannot both commit, and the loser runs again. A
 backfill that dies before its commit leaves rollup objects nobody reads.
+
+A backfill that leaves no file for a next run writes `complete_key()` (the latest manifest then),
+so that the Functions snapshot timer, which backfills a few files after each snapshot, stops
+looking once a store is done: one read a run instead of the manifests' list of files. It is a
+hint, never read by a report: files committed later by an older version (two versions running
+side by side during a deploy) are read from their events until `chargeback snapshot --rollups`,
+which always looks, rolls them up.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -34,22 +42,34 @@ DEFAULT_MOST_FILES = 10_000  # files rolled up per manifest: a long history is d
 BATCH_ROWS = 65_536  # rows handed to DuckDB at a time
 
 
+def complete_key(layout: int = ROLLUP_LAYOUT) -> str:
+    """Where a backfill of rollups of version `layout` notes that it found no file left."""
+    return f"_backfill/rollups-v{layout}.json"
+
+
 @dataclass(slots=True)
 class BackfillResult:
     files: int = 0  # files given a rollup
     left: int = 0  # files beyond `most_files`: the next run takes them
     unrolled: int = 0  # files whose sums pass 64 bits: reports sum their events
     manifest: int | None = None  # the manifest that committed them
+    skipped: bool = False  # `unless_complete` and a backfill had found no file left: nothing looked at
     seconds: float = 0.0
 
 
-def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES) -> BackfillResult:
+def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES, *,
+                     unless_complete: bool = False) -> BackfillResult:
     """Roll up at most `most_files` committed files that have no rollup of this version, and
-    commit their rollups by one manifest; safe to run again at any time."""
+    commit their rollups by one manifest; safe to run again at any time. `unless_complete`: do
+    nothing when a backfill found no file left before (complete_key)."""
     started = time.perf_counter()
     result = BackfillResult()
+    if unless_complete and store.exists(complete_key()):
+        result.skipped, result.seconds = True, time.perf_counter() - started
+        return result
     wanting = [file for file in published_files(store) if file.rollup_layout != ROLLUP_LAYOUT]
     if not wanting:  # (a store that needs nothing never loads DuckDB)
+        _note_complete(store)
         result.seconds = time.perf_counter() - started
         return result
     made: list[PublishedRollup] = []
@@ -83,5 +103,14 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES) -
         commit_manifest(store, Manifest(number, latest.cursor, [], datetime.now(UTC), made))
         result.manifest = number
         write_checkpoint(store, number)
+    if not result.left:
+        _note_complete(store)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _note_complete(store: ObjectStore) -> None:
+    latest = latest_manifest(store)
+    note = {"layout": ROLLUP_LAYOUT, "manifest": latest.number if latest else 0,
+            "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    store.put(complete_key(), msgspec.json.encode(note), overwrite=True)

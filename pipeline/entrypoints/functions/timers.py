@@ -33,8 +33,10 @@ from pipeline.entrypoints.functions.metrics import record_reconciliation, record
 from pipeline.inputs.azure_metrics import read_responses
 from pipeline.lake.areas import LLM_USAGE, REPORTS, SNAPSHOTS
 from pipeline.lake.warehouse import open_warehouse
+from pipeline.ports import SourceError
 from pipeline.settings import Settings, SettingsError
 from pipeline.stages.azure_reconcile import Reconciliation, reconcile_azure
+from pipeline.stages.backfill import BackfillResult, backfill_rollups
 from pipeline.stages.llm_usage import StreamStatus, stream_status
 from pipeline.stages.report.build import period_report
 from pipeline.stages.report.model import FORMATS, ReportError, formats_of
@@ -50,6 +52,10 @@ REPORT_SCHEDULE = "0 30 1 * * *"  # 01:30 UTC (WEBSITE_TIME_ZONE unset), after t
 # before finance closes the month. Later on it is left as published (`chargeback report`
 # re-derives any month on demand).
 LATE_DAYS = 5
+# Files given a rollup after each snapshot, in a store whose earlier files have none (upgraded in
+# place): a year of 15-minute files in about a week of runs, each run reading at most 50 files.
+# `chargeback snapshot --rollups` does up to 10,000 at once.
+BACKFILL_FILES_PER_RUN = 50
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
@@ -65,6 +71,26 @@ def snapshot_timer(timer: func.TimerRequest) -> None:
         return
     logging.info("snapshot: %d events -> %d new file(s), cursor %s", result.rows, len(result.files), result.cursor)
     check_llm_logs(settings, worker_meter_provider(settings))
+    backfill_snapshots(settings)
+
+
+def backfill_snapshots(settings: Settings) -> BackfillResult | None:
+    """Roll up a few of the files committed before rollups (pipeline.stages.backfill), so that an
+    upgraded store's reports come to sum rollups without anyone running `snapshot --rollups`;
+    one read a run once none is left. What fails here is logged: the snapshot is committed, and
+    the next run tries again."""
+    try:
+        done = backfill_rollups(open_store(settings, SNAPSHOTS), BACKFILL_FILES_PER_RUN, unless_complete=True)
+    except SnapshotConflict:
+        logging.warning("rollups: a snapshot committed first; the next run rolls up the files again")
+        return None
+    except SourceError as error:  # a committed file that is gone or damaged: reports of its day fail too
+        logging.error("rollups: %s", error)
+        return None
+    if done.files or done.unrolled:
+        logging.info("rollups: %d earlier file(s) rolled up (manifest %s), %d left, %d summed from events",
+                     done.files, done.manifest, done.left, done.unrolled)
+    return done
 
 
 def check_llm_logs(settings: Settings, meter_provider: MeterProvider, now: datetime | None = None) -> StreamStatus:
