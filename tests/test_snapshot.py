@@ -223,6 +223,26 @@ def test_readers_take_the_latest_checkpoint_and_the_manifests_after_it(
     assert counting.manifests_read == 10
 
 
+def test_only_the_two_newest_checkpoints_are_kept(pipeline: Pipeline, feed: Feed,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each checkpoint lists every file so far: kept all, they would grow with the square of the
+    store's age. A reader whose checkpoint was deleted under it reads the one before."""
+    from pipeline.lake import manifests as log
+
+    monkeypatch.setattr(log, "CHECKPOINT_EVERY", 10)
+    root = local(pipeline.snapshots).path("")
+    for first, last in ((0, 12), (12, 25), (25, 38), (38, 52)):  # each run writes the checkpoint due as it ends
+        feed(jsonl([event(timestamp=f"2026-10-{1 + n % 28:02d}T10:00:00Z") for n in range(first, last)]))
+        snapshot(pipeline.ledger, pipeline.snapshots, chunk_rows=1)
+    names = sorted(path.name for path in (root / "_checkpoints").iterdir())
+    assert names == ["00000030.json", "00000050.json"]  # 10 and 20 deleted
+    assert published_files(pipeline.snapshots) == every_manifest(pipeline.snapshots)
+    assert len(every_manifest(pipeline.snapshots)) == 52
+    (root / "_checkpoints" / "00000050.json").unlink()  # deleted under a reader: checkpoint 30 and 31-52
+    counting = CountingStore(root)
+    assert published_files(counting) == every_manifest(pipeline.snapshots) and counting.manifests_read == 22
+
+
 @pytest.mark.parametrize(("crash_at", "chunk_rows", "resumed_manifests"), [
     (1, 1_000_000, [1]),  # nothing was committed
     (2, 4, [2]),  # the first chunk was committed; finished with another chunk size

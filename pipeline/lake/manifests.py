@@ -18,6 +18,10 @@ MANIFEST_PREFIX = "_manifests"
 # year of 15-minute snapshots is 35,040 manifests, one object read each (Checkpoint).
 CHECKPOINT_PREFIX = "_checkpoints"
 CHECKPOINT_EVERY = 100
+# Checkpoints kept: each holds every file so far, so keeping them all would grow the area with the
+# square of its age (a year of one-file manifests: 350 checkpoints, 860 MB); the one before the
+# newest stays for a reader that finds the newest damaged.
+CHECKPOINTS_KEPT = 2
 
 
 # The layout of the files a snapshot writes (PublishedFile.layout): from 2 they have the column
@@ -112,14 +116,20 @@ def committed_files(store: ObjectStore, through: int | None = None) -> list[Publ
 
 def write_checkpoint(store: ObjectStore, latest: int) -> int | None:
     """Write the checkpoint due at manifest `latest` (the last multiple of CHECKPOINT_EVERY at or
-    before it) when it is not there; returns its number when written. Its files come from the
-    manifests up to that number only, so a snapshot committing meanwhile changes nothing."""
+    before it) when it is not there, and delete all but the CHECKPOINTS_KEPT newest; returns its
+    number when written. Its files come from the manifests up to that number only, so a snapshot
+    committing meanwhile changes nothing. A reader whose checkpoint is deleted under it reads the
+    one before, or the manifests (a checkpoint is never needed)."""
     due = latest // CHECKPOINT_EVERY * CHECKPOINT_EVERY
     key = f"{CHECKPOINT_PREFIX}/{due:08d}.json"
     if due == 0 or store.exists(key):
         return None
     checkpoint = Checkpoint(due, committed_files(store, through=due))
-    return due if store.put(key, msgspec.json.encode(checkpoint), overwrite=False) else None
+    if not store.put(key, msgspec.json.encode(checkpoint), overwrite=False):
+        return None
+    for _, older in _numbered(store, CHECKPOINT_PREFIX)[:-CHECKPOINTS_KEPT]:
+        store.delete(older)
+    return due
 
 
 def _checkpoint(store: ObjectStore, through: int | None) -> Checkpoint | None:
