@@ -264,6 +264,18 @@ def test_a_backfill_that_leaves_no_file_says_so_and_then_unless_complete_reads_n
     assert all(file.rollup_layout == ROLLUP_LAYOUT for file in published_files(store))
 
 
+def test_a_backfill_writes_again_a_rollup_that_is_gone(month: Pipeline, demo_reference: Reference,
+                                                      tmp_path: Path) -> None:
+    store = local(month.snapshots)
+    gone = published_files(store)[2]
+    assert gone.rollup is not None
+    (store.root / gone.rollup).unlink()  # e.g. a lifecycle rule, or a clean-up of the wrong folder
+    done = backfill_rollups(store)
+    assert (done.files, done.left) == (1, 0) and (store.root / gone.rollup).is_file()
+    assert files_of(month, demo_reference, tmp_path / "rollups", AFTER, rollups=True) == files_of(
+        month, demo_reference, tmp_path / "events", AFTER, rollups=False)
+
+
 def test_snapshot_rollups_prints_what_it_rolled_up(month: Pipeline, home: Path) -> None:
     from click.testing import CliRunner
 

@@ -1,5 +1,6 @@
 """Backfill: rollups for snapshot files committed without one of this version (written before
-rollups, or by another version of their SQL), so that reports of those days sum rollups too.
+rollups, or by another version of their SQL) or whose rollup is gone, so that reports of those
+days sum rollups too.
 
 Nothing committed is rewritten. Each file without a rollup of this version is read, its rollup
 written under a fresh name (pipeline.lake.rollups.rollup_key names the version), and the rollups
@@ -33,7 +34,7 @@ from pipeline.lake.manifests import (
     published_files,
     write_checkpoint,
 )
-from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
+from pipeline.lake.rollups import ROLLUP_LAYOUT, ROLLUP_PREFIX, RollupMaker, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA, conformed
 from pipeline.ports import ObjectStore, SourceError
 from pipeline.stages.snapshot import commit_manifest
@@ -67,7 +68,9 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES, *
     if unless_complete and store.exists(complete_key()):
         result.skipped, result.seconds = True, time.perf_counter() - started
         return result
-    wanting = [file for file in published_files(store) if file.rollup_layout != ROLLUP_LAYOUT]
+    files = published_files(store)
+    present = set(store.list(f"{ROLLUP_PREFIX}/v{ROLLUP_LAYOUT}")) if files else set()  # one listing, not a read each
+    wanting = [file for file in files if file.rollup_layout != ROLLUP_LAYOUT or file.rollup not in present]
     if not wanting:  # (a store that needs nothing never loads DuckDB)
         _note_complete(store)
         result.seconds = time.perf_counter() - started
