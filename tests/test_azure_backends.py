@@ -144,3 +144,39 @@ def test_every_command_works_on_the_real_servers_as_on_the_embedded_defaults(
     for name in ("chargeback-2026-10.csv", "chargeback-2026-10-unpriced.csv", "chargeback-2026-10-focus.csv"):
         assert (tmp_path / "azure" / name).read_bytes() == (tmp_path / "embedded-out" / name).read_bytes()
     assert "CC-A" in on_azure[1]
+
+
+def test_the_snapshot_timer_rolls_up_earlier_files_on_blob_storage(azure_env: dict[str, str]) -> None:
+    """The Functions path of the backfill on Azurite: manifests rewritten as before rollups, one
+    rollup deleted besides; one timer backfill lists the rollups' folder on Blob Storage, rolls
+    up every file and notes it; the next reads that note only."""
+    import msgspec
+
+    from pipeline.app import open_store
+    from pipeline.entrypoints.functions import timers
+    from pipeline.lake.areas import SNAPSHOTS
+    from pipeline.lake.manifests import MANIFEST_PREFIX, published_files
+    from pipeline.lake.rollups import ROLLUP_LAYOUT
+    from pipeline.stages.backfill import complete_key
+
+    settings = Settings.from_env()
+    source = Path(azure_env["CHARGEBACK_HOME"]) / "days.jsonl"
+    source.write_bytes(jsonl([event(timestamp=f"2026-10-0{day}T10:00:00Z") for day in (1, 2, 3, 4)]))
+    run("ingest", str(source))
+    assert timers.snapshot_ledger(settings).rows == 4
+    store = open_store(settings, SNAPSHOTS)
+    files = published_files(store)
+    assert len(files) == 4 and all(file.rollup_layout == ROLLUP_LAYOUT for file in files)
+    for key in store.list(MANIFEST_PREFIX):
+        written = msgspec.json.decode(store.get(key) or b"")
+        for file in written["files"][:3]:  # three as before rollups; the fourth's rollup deleted
+            file.update(rollup=None, rollup_layout=0)
+        store.put(key, msgspec.json.encode(written), overwrite=True)
+    assert store.delete(files[3].rollup or "")
+
+    done = timers.backfill_snapshots(settings)
+    assert done is not None and (done.files, done.left, done.skipped) == (4, 0, False)
+    assert all(store.exists(file.rollup or "") for file in published_files(store))
+    assert store.exists(complete_key())
+    again = timers.backfill_snapshots(settings)
+    assert again is not None and (again.skipped, again.files) == (True, 0)
