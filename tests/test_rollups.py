@@ -276,6 +276,39 @@ def test_a_backfill_writes_again_a_rollup_that_is_gone(month: Pipeline, demo_ref
         month, demo_reference, tmp_path / "events", AFTER, rollups=False)
 
 
+@pytest.mark.parametrize("reader", ["duckdb", "arrow"])
+def test_a_damaged_rollup_is_passed_over_for_the_events_with_a_warning(
+        month: Pipeline, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """Rollups are derived: one that cannot be read makes the report sum the events (the same
+    bytes in every file), and the report says which file and how to write it again; through
+    DuckDB's reader (the query fails) and Arrow's (Blob Storage: the rollups are read whole as the
+    warehouse opens)."""
+    from click.testing import CliRunner
+
+    from pipeline.entrypoints.cli import main
+
+    if reader == "arrow":
+        monkeypatch.setattr(warehouse, "_read_local_files", lambda *args: None)
+
+    store = local(month.snapshots)
+    month.close()
+    report = ["report", "--month", MONTH, "--format", "csv,parquet,focus"]
+    intact = CliRunner().invoke(main, [*report, "--out", str(tmp_path / "intact")])
+    assert intact.exit_code == 0, intact.output
+    damaged = next(f for f in published_files(store) if f.rollup is not None and f.date < date(2026, 10, 20))
+    (store.root / (damaged.rollup or "")).write_bytes(b"PAR1 not really")
+    passed_over = CliRunner().invoke(main, [*report, "--out", str(tmp_path / "events")])
+    assert passed_over.exit_code == 0, passed_over.output
+    said = " ".join(passed_over.output.split())
+    assert "warning: a rollup could not be read (" in said and f"{damaged.rollup}" in said
+    assert said.count("warning: a rollup") == 1 and "warning: a rollup" not in " ".join(intact.output.split())
+    def files(folder: Path) -> dict[str, bytes]:
+        return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+    written = files(tmp_path / "intact")
+    assert written == files(tmp_path / "events") and len(written) >= 6
+
+
 def test_snapshot_rollups_prints_what_it_rolled_up(month: Pipeline, home: Path) -> None:
     from click.testing import CliRunner
 

@@ -220,7 +220,7 @@ def _read_through_arrow(connection: duckdb.DuckDBPyConnection, store: ObjectStor
 
     define("usage_events", files)
     found = [(file, store.get(file.rollup or "")) for file in (_rolled_up(files, settled_before) if rollups else [])]
-    read = [(file, pq.read_table(pa.BufferReader(data))) for file, data in found if data is not None]
+    read = [(file, _rollup_table(store, file, data)) for file, data in found if data is not None]
     if not read:
         return _Scans([("usage_events", False)])
     rows = pa.concat_tables([table.append_column("date", pa.array([file.date] * table.num_rows, pa.date32()))
@@ -232,6 +232,13 @@ def _read_through_arrow(connection: duckdb.DuckDBPyConnection, store: ObjectStor
     if rest:
         define(UNROLLED_EVENTS, rest)
     return _Scans([("usage_events", False)], [(UNROLLED_EVENTS, False)] if rest else [])
+
+
+def _rollup_table(store: ObjectStore, file: PublishedFile, data: bytes) -> pa.Table:
+    try:
+        return pq.read_table(pa.BufferReader(data))
+    except pa.ArrowException as error:  # named, as DuckDB's reader names it
+        raise pa.ArrowInvalid(f"{store.url}/{file.rollup}: {error}") from error
 
 
 def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: list[PublishedFile],

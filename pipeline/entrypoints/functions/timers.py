@@ -203,6 +203,9 @@ def refresh_reports(settings: Settings, today: date) -> list[str]:
     keys = []
     for month in report_months(today):
         report = period_report(stores, reference, Period.month(month), limits=warehouse_limits(settings))
+        if report.rollups_unread:
+            logging.warning("report %s: a rollup could not be read (%s); the events were summed instead: delete "
+                            "the file and run `chargeback snapshot --rollups`", month, report.rollups_unread)
         attach_reconciliation(report, reports)  # the HTML shows the daily reconciliation, when there is one
         keys.extend(publish_report(report, reports, formats, today=today, focus=focus).keys)
     return keys

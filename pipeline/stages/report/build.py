@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from pipeline.domain.allocation import allocate_capacity
@@ -65,15 +66,47 @@ def period_report(stores: ReportStores, reference: Reference, period: Period,
                   usage_window: timedelta = USAGE_WINDOW, limits: Limits | None = None) -> Report:
     """The period's report from the committed snapshots and the LLM-log usage, with every
     recorded correction applied: what `chargeback report`, the demo and the daily Functions
-    timer all publish."""
+    timer all publish. Rollups are derived: when one cannot be read, the report sums the events
+    instead and says why in `rollups_unread`."""
+    corrections = load_corrections(stores.corrections)
+    try:
+        return _report(stores, reference, period, usage_window, limits, corrections, rollups=True)
+    except _RollupsUnread as unread:
+        report = _report(stores, reference, period, usage_window, limits, corrections, rollups=False)
+        report.rollups_unread = unread.reason
+        return report
+
+
+class _RollupsUnread(Exception):
+    def __init__(self, error: Exception) -> None:
+        lines = str(error).strip().splitlines()
+        self.reason = lines[0] if lines else type(error).__name__
+        super().__init__(self.reason)
+
+
+def _report(stores: ReportStores, reference: Reference, period: Period, usage_window: timedelta,
+            limits: Limits | None, corrections: Corrections, rollups: bool) -> Report:
+    """period_report, reading rollups or not; _RollupsUnread when reading them failed."""
     # No reference: the report prices its own groups; the per-event `costs` view would only
     # cost time (docs/benchmarks.md).
-    warehouse = open_warehouse(stores.snapshots, None, (period.start, period.end), llm_usage=stores.llm_usage,
-                               usage_window=usage_window, limits=limits)
     try:
-        return build_report(warehouse, reference, period, corrections=load_corrections(stores.corrections))
+        warehouse = open_warehouse(stores.snapshots, None, (period.start, period.end), llm_usage=stores.llm_usage,
+                                   usage_window=usage_window, limits=limits, rollups=rollups)
+    except _READ_ERRORS as error:  # Blob Storage's rollups are read here (a failure without them: raised again)
+        if rollups:
+            raise _RollupsUnread(error) from error
+        raise
+    try:
+        return build_report(warehouse, reference, period, corrections=corrections)
+    except _READ_ERRORS as error:
+        if warehouse.rollups:
+            raise _RollupsUnread(error) from error
+        raise
     finally:
         warehouse.connection.close()
+
+
+_READ_ERRORS = (duckdb.Error, pa.ArrowException)
 
 
 def build_report(warehouse: Warehouse, reference: Reference, period: Period | str,

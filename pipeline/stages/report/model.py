@@ -171,6 +171,9 @@ class Report:
     # daily rows are summed from, cheaper than the lines, which it equals in sum (None: from the
     # lines).
     day_groups: DayGroups | None = field(default=None, repr=False, compare=False)
+    # Why the rollups could not be read, when the report summed the events instead (a rollup file
+    # damaged: `chargeback snapshot --rollups` writes it again once it is deleted).
+    rollups_unread: str | None = None
 
     @property
     def lines(self) -> list[CostLine]:
