@@ -15,6 +15,7 @@ from pipeline.adapters.embedded.local_store import LocalObjectStore
 from pipeline.entrypoints.cli import main
 from pipeline.inputs.reference import load_reference
 from pipeline.lake.manifests import manifests
+from pipeline.lake.rollups import rolled_up_note_key
 from pipeline.stages.doctor import Status, check_coverage, check_llm_logs, check_snapshots
 from pipeline.stages.llm_usage import StreamStatus
 from tests.conftest import ReferenceFiles, WriteFile
@@ -166,6 +167,12 @@ def test_an_old_snapshot_and_silent_llm_logs_warn(home: Path, write_file: WriteF
     assert check_snapshots(snapshots, created + timedelta(minutes=59)).status is Status.OK
     old = check_snapshots(snapshots, created + timedelta(hours=3))
     assert old.status is Status.WARN and old.detail.endswith("manifest 1, 3.0 h old")
+    assert snapshots.delete(rolled_up_note_key())  # as a store begun before rollups and not yet backfilled
+    unrolled = check_snapshots(snapshots, created + timedelta(minutes=59))
+    assert unrolled.status is Status.WARN and unrolled.detail.endswith("files committed before rollups may have "
+                                                                       "none (reports read their events: the same "
+                                                                       "numbers, slower)")
+    assert unrolled.fix.startswith("run `chargeback snapshot --rollups`")
     now = datetime(2026, 10, 5, 12, tzinfo=UTC)
     silent = StreamStatus(now, timedelta(hours=6), pending=40, recent_streams=12,
                           last_record=now - timedelta(hours=9))

@@ -38,10 +38,10 @@ from pipeline.entrypoints.functions.metrics import configure_metrics, record_ing
 from pipeline.entrypoints.functions.timers import refresh_reports, report_formats, report_months, snapshot_ledger
 from pipeline.lake.areas import REPORTS
 from pipeline.lake.manifests import published_files
-from pipeline.lake.rollups import ROLLUP_LAYOUT
+from pipeline.lake.rollups import ROLLUP_LAYOUT, rolled_up_note_key
 from pipeline.lake.warehouse import open_warehouse
 from pipeline.settings import Settings, SettingsError
-from pipeline.stages.backfill import BackfillResult, complete_key
+from pipeline.stages.backfill import BackfillResult
 from pipeline.stages.ingest import IngestResult
 from pipeline.stages.report.build import build_report
 from pipeline.stages.report.model import FORMATS
@@ -335,7 +335,7 @@ def test_the_snapshot_timer_rolls_up_earlier_files_a_few_a_run_then_stops_lookin
     for left in (3, 1, 0):
         timers.snapshot_timer(SimpleNamespace(past_due=False))
         assert sum(file.rollup_layout != ROLLUP_LAYOUT for file in published_files(store)) == left
-    assert "rollups: 1 earlier file(s) rolled up" in caplog.text and store.exists(complete_key())
+    assert "rollups: 1 earlier file(s) rolled up" in caplog.text and store.exists(rolled_up_note_key())
     assert timers.backfill_snapshots(app_settings) == BackfillResult(skipped=True, seconds=ANY)
 
 

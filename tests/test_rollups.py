@@ -30,10 +30,10 @@ from pipeline.inputs import synthetic
 from pipeline.inputs.reference import load_reference
 from pipeline.lake import warehouse
 from pipeline.lake.manifests import MANIFEST_PREFIX, Manifest, manifests, published_files
-from pipeline.lake.rollups import ROLLUP_LAYOUT, ROLLUP_PREFIX, RollupMaker, rollup_key
+from pipeline.lake.rollups import ROLLUP_LAYOUT, ROLLUP_PREFIX, RollupMaker, rolled_up_note_key, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA, events_table
 from pipeline.lake.warehouse import open_warehouse
-from pipeline.stages.backfill import backfill_rollups, complete_key
+from pipeline.stages.backfill import backfill_rollups
 from pipeline.stages.report.build import build_report
 from pipeline.stages.report.model import FORMATS
 from pipeline.stages.snapshot import snapshot
@@ -121,6 +121,9 @@ def test_the_snapshot_writes_each_file_with_its_rollup(month: Pipeline) -> None:
         key = rollup_key(file.key)
         assert (file.rollup, file.rollup_layout) == (key, ROLLUP_LAYOUT)
         assert key.startswith(f"rollups/v{ROLLUP_LAYOUT}/date={file.date.isoformat()}/part-") and store.exists(key)
+    # The first run began the store: no backfill has anything to do (the later runs leave the note).
+    first = manifests(store)[0].number
+    assert msgspec.json.decode(store.get(rolled_up_note_key()) or b"")["manifest"] == first == 1
 
 
 def test_a_void_is_applied_to_the_events_not_to_rollups(month: Pipeline, demo_reference: Reference,
@@ -176,6 +179,7 @@ def as_before_rollups(store: LocalObjectStore) -> int:
     and the oldest file without `gateway_timeout` and `layout`, as before that column), and delete
     the rollups; returns how many files the manifests name."""
     shutil.rmtree(store.root / ROLLUP_PREFIX)
+    (store.root / rolled_up_note_key()).unlink(missing_ok=True)  # written as the snapshot began the store
     paths = sorted((store.root / MANIFEST_PREFIX).glob("*.json"))
     oldest = None
     files = 0
@@ -238,10 +242,10 @@ def test_a_backfill_that_leaves_no_file_says_so_and_then_unless_complete_reads_n
     store = local(month.snapshots)
     as_before_rollups(store)
     partly = backfill_rollups(store, most_files=5, unless_complete=True)
-    assert (partly.files, partly.skipped, store.exists(complete_key())) == (5, False, False)  # files left
+    assert (partly.files, partly.skipped, store.exists(rolled_up_note_key())) == (5, False, False)  # files left
     done = backfill_rollups(store, unless_complete=True)
     assert done.left == 0 and done.files > 0
-    assert msgspec.json.decode(store.get(complete_key()) or b"") | {"at": None} == {
+    assert msgspec.json.decode(store.get(rolled_up_note_key()) or b"") | {"at": None} == {
         "layout": ROLLUP_LAYOUT, "manifest": done.manifest, "at": None}
     feed(jsonl([event(timestamp="2026-10-12T09:00:00Z")]))
     [later] = snapshot(month.ledger, month.snapshots).manifests
@@ -258,7 +262,7 @@ def test_a_backfill_that_leaves_no_file_says_so_and_then_unless_complete_reads_n
     for name in ("get", "open", "list", "exists"):
         monkeypatch.setattr(store, name, recorded(getattr(store, name)))
     skipped = backfill_rollups(store, unless_complete=True)
-    assert (skipped.skipped, skipped.files, skipped.manifest, read) == (True, 0, None, [complete_key()])
+    assert (skipped.skipped, skipped.files, skipped.manifest, read) == (True, 0, None, [rolled_up_note_key()])
     looked = backfill_rollups(store)
     assert (looked.files, looked.left, looked.manifest) == (1, 0, later + 1)
     assert all(file.rollup_layout == ROLLUP_LAYOUT for file in published_files(store))

@@ -20,10 +20,14 @@ from __future__ import annotations
 import io
 import tempfile
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from pipeline.lake.views import BILLING_COLUMNS, KEY_OF_DAY, SUMMED, USAGE_SUMS, USAGE_WITHOUT_LLM_USAGE
+from pipeline.ports import ObjectStore
 
 if TYPE_CHECKING:
     import duckdb
@@ -38,6 +42,18 @@ _KEY = KEY_OF_DAY.replace("u.", "")
 ROLLUP_SQL = (f"SELECT {_KEY}, {', '.join(f'{c}::BIGINT AS {c}' for c in SUMMED)}, origin FROM "
               f"(SELECT {KEY_OF_DAY}, {USAGE_SUMS}, u.usage_source AS origin FROM ({_ROWS}) u GROUP BY ALL) "
               f"ORDER BY ALL")
+
+
+def rolled_up_note_key(layout: int = ROLLUP_LAYOUT) -> str:
+    """The note that no committed file lacks a rollup of version `layout` that a backfill could
+    make (pipeline.stages.backfill writes it when it leaves no file, a snapshot when it begins a store)."""
+    return f"_backfill/rollups-v{layout}.json"
+
+
+def note_rolled_up(store: ObjectStore, manifest: int) -> None:
+    """Write the note, as of manifest `manifest`."""
+    note = {"layout": ROLLUP_LAYOUT, "manifest": manifest, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    store.put(rolled_up_note_key(), msgspec.json.encode(note), overwrite=True)
 
 
 def rollup_key(usage_key: str, layout: int = ROLLUP_LAYOUT) -> str:

@@ -9,7 +9,7 @@ are committed together by the next manifest, which names no new file and keeps t
 does: a backfill and a snapshot racing for it cannot both commit, and the loser runs again. A
 backfill that dies before its commit leaves rollup objects nobody reads.
 
-A backfill that leaves no file for a next run writes `complete_key()` (the latest manifest then),
+A backfill that leaves no file for a next run writes `rolled_up_note_key()` (the latest manifest then),
 so that the Functions snapshot timer, which backfills a few files after each snapshot, stops
 looking once a store is done: one read a run instead of the manifests' list of files. It is a
 hint, never read by a report: files committed later by an older version (two versions running
@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -34,18 +33,20 @@ from pipeline.lake.manifests import (
     published_files,
     write_checkpoint,
 )
-from pipeline.lake.rollups import ROLLUP_LAYOUT, ROLLUP_PREFIX, RollupMaker, rollup_key
+from pipeline.lake.rollups import (
+    ROLLUP_LAYOUT,
+    ROLLUP_PREFIX,
+    RollupMaker,
+    note_rolled_up,
+    rolled_up_note_key,
+    rollup_key,
+)
 from pipeline.lake.usage import USAGE_SCHEMA, conformed
 from pipeline.ports import ObjectStore, SourceError
 from pipeline.stages.snapshot import commit_manifest
 
 DEFAULT_MOST_FILES = 10_000  # files rolled up per manifest: a long history is done in several runs
 BATCH_ROWS = 65_536  # rows handed to DuckDB at a time
-
-
-def complete_key(layout: int = ROLLUP_LAYOUT) -> str:
-    """Where a backfill of rollups of version `layout` notes that it found no file left."""
-    return f"_backfill/rollups-v{layout}.json"
 
 
 @dataclass(slots=True)
@@ -62,10 +63,10 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES, *
                      unless_complete: bool = False) -> BackfillResult:
     """Roll up at most `most_files` committed files that have no rollup of this version, and
     commit their rollups by one manifest; safe to run again at any time. `unless_complete`: do
-    nothing when a backfill found no file left before (complete_key)."""
+    nothing when a backfill found no file left before (rolled_up_note_key)."""
     started = time.perf_counter()
     result = BackfillResult()
-    if unless_complete and store.exists(complete_key()):
+    if unless_complete and store.exists(rolled_up_note_key()):
         result.skipped, result.seconds = True, time.perf_counter() - started
         return result
     files = published_files(store)
@@ -114,6 +115,4 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES, *
 
 def _note_complete(store: ObjectStore) -> None:
     latest = latest_manifest(store)
-    note = {"layout": ROLLUP_LAYOUT, "manifest": latest.number if latest else 0,
-            "at": datetime.now(UTC).isoformat(timespec="seconds")}
-    store.put(complete_key(), msgspec.json.encode(note), overwrite=True)
+    note_rolled_up(store, latest.number if latest else 0)

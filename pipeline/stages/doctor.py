@@ -12,6 +12,7 @@ from enum import StrEnum
 from pipeline.domain.costing import Reference
 from pipeline.domain.mappings import is_provisioned_type
 from pipeline.lake.manifests import latest_manifest
+from pipeline.lake.rollups import rolled_up_note_key
 from pipeline.ports import Counters, Ledger, ObjectStore
 from pipeline.stages.llm_usage import StreamStatus
 
@@ -79,6 +80,10 @@ def check_snapshots(snapshots: ObjectStore, now: datetime, max_age: timedelta = 
     if age > max_age:
         return Check("snapshots", Status.WARN, detail, "the snapshot timer should commit every 15 minutes when "
                      "events arrive: check the Function App's snapshot_usage runs (or run `chargeback snapshot`)")
+    if not snapshots.exists(rolled_up_note_key()):  # a store begun before rollups, not yet backfilled
+        return Check("snapshots", Status.WARN, f"{detail}; files committed before rollups may have none "
+                     "(reports read their events: the same numbers, slower)",
+                     "run `chargeback snapshot --rollups` (in Azure the snapshot timer rolls up 50 files a run)")
     return ok("snapshots", detail)
 
 

@@ -37,7 +37,7 @@ from pipeline.lake.manifests import (
     latest_manifest,
     write_checkpoint,
 )
-from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
+from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, note_rolled_up, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.ports import Changes, ChargebackError, Ledger, ObjectStore, Pending
 
@@ -89,6 +89,8 @@ def snapshot(ledger: Ledger, store: ObjectStore, chunk_rows: int = DEFAULT_CHUNK
             rollups.close()
     if result.manifests:
         write_checkpoint(store, number)  # every CHECKPOINT_EVERY manifests: what readers start from
+        if latest is None:  # this store begun with rollups: nothing for a backfill to do
+            note_rolled_up(store, number)
     result.pending = ledger.pending()
     result.seconds = time.perf_counter() - started
     return result
