@@ -56,11 +56,16 @@ def note_rolled_up(store: ObjectStore, manifest: int) -> None:
     store.put(rolled_up_note_key(), msgspec.json.encode(note), overwrite=True)
 
 
+def rollups_folder(layout: int = ROLLUP_LAYOUT) -> str:
+    """The folder of the rollups made by version `layout` of the SQL: `rollups/v<layout>`."""
+    return f"{ROLLUP_PREFIX}/v{layout}"
+
+
 def rollup_key(usage_key: str, layout: int = ROLLUP_LAYOUT) -> str:
     """Where the rollup of the snapshot file `usage/date=D/NAME` made by version `layout` of the
     SQL goes: `rollups/v<layout>/date=D/NAME` (a rollup of another version never takes its name)."""
     _, _, rest = usage_key.partition("/")
-    return f"{ROLLUP_PREFIX}/v{layout}/{rest}"
+    return f"{rollups_folder(layout)}/{rest}"
 
 
 class RollupMaker:

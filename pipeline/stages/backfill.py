@@ -35,11 +35,11 @@ from pipeline.lake.manifests import (
 )
 from pipeline.lake.rollups import (
     ROLLUP_LAYOUT,
-    ROLLUP_PREFIX,
     RollupMaker,
     note_rolled_up,
     rolled_up_note_key,
     rollup_key,
+    rollups_folder,
 )
 from pipeline.lake.usage import USAGE_SCHEMA, conformed
 from pipeline.ports import ObjectStore, SourceError
@@ -70,7 +70,7 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES, *
         result.skipped, result.seconds = True, time.perf_counter() - started
         return result
     files = published_files(store)
-    present = set(store.list(f"{ROLLUP_PREFIX}/v{ROLLUP_LAYOUT}")) if files else set()  # one listing, not a read each
+    present = set(store.list(rollups_folder())) if files else set()  # one listing, not a read each
     wanting = [file for file in files if file.rollup_layout != ROLLUP_LAYOUT or file.rollup not in present]
     if not wanting:  # (a store that needs nothing never loads DuckDB)
         _note_complete(store)
