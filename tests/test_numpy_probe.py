@@ -1,6 +1,7 @@
-"""`chargeback report` imports pyarrow as on a machine without NumPy (pipeline.lake.numpy_probe):
-its process never loads NumPy for the default formats, and every format's files are the same
-bytes as those of a process that loaded NumPy first (where the probe does nothing). Each case
+"""`chargeback report`, `usage`, `budgets` and `doctor` import pyarrow as on a machine without
+NumPy (pipeline.lake.numpy_probe): the report's process never loads NumPy for the default formats,
+and every format's files are the same bytes as those of a process that loaded NumPy first (where
+the probe does nothing); the others load neither NumPy nor pyarrow.compute, and print the same. Each case
 runs in a fresh process: whether NumPy is loaded is a fact of the whole process."""
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.factories import event, jsonl, usage
 
@@ -79,3 +82,19 @@ def test_the_probe_does_nothing_once_numpy_or_pyarrow_is_loaded(tmp_path: Path) 
                "for ask in (lambda: pa.array(numpy.arange(3)), lambda: pa.array([1]).to_numpy()):\n"
                "    try:\n        ask()\n    except (pa.ArrowInvalid, ImportError) as error:\n"
                "        print(type(error).__name__)", env) == ["[1, 2]", "ArrowInvalid", "ImportError"]
+
+
+@pytest.mark.parametrize("command", [["usage", "--month", "2026-10"], ["budgets", "--month", "2026-10"],
+                                     ["doctor", "--month", "2026-10"]])
+def test_the_commands_people_wait_on_load_neither_numpy_nor_pyarrow_compute(command: list[str],
+                                                                           tmp_path: Path) -> None:
+    """Each of them reads the warehouse (DuckDB and pyarrow) and the live counters, whose ingest
+    path (pyarrow.compute) they do not take; their output is the same with NumPy loaded first."""
+    env = snapshotted_home(tmp_path)
+    (tmp_path / "home" / "budgets.csv").write_text("scope,key,monthly_budget,currency\nsubscription,sub-1,100,USD\n")
+    code = ("import sys\n{first}\nfrom pipeline.entrypoints.cli import main\n"
+            f"try:\n    main({command!r})\nexcept SystemExit as done:\n    assert done.code in (None, 0), done.code\n"
+            "print(sorted(m for m in ('numpy', 'pyarrow.compute', 'pyarrow') if m in sys.modules))")
+    without, with_numpy = run(code.format(first=""), env), run(code.format(first="import numpy"), env)
+    assert without[-1] == "['pyarrow']" and with_numpy[-1] == "['numpy', 'pyarrow']"
+    assert without[:-1] == with_numpy[:-1] and len(without) > 3

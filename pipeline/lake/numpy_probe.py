@@ -1,7 +1,7 @@
 """pyarrow imports NumPy when it is first imported, only so that it can take and give NumPy
-arrays: 50-80 ms of a `chargeback report` over 1M events, a tenth of the whole process, where
+arrays: 80-130 ms (slow phase) of each `chargeback report`, `usage`, `budgets` and `doctor`, where
 NumPy is not otherwise used (the hand-written DuckDB query `make bench` holds the report against
-never loads it: `import duckdb` does not).
+never loads it: `import duckdb` does not). Those commands call this first.
 
 `import_pyarrow_without_numpy` imports pyarrow while `import numpy` is refused, so that pyarrow
 records that there is no NumPy (its own `try: import numpy`, as on a machine without it). NumPy

@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -25,8 +26,10 @@ from pipeline.adapters.embedded.sqlite import connect, probe_write, write_transa
 from pipeline.domain.counters import COST_CENTER_MEASURES, HOURLY, MONTHLY, HourlyRow, SumRows, Tally
 from pipeline.domain.events import UsageEvent, first_copies
 from pipeline.domain.live import Budget, BudgetAlert, Budgets, BudgetScope, LiveCharge, SubscriptionMonth, reached
-from pipeline.lake.event_columns import EventColumns, sum_rows
 from pipeline.ports import CountersUnavailable, CountResult, UserError
+
+if TYPE_CHECKING:  # the ingest's columns: pyarrow.compute, which `usage` and `budgets` need not load (70 ms)
+    from pipeline.lake.event_columns import EventColumns
 
 LAYOUT = 1  # PRAGMA user_version: 1 has the recent marks table; 0 is the first layout (or a new file)
 COUNTED = EventIdSet("counted")
@@ -95,6 +98,8 @@ class SqliteCounters:
 
     def add_columns(self, columns: EventColumns) -> CountResult:
         """`add` of a batch decoded elsewhere: the same sums, marks and alerts."""
+        from pipeline.lake.event_columns import sum_rows
+
         return self._count(columns.sorted_ids, columns.rows, lambda held: sum_rows(columns, columns.without(held)))
 
     def _count(self, ids: bytes, distinct: int, tally: Callable[[set[str]], SumRows]) -> CountResult:

@@ -39,6 +39,9 @@ def doctor_command(month: str | None, strict: bool) -> None:
 
     Example: chargeback doctor --strict
     """
+    from pipeline.lake.numpy_probe import import_pyarrow_without_numpy
+
+    import_pyarrow_without_numpy()  # first: this process hands pyarrow no NumPy array, nor asks for one
     from pipeline.domain.periods import Period
     from pipeline.settings import Settings
     from pipeline.stages.doctor import Status, failed
