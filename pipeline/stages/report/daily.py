@@ -129,6 +129,9 @@ def summed_daily_csv(groups: DayGroups) -> bytes | None:
     """The day rows of pay-as-you-go usage made by DuckDB (no provisioned usage, whose rows cost 0
     and take the allocated capacity; no usage of unknown cached share); None when a price does
     not fit DECIMAL(18, 6) or a cost does not fit DECIMAL(38, 12) (report_rows makes them then)."""
+    header = f"{csv_line(DAILY_COLUMNS)}\n".encode()
+    if not groups.days.num_rows:  # no usage: the header alone, without a DuckDB connection (20 ms)
+        return header
     import duckdb
 
     keys: list[RowKey] = [row_key("", item.subscription_id, item.resolution) for item in groups.usage]
@@ -163,7 +166,7 @@ def summed_daily_csv(groups: DayGroups) -> bytes | None:
         return None
     finally:
         connection.close()
-    return b"".join([f"{csv_line(DAILY_COLUMNS)}\n".encode(), joined_bytes(lines)])
+    return b"".join([header, joined_bytes(lines)])
 
 
 def _text(rate: Decimal | None) -> str | None:
