@@ -1,12 +1,13 @@
-"""`chargeback report`, `usage`, `budgets` and `doctor` import pyarrow as on a machine without
-NumPy (pipeline.lake.numpy_probe): the report's process never loads NumPy for the default formats,
-and every format's files are the same bytes as those of a process that loaded NumPy first (where
-the probe does nothing); the others load neither NumPy nor pyarrow.compute, and print the same. Each case
-runs in a fresh process: whether NumPy is loaded is a fact of the whole process."""
+"""The `chargeback` commands refuse `import numpy` (pipeline.lake.numpy_probe), so that pyarrow
+goes without it: a command's process never loads NumPy, every report format's files are the same
+bytes as those of a process that loaded NumPy first (where nothing is refused), and the other
+commands print the same and keep the same. Each case runs in a fresh process: whether NumPy is
+loaded is a fact of the whole process."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,12 +38,16 @@ def snapshotted_home(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def report_code(out: Path, formats: str, first: str = "") -> str:
-    """A process that runs `chargeback report` (after `first`), then prints whether NumPy is loaded."""
+def command_code(command: list[str], first: str = "") -> str:
+    """A process that runs one `chargeback` command (after `first`), then prints which of NumPy,
+    pyarrow.compute and pyarrow it loaded."""
     return (f"import sys\n{first}\nfrom pipeline.entrypoints.cli import main\n"
-            f"try:\n    main(['report', '--month', '2026-10', '--out', {str(out)!r}, '--format', {formats!r}])\n"
-            "except SystemExit as done:\n    assert not done.code, done.code\n"
-            "print('numpy' in sys.modules)")
+            f"try:\n    main({command!r})\nexcept SystemExit as done:\n    assert done.code in (None, 0), done.code\n"
+            "print(sorted(m for m in ('numpy', 'pyarrow.compute', 'pyarrow') if m in sys.modules))")
+
+
+def report_of(out: Path, formats: str) -> list[str]:
+    return ["report", "--month", "2026-10", "--out", str(out), "--format", formats]
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
@@ -51,50 +56,66 @@ def files_of(folder: Path) -> dict[str, bytes]:
 
 def test_the_report_process_loads_no_numpy(tmp_path: Path) -> None:
     env = snapshotted_home(tmp_path)
-    lines = run(report_code(tmp_path / "out", "csv,parquet"), env)
+    lines = run(command_code(report_of(tmp_path / "out", "csv,parquet")), env)
     assert "Total" in "\n".join(lines) and "over 6 requests" in "\n".join(lines)
-    assert lines[-1] == "False"
+    assert lines[-1] == "['pyarrow']"
     assert sorted(files_of(tmp_path / "out")) == ["chargeback-2026-10-daily.csv", "chargeback-2026-10-unpriced.csv",
                                                   "chargeback-2026-10.csv", "chargeback-2026-10.parquet"]
 
 
 def test_every_format_is_the_same_bytes_as_with_numpy_loaded_first(tmp_path: Path) -> None:
     env = snapshotted_home(tmp_path)
-    without = run(report_code(tmp_path / "without", ALL_FORMATS), env)
-    with_numpy = run(report_code(tmp_path / "with", ALL_FORMATS, first="import numpy"), env)
-    assert with_numpy[-1] == "True"
+    without = run(command_code(report_of(tmp_path / "without", ALL_FORMATS)), env)
+    with_numpy = run(command_code(report_of(tmp_path / "with", ALL_FORMATS), "import numpy"), env)
+    # The FOCUS export computes (pyarrow.compute), without NumPy too.
+    assert without[-1] == "['pyarrow', 'pyarrow.compute']"
+    assert with_numpy[-1] == "['numpy', 'pyarrow', 'pyarrow.compute']"
     assert without[:-1] == [line.replace(str(tmp_path / "with"), str(tmp_path / "without"))
                             for line in with_numpy[:-1]]
     made, expected = files_of(tmp_path / "without"), files_of(tmp_path / "with")
     assert len(made) == 10 and made == expected
 
 
-def test_the_probe_does_nothing_once_numpy_or_pyarrow_is_loaded(tmp_path: Path) -> None:
+def test_numpy_is_refused_inside_the_block_unless_numpy_or_pyarrow_was_loaded(tmp_path: Path) -> None:
     env = {"PATH": os.environ.get("PATH", "")}
-    probe = "from pipeline.lake.numpy_probe import import_pyarrow_without_numpy as probe\n"
-    assert run(f"import sys\n{probe}print(probe(), probe(), 'pyarrow' in sys.modules, 'numpy' in sys.modules)",
-               env) == ["True False True False"]
-    assert run(f"import sys, numpy\n{probe}print(probe())", env) == ["False"]
-    assert run(f"import sys, pyarrow\n{probe}print(probe(), 'numpy' in sys.modules)", env) == ["False True"]
-    # NumPy can still be imported afterwards; pyarrow, which recorded its absence, neither takes
-    # nor gives NumPy arrays (what the module says this process must never ask of it).
-    assert run(f"{probe}probe()\nimport numpy, pyarrow as pa\nprint(pa.array([1, 2]).to_pylist())\n"
+    probe = "import sys\nfrom pipeline.lake.numpy_probe import numpy_refused\n"
+    block = ("with numpy_refused() as refused:\n    import pyarrow.compute\n    try:\n        import numpy\n"
+             "    except ImportError:\n        print('refused')\n")
+    assert run(f"{probe}{block}print(refused, 'numpy' in sys.modules)", env) == ["refused", "True False"]
+    assert run(f"{probe}import numpy\n{block}print(refused)", env) == ["False"]
+    assert run(f"{probe}import pyarrow\n{block}print(refused, 'numpy' in sys.modules)", env) == ["False True"]
+    # After the block NumPy can be imported; pyarrow, which recorded its absence, neither takes
+    # nor gives NumPy arrays (what the module says no command asks of it).
+    assert run(f"{probe}{block}import numpy, pyarrow as pa\nprint(pa.array([1, 2]).to_pylist())\n"
                "for ask in (lambda: pa.array(numpy.arange(3)), lambda: pa.array([1]).to_numpy()):\n"
                "    try:\n        ask()\n    except (pa.ArrowInvalid, ImportError) as error:\n"
-               "        print(type(error).__name__)", env) == ["[1, 2]", "ArrowInvalid", "ImportError"]
+               "        print(type(error).__name__)", env) == ["refused", "[1, 2]", "ArrowInvalid", "ImportError"]
 
 
-@pytest.mark.parametrize("command", [["usage", "--month", "2026-10"], ["budgets", "--month", "2026-10"],
-                                     ["doctor", "--month", "2026-10"]])
-def test_the_commands_people_wait_on_load_neither_numpy_nor_pyarrow_compute(command: list[str],
-                                                                           tmp_path: Path) -> None:
-    """Each of them reads the warehouse (DuckDB and pyarrow) and the live counters, whose ingest
-    path (pyarrow.compute) they do not take; their output is the same with NumPy loaded first."""
+@pytest.mark.parametrize(("command", "loads"), [
+    (["usage", "--month", "2026-10"], "['pyarrow']"), (["budgets", "--month", "2026-10"], "['pyarrow']"),
+    (["doctor", "--month", "2026-10"], "['pyarrow']"), (["snapshot"], "['pyarrow']"),
+    (["reconcile", "--month", "2026-10"], "['pyarrow', 'pyarrow.compute']")])
+def test_each_command_loads_no_numpy_and_prints_the_same_as_with_it(command: list[str], loads: str,
+                                                                   tmp_path: Path) -> None:
     env = snapshotted_home(tmp_path)
     (tmp_path / "home" / "budgets.csv").write_text("scope,key,monthly_budget,currency\nsubscription,sub-1,100,USD\n")
-    code = ("import sys\n{first}\nfrom pipeline.entrypoints.cli import main\n"
-            f"try:\n    main({command!r})\nexcept SystemExit as done:\n    assert done.code in (None, 0), done.code\n"
-            "print(sorted(m for m in ('numpy', 'pyarrow.compute', 'pyarrow') if m in sys.modules))")
-    without, with_numpy = run(code.format(first=""), env), run(code.format(first="import numpy"), env)
-    assert without[-1] == "['pyarrow']" and with_numpy[-1] == "['numpy', 'pyarrow']"
-    assert without[:-1] == with_numpy[:-1] and len(without) > 3
+    without, with_numpy = run(command_code(command), env), run(command_code(command, "import numpy"), env)
+    assert without[-1] == loads and with_numpy[-1] == loads.replace("[", "['numpy', ", 1)
+    assert without[:-1] == with_numpy[:-1] and len(without) > 1
+
+
+def test_an_ingest_without_numpy_keeps_what_an_ingest_with_it_keeps(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(jsonl([event(subscriptionId=f"sub-{n % 3}", usage=usage(100 + n, n)) for n in range(40)]))
+    outputs: list[list[str]] = []
+    for first in ("", "import numpy"):
+        env = {"CHARGEBACK_HOME": str(tmp_path / f"home{len(outputs)}"), "PATH": os.environ.get("PATH", "")}
+        lines = run(command_code(["ingest", str(events)], first), env)
+        outputs.append([re.sub(r" \(.* events/s\)", "", line) for line in lines[:-1]])  # its rate varies
+        assert lines[-1] == ("['pyarrow', 'pyarrow.compute']" if not first else
+                             "['numpy', 'pyarrow', 'pyarrow.compute']")
+        month = run(command_code(["usage", "--all"], first), env)
+        outputs.append(month[:-1])
+    assert outputs[0] == outputs[2] and outputs[1] == outputs[3]
+    assert outputs[0] == ["received 40: ingested 40, duplicates 0, dead-lettered 0"]

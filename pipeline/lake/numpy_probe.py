@@ -1,21 +1,25 @@
-"""pyarrow imports NumPy when it is first imported, only so that it can take and give NumPy
-arrays: 80-130 ms (slow phase) of each `chargeback report`, `usage`, `budgets` and `doctor`, where
-NumPy is not otherwise used (the hand-written DuckDB query `make bench` holds the report against
-never loads it: `import duckdb` does not). Those commands call this first.
+"""pyarrow imports NumPy when it is first imported (and `pyarrow.compute` when it is), only so that
+it can take and give NumPy arrays: 80-130 ms of each `chargeback` command that reads or writes
+Arrow (`report`, `usage`, `budgets`, `doctor`, `ingest`, `snapshot`, ...: measured in a slow phase),
+where nothing else uses NumPy. The hand-written DuckDB query `make bench` holds the report against
+never loads it: `import duckdb` does not, and neither do the Azure SDKs, msgspec, rich or click.
 
-`import_pyarrow_without_numpy` imports pyarrow while `import numpy` is refused, so that pyarrow
-records that there is no NumPy (its own `try: import numpy`, as on a machine without it). NumPy
-can still be imported later, but this process's pyarrow neither takes NumPy arrays (`pa.array`
-of one raises ArrowInvalid) nor gives them (`to_numpy`, `to_pandas` raise ImportError). So it is only for the CLI's
-commands that hand pyarrow Python objects and read back Python objects: never at import time,
-never in a library caller's process (`pipeline.entrypoints.finance` returns DataFrames), and not
-at all once NumPy or pyarrow is loaded.
+`numpy_refused` refuses `import numpy` while a command runs, so that pyarrow records that there is
+no NumPy (its own `try: import numpy`, as on a machine without it). Every library the commands
+use imports NumPy only that way (`try`, or by looking in `sys.modules`, as DuckDB does). This
+process's pyarrow then neither takes NumPy arrays (`pa.array` of one raises ArrowInvalid) nor
+gives them (`to_numpy`, `to_pandas` raise ImportError), also once NumPy is imported later. So it
+is only for the CLI's commands (pipeline.entrypoints.cli.options.user_errors), which hand pyarrow
+Python objects and read back Python objects: never at import time, never in a library caller's
+process (`pipeline.entrypoints.finance` returns DataFrames), and not at all once NumPy or pyarrow
+is loaded (a test process's, or a command run after another in one process).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
@@ -27,18 +31,19 @@ class _RefuseNumpy:
     def find_spec(name: str, path: Sequence[str] | None = None,
                   target: ModuleType | None = None) -> ModuleSpec | None:
         if name == "numpy" or name.startswith("numpy."):
-            raise ModuleNotFoundError("NumPy is not loaded for pyarrow", name=name)
+            raise ModuleNotFoundError("NumPy is not loaded by the chargeback commands", name=name)
         return None
 
 
-def import_pyarrow_without_numpy() -> bool:
-    """Import pyarrow as on a machine without NumPy (see the module); False, and nothing done,
-    when NumPy or pyarrow is loaded already."""
+@contextmanager
+def numpy_refused() -> Iterator[bool]:
+    """Refuse `import numpy` inside the block (see the module); True when it did, False (nothing
+    refused) when NumPy or pyarrow was loaded already."""
     if "numpy" in sys.modules or "pyarrow" in sys.modules:
-        return False
+        yield False
+        return
     sys.meta_path.insert(0, _RefuseNumpy)
     try:
-        import pyarrow  # noqa: F401  (imported for its side effect: pyarrow.lib without NumPy)
+        yield True
     finally:
         sys.meta_path.remove(_RefuseNumpy)
-    return True

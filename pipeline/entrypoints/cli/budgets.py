@@ -31,9 +31,6 @@ def budgets_command(month: str | None, publish: bool) -> None:
 
     Example: chargeback budgets --publish
     """
-    from pipeline.lake.numpy_probe import import_pyarrow_without_numpy
-
-    import_pyarrow_without_numpy()  # first: this process hands pyarrow no NumPy array, nor asks for one
     from pipeline.app import budget_board_of, open_store
     from pipeline.lake.areas import GATEWAY
     from pipeline.lake.warehouse import query_errors

@@ -9,6 +9,7 @@ import click
 
 from pipeline.domain.errors import ChargebackError, UserError
 from pipeline.entrypoints.cli.options import EXIT_UNAVAILABLE, console, month_option, say
+from pipeline.lake.numpy_probe import numpy_refused
 
 if TYPE_CHECKING:
     from pipeline.domain.periods import Period
@@ -39,9 +40,12 @@ def doctor_command(month: str | None, strict: bool) -> None:
 
     Example: chargeback doctor --strict
     """
-    from pipeline.lake.numpy_probe import import_pyarrow_without_numpy
+    with numpy_refused():  # as every other command (pipeline.lake.numpy_probe)
+        doctor(month, strict)
 
-    import_pyarrow_without_numpy()  # first: this process hands pyarrow no NumPy array, nor asks for one
+
+def doctor(month: str | None, strict: bool) -> None:
+    """`chargeback doctor`: the checks, shown, then the exit code."""
     from pipeline.domain.periods import Period
     from pipeline.settings import Settings
     from pipeline.stages.doctor import Status, failed

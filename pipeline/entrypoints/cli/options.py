@@ -15,6 +15,7 @@ from rich.console import Console
 
 from pipeline.domain.errors import ChargebackError, UserError
 from pipeline.domain.periods import Period, PeriodError, parse_day
+from pipeline.lake.numpy_probe import numpy_refused
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:  # the composition root is imported when a command runs, not for its --help
@@ -43,7 +44,8 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
     @wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return command(*args, **kwargs)
+            with numpy_refused():  # pyarrow without NumPy, which no command uses (80-130 ms a start)
+                return command(*args, **kwargs)
         except UserError as error:
             raise click.ClickException(str(error)) from None
         except ChargebackError as error:  # BackendUnavailable, or another error raised on purpose

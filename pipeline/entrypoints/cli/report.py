@@ -64,9 +64,6 @@ def report_command(month: str | None, first: str | None, last: str | None, out: 
 
     Example: chargeback report --from 2026-07-01 --to 2026-09-30 --format csv,html
     """
-    from pipeline.lake.numpy_probe import import_pyarrow_without_numpy
-
-    import_pyarrow_without_numpy()  # first: this process hands pyarrow no NumPy array, nor asks for one
     from pipeline.app import report_stores, warehouse_limits
     from pipeline.lake.pandas_probe import skip_pandas_probe
     from pipeline.lake.warehouse import query_errors

@@ -27,9 +27,6 @@ def usage_command(month: str | None, subscription: str | None, every: bool) -> N
 
     Example: chargeback usage --month 2026-10 --subscription sub-search-prod
     """
-    from pipeline.lake.numpy_probe import import_pyarrow_without_numpy
-
-    import_pyarrow_without_numpy()  # first: this process hands pyarrow no NumPy array, nor asks for one
     from pipeline.app import open_budgets, open_counters, open_store, warehouse_limits
     from pipeline.entrypoints.cli.output import LiveUsage, show_stream_status, show_usage
     from pipeline.lake.areas import LLM_USAGE, SNAPSHOTS
