@@ -119,3 +119,33 @@ def test_an_ingest_without_numpy_keeps_what_an_ingest_with_it_keeps(tmp_path: Pa
         outputs.append(month[:-1])
     assert outputs[0] == outputs[2] and outputs[1] == outputs[3]
     assert outputs[0] == ["received 40: ingested 40, duplicates 0, dead-lettered 0"]
+
+
+def test_a_decoding_worker_prepares_a_batch_without_numpy(tmp_path: Path) -> None:
+    """A worker refuses NumPy in its initializer (pipeline.stages.decode_worker), before the
+    decoding's modules load pyarrow; its batch is the one a process with NumPy prepares."""
+    body = jsonl([event(usage=usage(1200, 300))]).strip()
+    code = ("import multiprocessing\nfrom concurrent.futures import ProcessPoolExecutor\n"
+            "from pipeline.app import settings_reference\nfrom pipeline.settings import Settings\n"
+            "from pipeline.domain.decode import RawMessage\nfrom pipeline.stages import decode_ahead\n"
+            "from pipeline.stages.decode_worker import start_worker\n"
+            f"batch = decode_ahead._columns([RawMessage({body!r}, 'events.jsonl', '1')])\n"
+            "reference = settings_reference(Settings.from_env())\n"
+            "with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'), initializer=start_worker,\n"
+            "                         initargs=(reference, None, True, True)) as pool:\n"
+            "    received, rejections, columns, unpriced = pool.submit(decode_ahead._prepare, batch).result()\n"
+            "    print(received, rejections, unpriced, columns.events.column('prompt_tokens').to_pylist(),\n"
+            "          columns.charges.column('micros').to_pylist())\n"
+            "    print(pool.submit(eval, \"sorted(m for m in ('numpy', 'pyarrow.compute', 'pyarrow') \"\n"
+            "                            \"if m in __import__('sys').modules)\").result())\n")
+    env = {"CHARGEBACK_HOME": str(tmp_path / "home"), "PATH": os.environ.get("PATH", "")}
+    worker = run(code, env)
+    assert worker[-1] == "['pyarrow', 'pyarrow.compute']"
+    here = run("from pipeline.app import settings_reference\nfrom pipeline.settings import Settings\n"
+               "from pipeline.domain.decode import RawMessage\nfrom pipeline.stages import decode_ahead\n"
+               f"batch = decode_ahead._columns([RawMessage({body!r}, 'events.jsonl', '1')])\n"
+               "decode_ahead.start(settings_reference(Settings.from_env()), None, True, True)\n"
+               "received, rejections, columns, unpriced = decode_ahead._prepare(batch)\n"
+               "print(received, rejections, unpriced, columns.events.column('prompt_tokens').to_pylist(),\n"
+               "      columns.charges.column('micros').to_pylist())\nimport sys\nprint('numpy' in sys.modules)", env)
+    assert worker[0] == here[0] == "1 [] 1 [1200] [0]" and here[-1] == "True"  # (no deployment map: unpriced)

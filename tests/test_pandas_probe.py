@@ -48,7 +48,7 @@ def test_a_decoding_worker_prepares_a_batch_without_pandas(tmp_path: Path) -> No
     events.write_bytes(jsonl([event(eventId=f"e-{n}", usage=usage(100, 10)) for n in range(4)]))
     lines = run("import sys\nfrom pipeline.app import settings_reference\nfrom pipeline.settings import Settings\n"
                 "from pipeline.inputs.event_files import json_lines\nfrom pipeline.stages import decode_ahead\n"
-                "decode_ahead._start(settings_reference(Settings.from_env()), None, True, True)\n"
+                "decode_ahead.start(settings_reference(Settings.from_env()), None, True, True)\n"
                 f"[batch] = json_lines({str(events)!r}).batches(10)\n"
                 "received, rejections, columns, unpriced = decode_ahead._prepare(batch)\n"
                 "print(received, len(rejections), columns.rows)\n" + LOADED, tmp_path)

@@ -12,7 +12,8 @@ gives them (`to_numpy`, `to_pandas` raise ImportError), also once NumPy is impor
 is only for the CLI's commands (pipeline.entrypoints.cli.options.user_errors), which hand pyarrow
 Python objects and read back Python objects: never at import time, never in a library caller's
 process (`pipeline.entrypoints.finance` returns DataFrames), and not at all once NumPy or pyarrow
-is loaded (a test process's, or a command run after another in one process).
+is loaded (a test process's, or a command run after another in one process). A decoding worker
+(pipeline.stages.decode_worker), a process that runs nothing but our code, refuses it for good.
 """
 
 from __future__ import annotations
@@ -47,3 +48,12 @@ def numpy_refused() -> Iterator[bool]:
         yield True
     finally:
         sys.meta_path.remove(_RefuseNumpy)
+
+
+def refuse_numpy_for_good() -> bool:
+    """Refuse `import numpy` from now on, in a process that runs nothing but our code (a decoding
+    worker); False (nothing refused) when NumPy or pyarrow was loaded already."""
+    if "numpy" in sys.modules or "pyarrow" in sys.modules:
+        return False
+    sys.meta_path.insert(0, _RefuseNumpy)
+    return True

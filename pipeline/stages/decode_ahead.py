@@ -44,6 +44,7 @@ from pipeline.lake.event_columns import EventColumns
 from pipeline.lake.live_columns import priced_columns
 from pipeline.lake.pandas_probe import skip_pandas_probe
 from pipeline.ports import ChargebackError, MessageBatch
+from pipeline.stages.decode_worker import start_worker
 
 # Two workers even on two cores: once the writer was handed Arrow columns, one worker became the
 # slower side (a 1M-event file: 24-27 s with one, 20-22 s with two; docs/benchmarks.md).
@@ -117,7 +118,7 @@ def prepared_batches(batches: Iterable[Batch], pricer: LivePricer, now: datetime
         return
     rest = chain([second], stream)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(WORKERS, mp_context=context, initializer=_start,
+    with ProcessPoolExecutor(WORKERS, mp_context=context, initializer=start_worker,
                              initargs=(pricer.reference, now, check_duplicate_keys, columnar)) as pool:
         pending: deque[Future[_Shipped]] = deque()
 
@@ -158,7 +159,8 @@ def _columns(batch: list[RawMessage]) -> _Columns:
             [m.enqueued_time for m in batch])
 
 
-def _start(reference: Reference, now: datetime | None, check_duplicate_keys: bool, columnar: bool) -> None:
+def start(reference: Reference, now: datetime | None, check_duplicate_keys: bool, columnar: bool) -> None:
+    """A worker's state (pipeline.stages.decode_worker.start_worker calls it)."""
     skip_pandas_probe()
     _worker.update(pricer=LivePricer(reference), now=now, check=check_duplicate_keys, columnar=columnar)
 
