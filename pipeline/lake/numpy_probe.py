@@ -25,15 +25,22 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 
-class _RefuseNumpy:
-    """A meta-path finder that refuses `import numpy` while it is installed."""
+class RefuseImport:
+    """A meta-path finder that refuses to import one package (and its modules) while it is
+    installed, with `why` as the ModuleNotFoundError's message (pipeline.lake.pandas_probe uses it
+    for pandas)."""
 
-    @staticmethod
-    def find_spec(name: str, path: Sequence[str] | None = None,
+    def __init__(self, package: str, why: str) -> None:
+        self.package, self.why = package, why
+
+    def find_spec(self, name: str, path: Sequence[str] | None = None,
                   target: ModuleType | None = None) -> ModuleSpec | None:
-        if name == "numpy" or name.startswith("numpy."):
-            raise ModuleNotFoundError("NumPy is not loaded by the chargeback commands", name=name)
+        if name == self.package or name.startswith(f"{self.package}."):
+            raise ModuleNotFoundError(self.why, name=name)
         return None
+
+
+_RefuseNumpy = RefuseImport("numpy", "NumPy is not loaded by the chargeback commands")
 
 
 @contextmanager

@@ -15,20 +15,10 @@ workers. Never at import time, never in a library caller's process
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from importlib.machinery import ModuleSpec
-from types import ModuleType
 
+from pipeline.lake.numpy_probe import RefuseImport
 
-class _RefusePandas:
-    """A meta-path finder that refuses `import pandas` while it is installed."""
-
-    @staticmethod
-    def find_spec(name: str, path: Sequence[str] | None = None,
-                  target: ModuleType | None = None) -> ModuleSpec | None:
-        if name == "pandas":
-            raise ModuleNotFoundError("pandas is not loaded for pyarrow's probe", name=name)
-        return None
+_RefusePandas = RefuseImport("pandas", "pandas is not loaded for pyarrow's probe")
 
 
 def skip_pandas_probe() -> None:
