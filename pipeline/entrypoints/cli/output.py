@@ -100,10 +100,8 @@ def show_report(console: Console, report: Report, restatement: tuple[Restatement
                   + (f"; repriced by corrections with catalog {', '.join(others)})" if others else ")"), markup=True)
     show_ptu(console, report)
     show_tiers(console, report)
-    if report.rollups_unread:
-        console.print(f"warning: a rollup could not be read ({report.rollups_unread}), so this report summed the "
-                      "events (the same numbers, slower): delete the file it names and run `chargeback snapshot "
-                      "--rollups` to write it again", markup=False, highlight=False, soft_wrap=True)
+    if report.rollups_warning:
+        console.print(f"warning: {report.rollups_warning}", markup=False, highlight=False, soft_wrap=True)
     if report.true_ups:
         trued = ", ".join(money(amount, currency) for currency, amount in report.true_up_totals.items())
         console.print(f"of which true-up {trued}: billed cost the metered usage does not explain, allocated to "

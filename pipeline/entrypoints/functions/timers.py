@@ -203,9 +203,8 @@ def refresh_reports(settings: Settings, today: date) -> list[str]:
     keys = []
     for month in report_months(today):
         report = period_report(stores, reference, Period.month(month), limits=warehouse_limits(settings))
-        if report.rollups_unread:
-            logging.warning("report %s: a rollup could not be read (%s); the events were summed instead: delete "
-                            "the file and run `chargeback snapshot --rollups`", month, report.rollups_unread)
+        if report.rollups_warning:
+            logging.warning("report %s: %s", month, report.rollups_warning)
         attach_reconciliation(report, reports)  # the HTML shows the daily reconciliation, when there is one
         keys.extend(publish_report(report, reports, formats, today=today, focus=focus).keys)
     return keys

@@ -176,6 +176,15 @@ class Report:
     rollups_unread: str | None = None
 
     @property
+    def rollups_warning(self) -> str | None:
+        """What the report's reader is told when its rollups could not be read, with the fix
+        (None when they were read, or there were none)."""
+        if self.rollups_unread is None:
+            return None
+        return (f"a rollup could not be read ({self.rollups_unread}), so this report summed the events (the same "
+                "numbers, slower): delete the file it names and run `chargeback snapshot --rollups` to write it again")
+
+    @property
     def lines(self) -> list[CostLine]:
         """The cost lines, one per day and resolution key."""
         return self.make_lines() if self.make_lines is not None else []
