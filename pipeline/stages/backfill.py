@@ -108,11 +108,14 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES, *
         result.manifest = number
         write_checkpoint(store, number)
     if not result.left:
-        _note_complete(store)
+        _note_complete(store, result.manifest)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _note_complete(store: ObjectStore) -> None:
-    latest = latest_manifest(store)
-    note_rolled_up(store, latest.number if latest else 0)
+def _note_complete(store: ObjectStore, manifest: int | None = None) -> None:
+    """Write the note as of `manifest` (the one this backfill committed), else of the latest."""
+    if manifest is None:
+        latest = latest_manifest(store)
+        manifest = latest.number if latest else 0
+    note_rolled_up(store, manifest)
