@@ -47,14 +47,12 @@ _RefuseNumpy = RefuseImport("numpy", "NumPy is not loaded by the chargeback comm
 def numpy_refused() -> Iterator[bool]:
     """Refuse `import numpy` inside the block (see the module); True when it did, False (nothing
     refused) when NumPy or pyarrow was loaded already."""
-    if "numpy" in sys.modules or "pyarrow" in sys.modules:
-        yield False
-        return
-    sys.meta_path.insert(0, _RefuseNumpy)
+    refused = refuse_numpy_for_good()
     try:
-        yield True
+        yield refused
     finally:
-        sys.meta_path.remove(_RefuseNumpy)
+        if refused:
+            sys.meta_path.remove(_RefuseNumpy)
 
 
 def refuse_numpy_for_good() -> bool:
