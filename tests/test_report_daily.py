@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from pipeline.app import open_pipeline
@@ -30,7 +31,7 @@ from pipeline.lake.warehouse import open_warehouse
 from pipeline.settings import Settings
 from pipeline.stages.ingest import ingest
 from pipeline.stages.report.build import build_report
-from pipeline.stages.report.daily import daily_csv, summed_daily_csv
+from pipeline.stages.report.daily import DailyAhead, daily_csv, summed_daily_csv
 from pipeline.stages.report.model import DAILY_COLUMNS, Report
 from pipeline.stages.report.rows import report_rows
 from pipeline.stages.snapshot import snapshot
@@ -142,3 +143,27 @@ def test_a_period_without_usage_has_the_header_alone(tmp_path: Path) -> None:
     assert report.day_groups is not None
     header = daily_csv(dataclasses.replace(report, day_groups=None))
     assert summed_daily_csv(report.day_groups) == header == b",".join(c.encode() for c in DAILY_COLUMNS) + b"\n"
+
+
+@pytest.mark.parametrize("world", list(WORLDS))
+def test_daily_rows_made_in_a_thread_on_the_warehouses_database_are_the_same_bytes(tmp_path: Path,
+                                                                                   world: str) -> None:
+    report = report_of(tmp_path, world, Period.month("2026-10"))
+    groups = report.day_groups
+    assert groups is not None and groups.database is not None  # the warehouse's connection is closed already
+    made = daily_csv(report)
+    assert DailyAhead(report).result() == made
+    if "too large" not in world:
+        assert summed_daily_csv(groups) == summed_daily_csv(groups._replace(database=None)) == made
+
+
+def test_what_making_the_daily_rows_raised_is_raised_by_result(tmp_path: Path) -> None:
+    report = report_of(tmp_path, "two prices in one row", Period.month("2026-10"))
+    assert report.day_groups is not None
+    broken = dataclasses.replace(report, day_groups=report.day_groups._replace(
+        days=report.day_groups.days.drop_columns(["period"])))  # the day rows without their period's number
+    with pytest.raises(duckdb.BinderException, match="period"):
+        daily_csv(broken)
+    ahead = DailyAhead(broken)
+    with pytest.raises(duckdb.BinderException, match="period"):
+        ahead.result()

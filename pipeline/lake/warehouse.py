@@ -110,6 +110,10 @@ class Warehouse:
     # Whether `usage_rollups` (the rollups of the settled files that have one: pipeline.lake.rollups)
     # and `usage_unrolled` (`usage` over every other file) are defined.
     rollups: bool = False
+    # The in-memory database `connection` is a cursor of: a reader on another thread (or after the
+    # connection is closed) takes a cursor of its own from it, without starting DuckDB again
+    # (20 ms). Closed when the last reference to it goes.
+    database: duckdb.DuckDBPyConnection | None = None
 
 
 def open_warehouse(store: ObjectStore, reference: Reference | None = None,
@@ -134,10 +138,11 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     if limits.memory_limit:
         config["memory_limit"] = limits.memory_limit
     try:
-        connection = duckdb.connect(config=config)
+        database = duckdb.connect(config=config)
     except duckdb.Error as error:  # a memory limit DuckDB cannot read
         raise UserError(f"CHARGEBACK_DUCKDB_MEMORY_LIMIT {limits.memory_limit!r}: {str(error).splitlines()[0]}") \
             from None
+    connection = database.cursor()
     files = published_files(store, days)
     cutoff = (now or datetime.now(UTC)) - usage_window
     # A constant, not a joined one-row table: it is a datetime (never text), in UTC.
@@ -173,7 +178,7 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     if reference is not None:
         register_pricing_keys(connection, reference, corrections)
         connection.execute(COSTS_VIEW)
-    return Warehouse(connection, bool(llm_keys), scans.unrolled is not None)
+    return Warehouse(connection, bool(llm_keys), scans.unrolled is not None, database)
 
 
 @dataclass(frozen=True, slots=True)

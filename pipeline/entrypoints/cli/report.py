@@ -93,9 +93,14 @@ def report_command(month: str | None, first: str | None, last: str | None, out: 
 
 
 def write_report(settings: Settings, report: Report, out: Path, formats: Iterable[str]) -> None:
-    """Publish the report into the folder `out` and show it, with the files written."""
+    """Publish the report into the folder `out` and show it, with the files written. Its tables
+    are shown while its `-daily.csv` is made in a thread (DailyAhead), begun before the modules
+    that render the rest are imported, then the files written."""
+    from pipeline.stages.report.daily import DailyAhead
+
+    daily = DailyAhead(report) if "csv" in formats else None
     from pipeline.app import focus_context, folder_store
-    from pipeline.entrypoints.cli.output import show_report
+    from pipeline.entrypoints.cli.output import show_report, show_restatement
     from pipeline.stages.report.publish import publish_report
 
     store = folder_store(out)
@@ -105,8 +110,11 @@ def write_report(settings: Settings, report: Report, out: Path, formats: Iterabl
         if attach_reconciliation(report, store):
             console.print(f"with the reconciliation {out / ('reconciliation-' + report.label + '.csv')}",
                           markup=False, highlight=False, soft_wrap=True)
-    published = publish_report(report, store, formats, focus=focus_context(settings))
+    show_report(console, report)
+    published = publish_report(report, store, formats, focus=focus_context(settings),
+                               daily=daily.result if daily is not None else None)
     restated = published.restatement
-    show_report(console, report, (restated, str(out / restated.key)) if restated is not None else None)
+    if restated is not None:
+        show_restatement(console, restated, str(out / restated.key))
     for key in published.keys:
         console.print(f"wrote {out / key}", highlight=False, soft_wrap=True)  # a path whole, to copy

@@ -177,7 +177,7 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
                     corrections=corrections.by_id(applied), voided=dict(voided), explanations=dict(explanations),
                     states=dict(sorted(states.items())), origins=dict(sorted(origins.items())),
                     llm_unmatched=int(unmatched), llm_mismatched=int(mismatched), cached_unknown=cached_unknown,
-                    make_lines=make_lines, day_groups=DayGroups(days, usage))
+                    make_lines=make_lines, day_groups=DayGroups(days, usage, warehouse.database))
     report.seconds = time.perf_counter() - started
     return report
 

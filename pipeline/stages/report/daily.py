@@ -12,10 +12,14 @@ row (`csv_cells` and the csv module, as every other report line), not once per d
 A report with provisioned (PTU) capacity or usage, usage of unknown cached share or true-ups, or
 a price too large for DECIMAL(18, 6), is rendered from `report_rows` over the day usage instead.
 Both ways give the same bytes (tests/test_report_daily.py holds them equal).
+
+`DailyAhead` makes the file in a thread of its own, for a caller with other work to do
+meanwhile: DuckDB's query runs without the GIL (the CLI prints the report's tables meanwhile).
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import date
 from decimal import Decimal
 
@@ -125,6 +129,32 @@ def daily_csv(report: Report) -> bytes:
     return csv_table_bytes(DAILY_COLUMNS, map(csv_cells, with_true_ups(daily, report.true_ups, date.isoformat)))
 
 
+class DailyAhead:
+    """`daily_csv(report)` begun in a thread of its own; `result()` waits for its bytes (and raises
+    what making them raised). Begin it only once the report is final: a report changed afterwards
+    (true-ups applied) would be rendered as it was. A bare thread, not concurrent.futures: that
+    imports logging, 14 ms of a report's start."""
+
+    def __init__(self, report: Report) -> None:
+        self._made: bytes | BaseException | None = None
+        self._thread = threading.Thread(target=self._make, args=(report,), name="daily-csv")
+        self._thread.start()
+
+    def _make(self, report: Report) -> None:
+        try:
+            self._made = daily_csv(report)
+        except BaseException as error:  # handed to the caller of result(), as if made there
+            self._made = error
+
+    def result(self) -> bytes:
+        self._thread.join()
+        made = self._made
+        if isinstance(made, BaseException):
+            raise made
+        assert made is not None
+        return made
+
+
 def summed_daily_csv(groups: DayGroups) -> bytes | None:
     """The day rows of pay-as-you-go usage made by DuckDB (no provisioned usage, whose rows cost 0
     and take the allocated capacity; no usage of unknown cached share); None when a price does
@@ -158,7 +188,7 @@ def summed_daily_csv(groups: DayGroups) -> bytes | None:
     for number, columns in enumerate(_KEY_RUNS):
         at = [REPORT_COLUMNS.index(column) for column in columns]
         parameters[f"key_{number}"] = csv_lines([row[i] for i in at] for row in cells)
-    connection = duckdb.connect()
+    connection = groups.database.cursor() if groups.database is not None else duckdb.connect()
     try:
         connection.register("days", groups.days)
         lines = connection.sql(_DAILY_SQL, params=parameters).to_arrow_table().column("line")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyarrow as pa
 
@@ -21,6 +21,9 @@ from pipeline.domain.errors import UserError
 from pipeline.domain.periods import Period, PeriodError
 from pipeline.domain.pricing import MONEY, money_sum
 from pipeline.domain.true_up import TrueUp
+
+if TYPE_CHECKING:
+    import duckdb
 
 REPORT_COLUMNS = ("month", "cost_center", "subscription_id", "model", "deployment_type", "requests",
                   "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "currency",
@@ -332,6 +335,9 @@ class DayGroups(NamedTuple):
 
     days: pa.Table
     usage: list[KeyUsage]
+    # The warehouse's database (pipeline.lake.warehouse.Warehouse.database), of which the daily
+    # rows' query takes a cursor; None: it connects to DuckDB itself.
+    database: duckdb.DuckDBPyConnection | None = None
 
     def day_usage(self) -> list[KeyUsage]:
         """The usage of each key and day with its period's resolution, as Python objects."""

@@ -9,7 +9,7 @@ is provisional and is replaced in place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -38,18 +38,21 @@ def is_closed(period: Period | str, today: date | None = None) -> bool:
 
 
 def publish_report(report: Report, store: ObjectStore, formats: Iterable[str] = DEFAULT_FORMATS,
-                   today: date | None = None, focus: FocusContext | None = None) -> Published:
+                   today: date | None = None, focus: FocusContext | None = None,
+                   daily: Callable[[], bytes] | None = None) -> Published:
     """Write the report's files into the store, each object replaced atomically and written as
     soon as it is made (one format's bytes held at a time: the daily timer renders every format).
     The formats already there are rewritten too, so that no stale file stays next to the new ones.
     A closed period's files that are as they were are left alone until one is written: at the
     first that differs from the one there the period is restated (its files kept in history
-    first), and that file and every later one are written (the hubs manifest is last)."""
+    first), and that file and every later one are written (the hubs manifest is last).
+    `daily`: what gives the `-daily.csv` bytes, when the caller began making them (report_files)."""
     wanted = check_formats(formats)  # an unknown format fails before the store is read
     current = restate.current_files(store, report.label)
     closed = is_closed(report.period, today)
     restatement, writing, keys = None, not closed, []
-    for key, data in report_files(report, set(wanted) | restate.present_formats(current, report.label), focus):
+    for key, data in report_files(report, set(wanted) | restate.present_formats(current, report.label), focus,
+                                  daily):
         keys.append(key)
         if closed and key in current:
             if restate.unchanged(store, key, data):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -40,11 +40,13 @@ def render_report(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
 
 
 def report_files(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
-                 focus: FocusContext | None = None) -> Iterator[tuple[str, bytes]]:
+                 focus: FocusContext | None = None,
+                 daily: Callable[[], bytes] | None = None) -> Iterator[tuple[str, bytes]]:
     """`render_report`'s files one at a time, in its order (the hubs manifest last), each format's
     made when the one before has been taken: a caller that writes each file before asking for the
     next holds one format's bytes at a time (a 5,000-subscription month's FOCUS CSVs are 356 and
-    330 MB)."""
+    330 MB). `daily`: what gives the `-daily.csv` bytes, when the caller began making them
+    (pipeline.stages.report.daily.DailyAhead); else they are made here."""
     wanted = check_formats(formats)
     stem = file_stem(report.label)
     if {"csv", "parquet"} & set(wanted):
@@ -52,7 +54,7 @@ def report_files(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
         if "csv" in wanted:
             yield f"{stem}.csv", monthly
             yield f"{stem}-unpriced.csv", csv_table_bytes(UNPRICED_COLUMNS, map(_unpriced_cells, report.unpriced))
-            yield f"{stem}-daily.csv", daily_csv(report)
+            yield f"{stem}-daily.csv", daily() if daily is not None else daily_csv(report)
         if "parquet" in wanted:
             yield f"{stem}.parquet", _parquet(monthly)
     if "focus-1.2" in wanted:
