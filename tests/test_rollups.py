@@ -305,12 +305,42 @@ def test_a_damaged_rollup_is_passed_over_for_the_events_with_a_warning(
     assert passed_over.exit_code == 0, passed_over.output
     said = " ".join(passed_over.output.split())
     assert "warning: a rollup could not be read (" in said and f"{damaged.rollup}" in said
+    assert "slower): run `chargeback snapshot --rollups` to write it again" in said
     assert said.count("warning: a rollup") == 1 and "warning: a rollup" not in " ".join(intact.output.split())
     def files(folder: Path) -> dict[str, bytes]:
         return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
     written = files(tmp_path / "intact")
     assert written == files(tmp_path / "events") and len(written) >= 6
+
+
+def test_snapshot_rollups_writes_a_damaged_rollup_again(month: Pipeline, demo_reference: Reference, home: Path,
+                                                       tmp_path: Path) -> None:
+    """`snapshot --rollups` reads every rollup there: one that is not Parquet, and one that is
+    Parquet without a rollup's columns, are made again from their files (a report then sums them,
+    and makes the same files as from the events); a second run finds nothing to do."""
+    from click.testing import CliRunner
+
+    from pipeline.entrypoints.cli import main
+
+    store = local(month.snapshots)
+    first, second = [f for f in published_files(store) if f.rollup is not None and f.date < date(2026, 10, 20)][:2]
+    (store.root / (first.rollup or "")).write_bytes(b"PAR1 not really")
+    pq.write_table(pa.table({"requests": [1]}), store.root / (second.rollup or ""))
+    assert backfill_rollups(store).files == 0  # without check_present: nothing is read
+    number = len(manifests(store))
+    month.close()
+    result = CliRunner().invoke(main, ["snapshot", "--rollups"])
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.output.split()) == (
+        f"snapshot: nothing new rollups: 2 earlier file(s) rolled up, committed as manifest {number + 1}; "
+        "2 of them had a damaged rollup, written again")
+    for file in (first, second):
+        assert pq.read_table(store.root / (file.rollup or "")).num_rows > 0
+    assert files_of(month, demo_reference, tmp_path / "rollups", AFTER, rollups=True) == files_of(
+        month, demo_reference, tmp_path / "events", AFTER, rollups=False)
+    again = CliRunner().invoke(main, ["snapshot", "--rollups"])
+    assert " ".join(again.output.split()) == "snapshot: nothing new rollups: every committed file has one"
 
 
 def test_snapshot_rollups_prints_what_it_rolled_up(month: Pipeline, home: Path) -> None:

@@ -1,9 +1,12 @@
 """Backfill: rollups for snapshot files committed without one of this version (written before
 rollups, or by another version of their SQL) or whose rollup is gone, so that reports of those
-days sum rollups too.
+days sum rollups too; on request (`check_present`, `chargeback snapshot --rollups`), also for
+those whose rollup is there but damaged (not Parquet a reader can read, or not the rollup's
+columns), which a report passes over for the file's events.
 
-Nothing committed is rewritten. Each file without a rollup of this version is read, its rollup
-written under a fresh name (pipeline.lake.rollups.rollup_key names the version), and the rollups
+No snapshot file is rewritten. Each file without a rollup of this version is read, its rollup
+written under the name of its version (pipeline.lake.rollups.rollup_key; a damaged one is replaced
+there: a rollup is derived from its file, and an object is replaced atomically), and the rollups
 are committed together by the next manifest, which names no new file and keeps the latest cursor
 (`Manifest.rollups`). Committing takes the next manifest number create-if-absent, as a snapshot
 does: a backfill and a snapshot racing for it cannot both commit, and the loser runs again. A
@@ -28,6 +31,7 @@ import pyarrow.parquet as pq
 
 from pipeline.lake.manifests import (
     Manifest,
+    PublishedFile,
     PublishedRollup,
     latest_manifest,
     published_files,
@@ -54,16 +58,18 @@ class BackfillResult:
     files: int = 0  # files given a rollup
     left: int = 0  # files beyond `most_files`: the next run takes them
     unrolled: int = 0  # files whose sums pass 64 bits: reports sum their events
+    damaged: int = 0  # of `files`, those whose rollup was there but damaged (`check_present`)
     manifest: int | None = None  # the manifest that committed them
     skipped: bool = False  # `unless_complete` and a backfill had found no file left: nothing looked at
     seconds: float = 0.0
 
 
 def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES, *,
-                     unless_complete: bool = False) -> BackfillResult:
+                     unless_complete: bool = False, check_present: bool = False) -> BackfillResult:
     """Roll up at most `most_files` committed files that have no rollup of this version, and
     commit their rollups by one manifest; safe to run again at any time. `unless_complete`: do
-    nothing when a backfill found no file left before (rolled_up_note_key)."""
+    nothing when a backfill found no file left before (rolled_up_note_key). `check_present`: also
+    read every rollup there (a few KiB a day), and roll up again the files whose rollup is damaged."""
     started = time.perf_counter()
     result = BackfillResult()
     if unless_complete and store.exists(rolled_up_note_key()):
@@ -72,6 +78,9 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES, *
     files = published_files(store)
     present = set(store.list(rollups_folder())) if files else set()  # one listing, not a read each
     wanting = [file for file in files if file.rollup_layout != ROLLUP_LAYOUT or file.rollup not in present]
+    damaged = _damaged(store, [file for file in files if file.rollup_layout == ROLLUP_LAYOUT
+                               and file.rollup in present]) if check_present else []
+    wanting += damaged
     if not wanting:  # (a store that needs nothing never loads DuckDB)
         _note_complete(store)
         result.seconds = time.perf_counter() - started
@@ -95,11 +104,15 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES, *
                 result.unrolled += 1
                 continue
             key = rollup_key(file.key)
-            store.put(key, rollup, overwrite=True)  # a leftover of a backfill that died is rewritten, never read
+            # A leftover of a backfill that died is rewritten (never read), a damaged rollup replaced
+            # (atomically: a report reads the one or the other).
+            store.put(key, rollup, overwrite=True)
             made.append(PublishedRollup(file.key, key, ROLLUP_LAYOUT))
     finally:
         maker.close()
     result.files, result.left = len(made), max(0, len(wanting) - most_files)
+    rolled = {rollup.key for rollup in made}
+    result.damaged = sum(file.key in rolled for file in damaged)
     if made:
         latest = latest_manifest(store)
         assert latest is not None  # the files rolled up are named by one
@@ -111,6 +124,30 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES, *
         _note_complete(store, result.manifest)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _damaged(store: ObjectStore, files: list[PublishedFile]) -> list[PublishedFile]:
+    """Those of the files (each with a rollup of this version there) whose rollup cannot be read,
+    or does not have the columns a rollup made now has."""
+    if not files:
+        return []
+    maker = RollupMaker()
+    try:  # the columns of a rollup as this version makes it: that of no rows
+        empty = maker.rollup(pa.Table.from_batches([], USAGE_SCHEMA))
+    finally:
+        maker.close()
+    assert empty is not None  # sums of nothing pass no limit
+    expected = pq.read_schema(pa.BufferReader(empty))
+    found = []
+    for file in files:
+        data = store.get(file.rollup or "")
+        try:
+            readable = data is not None and pq.read_table(pa.BufferReader(data)).schema.equals(expected)
+        except pa.ArrowException:
+            readable = False
+        if not readable:
+            found.append(file)
+    return found
 
 
 def _note_complete(store: ObjectStore, manifest: int | None = None) -> None:

@@ -14,13 +14,15 @@ from pipeline.settings import Settings
                    "window), and take them.")
 @click.option("--rollups", "backfill", is_flag=True,
               help="Also roll up the files committed without a rollup of this version (snapshots written "
-                   "before rollups), so that reports of their days sum rollups too; at most 10,000 files a run.")
+                   "before rollups) or with a damaged one, so that reports of their days sum rollups too; at most "
+                   "10,000 files a run.")
 @user_errors
 def snapshot_command(wait: bool, backfill: bool) -> None:
     """Write new ledger events to Parquet snapshots (usage/date=YYYY-MM-DD/*.parquet).
 
     Each file is written with its rollup (rollups/v1/date=YYYY-MM-DD/*.parquet), which reports
-    sum instead of its events; --rollups rolls up the files written without one.
+    sum instead of its events; --rollups rolls up the files written without one, or whose
+    rollup is damaged.
 
     A Cosmos DB ledger hands over an event once it is older than its settle window
     (CHARGEBACK_COSMOS_SETTLE_SECONDS, default 120): the snapshot says how many events wait and
@@ -46,10 +48,12 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
         if backfill:
             from pipeline.stages.backfill import backfill_rollups
 
-            done = backfill_rollups(p.snapshots)
+            done = backfill_rollups(p.snapshots, check_present=True)
             said = [f"{done.files:,} earlier file(s) rolled up, committed as manifest {done.manifest}"
                     if done.files else "no file rolled up" if done.left or done.unrolled
                     else "every committed file has one"]
+            if done.damaged:
+                said.append(f"{done.damaged:,} of them had a damaged rollup, written again")
             if done.left:
                 said.append(f"{done.left:,} more need one: run it again")
             if done.unrolled:

@@ -175,7 +175,7 @@ class Report:
     # lines).
     day_groups: DayGroups | None = field(default=None, repr=False, compare=False)
     # Why the rollups could not be read, when the report summed the events instead (a rollup file
-    # damaged: `chargeback snapshot --rollups` writes it again once it is deleted).
+    # damaged: `chargeback snapshot --rollups` writes it again).
     rollups_unread: str | None = None
 
     @property
@@ -185,7 +185,7 @@ class Report:
         if self.rollups_unread is None:
             return None
         return (f"a rollup could not be read ({self.rollups_unread}), so this report summed the events (the same "
-                "numbers, slower): delete the file it names and run `chargeback snapshot --rollups` to write it again")
+                "numbers, slower): run `chargeback snapshot --rollups` to write it again")
 
     @property
     def lines(self) -> list[CostLine]:
