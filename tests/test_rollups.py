@@ -28,7 +28,7 @@ from pipeline.domain.costing import Reference
 from pipeline.domain.decode import RawMessage, decode_batch
 from pipeline.inputs import synthetic
 from pipeline.inputs.reference import load_reference
-from pipeline.lake import warehouse
+from pipeline.lake import snapshot_scans
 from pipeline.lake.manifests import MANIFEST_PREFIX, Manifest, manifests, published_files
 from pipeline.lake.rollups import ROLLUP_LAYOUT, ROLLUP_PREFIX, RollupMaker, rolled_up_note_key, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA, events_table
@@ -107,7 +107,7 @@ def test_a_report_from_rollups_is_the_report_from_events(month: Pipeline, demo_r
 def test_through_arrow_a_report_from_rollups_is_the_report_from_events(
         month: Pipeline, demo_reference: Reference, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The reader of a store DuckDB cannot read itself (Blob Storage): rollups read whole."""
-    monkeypatch.setattr(warehouse, "_read_local_files", lambda *args: None)
+    monkeypatch.setattr(snapshot_scans, "read_local_files", lambda *args: None)
     from_events = files_of(month, demo_reference, tmp_path / "events", INSIDE, rollups=False)
     from_rollups = files_of(month, demo_reference, tmp_path / "rollups", INSIDE, rollups=True)
     assert from_rollups == from_events and len(from_events) == 10
@@ -153,9 +153,9 @@ def test_files_without_a_rollup_of_this_version_are_read_from_their_events(
         (store.root / rollup_key(file.key)).unlink()
     assert files_of(month, demo_reference, tmp_path / "gone", AFTER, rollups=True) == from_events
     with monkeypatch.context() as patch:
-        patch.setattr(warehouse, "_read_local_files", lambda *args: None)
+        patch.setattr(snapshot_scans, "read_local_files", lambda *args: None)
         assert files_of(month, demo_reference, tmp_path / "gone-arrow", AFTER, rollups=True) == from_events
-    monkeypatch.setattr(warehouse, "ROLLUP_LAYOUT", ROLLUP_LAYOUT + 1)
+    monkeypatch.setattr(snapshot_scans, "ROLLUP_LAYOUT", ROLLUP_LAYOUT + 1)
     opened = open_warehouse(store, None, (date(2026, 10, 1), date(2026, 11, 1)), now=AFTER)
     assert not opened.rollups
 
@@ -292,7 +292,7 @@ def test_a_damaged_rollup_is_passed_over_for_the_events_with_a_warning(
     from pipeline.entrypoints.cli import main
 
     if reader == "arrow":
-        monkeypatch.setattr(warehouse, "_read_local_files", lambda *args: None)
+        monkeypatch.setattr(snapshot_scans, "read_local_files", lambda *args: None)
 
     store = local(month.snapshots)
     month.close()

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.adapters.embedded.local_store import LocalObjectStore
 from pipeline.domain.corrections import Corrections, Kind, correction
-from pipeline.lake import warehouse
+from pipeline.lake import snapshot_scans
 from pipeline.lake.manifests import SNAPSHOT_LAYOUT, published_files
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.lake.views import NOT_VOIDED
@@ -53,7 +53,7 @@ def snapshotted(home: Path, bodies: list[dict[str, object]]) -> LocalObjectStore
 def through_arrow(store: LocalObjectStore, monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[object, ...]],
                                                                                         list[tuple[str, str]]]:
     with monkeypatch.context() as patch:
-        patch.setattr(warehouse, "_read_local_files", lambda *args: None)
+        patch.setattr(snapshot_scans, "read_local_files", lambda *args: None)
         return rows_and_types(store)
 
 
@@ -138,7 +138,7 @@ def test_streamed_events_wait_for_their_usage_in_the_files_of_recent_days_only(
                              ("d-measured", date(2026, 10, 15), "response", "measured")]
     assert local.execute("SELECT count(*) FROM usage_events").fetchall() == [(4,)]
     with monkeypatch.context() as patch:
-        patch.setattr(warehouse, "_read_local_files", lambda *args: None)
+        patch.setattr(snapshot_scans, "read_local_files", lambda *args: None)
         assert states(open_warehouse(store, now=now).connection) == states(local)
 
 
@@ -179,5 +179,5 @@ def test_a_gateway_timeout_is_timed_out_in_files_written_with_and_before_the_fla
     expected = [("other-error", "none", False), ("timeout-14", "timed-out", True), ("timeout-15", "timed-out", True)]
     assert open_warehouse(store).connection.execute(query).fetchall() == expected
     with monkeypatch.context() as patch:
-        patch.setattr(warehouse, "_read_local_files", lambda *args: None)
+        patch.setattr(snapshot_scans, "read_local_files", lambda *args: None)
         assert open_warehouse(store).connection.execute(query).fetchall() == expected

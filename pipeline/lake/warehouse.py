@@ -21,8 +21,6 @@ without usage is `pending` while younger than the usage window (24 hours by defa
 
 from __future__ import annotations
 
-import functools
-import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,15 +30,14 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.domain.corrections import NO_CORRECTIONS, Corrections
 from pipeline.domain.costing import Reference
+from pipeline.lake import snapshot_scans
 from pipeline.lake.llm_usage import LLM_USAGE_SCHEMA, llm_usage_keys
-from pipeline.lake.manifests import GATEWAY_TIMEOUT_LAYOUT, USAGE_PREFIX, PublishedFile, published_files
+from pipeline.lake.manifests import published_files
 from pipeline.lake.pricing_keys import register_pricing_keys
-from pipeline.lake.rollups import ROLLUP_LAYOUT
-from pipeline.lake.usage import USAGE_SCHEMA
+from pipeline.lake.snapshot_scans import USAGE_WITH_DATE, columns_sql, local_patterns, scan_columns
 from pipeline.lake.views import (
     BILLING_COLUMNS,
     COSTS_VIEW,
@@ -49,11 +46,6 @@ from pipeline.lake.views import (
     LLM_UNMATCHED_VIEW_EMPTY,
     LLM_USAGE_VIEW,
     NO_VOIDS,
-    RECENT_EVENTS,
-    ROLLUPS,
-    SETTLED_EVENTS,
-    TIMEOUT_OF_TAGS,
-    UNROLLED_EVENTS,
     USAGE_VIEW,
     USAGE_WITHOUT_LLM_USAGE,
     VOIDED_BY_FILTER,
@@ -61,7 +53,6 @@ from pipeline.lake.views import (
 )
 from pipeline.ports import ObjectStore, UserError
 
-USAGE_WITH_DATE = USAGE_SCHEMA.append(pa.field("date", pa.date32()))
 USAGE_WINDOW = timedelta(hours=24)  # how long a streamed event waits for its LLM-log usage
 
 VOID_IDS_SCHEMA = pa.schema([("event_id", pa.string()), ("correction", pa.string())])
@@ -69,13 +60,7 @@ VOID_FILTERS_SCHEMA = pa.schema([
     ("correction", pa.string()), ("subscription_id", pa.string()), ("deployment", pa.string()),
     ("start_time", pa.timestamp("us", tz="UTC")), ("end_time", pa.timestamp("us", tz="UTC")),
 ])
-# DuckDB reads a path with `*`, `?` or `[` as a glob pattern; inside brackets they are literal.
-_GLOB_CHARACTER = re.compile(r"[\[*?]")
-_MAYBE_PATTERN = re.compile(r"[\[*?{}\\]")
-# The snapshot's day, from its committed key `usage/date=YYYY-MM-DD/part-....parquet`.
-_FILE_COLUMN = "filename"  # DuckDB's name for the column of each row's file (not a usage column)
 _NO_USAGE = "SELECT * FROM usage WHERE false"
-_DATE_OF_FILE = rf"CAST(regexp_extract({_FILE_COLUMN}, '/date=(\d{{4}}-\d{{2}}-\d{{2}})/[^/]*$', 1) AS DATE)"
 
 
 class QueryError(UserError):
@@ -149,17 +134,17 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     cutoff = cutoff.astimezone(UTC) if cutoff.tzinfo is not None else cutoff.replace(tzinfo=UTC)
     llm_keys = llm_usage_keys(llm_usage, days) if llm_usage is not None else []
     rollups = rollups and not llm_keys  # a streamed event's LLM-log usage is joined by its eventId
-    scans = _read_local_files(connection, store.local_root, files, cutoff.date(), rollups) \
+    scans = snapshot_scans.read_local_files(connection, store.local_root, files, cutoff.date(), rollups) \
         if store.local_root is not None and files else None
     if not files:  # no snapshot of these days: an empty table, not an empty Arrow dataset (it loads pandas)
-        connection.execute(f"CREATE OR REPLACE TABLE usage_events ({_columns_sql(USAGE_WITH_DATE)})")
-        scans = _Scans([("usage_events", False)])
+        connection.execute(f"CREATE OR REPLACE TABLE usage_events ({columns_sql(USAGE_WITH_DATE)})")
+        scans = snapshot_scans.Scans([("usage_events", False)])
     elif scans is None:
-        scans = _read_through_arrow(connection, store, files, cutoff.date(), rollups)
+        scans = snapshot_scans.read_through_arrow(connection, store, files, cutoff.date(), rollups)
     if llm_usage is not None and llm_keys:
         _read_llm_usage(connection, llm_usage, llm_keys)
     else:
-        connection.execute(f"CREATE OR REPLACE TABLE llm_usage_records ({_columns_sql(LLM_USAGE_SCHEMA)})")
+        connection.execute(f"CREATE OR REPLACE TABLE llm_usage_records ({columns_sql(LLM_USAGE_SCHEMA)})")
     moment = f"TIMESTAMPTZ '{cutoff.isoformat()}'"
     pending = f"e.timestamp > {moment}"
     views: list[str]
@@ -181,174 +166,20 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     return Warehouse(connection, bool(llm_keys), scans.unrolled is not None, database)
 
 
-@dataclass(frozen=True, slots=True)
-class _Scans:
-    """The scans a reader defined over the files, each (name, settled: every event older than the
-    usage window): those `usage` reads, and those `usage_unrolled` reads when `usage_rollups`
-    was defined (None when it was not)."""
-
-    usage: list[tuple[str, bool]]
-    unrolled: list[tuple[str, bool]] | None = None
-
-
 def _usage_of(scans: list[tuple[str, bool]], pending: str) -> str:
     """The `usage` rows of these scans: a settled one's never pending, the others' `pending`."""
     return " UNION ALL ".join(USAGE_WITHOUT_LLM_USAGE.format(events=events, pending="false" if settled else pending,
                                                              billing=BILLING_COLUMNS) for events, settled in scans)
 
 
-def _rolled_up(files: list[PublishedFile], settled_before: date) -> list[PublishedFile]:
-    """The files whose rollup the report may sum instead of their events: settled ones (no
-    streamed event still waiting for its usage), with a rollup of this version."""
-    return [file for file in files if file.date < settled_before and file.rollup is not None
-            and file.rollup_layout == ROLLUP_LAYOUT]
-
-
-def _read_through_arrow(connection: duckdb.DuckDBPyConnection, store: ObjectStore, files: list[PublishedFile],
-                        settled_before: date, rollups: bool) -> _Scans:
-    """Define `usage_events` over the files as an Arrow dataset on the store's filesystem (a
-    store DuckDB cannot read itself); with `rollups`, `usage_rollups` over the rollups of the
-    settled files (small: read whole) and `usage_events_unrolled` over every other file."""
-    import pyarrow.dataset as ds  # here: importing it costs a report about a second (it loads pandas)
-
-    filesystem, base = store.arrow_filesystem()
-
-    def define(name: str, chosen: list[PublishedFile]) -> None:
-        dataset = ds.dataset(
-            [f"{base}/{file.key}" for file in chosen], schema=USAGE_WITH_DATE, format="parquet",
-            filesystem=filesystem, partition_base_dir=f"{base}/{USAGE_PREFIX}",
-            partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
-        )
-        connection.register(f"{name}_files", dataset)  # a file written before `gateway_timeout`: its tags say
-        connection.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * REPLACE "
-                           f"(coalesce(gateway_timeout, {TIMEOUT_OF_TAGS}) AS gateway_timeout) FROM {name}_files")
-
-    define("usage_events", files)
-    found = [(file, store.get(file.rollup or "")) for file in (_rolled_up(files, settled_before) if rollups else [])]
-    read = [(file, _rollup_table(store, file, data)) for file, data in found if data is not None]
-    if not read:
-        return _Scans([("usage_events", False)])
-    rows = pa.concat_tables([table.append_column("date", pa.array([file.date] * table.num_rows, pa.date32()))
-                             for file, table in read], promote_options="default")
-    connection.register("usage_rollup_rows", rows)
-    connection.execute(f"CREATE OR REPLACE VIEW {ROLLUPS} AS SELECT * FROM usage_rollup_rows")
-    covered = {file.key for file, _ in read}
-    rest = [file for file in files if file.key not in covered]
-    if rest:
-        define(UNROLLED_EVENTS, rest)
-    return _Scans([("usage_events", False)], [(UNROLLED_EVENTS, False)] if rest else [])
-
-
-def _rollup_table(store: ObjectStore, file: PublishedFile, data: bytes) -> pa.Table:
-    try:
-        return pq.read_table(pa.BufferReader(data))
-    except pa.ArrowException as error:  # named, as DuckDB's reader names it
-        raise pa.ArrowInvalid(f"{store.url}/{file.rollup}: {error}") from error
-
-
-def _read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: list[PublishedFile],
-                      settled_before: date, rollups: bool = False) -> _Scans | None:
-    """Define `usage_events` as DuckDB's own scans of the committed files of a local store (they
-    stream row groups: memory does not grow with the files): `usage_events_settled` over the
-    files of days before `settled_before`, `usage_events_recent` over the others, and their
-    union. Files written before the `gateway_timeout` column (their manifest's `layout` says)
-    are scanned apart, the column made from their tags, so that the files that have it are read
-    without the `tags` map. None, and nothing defined, when a path cannot be handed to DuckDB
-    as exactly itself.
-
-    `rollups`: when settled files have rollups of this version, also `usage_rollups` (ROLLUPS)
-    over those, with each row's `date`, and `usage_events_unrolled` over the other settled files.
-
-    DuckDB expands glob patterns in the paths it reads, so `*`, `?` and `[` are bracketed
-    (`[*]` is a literal `*`); when the folder has any character a pattern may use, DuckDB's own
-    `glob` must expand each path to that one file, or the caller reads them through Arrow. The
-    `date` comes from the key (`usage/date=YYYY-MM-DD/...`), never from Hive partitions of the
-    whole path, which would also parse `name=value` folders above the store."""
-    patterns = _local_patterns(connection, root, [file.key for file in files])
-    if patterns is None:
-        return None
-    located = list(zip(patterns, files, strict=True))
-    # A snapshot file holds the events of its UTC day (pipeline.stages.snapshot), so every
-    # event of a file of a day before `settled_before` is older than that day.
-    settled = [(pattern, file) for pattern, file in located if file.date < settled_before]
-    recent = [(pattern, file) for pattern, file in located if file.date >= settled_before]
-    chosen = [(SETTLED_EVENTS, settled), (RECENT_EVENTS, recent)]
-    rolled = [file for file in _rolled_up(files, settled_before) if (root / (file.rollup or "")).is_file()] \
-        if rollups else []
-    rollup_patterns = _local_patterns(connection, root, [file.rollup or "" for file in rolled]) if rolled else None
-    if rollup_patterns is not None:
-        scan = connection.read_parquet(rollup_patterns, filename=True)
-        scan.project(f"* EXCLUDE ({_FILE_COLUMN}), {_DATE_OF_FILE} AS date").create_view(ROLLUPS)
-        covered = {file.key for file in rolled}
-        chosen.append((UNROLLED_EVENTS, [item for item in settled if item[1].key not in covered]))
-    defined = {name for name, some in chosen if some}
-    for name, some in chosen:
-        if some:
-            _define_scan(connection, name, some)
-    usage = [(name, name == SETTLED_EVENTS) for name in (SETTLED_EVENTS, RECENT_EVENTS) if name in defined]
-    connection.execute(f"CREATE OR REPLACE VIEW usage_events AS "
-                       f"{' UNION ALL '.join(f'SELECT * FROM {name}' for name, _ in usage)}")
-    if rollup_patterns is None:
-        return _Scans(usage)
-    return _Scans(usage, [(name, name == UNROLLED_EVENTS) for name in (UNROLLED_EVENTS, RECENT_EVENTS)
-                          if name in defined])
-
-
-def _define_scan(connection: duckdb.DuckDBPyConnection, name: str, chosen: list[tuple[str, PublishedFile]]) -> None:
-    """The view `name` over these files (pattern, file): those written before `gateway_timeout`
-    scanned apart, the column made from their tags."""
-    scans = []
-    for has_flag in (True, False):
-        paths = [pattern for pattern, file in chosen if (file.layout >= GATEWAY_TIMEOUT_LAYOUT) == has_flag]
-        if paths:
-            scan = connection.read_parquet(paths, filename=True, union_by_name=True)
-            present = set(scan.columns)
-            columns = _scan_columns(USAGE_SCHEMA, present)
-            if not has_flag:
-                derived = TIMEOUT_OF_TAGS if "tags" in present else "false"
-                columns[USAGE_SCHEMA.get_field_index("gateway_timeout")] = f"{derived} AS gateway_timeout"
-            scans.append(scan.project(", ".join([*columns, f"{_DATE_OF_FILE} AS date"])))
-    functools.reduce(lambda one, other: one.union(other), scans).create_view(name)
-
-
-def _local_patterns(connection: duckdb.DuckDBPyConnection, root: Path, keys: list[str]) -> list[str] | None:
-    """The paths of these keys under `root` as DuckDB reads exactly each file (`*`, `?` and `[`
-    bracketed); None when the folder has a character a pattern may use and DuckDB's own `glob`
-    does not expand every one to its file (then they are read through Arrow)."""
-    paths = [str(root / key) for key in keys]
-    patterns = [_GLOB_CHARACTER.sub(r"[\g<0>]", path) for path in paths]
-    if _MAYBE_PATTERN.search(str(root)) and any(
-            connection.execute("SELECT file FROM glob(?)", [pattern]).fetchall() != [(path,)]
-            for pattern, path in zip(patterns, paths, strict=True)):
-        return None
-    return patterns
-
-
-def _scan_columns(schema: pa.Schema, present: set[str]) -> list[str]:
-    """A scan's columns as the schema types them, NULL for a column its files do not have."""
-    return [f'CAST("{f.name}" AS {_SQL_TYPES[f.type]}) AS "{f.name}"' if f.name in present
-            else f'CAST(NULL AS {_SQL_TYPES[f.type]}) AS "{f.name}"' for f in schema]
-
-
-_SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.int16(): "SMALLINT",
-              pa.int8(): "TINYINT", pa.bool_(): "BOOLEAN", pa.date32(): "DATE",
-              pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
-              pa.map_(pa.string(), pa.string()): "MAP(VARCHAR, VARCHAR)"}
-
-
-def _columns_sql(schema: pa.Schema) -> str:
-    """`"name" TYPE, ...`: the DuckDB types Arrow's would become (KeyError for one not listed)."""
-    return ", ".join(f'"{f.name}" {_SQL_TYPES[f.type]}' for f in schema)
-
-
 def _read_llm_usage(connection: duckdb.DuckDBPyConnection, store: ObjectStore, keys: list[str]) -> None:
     """Define `llm_usage_records` over the LLM usage files: DuckDB's own scan of a local store's
     (an Arrow dataset would import pyarrow.dataset, and with it pandas: 0.3 s of a report), else
     an Arrow dataset over the store's filesystem."""
-    patterns = _local_patterns(connection, store.local_root, keys) if store.local_root is not None else None
+    patterns = local_patterns(connection, store.local_root, keys) if store.local_root is not None else None
     if patterns is not None:
         scan = connection.read_parquet(patterns, union_by_name=True)
-        scan.project(", ".join(_scan_columns(LLM_USAGE_SCHEMA, set(scan.columns)))).create_view("llm_usage_records")
+        scan.project(", ".join(scan_columns(LLM_USAGE_SCHEMA, set(scan.columns)))).create_view("llm_usage_records")
         return
     import pyarrow.dataset as ds
 
