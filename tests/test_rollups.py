@@ -86,9 +86,11 @@ def month(pipeline: Pipeline, feed: Feed) -> Pipeline:
 
 def files_of(pipeline: Pipeline, reference: Reference, folder: Path, now: datetime, rollups: bool,
              corrections: Corrections | None = None) -> dict[str, bytes]:
-    """Every format of the month's report, file name -> bytes; asserts whether rollups were read."""
+    """Every format of the month's report, file name -> bytes; asserts whether rollups were read.
+    Opened as the report opens it: without the events a rollup sums unless something is voided."""
+    events = not rollups or bool(corrections and corrections.of(Kind.VOID))
     opened = open_warehouse(local(pipeline.snapshots), None, (date(2026, 10, 1), date(2026, 11, 1)), now=now,
-                            rollups=rollups)
+                            rollups=rollups, events=events)
     assert opened.rollups is rollups
     report = build_report(opened, reference, MONTH, corrections=corrections, today=TODAY)
     return {path.name: path.read_bytes() for path in write_report(report, folder, FORMATS)}
@@ -124,6 +126,28 @@ def test_the_snapshot_writes_each_file_with_its_rollup(month: Pipeline) -> None:
     # The first run began the store: no backfill has anything to do (the later runs leave the note).
     first = manifests(store)[0].number
     assert msgspec.json.decode(store.get(rolled_up_note_key()) or b"")["manifest"] == first == 1
+
+
+def test_opened_for_its_rollups_alone_the_warehouse_scans_no_event_a_rollup_sums(month: Pipeline,
+                                                                                  demo_reference: Reference) -> None:
+    """What the report opens when nothing is voided: no `usage` view to read by mistake (a report
+    that voids refuses it), no file's events scanned after the month, the recent days' inside it."""
+    days = (date(2026, 10, 1), date(2026, 11, 1))
+    opened = open_warehouse(local(month.snapshots), None, days, now=AFTER, events=False)
+    assert (opened.rollups, opened.events) == (True, False)
+    views = {name for (name,) in opened.connection.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    assert {"usage_rollups", "usage_unrolled"} <= views and not {"usage", "usage_events"} & views
+    [(unrolled,)] = opened.connection.execute("SELECT count(*) FROM usage_unrolled").fetchall()
+    [(rolled,)] = opened.connection.execute("SELECT sum(requests) FROM usage_rollups").fetchall()
+    assert (unrolled, rolled) == (0, month.ledger.count())
+    voids = Corrections((correction(kind=Kind.VOID, reason="test", by="tester", at=AFTER, event_ids=["x"]),))
+    with pytest.raises(ValueError, match="opened for its rollups alone"):
+        build_report(opened, demo_reference, MONTH, corrections=voids, today=TODAY)
+    [(recent,)] = open_warehouse(local(month.snapshots), None, days, now=INSIDE, events=False).connection.execute(
+        "SELECT count(*) FROM usage_unrolled").fetchall()
+    assert recent == sum(f.rows for f in published_files(local(month.snapshots)) if f.date >= date(2026, 10, 28))
+    without = open_warehouse(local(month.snapshots), None, days, now=AFTER, rollups=False, events=False)
+    assert (without.rollups, without.events) == (False, True)  # no rollups read: `usage` as ever
 
 
 def test_a_void_is_applied_to_the_events_not_to_rollups(month: Pipeline, demo_reference: Reference,

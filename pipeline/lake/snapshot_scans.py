@@ -39,7 +39,7 @@ class Scans:
     usage window): those `usage` reads, and those `usage_unrolled` reads when `usage_rollups`
     was defined (None when it was not)."""
 
-    usage: list[tuple[str, bool]]
+    usage: list[tuple[str, bool]] | None  # None: `usage` is not defined (read_local_files, `events`)
     unrolled: list[tuple[str, bool]] | None = None
 
 
@@ -93,7 +93,7 @@ def _rollup_table(store: ObjectStore, file: PublishedFile, data: bytes) -> pa.Ta
 
 
 def read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: list[PublishedFile],
-                      settled_before: date, rollups: bool = False) -> Scans | None:
+                     settled_before: date, rollups: bool = False, events: bool = True) -> Scans | None:
     """Define `usage_events` as DuckDB's own scans of the committed files of a local store (they
     stream row groups: memory does not grow with the files): `usage_events_settled` over the
     files of days before `settled_before`, `usage_events_recent` over the others, and their
@@ -103,7 +103,10 @@ def read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: l
     as exactly itself.
 
     `rollups`: when settled files have rollups of this version, also `usage_rollups` (ROLLUPS)
-    over those, with each row's `date`, and `usage_events_unrolled` over the other settled files.
+    over those, with each row's `date`, and `usage_events_unrolled` over the other settled files;
+    then, unless `events`, neither `usage_events_settled` nor `usage_events` is defined (Scans.usage
+    None): a scan reads the footer of every file as it is defined (2,976 files, a month of
+    15-minute snapshots: 1.6 s), and a reader of the rollups alone never reads those events.
 
     DuckDB expands glob patterns in the paths it reads, so `*`, `?` and `[` are bracketed
     (`[*]` is a literal `*`); when the folder has any character a pattern may use, DuckDB's own
@@ -127,17 +130,21 @@ def read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: l
         scan.project(f"* EXCLUDE ({_FILE_COLUMN}), {_DATE_OF_FILE} AS date").create_view(ROLLUPS)
         covered = {file.key for file in rolled}
         chosen.append((UNROLLED_EVENTS, [item for item in settled if item[1].key not in covered]))
+        if not events:
+            chosen = [(name, some) for name, some in chosen if name != SETTLED_EVENTS]
     defined = {name for name, some in chosen if some}
     for name, some in chosen:
         if some:
             _define_scan(connection, name, some)
-    usage = [(name, name == SETTLED_EVENTS) for name in (SETTLED_EVENTS, RECENT_EVENTS) if name in defined]
-    connection.execute(f"CREATE OR REPLACE VIEW usage_events AS "
-                       f"{' UNION ALL '.join(f'SELECT * FROM {name}' for name, _ in usage)}")
+    usage: list[tuple[str, bool]] | None = None
+    if rollup_patterns is None or events:
+        usage = [(name, name == SETTLED_EVENTS) for name in (SETTLED_EVENTS, RECENT_EVENTS) if name in defined]
+        connection.execute(f"CREATE OR REPLACE VIEW usage_events AS "
+                           f"{' UNION ALL '.join(f'SELECT * FROM {name}' for name, _ in usage)}")
     if rollup_patterns is None:
         return Scans(usage)
     return Scans(usage, [(name, name == UNROLLED_EVENTS) for name in (UNROLLED_EVENTS, RECENT_EVENTS)
-                          if name in defined])
+                         if name in defined])
 
 
 def _define_scan(connection: duckdb.DuckDBPyConnection, name: str, chosen: list[tuple[str, PublishedFile]]) -> None:

@@ -60,7 +60,7 @@ VOID_FILTERS_SCHEMA = pa.schema([
     ("correction", pa.string()), ("subscription_id", pa.string()), ("deployment", pa.string()),
     ("start_time", pa.timestamp("us", tz="UTC")), ("end_time", pa.timestamp("us", tz="UTC")),
 ])
-_NO_USAGE = "SELECT * FROM usage WHERE false"
+_NO_EVENTS = "usage_events_none"  # an empty table: `usage_unrolled` when every file has a rollup
 
 
 class QueryError(UserError):
@@ -92,6 +92,8 @@ class Limits:
 class Warehouse:
     connection: duckdb.DuckDBPyConnection
     llm_usage: bool = False  # whether `usage` joins LLM usage (else `usage_origin` is the usageSource or `none`)
+    # Whether `usage` is defined over every file (False: opened for the rollups alone, `events`).
+    events: bool = True
     # Whether `usage_rollups` (the rollups of the settled files that have one: pipeline.lake.rollups)
     # and `usage_unrolled` (`usage` over every other file) are defined.
     rollups: bool = False
@@ -105,7 +107,7 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
                    days: tuple[date, date] | None = None, corrections: Corrections | None = None, *,
                    llm_usage: ObjectStore | None = None, now: datetime | None = None,
                    usage_window: timedelta = USAGE_WINDOW, limits: Limits | None = None,
-                   rollups: bool = True) -> Warehouse:
+                   rollups: bool = True, events: bool = True) -> Warehouse:
     """A DuckDB connection with the `usage`, `llm_usage`, `llm_usage_unmatched` and
     `voided_events` views (and `costs` when a reference is given, with the corrections applied),
     over the committed snapshot files of the days in [start, end) when `days` is given, and the
@@ -117,7 +119,10 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     are never seen.
 
     `rollups`: also define `usage_rollups` and `usage_unrolled` when settled files have rollups
-    and no LLM usage is joined (pipeline.lake.rollups: the report sums those instead of `usage`)."""
+    and no LLM usage is joined (pipeline.lake.rollups: the report sums those instead of `usage`).
+    `events=False`, for a reader of those alone (the report when nothing is voided): a local
+    store's settled files that have a rollup are not scanned as events, and `usage` is not
+    defined (`Warehouse.events`), when the rollups are; else it changes nothing."""
     limits = limits or Limits()
     config: dict[str, str | bool | int | float | list[str]] = {"temp_directory": str(limits.temp_directory)}
     if limits.memory_limit:
@@ -134,7 +139,7 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     cutoff = cutoff.astimezone(UTC) if cutoff.tzinfo is not None else cutoff.replace(tzinfo=UTC)
     llm_keys = llm_usage_keys(llm_usage, days) if llm_usage is not None else []
     rollups = rollups and not llm_keys  # a streamed event's LLM-log usage is joined by its eventId
-    scans = snapshot_scans.read_local_files(connection, store.local_root, files, cutoff.date(), rollups) \
+    scans = snapshot_scans.read_local_files(connection, store.local_root, files, cutoff.date(), rollups, events) \
         if store.local_root is not None and files else None
     if not files:  # no snapshot of these days: an empty table, not an empty Arrow dataset (it loads pandas)
         connection.execute(f"CREATE OR REPLACE TABLE usage_events ({columns_sql(USAGE_WITH_DATE)})")
@@ -152,10 +157,13 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
         views = [LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW,
                  USAGE_VIEW.replace("{cutoff}", moment).replace("{billing}", BILLING_COLUMNS)]
     else:
-        views = [LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW_EMPTY,
-                 f"CREATE OR REPLACE VIEW usage AS {_usage_of(scans.usage, pending)}"]
+        views = [LLM_USAGE_VIEW, LLM_UNMATCHED_VIEW_EMPTY]
+        if scans.usage is not None:
+            views.append(f"CREATE OR REPLACE VIEW usage AS {_usage_of(scans.usage, pending)}")
         if scans.unrolled is not None:  # the files that have a rollup apart: `usage` over every other file
-            rest = _usage_of(scans.unrolled, pending) if scans.unrolled else _NO_USAGE
+            if not scans.unrolled:
+                connection.execute(f"CREATE OR REPLACE TABLE {_NO_EVENTS} ({columns_sql(USAGE_WITH_DATE)})")
+            rest = _usage_of(scans.unrolled or [(_NO_EVENTS, True)], pending)
             views.append(f"CREATE OR REPLACE VIEW usage_unrolled AS {rest}")
     for view in views:
         connection.execute(view)
@@ -163,7 +171,7 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     if reference is not None:
         register_pricing_keys(connection, reference, corrections)
         connection.execute(COSTS_VIEW)
-    return Warehouse(connection, bool(llm_keys), scans.unrolled is not None, database)
+    return Warehouse(connection, bool(llm_keys), scans.usage is not None, scans.unrolled is not None, database)
 
 
 def _usage_of(scans: list[tuple[str, bool]], pending: str) -> str:

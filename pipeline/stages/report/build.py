@@ -88,10 +88,11 @@ def _report(stores: ReportStores, reference: Reference, period: Period, usage_wi
             limits: Limits | None, corrections: Corrections, rollups: bool) -> Report:
     """period_report, reading rollups or not; _RollupsUnread when reading them failed."""
     # No reference: the report prices its own groups; the per-event `costs` view would only
-    # cost time (docs/benchmarks.md).
+    # cost time (docs/benchmarks.md). Nothing voided: the report reads no event a rollup sums.
     try:
         warehouse = open_warehouse(stores.snapshots, None, (period.start, period.end), llm_usage=stores.llm_usage,
-                                   usage_window=usage_window, limits=limits, rollups=rollups)
+                                   usage_window=usage_window, limits=limits, rollups=rollups,
+                                   events=bool(corrections.of(Kind.VOID)))
     except _READ_ERRORS as error:  # Blob Storage's rollups are read here (a failure without them: raised again)
         if rollups:
             raise _RollupsUnread(error) from error
@@ -119,6 +120,9 @@ def build_report(warehouse: Warehouse, reference: Reference, period: Period | st
     period = as_period(period)
     start, end = period.start, period.end
     corrections = corrections or NO_CORRECTIONS
+    if corrections.of(Kind.VOID) and not warehouse.events:
+        raise ValueError("this report reads the events, but the warehouse was opened for its rollups alone "
+                         "(open_warehouse(..., events=False) and corrections that void)")
     register_corrections(warehouse.connection, corrections)
     connection = warehouse.connection
     rolled = warehouse.rollups and not warehouse.llm_usage and not corrections.of(Kind.VOID)  # a void: by event
