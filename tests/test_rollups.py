@@ -1,11 +1,10 @@
 """Rollups (pipeline.lake.rollups): each snapshot file's events summed per pricing key, written
 with it, and what the report sums instead of the events of the settled files that have one.
 
-The oracle is the report made from the events alone (`open_warehouse(..., rollups=False)`):
-every file of every format must be the same bytes, over a month of the demo's traffic (tiers,
-spillover, provisioned capacity, streams, duplicates) with odd events added (audio, gateway
-timeouts, unknown deployments, cost centers sent), read as of a moment inside the month (its last
-days within the usage window, read from their events) and after it.
+The oracle is the report made from the events alone (`open_warehouse(..., rollups=False)`): every
+file of every format the same bytes, over a month of the demo's traffic (tiers, spillover, provisioned
+capacity, streams, duplicates) with odd events added (audio, gateway timeouts, unknown deployments,
+cost centers sent), as of a moment inside the month (its last days read from their events) and after.
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ MONTH = "2026-10"
 INSIDE = datetime(2026, 10, 29, 9, 30, tzinfo=UTC)  # 10-28 on are within the usage window: read from events
 AFTER = datetime(2026, 11, 3, tzinfo=UTC)  # every day of the month settled
 TODAY = date(2026, 11, 3)
+NOTHING_TO_DO = "snapshot: nothing new rollups: every committed file has one days: every settled day has one rollup"
 
 
 def odd_events() -> list[dict[str, Any]]:
@@ -356,15 +356,15 @@ def test_snapshot_rollups_writes_a_damaged_rollup_again(month: Pipeline, demo_re
     month.close()
     result = CliRunner().invoke(main, ["snapshot", "--rollups"])
     assert result.exit_code == 0, result.output
-    assert " ".join(result.output.split()) == (
+    assert " ".join(result.output.split()).startswith(
         f"snapshot: nothing new rollups: 2 earlier file(s) rolled up, committed as manifest {number + 1}; "
-        "2 of them had a damaged rollup, written again")
+        "2 of them had a damaged rollup, written again days: ")
     for file in (first, second):
         assert pq.read_table(store.root / (file.rollup or "")).num_rows > 0
     assert files_of(month, demo_reference, tmp_path / "rollups", AFTER, rollups=True) == files_of(
         month, demo_reference, tmp_path / "events", AFTER, rollups=False)
     again = CliRunner().invoke(main, ["snapshot", "--rollups"])
-    assert " ".join(again.output.split()) == "snapshot: nothing new rollups: every committed file has one"
+    assert " ".join(again.output.split()) == NOTHING_TO_DO
 
 
 def test_snapshot_rollups_prints_what_it_rolled_up(month: Pipeline, home: Path) -> None:
@@ -376,11 +376,11 @@ def test_snapshot_rollups_prints_what_it_rolled_up(month: Pipeline, home: Path) 
     month.close()
     first = CliRunner().invoke(main, ["snapshot", "--rollups"])
     assert first.exit_code == 0, first.output
-    number = len(list((home / "snapshots" / MANIFEST_PREFIX).glob("*.json")))
-    assert " ".join(first.output.split()).endswith(
-        f"rollups: {files:,} earlier file(s) rolled up, committed as manifest {number}")
+    number = len(list((home / "snapshots" / MANIFEST_PREFIX).glob("*.json")))  # the last sums days
+    assert f"rollups: {files:,} earlier file(s) rolled up, committed as manifest {number - 1} days: " in " ".join(
+        first.output.split()) and " ".join(first.output.split()).endswith(f"committed as manifest {number}")
     again = CliRunner().invoke(main, ["snapshot", "--rollups"])
-    assert " ".join(again.output.split()) == "snapshot: nothing new rollups: every committed file has one"
+    assert " ".join(again.output.split()) == NOTHING_TO_DO
 
 
 def test_a_damaged_file_ends_the_backfill_in_one_line(month: Pipeline, home: Path) -> None:

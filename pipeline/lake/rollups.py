@@ -13,14 +13,24 @@ the file, with two conditions that the reader checks, falling back to the file's
 - nothing is voided, and no LLM-log usage is joined: both look at each event (its eventId).
 A rollup made by another version of this SQL (`ROLLUP_LAYOUT`) is not read. A file whose sums
 pass 64 bits gets no rollup.
+
+A day's rollup (`DAY_ROLLUP_LAYOUT`, pipeline.stages.day_rollups) sums the rollups of several
+files of one settled day into one object, which each of those files names: a month of 15-minute
+snapshots has 96 files a day, and a report then reads 31 objects instead of 2,976. Its name holds
+a hash of the keys of the files it sums (`day_rollup_key`), and a reader takes it only for exactly
+those files (`sums_exactly`): a file that has come to name another rollup since (an older
+version's backfill) makes the day's files read their own rollups or events, never a sum twice. A
+version that knows only `ROLLUP_LAYOUT` reads those files' events.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tempfile
 import threading
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,11 +47,18 @@ ROLLUP_PREFIX = "rollups"
 # The version of the rollup's SQL: a manifest entry names the one its rollup was made with, and
 # the report reads only those of this one (bump it whenever the grouping or a derived column changes).
 ROLLUP_LAYOUT = 1
+# A day's rollup: ROLLUP_LAYOUT's sums over several files of one day, named by each of them (a
+# version whose rollup SQL changes bumps both). Not ROLLUP_LAYOUT, so that a version reading only
+# one object per file never reads it once per file.
+DAY_ROLLUP_LAYOUT = ROLLUP_LAYOUT + 100
+DAY_ROLLUPS = "days"  # under rollups_folder(): `rollups/v1/days/date=D/<count>-<hash>.parquet`
 _ROWS = USAGE_WITHOUT_LLM_USAGE.format(events="part", pending="false", billing=BILLING_COLUMNS)
 _KEY = KEY_OF_DAY.replace("u.", "")
 ROLLUP_SQL = (f"SELECT {_KEY}, {', '.join(f'{c}::BIGINT AS {c}' for c in SUMMED)}, origin FROM "
               f"(SELECT {KEY_OF_DAY}, {USAGE_SUMS}, u.usage_source AS origin FROM ({_ROWS}) u GROUP BY ALL) "
               f"ORDER BY ALL")
+_MERGED_SQL = (f"SELECT {_KEY}, {', '.join(f'sum({c})::BIGINT AS {c}' for c in SUMMED)}, origin FROM parts "
+               f"GROUP BY ALL ORDER BY ALL")
 
 
 def rolled_up_note_key(layout: int = ROLLUP_LAYOUT) -> str:
@@ -68,6 +85,19 @@ def rollup_key(usage_key: str, layout: int = ROLLUP_LAYOUT) -> str:
     return f"{rollups_folder(layout)}/{rest}"
 
 
+def day_rollup_key(day: date, file_keys: Iterable[str]) -> str:
+    """Where the rollup of these files of `day` goes: `rollups/v<ROLLUP_LAYOUT>/days/date=D/` and
+    the number of files and the SHA-256 of their sorted keys (what `sums_exactly` checks)."""
+    keys = sorted(set(file_keys))
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    return f"{rollups_folder()}/{DAY_ROLLUPS}/date={day.isoformat()}/{len(keys)}-{digest}.parquet"
+
+
+def sums_exactly(rollup: str, day: date, file_keys: Iterable[str]) -> bool:
+    """Whether the day's rollup `rollup` is the one of exactly these files."""
+    return rollup == day_rollup_key(day, file_keys)
+
+
 class RollupMaker:
     """Makes rollups with one DuckDB connection, from any number of threads (a cursor each)."""
 
@@ -92,6 +122,28 @@ class RollupMaker:
         try:
             try:
                 relation = cursor.from_arrow(part).query("part", ROLLUP_SQL)
+                assert relation is not None  # a SELECT has a result
+                summed = relation.to_arrow_table()
+            except self._errors:
+                return None
+        finally:
+            cursor.close()
+        sink = io.BytesIO()
+        pq.write_table(summed, sink, compression="zstd")
+        return sink.getvalue()
+
+    def merged(self, rollups: list[pa.Table]) -> bytes | None:
+        """One rollup summing these rollups (of files of one day) as Parquet, in a rollup's order;
+        None when a sum passes 64 bits."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        with self._lock:
+            cursor: duckdb.DuckDBPyConnection = self._connection.cursor()
+        try:
+            try:
+                parts = pa.concat_tables(rollups, promote_options="default")
+                relation = cursor.from_arrow(parts).query("parts", _MERGED_SQL)
                 assert relation is not None  # a SELECT has a result
                 summed = relation.to_arrow_table()
             except self._errors:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.lake.manifests import GATEWAY_TIMEOUT_LAYOUT, USAGE_PREFIX, PublishedFile
-from pipeline.lake.rollups import ROLLUP_LAYOUT
+from pipeline.lake.rollups import DAY_ROLLUP_LAYOUT, ROLLUP_LAYOUT, sums_exactly
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.lake.views import RECENT_EVENTS, ROLLUPS, SETTLED_EVENTS, TIMEOUT_OF_TAGS, UNROLLED_EVENTS
 from pipeline.ports import ObjectStore
@@ -30,6 +30,7 @@ _GLOB_CHARACTER = re.compile(r"[\[*?]")
 _MAYBE_PATTERN = re.compile(r"[\[*?{}\\]")
 # The snapshot's day, from its committed key `usage/date=YYYY-MM-DD/part-....parquet`.
 _FILE_COLUMN = "filename"  # DuckDB's name for the column of each row's file (not a usage column)
+_LAYOUTS = (ROLLUP_LAYOUT, DAY_ROLLUP_LAYOUT)  # a file's own rollup, and its day's
 _DATE_OF_FILE = rf"CAST(regexp_extract({_FILE_COLUMN}, '/date=(\d{{4}}-\d{{2}}-\d{{2}})/[^/]*$', 1) AS DATE)"
 
 
@@ -43,11 +44,17 @@ class Scans:
     unrolled: list[tuple[str, bool]] | None = None
 
 
-def rolled_up(files: list[PublishedFile], settled_before: date) -> list[PublishedFile]:
-    """The files whose rollup the report may sum instead of their events: settled ones (no
-    streamed event still waiting for its usage), with a rollup of this version."""
-    return [file for file in files if file.date < settled_before and file.rollup is not None
-            and file.rollup_layout == ROLLUP_LAYOUT]
+def rolled_up(files: list[PublishedFile], settled_before: date) -> dict[str, list[PublishedFile]]:
+    """The rollups the report may sum instead of their files' events, each with the files it
+    sums: those of settled files (no streamed event still waiting for its usage), of this
+    version, and a day's rollup only when it is the one of exactly the files that name it
+    (pipeline.lake.rollups.sums_exactly; `files` holds whole days)."""
+    found: dict[str, list[PublishedFile]] = {}
+    for file in files:
+        if file.date < settled_before and file.rollup is not None and file.rollup_layout in _LAYOUTS:
+            found.setdefault(file.rollup, []).append(file)
+    return {key: named for key, named in found.items() if named[0].rollup_layout == ROLLUP_LAYOUT
+            or sums_exactly(key, named[0].date, (file.key for file in named))}
 
 
 def read_through_arrow(connection: duckdb.DuckDBPyConnection, store: ObjectStore, files: list[PublishedFile],
@@ -70,26 +77,27 @@ def read_through_arrow(connection: duckdb.DuckDBPyConnection, store: ObjectStore
                            f"(coalesce(gateway_timeout, {TIMEOUT_OF_TAGS}) AS gateway_timeout) FROM {name}_files")
 
     define("usage_events", files)
-    found = [(file, store.get(file.rollup or "")) for file in (rolled_up(files, settled_before) if rollups else [])]
-    read = [(file, _rollup_table(store, file, data)) for file, data in found if data is not None]
+    chosen = rolled_up(files, settled_before) if rollups else {}
+    found = [(key, named, store.get(key)) for key, named in chosen.items()]
+    read = [(named, _rollup_table(store, key, data)) for key, named, data in found if data is not None]
     if not read:
         return Scans([("usage_events", False)])
-    rows = pa.concat_tables([table.append_column("date", pa.array([file.date] * table.num_rows, pa.date32()))
-                             for file, table in read], promote_options="default")
+    rows = pa.concat_tables([table.append_column("date", pa.array([named[0].date] * table.num_rows, pa.date32()))
+                             for named, table in read], promote_options="default")
     connection.register("usage_rollup_rows", rows)
     connection.execute(f"CREATE OR REPLACE VIEW {ROLLUPS} AS SELECT * FROM usage_rollup_rows")
-    covered = {file.key for file, _ in read}
+    covered = {file.key for named, _ in read for file in named}
     rest = [file for file in files if file.key not in covered]
     if rest:
         define(UNROLLED_EVENTS, rest)
     return Scans([("usage_events", False)], [(UNROLLED_EVENTS, False)] if rest else [])
 
 
-def _rollup_table(store: ObjectStore, file: PublishedFile, data: bytes) -> pa.Table:
+def _rollup_table(store: ObjectStore, key: str, data: bytes) -> pa.Table:
     try:
         return pq.read_table(pa.BufferReader(data))
     except pa.ArrowException as error:  # named, as DuckDB's reader names it
-        raise pa.ArrowInvalid(f"{store.url}/{file.rollup}: {error}") from error
+        raise pa.ArrowInvalid(f"{store.url}/{key}: {error}") from error
 
 
 def read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: list[PublishedFile],
@@ -122,13 +130,13 @@ def read_local_files(connection: duckdb.DuckDBPyConnection, root: Path, files: l
     settled = [(pattern, file) for pattern, file in located if file.date < settled_before]
     recent = [(pattern, file) for pattern, file in located if file.date >= settled_before]
     chosen = [(SETTLED_EVENTS, settled), (RECENT_EVENTS, recent)]
-    rolled = [file for file in rolled_up(files, settled_before) if (root / (file.rollup or "")).is_file()] \
-        if rollups else []
-    rollup_patterns = local_patterns(connection, root, [file.rollup or "" for file in rolled]) if rolled else None
+    rolled = {key: named for key, named in rolled_up(files, settled_before).items() if (root / key).is_file()} \
+        if rollups else {}
+    rollup_patterns = local_patterns(connection, root, list(rolled)) if rolled else None
     if rollup_patterns is not None:
         scan = connection.read_parquet(rollup_patterns, filename=True)
         scan.project(f"* EXCLUDE ({_FILE_COLUMN}), {_DATE_OF_FILE} AS date").create_view(ROLLUPS)
-        covered = {file.key for file in rolled}
+        covered = {file.key for named in rolled.values() for file in named}
         chosen.append((UNROLLED_EVENTS, [item for item in settled if item[1].key not in covered]))
         if not events:
             chosen = [(name, some) for name, some in chosen if name != SETTLED_EVENTS]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -45,6 +45,7 @@ from pipeline.lake.rollups import (
     rollup_key,
     rollups_folder,
 )
+from pipeline.lake.snapshot_scans import rolled_up
 from pipeline.lake.usage import USAGE_SCHEMA, conformed
 from pipeline.ports import ObjectStore, SourceError
 from pipeline.stages.snapshot import commit_manifest
@@ -77,9 +78,11 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES, *
         return result
     files = published_files(store)
     present = set(store.list(rollups_folder())) if files else set()  # one listing, not a read each
-    wanting = [file for file in files if file.rollup_layout != ROLLUP_LAYOUT or file.rollup not in present]
-    damaged = _damaged(store, [file for file in files if file.rollup_layout == ROLLUP_LAYOUT
-                               and file.rollup in present]) if check_present else []
+    # A file's own rollup of this version, or its day's that sums exactly the files naming it.
+    rolled = {key: named for key, named in rolled_up(files, date.max).items() if key in present}
+    covered = {file.key for named in rolled.values() for file in named}
+    wanting = [file for file in files if file.key not in covered]
+    damaged = _damaged(store, rolled) if check_present else []
     wanting += damaged
     if not wanting:  # (a store that needs nothing never loads DuckDB)
         _note_complete(store)
@@ -111,8 +114,8 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES, *
     finally:
         maker.close()
     result.files, result.left = len(made), max(0, len(wanting) - most_files)
-    rolled = {rollup.key for rollup in made}
-    result.damaged = sum(file.key in rolled for file in damaged)
+    remade = {rollup.key for rollup in made}
+    result.damaged = sum(file.key in remade for file in damaged)
     if made:
         latest = latest_manifest(store)
         assert latest is not None  # the files rolled up are named by one
@@ -126,10 +129,10 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES, *
     return result
 
 
-def _damaged(store: ObjectStore, files: list[PublishedFile]) -> list[PublishedFile]:
-    """Those of the files (each with a rollup of this version there) whose rollup cannot be read,
-    or does not have the columns a rollup made now has."""
-    if not files:
+def _damaged(store: ObjectStore, rolled: dict[str, list[PublishedFile]]) -> list[PublishedFile]:
+    """The files of those rollups (each there) that cannot be read, or do not have the columns a
+    rollup made now has."""
+    if not rolled:
         return []
     maker = RollupMaker()
     try:  # the columns of a rollup as this version makes it: that of no rows
@@ -139,14 +142,14 @@ def _damaged(store: ObjectStore, files: list[PublishedFile]) -> list[PublishedFi
     assert empty is not None  # sums of nothing pass no limit
     expected = pq.read_schema(pa.BufferReader(empty))
     found = []
-    for file in files:
-        data = store.get(file.rollup or "")
+    for key, named in rolled.items():
+        data = store.get(key)
         try:
             readable = data is not None and pq.read_table(pa.BufferReader(data)).schema.equals(expected)
         except pa.ArrowException:
             readable = False
         if not readable:
-            found.append(file)
+            found.extend(named)
     return found
 
 

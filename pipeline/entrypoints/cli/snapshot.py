@@ -14,15 +14,16 @@ from pipeline.settings import Settings
                    "window), and take them.")
 @click.option("--rollups", "backfill", is_flag=True,
               help="Also roll up the files committed without a rollup of this version (snapshots written "
-                   "before rollups) or with a damaged one, so that reports of their days sum rollups too; at most "
-                   "10,000 files a run.")
+                   "before rollups) or with a damaged one, so that reports of their days sum rollups too (at most "
+                   "10,000 files a run), and give each settled day one rollup of all its files (a day of 15-minute "
+                   "snapshots has 96).")
 @user_errors
 def snapshot_command(wait: bool, backfill: bool) -> None:
     """Write new ledger events to Parquet snapshots (usage/date=YYYY-MM-DD/*.parquet).
 
     Each file is written with its rollup (rollups/v1/date=YYYY-MM-DD/*.parquet), which reports
     sum instead of its events; --rollups rolls up the files written without one, or whose
-    rollup is damaged.
+    rollup is damaged, and sums each settled day's rollups into one, which reports read instead.
 
     A Cosmos DB ledger hands over an event once it is older than its settle window
     (CHARGEBACK_COSMOS_SETTLE_SECONDS, default 120): the snapshot says how many events wait and
@@ -59,3 +60,10 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
             if done.unrolled:
                 said.append(f"{done.unrolled:,} file(s) whose sums pass 64 bits stay summed from their events")
             console.print(f"rollups: {'; '.join(said)}", markup=False)
+            from pipeline.lake.warehouse import USAGE_WINDOW
+            from pipeline.stages.day_rollups import roll_up_days
+
+            days = roll_up_days(p.snapshots, (datetime.now(UTC) - USAGE_WINDOW).date())
+            console.print(f"days: {days.days:,} settled day(s) given one rollup of {days.files:,} file(s) "
+                          f"({days.rollups:,} rollups read), committed as manifest {days.manifest}" if days.days
+                          else "days: every settled day has one rollup", markup=False)
