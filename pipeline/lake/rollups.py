@@ -57,7 +57,7 @@ _KEY = KEY_OF_DAY.replace("u.", "")
 ROLLUP_SQL = (f"SELECT {_KEY}, {', '.join(f'{c}::BIGINT AS {c}' for c in SUMMED)}, origin FROM "
               f"(SELECT {KEY_OF_DAY}, {USAGE_SUMS}, u.usage_source AS origin FROM ({_ROWS}) u GROUP BY ALL) "
               f"ORDER BY ALL")
-_MERGED_SQL = (f"SELECT {_KEY}, {', '.join(f'sum({c})::BIGINT AS {c}' for c in SUMMED)}, origin FROM parts "
+_MERGED_SQL = (f"SELECT {_KEY}, {', '.join(f'sum({c})::BIGINT AS {c}' for c in SUMMED)}, origin FROM part "
                f"GROUP BY ALL ORDER BY ALL")
 
 
@@ -115,35 +115,24 @@ class RollupMaker:
     def rollup(self, part: pa.Table | pa.RecordBatchReader) -> bytes | None:
         """The rollup of a file's rows (USAGE_SCHEMA, all of one UTC day; a reader is streamed) as
         Parquet; None when a sum passes 64 bits (the report then sums the file's events)."""
-        import pyarrow.parquet as pq
-
-        with self._lock:
-            cursor: duckdb.DuckDBPyConnection = self._connection.cursor()
-        try:
-            try:
-                relation = cursor.from_arrow(part).query("part", ROLLUP_SQL)
-                assert relation is not None  # a SELECT has a result
-                summed = relation.to_arrow_table()
-            except self._errors:
-                return None
-        finally:
-            cursor.close()
-        sink = io.BytesIO()
-        pq.write_table(summed, sink, compression="zstd")
-        return sink.getvalue()
+        return self._summed(part, ROLLUP_SQL)
 
     def merged(self, rollups: list[pa.Table]) -> bytes | None:
         """One rollup summing these rollups (of files of one day) as Parquet, in a rollup's order;
         None when a sum passes 64 bits."""
         import pyarrow as pa
+
+        return self._summed(pa.concat_tables(rollups, promote_options="default"), _MERGED_SQL)
+
+    def _summed(self, part: pa.Table | pa.RecordBatchReader, sql: str) -> bytes | None:
+        """`sql` over `part` (named `part`) as Parquet; None when a sum passes 64 bits."""
         import pyarrow.parquet as pq
 
         with self._lock:
             cursor: duckdb.DuckDBPyConnection = self._connection.cursor()
         try:
             try:
-                parts = pa.concat_tables(rollups, promote_options="default")
-                relation = cursor.from_arrow(parts).query("parts", _MERGED_SQL)
+                relation = cursor.from_arrow(part).query("part", sql)
                 assert relation is not None  # a SELECT has a result
                 summed = relation.to_arrow_table()
             except self._errors:
