@@ -130,17 +130,17 @@ def test_the_snapshot_writes_each_file_with_its_rollup(month: Pipeline) -> None:
 
 def test_opened_for_its_rollups_alone_the_warehouse_scans_no_event_a_rollup_sums(month: Pipeline,
                                                                                   demo_reference: Reference) -> None:
-    """What the report opens when nothing is voided: no `usage` view to read by mistake (a report
-    that voids refuses it), no file's events scanned after the month, the recent days' inside it."""
+    """The report's warehouse when nothing is voided: no `usage` view, no rolled-up file's events."""
     days = (date(2026, 10, 1), date(2026, 11, 1))
     opened = open_warehouse(local(month.snapshots), None, days, now=AFTER, events=False)
     assert (opened.rollups, opened.events) == (True, False)
     views = {name for (name,) in opened.connection.execute("SELECT view_name FROM duckdb_views()").fetchall()}
     assert {"usage_rollups", "usage_unrolled"} <= views and not {"usage", "usage_events"} & views
-    [(unrolled,)] = opened.connection.execute("SELECT count(*) FROM usage_unrolled").fetchall()
-    [(rolled,)] = opened.connection.execute("SELECT sum(requests) FROM usage_rollups").fetchall()
-    assert (unrolled, rolled) == (0, month.ledger.count())
+    assert opened.connection.execute("SELECT (SELECT count(*) FROM usage_unrolled), (SELECT sum(requests) "
+                                     "FROM usage_rollups)").fetchall() == [(0, month.ledger.count())]
     voids = Corrections((correction(kind=Kind.VOID, reason="test", by="tester", at=AFTER, event_ids=["x"]),))
+    with pytest.raises(ValueError, match="prices each event"):
+        open_warehouse(local(month.snapshots), demo_reference, days, now=AFTER, events=False)
     with pytest.raises(ValueError, match="opened for its rollups alone"):
         build_report(opened, demo_reference, MONTH, corrections=voids, today=TODAY)
     [(recent,)] = open_warehouse(local(month.snapshots), None, days, now=INSIDE, events=False).connection.execute(

@@ -123,6 +123,8 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     `events=False`, for a reader of those alone (the report when nothing is voided): a local
     store's settled files that have a rollup are not scanned as events, and `usage` is not
     defined (`Warehouse.events`), when the rollups are; else it changes nothing."""
+    if reference is not None and not events:
+        raise ValueError("the `costs` view prices each event: open the warehouse with events=True")
     limits = limits or Limits()
     config: dict[str, str | bool | int | float | list[str]] = {"temp_directory": str(limits.temp_directory)}
     if limits.memory_limit:
