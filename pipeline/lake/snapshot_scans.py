@@ -28,9 +28,9 @@ USAGE_WITH_DATE = USAGE_SCHEMA.append(pa.field("date", pa.date32()))
 # DuckDB reads a path with `*`, `?` or `[` as a glob pattern; inside brackets they are literal.
 _GLOB_CHARACTER = re.compile(r"[\[*?]")
 _MAYBE_PATTERN = re.compile(r"[\[*?{}\\]")
+_LAYOUTS = (ROLLUP_LAYOUT, DAY_ROLLUP_LAYOUT)  # a file's own rollup, and its day's
 # The snapshot's day, from its committed key `usage/date=YYYY-MM-DD/part-....parquet`.
 _FILE_COLUMN = "filename"  # DuckDB's name for the column of each row's file (not a usage column)
-_LAYOUTS = (ROLLUP_LAYOUT, DAY_ROLLUP_LAYOUT)  # a file's own rollup, and its day's
 _DATE_OF_FILE = rf"CAST(regexp_extract({_FILE_COLUMN}, '/date=(\d{{4}}-\d{{2}}-\d{{2}})/[^/]*$', 1) AS DATE)"
 
 

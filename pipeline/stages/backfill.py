@@ -117,16 +117,23 @@ def backfill_rollups(store: ObjectStore, most_files: int = DEFAULT_MOST_FILES, *
     remade = {rollup.key for rollup in made}
     result.damaged = sum(file.key in remade for file in damaged)
     if made:
-        latest = latest_manifest(store)
-        assert latest is not None  # the files rolled up are named by one
-        number = latest.number + 1
-        commit_manifest(store, Manifest(number, latest.cursor, [], datetime.now(UTC), made))
-        result.manifest = number
-        write_checkpoint(store, number)
+        result.manifest = commit_rollups(store, made)
     if not result.left:
         _note_complete(store, result.manifest)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def commit_rollups(store: ObjectStore, made: list[PublishedRollup]) -> int:
+    """Commit rollups of files committed before by the next manifest, which names no new file and
+    keeps the latest cursor (create-if-absent: SnapshotConflict when a snapshot took the number),
+    and write its checkpoint when one is due; returns its number."""
+    latest = latest_manifest(store)
+    assert latest is not None  # the files rolled up are named by one
+    number = latest.number + 1
+    commit_manifest(store, Manifest(number, latest.cursor, [], datetime.now(UTC), made))
+    write_checkpoint(store, number)
+    return number
 
 
 def _damaged(store: ObjectStore, rolled: dict[str, list[PublishedFile]]) -> list[PublishedFile]:

@@ -20,23 +20,20 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.lake.manifests import (
-    Manifest,
     PublishedFile,
     PublishedRollup,
-    latest_manifest,
     published_files,
-    write_checkpoint,
 )
 from pipeline.lake.rollups import DAY_ROLLUP_LAYOUT, RollupMaker, day_rollup_key
 from pipeline.lake.snapshot_scans import rolled_up
 from pipeline.ports import ObjectStore
-from pipeline.stages.snapshot import commit_manifest
+from pipeline.stages.backfill import commit_rollups
 
 
 @dataclass(slots=True)
@@ -76,11 +73,7 @@ def roll_up_days(store: ObjectStore, settled_before: date, since: date | None = 
         finally:
             maker.close()
     if made:
-        latest = latest_manifest(store)
-        assert latest is not None  # the files rolled up are named by one
-        result.manifest = latest.number + 1
-        commit_manifest(store, Manifest(result.manifest, latest.cursor, [], datetime.now(UTC), made))
-        write_checkpoint(store, result.manifest)
+        result.manifest = commit_rollups(store, made)
     result.seconds = time.perf_counter() - started
     return result
 
