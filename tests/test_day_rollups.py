@@ -9,7 +9,7 @@ reader that knows only per-file rollups.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -148,3 +148,30 @@ def test_the_snapshot_timer_sums_the_last_settled_days(month: Pipeline, home: Pa
     assert f"day rollups: {done.days} settled day(s) given one rollup" in caplog.text
     assert {f.date for f in published_files(store) if f.rollup_layout == DAY_ROLLUP_LAYOUT} == several
     assert msgspec.json.decode(store.get(f"_manifests/{done.manifest:08d}.json") or b"")["files"] == []
+
+
+def test_a_plain_snapshot_sums_the_last_settled_days(pipeline: Pipeline, feed: Feed, home: Path) -> None:
+    """`chargeback snapshot` run on a schedule: each run writes a file a day, and each run sums the
+    last settled days' rollups into one (a day still in the usage window, and one settled before
+    the last week, keep their files' own), says so once, then says nothing more of it."""
+    from click.testing import CliRunner
+
+    from pipeline.entrypoints.cli import main
+
+    today = datetime.now(UTC).date()
+    days = [today - timedelta(days=n) for n in (1, 2, 3, 12)]  # yesterday: in the usage window; 12: before the week
+    for run in range(2):
+        feed(jsonl([event(timestamp=f"{day.isoformat()}T0{run}:30:00Z") for day in days]))
+        snapshot(pipeline.ledger, pipeline.snapshots)
+    store = local(pipeline.snapshots)
+    pipeline.close()
+    first = CliRunner().invoke(main, ["snapshot"])
+    assert first.exit_code == 0, first.output
+    manifest = latest_manifest(store)
+    assert manifest is not None
+    assert " ".join(first.output.split()) == ("snapshot: nothing new days: 2 settled day(s) given one rollup of 4 "
+                                              f"file(s) (4 rollups read), committed as manifest {manifest.number}")
+    summed = {f.date for f in published_files(store) if f.rollup_layout == DAY_ROLLUP_LAYOUT}
+    assert summed == {days[1], days[2]}
+    again = CliRunner().invoke(main, ["snapshot"])
+    assert " ".join(again.output.split()) == "snapshot: nothing new"

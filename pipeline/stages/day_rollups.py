@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,6 +32,7 @@ from pipeline.lake.manifests import (
 )
 from pipeline.lake.rollups import DAY_ROLLUP_LAYOUT, RollupMaker, day_rollup_key
 from pipeline.lake.snapshot_scans import rolled_up
+from pipeline.lake.warehouse import USAGE_WINDOW
 from pipeline.ports import ObjectStore
 from pipeline.stages.backfill import commit_rollups
 
@@ -43,6 +44,20 @@ class DayRollupResult:
     rollups: int = 0  # the rollups read to make them
     manifest: int | None = None  # the manifest that committed them
     seconds: float = 0.0
+
+
+# The settled days a scheduled run sums (the snapshot timer, a plain `chargeback snapshot`): the
+# day that settled since the last run, and those a stopped schedule or a replay left behind.
+# `chargeback snapshot --rollups` does every day.
+RECENT_DAYS = 7
+
+
+def roll_up_recent_days(store: ObjectStore, now: datetime | None = None) -> DayRollupResult:
+    """roll_up_days over the last RECENT_DAYS settled days (older than the usage window at `now`,
+    default now): what a run on a schedule does after its snapshot, looking at a week of days
+    whatever the store holds."""
+    settled_before = ((now or datetime.now(UTC)) - USAGE_WINDOW).date()
+    return roll_up_days(store, settled_before, since=settled_before - timedelta(days=RECENT_DAYS))
 
 
 def roll_up_days(store: ObjectStore, settled_before: date, since: date | None = None) -> DayRollupResult:

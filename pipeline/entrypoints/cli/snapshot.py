@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from pipeline.entrypoints.cli.options import console, pipeline_of, user_errors
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.ports import ObjectStore
+    from pipeline.stages.day_rollups import DayRollupResult
 
 
 @click.command("snapshot")
@@ -22,8 +28,10 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
     """Write new ledger events to Parquet snapshots (usage/date=YYYY-MM-DD/*.parquet).
 
     Each file is written with its rollup (rollups/v1/date=YYYY-MM-DD/*.parquet), which reports
-    sum instead of its events; --rollups rolls up the files written without one, or whose
-    rollup is damaged, and sums each settled day's rollups into one, which reports read instead.
+    sum instead of its events. Each run then sums the rollups of each of the last 7 settled days
+    (older than the 24-hour usage window) that has several into one, which reports read instead,
+    as the Functions timer does; --rollups does every settled day, and rolls up the files written
+    without a rollup, or whose rollup is damaged.
 
     A Cosmos DB ledger hands over an event once it is older than its settle window
     (CHARGEBACK_COSMOS_SETTLE_SECONDS, default 120): the snapshot says how many events wait and
@@ -64,6 +72,28 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
             from pipeline.stages.day_rollups import roll_up_days
 
             days = roll_up_days(p.snapshots, (datetime.now(UTC) - USAGE_WINDOW).date())
-            console.print(f"days: {days.days:,} settled day(s) given one rollup of {days.files:,} file(s) "
-                          f"({days.rollups:,} rollups read), committed as manifest {days.manifest}" if days.days
-                          else "days: every settled day has one rollup", markup=False)
+            console.print(_days_summed(days) if days.days else "days: every settled day has one rollup",
+                          markup=False)
+        else:
+            _sum_recent_days(p.snapshots)
+
+
+def _days_summed(days: DayRollupResult) -> str:
+    return (f"days: {days.days:,} settled day(s) given one rollup of {days.files:,} file(s) "
+            f"({days.rollups:,} rollups read), committed as manifest {days.manifest}")
+
+
+def _sum_recent_days(store: ObjectStore) -> None:
+    """The last settled days' rollups summed, as the snapshot timer does after each run: a
+    snapshot run on a schedule (every 15 minutes, say) leaves a file a day at every run. Said only
+    when a day was summed; a snapshot committed meanwhile leaves it to the next run."""
+    from pipeline.stages.day_rollups import roll_up_recent_days
+    from pipeline.stages.snapshot import SnapshotConflict
+
+    try:
+        days = roll_up_recent_days(store)
+    except SnapshotConflict:
+        console.print("days: a snapshot committed first; the next run sums the settled days", markup=False)
+        return
+    if days.days:
+        console.print(_days_summed(days), markup=False)

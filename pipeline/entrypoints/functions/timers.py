@@ -32,12 +32,12 @@ from pipeline.entrypoints.functions.eventhub import worker_meter_provider
 from pipeline.entrypoints.functions.metrics import record_reconciliation, record_stream_status
 from pipeline.inputs.azure_metrics import read_responses
 from pipeline.lake.areas import LLM_USAGE, REPORTS, SNAPSHOTS
-from pipeline.lake.warehouse import USAGE_WINDOW, open_warehouse
+from pipeline.lake.warehouse import open_warehouse
 from pipeline.ports import SourceError
 from pipeline.settings import Settings, SettingsError
 from pipeline.stages.azure_reconcile import Reconciliation, reconcile_azure
 from pipeline.stages.backfill import BackfillResult, backfill_rollups
-from pipeline.stages.day_rollups import DayRollupResult, roll_up_days
+from pipeline.stages.day_rollups import DayRollupResult, roll_up_recent_days
 from pipeline.stages.llm_usage import StreamStatus, stream_status
 from pipeline.stages.report.build import period_report
 from pipeline.stages.report.model import FORMATS, ReportError, formats_of
@@ -57,10 +57,6 @@ LATE_DAYS = 5
 # place): a year of 15-minute files in about a week of runs, each run reading at most 50 files.
 # `chargeback snapshot --rollups` does up to 10,000 at once.
 BACKFILL_FILES_PER_RUN = 50
-# The settled days whose files a run sums into one rollup a day (pipeline.stages.day_rollups): the
-# day that settled since the last run, and those a stopped timer or a replay left behind.
-# `chargeback snapshot --rollups` does every day.
-DAY_ROLLUP_DAYS = 7
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
@@ -100,13 +96,12 @@ def backfill_snapshots(settings: Settings) -> BackfillResult | None:
 
 
 def roll_up_settled_days(settings: Settings, now: datetime | None = None) -> DayRollupResult | None:
-    """Sum the files' rollups of each of the last DAY_ROLLUP_DAYS settled days into one, so that a
-    report reads one rollup a day instead of one per 15-minute file; a day done before is only
-    looked at. What fails here is logged: the snapshot is committed, and the next run tries again."""
-    settled_before = ((now or datetime.now(UTC)) - USAGE_WINDOW).date()
+    """Sum the files' rollups of each of the last settled days (roll_up_recent_days) into one, so
+    that a report reads one rollup a day instead of one per 15-minute file; a day done before is
+    only looked at. What fails here is logged: the snapshot is committed, and the next run tries
+    again."""
     try:
-        done = roll_up_days(open_store(settings, SNAPSHOTS), settled_before,
-                            since=settled_before - timedelta(days=DAY_ROLLUP_DAYS))
+        done = roll_up_recent_days(open_store(settings, SNAPSHOTS), now)
     except SnapshotConflict:
         logging.warning("day rollups: a snapshot committed first; the next run sums the days again")
         return None
