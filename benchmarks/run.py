@@ -41,12 +41,14 @@ SCALES: dict[str, dict[str, Any]] = {
 # caches (64 MiB each) are still filling, so 200k -> 1M measured their fill, not a growth.
 for _sizes in SCALES.values():
     _sizes["cosmos"] = 1_500  # events per run: the plain-session run takes ~25 ms an event here
-REPEATS = {"decode": 5, "redis": 5, "cosmos": 3, "ingest": 3, "snapshot": 3, "report": 3, "report-cli": 5}
+REPEATS = {"decode": 5, "redis": 5, "cosmos": 3, "ingest": 3, "snapshot": 3, "report": 3, "report-cli": 5,
+           "report-15min": 5}
 # Seconds of measuring per stage at scale 10m (a third at 1m): past it, a stage starts no new
 # repeat, so that `make bench` stays within 10 minutes even on a busy machine (the table shows
 # how many runs each median is of). An embedded-ingest run stops taking batches after
 # INGEST_CAP seconds; its rate is over the events it ingested.
-BUDGETS = {"decode": 30, "redis": 45, "cosmos": 40, "ingest": 90, "snapshot": 45, "report": 90, "report-cli": 90}
+BUDGETS = {"decode": 30, "redis": 45, "cosmos": 40, "ingest": 90, "snapshot": 45, "report": 90, "report-cli": 90,
+           "report-15min": 45}
 INGEST_CAP = {"10m": 45, "1m": 15}
 MIN_REPEATS = 1
 INGEST_MIN_REPEATS = 2
@@ -54,7 +56,11 @@ INGEST_MIN_REPEATS = 2
 # requests session alone 27-29 s), and the consumer-CPU target is judged on a single variant's runs.
 COSMOS_MIN_REPEATS = 2
 REPORT_MIN_REPEATS = 2  # the report's ratio is the one that decides the most: always a median of 2+
-STAGES = ("cli", "decode", "redis", "cosmos", "ingest", "ingest-cli", "replay-cli", "snapshot", "report", "report-cli")
+STAGES = ("cli", "decode", "redis", "cosmos", "ingest", "ingest-cli", "replay-cli", "snapshot", "report", "report-cli",
+          "report-15min")
+# report-15min: the smallest report month as the Functions app leaves it, a file a day at every
+# 15-minute snapshot run (96 a day, 2,976 in the month), each settled day given its day rollup.
+FILES_PER_DAY_15MIN = 96
 CLI_REPEATS = 11  # whole processes per command: cheap, so more of them
 HELP_TARGET, STARTUP_TARGET = 0.15, 0.25  # seconds: `chargeback --help`, any command's --help
 MIB = 1024 * 1024
@@ -370,28 +376,31 @@ def evaluate(results: list[dict[str, Any]]) -> list[Target]:
             targets.append(Target(
                 f"report memory flat from {smallest['events'] / 1e6:g}M to {n} events (peak grows <= {FLAT}x)",
                 growth <= FLAT, f"{growth:.2f}x ({peak(smallest):,.0f} -> {peak(largest):,.0f} MiB)", "report"))
-    return targets + report_cli_targets([r for r in results if r["stage"] == "report-cli" and r["runs"]])
+    return targets + report_cli_targets([r for r in results if r["stage"] == "report-cli" and r["runs"]]) + \
+        report_cli_targets([r for r in results if r["stage"] == "report-15min" and r["runs"]],
+                           f" in {FILES_PER_DAY_15MIN} files a day", "report-15min")
 
 
-def report_cli_targets(results: list[dict[str, Any]]) -> list[Target]:
-    """`chargeback report --month` against the query, both whole processes (issue 19)."""
+def report_cli_targets(results: list[dict[str, Any]], shape: str = "", stage: str = "report-cli") -> list[Target]:
+    """`chargeback report --month` against the query, both whole processes (issue 19); `shape`:
+    how the month's files are laid out, when not one a day."""
     targets = []
     reports = [r for r in results if r["role"] == "stage"]
     for report in sorted(reports, key=events):
         base = next((r for r in results if r["role"] == "baseline" and r["events"] == report["events"]), None)
-        n = f"{report['events'] / 1e6:g}M"
+        n = f"{report['events'] / 1e6:g}M events{shape}"
         limit = REPORT_CLI_TARGETS.get(report["events"], 1.3)
         if base is not None:
             ratio = median_s(report) / median_s(base)
-            targets.append(Target(f"chargeback report over {n} events <= {limit}x the SQL (whole processes)",
+            targets.append(Target(f"chargeback report over {n} <= {limit}x the SQL (whole processes)",
                                   ratio <= limit, f"{ratio:.2f}x ({median_s(report):.2f} s vs {median_s(base):.2f} s; "
                                   f"CPU/wall {cpu_seconds(report) / median_s(report):.2f} vs "
-                                  f"{cpu_seconds(base) / median_s(base):.2f})", "report-cli"))
-        targets.append(Target(f"chargeback report over {n} events: peak RSS <= 512 MiB", peak(report) <= 512,
-                              f"{peak(report):,.0f} MiB", "report-cli"))
+                                  f"{cpu_seconds(base) / median_s(base):.2f})", stage))
+        targets.append(Target(f"chargeback report over {n}: peak RSS <= 512 MiB", peak(report) <= 512,
+                              f"{peak(report):,.0f} MiB", stage))
         same = report["extra"].get("same_totals")
-        targets.append(Target(f"chargeback report over {n} events: its CSV has the SQL's totals, to the cent", same,
-                              "identical" if same else "DIFFERENT", "report-cli"))
+        targets.append(Target(f"chargeback report over {n}: its CSV has the SQL's totals, to the cent", same,
+                              "identical" if same else "DIFFERENT", stage))
     return targets
 
 
@@ -514,6 +523,11 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes["report"]:
             log(f"== prepare: a {size:,}-event month of Parquet snapshots (cached in {args.work}/data)")
             child("prepare", args, size, 1)
+    if "report-15min" in only:
+        size = min(sizes["report"])
+        log(f"== prepare: that {size:,}-event month as {FILES_PER_DAY_15MIN} files a day, with day rollups "
+            f"(cached in {args.work}/data)")
+        child("prepare", args, size, 1, "--files-per-day", str(FILES_PER_DAY_15MIN))
     if "decode" in only:
         log(f"== decode: {sizes['decode']:,} events x {repeats['decode']}")
         results += child("decode", args, sizes["decode"], repeats["decode"], budget=budgets["decode"])
@@ -568,6 +582,19 @@ def main(argv: list[str] | None = None) -> int:
             checks.append(f"chargeback report over {size:,} events (its CSV) vs hand-written DuckDB SQL: "
                           f"{'IDENTICAL' if same else 'DIFFERENT'}: {text}")
             results += measured
+    if "report-15min" in only:
+        from benchmarks.report_cli import run_report_cli
+
+        size = min(sizes["report"])
+        log(f"== chargeback report --month over {size:,} events in {FILES_PER_DAY_15MIN} files a day vs the SQL over "
+            "the same files, whole processes, alternating")
+        measured, ours, theirs = run_report_cli(args.work, size, repeats["report-15min"],
+                                                budgets["report-15min"] / 2, REPORT_MIN_REPEATS, FILES_PER_DAY_15MIN)
+        same, text = compare_rows(ours, theirs)
+        measured[0]["extra"]["same_totals"] = same
+        checks.append(f"chargeback report over {size:,} events in {FILES_PER_DAY_15MIN} files a day (its CSV) vs "
+                      f"hand-written DuckDB SQL: {'IDENTICAL' if same else 'DIFFERENT'}: {text}")
+        results += measured
     checks += redis_notes(results)
     targets = evaluate(results)
     info["finished"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
@@ -591,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         profiles.mkdir(parents=True, exist_ok=True)
         # The whole-process stages (ingest-cli, report-cli) run the code the in-process stages profile.
         for stage in dict.fromkeys(t.stage for t in targets if t.met is False and t.stage in REPEATS
-                                   and t.stage not in ("report-cli", "replay-cli", "cli")):
+                                   and t.stage not in ("report-cli", "report-15min", "replay-cli", "cli")):
             path = profiles / f"{stage}.txt"
             log(f"\n== profile of {stage} (pyinstrument, one more run; whole profile in {path})")
             # The report over the largest month; the others over at most 200k events (the profiler

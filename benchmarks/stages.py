@@ -40,7 +40,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -536,23 +536,32 @@ def stage_snapshot(args: argparse.Namespace) -> list[Result]:
 
 # ------------------------------------------------------------------------------------------ report
 
-def snapshot_root(work: Path, events: int) -> Path:
+def snapshot_root(work: Path, events: int, files_per_day: int = 1) -> Path:
     from benchmarks.data import GENERATOR_VERSION
 
-    return work / "data" / f"snapshot-{events}-v{GENERATOR_VERSION}"
+    shape = "" if files_per_day == 1 else f"-{files_per_day}-a-day"
+    return work / "data" / f"snapshot-{events}{shape}-v{GENERATOR_VERSION}"
 
 
 def stage_prepare(args: argparse.Namespace) -> list[Result]:
+    """The month's snapshot files, one a day; or, with --files-per-day 96, as the Functions app
+    leaves them (a file a day at every 15-minute run, each settled day then given one day rollup)."""
     from benchmarks.data import write_snapshot
 
-    root = snapshot_root(args.work, args.events)
+    root = snapshot_root(args.work, args.events, args.files_per_day)
     done = root / ".complete"
-    result = Result("prepare", f"generate {args.events:,}-event snapshot", "info", args.events)
+    result = Result("prepare", f"generate {args.events:,}-event snapshot, {args.files_per_day} file(s) a day", "info",
+                    args.events)
     if done.exists():
         result.extra["cached"] = str(root)
         return [result]
     shutil.rmtree(root, ignore_errors=True)
-    sample, manifest = measure(lambda: write_snapshot(_world(), args.events, root))
+    sample, manifest = measure(lambda: write_snapshot(_world(), args.events, root, files_per_day=args.files_per_day))
+    if args.files_per_day > 1:
+        from pipeline.adapters.embedded.local_store import LocalObjectStore
+        from pipeline.stages.day_rollups import roll_up_days
+
+        roll_up_days(LocalObjectStore(root), date.fromisoformat(f"{MONTH}-01") + timedelta(days=40))
     done.write_text("ok\n")
     result.runs.append(sample)
     result.extra.update(files=len(manifest.files),  # type: ignore[attr-defined]
@@ -639,6 +648,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ledger", help="snapshot: a filled SQLite ledger (else one is filled)")
     parser.add_argument("--variant", default="pipeline", help="report: pipeline, events, with-costs-view or duckdb")
     parser.add_argument("--rows-out", help="report: write the report rows here (JSON)")
+    parser.add_argument("--files-per-day", type=int, default=1,
+                        help="prepare: snapshot files a day (96: 15-minute runs)")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     results = STAGES[args.stage](args)
