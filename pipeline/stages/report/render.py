@@ -54,9 +54,13 @@ def report_files(report: Report, formats: Iterable[str] = DEFAULT_FORMATS,
         if "csv" in wanted:
             yield f"{stem}.csv", monthly
             yield f"{stem}-unpriced.csv", csv_table_bytes(UNPRICED_COLUMNS, map(_unpriced_cells, report.unpriced))
+        # Made before the -daily.csv is waited for, which a caller may be making meanwhile
+        # (Arrow reads the CSV and writes the Parquet mostly without the GIL); written after it.
+        parquet = _parquet(monthly) if "parquet" in wanted else None
+        if "csv" in wanted:
             yield f"{stem}-daily.csv", daily() if daily is not None else daily_csv(report)
-        if "parquet" in wanted:
-            yield f"{stem}.parquet", _parquet(monthly)
+        if parquet is not None:
+            yield f"{stem}.parquet", parquet
     if "focus-1.2" in wanted:
         yield from render_focus(report, focus, version="1.2").items()
     if "focus" in wanted:  # after focus-1.2: the hubs manifest comes last
