@@ -15,21 +15,21 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from pipeline.domain.costing import Reference
-from pipeline.domain.decode import RawMessage
-from pipeline.domain.eventhubs import EventHubAddress, endpoint_host, parse_eventhub_url
-from pipeline.domain.live import Budgets, LivePricer
 from pipeline.domain.periods import ALL_TIME, Period, TimeRange, midnight
 from pipeline.domain.urls import without_password
-from pipeline.inputs.event_files import STDIN, json_lines
-from pipeline.inputs.maps import load_budgets
 from pipeline.inputs.reference import load_reference
 from pipeline.lake.areas import CORRECTIONS, DEAD_LETTERS, LLM_USAGE, SNAPSHOTS, ReportStores
-from pipeline.lake.dead_letters import DeadLetterFiles, dead_letter_messages
 from pipeline.ports import Counters, Ledger, ObjectStore, SourceError
 from pipeline.settings import Settings, SettingsError, sqlite_path
 
+# What ingest, replay and the Event Hub commands take (the decoder, the live pricer, the sources,
+# the dead letters) is imported where they are opened: a report or a query loads none of it.
 if TYPE_CHECKING:
     from pipeline.adapters.azure.eventhubs import BatchHandler, Consumer
+    from pipeline.domain.decode import RawMessage
+    from pipeline.domain.eventhubs import EventHubAddress
+    from pipeline.domain.live import Budgets, LivePricer
+    from pipeline.lake.dead_letters import DeadLetterFiles
     from pipeline.lake.warehouse import Limits
     from pipeline.stages.budget_gate import BudgetBoard, Published
     from pipeline.stages.replay import Source
@@ -61,6 +61,9 @@ class Pipeline:
 def open_pipeline(settings: Settings, reference: Reference | None = None) -> Pipeline:
     """Every adapter the ingest and snapshot stages need. `reference` prices live spend
     (default: the catalog and maps the settings name)."""
+    from pipeline.domain.live import LivePricer
+    from pipeline.lake.dead_letters import DeadLetterFiles
+
     if reference is None:
         reference = settings_reference(settings)
     budgets = open_budgets(settings)
@@ -87,6 +90,9 @@ def settings_reference(settings: Settings) -> Reference:
 
 def open_budgets(settings: Settings) -> Budgets:
     """The budgets file, if any; one named by CHARGEBACK_BUDGETS must exist."""
+    from pipeline.domain.live import Budgets
+    from pipeline.inputs.maps import load_budgets
+
     if settings.budgets is not None and not settings.budgets.is_file():
         raise SettingsError(f"CHARGEBACK_BUDGETS {settings.budgets}: no such file")
     return load_budgets(settings.budgets_csv) if settings.budgets_csv.is_file() else Budgets()
@@ -187,6 +193,9 @@ def open_sources(names: Sequence[str], settings: Settings, when: TimeRange = ALL
 
 def _open_source(name: str, settings: Settings, when: TimeRange, partitions: Collection[str],
                  consumer_group: str = REPLAY_CONSUMER_GROUP) -> Source:
+    from pipeline.domain.eventhubs import parse_eventhub_url
+    from pipeline.inputs.event_files import STDIN, json_lines
+    from pipeline.lake.dead_letters import dead_letter_messages
     from pipeline.stages.replay import Source  # replays only: not paid by every command's start-up
 
     if name.startswith("eventhub://"):
@@ -273,6 +282,8 @@ def retail_price_pages(region: str | None) -> Iterator[tuple[str, bytes]]:
 def eventhub_address(settings: Settings, url: str | None) -> EventHubAddress:
     """The hub `eventhub://NAMESPACE/HUB` names, or by default the Functions app's usage hub
     (EVENTHUB__fullyQualifiedNamespace and CHARGEBACK_EVENTHUB_NAME)."""
+    from pipeline.domain.eventhubs import endpoint_host, parse_eventhub_url
+
     if url:
         return parse_eventhub_url(url)
     namespace = settings.eventhub_namespace or endpoint_host(settings.eventhub_connection or "")
@@ -284,6 +295,8 @@ def eventhub_address(settings: Settings, url: str | None) -> EventHubAddress:
 
 def _connection_string(settings: Settings, address: EventHubAddress) -> str | None:
     # EVENTHUB (a connection string, local and dev only) when it is for this namespace.
+    from pipeline.domain.eventhubs import endpoint_host
+
     connection = settings.eventhub_connection
     return connection if connection and endpoint_host(connection) == address.namespace else None
 
