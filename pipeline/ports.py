@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
 from pipeline.domain.counters import HourlyRow
-from pipeline.domain.decode import RawMessage, Rejection
 from pipeline.domain.errors import ChargebackError, UserError
 from pipeline.domain.events import UsageEvent
 from pipeline.domain.live import BudgetAlert, LiveCharge, SubscriptionMonth
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the decoder is loaded by what decodes: a report or a query never does
     import pyarrow as pa
     import pyarrow.fs as pafs
+
+    from pipeline.domain.decode import RawMessage, Rejection
 
 __all__ = [
     "AccessRefused", "AppendResult", "BackendUnavailable", "Changes", "ChargebackError", "CountResult", "Counters",
