@@ -52,12 +52,16 @@ class DayRollupResult:
 RECENT_DAYS = 7
 
 
+def settled_before(now: datetime | None = None) -> date:
+    """The first day not yet settled at `now` (default now): its usage window is not over."""
+    return ((now or datetime.now(UTC)) - USAGE_WINDOW).date()
+
+
 def roll_up_recent_days(store: ObjectStore, now: datetime | None = None) -> DayRollupResult:
-    """roll_up_days over the last RECENT_DAYS settled days (older than the usage window at `now`,
-    default now): what a run on a schedule does after its snapshot, looking at a week of days
-    whatever the store holds."""
-    settled_before = ((now or datetime.now(UTC)) - USAGE_WINDOW).date()
-    return roll_up_days(store, settled_before, since=settled_before - timedelta(days=RECENT_DAYS))
+    """roll_up_days over the last RECENT_DAYS settled days at `now` (default now): what a run on
+    a schedule does after its snapshot, looking at a week of days whatever the store holds."""
+    first_unsettled = settled_before(now)
+    return roll_up_days(store, first_unsettled, since=first_unsettled - timedelta(days=RECENT_DAYS))
 
 
 def roll_up_days(store: ObjectStore, settled_before: date, since: date | None = None) -> DayRollupResult:

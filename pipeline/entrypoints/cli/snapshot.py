@@ -68,10 +68,9 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
             if done.unrolled:
                 said.append(f"{done.unrolled:,} file(s) whose sums pass 64 bits stay summed from their events")
             console.print(f"rollups: {'; '.join(said)}", markup=False)
-            from pipeline.lake.warehouse import USAGE_WINDOW
-            from pipeline.stages.day_rollups import roll_up_days
+            from pipeline.stages.day_rollups import roll_up_days, settled_before
 
-            days = roll_up_days(p.snapshots, (datetime.now(UTC) - USAGE_WINDOW).date())
+            days = roll_up_days(p.snapshots, settled_before())
             console.print(_days_summed(days) if days.days else "days: every settled day has one rollup",
                           markup=False)
         else:
