@@ -98,6 +98,20 @@ def sums_exactly(rollup: str, day: date, file_keys: Iterable[str]) -> bool:
     return rollup == day_rollup_key(day, file_keys)
 
 
+def read_rollup(store: ObjectStore, key: str) -> pa.Table | None:
+    """The rollup at `key`; None when it is gone or is not readable Parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = store.get(key)
+    if data is None:
+        return None
+    try:
+        return pq.read_table(pa.BufferReader(data))
+    except pa.ArrowException:
+        return None
+
+
 class RollupMaker:
     """Makes rollups with one DuckDB connection, from any number of threads (a cursor each)."""
 

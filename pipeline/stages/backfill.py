@@ -41,6 +41,7 @@ from pipeline.lake.rollups import (
     ROLLUP_LAYOUT,
     RollupMaker,
     note_rolled_up,
+    read_rollup,
     rolled_up_note_key,
     rollup_key,
     rollups_folder,
@@ -150,12 +151,8 @@ def _damaged(store: ObjectStore, rolled: dict[str, list[PublishedFile]]) -> list
     expected = pq.read_schema(pa.BufferReader(empty))
     found = []
     for key, named in rolled.items():
-        data = store.get(key)
-        try:
-            readable = data is not None and pq.read_table(pa.BufferReader(data)).schema.equals(expected)
-        except pa.ArrowException:
-            readable = False
-        if not readable:
+        table = read_rollup(store, key)
+        if table is None or not table.schema.equals(expected):
             found.extend(named)
     return found
 

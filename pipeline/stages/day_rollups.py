@@ -22,15 +22,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from pipeline.lake.manifests import (
     PublishedFile,
     PublishedRollup,
     published_files,
 )
-from pipeline.lake.rollups import DAY_ROLLUP_LAYOUT, RollupMaker, day_rollup_key
+from pipeline.lake.rollups import DAY_ROLLUP_LAYOUT, RollupMaker, day_rollup_key, read_rollup
 from pipeline.lake.snapshot_scans import rolled_up
 from pipeline.lake.warehouse import USAGE_WINDOW
 from pipeline.ports import ObjectStore
@@ -102,11 +99,8 @@ def _merged(store: ObjectStore, maker: RollupMaker, keys: list[str]) -> bytes | 
     those files' events; `chargeback snapshot --rollups` writes them again) or a sum passes 64 bits."""
     tables = []
     for key in keys:
-        data = store.get(key)
-        if data is None:
+        table = read_rollup(store, key)
+        if table is None:
             return None
-        try:
-            tables.append(pq.read_table(pa.BufferReader(data)))
-        except pa.ArrowException:
-            return None
+        tables.append(table)
     return maker.merged(tables)
