@@ -256,10 +256,41 @@ def test_settings_default_to_the_home(tmp_path: Path) -> None:
         "cosmos://h/db/events", None, f"sqlite:///{tmp_path}/counters.sqlite3", Path("/etc/budgets.csv"))
 
 
-def test_query_without_snapshots_sees_empty_views(home: Path) -> None:
+def test_query_without_snapshots_sees_empty_views_and_says_so(home: Path) -> None:
     result = run("query", "SELECT count(*) AS n FROM costs", "--format", "json")
     assert result.exit_code == 0, result.output
-    assert msgspec.json.decode(result.output) == [{"n": 0}]
+    assert msgspec.json.decode(result.stdout) == [{"n": 0}]
+    assert flat(result.stderr) == (f"warning: {(home / 'snapshots').as_uri()} holds no committed snapshot, so there "
+                                   "is no usage to read: check CHARGEBACK_STORE (`chargeback doctor` checks it), or "
+                                   "ingest events (`chargeback ingest FILE`) and run `chargeback snapshot`")
+
+
+def test_a_report_without_usage_says_why(loaded: Path) -> None:
+    """An empty report is never a silent zero: it names the days the snapshots hold, or says
+    that the store (a wrong CHARGEBACK_STORE, say) holds none."""
+    outside = run("report", "--month", "2025-01", "--format", "csv")
+    assert outside.exit_code == 0, outside.output
+    assert "note: no usage in 2025-01; the committed snapshots hold 2026-10-05 to 2026-10-11" in outside.output
+    assert "over 0 requests" in flat(outside.output)
+    days = run("report", "--from", "2026-10-06", "--to", "2026-10-09", "--format", "csv")
+    assert "note: no usage in 2026-10-06 to 2026-10-09; the committed snapshots hold 2026-10-05 to 2026-10-11" \
+        in days.output
+    reported = run("report", "--month", "2026-10", "--format", "csv")
+    assert reported.exit_code == 0 and "over 3 requests" in flat(reported.output), reported.output
+    assert "note:" not in reported.output and "no committed snapshot" not in reported.output
+
+
+def test_a_report_of_a_store_without_snapshots_says_so(home: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "elsewhere"  # a CHARGEBACK_STORE that names a folder not there
+    monkeypatch.setenv("CHARGEBACK_STORE", elsewhere.as_uri())
+    wrong = run("report", "--month", "2026-10", "--format", "csv")
+    assert wrong.exit_code == 0, wrong.output
+    assert flat(wrong.output).startswith(
+        f"warning: {(elsewhere / 'snapshots').as_uri()} holds no committed snapshot, so there is no usage to read: "
+        "check CHARGEBACK_STORE (`chargeback doctor` checks it), or ingest events (`chargeback ingest FILE`) and "
+        "run `chargeback snapshot` Chargeback 2026-10 by cost center"), wrong.output
+    assert "over 0 requests" in flat(wrong.output)
 
 
 @pytest.mark.parametrize(("case", "expected"), [

@@ -86,6 +86,13 @@ def published_files(store: ObjectStore, days: tuple[date, date] | None = None) -
     return [file for file in committed_files(store) if days is None or days[0] <= file.date < days[1]]
 
 
+def committed_days(store: ObjectStore) -> tuple[date, date] | None:
+    """The first and the last day of the committed usage files; None when no file is committed
+    (a store never snapshotted into, or the wrong one): what a command that found no usage says."""
+    days = [file.date for file in committed_files(store)]
+    return (min(days), max(days)) if days else None
+
+
 class Checkpoint(msgspec.Struct, frozen=True):
     """Every file manifests 1..number committed, in commit order, each with the latest rollup they
     name: what a reader takes instead of reading those manifests one by one. Derived: written

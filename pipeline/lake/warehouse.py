@@ -101,6 +101,7 @@ class Warehouse:
     # connection is closed) takes a cursor of its own from it, without starting DuckDB again
     # (20 ms). Closed when the last reference to it goes.
     database: duckdb.DuckDBPyConnection | None = None
+    files: int = 0  # the committed snapshot files of its days (0: no usage to read)
 
 
 def open_warehouse(store: ObjectStore, reference: Reference | None = None,
@@ -173,7 +174,8 @@ def open_warehouse(store: ObjectStore, reference: Reference | None = None,
     if reference is not None:
         register_pricing_keys(connection, reference, corrections)
         connection.execute(COSTS_VIEW)
-    return Warehouse(connection, bool(llm_keys), scans.usage is not None, scans.unrolled is not None, database)
+    return Warehouse(connection, bool(llm_keys), scans.usage is not None, scans.unrolled is not None, database,
+                     len(files))
 
 
 def _usage_of(scans: list[tuple[str, bool]], pending: str) -> str:

@@ -21,6 +21,7 @@ from pipeline.settings import Settings
 if TYPE_CHECKING:  # the composition root is imported when a command runs, not for its --help
     from pipeline.app import Pipeline
     from pipeline.domain.costing import Reference
+    from pipeline.ports import ObjectStore
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -130,6 +131,22 @@ def catch_up(settings: Settings, out: Console) -> None:
         if result.pending.events:
             out.print(f"warning: {pending_text(result)}; they are not in what follows: run `chargeback snapshot "
                       "--wait`, then this command again", style="yellow", markup=False)
+
+
+def explain_no_usage(out: Console, snapshots: ObjectStore, period: Period | None = None) -> None:
+    """Say why a command found no usage: the store holds no committed snapshot (so that a wrong
+    CHARGEBACK_STORE is not read as a month without traffic), or, for `period`, which days the
+    snapshots do hold."""
+    from pipeline.lake.manifests import committed_days
+
+    held = committed_days(snapshots)
+    if held is None:
+        out.print(f"warning: {snapshots.url} holds no committed snapshot, so there is no usage to read: check "
+                  "CHARGEBACK_STORE (`chargeback doctor` checks it), or ingest events (`chargeback ingest FILE`) "
+                  "and run `chargeback snapshot`", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    elif period is not None:
+        out.print(f"note: no usage in {period.title}; the committed snapshots hold {held[0]} to {held[1]}",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 def month_option(month: str | None) -> str:

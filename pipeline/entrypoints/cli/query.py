@@ -11,6 +11,7 @@ from pipeline.entrypoints.cli.options import (
     capacity_options,
     catch_up,
     console,
+    explain_no_usage,
     notices,
     reference_of,
     reference_options,
@@ -62,6 +63,8 @@ def query_command(sql: str, output: str, prices: Path | None, deployments: Path 
             raise click.ClickException("no SQL statement given")
         names = [column[0] for column in result.description or []]
         rows = result.fetchall()
+    if not warehouse.files:
+        explain_no_usage(notices, stores.snapshots)
     if output == "csv":
         sys.stdout.write(csv_table_bytes(names, rows).decode("utf-8"))
     elif output == "json":

@@ -13,6 +13,7 @@ from pipeline.entrypoints.cli.options import (
     catch_up,
     choose_period,
     console,
+    explain_no_usage,
     reference_of,
     reference_options,
     user_errors,
@@ -83,8 +84,11 @@ def report_command(month: str | None, first: str | None, last: str | None, out: 
 
         gaps = read_gaps(true_up)
     catch_up(settings, console)
+    stores = report_stores(settings)
     with query_errors():
-        report = period_report(report_stores(settings), reference, period, limits=warehouse_limits(settings))
+        report = period_report(stores, reference, period, limits=warehouse_limits(settings))
+    if not report.requests:
+        explain_no_usage(console, stores.snapshots, period)
     if gaps is not None:
         from pipeline.stages.report.true_up import apply_true_up
 
