@@ -227,7 +227,19 @@ def _open_source(name: str, settings: Settings, when: TimeRange, partitions: Col
     except Exception as error:  # the Blob service refused (no such container, no access)
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise SourceError(f"{name}: cannot list Capture files: {message}") from None
-    return Source(name, capture_messages(store, files, when))
+    return Source(name, capture_messages(store, files, when),
+                  note=None if files else _no_capture_files(store, when, partitions))
+
+
+def _no_capture_files(store: ObjectStore, when: TimeRange, partitions: Collection[str]) -> str:
+    """Why a Capture source yields nothing: no Capture file under it at all (most likely the wrong
+    folder or prefix), or none of the partitions and times asked for."""
+    from pipeline.adapters.azure.capture import capture_files
+
+    if (partitions or when != ALL_TIME) and capture_files(store):
+        return "no Capture file under it of the partitions and times asked for (--partition, --from, --to)"
+    return ("no Event Hubs Capture file (.avro) under it: name the folder or az://CONTAINER/PREFIX above "
+            "{Namespace}/{EventHub}/{PartitionId}/{Year}/... (where Capture writes)")
 
 
 def fetch_azure_metrics(accounts: list[str], period: Period) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -266,6 +266,26 @@ def test_dry_run_on_a_new_home_creates_no_ledger(env: Path, capture: Path) -> No
     assert not env.exists()
 
 
+def test_a_capture_source_without_files_says_why(env: Path, capture: Path, tmp_path: Path) -> None:
+    """A folder that holds no Capture file (the wrong one, say) or none of the partitions and
+    times asked for: `received 0` and a note saying which, replayed and dry-run alike."""
+    empty = tmp_path / "not-capture"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    wrong = ("  note: no Event Hubs Capture file (.avro) under it: name the folder or az://CONTAINER/PREFIX above "
+             "{Namespace}/{EventHub}/{PartitionId}/{Year}/... (where Capture writes)")
+    filtered = "  note: no Capture file under it of the partitions and times asked for (--partition, --from, --to)"
+    assert out(run("replay", str(empty))) == [
+        f"{empty}: received 0: ingested 0, duplicates 0, dead-lettered 0", wrong,
+        "total: received 0: ingested 0, duplicates 0, dead-lettered 0"]
+    assert out(run("replay", str(capture), "--partition", "7"))[:2] == [
+        f"{capture}: received 0: ingested 0, duplicates 0, dead-lettered 0", filtered]
+    assert out(run("replay", str(empty), "--from", "2026-10-01"))[1] == wrong  # no file at all, whatever the times
+    assert out(run("replay", "--dry-run", str(capture), "--from", "2027-01-01"))[1:3] == [
+        f"{capture}: received 0: would ingest 0, duplicates 0, would dead-letter 0", filtered]
+    assert all("note:" not in line for line in out(run("replay", str(capture))))
+
+
 def test_cli_errors_are_one_line(env: Path, capture: Path, write_file: WriteFile, tmp_path: Path) -> None:
     garbage = capture / "ns-usage" / "apim-usage" / "3" / "2026" / "10" / "15" / "12" / "00" / "00.avro"
     garbage.parent.mkdir(parents=True)

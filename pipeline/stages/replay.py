@@ -28,6 +28,8 @@ class Source:
     name: str  # as the user named it
     messages: Iterable[RawMessage]  # read once
     from_dead_letters: bool = False  # its events still rejected are in the dead-letter store already
+    # What to say when it yields no event, known when it was opened (no Capture file under it).
+    note: str | None = None
 
 
 class _AlreadyStored:

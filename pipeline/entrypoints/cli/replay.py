@@ -79,6 +79,8 @@ def _replay(settings: Settings, sources: list[Source]) -> None:
              f"{kept}")
         for code, count in sorted(result.reasons.items()):
             say(f"  dead letter: {code} x{count}")
+        if source.note and not result.received:
+            say(f"  note: {source.note}")
 
     with pipeline_of(settings) as p, batch_progress(notices) as advance:
         replay(sources, p.ledger, p.counters, p.dead_letters, p.pricer, done=done, ahead=True,
@@ -103,17 +105,19 @@ def _dry_run(settings: Settings, sources: list[Source]) -> None:
     finally:
         if ledger is not None:
             ledger.close()
-    show_dry_run(plan)
+    show_dry_run(plan, sources)
 
 
-def show_dry_run(plan: DryRun) -> None:
+def show_dry_run(plan: DryRun, sources: list[Source]) -> None:
     from pipeline.entrypoints.cli.output import money
 
     say("dry run: nothing written")
-    for counts in [*plan.sources, plan.total]:
+    for counts, note in zip([*plan.sources, plan.total], [*(source.note for source in sources), None], strict=True):
         say(f"{counts.source}: {_would(counts)}")
         for code, count in sorted(counts.reasons.items()):
             say(f"  dead letter: {code} x{count}")
+        if note and not counts.received:
+            say(f"  note: {note}")
     if not plan.new_ids:
         say("would add no events")
         return
