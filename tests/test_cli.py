@@ -121,6 +121,7 @@ def test_report_writes_files_and_prints_the_total(loaded: Path, reference_files:
     text = flat(result.output)
     assert "Total 3.20 USD over 3 requests" in text
     assert "1 requests are unpriced" in text
+    assert "unassigned" not in text
     assert sorted(p.name for p in out.iterdir()) == [
         "chargeback-2026-10-daily.csv", "chargeback-2026-10-unpriced.csv", "chargeback-2026-10.csv",
         "chargeback-2026-10.parquet"]
@@ -130,6 +131,20 @@ def test_report_writes_files_and_prints_the_total(loaded: Path, reference_files:
     assert only_csv.exit_code == 0, only_csv.output
     assert sorted(p.name for p in (loaded / "reports").iterdir()) == [
         "chargeback-2026-10-daily.csv", "chargeback-2026-10-unpriced.csv", "chargeback-2026-10.csv"]
+
+
+def test_usage_charged_to_unassigned_is_named(loaded: Path, reference_files: ReferenceFiles,
+                                              write_file: WriteFile) -> None:
+    """sub-b's mapping ends before its event of 2026-10-10: the report names it, with its cost."""
+    ended = write_file("ended.csv", "subscription_id,cost_center,effective_from,effective_to\n"
+                                    "sub-a,CC-A,2026-01-01,\nsub-b,CC-B1,2026-01-01,2026-10-05\n")
+    result = run("report", "--month", "2026-10", "--prices", str(reference_files.prices),
+                 "--deployments", str(reference_files.deployments), "--cost-centers", str(ended))
+    assert result.exit_code == 0, result.output
+    assert "Total 3.20 USD over 3 requests" in flat(result.output)
+    assert ("warning: 1 requests of 1 subscription(s) with no cost center on their days are charged to `unassigned` "
+            "(0.20 USD): sub-b; map them in the cost-center file (--cost-centers, CHARGEBACK_COST_CENTERS)\n"
+            ) in result.output
 
 
 def test_reference_files_from_the_environment(loaded: Path, reference_files: ReferenceFiles,

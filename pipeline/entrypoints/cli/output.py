@@ -85,6 +85,28 @@ def pending_text(result: SnapshotResult) -> str:
             "(CHARGEBACK_COSMOS_SETTLE_SECONDS)")
 
 
+SHOWN_SUBSCRIPTIONS = 5
+
+
+def show_unassigned(console: Console, report: Report) -> None:
+    """Usage charged to `unassigned` is named, so that no one's spend goes unbilled unnoticed."""
+    rows = report.unassigned_usage()
+    if not rows:
+        return
+    subscriptions = sorted({row.subscription_id for row in rows})
+    sums: dict[str, list[Decimal]] = defaultdict(list)
+    for row in rows:
+        if row.total_cost is not None:
+            sums[row.currency].append(row.total_cost)
+    cost = ", ".join(money(money_sum(amounts), currency) for currency, amounts in sorted(sums.items()))
+    more = ", ..." if len(subscriptions) > SHOWN_SUBSCRIPTIONS else ""
+    console.print(f"warning: {sum(row.requests for row in rows):,} requests of {len(subscriptions):,} subscription(s) "
+                  f"with no cost center on their days are charged to `unassigned`{f' ({cost})' if cost else ''}: "
+                  f"{', '.join(subscriptions[:SHOWN_SUBSCRIPTIONS])}{more}; map them in the cost-center file "
+                  "(--cost-centers, CHARGEBACK_COST_CENTERS)", style="yellow", markup=False, highlight=False,
+                  soft_wrap=True)
+
+
 def show_report(console: Console, report: Report, restatement: tuple[Restatement, str] | None = None) -> None:
     """Summaries that fit a terminal; the CSV has every cost center x subscription x model row.
     `restatement`: the one written when publishing, and where it was written."""
@@ -100,6 +122,7 @@ def show_report(console: Console, report: Report, restatement: tuple[Restatement
                   + (f"; repriced by corrections with catalog {', '.join(others)})" if others else ")"), markup=True)
     show_ptu(console, report)
     show_tiers(console, report)
+    show_unassigned(console, report)
     if report.rollups_warning:
         console.print(f"warning: {report.rollups_warning}", markup=False, highlight=False, soft_wrap=True)
     if report.true_ups:
