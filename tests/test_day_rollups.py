@@ -175,3 +175,42 @@ def test_a_plain_snapshot_sums_the_last_settled_days(pipeline: Pipeline, feed: F
     assert summed == {days[1], days[2]}
     again = CliRunner().invoke(main, ["snapshot"])
     assert " ".join(again.output.split()) == "snapshot: nothing new"
+
+
+def test_a_plain_snapshot_that_loses_the_race_leaves_the_days_to_the_next_run(
+        pipeline: Pipeline, feed: Feed, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another run commits the manifest number the day rollups would take: the plain snapshot
+    (committed already) says so in one line, exit 0, and the next run sums the days."""
+    from click.testing import CliRunner
+
+    from pipeline.adapters.embedded.local_store import LocalObjectStore
+    from pipeline.entrypoints.cli import main
+
+    today = datetime.now(UTC).date()
+    days = [today - timedelta(days=n) for n in (2, 3)]
+    for run in range(2):
+        feed(jsonl([event(timestamp=f"{day.isoformat()}T0{run}:30:00Z") for day in days]))
+        snapshot(pipeline.ledger, pipeline.snapshots)
+    store = local(pipeline.snapshots)
+    pipeline.close()
+    put, rivals = LocalObjectStore.put, []
+
+    def racing_put(self: LocalObjectStore, key: str, data: bytes, *, overwrite: bool) -> bool:
+        if key.startswith("_manifests/") and not rivals:  # another run takes the number first
+            latest = latest_manifest(self)
+            assert latest is not None
+            rivals.append(latest.number + 1)
+            commit_manifest(self, Manifest(latest.number + 1, latest.cursor, [], datetime.now(UTC)))
+        return put(self, key, data, overwrite=overwrite)
+
+    monkeypatch.setattr(LocalObjectStore, "put", racing_put)
+    lost = CliRunner().invoke(main, ["snapshot"])
+    assert lost.exit_code == 0, lost.output
+    assert " ".join(lost.output.split()) == ("snapshot: nothing new days: a snapshot committed first; the next run "
+                                             "sums the settled days")
+    assert not any(f.rollup_layout == DAY_ROLLUP_LAYOUT for f in published_files(store))
+    next_run = CliRunner().invoke(main, ["snapshot"])
+    assert " ".join(next_run.output.split()) == (
+        "snapshot: nothing new days: 2 settled day(s) given one rollup of 4 file(s) (4 rollups read), committed as "
+        f"manifest {rivals[0] + 1}")
+    assert {f.date for f in published_files(store) if f.rollup_layout == DAY_ROLLUP_LAYOUT} == set(days)
