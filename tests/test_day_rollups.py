@@ -193,7 +193,8 @@ def test_a_plain_snapshot_that_loses_the_race_leaves_the_days_to_the_next_run(
         snapshot(pipeline.ledger, pipeline.snapshots)
     store = local(pipeline.snapshots)
     pipeline.close()
-    put, rivals = LocalObjectStore.put, []
+    put = LocalObjectStore.put
+    rivals: list[int] = []  # the number the other run took
 
     def racing_put(self: LocalObjectStore, key: str, data: bytes, *, overwrite: bool) -> bool:
         if key.startswith("_manifests/") and not rivals:  # another run takes the number first
