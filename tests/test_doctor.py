@@ -64,7 +64,8 @@ def test_a_fresh_home_is_ready_with_two_warnings_and_nothing_created(home: Path)
     assert found["prices"].startswith("warn  prices     the deployment map is empty")
     assert found["snapshots"].startswith("warn  snapshots") and "no snapshot committed yet" in found["snapshots"]
     assert "not created yet (the first ingest creates it)" in found["ledger"]
-    assert result.output.strip().endswith("6 ok, 2 warning(s), 0 failed")
+    assert found["centers"] == "ok    centers    no live spend counted yet"
+    assert result.output.strip().endswith("7 ok, 2 warning(s), 0 failed")
     assert not (home / "ledger.sqlite3").exists() and not (home / "counters.sqlite3").exists()
     assert [p.name for p in (home / "doctor").iterdir()] == ["probe.txt"]  # the store's write probe
     assert run("--strict").exit_code == 1
@@ -80,7 +81,30 @@ def test_a_home_with_priced_events_passes_strict(home: Path, write_file: WriteFi
     assert found["ledger"].endswith("ledger.sqlite3: 3 events; wrote and read a probe item")
     assert found["counters"].endswith(f"counted in {datetime.now(UTC):%Y-%m}; wrote and read a probe key")
     assert "manifest 1, 0.0 h old" in found["snapshots"]
-    assert result.output.strip().endswith("8 ok, 0 warning(s), 0 failed")
+    assert found["centers"] == f"ok    centers    no live spend of {datetime.now(UTC):%Y-%m} is charged to `unassigned`"
+    assert result.output.strip().endswith("9 ok, 0 warning(s), 0 failed")
+
+
+def test_live_spend_charged_to_unassigned_is_a_warning_naming_the_subscriptions(home: Path,
+                                                                               write_file: WriteFile) -> None:
+    """This month's events of subscriptions the cost-center map does not know (and that sent no
+    costCenter) are found by `doctor` while the month runs, with their live spend."""
+    ready_home(home, write_file)
+    (home / "cost-centers.csv").write_text("subscription_id,cost_center,effective_from,effective_to\n"
+                                           "sub-mapped,CC-M,2026-01-01,\n")
+    now = datetime.now(UTC).replace(microsecond=0)  # this month's, as the doctor's month is
+    events = [event(eventId=f"live-{n}", subscriptionId=subscription, deployment="dep-4o", model=None,
+                    usage=usage(1_000_000, 0), timestamp=now.isoformat(), **extra)  # 2.50 USD each (gpt-4o input)
+              for n, (subscription, extra) in enumerate([("sub-mapped", {}), ("sub-new", {}), ("sub-old", {}),
+                                                          ("sub-sent", {"costCenter": "CC-S"})])]
+    assert CliRunner().invoke(main, ["ingest", str(write_file("live.jsonl", jsonl(events)))]).exit_code == 0
+    result = run("--strict")
+    assert result.exit_code == 1, result.output  # a warning, so --strict fails
+    found = lines(result)
+    assert found["centers"] == (f"warn  centers    5.00 USD of {now:%Y-%m}'s live spend is charged to `unassigned`; "
+                                f"subscription(s) of {now:%Y-%m} with no cost center in the map on {now.date()}: "
+                                "sub-new, sub-old, sub-sent")
+    assert found["centers fix"].startswith("map them in the cost-center file (CHARGEBACK_COST_CENTERS)")
 
 
 def test_an_unpriced_deployment_fails_with_its_name_and_the_fix(home: Path, write_file: WriteFile) -> None:

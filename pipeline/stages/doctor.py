@@ -7,10 +7,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 
 from pipeline.domain.costing import Reference
-from pipeline.domain.mappings import is_provisioned_type
+from pipeline.domain.live import MICROS
+from pipeline.domain.mappings import UNASSIGNED, is_provisioned_type
 from pipeline.lake.manifests import latest_manifest
 from pipeline.lake.rollups import rolled_up_note_key
 from pipeline.ports import Counters, Ledger, ObjectStore
@@ -94,6 +96,26 @@ def check_llm_logs(status: StreamStatus) -> Check:
         return Check("llm logs", Status.WARN, detail, "streams came but no GatewayLlmLogs record did: check the "
                      "APIM diagnostic setting, the API's LLM logging (terraform/modules/apim) and ingest_llm_logs")
     return ok("llm logs", detail)
+
+
+def check_cost_centers(counters: Counters, reference: Reference, month: str, today: date) -> Check:
+    """No live spend of the month is charged to `unassigned` (a subscription with no cost center
+    in the map, whose events sent none): found while the month runs, not on its report. The
+    subscriptions named are those the map has no cost center for today (the counters do not keep
+    which subscription's spend went where; one whose events send a costCenter is named too)."""
+    spend = counters.cost_center_spend(month).get(UNASSIGNED, 0)
+    if spend <= 0:
+        return ok("centers", f"no live spend of {month} is charged to `{UNASSIGNED}`")
+    unmapped = sorted(row.subscription_id for row in counters.month_to_date(month)
+                      if reference.cost_centers.cost_center(row.subscription_id, today, None) == UNASSIGNED)
+    currency = ", ".join(sorted({price.currency for price in reference.catalog.prices}))
+    which = (f"; subscription(s) of {month} with no cost center in the map on {today}: " + ", ".join(unmapped[:5])
+             + (", ..." if len(unmapped) > 5 else "")) if unmapped else ""
+    return Check("centers", Status.WARN,
+                 f"{Decimal(spend) / MICROS:,.2f} {currency} of {month}'s live spend is charged to "
+                 f"`{UNASSIGNED}`{which}",
+                 "map them in the cost-center file (CHARGEBACK_COST_CENTERS); for days already past, a reassign "
+                 "correction (`chargeback correct`) moves their cost in the reports")
 
 
 def check_coverage(reference: Reference, first: date, last: date | None = None) -> Check:

@@ -31,8 +31,9 @@ def doctor_command(month: str | None, strict: bool) -> None:
     Opens the ledger, the live counters and the store the settings name (nothing is created),
     writes, reads back and removes a probe item in the ledger and a probe key in the counters,
     writes and reads back a probe object in the store's `doctor/` area, checks that the price
-    catalog prices every deployment of the map today (or every day of --month), and that snapshots and APIM's LLM logs
-    keep coming. Run it after `terraform apply` with the Function App's settings, and when a
+    catalog prices every deployment of the map today (or every day of --month), that none of this
+    month's live spend is charged to `unassigned` (a subscription the cost-center map does not
+    know), and that snapshots and APIM's LLM logs keep coming. Run it after `terraform apply` with the Function App's settings, and when a
     number looks wrong.
 
     Exit codes: 0 every check passed (warnings allowed unless --strict), 1 a check failed with a
@@ -115,6 +116,17 @@ def run_checks(settings: Settings, period: Period | None = None) -> list[Check]:
         finally:
             opened.close()
 
+    def cost_centers() -> Check:
+        path = sqlite_path(settings.counters)
+        if path is not None and not path.exists():
+            return doctor.ok("centers", "no live spend counted yet")
+        opened = app.open_counters(settings, Budgets())
+        try:
+            return doctor.check_cost_centers(opened, app.settings_reference(settings), now.strftime("%Y-%m"),
+                                             now.date())
+        finally:
+            opened.close()
+
     def budgets() -> Check:
         from pipeline.stages.budget_gate import check_currencies
 
@@ -138,9 +150,11 @@ def run_checks(settings: Settings, period: Period | None = None) -> list[Check]:
                 app.open_store(settings, SNAPSHOTS), app.open_store(settings, LLM_USAGE), now=now,
                 stale_after=settings.llm_log_stale_after, limits=app.warehouse_limits(settings)))
 
-    checks += [attempt("prices", prices, "fix the file it names (check a catalog with `chargeback prices check`)"),
-               attempt("budgets", budgets, "fix the budgets file (CHARGEBACK_BUDGETS)"),
+    priced = attempt("prices", prices, "fix the file it names (check a catalog with `chargeback prices check`)")
+    checks += [priced, attempt("budgets", budgets, "fix the budgets file (CHARGEBACK_BUDGETS)"),
                attempt("ledger", ledger), attempt("counters", counters)]
+    if doctor.Status.FAIL not in (priced.status, checks[-1].status):  # the reference and the counters open
+        checks.append(attempt("centers", cost_centers))
     checks.append(attempt("store", store))
     if checks[-1].status != doctor.Status.FAIL:
         checks += [attempt("snapshots", snapshots), attempt("llm logs", llm_logs)]
