@@ -180,6 +180,6 @@ def test_doctor_names_what_is_missing_then_passes_once_created(fresh: dict[str, 
     assert run("snapshot").exit_code == 0
     ready = run("doctor", "--strict")
     assert ready.exit_code == 0, ready.output
-    assert ready.output.strip().endswith("8 ok, 0 warning(s), 0 failed")
+    assert ready.output.strip().endswith("9 ok, 0 warning(s), 0 failed")
     assert f"ok    ledger     {fresh['CHARGEBACK_LEDGER']}: 10 events; wrote and read a probe item" \
         in ready.output.splitlines()
