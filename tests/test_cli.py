@@ -278,6 +278,8 @@ def test_query_without_snapshots_sees_empty_views_and_says_so(home: Path) -> Non
     assert flat(result.stderr) == (f"warning: {(home / 'snapshots').as_uri()} holds no committed snapshot, so there "
                                    "is no usage to read: check CHARGEBACK_STORE (`chargeback doctor` checks it), or "
                                    "ingest events (`chargeback ingest FILE`) and run `chargeback snapshot`")
+    other = run("query", "SELECT count(*) AS n FROM llm_usage", "--format", "json")
+    assert (other.exit_code, other.stderr) == (0, "")  # not a view of the snapshots' events
 
 
 def test_a_report_without_usage_says_why(loaded: Path) -> None:

@@ -33,8 +33,8 @@ def doctor_command(month: str | None, strict: bool) -> None:
     writes and reads back a probe object in the store's `doctor/` area, checks that the price
     catalog prices every deployment of the map today (or every day of --month), that none of this
     month's live spend is charged to `unassigned` (a subscription the cost-center map does not
-    know), and that snapshots and APIM's LLM logs keep coming. Run it after `terraform apply` with the Function App's settings, and when a
-    number looks wrong.
+    know), and that snapshots and APIM's LLM logs keep coming. Run it after `terraform apply`
+    with the Function App's settings, and when a number looks wrong.
 
     Exit codes: 0 every check passed (warnings allowed unless --strict), 1 a check failed with a
     mistake to fix, 4 only backends that are unreachable now failed.

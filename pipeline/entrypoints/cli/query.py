@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from pipeline.entrypoints.cli.options import (
 )
 from pipeline.lake.csv_files import csv_table_bytes
 from pipeline.settings import Settings
+
+# The views over the snapshots' events: a statement naming one over a store without a committed
+# snapshot is told so (on stderr), not just handed empty rows. `llm_usage` is not one of them.
+_READS_EVENTS = re.compile(r"\b(usage|costs|focus|allocations)\b", re.IGNORECASE)
 
 
 @click.command("query", short_help="Run DuckDB SQL over the snapshots and the finance views.")
@@ -63,7 +68,7 @@ def query_command(sql: str, output: str, prices: Path | None, deployments: Path 
             raise click.ClickException("no SQL statement given")
         names = [column[0] for column in result.description or []]
         rows = result.fetchall()
-    if not warehouse.files:
+    if not warehouse.files and _READS_EVENTS.search(sql):
         explain_no_usage(notices, stores.snapshots)
     if output == "csv":
         sys.stdout.write(csv_table_bytes(names, rows).decode("utf-8"))
