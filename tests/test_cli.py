@@ -138,13 +138,15 @@ def test_usage_charged_to_unassigned_is_named(loaded: Path, reference_files: Ref
     """sub-b's mapping ends before its event of 2026-10-10: the report names it, with its cost."""
     ended = write_file("ended.csv", "subscription_id,cost_center,effective_from,effective_to\n"
                                     "sub-a,CC-A,2026-01-01,\nsub-b,CC-B1,2026-01-01,2026-10-05\n")
-    result = run("report", "--month", "2026-10", "--prices", str(reference_files.prices),
+    result = run("report", "--month", "2026-10", "--prices", str(reference_files.prices), "--format", "csv,html",
                  "--deployments", str(reference_files.deployments), "--cost-centers", str(ended))
     assert result.exit_code == 0, result.output
     assert "Total 3.20 USD over 3 requests" in flat(result.output)
-    assert ("warning: 1 requests of 1 subscription(s) with no cost center on their days are charged to `unassigned` "
-            "(0.20 USD): sub-b; map them in the cost-center file (--cost-centers, CHARGEBACK_COST_CENTERS)\n"
-            ) in result.output
+    said = ("1 requests of 1 subscription(s) with no cost center on their days are charged to `unassigned` (0.20 USD): "
+            "sub-b; map them in the cost-center file (--cost-centers, CHARGEBACK_COST_CENTERS)")
+    assert f"warning: {said}\n" in result.output
+    page = (loaded / "reports" / "chargeback-2026-10.html").read_text(encoding="utf-8")
+    assert f'<li class="unassigned">{said}</li>' in page
 
 
 def test_reference_files_from_the_environment(loaded: Path, reference_files: ReferenceFiles,

@@ -85,26 +85,15 @@ def pending_text(result: SnapshotResult) -> str:
             "(CHARGEBACK_COSMOS_SETTLE_SECONDS)")
 
 
-SHOWN_SUBSCRIPTIONS = 5
-
-
 def show_unassigned(console: Console, report: Report) -> None:
     """Usage charged to `unassigned` is named, so that no one's spend goes unbilled unnoticed."""
-    rows = report.unassigned_usage()
-    if not rows:
-        return
-    subscriptions = sorted({row.subscription_id for row in rows})
-    sums: dict[str, list[Decimal]] = defaultdict(list)
-    for row in rows:
-        if row.total_cost is not None:
-            sums[row.currency].append(row.total_cost)
-    cost = ", ".join(money(money_sum(amounts), currency) for currency, amounts in sorted(sums.items()))
-    more = ", ..." if len(subscriptions) > SHOWN_SUBSCRIPTIONS else ""
-    console.print(f"warning: {sum(row.requests for row in rows):,} requests of {len(subscriptions):,} subscription(s) "
-                  f"with no cost center on their days are charged to `unassigned`{f' ({cost})' if cost else ''}: "
-                  f"{', '.join(subscriptions[:SHOWN_SUBSCRIPTIONS])}{more}; map them in the cost-center file "
-                  "(--cost-centers, CHARGEBACK_COST_CENTERS)", style="yellow", markup=False, highlight=False,
-                  soft_wrap=True)
+    from pipeline.stages.report.unassigned import FIX, unassigned_usage
+
+    found = unassigned_usage(report)
+    if found is not None:
+        cost = ", ".join(money(amount, currency) for currency, amount in found.costs.items())
+        console.print(f"warning: {found.describe(cost)}; {FIX}", style="yellow", markup=False, highlight=False,
+                      soft_wrap=True)
 
 
 def show_report(console: Console, report: Report, restatement: tuple[Restatement, str] | None = None) -> None:

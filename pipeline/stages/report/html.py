@@ -31,6 +31,8 @@ from pipeline.stages.report.html_parts import money as _money
 from pipeline.stages.report.html_parts import table as _table
 from pipeline.stages.report.html_sections import reconciliation_section, tiers_section
 from pipeline.stages.report.model import Report, exact_text
+from pipeline.stages.report.unassigned import FIX as UNASSIGNED_FIX
+from pipeline.stages.report.unassigned import unassigned_usage
 
 MAX_BARS = 15
 SPIKE_FACTOR = 3  # a day costing more than 3x the median day is flagged
@@ -331,6 +333,10 @@ def _anomalies(report: Report, currency: str) -> str:
         items.append(f"<li class=\"throughput-unknown\">no published throughput per PTU for "
                      f"{_e(', '.join(unknown))}: idle capacity cannot be measured there and is spread over the "
                      "users</li>")
+    unassigned = unassigned_usage(report)
+    if unassigned is not None:
+        costs = ", ".join(_money(amount, c) for c, amount in unassigned.costs.items())
+        items.append(f"<li class=\"unassigned\">{_e(unassigned.describe(costs))}; {_e(UNASSIGNED_FIX)}</li>")
     if report.corrections:
         items.append(f"<li class=\"corrections\">{len(report.corrections)} recorded correction(s) applied; the "
                      "lines they set are marked Correction</li>")

@@ -18,7 +18,6 @@ from pipeline.domain.capacity import DeploymentDay
 from pipeline.domain.corrections import Correction
 from pipeline.domain.costing import CostLine, Resolution
 from pipeline.domain.errors import UserError
-from pipeline.domain.mappings import UNASSIGNED
 from pipeline.domain.periods import Period, PeriodError
 from pipeline.domain.pricing import MONEY, money_sum
 from pipeline.domain.true_up import TrueUp
@@ -274,11 +273,6 @@ class Report:
     @property
     def unpriced_requests(self) -> int:
         return sum(row.requests for row in self.unpriced)
-
-    def unassigned_usage(self) -> list[ReportRow]:
-        """The rows of usage charged to `unassigned` (its subscription had no cost center on those
-        days, and the caller sent none): capacity left idle and true-ups without an owner are not."""
-        return [row for row in self.rows if row.cost_center == UNASSIGNED and row.subscription_id]
 
 
 def _by(rows: Iterable[ReportRow], key: Callable[[ReportRow], Any],
