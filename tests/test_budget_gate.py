@@ -115,6 +115,24 @@ def test_publish_writes_exactly_the_states_and_lifts_a_raised_budget(gateway: Pa
     assert files(gateway) == ["sub-b.json", "sub-c.json", "sub-d.json"]
 
 
+def test_a_budget_whose_key_nothing_knows_is_named(gateway: Path, write_file: WriteFile,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key neither the cost-center map nor the month's usage knows (`sub-A` for `sub-a`): the
+    budget can never warn or block, so `budgets` says so; known keys, used or not, are not named."""
+    typo = write_file("typo.csv", BUDGETS + "subscription,sub-A,1,USD,block,\ncost-center,cc-b,1,USD,alert,\n"
+                                            "subscription,sub-c,1,USD,alert,\n")
+    monkeypatch.setenv("CHARGEBACK_BUDGETS", str(typo))
+    assert run("ingest", str(write_file("month.jsonl", jsonl([ev("a-1", "sub-a", 1_000)])))).exit_code == 0
+    result = run("budgets")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if line.startswith("note: ")]
+    assert notes == ["note: product budgets: no snapshot of this month names a product yet (events' productId)",
+                     f"note: {typo}:5: subscription 'sub-A' is in neither the cost-center map nor this month's usage "
+                     "(keys are case-sensitive): a typo never warns or blocks",
+                     f"note: {typo}:6: cost-center 'cc-b' is in neither the cost-center map nor this month's usage "
+                     "(keys are case-sensitive): a typo never warns or blocks"], result.output
+
+
 def test_a_new_month_lifts_every_block(gateway: Path, write_file: WriteFile) -> None:
     from pipeline.app import publish_budgets
     from pipeline.settings import Settings

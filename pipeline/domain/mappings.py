@@ -120,6 +120,10 @@ class CostCenterMap:
         """Every subscription the map assigns."""
         return sorted(self._by_subscription)
 
+    def cost_centers(self) -> set[str]:
+        """Every cost center the map names, on any day."""
+        return {a.cost_center for group in self._by_subscription.values() for a in group}
+
     def boundaries(self) -> set[date]:
         """Every day on which an assignment starts or ends."""
         return {day for group in self._by_subscription.values() for a in group

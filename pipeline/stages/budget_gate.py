@@ -82,9 +82,20 @@ def budget_board(budgets: Budgets, counters: Counters, reference: Reference, mon
     notes = []
     if any(b.scope is BudgetScope.PRODUCT for b in budgets) and not products:
         notes.append("product budgets: no snapshot of this month names a product yet (events' productId)")
+    notes += _unknown_keys(budgets, {*spend, *reference.cost_centers.subscriptions()},
+                           {*centers, *reference.cost_centers.cost_centers()})
     gates = subscription_gates(subscriptions, statuses, cost_center_of, products)
     return BudgetBoard(month, sorted(statuses.values(), key=lambda s: (s.budget.scope.value, s.budget.key)), gates,
                        notes)
+
+
+def _unknown_keys(budgets: Iterable[Budget], subscriptions: set[str], cost_centers: set[str]) -> list[str]:
+    """A budget whose key neither the cost-center map nor this month's live usage knows: most
+    likely a typo (keys are case-sensitive), and such a budget never warns nor blocks."""
+    known = {BudgetScope.SUBSCRIPTION: subscriptions, BudgetScope.COST_CENTER: cost_centers}
+    return [f"{budget.origin or 'budgets'}: {budget.scope.value} {budget.key!r} is in neither the cost-center map "
+            "nor this month's usage (keys are case-sensitive): a typo never warns or blocks"
+            for budget in budgets if budget.scope in known and budget.key not in known[budget.scope]]
 
 
 def check_currencies(budgets: Iterable[Budget], reference: Reference) -> None:
