@@ -36,7 +36,7 @@ from pipeline.entrypoints.functions import eventhub, timers
 from pipeline.entrypoints.functions.eventhub import eventhub_source, ingest_events, raw_messages
 from pipeline.entrypoints.functions.metrics import configure_metrics, record_ingest
 from pipeline.entrypoints.functions.timers import refresh_reports, report_formats, report_months, snapshot_ledger
-from pipeline.lake.areas import REPORTS
+from pipeline.lake.areas import REPORTS, SNAPSHOTS
 from pipeline.lake.manifests import published_files
 from pipeline.lake.rollups import ROLLUP_LAYOUT, rolled_up_note_key
 from pipeline.lake.warehouse import open_warehouse
@@ -48,7 +48,7 @@ from pipeline.stages.report.model import FORMATS
 from pipeline.stages.report.publish import publish_report
 from pipeline.stages.report.render import render_report
 from pipeline.stages.snapshot import snapshot
-from tests.conftest import ReferenceFiles, local
+from tests.conftest import ReferenceFiles, WriteFile, local
 from tests.factories import event, line, usage, write_report
 from tests.test_rollups import as_before_rollups
 
@@ -381,6 +381,30 @@ def test_the_report_timer_publishes_this_and_last_month(app_settings: Settings, 
         key = path.relative_to(tmp_path / "direct").as_posix()
         assert store.get(key) == path.read_bytes(), key
     assert b"CC-A" in (store.get("chargeback-2026-10.csv") or b"")
+
+
+def test_the_report_timer_warns_of_an_empty_store_and_of_unassigned_usage(
+        app_settings: Settings, pipeline: Pipeline, reference_files: ReferenceFiles, write_file: WriteFile,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """What a reader of the published files would not see is logged: a store with no committed
+    snapshot (its reports are empty), and usage charged to `unassigned` (billed to no one)."""
+    nobody = write_file("nobody.csv", "subscription_id,cost_center,effective_from,effective_to\nsub-z,CC-Z,,\n")
+    settings = dataclasses.replace(app_settings, prices=reference_files.prices,
+                                   deployments=reference_files.deployments, cost_centers=nobody)
+    caplog.set_level(logging.WARNING)
+    refresh_reports(settings, date(2026, 11, 3))
+    url = open_store(app_settings, SNAPSHOTS).url
+    assert [record.getMessage() for record in caplog.records] == [
+        f"report {month}: {url} holds no committed snapshot, so the report is empty: check CHARGEBACK_STORE and "
+        "the snapshot_usage timer's runs" for month in ("2026-11", "2026-10")]
+    caplog.clear()
+    ingest_events(host_batch(mixed_batch()[0]), pipeline, SOURCE, now=NOW)
+    snapshot_ledger(app_settings)
+    refresh_reports(settings, date(2026, 11, 3))
+    # the batch's 3 events, all of sub-a in 2026-10 (one priced, for less than a cent)
+    assert [record.getMessage() for record in caplog.records] == [
+        "report 2026-10: 3 requests of 1 subscription(s) with no cost center on their days are charged to "
+        "`unassigned` (0.00 USD): sub-a; map them in the cost-center file (CHARGEBACK_COST_CENTERS)"]
 
 
 def test_the_report_timer_formats_come_from_the_settings(app_settings: Settings) -> None:

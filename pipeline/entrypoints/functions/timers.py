@@ -12,6 +12,7 @@ create-if-absent manifest, and a report is re-derived and replaces the previous 
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import azure.functions as func
@@ -31,7 +32,7 @@ from pipeline.domain.periods import Period
 from pipeline.entrypoints.functions.eventhub import worker_meter_provider
 from pipeline.entrypoints.functions.metrics import record_reconciliation, record_stream_status
 from pipeline.inputs.azure_metrics import read_responses
-from pipeline.lake.areas import LLM_USAGE, REPORTS, SNAPSHOTS
+from pipeline.lake.areas import LLM_USAGE, REPORTS, SNAPSHOTS, ReportStores
 from pipeline.lake.warehouse import open_warehouse
 from pipeline.ports import SourceError
 from pipeline.settings import Settings, SettingsError
@@ -40,7 +41,7 @@ from pipeline.stages.backfill import BackfillResult, backfill_rollups
 from pipeline.stages.day_rollups import DayRollupResult, roll_up_recent_days
 from pipeline.stages.llm_usage import StreamStatus, stream_status
 from pipeline.stages.report.build import period_report
-from pipeline.stages.report.model import FORMATS, ReportError, formats_of
+from pipeline.stages.report.model import FORMATS, Report, ReportError, formats_of
 from pipeline.stages.report.publish import publish_report
 from pipeline.stages.report.reconciled import attach_reconciliation
 from pipeline.stages.snapshot import SnapshotConflict, SnapshotResult, snapshot
@@ -223,9 +224,28 @@ def refresh_reports(settings: Settings, today: date) -> list[str]:
         report = period_report(stores, reference, Period.month(month), limits=warehouse_limits(settings))
         if report.rollups_warning:
             logging.warning("report %s: %s", month, report.rollups_warning)
+        _warn_of_unbilled(month, report, stores)
         attach_reconciliation(report, reports)  # the HTML shows the daily reconciliation, when there is one
         keys.extend(publish_report(report, reports, formats, today=today, focus=focus).keys)
     return keys
+
+
+def _warn_of_unbilled(month: str, report: Report, stores: ReportStores) -> None:
+    """What a reader of the published files would not see: a store without any committed
+    snapshot (the wrong CHARGEBACK_STORE, or a snapshot timer that never ran) publishes empty
+    reports; usage charged to `unassigned` is billed to no one."""
+    from pipeline.lake.manifests import committed_days
+    from pipeline.stages.report.unassigned import unassigned_usage
+
+    if not report.requests and committed_days(stores.snapshots) is None:
+        logging.warning("report %s: %s holds no committed snapshot, so the report is empty: check CHARGEBACK_STORE "
+                        "and the snapshot_usage timer's runs", month, stores.snapshots.url)
+    unassigned = unassigned_usage(report)
+    if unassigned is not None:
+        costs = ", ".join(f"{amount.quantize(Decimal('0.01'), ROUND_HALF_EVEN):,.2f} {currency}"
+                          for currency, amount in unassigned.costs.items())
+        logging.warning("report %s: %s; map them in the cost-center file (CHARGEBACK_COST_CENTERS)", month,
+                        unassigned.describe(costs))
 
 
 def report_formats(settings: Settings) -> list[str]:
