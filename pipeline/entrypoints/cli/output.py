@@ -91,8 +91,7 @@ def show_unassigned(console: Console, report: Report) -> None:
 
     found = unassigned_usage(report)
     if found is not None:
-        cost = ", ".join(money(amount, currency) for currency, amount in found.costs.items())
-        console.print(f"warning: {found.describe(cost)}; {FIX}", style="yellow", markup=False, highlight=False,
+        console.print(f"warning: {found.describe()}; {FIX}", style="yellow", markup=False, highlight=False,
                       soft_wrap=True)
 
 

@@ -12,7 +12,6 @@ create-if-absent manifest, and a report is re-derived and replaces the previous 
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import azure.functions as func
@@ -242,10 +241,8 @@ def _warn_of_unbilled(month: str, report: Report, stores: ReportStores) -> None:
                         "and the snapshot_usage timer's runs", month, stores.snapshots.url)
     unassigned = unassigned_usage(report)
     if unassigned is not None:
-        costs = ", ".join(f"{amount.quantize(Decimal('0.01'), ROUND_HALF_EVEN):,.2f} {currency}"
-                          for currency, amount in unassigned.costs.items())
         logging.warning("report %s: %s; map them in the cost-center file (CHARGEBACK_COST_CENTERS)", month,
-                        unassigned.describe(costs))
+                        unassigned.describe())
 
 
 def report_formats(settings: Settings) -> list[str]:

@@ -335,8 +335,7 @@ def _anomalies(report: Report, currency: str) -> str:
                      "users</li>")
     unassigned = unassigned_usage(report)
     if unassigned is not None:
-        costs = ", ".join(_money(amount, c) for c, amount in unassigned.costs.items())
-        items.append(f"<li class=\"unassigned\">{_e(unassigned.describe(costs))}; {_e(UNASSIGNED_FIX)}</li>")
+        items.append(f"<li class=\"unassigned\">{_e(unassigned.describe())}; {_e(UNASSIGNED_FIX)}</li>")
     if report.corrections:
         items.append(f"<li class=\"corrections\">{len(report.corrections)} recorded correction(s) applied; the "
                      "lines they set are marked Correction</li>")

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from pipeline.domain.mappings import UNASSIGNED
 from pipeline.domain.pricing import money_sum
 from pipeline.stages.report.model import Report
+
+CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,12 +21,14 @@ class UnassignedUsage:
     subscriptions: list[str]  # sorted
     costs: dict[str, Decimal]  # per currency, exact; unpriced usage has none
 
-    def describe(self, money: str, shown: int = 5) -> str:
-        """`4,924 requests of 1 subscription(s) ... (22.80 USD): sub-legacy-tool`, with the cost
-        as `money` (the caller's rounding) and at most `shown` subscriptions named."""
+    def describe(self, shown: int = 5) -> str:
+        """`4,924 requests of 1 subscription(s) ... (22.80 USD): sub-legacy-tool`: the cost rounded
+        half-even to cents, as every summary shows money, and at most `shown` subscriptions named."""
         more = ", ..." if len(self.subscriptions) > shown else ""
+        costs = ", ".join(f"{amount.quantize(CENT, rounding=ROUND_HALF_EVEN):,.2f} {currency}"
+                          for currency, amount in self.costs.items())
         return (f"{self.requests:,} requests of {len(self.subscriptions):,} subscription(s) with no cost center on "
-                f"their days are charged to `{UNASSIGNED}`{f' ({money})' if money else ''}: "
+                f"their days are charged to `{UNASSIGNED}`{f' ({costs})' if costs else ''}: "
                 f"{', '.join(self.subscriptions[:shown])}{more}")
 
 
