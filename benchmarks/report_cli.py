@@ -68,9 +68,9 @@ def run_report_cli(work: Path, events: int, repeats: int, budget: float, min_rep
                "events": Result(stage, "  the same, manifests without rollups (summing the events)", "info",
                                 events),
                "sql": Result(stage, f"hand-written DuckDB SQL (whole process){shape}", "baseline", events)}
-    names = ("report", "events", "sql") if files_per_day == 1 else ("report", "sql")
     if files_per_day != 1:
         del results["events"]
+    names = tuple(results)
     began = time.monotonic()
     from_events: list[list[Any]] | None = None
     for repeat in range(repeats):

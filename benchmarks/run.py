@@ -381,6 +381,22 @@ def evaluate(results: list[dict[str, Any]]) -> list[Target]:
                            f" in {FILES_PER_DAY_15MIN} files a day", "report-15min")
 
 
+def report_cli_stage(args: argparse.Namespace, size: int, repeats: int, budget: float,
+                     files_per_day: int = 1) -> tuple[list[dict[str, Any]], str]:
+    """`chargeback report --month` and the SQL, whole processes by turns, over the month of `size`
+    events (as `files_per_day` files a day): their results, and the check of their totals."""
+    from benchmarks.report_cli import run_report_cli
+
+    shape = "" if files_per_day == 1 else f" in {files_per_day} files a day"
+    log(f"== chargeback report --month over {size:,} events{shape} vs the SQL"
+        f"{' over the same files' if shape else ''}, whole processes, alternating")
+    measured, ours, theirs = run_report_cli(args.work, size, repeats, budget / 2, REPORT_MIN_REPEATS, files_per_day)
+    same, text = compare_rows(ours, theirs)
+    measured[0]["extra"]["same_totals"] = same
+    return measured, (f"chargeback report over {size:,} events{shape} (its CSV) vs hand-written DuckDB SQL: "
+                      f"{'IDENTICAL' if same else 'DIFFERENT'}: {text}")
+
+
 def report_cli_targets(results: list[dict[str, Any]], shape: str = "", stage: str = "report-cli") -> list[Target]:
     """`chargeback report --month` against the query, both whole processes (issue 19); `shape`:
     how the month's files are laid out, when not one a day."""
@@ -571,30 +587,15 @@ def main(argv: list[str] | None = None) -> int:
         report_results, checks = run_report(args, sizes["report"], repeats["report"], budgets["report"])
         results += report_results
     if "report-cli" in only:
-        from benchmarks.report_cli import run_report_cli
-
         for size in sizes["report"]:
-            log(f"== chargeback report --month over {size:,} events vs the SQL, whole processes, alternating")
-            measured, ours, theirs = run_report_cli(args.work, size, repeats["report-cli"], budgets["report-cli"] / 2,
-                                                REPORT_MIN_REPEATS)
-            same, text = compare_rows(ours, theirs)
-            measured[0]["extra"]["same_totals"] = same
-            checks.append(f"chargeback report over {size:,} events (its CSV) vs hand-written DuckDB SQL: "
-                          f"{'IDENTICAL' if same else 'DIFFERENT'}: {text}")
+            measured, check = report_cli_stage(args, size, repeats["report-cli"], budgets["report-cli"])
             results += measured
+            checks.append(check)
     if "report-15min" in only:
-        from benchmarks.report_cli import run_report_cli
-
-        size = min(sizes["report"])
-        log(f"== chargeback report --month over {size:,} events in {FILES_PER_DAY_15MIN} files a day vs the SQL over "
-            "the same files, whole processes, alternating")
-        measured, ours, theirs = run_report_cli(args.work, size, repeats["report-15min"],
-                                                budgets["report-15min"] / 2, REPORT_MIN_REPEATS, FILES_PER_DAY_15MIN)
-        same, text = compare_rows(ours, theirs)
-        measured[0]["extra"]["same_totals"] = same
-        checks.append(f"chargeback report over {size:,} events in {FILES_PER_DAY_15MIN} files a day (its CSV) vs "
-                      f"hand-written DuckDB SQL: {'IDENTICAL' if same else 'DIFFERENT'}: {text}")
+        measured, check = report_cli_stage(args, min(sizes["report"]), repeats["report-15min"], budgets["report-15min"],
+                                           FILES_PER_DAY_15MIN)
         results += measured
+        checks.append(check)
     checks += redis_notes(results)
     targets = evaluate(results)
     info["finished"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
