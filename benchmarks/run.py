@@ -42,13 +42,13 @@ SCALES: dict[str, dict[str, Any]] = {
 for _sizes in SCALES.values():
     _sizes["cosmos"] = 1_500  # events per run: the plain-session run takes ~25 ms an event here
 REPEATS = {"decode": 5, "redis": 5, "cosmos": 3, "ingest": 3, "snapshot": 3, "report": 3, "report-cli": 5,
-           "report-15min": 5}
+           "report-15min": 5, "query-15min": 3}
 # Seconds of measuring per stage at scale 10m (a third at 1m): past it, a stage starts no new
 # repeat, so that `make bench` stays within 10 minutes even on a busy machine (the table shows
 # how many runs each median is of). An embedded-ingest run stops taking batches after
 # INGEST_CAP seconds; its rate is over the events it ingested.
 BUDGETS = {"decode": 30, "redis": 45, "cosmos": 40, "ingest": 90, "snapshot": 45, "report": 90, "report-cli": 90,
-           "report-15min": 45}
+           "report-15min": 45, "query-15min": 40}
 INGEST_CAP = {"10m": 45, "1m": 15}
 MIN_REPEATS = 1
 INGEST_MIN_REPEATS = 2
@@ -57,9 +57,11 @@ INGEST_MIN_REPEATS = 2
 COSMOS_MIN_REPEATS = 2
 REPORT_MIN_REPEATS = 2  # the report's ratio is the one that decides the most: always a median of 2+
 STAGES = ("cli", "decode", "redis", "cosmos", "ingest", "ingest-cli", "replay-cli", "snapshot", "report", "report-cli",
-          "report-15min")
-# report-15min: the smallest report month as the Functions app leaves it, a file a day at every
-# 15-minute snapshot run (96 a day, 2,976 in the month), each settled day given its day rollup.
+          "report-15min", "query-15min")
+# report-15min: the smallest report month as a file a day at every 15-minute snapshot run (96 a
+# day, 2,976 in the month), each settled day given its day rollup: as the Functions app left it
+# before compaction, and still leaves the days settled before an upgrade. query-15min:
+# `chargeback query` over that month, and over it compacted (pipeline.stages.compaction).
 FILES_PER_DAY_15MIN = 96
 CLI_REPEATS = 11  # whole processes per command: cheap, so more of them
 HELP_TARGET, STARTUP_TARGET = 0.15, 0.25  # seconds: `chargeback --help`, any command's --help
@@ -378,7 +380,21 @@ def evaluate(results: list[dict[str, Any]]) -> list[Target]:
                 growth <= FLAT, f"{growth:.2f}x ({peak(smallest):,.0f} -> {peak(largest):,.0f} MiB)", "report"))
     return targets + report_cli_targets([r for r in results if r["stage"] == "report-cli" and r["runs"]]) + \
         report_cli_targets([r for r in results if r["stage"] == "report-15min" and r["runs"]],
-                           f" in {FILES_PER_DAY_15MIN} files a day", "report-15min")
+                           f" in {FILES_PER_DAY_15MIN} files a day", "report-15min") + query_targets(results)
+
+
+def query_targets(results: list[dict[str, Any]]) -> list[Target]:
+    """`chargeback query` over the 15-minute month compacted: no target of the issue for its
+    time (shown against the month as it was); its output must be the same."""
+    ours = next((r for r in results if r["stage"] == "query-15min" and r["role"] == "stage" and r["runs"]), None)
+    base = next((r for r in results if r["stage"] == "query-15min" and r["role"] == "baseline" and r["runs"]), None)
+    if ours is None or base is None:
+        return []
+    same = bool(ours["extra"].get("same_output"))
+    return [Target(f"chargeback query over {ours['events'] / 1e6:g}M events in {FILES_PER_DAY_15MIN} files a day, "
+                   "compacted: the same output", same,
+                   f"{'identical' if same else 'DIFFERENT'}; {median_s(ours):.2f} s vs {median_s(base):.2f} s "
+                   f"({median_s(base) / median_s(ours):.1f}x faster)", "query-15min")]
 
 
 def report_cli_stage(args: argparse.Namespace, size: int, repeats: int, budget: float,
@@ -539,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes["report"]:
             log(f"== prepare: a {size:,}-event month of Parquet snapshots (cached in {args.work}/data)")
             child("prepare", args, size, 1)
-    if "report-15min" in only:
+    if "report-15min" in only or "query-15min" in only:
         size = min(sizes["report"])
         log(f"== prepare: that {size:,}-event month as {FILES_PER_DAY_15MIN} files a day, with day rollups "
             f"(cached in {args.work}/data)")
@@ -594,6 +610,16 @@ def main(argv: list[str] | None = None) -> int:
     if "report-15min" in only:
         measured, check = report_cli_stage(args, min(sizes["report"]), repeats["report-15min"], budgets["report-15min"],
                                            FILES_PER_DAY_15MIN)
+        results += measured
+        checks.append(check)
+    if "query-15min" in only:
+        from benchmarks.query_cli import run_query_cli
+
+        size = min(sizes["report"])
+        log(f"== chargeback query over {size:,} events in {FILES_PER_DAY_15MIN} files a day vs the month compacted, "
+            "whole processes, alternating")
+        measured, check = run_query_cli(args.work, size, FILES_PER_DAY_15MIN, repeats["query-15min"],
+                                        budgets["query-15min"] / 2, REPORT_MIN_REPEATS)
         results += measured
         checks.append(check)
     checks += redis_notes(results)

@@ -49,6 +49,14 @@ class PublishedRollup(msgspec.Struct, frozen=True):
     rollup_layout: int
 
 
+class Compaction(msgspec.Struct, frozen=True):
+    """Committed files of one day rewritten as one (pipeline.stages.compaction): `file` holds
+    exactly the rows of the files `replaces`, which stay where they are."""
+
+    file: PublishedFile
+    replaces: list[str]
+
+
 class Manifest(msgspec.Struct, frozen=True):
     number: int
     cursor: str | None
@@ -57,6 +65,10 @@ class Manifest(msgspec.Struct, frozen=True):
     # Rollups of files that earlier manifests committed without one of this version: the files
     # are not committed again, and a reader takes the latest rollup named for each file.
     rollups: list[PublishedRollup] = msgspec.field(default_factory=list)
+    # Files committed before, each set replaced by one file of the same rows. A version before
+    # compactions does not know the field and reads the files replaced, which are never deleted
+    # by a compaction: either way each row is read once.
+    compactions: list[Compaction] = msgspec.field(default_factory=list)
 
 
 _decode_manifest = msgspec.json.Decoder(Manifest).decode
@@ -95,9 +107,9 @@ def committed_days(store: ObjectStore) -> tuple[date, date] | None:
 
 class Checkpoint(msgspec.Struct, frozen=True):
     """Every file manifests 1..number committed, in commit order, each with the latest rollup they
-    name: what a reader takes instead of reading those manifests one by one. Derived: written
-    after manifest `number` (`write_checkpoint`), never needed (a reader without one reads every
-    manifest), and one that cannot be read is passed over."""
+    name and their compactions applied: what a reader takes instead of reading those manifests
+    one by one. Derived: written after manifest `number` (`write_checkpoint`), never needed (a
+    reader without one reads every manifest), and one that cannot be read is passed over."""
 
     number: int
     files: list[PublishedFile]
@@ -108,17 +120,48 @@ _decode_checkpoint = msgspec.json.Decoder(Checkpoint).decode
 
 def committed_files(store: ObjectStore, through: int | None = None) -> list[PublishedFile]:
     """Every file committed by manifests 1..`through` (all when None), in commit order, each with
-    the latest rollup they name: the latest checkpoint at or before it, then the manifests after
-    the checkpoint, read one by one."""
+    the latest rollup they name, the files a compaction replaced left out for its own: the latest
+    checkpoint at or before it, then the manifests after the checkpoint, read one by one."""
     base = _checkpoint(store, through)
     after = base.number if base else 0
     later = [manifest for number, key in _numbered(store, MANIFEST_PREFIX)
              if after < number and (through is None or number <= through)
              for manifest in (_read_manifest(store, key),) if manifest is not None]
     rollups = {item.key: item for manifest in later for item in manifest.rollups}
-    files = [*(base.files if base else ()), *(file for manifest in later for file in manifest.files)]
+    files = list(base.files) if base else []
+    for manifest in later:
+        files.extend(manifest.files)
+        if manifest.compactions:
+            files = _compacted(files, manifest.compactions)
     return [file if file.key not in rollups else msgspec.structs.replace(
         file, rollup=rollups[file.key].rollup, rollup_layout=rollups[file.key].rollup_layout) for file in files]
+
+
+def _compacted(files: list[PublishedFile], compactions: list[Compaction]) -> list[PublishedFile]:
+    """The files with each compaction applied: its file in the place of the first it replaces.
+    A compaction is passed over unless every file it replaces is committed (once) and their rows
+    add up to its file's: a damaged or hand-made manifest can never make a row read twice."""
+    rows = {file.key: file.rows for file in files}
+    replaced: dict[str, Compaction] = {}
+    made: set[str] = set()
+    for compaction in compactions:
+        keys, key = set(compaction.replaces), compaction.file.key
+        if (len(keys) == len(compaction.replaces) and keys <= rows.keys() and keys.isdisjoint(replaced)
+                and key not in rows and key not in made and sum(rows[k] for k in keys) == compaction.file.rows):
+            replaced.update(dict.fromkeys(keys, compaction))
+            made.add(key)
+    if not replaced:
+        return files
+    kept: list[PublishedFile] = []
+    placed: set[str] = set()
+    for file in files:
+        replacing = replaced.get(file.key)
+        if replacing is None:
+            kept.append(file)
+        elif replacing.file.key not in placed:
+            kept.append(replacing.file)
+            placed.add(replacing.file.key)
+    return kept
 
 
 def write_checkpoint(store: ObjectStore, latest: int) -> int | None:

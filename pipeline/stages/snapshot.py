@@ -151,7 +151,7 @@ def _written(table: pa.Table, part_rows: int,
                 if len(making) == cores:
                     done_day, done_rows, done = making.popleft()
                     yield done_day, done_rows, *done.result()
-                making.append((day, part.num_rows, pool.submit(_file_and_rollup, part, rollups)))
+                making.append((day, part.num_rows, pool.submit(file_and_rollup, part, rollups)))
         while making:
             done_day, done_rows, done = making.popleft()
             yield done_day, done_rows, *done.result()
@@ -171,7 +171,9 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _file_and_rollup(table: pa.Table, rollups: RollupMaker) -> tuple[bytes, bytes | None]:
+def file_and_rollup(table: pa.Table, rollups: RollupMaker) -> tuple[bytes, bytes | None]:
+    """A snapshot file's bytes (USAGE_SCHEMA rows of one UTC day) and its rollup's (None: its
+    sums pass 64 bits)."""
     return _parquet_bytes(table), rollups.rollup(table)
 
 

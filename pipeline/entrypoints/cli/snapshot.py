@@ -11,6 +11,7 @@ from pipeline.settings import Settings
 
 if TYPE_CHECKING:
     from pipeline.ports import ObjectStore
+    from pipeline.stages.compaction import CompactionResult
     from pipeline.stages.day_rollups import DayRollupResult
 
 
@@ -21,17 +22,19 @@ if TYPE_CHECKING:
 @click.option("--rollups", "backfill", is_flag=True,
               help="Also roll up the files committed without a rollup of this version (snapshots written "
                    "before rollups) or with a damaged one, so that reports of their days sum rollups too (at most "
-                   "10,000 files a run), and give each settled day one rollup of all its files (a day of 15-minute "
-                   "snapshots has 96).")
+                   "10,000 files a run), compact every settled day of many small files, and give each settled day "
+                   "one rollup of all its files (a day of 15-minute snapshots has 96).")
 @user_errors
 def snapshot_command(wait: bool, backfill: bool) -> None:
     """Write new ledger events to Parquet snapshots (usage/date=YYYY-MM-DD/*.parquet).
 
     Each file is written with its rollup (rollups/v1/date=YYYY-MM-DD/*.parquet), which reports
-    sum instead of its events. Each run then sums the rollups of each of the last 7 settled days
-    (older than the 24-hour usage window) that has several into one, which reports read instead,
-    as the Functions timer does; --rollups does every settled day, and rolls up the files written
-    without a rollup, or whose rollup is damaged.
+    sum instead of its events. Each run then rewrites the files of each of the last 7 settled days
+    (older than the 24-hour usage window) that has 10 small ones or more as one file (a day of
+    15-minute snapshots has 96; the files replaced stay, unread), and sums the rollups of each of
+    those days that has several into one, which reports read instead, as the Functions timer
+    does; --rollups does every settled day, and rolls up the files written without a rollup, or
+    whose rollup is damaged.
 
     A Cosmos DB ledger hands over an event once it is older than its settle window
     (CHARGEBACK_COSMOS_SETTLE_SECONDS, default 120): the snapshot says how many events wait and
@@ -68,13 +71,43 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
             if done.unrolled:
                 said.append(f"{done.unrolled:,} file(s) whose sums pass 64 bits stay summed from their events")
             console.print(f"rollups: {'; '.join(said)}", markup=False)
+            from pipeline.stages.compaction import compact_days
             from pipeline.stages.day_rollups import roll_up_days, settled_before
 
+            compacted = compact_days(p.snapshots, settled_before())
+            console.print(_compacted(compacted) if compacted.days or compacted.unreadable
+                          else "compaction: no settled day has many small files", markup=False)
             days = roll_up_days(p.snapshots, settled_before())
             console.print(_days_summed(days) if days.days else "days: every settled day has one rollup",
                           markup=False)
         else:
+            _compact_recent_days(p.snapshots)
             _sum_recent_days(p.snapshots)
+
+
+def _compacted(done: CompactionResult) -> str:
+    said = []
+    if done.days:
+        said.append(f"{done.days:,} settled day(s): {done.replaced:,} file(s) rewritten as {done.written:,} "
+                    f"({done.rows:,} events), committed as manifest {done.manifest}")
+    if done.unreadable:
+        said.append(f"left as they are, a file of theirs unreadable: {', '.join(done.unreadable)}")
+    return f"compaction: {'; '.join(said)}"
+
+
+def _compact_recent_days(store: ObjectStore) -> None:
+    """The last settled days of many small files compacted, as the snapshot timer does after
+    each run. Said only when a day was compacted (or could not be)."""
+    from pipeline.stages.compaction import compact_recent_days
+    from pipeline.stages.snapshot import SnapshotConflict
+
+    try:
+        done = compact_recent_days(store)
+    except SnapshotConflict:
+        console.print("compaction: a snapshot committed first; the next run compacts the settled days", markup=False)
+        return
+    if done.days or done.unreadable:
+        console.print(_compacted(done), markup=False)
 
 
 def _days_summed(days: DayRollupResult) -> str:

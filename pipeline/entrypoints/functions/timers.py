@@ -37,6 +37,7 @@ from pipeline.ports import SourceError
 from pipeline.settings import Settings, SettingsError
 from pipeline.stages.azure_reconcile import Reconciliation, reconcile_azure
 from pipeline.stages.backfill import BackfillResult, backfill_rollups
+from pipeline.stages.compaction import CompactionResult, compact_recent_days
 from pipeline.stages.day_rollups import DayRollupResult, roll_up_recent_days
 from pipeline.stages.llm_usage import StreamStatus, stream_status
 from pipeline.stages.report.build import period_report
@@ -73,6 +74,7 @@ def snapshot_timer(timer: func.TimerRequest) -> None:
     logging.info("snapshot: %d events -> %d new file(s), cursor %s", result.rows, len(result.files), result.cursor)
     check_llm_logs(settings, worker_meter_provider(settings))
     backfill_snapshots(settings)
+    compact_settled_days(settings)
     roll_up_settled_days(settings)
 
 
@@ -92,6 +94,24 @@ def backfill_snapshots(settings: Settings) -> BackfillResult | None:
     if done.files or done.unrolled:
         logging.info("rollups: %d earlier file(s) rolled up (manifest %s), %d left, %d summed from events",
                      done.files, done.manifest, done.left, done.unrolled)
+    return done
+
+
+def compact_settled_days(settings: Settings, now: datetime | None = None) -> CompactionResult | None:
+    """Rewrite the small files of each of the last settled days that has many (a day of
+    15-minute runs has 96) as one (compact_recent_days), so that whatever reads the day's events
+    opens one file. What fails here is logged: the snapshot is committed, and the next run tries
+    again."""
+    try:
+        done = compact_recent_days(open_store(settings, SNAPSHOTS), now)
+    except SnapshotConflict:
+        logging.warning("compaction: a snapshot committed first; the next run compacts the days again")
+        return None
+    if done.days:
+        logging.info("compaction: %d settled day(s), %d file(s) rewritten as %d (%d events, manifest %s)",
+                     done.days, done.replaced, done.written, done.rows, done.manifest)
+    if done.unreadable:
+        logging.error("compaction: days left as they are, a file of theirs unreadable: %s", ", ".join(done.unreadable))
     return done
 
 

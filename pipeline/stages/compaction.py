@@ -1,0 +1,162 @@
+"""Compaction: the many small files of a settled day rewritten as few, so that whatever reads a
+day's events (`chargeback query`, the FOCUS export, `reconcile`, a report that cannot take the
+rollups) opens a file or two instead of 96.
+
+The 15-minute snapshot timer writes a file a day at every run: 96 a day, 2,976 a month. The day
+rollups spare the report from reading them (pipeline.stages.day_rollups), but every reader of
+the events opened each one: `chargeback query` over such a month of 1M events took 7-10 s,
+against 0.9-1.3 s over a file a day (docs/benchmarks.md, "twenty-fourth pass").
+
+A settled day (older than the usage window, as for the day rollups) with COMPACT_MIN_FILES
+committed files of this version's layout, each smaller than COMPACT_ROWS, has them rewritten in
+commit order as files of up to COMPACT_ROWS rows, each with its rollup, like a snapshot's. Nothing
+is overwritten or deleted: the next manifest names each new file with the files it replaces
+(`Manifest.compactions`), and readers take it in their place (pipeline.lake.manifests). That
+manifest takes the number after the one the files were read as of, create-if-absent, so a
+snapshot or another compaction committed meanwhile makes this one commit nothing
+(SnapshotConflict): the next run does it, from the files as they are then. A day whose files
+cannot all be read is left as it is.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.lake.manifests import (
+    SNAPSHOT_LAYOUT,
+    USAGE_PREFIX,
+    Compaction,
+    Manifest,
+    PublishedFile,
+    committed_files,
+    latest_manifest,
+    write_checkpoint,
+)
+from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
+from pipeline.lake.usage import USAGE_SCHEMA
+from pipeline.ports import ObjectStore
+from pipeline.stages.day_rollups import RECENT_DAYS, settled_before
+from pipeline.stages.snapshot import ROW_GROUP_ROWS, commit_manifest, file_and_rollup
+
+# A day is compacted once it has this many small files: a daily or hourly schedule leaves up
+# to 24 and a replay a few more, which readers open quickly enough; a 15-minute one leaves 96.
+COMPACT_MIN_FILES = 10
+COMPACT_ROWS = ROW_GROUP_ROWS  # rows of a compacted file at most (one row group), and of a file compacted
+
+
+@dataclass(slots=True)
+class CompactionResult:
+    days: int = 0  # days compacted
+    replaced: int = 0  # the files their new files replace
+    written: int = 0  # the new files
+    rows: int = 0  # the rows rewritten
+    unreadable: list[str] | None = None  # days left as they are: a file of theirs could not be read
+    manifest: int | None = None  # the manifest that committed them
+    seconds: float = 0.0
+
+
+def compact_recent_days(store: ObjectStore, now: datetime | None = None) -> CompactionResult:
+    """compact_days over the last RECENT_DAYS settled days at `now` (default now): what a run on
+    a schedule does after its snapshot."""
+    first_unsettled = settled_before(now)
+    return compact_days(store, first_unsettled, since=first_unsettled - timedelta(days=RECENT_DAYS))
+
+
+def compact_days(store: ObjectStore, settled_before: date, since: date | None = None) -> CompactionResult:
+    """Rewrite the small files of each day before `settled_before` (from `since` on, when given)
+    that has COMPACT_MIN_FILES of them as files of up to COMPACT_ROWS rows, committed by one
+    manifest; safe to run again at any time (a day with fewer small files is left as it is)."""
+    started = time.perf_counter()
+    result = CompactionResult()
+    latest = latest_manifest(store)
+    if latest is None:
+        return result
+    days: dict[date, list[PublishedFile]] = defaultdict(list)
+    for file in committed_files(store, through=latest.number):
+        if (since or date.min) <= file.date < settled_before and _small(file):
+            days[file.date].append(file)
+    wanting = {day: files for day, files in sorted(days.items()) if len(files) >= COMPACT_MIN_FILES}
+    if not wanting:
+        return result
+    number = latest.number + 1
+    made: list[Compaction] = []
+    maker = RollupMaker()
+    try:
+        for day, files in wanting.items():
+            compacted = _compacted_day(store, maker, day, files, number)
+            if compacted is None:
+                result.unreadable = [*(result.unreadable or []), day.isoformat()]
+                continue
+            made.extend(compacted)
+            result.days += 1
+            result.replaced += sum(len(c.replaces) for c in compacted)
+            result.written += len(compacted)
+            result.rows += sum(c.file.rows for c in compacted)
+    finally:
+        maker.close()
+    if made:
+        commit_manifest(store, Manifest(number, latest.cursor, [], datetime.now(UTC), compactions=made))
+        write_checkpoint(store, number)
+        result.manifest = number
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _small(file: PublishedFile) -> bool:
+    return file.rows < COMPACT_ROWS and file.layout == SNAPSHOT_LAYOUT
+
+
+def _compacted_day(store: ObjectStore, maker: RollupMaker, day: date, files: list[PublishedFile],
+                   number: int) -> list[Compaction] | None:
+    """The day's files rewritten in runs of up to COMPACT_ROWS rows (a run of one file stays as
+    it is); None when one of them cannot be read."""
+    compactions = []
+    for run in _runs(files):
+        if len(run) < 2:
+            continue
+        tables = [_rows(store, file.key) for file in run]
+        if any(table is None for table in tables):
+            return None
+        rows = pa.concat_tables([table for table in tables if table is not None])
+        key = f"{USAGE_PREFIX}/date={day.isoformat()}/compact-{number:08d}-{uuid.uuid4().hex[:12]}.parquet"
+        data, rollup = file_and_rollup(rows, maker)
+        store.put(key, data, overwrite=False)  # a fresh name: never taken
+        if rollup is None:  # its sums pass 64 bits: a report sums its events
+            file = PublishedFile(key, day, rows.num_rows, SNAPSHOT_LAYOUT)
+        else:
+            store.put(rollup_key(key), rollup, overwrite=False)
+            file = PublishedFile(key, day, rows.num_rows, SNAPSHOT_LAYOUT, rollup_key(key), ROLLUP_LAYOUT)
+        compactions.append(Compaction(file, [file.key for file in run]))
+    return compactions
+
+
+def _runs(files: list[PublishedFile]) -> list[list[PublishedFile]]:
+    """The files in commit order, cut into runs of COMPACT_ROWS rows at most."""
+    runs: list[list[PublishedFile]] = [[]]
+    rows = 0
+    for file in files:
+        if runs[-1] and rows + file.rows > COMPACT_ROWS:
+            runs.append([])
+            rows = 0
+        runs[-1].append(file)
+        rows += file.rows
+    return runs
+
+
+def _rows(store: ObjectStore, key: str) -> pa.Table | None:
+    """A snapshot file's rows in USAGE_SCHEMA; None when it is gone or is not readable Parquet."""
+    data = store.get(key)
+    if data is None:
+        return None
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+        return table.select(USAGE_SCHEMA.names).cast(USAGE_SCHEMA)
+    except (pa.ArrowException, KeyError):
+        return None
