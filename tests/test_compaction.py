@@ -242,3 +242,36 @@ def test_a_compaction_of_files_not_committed_is_passed_over(pipeline: Pipeline, 
     first = made_of(files[:1])
     commit(first, made_of(files[:1]))  # the second replaces a file the first replaces
     assert committed_files(store) == [first.file, *files[1:]]
+
+
+def test_files_each_as_large_as_a_compacted_one_are_left_as_they_are(pipeline: Pipeline, feed: Feed,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten files of a day that could not be joined without passing COMPACT_ROWS: nothing to do,
+    and no manifest committed for it."""
+    day = date(2026, 10, 15)
+    fifteen_minute_days(pipeline, feed, {day: 10})  # two events a file
+    store = local(pipeline.snapshots)
+    monkeypatch.setattr(compaction, "COMPACT_ROWS", 3)
+    latest = latest_manifest(store)
+    done = compact_days(store, date(2026, 10, 20))
+    assert (done.days, done.written, done.manifest) == (0, 0, None) and latest_manifest(store) == latest
+    monkeypatch.setattr(compaction, "COMPACT_ROWS", 4)  # two files a run
+    assert (compact_days(store, date(2026, 10, 20)).written, files_a_day(store)) == (5, {day: 5})
+
+
+def test_snapshot_rollups_compacts_every_settled_day(pipeline: Pipeline, feed: Feed, home: Path) -> None:
+    """A day before the plain snapshot's week is compacted by `snapshot --rollups`, before the
+    rollups: the files it replaces need none."""
+    old = datetime.now(UTC).date() - timedelta(days=20)
+    fifteen_minute_days(pipeline, feed, {old: 10})
+    store = local(pipeline.snapshots)
+    pipeline.close()
+    assert CliRunner().invoke(main, ["snapshot"]).output.split() == ["snapshot:", "nothing", "new"]
+
+    result = CliRunner().invoke(main, ["snapshot", "--rollups"])
+
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.output.split()) == (
+        "snapshot: nothing new compaction: 1 settled day(s): 10 file(s) rewritten as 1 (20 events), committed as "
+        "manifest 11 rollups: every committed file has one days: every settled day has one rollup")
+    assert files_a_day(store) == {old: 1}

@@ -43,8 +43,8 @@ MONTH = "2026-10"
 INSIDE = datetime(2026, 10, 29, 9, 30, tzinfo=UTC)  # 10-28 on are within the usage window: read from events
 AFTER = datetime(2026, 11, 3, tzinfo=UTC)  # every day of the month settled
 TODAY = date(2026, 11, 3)
-NOTHING_TO_DO = ("snapshot: nothing new rollups: every committed file has one compaction: no settled day has many "
-                 "small files days: every settled day has one rollup")
+NOTHING_TO_DO = ("snapshot: nothing new compaction: no settled day has many small files rollups: every committed "
+                 "file has one days: every settled day has one rollup")
 
 
 def odd_events() -> list[dict[str, Any]]:
@@ -358,8 +358,8 @@ def test_snapshot_rollups_writes_a_damaged_rollup_again(month: Pipeline, demo_re
     result = CliRunner().invoke(main, ["snapshot", "--rollups"])
     assert result.exit_code == 0, result.output
     assert " ".join(result.output.split()).startswith(
-        f"snapshot: nothing new rollups: 2 earlier file(s) rolled up, committed as manifest {number + 1}; "
-        "2 of them had a damaged rollup, written again compaction: no settled day has many small files days: ")
+        "snapshot: nothing new compaction: no settled day has many small files rollups: 2 earlier file(s) rolled up, "
+        f"committed as manifest {number + 1}; 2 of them had a damaged rollup, written again days: ")
     for file in (first, second):
         assert pq.read_table(store.root / (file.rollup or "")).num_rows > 0
     assert files_of(month, demo_reference, tmp_path / "rollups", AFTER, rollups=True) == files_of(
@@ -378,7 +378,7 @@ def test_snapshot_rollups_prints_what_it_rolled_up(month: Pipeline, home: Path) 
     first = CliRunner().invoke(main, ["snapshot", "--rollups"])
     assert first.exit_code == 0, first.output
     number = len(list((home / "snapshots" / MANIFEST_PREFIX).glob("*.json")))  # the last sums days
-    assert f"rollups: {files:,} earlier file(s) rolled up, committed as manifest {number - 1} compaction: " in " ".join(
+    assert f"rollups: {files:,} earlier file(s) rolled up, committed as manifest {number - 1} days: " in " ".join(
         first.output.split()) and " ".join(first.output.split()).endswith(f"committed as manifest {number}")
     again = CliRunner().invoke(main, ["snapshot", "--rollups"])
     assert " ".join(again.output.split()) == NOTHING_TO_DO
@@ -397,5 +397,6 @@ def test_a_damaged_file_ends_the_backfill_in_one_line(month: Pipeline, home: Pat
     result = CliRunner().invoke(main, ["snapshot", "--rollups"])
     assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
     said = " ".join(result.output.split())
-    assert said.startswith(f"snapshot: nothing new Error: {store.url}/{damaged.key}: a committed snapshot file is "
+    assert said.startswith("snapshot: nothing new compaction: no settled day has many small files "
+                           f"Error: {store.url}/{damaged.key}: a committed snapshot file is "
                            "not readable Parquet (") and said.endswith("); restore it from a backup")

@@ -94,6 +94,8 @@ def compact_days(store: ObjectStore, settled_before: date, since: date | None = 
             if compacted is None:
                 result.unreadable = [*(result.unreadable or []), day.isoformat()]
                 continue
+            if not compacted:  # each run of its files is one file already (of nearly COMPACT_ROWS rows)
+                continue
             made.extend(compacted)
             result.days += 1
             result.replaced += sum(len(c.replaces) for c in compacted)

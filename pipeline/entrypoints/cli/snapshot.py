@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 @click.option("--rollups", "backfill", is_flag=True,
               help="Also roll up the files committed without a rollup of this version (snapshots written "
                    "before rollups) or with a damaged one, so that reports of their days sum rollups too (at most "
-                   "10,000 files a run), compact every settled day of many small files, and give each settled day "
-                   "one rollup of all its files (a day of 15-minute snapshots has 96).")
+                   "10,000 files a run), compact every settled day of many small files first, and give each settled "
+                   "day one rollup of all its files (a day of 15-minute snapshots has 96).")
 @user_errors
 def snapshot_command(wait: bool, backfill: bool) -> None:
     """Write new ledger events to Parquet snapshots (usage/date=YYYY-MM-DD/*.parquet).
@@ -59,7 +59,13 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
             show_snapshot(console, snapshot(p.ledger, p.snapshots))
         if backfill:
             from pipeline.stages.backfill import backfill_rollups
+            from pipeline.stages.compaction import compact_days
+            from pipeline.stages.day_rollups import roll_up_days, settled_before
 
+            # Compaction first: the files it replaces need no rollup of their own any more.
+            compacted = compact_days(p.snapshots, settled_before())
+            console.print(_compacted(compacted) if compacted.days or compacted.unreadable
+                          else "compaction: no settled day has many small files", markup=False)
             done = backfill_rollups(p.snapshots, check_present=True)
             said = [f"{done.files:,} earlier file(s) rolled up, committed as manifest {done.manifest}"
                     if done.files else "no file rolled up" if done.left or done.unrolled
@@ -71,12 +77,6 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
             if done.unrolled:
                 said.append(f"{done.unrolled:,} file(s) whose sums pass 64 bits stay summed from their events")
             console.print(f"rollups: {'; '.join(said)}", markup=False)
-            from pipeline.stages.compaction import compact_days
-            from pipeline.stages.day_rollups import roll_up_days, settled_before
-
-            compacted = compact_days(p.snapshots, settled_before())
-            console.print(_compacted(compacted) if compacted.days or compacted.unreadable
-                          else "compaction: no settled day has many small files", markup=False)
             days = roll_up_days(p.snapshots, settled_before())
             console.print(_days_summed(days) if days.days else "days: every settled day has one rollup",
                           markup=False)
