@@ -180,3 +180,38 @@ def test_the_snapshot_timer_rolls_up_earlier_files_on_blob_storage(azure_env: di
     assert store.exists(rolled_up_note_key())
     again = timers.backfill_snapshots(settings)
     assert again is not None and (again.skipped, again.files) == (True, 0)
+
+
+def test_the_snapshot_timer_compacts_a_day_on_blob_storage(azure_env: dict[str, str]) -> None:
+    """Ten 15-minute snapshot runs of a settled day on Azurite: the timer's compaction lists,
+    reads and writes Blob Storage; `query` reads the one file as it read the ten, and a run a week
+    later deletes the ten."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.app import open_store
+    from pipeline.entrypoints.functions import timers
+    from pipeline.lake.areas import SNAPSHOTS
+    from pipeline.lake.manifests import published_files
+
+    settings = Settings.from_env()
+    day = datetime.now(UTC).date() - timedelta(days=3)
+    source = Path(azure_env["CHARGEBACK_HOME"]) / "run.jsonl"
+    for run_number in range(10):
+        source.write_bytes(jsonl([event(timestamp=f"{day.isoformat()}T{run_number:02d}:{minute}:00Z")
+                                  for minute in (10, 40)]))
+        run("ingest", str(source))
+        assert timers.snapshot_ledger(settings).rows == 2
+    store = open_store(settings, SNAPSHOTS)
+    replaced = published_files(store)
+    counted = run("query", "SELECT count(*) AS n, sum(total_tokens) AS t FROM usage", "--format", "csv")
+    assert len(replaced) == 10 and counted.split() == ["n,t", "20,24000"]
+
+    done = timers.compact_settled_days(settings)
+
+    assert done is not None and (done.days, done.replaced, done.written, done.rows) == (1, 10, 1, 20)
+    assert len(published_files(store)) == 1
+    assert run("query", "SELECT count(*) AS n, sum(total_tokens) AS t FROM usage", "--format", "csv") == counted
+    later = timers.compact_settled_days(settings, datetime.now(UTC) + timedelta(days=8))
+    assert later is not None and later.deleted == 10
+    assert not any(store.exists(file.key) for file in replaced) and store.list("_compacted") == []
+    assert run("query", "SELECT count(*) AS n, sum(total_tokens) AS t FROM usage", "--format", "csv") == counted

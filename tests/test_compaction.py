@@ -86,10 +86,12 @@ def fifteen_minute_days(pipeline: Pipeline, feed: Feed, days: dict[date, int]) -
         snapshot(pipeline.ledger, pipeline.snapshots)
 
 
-def test_a_plain_snapshot_compacts_the_last_settled_days(pipeline: Pipeline, feed: Feed, home: Path) -> None:
+def test_a_plain_snapshot_compacts_the_last_settled_days(pipeline: Pipeline, feed: Feed, home: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """`chargeback snapshot` run on a schedule: a settled day of the last week with 12 files is
     compacted; one in the usage window, one of 9 files, and one before the week are not. The next
-    day rollups find the compacted day with one rollup."""
+    day rollups find the compacted day with one rollup. The files replaced are deleted by the
+    first run after RETAIN (here none)."""
     today = datetime.now(UTC).date()
     compacted, young, few, old = (today - timedelta(days=n) for n in (3, 1, 4, 12))
     fifteen_minute_days(pipeline, feed, {compacted: 12, young: 12, few: 9, old: 12})
@@ -111,6 +113,11 @@ def test_a_plain_snapshot_compacts_the_last_settled_days(pipeline: Pipeline, fee
     [new] = [file for file in committed_files(store) if file.date == compacted]
     assert new.key.startswith(f"usage/date={compacted.isoformat()}/compact-") and new.rows == 24
     assert CliRunner().invoke(main, ["snapshot"]).output.split() == ["snapshot:", "nothing", "new"]
+    monkeypatch.setattr(compaction, "RETAIN", timedelta(0))
+    deleting = CliRunner().invoke(main, ["snapshot"])
+    assert " ".join(deleting.output.split()) == ("snapshot: nothing new compaction: 12 file(s) replaced over 0 days "
+                                                 "ago deleted")
+    assert event_ids(store) == ids and len(store.list(f"usage/date={compacted.isoformat()}")) == 1
 
 
 def test_a_compaction_that_loses_the_race_commits_nothing(pipeline: Pipeline, feed: Feed, home: Path,
@@ -275,3 +282,46 @@ def test_snapshot_rollups_compacts_every_settled_day(pipeline: Pipeline, feed: F
         "snapshot: nothing new compaction: 1 settled day(s): 10 file(s) rewritten as 1 (20 events), committed as "
         "manifest 11 rollups: every committed file has one days: every settled day has one rollup")
     assert files_a_day(store) == {old: 1}
+
+
+def test_the_files_replaced_are_deleted_once_their_compaction_is_a_week_old(pipeline: Pipeline, feed: Feed) -> None:
+    day = date(2026, 10, 15)
+    fifteen_minute_days(pipeline, feed, {day: 10})
+    store = local(pipeline.snapshots)
+    replaced = committed_files(store)
+    ids = event_ids(store)
+    done = compact_days(store, date(2026, 10, 20))
+    assert done.manifest is not None and store.list(compaction.NOTES_PREFIX) == [f"_compacted/{done.manifest:08d}.json"]
+    committed = latest_manifest(store)
+    assert committed is not None
+
+    for days, deleted in ((6, 0), (8, 10), (9, 0)):
+        later = compact_days(store, date(2026, 10, 20), now=committed.created + timedelta(days=days))
+        assert later.deleted == deleted, days
+    assert not any(store.exists(file.key) or store.exists(file.rollup or "") for file in replaced)
+    assert store.list(compaction.NOTES_PREFIX) == [] and event_ids(store) == ids
+    [kept] = committed_files(store)
+    assert store.list(f"usage/date={day.isoformat()}") == [kept.key]  # the compacted file alone
+
+
+def test_a_file_still_committed_is_never_deleted(pipeline: Pipeline, feed: Feed) -> None:
+    """A note of a compaction that readers pass over (its rows do not add up), and a note of a
+    manifest a snapshot took: both removed, and every committed file stays."""
+    day = date(2026, 10, 15)
+    fifteen_minute_days(pipeline, feed, {day: 3})
+    store = local(pipeline.snapshots)
+    files = committed_files(store)
+    latest = latest_manifest(store)
+    assert latest is not None
+    store.put("usage/date=2026-10-15/compact-hand-made.parquet", store.get(files[0].key) or b"", overwrite=False)
+    bad = Compaction(PublishedFile("usage/date=2026-10-15/compact-hand-made.parquet", day, 99, 2),
+                     [file.key for file in files])
+    commit_manifest(store, Manifest(latest.number + 1, latest.cursor, [], datetime(2026, 10, 16, tzinfo=UTC),
+                                    compactions=[bad]))
+    for number in (latest.number, latest.number + 1):  # a snapshot's, and the hand-made compaction's
+        store.put(f"{compaction.NOTES_PREFIX}/{number:08d}.json", b"{}", overwrite=False)
+
+    assert compact_days(store, date(2026, 10, 20)).deleted == 0
+
+    assert all(store.exists(file.key) for file in files) and committed_files(store) == files
+    assert store.list(compaction.NOTES_PREFIX) == []

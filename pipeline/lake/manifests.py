@@ -207,6 +207,11 @@ def _numbered(store: ObjectStore, prefix: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def manifest_at(store: ObjectStore, number: int) -> Manifest | None:
+    """Manifest `number`; None when none has that number (yet)."""
+    return _read_manifest(store, f"{MANIFEST_PREFIX}/{number:08d}.json")
+
+
 def _read_manifest(store: ObjectStore, key: str) -> Manifest | None:
     data = store.get(key)
     return None if data is None else _decode_manifest(data)

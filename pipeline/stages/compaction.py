@@ -16,6 +16,14 @@ manifest takes the number after the one the files were read as of, create-if-abs
 snapshot or another compaction committed meanwhile makes this one commit nothing
 (SnapshotConflict): the next run does it, from the files as they are then. A day whose files
 cannot all be read is left as it is.
+
+The files replaced are deleted once their compaction is RETAIN old (7 days, as Delta Lake's
+VACUUM keeps by default): a reader that listed the files before the compaction, or a version that
+does not know compactions, still finds them until then. Each compaction leaves a note
+`_compacted/<n:08d>.json` before its manifest `n` is committed; a later run that finds manifest
+`n` committed more than RETAIN ago deletes each file it replaced that no committed manifest names
+any more (never one a reader may be given), with that file's rollup, and then the note. A note
+whose manifest is a snapshot's (the compaction lost the race) is deleted as it is found.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -37,6 +46,7 @@ from pipeline.lake.manifests import (
     PublishedFile,
     committed_files,
     latest_manifest,
+    manifest_at,
     write_checkpoint,
 )
 from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
@@ -49,6 +59,8 @@ from pipeline.stages.snapshot import ROW_GROUP_ROWS, commit_manifest, file_and_r
 # to 24 and a replay a few more, which readers open quickly enough; a 15-minute one leaves 96.
 COMPACT_MIN_FILES = 10
 COMPACT_ROWS = ROW_GROUP_ROWS  # rows of a compacted file at most (one row group), and of a file compacted
+RETAIN = timedelta(days=7)  # how long the files a compaction replaced stay after its commit
+NOTES_PREFIX = "_compacted"  # `_compacted/<n:08d>.json`: manifest n compacts files, not deleted yet
 
 
 @dataclass(slots=True)
@@ -59,6 +71,7 @@ class CompactionResult:
     rows: int = 0  # the rows rewritten
     unreadable: list[str] | None = None  # days left as they are: a file of theirs could not be read
     manifest: int | None = None  # the manifest that committed them
+    deleted: int = 0  # files deleted, replaced by compactions committed more than RETAIN ago
     seconds: float = 0.0
 
 
@@ -66,15 +79,17 @@ def compact_recent_days(store: ObjectStore, now: datetime | None = None) -> Comp
     """compact_days over the last RECENT_DAYS settled days at `now` (default now): what a run on
     a schedule does after its snapshot."""
     first_unsettled = settled_before(now)
-    return compact_days(store, first_unsettled, since=first_unsettled - timedelta(days=RECENT_DAYS))
+    return compact_days(store, first_unsettled, since=first_unsettled - timedelta(days=RECENT_DAYS), now=now)
 
 
-def compact_days(store: ObjectStore, settled_before: date, since: date | None = None) -> CompactionResult:
+def compact_days(store: ObjectStore, settled_before: date, since: date | None = None,
+                 now: datetime | None = None) -> CompactionResult:
     """Rewrite the small files of each day before `settled_before` (from `since` on, when given)
     that has COMPACT_MIN_FILES of them as files of up to COMPACT_ROWS rows, committed by one
-    manifest; safe to run again at any time (a day with fewer small files is left as it is)."""
+    manifest, after deleting the files compactions replaced more than RETAIN before `now`
+    (default now); safe to run again at any time (a day with fewer small files is left as it is)."""
     started = time.perf_counter()
-    result = CompactionResult()
+    result = CompactionResult(deleted=delete_replaced(store, now or datetime.now(UTC)))
     latest = latest_manifest(store)
     if latest is None:
         return result
@@ -104,11 +119,47 @@ def compact_days(store: ObjectStore, settled_before: date, since: date | None = 
     finally:
         maker.close()
     if made:
+        store.put(_note_key(number), b"{}", overwrite=True)  # before the commit: a file it replaces is never left
         commit_manifest(store, Manifest(number, latest.cursor, [], datetime.now(UTC), compactions=made))
         write_checkpoint(store, number)
         result.manifest = number
     result.seconds = time.perf_counter() - started
     return result
+
+
+def delete_replaced(store: ObjectStore, now: datetime) -> int:
+    """Delete the files that compactions committed more than RETAIN before `now` replaced and
+    that no committed manifest names; returns how many."""
+    deleted = 0
+    committed: set[str] | None = None
+    for number, note in _notes(store):
+        manifest = manifest_at(store, number)
+        if manifest is None:  # its commit is under way, or never came: a later manifest takes the number
+            continue
+        if not manifest.compactions:  # a snapshot took the number first: nothing was replaced
+            store.delete(note)
+            continue
+        if manifest.created > now - RETAIN:
+            continue
+        if committed is None:
+            committed = {file.key for file in committed_files(store)}
+        for key in (key for compaction in manifest.compactions for key in compaction.replaces):
+            if key not in committed and store.delete(key):
+                store.delete(rollup_key(key))
+                deleted += 1
+        store.delete(note)
+    return deleted
+
+
+def _notes(store: ObjectStore) -> Iterator[tuple[int, str]]:
+    for key in store.list(NOTES_PREFIX):
+        name = key.rsplit("/", 1)[-1].removesuffix(".json")
+        if key.endswith(".json") and name.isdigit():
+            yield int(name), key
+
+
+def _note_key(number: int) -> str:
+    return f"{NOTES_PREFIX}/{number:08d}.json"
 
 
 def _small(file: PublishedFile) -> bool:

@@ -31,10 +31,10 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
     Each file is written with its rollup (rollups/v1/date=YYYY-MM-DD/*.parquet), which reports
     sum instead of its events. Each run then rewrites the files of each of the last 7 settled days
     (older than the 24-hour usage window) that has 10 small ones or more as one file (a day of
-    15-minute snapshots has 96; the files replaced stay, unread), and sums the rollups of each of
-    those days that has several into one, which reports read instead, as the Functions timer
-    does; --rollups does every settled day, and rolls up the files written without a rollup, or
-    whose rollup is damaged.
+    15-minute snapshots has 96; the files replaced are deleted 7 days later), and sums the
+    rollups of each of those days that has several into one, which reports read instead, as the
+    Functions timer does; --rollups does every settled day, and rolls up the files written
+    without a rollup, or whose rollup is damaged.
 
     A Cosmos DB ledger hands over an event once it is older than its settle window
     (CHARGEBACK_COSMOS_SETTLE_SECONDS, default 120): the snapshot says how many events wait and
@@ -64,7 +64,7 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
 
             # Compaction first: the files it replaces need no rollup of their own any more.
             compacted = compact_days(p.snapshots, settled_before())
-            console.print(_compacted(compacted) if compacted.days or compacted.unreadable
+            console.print(_compacted(compacted) if _said(compacted)
                           else "compaction: no settled day has many small files", markup=False)
             done = backfill_rollups(p.snapshots, check_present=True)
             said = [f"{done.files:,} earlier file(s) rolled up, committed as manifest {done.manifest}"
@@ -92,12 +92,20 @@ def _compacted(done: CompactionResult) -> str:
                     f"({done.rows:,} events), committed as manifest {done.manifest}")
     if done.unreadable:
         said.append(f"left as they are, a file of theirs unreadable: {', '.join(done.unreadable)}")
+    if done.deleted:
+        from pipeline.stages.compaction import RETAIN
+
+        said.append(f"{done.deleted:,} file(s) replaced over {RETAIN.days} days ago deleted")
     return f"compaction: {'; '.join(said)}"
+
+
+def _said(done: CompactionResult) -> bool:
+    return bool(done.days or done.unreadable or done.deleted)
 
 
 def _compact_recent_days(store: ObjectStore) -> None:
     """The last settled days of many small files compacted, as the snapshot timer does after
-    each run. Said only when a day was compacted (or could not be)."""
+    each run. Said only when a day was compacted (or could not be), or replaced files deleted."""
     from pipeline.stages.compaction import compact_recent_days
     from pipeline.stages.snapshot import SnapshotConflict
 
@@ -106,7 +114,7 @@ def _compact_recent_days(store: ObjectStore) -> None:
     except SnapshotConflict:
         console.print("compaction: a snapshot committed first; the next run compacts the settled days", markup=False)
         return
-    if done.days or done.unreadable:
+    if _said(done):
         console.print(_compacted(done), markup=False)
 
 

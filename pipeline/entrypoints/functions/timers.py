@@ -112,6 +112,8 @@ def compact_settled_days(settings: Settings, now: datetime | None = None) -> Com
                      done.days, done.replaced, done.written, done.rows, done.manifest)
     if done.unreadable:
         logging.error("compaction: days left as they are, a file of theirs unreadable: %s", ", ".join(done.unreadable))
+    if done.deleted:
+        logging.info("compaction: %d file(s) replaced over 7 days ago deleted", done.deleted)
     return done
 
 
