@@ -209,7 +209,7 @@ def _rows(store: ObjectStore, key: str) -> pa.Table | None:
     if data is None:
         return None
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        table = pq.ParquetFile(pa.BufferReader(data)).read()  # read_table: 5 ms a small file more (datasets)
         return table.select(USAGE_SCHEMA.names).cast(USAGE_SCHEMA)
     except (pa.ArrowException, KeyError):
         return None
