@@ -89,12 +89,12 @@ def fifteen_minute_days(pipeline: Pipeline, feed: Feed, days: dict[date, int]) -
 def test_a_plain_snapshot_compacts_the_last_settled_days(pipeline: Pipeline, feed: Feed, home: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """`chargeback snapshot` run on a schedule: a settled day of the last week with 12 files is
-    compacted; one in the usage window, one of 9 files, and one before the week are not. The next
-    day rollups find the compacted day with one rollup. The files replaced are deleted by the
-    first run after RETAIN (here none)."""
+    compacted, and the oldest day before the week still to compact (one a run); one in the usage
+    window and one of 9 files are not. The next day rollups find the compacted day with one
+    rollup. The files replaced are deleted by the first run after RETAIN (here none)."""
     today = datetime.now(UTC).date()
-    compacted, young, few, old = (today - timedelta(days=n) for n in (3, 1, 4, 12))
-    fifteen_minute_days(pipeline, feed, {compacted: 12, young: 12, few: 9, old: 12})
+    compacted, young, few, older, oldest = (today - timedelta(days=n) for n in (3, 1, 4, 12, 20))
+    fifteen_minute_days(pipeline, feed, {compacted: 12, young: 12, few: 9, older: 11, oldest: 10})
     store = local(pipeline.snapshots)
     ids = event_ids(store)
     pipeline.close()
@@ -105,17 +105,22 @@ def test_a_plain_snapshot_compacts_the_last_settled_days(pipeline: Pipeline, fee
     latest = latest_manifest(store)
     assert latest is not None
     assert " ".join(first.output.split()) == (
-        f"snapshot: nothing new compaction: 1 settled day(s): 12 file(s) rewritten as 1 (24 events), committed as "
+        f"snapshot: nothing new compaction: 2 settled day(s): 22 file(s) rewritten as 2 (44 events), committed as "
         f"manifest {latest.number - 1} days: 1 settled day(s) given one rollup of 9 file(s) (9 rollups read), "
         f"committed as manifest {latest.number}")
-    assert files_a_day(store) == {compacted: 1, young: 12, few: 9, old: 12}
+    assert files_a_day(store) == {compacted: 1, young: 12, few: 9, older: 11, oldest: 1}
     assert event_ids(store) == ids
     [new] = [file for file in committed_files(store) if file.date == compacted]
     assert new.key.startswith(f"usage/date={compacted.isoformat()}/compact-") and new.rows == 24
+    second = CliRunner().invoke(main, ["snapshot"])
+    assert " ".join(second.output.split()) == (
+        f"snapshot: nothing new compaction: 1 settled day(s): 11 file(s) rewritten as 1 (22 events), committed as "
+        f"manifest {latest.number + 1}")
+    assert files_a_day(store) == {compacted: 1, young: 12, few: 9, older: 1, oldest: 1}
     assert CliRunner().invoke(main, ["snapshot"]).output.split() == ["snapshot:", "nothing", "new"]
     monkeypatch.setattr(compaction, "RETAIN", timedelta(0))
     deleting = CliRunner().invoke(main, ["snapshot"])
-    assert " ".join(deleting.output.split()) == ("snapshot: nothing new compaction: 12 file(s) replaced over 0 days "
+    assert " ".join(deleting.output.split()) == ("snapshot: nothing new compaction: 33 file(s) replaced over 0 days "
                                                  "ago deleted")
     assert event_ids(store) == ids and len(store.list(f"usage/date={compacted.isoformat()}")) == 1
 
@@ -192,18 +197,19 @@ def test_a_day_with_a_file_it_cannot_read_is_left_as_it_is(pipeline: Pipeline, f
 
 def test_the_snapshot_timer_compacts_the_last_settled_days(pipeline: Pipeline, feed: Feed, home: Path,
                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """The last week's settled day, and the oldest before it (one a run)."""
     now = datetime(2026, 10, 20, 12, tzinfo=UTC)  # settled: the days before 10-19; the timer looks from 10-12 on
-    fifteen_minute_days(pipeline, feed, {date(2026, 10, 15): 10, date(2026, 10, 5): 10})
+    fifteen_minute_days(pipeline, feed, {date(2026, 10, 15): 10, date(2026, 10, 5): 10, date(2026, 10, 3): 10})
     store = local(pipeline.snapshots)
     pipeline.close()
     caplog.set_level(logging.INFO)
 
     done = timers.compact_settled_days(Settings.from_env(), now)
 
-    assert done is not None and (done.days, done.replaced, done.written, done.rows) == (1, 10, 1, 20)
-    assert (f"compaction: 1 settled day(s), 10 file(s) rewritten as 1 (20 events, manifest {done.manifest})"
+    assert done is not None and (done.days, done.replaced, done.written, done.rows) == (2, 20, 2, 40)
+    assert (f"compaction: 2 settled day(s), 20 file(s) rewritten as 2 (40 events, manifest {done.manifest})"
             in caplog.text)
-    assert files_a_day(store) == {date(2026, 10, 15): 1, date(2026, 10, 5): 10}
+    assert files_a_day(store) == {date(2026, 10, 15): 1, date(2026, 10, 5): 10, date(2026, 10, 3): 1}
 
 
 def test_a_checkpoint_holds_the_compacted_files(pipeline: Pipeline, feed: Feed, home: Path,
@@ -267,21 +273,20 @@ def test_files_each_as_large_as_a_compacted_one_are_left_as_they_are(pipeline: P
 
 
 def test_snapshot_rollups_compacts_every_settled_day(pipeline: Pipeline, feed: Feed, home: Path) -> None:
-    """A day before the plain snapshot's week is compacted by `snapshot --rollups`, before the
-    rollups: the files it replaces need none."""
-    old = datetime.now(UTC).date() - timedelta(days=20)
-    fifteen_minute_days(pipeline, feed, {old: 10})
+    """Every settled day before the last week at once (a scheduled run does one a run), before
+    the rollups: the files it replaces need none."""
+    days = [datetime.now(UTC).date() - timedelta(days=n) for n in (20, 30)]
+    fifteen_minute_days(pipeline, feed, dict.fromkeys(days, 10))
     store = local(pipeline.snapshots)
     pipeline.close()
-    assert CliRunner().invoke(main, ["snapshot"]).output.split() == ["snapshot:", "nothing", "new"]
 
     result = CliRunner().invoke(main, ["snapshot", "--rollups"])
 
     assert result.exit_code == 0, result.output
     assert " ".join(result.output.split()) == (
-        "snapshot: nothing new compaction: 1 settled day(s): 10 file(s) rewritten as 1 (20 events), committed as "
+        "snapshot: nothing new compaction: 2 settled day(s): 20 file(s) rewritten as 2 (40 events), committed as "
         "manifest 11 rollups: every committed file has one days: every settled day has one rollup")
-    assert files_a_day(store) == {old: 1}
+    assert files_a_day(store) == dict.fromkeys(days, 1)
 
 
 def test_the_files_replaced_are_deleted_once_their_compaction_is_a_week_old(pipeline: Pipeline, feed: Feed) -> None:

@@ -30,11 +30,12 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
 
     Each file is written with its rollup (rollups/v1/date=YYYY-MM-DD/*.parquet), which reports
     sum instead of its events. Each run then rewrites the files of each of the last 7 settled days
-    (older than the 24-hour usage window) that has 10 small ones or more as one file (a day of
-    15-minute snapshots has 96; the files replaced are deleted 7 days later), and sums the
-    rollups of each of those days that has several into one, which reports read instead, as the
-    Functions timer does; --rollups does every settled day, and rolls up the files written
-    without a rollup, or whose rollup is damaged.
+    (older than the 24-hour usage window) that has 10 small ones or more, and of the oldest such
+    day before them, as one file (a day of 15-minute snapshots has 96; the files replaced are
+    deleted 7 days later), and sums the rollups of each of the last 7 settled days that has
+    several into one, which reports read instead, as the Functions timer does; --rollups does
+    every settled day, and rolls up the files written without a rollup, or whose rollup is
+    damaged.
 
     A Cosmos DB ledger hands over an event once it is older than its settle window
     (CHARGEBACK_COSMOS_SETTLE_SECONDS, default 120): the snapshot says how many events wait and

@@ -99,9 +99,9 @@ def backfill_snapshots(settings: Settings) -> BackfillResult | None:
 
 def compact_settled_days(settings: Settings, now: datetime | None = None) -> CompactionResult | None:
     """Rewrite the small files of each of the last settled days that has many (a day of
-    15-minute runs has 96) as one (compact_recent_days), so that whatever reads the day's events
-    opens one file. What fails here is logged: the snapshot is committed, and the next run tries
-    again."""
+    15-minute runs has 96), and of the oldest such day before them, as one (compact_recent_days),
+    so that whatever reads the day's events opens one file. What fails here is logged: the
+    snapshot is committed, and the next run tries again."""
     try:
         done = compact_recent_days(open_store(settings, SNAPSHOTS), now)
     except SnapshotConflict:
