@@ -51,7 +51,7 @@ class PublishedRollup(msgspec.Struct, frozen=True):
 
 class Compaction(msgspec.Struct, frozen=True):
     """Committed files of one day rewritten as one (pipeline.stages.compaction): `file` holds
-    exactly the rows of the files `replaces`, which stay where they are."""
+    exactly the rows of the files `replaces`, which stay for a week (compaction.RETAIN)."""
 
     file: PublishedFile
     replaces: list[str]
@@ -66,8 +66,8 @@ class Manifest(msgspec.Struct, frozen=True):
     # are not committed again, and a reader takes the latest rollup named for each file.
     rollups: list[PublishedRollup] = msgspec.field(default_factory=list)
     # Files committed before, each set replaced by one file of the same rows. A version before
-    # compactions does not know the field and reads the files replaced, which are never deleted
-    # by a compaction: either way each row is read once.
+    # compactions does not know the field and reads the files replaced, which stay a week after
+    # the commit: either way each row is read once.
     compactions: list[Compaction] = msgspec.field(default_factory=list)
 
 

@@ -10,12 +10,12 @@ against 0.9-1.3 s over a file a day (docs/benchmarks.md, "twenty-fourth pass").
 A settled day (older than the usage window, as for the day rollups) with COMPACT_MIN_FILES
 committed files of this version's layout, each smaller than COMPACT_ROWS, has them rewritten in
 commit order as files of up to COMPACT_ROWS rows, each with its rollup, like a snapshot's. Nothing
-is overwritten or deleted: the next manifest names each new file with the files it replaces
+is overwritten: the next manifest names each new file with the files it replaces
 (`Manifest.compactions`), and readers take it in their place (pipeline.lake.manifests). That
 manifest takes the number after the one the files were read as of, create-if-absent, so a
 snapshot or another compaction committed meanwhile makes this one commit nothing
-(SnapshotConflict): the next run does it, from the files as they are then. A day whose files
-cannot all be read is left as it is.
+(SnapshotConflict; the files it wrote stay unread, as a failed snapshot's do): the next run does
+it, from the files as they are then. A day whose files cannot all be read is left as it is.
 
 The files replaced are deleted once their compaction is RETAIN old (7 days, as Delta Lake's
 VACUUM keeps by default): a reader that listed the files before the compaction, or a version that

@@ -37,7 +37,7 @@ from pipeline.ports import SourceError
 from pipeline.settings import Settings, SettingsError
 from pipeline.stages.azure_reconcile import Reconciliation, reconcile_azure
 from pipeline.stages.backfill import BackfillResult, backfill_rollups
-from pipeline.stages.compaction import CompactionResult, compact_recent_days
+from pipeline.stages.compaction import RETAIN, CompactionResult, compact_recent_days
 from pipeline.stages.day_rollups import DayRollupResult, roll_up_recent_days
 from pipeline.stages.llm_usage import StreamStatus, stream_status
 from pipeline.stages.report.build import period_report
@@ -113,7 +113,7 @@ def compact_settled_days(settings: Settings, now: datetime | None = None) -> Com
     if done.unreadable:
         logging.error("compaction: days left as they are, a file of theirs unreadable: %s", ", ".join(done.unreadable))
     if done.deleted:
-        logging.info("compaction: %d file(s) replaced over 7 days ago deleted", done.deleted)
+        logging.info("compaction: %d file(s) replaced over %d days ago deleted", done.deleted, RETAIN.days)
     return done
 
 
