@@ -53,12 +53,16 @@ from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
 from pipeline.lake.usage import USAGE_SCHEMA
 from pipeline.ports import ObjectStore
 from pipeline.stages.day_rollups import RECENT_DAYS, settled_before
-from pipeline.stages.snapshot import ROW_GROUP_ROWS, commit_manifest, file_and_rollup
+from pipeline.stages.snapshot import commit_manifest, file_and_rollup
 
 # A day is compacted once it has this many small files: a daily or hourly schedule leaves up
 # to 24 and a replay a few more, which readers open quickly enough; a 15-minute one leaves 96.
 COMPACT_MIN_FILES = 10
-COMPACT_ROWS = ROW_GROUP_ROWS  # rows of a compacted file at most (one row group), and of a file compacted
+# Rows of a compacted file at most, and of a file compacted: a run's rows are held whole while
+# its file and rollup are written. A day of 1,093,490 rows in 96 files peaked at 1,008 MiB in runs
+# of 1M, 631 in runs of 500,000, 486 in runs of 250,000 (the timer shares a 2,048 MB instance with
+# the Event Hub trigger; docs/benchmarks.md, "twenty-fourth pass").
+COMPACT_ROWS = 500_000
 RETAIN = timedelta(days=7)  # how long the files a compaction replaced stay after its commit
 BACKLOG_DAYS = 1  # days before the last week compacted by each scheduled run, oldest first
 NOTES_PREFIX = "_compacted"  # `_compacted/<n:08d>.json`: manifest n compacts files, not deleted yet
@@ -182,20 +186,29 @@ def _compacted_day(store: ObjectStore, maker: RollupMaker, day: date, files: lis
     for run in _runs(files):
         if len(run) < 2:
             continue
-        tables = [_rows(store, file.key) for file in run]
-        if any(table is None for table in tables):
+        compaction = _compacted_run(store, maker, day, run, number)  # its rows gone before the next run's
+        if compaction is None:
             return None
-        rows = pa.concat_tables([table for table in tables if table is not None])
-        key = f"{USAGE_PREFIX}/date={day.isoformat()}/compact-{number:08d}-{uuid.uuid4().hex[:12]}.parquet"
-        data, rollup = file_and_rollup(rows, maker)
-        store.put(key, data, overwrite=False)  # a fresh name: never taken
-        if rollup is None:  # its sums pass 64 bits: a report sums its events
-            file = PublishedFile(key, day, rows.num_rows, SNAPSHOT_LAYOUT)
-        else:
-            store.put(rollup_key(key), rollup, overwrite=False)
-            file = PublishedFile(key, day, rows.num_rows, SNAPSHOT_LAYOUT, rollup_key(key), ROLLUP_LAYOUT)
-        compactions.append(Compaction(file, [file.key for file in run]))
+        compactions.append(compaction)
     return compactions
+
+
+def _compacted_run(store: ObjectStore, maker: RollupMaker, day: date, run: list[PublishedFile],
+                   number: int) -> Compaction | None:
+    """The run's files as one, written with its rollup; None when one of them cannot be read."""
+    tables = [_rows(store, file.key) for file in run]
+    if any(table is None for table in tables):
+        return None
+    rows = pa.concat_tables([table for table in tables if table is not None])
+    key = f"{USAGE_PREFIX}/date={day.isoformat()}/compact-{number:08d}-{uuid.uuid4().hex[:12]}.parquet"
+    data, rollup = file_and_rollup(rows, maker)
+    store.put(key, data, overwrite=False)  # a fresh name: never taken
+    if rollup is None:  # its sums pass 64 bits: a report sums its events
+        file = PublishedFile(key, day, rows.num_rows, SNAPSHOT_LAYOUT)
+    else:
+        store.put(rollup_key(key), rollup, overwrite=False)
+        file = PublishedFile(key, day, rows.num_rows, SNAPSHOT_LAYOUT, rollup_key(key), ROLLUP_LAYOUT)
+    return Compaction(file, [source.key for source in run])
 
 
 def _runs(files: list[PublishedFile]) -> list[list[PublishedFile]]:
