@@ -44,18 +44,45 @@ def batch_files(records: Iterable[LlmUsage]) -> dict[str, bytes]:
     return files
 
 
+COMPACT_PREFIX = "compact-"  # `date=D/compact-<hash>.parquet` and its note `.json` (pipeline.stages.llm_compaction)
+
+
+class CompactionNote(msgspec.Struct, frozen=True):
+    """The files a compacted file holds every record of: readers that list both leave them out."""
+
+    replaces: list[str]
+    created: datetime
+
+
+_decode_note = msgspec.json.Decoder(CompactionNote).decode
+
+
+def read_note(store: ObjectStore, key: str) -> CompactionNote | None:
+    """A compaction's note; None when it is gone or not one (its files are then read as well)."""
+    data = store.get(key)
+    try:
+        return None if data is None else _decode_note(data)
+    except msgspec.DecodeError:
+        return None
+
+
 def llm_usage_keys(store: ObjectStore, days: tuple[date, date] | None = None) -> list[str]:
     """The stored files, optionally of the days in [start - 1, end + 1) only: a request's log
     record and its event both carry the request's start, but two clocks may put them either side
-    of midnight."""
-    keys = []
+    of midnight. The files a compacted file listed with its note holds are left out."""
+    keys, notes = [], []
     for key in store.list(""):
-        day = file_day(key) if key.endswith(".parquet") else None
-        if day is None:
+        day = file_day(key)
+        if day is None or (days is not None and not days[0] - timedelta(days=1) <= day < days[1] + timedelta(days=1)):
             continue
-        if days is None or days[0] - timedelta(days=1) <= day < days[1] + timedelta(days=1):
+        if key.endswith(".parquet"):
             keys.append(key)
-    return keys
+        elif key.endswith(".json") and key.rsplit("/", 1)[-1].startswith(COMPACT_PREFIX):
+            notes.append(key)
+    present = set(keys)
+    covered = {source for key in notes if key.removesuffix(".json") + ".parquet" in present
+               for source in (read_note(store, key) or CompactionNote([], datetime.now(UTC))).replaces}
+    return [key for key in keys if key not in covered]
 
 
 def file_day(key: str) -> date | None:

@@ -49,7 +49,8 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
     from pipeline.entrypoints.cli.output import show_snapshot
     from pipeline.stages.snapshot import snapshot
 
-    with pipeline_of(Settings.from_env()) as p:
+    settings = Settings.from_env()
+    with pipeline_of(settings) as p:
         result = snapshot(p.ledger, p.snapshots)
         show_snapshot(console, result)
         until = result.pending.until
@@ -84,6 +85,28 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
         else:
             _compact_recent_days(p.snapshots)
             _sum_recent_days(p.snapshots)
+        _compact_llm_usage(settings, every_day=backfill)
+
+
+def _compact_llm_usage(settings: Settings, every_day: bool) -> None:
+    """The LLM-log usage area's settled days of many small files compacted (every settled day,
+    or the last week's and the oldest before them); said only when something was done."""
+    from pipeline.app import open_store
+    from pipeline.lake.areas import LLM_USAGE
+    from pipeline.stages.day_rollups import settled_before
+    from pipeline.stages.llm_compaction import compact_llm_days, compact_recent_llm_days
+
+    store = open_store(settings, LLM_USAGE)
+    done = compact_llm_days(store, settled_before()) if every_day else compact_recent_llm_days(store)
+    said = []
+    if done.days:
+        said.append(f"{done.days:,} settled day(s): {done.replaced:,} file(s) rewritten as {done.written:,}")
+    if done.unreadable:
+        said.append(f"left as they are, a file of theirs unreadable: {', '.join(done.unreadable)}")
+    if done.deleted:
+        said.append(f"{done.deleted:,} file(s) replaced a week ago deleted")
+    if said:
+        console.print(f"llm usage: {'; '.join(said)}", markup=False)
 
 
 def _compacted(done: CompactionResult) -> str:

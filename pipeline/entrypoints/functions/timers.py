@@ -39,6 +39,7 @@ from pipeline.stages.azure_reconcile import Reconciliation, reconcile_azure
 from pipeline.stages.backfill import BackfillResult, backfill_rollups
 from pipeline.stages.compaction import RETAIN, CompactionResult, compact_recent_days
 from pipeline.stages.day_rollups import DayRollupResult, roll_up_recent_days
+from pipeline.stages.llm_compaction import LlmCompactionResult, compact_recent_llm_days
 from pipeline.stages.llm_usage import StreamStatus, stream_status
 from pipeline.stages.report.build import period_report
 from pipeline.stages.report.model import FORMATS, Report, ReportError, formats_of
@@ -76,6 +77,7 @@ def snapshot_timer(timer: func.TimerRequest) -> None:
     backfill_snapshots(settings)
     compact_settled_days(settings)
     roll_up_settled_days(settings)
+    compact_llm_usage(settings)
 
 
 def backfill_snapshots(settings: Settings) -> BackfillResult | None:
@@ -114,6 +116,20 @@ def compact_settled_days(settings: Settings, now: datetime | None = None) -> Com
         logging.error("compaction: days left as they are, a file of theirs unreadable: %s", ", ".join(done.unreadable))
     if done.deleted:
         logging.info("compaction: %d file(s) replaced over %d days ago deleted", done.deleted, RETAIN.days)
+    return done
+
+
+def compact_llm_usage(settings: Settings, now: datetime | None = None) -> LlmCompactionResult:
+    """Rewrite the LLM-log usage files of each of the last settled days that has many (one per
+    host batch), and of the oldest such day before them, as one (compact_recent_llm_days)."""
+    done = compact_recent_llm_days(open_store(settings, LLM_USAGE), now)
+    if done.days:
+        logging.info("llm usage: %d settled day(s), %d file(s) rewritten as %d", done.days, done.replaced,
+                     done.written)
+    if done.unreadable:
+        logging.error("llm usage: days left as they are, a file of theirs unreadable: %s", ", ".join(done.unreadable))
+    if done.deleted:
+        logging.info("llm usage: %d file(s) replaced over %d days ago deleted", done.deleted, RETAIN.days)
     return done
 
 
