@@ -35,7 +35,8 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
     deleted 7 days later), and sums the rollups of each of the last 7 settled days that has
     several into one, which reports read instead, as the Functions timer does; --rollups does
     every settled day, and rolls up the files written without a rollup, or whose rollup is
-    damaged.
+    damaged. The LLM-log usage files of those days (one per host batch) are compacted the same
+    way.
 
     A Cosmos DB ledger hands over an event once it is older than its settle window
     (CHARGEBACK_COSMOS_SETTLE_SECONDS, default 120): the snapshot says how many events wait and
