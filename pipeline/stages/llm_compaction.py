@@ -102,33 +102,41 @@ def compact_llm_days(store: ObjectStore, settled_before: date, since: date | Non
 
 def _compact_day(store: ObjectStore, keys: list[str], now: datetime) -> int | None:
     """The day's files as files of up to COMPACT_ROWS rows, each with its note; how many, or None
-    when one of the files cannot be read (nothing is written then)."""
-    tables = []
+    when one of the files cannot be read (nothing is written then). The files are held as they
+    are stored (compressed) and decoded a run at a time."""
+    files = []
     for key in keys:
-        data = store.get(key)
         try:
-            tables.append(pq.ParquetFile(pa.BufferReader(data or b"")).read().select(LLM_USAGE_SCHEMA.names)
-                          .cast(LLM_USAGE_SCHEMA))
-        except (pa.ArrowException, KeyError):
+            files.append(pq.ParquetFile(pa.BufferReader(store.get(key) or b"")))
+        except pa.ArrowException:
             return None
     runs: list[list[int]] = [[]]
     rows = 0
-    for at, table in enumerate(tables):
-        if runs[-1] and rows + table.num_rows > COMPACT_ROWS:
+    for at, file in enumerate(files):
+        if runs[-1] and rows + file.metadata.num_rows > COMPACT_ROWS:
             runs.append([])
             rows = 0
         runs[-1].append(at)
-        rows += table.num_rows
+        rows += file.metadata.num_rows
+    made = []
     for run in runs:
+        try:
+            table = pa.concat_tables([files[at].read().select(LLM_USAGE_SCHEMA.names).cast(LLM_USAGE_SCHEMA)
+                                      for at in run])
+        except (pa.ArrowException, KeyError):
+            return None
         sources = sorted(keys[at] for at in run)
         digest = hashlib.sha256("\n".join(sources).encode()).hexdigest()[:32]
         folder = sources[0].rsplit("/", 1)[0]
         sink = pa.BufferOutputStream()
-        pq.write_table(pa.concat_tables([tables[at] for at in run]), sink, compression="zstd")
-        store.put(f"{folder}/{COMPACT_PREFIX}{digest}.parquet", sink.getvalue().to_pybytes(), overwrite=False)
-        store.put(f"{folder}/{COMPACT_PREFIX}{digest}.json", msgspec.json.encode(CompactionNote(sources, now)),
+        pq.write_table(table, sink, compression="zstd")
+        del table
+        made.append((f"{folder}/{COMPACT_PREFIX}{digest}", sink.getvalue().to_pybytes(), sources))
+    for name, data, sources in made:  # nothing written unless every run could be read
+        store.put(f"{name}.parquet", data, overwrite=False)
+        store.put(f"{name}.json", msgspec.json.encode(CompactionNote(sources, now)),
                   overwrite=False)  # the commit: readers leave the sources out from now on
-    return len(runs)
+    return len(made)
 
 
 def _is_note(key: str) -> bool:
