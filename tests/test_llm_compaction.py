@@ -6,10 +6,12 @@ deleted."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from pipeline.adapters.embedded.local_store import LocalObjectStore
@@ -105,3 +107,15 @@ def test_a_plain_snapshot_compacts_the_llm_usage_of_the_last_settled_days(home: 
     assert " ".join(result.output.split()) == ("snapshot: nothing new llm usage: 1 settled day(s): 11 file(s) "
                                                "rewritten as 1")
     assert len(llm_usage_keys(store)) == 1
+
+
+def test_the_snapshot_timer_compacts_the_llm_usage(home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from pipeline.entrypoints.functions import timers
+
+    store = open_store(Settings.from_env(), LLM_USAGE)
+    assert isinstance(store, LocalObjectStore)
+    batches(store, date(2026, 10, 15), 10)
+    caplog.set_level(logging.INFO)
+    done = timers.compact_llm_usage(Settings.from_env(), datetime(2026, 10, 20, 12, tzinfo=UTC))
+    assert (done.days, done.replaced, done.written) == (1, 10, 1)
+    assert "llm usage: 1 settled day(s), 10 file(s) rewritten as 1" in caplog.text

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from pipeline.ports import ObjectStore
     from pipeline.stages.compaction import CompactionResult
     from pipeline.stages.day_rollups import DayRollupResult
+    from pipeline.stages.llm_compaction import LlmCompactionResult
 
 
 @click.command("snapshot")
@@ -67,8 +68,7 @@ def snapshot_command(wait: bool, backfill: bool) -> None:
 
             # Compaction first: the files it replaces need no rollup of their own any more.
             compacted = compact_days(p.snapshots, settled_before())
-            console.print(_compacted(compacted) if _said(compacted)
-                          else "compaction: no settled day has many small files", markup=False)
+            console.print(_compacted(compacted) or "compaction: no settled day has many small files", markup=False)
             done = backfill_rollups(p.snapshots, check_present=True)
             said = [f"{done.files:,} earlier file(s) rolled up, committed as manifest {done.manifest}"
                     if done.files else "no file rolled up" if done.left or done.unrolled
@@ -98,34 +98,28 @@ def _compact_llm_usage(settings: Settings, every_day: bool) -> None:
     from pipeline.stages.llm_compaction import compact_llm_days, compact_recent_llm_days
 
     store = open_store(settings, LLM_USAGE)
-    done = compact_llm_days(store, settled_before()) if every_day else compact_recent_llm_days(store)
-    said = []
-    if done.days:
-        said.append(f"{done.days:,} settled day(s): {done.replaced:,} file(s) rewritten as {done.written:,}")
-    if done.unreadable:
-        said.append(f"left as they are, a file of theirs unreadable: {', '.join(done.unreadable)}")
-    if done.deleted:
-        said.append(f"{done.deleted:,} file(s) replaced a week ago deleted")
+    said = _compaction_line("llm usage", compact_llm_days(store, settled_before()) if every_day
+                            else compact_recent_llm_days(store))
     if said:
-        console.print(f"llm usage: {'; '.join(said)}", markup=False)
+        console.print(said, markup=False)
 
 
-def _compacted(done: CompactionResult) -> str:
+def _compacted(done: CompactionResult) -> str | None:
+    return _compaction_line("compaction", done, f" ({done.rows:,} events), committed as manifest {done.manifest}")
+
+
+def _compaction_line(area: str, done: CompactionResult | LlmCompactionResult, detail: str = "") -> str | None:
+    """What a compaction did, in one line; None when it did nothing."""
+    from pipeline.stages.compaction import RETAIN
+
     said = []
     if done.days:
-        said.append(f"{done.days:,} settled day(s): {done.replaced:,} file(s) rewritten as {done.written:,} "
-                    f"({done.rows:,} events), committed as manifest {done.manifest}")
+        said.append(f"{done.days:,} settled day(s): {done.replaced:,} file(s) rewritten as {done.written:,}{detail}")
     if done.unreadable:
         said.append(f"left as they are, a file of theirs unreadable: {', '.join(done.unreadable)}")
     if done.deleted:
-        from pipeline.stages.compaction import RETAIN
-
         said.append(f"{done.deleted:,} file(s) replaced over {RETAIN.days} days ago deleted")
-    return f"compaction: {'; '.join(said)}"
-
-
-def _said(done: CompactionResult) -> bool:
-    return bool(done.days or done.unreadable or done.deleted)
+    return f"{area}: {'; '.join(said)}" if said else None
 
 
 def _compact_recent_days(store: ObjectStore) -> None:
@@ -139,8 +133,9 @@ def _compact_recent_days(store: ObjectStore) -> None:
     except SnapshotConflict:
         console.print("compaction: a snapshot committed first; the next run compacts the settled days", markup=False)
         return
-    if _said(done):
-        console.print(_compacted(done), markup=False)
+    said = _compacted(done)
+    if said:
+        console.print(said, markup=False)
 
 
 def _days_summed(days: DayRollupResult) -> str:

@@ -109,13 +109,7 @@ def compact_settled_days(settings: Settings, now: datetime | None = None) -> Com
     except SnapshotConflict:
         logging.warning("compaction: a snapshot committed first; the next run compacts the days again")
         return None
-    if done.days:
-        logging.info("compaction: %d settled day(s), %d file(s) rewritten as %d (%d events, manifest %s)",
-                     done.days, done.replaced, done.written, done.rows, done.manifest)
-    if done.unreadable:
-        logging.error("compaction: days left as they are, a file of theirs unreadable: %s", ", ".join(done.unreadable))
-    if done.deleted:
-        logging.info("compaction: %d file(s) replaced over %d days ago deleted", done.deleted, RETAIN.days)
+    _log_compaction("compaction", done, f" ({done.rows} events, manifest {done.manifest})")
     return done
 
 
@@ -123,14 +117,18 @@ def compact_llm_usage(settings: Settings, now: datetime | None = None) -> LlmCom
     """Rewrite the LLM-log usage files of each of the last settled days that has many (one per
     host batch), and of the oldest such day before them, as one (compact_recent_llm_days)."""
     done = compact_recent_llm_days(open_store(settings, LLM_USAGE), now)
-    if done.days:
-        logging.info("llm usage: %d settled day(s), %d file(s) rewritten as %d", done.days, done.replaced,
-                     done.written)
-    if done.unreadable:
-        logging.error("llm usage: days left as they are, a file of theirs unreadable: %s", ", ".join(done.unreadable))
-    if done.deleted:
-        logging.info("llm usage: %d file(s) replaced over %d days ago deleted", done.deleted, RETAIN.days)
+    _log_compaction("llm usage", done)
     return done
+
+
+def _log_compaction(area: str, done: CompactionResult | LlmCompactionResult, detail: str = "") -> None:
+    if done.days:
+        logging.info("%s: %d settled day(s), %d file(s) rewritten as %d%s", area, done.days, done.replaced,
+                     done.written, detail)
+    if done.unreadable:
+        logging.error("%s: days left as they are, a file of theirs unreadable: %s", area, ", ".join(done.unreadable))
+    if done.deleted:
+        logging.info("%s: %d file(s) replaced over %d days ago deleted", area, done.deleted, RETAIN.days)
 
 
 def roll_up_settled_days(settings: Settings, now: datetime | None = None) -> DayRollupResult | None:
