@@ -42,13 +42,13 @@ SCALES: dict[str, dict[str, Any]] = {
 for _sizes in SCALES.values():
     _sizes["cosmos"] = 1_500  # events per run: the plain-session run takes ~25 ms an event here
 REPEATS = {"decode": 5, "redis": 5, "cosmos": 3, "ingest": 3, "snapshot": 3, "report": 3, "report-cli": 5,
-           "report-15min": 5, "query-15min": 3}
+           "report-15min": 5, "query-15min": 3, "query-llm": 3}
 # Seconds of measuring per stage at scale 10m (a third at 1m): past it, a stage starts no new
 # repeat, so that `make bench` stays within 10 minutes even on a busy machine (the table shows
 # how many runs each median is of). An embedded-ingest run stops taking batches after
 # INGEST_CAP seconds; its rate is over the events it ingested.
 BUDGETS = {"decode": 30, "redis": 45, "cosmos": 40, "ingest": 90, "snapshot": 45, "report": 90, "report-cli": 90,
-           "report-15min": 45, "query-15min": 40}
+           "report-15min": 45, "query-15min": 40, "query-llm": 20}
 INGEST_CAP = {"10m": 45, "1m": 15}
 MIN_REPEATS = 1
 INGEST_MIN_REPEATS = 2
@@ -57,11 +57,14 @@ INGEST_MIN_REPEATS = 2
 COSMOS_MIN_REPEATS = 2
 REPORT_MIN_REPEATS = 2  # the report's ratio is the one that decides the most: always a median of 2+
 STAGES = ("cli", "decode", "redis", "cosmos", "ingest", "ingest-cli", "replay-cli", "snapshot", "report", "report-cli",
-          "report-15min", "query-15min")
+          "report-15min", "query-15min", "query-llm")
 # report-15min: the smallest report month as a file a day at every 15-minute snapshot run (96 a
 # day, 2,976 in the month), each settled day given its day rollup: as the Functions app left it
 # before compaction, and still leaves the days settled before an upgrade. query-15min:
 # `chargeback query` over that month, and over it compacted (pipeline.stages.compaction).
+# query-llm: `chargeback query` of a month of LLM-log usage, a file per host batch (96 a day, 20
+# records each), and of it compacted (pipeline.stages.llm_compaction).
+LLM_FILES_PER_DAY, LLM_RECORDS_PER_FILE = 96, 20
 FILES_PER_DAY_15MIN = 96
 CLI_REPEATS = 11  # whole processes per command: cheap, so more of them
 HELP_TARGET, STARTUP_TARGET = 0.15, 0.25  # seconds: `chargeback --help`, any command's --help
@@ -384,17 +387,21 @@ def evaluate(results: list[dict[str, Any]]) -> list[Target]:
 
 
 def query_targets(results: list[dict[str, Any]]) -> list[Target]:
-    """`chargeback query` over the 15-minute month compacted: no target of the issue for its
-    time (shown against the month as it was); its output must be the same."""
-    ours = next((r for r in results if r["stage"] == "query-15min" and r["role"] == "stage" and r["runs"]), None)
-    base = next((r for r in results if r["stage"] == "query-15min" and r["role"] == "baseline" and r["runs"]), None)
-    if ours is None or base is None:
-        return []
-    same = bool(ours["extra"].get("same_output"))
-    return [Target(f"chargeback query over {ours['events'] / 1e6:g}M events in {FILES_PER_DAY_15MIN} files a day, "
-                   "compacted: the same output", same,
-                   f"{'identical' if same else 'DIFFERENT'}; {median_s(ours):.2f} s vs {median_s(base):.2f} s "
-                   f"({median_s(base) / median_s(ours):.1f}x faster)", "query-15min")]
+    """`chargeback query` over the 15-minute month and the LLM-usage month compacted: no target
+    of the issue for their time (shown against the months as they were); the output must be the
+    same."""
+    targets = []
+    for stage, what in (("query-15min", f"events in {FILES_PER_DAY_15MIN} files a day"),
+                        ("query-llm", f"LLM-usage records in {LLM_FILES_PER_DAY} files a day")):
+        ours = next((r for r in results if r["stage"] == stage and r["role"] == "stage" and r["runs"]), None)
+        base = next((r for r in results if r["stage"] == stage and r["role"] == "baseline" and r["runs"]), None)
+        if ours is None or base is None:
+            continue
+        same = bool(ours["extra"].get("same_output"))
+        targets.append(Target(f"chargeback query over {ours['events']:,} {what}, compacted: the same output", same,
+                              f"{'identical' if same else 'DIFFERENT'}; {median_s(ours):.2f} s vs "
+                              f"{median_s(base):.2f} s ({median_s(base) / median_s(ours):.1f}x faster)", stage))
+    return targets
 
 
 def report_cli_stage(args: argparse.Namespace, size: int, repeats: int, budget: float,
@@ -620,6 +627,15 @@ def main(argv: list[str] | None = None) -> int:
             "whole processes, alternating")
         measured, check = run_query_cli(args.work, size, FILES_PER_DAY_15MIN, repeats["query-15min"],
                                         budgets["query-15min"] / 2, REPORT_MIN_REPEATS)
+        results += measured
+        checks.append(check)
+    if "query-llm" in only:
+        from benchmarks.query_cli import run_llm_query_cli
+
+        log(f"== chargeback query of llm_usage over a month of {LLM_FILES_PER_DAY} LLM-usage files a day vs the month "
+            "compacted, whole processes, alternating")
+        measured, check = run_llm_query_cli(args.work, LLM_FILES_PER_DAY, LLM_RECORDS_PER_FILE, repeats["query-llm"],
+                                            budgets["query-llm"] / 2, REPORT_MIN_REPEATS)
         results += measured
         checks.append(check)
     checks += redis_notes(results)
