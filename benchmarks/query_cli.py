@@ -60,15 +60,7 @@ def run_query_cli(work: Path, events: int, files_per_day: int, repeats: int, bud
                                                 "seconds": round(seconds, 3)}
     compaction = Result("query-15min", f"  compact_days of the month ({done.replaced:,} files -> {done.written})",
                         "info", done.rows, [Run(seconds, 0.0, 0.0, False, os.getloadavg()[0], events=done.rows)])
-    outputs = {name: subprocess.run(command, env=envs[name], capture_output=True, check=True).stdout
-               for name in envs}
-    names = tuple(results)
-    started = time.monotonic()
-    for repeat in range(repeats):
-        if repeat >= min_repeats and budget and time.monotonic() - started > budget:
-            break
-        for name in (names if repeat % 2 == 0 else names[::-1]):
-            results[name].runs.append(measured_run(command, envs[name]))
+    outputs = _by_turns(command, envs, results, repeats, budget, min_repeats)
     shutil.rmtree(place / "home", ignore_errors=True)
     same = outputs["as-is"] == outputs["compacted"] and outputs["as-is"].count(b"\n") > 1
     results["compacted"].extra["same_output"] = same
@@ -76,6 +68,22 @@ def run_query_cli(work: Path, events: int, files_per_day: int, repeats: int, bud
     check = (f"chargeback query over {events:,} events, {files_per_day} files a day vs compacted "
              f"({done.replaced:,} files -> {done.written}): {'IDENTICAL' if same else 'DIFFERENT'} ({lines} rows)")
     return [*(result.as_dict() for result in results.values()), compaction.as_dict()], check
+
+
+def _by_turns(command: list[str], envs: dict[str, dict[str, str]], results: dict[str, Result], repeats: int,
+              budget: float, min_repeats: int) -> dict[str, bytes]:
+    """The command's output in each environment, then `repeats` runs of it in each by turns
+    (fewer once `budget` seconds are spent, never fewer than `min_repeats`) into `results`."""
+    outputs = {name: subprocess.run(command, env=env, capture_output=True, check=True).stdout
+               for name, env in envs.items()}
+    names = tuple(results)
+    started = time.monotonic()
+    for repeat in range(repeats):
+        if repeat >= min_repeats and budget and time.monotonic() - started > budget:
+            break
+        for name in (names if repeat % 2 == 0 else names[::-1]):
+            results[name].runs.append(measured_run(command, envs[name]))
+    return outputs
 
 
 def _linked_copy(root: Path, into: Path) -> None:
@@ -121,15 +129,7 @@ def run_llm_query_cli(work: Path, files_per_day: int, records_per_file: int, rep
                                "baseline", records)}
     compaction = Result("query-llm", f"  compact_llm_days of the month ({done.replaced:,} files -> {done.written})",
                         "info", records, [Run(seconds, 0.0, 0.0, False, os.getloadavg()[0], events=records)])
-    outputs = {name: subprocess.run(command, env=envs[name], capture_output=True, check=True).stdout
-               for name in envs}
-    names = tuple(results)
-    started = time.monotonic()
-    for repeat in range(repeats):
-        if repeat >= min_repeats and budget and time.monotonic() - started > budget:
-            break
-        for name in (names if repeat % 2 == 0 else names[::-1]):
-            results[name].runs.append(measured_run(command, envs[name]))
+    outputs = _by_turns(command, envs, results, repeats, budget, min_repeats)
     shutil.rmtree(place / "home", ignore_errors=True)
     same = outputs["as-is"] == outputs["compacted"] and outputs["as-is"].startswith(b"records")
     results["compacted"].extra["same_output"] = same
