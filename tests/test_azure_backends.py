@@ -215,3 +215,35 @@ def test_the_snapshot_timer_compacts_a_day_on_blob_storage(azure_env: dict[str, 
     assert later is not None and later.deleted == 10
     assert not any(store.exists(file.key) for file in replaced) and store.list("_compacted") == []
     assert run("query", "SELECT count(*) AS n, sum(total_tokens) AS t FROM usage", "--format", "csv") == counted
+
+
+def test_llm_usage_compaction_on_blob_storage(azure_env: dict[str, str]) -> None:
+    """The LLM-usage area on Azurite: ten host batches of a settled day compacted into one with
+    its note, `query` of `llm_usage` the same before and after, and the ten deleted a week on."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.app import open_store
+    from pipeline.domain.llm_logs import LlmUsage
+    from pipeline.lake.areas import LLM_USAGE
+    from pipeline.lake.llm_usage import batch_files, llm_usage_keys
+    from pipeline.stages.llm_compaction import compact_llm_days
+
+    store = open_store(Settings.from_env(), LLM_USAGE)
+    start = datetime(2026, 10, 15, 8, tzinfo=UTC)
+    for batch in range(10):
+        records = [LlmUsage(join_id=f"req-{batch}-{n}", time=start + timedelta(minutes=batch, seconds=n),
+                            prompt_tokens=100, completion_tokens=20, total_tokens=120, cached_tokens=None)
+                   for n in range(3)]
+        for key, data in batch_files(records).items():
+            assert store.put(key, data, overwrite=False)
+    sql = "SELECT count(*) AS n, sum(total_tokens) AS t FROM llm_usage"
+    counted = run("query", sql, "--format", "csv")
+    assert counted.split() == ["n,t", "30,3600"] and len(llm_usage_keys(store)) == 10
+
+    done = compact_llm_days(store, start.date() + timedelta(days=2))
+
+    assert (done.days, done.replaced, done.written) == (1, 10, 1)
+    assert len(llm_usage_keys(store)) == 1 and run("query", sql, "--format", "csv") == counted
+    later = compact_llm_days(store, start.date() + timedelta(days=2), now=datetime.now(UTC) + timedelta(days=8))
+    assert later.deleted == 10 and len(store.list("")) == 2  # the compacted file and its note
+    assert run("query", sql, "--format", "csv") == counted
