@@ -81,7 +81,7 @@ def llm_usage_keys(store: ObjectStore, days: tuple[date, date] | None = None) ->
             notes.append(key)
     present = set(keys)
     covered = {source for key in notes if key.removesuffix(".json") + ".parquet" in present
-               for source in (read_note(store, key) or CompactionNote([], datetime.now(UTC))).replaces}
+               and (note := read_note(store, key)) is not None for source in note.replaces}
     return [key for key in keys if key not in covered]
 
 

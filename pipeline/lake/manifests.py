@@ -85,7 +85,7 @@ def latest_manifest(store: ObjectStore) -> Manifest | None:
     """The last committed manifest, the only one read: what a snapshot continues from. A manifest
     is `<n:08d>.json`, so its name says its number (a year of 15-minute snapshots is 35,040
     manifests: reading them all was one object read each, every run)."""
-    for _, key in reversed(_numbered(store, MANIFEST_PREFIX)):
+    for _, key in reversed(numbered_objects(store, MANIFEST_PREFIX)):
         manifest = _read_manifest(store, key)
         if manifest is not None:
             return manifest
@@ -124,7 +124,7 @@ def committed_files(store: ObjectStore, through: int | None = None) -> list[Publ
     checkpoint at or before it, then the manifests after the checkpoint, read one by one."""
     base = _checkpoint(store, through)
     after = base.number if base else 0
-    later = [manifest for number, key in _numbered(store, MANIFEST_PREFIX)
+    later = [manifest for number, key in numbered_objects(store, MANIFEST_PREFIX)
              if after < number and (through is None or number <= through)
              for manifest in (_read_manifest(store, key),) if manifest is not None]
     rollups = {item.key: item for manifest in later for item in manifest.rollups}
@@ -177,14 +177,14 @@ def write_checkpoint(store: ObjectStore, latest: int) -> int | None:
     checkpoint = Checkpoint(due, committed_files(store, through=due))
     if not store.put(key, msgspec.json.encode(checkpoint), overwrite=False):
         return None
-    for _, older in _numbered(store, CHECKPOINT_PREFIX)[:-CHECKPOINTS_KEPT]:
+    for _, older in numbered_objects(store, CHECKPOINT_PREFIX)[:-CHECKPOINTS_KEPT]:
         store.delete(older)
     return due
 
 
 def _checkpoint(store: ObjectStore, through: int | None) -> Checkpoint | None:
     """The latest readable checkpoint at or before manifest `through` (any when None)."""
-    for number, key in reversed(_numbered(store, CHECKPOINT_PREFIX)):
+    for number, key in reversed(numbered_objects(store, CHECKPOINT_PREFIX)):
         if through is not None and number > through:
             continue
         data = store.get(key)
@@ -197,7 +197,7 @@ def _checkpoint(store: ObjectStore, through: int | None) -> Checkpoint | None:
     return None
 
 
-def _numbered(store: ObjectStore, prefix: str) -> list[tuple[int, str]]:
+def numbered_objects(store: ObjectStore, prefix: str) -> list[tuple[int, str]]:
     """(n, key) of the objects `<prefix>/<n:08d>.json`, in order of n."""
     found = []
     for key in store.list(prefix):

@@ -31,9 +31,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -47,6 +47,7 @@ from pipeline.lake.manifests import (
     committed_files,
     latest_manifest,
     manifest_at,
+    numbered_objects,
     write_checkpoint,
 )
 from pipeline.lake.rollups import ROLLUP_LAYOUT, RollupMaker, rollup_key
@@ -65,6 +66,7 @@ COMPACT_MIN_FILES = 10
 COMPACT_ROWS = 500_000
 RETAIN = timedelta(days=7)  # how long the files a compaction replaced stay after its commit
 BACKLOG_DAYS = 1  # days before the last week compacted by each scheduled run, oldest first
+T = TypeVar("T")
 NOTES_PREFIX = "_compacted"  # `_compacted/<n:08d>.json`: manifest n compacts files, not deleted yet
 
 
@@ -98,18 +100,19 @@ def compact_days(store: ObjectStore, settled_before: date, since: date | None = 
     replaced more than RETAIN before `now` (default now); safe to run again at any time (a day
     with fewer small files is left as it is)."""
     started = time.perf_counter()
-    result = CompactionResult(deleted=delete_replaced(store, now or datetime.now(UTC)))
     latest = latest_manifest(store)
     if latest is None:
-        return result
+        return CompactionResult()
+    committed = committed_files(store, through=latest.number)
+    # A file no manifest up to `latest` names is named by none after it either (names are fresh).
+    result = CompactionResult(deleted=delete_replaced(store, now or datetime.now(UTC),
+                                                      {file.key for file in committed}))
     days: dict[date, list[PublishedFile]] = defaultdict(list)
-    for file in committed_files(store, through=latest.number):
+    for file in committed:
         if file.date < settled_before and _small(file):
             days[file.date].append(file)
-    many = {day: files for day, files in sorted(days.items()) if len(files) >= COMPACT_MIN_FILES}
-    first = since or date.min
-    older = [day for day in many if day < first][:backlog]
-    wanting = {day: files for day, files in many.items() if day >= first or day in older}
+    wanting = chosen_days({day: files for day, files in days.items() if len(files) >= COMPACT_MIN_FILES},
+                          since, backlog)
     if not wanting:
         return result
     number = latest.number + 1
@@ -139,12 +142,20 @@ def compact_days(store: ObjectStore, settled_before: date, since: date | None = 
     return result
 
 
-def delete_replaced(store: ObjectStore, now: datetime) -> int:
+def chosen_days(candidates: dict[date, T], since: date | None, backlog: int) -> dict[date, T]:
+    """The days to compact of those that could be, in order: those from `since` on (all when
+    None), and the `backlog` oldest before it."""
+    first = since or date.min
+    ordered = dict(sorted(candidates.items()))
+    older = [day for day in ordered if day < first][:backlog]
+    return {day: value for day, value in ordered.items() if day >= first or day in older}
+
+
+def delete_replaced(store: ObjectStore, now: datetime, committed: set[str]) -> int:
     """Delete the files that compactions committed more than RETAIN before `now` replaced and
-    that no committed manifest names; returns how many."""
+    that are not among the `committed` keys; returns how many."""
     deleted = 0
-    committed: set[str] | None = None
-    for number, note in _notes(store):
+    for number, note in numbered_objects(store, NOTES_PREFIX):
         manifest = manifest_at(store, number)
         if manifest is None:  # its commit is under way, or never came: a later manifest takes the number
             continue
@@ -153,21 +164,12 @@ def delete_replaced(store: ObjectStore, now: datetime) -> int:
             continue
         if manifest.created > now - RETAIN:
             continue
-        if committed is None:
-            committed = {file.key for file in committed_files(store)}
         for key in (key for compaction in manifest.compactions for key in compaction.replaces):
             if key not in committed and store.delete(key):
                 store.delete(rollup_key(key))
                 deleted += 1
         store.delete(note)
     return deleted
-
-
-def _notes(store: ObjectStore) -> Iterator[tuple[int, str]]:
-    for key in store.list(NOTES_PREFIX):
-        name = key.rsplit("/", 1)[-1].removesuffix(".json")
-        if key.endswith(".json") and name.isdigit():
-            yield int(name), key
 
 
 def _note_key(number: int) -> str:

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from pipeline.lake.llm_usage import COMPACT_PREFIX, LLM_USAGE_SCHEMA, CompactionNote, file_day, read_note
 from pipeline.ports import ObjectStore
-from pipeline.stages.compaction import COMPACT_MIN_FILES, COMPACT_ROWS, RETAIN
+from pipeline.stages.compaction import COMPACT_MIN_FILES, COMPACT_ROWS, RETAIN, chosen_days
 from pipeline.stages.day_rollups import RECENT_DAYS, settled_before
 
 
@@ -85,11 +85,7 @@ def compact_llm_days(store: ObjectStore, settled_before: date, since: date | Non
         left = [key for key in keys if key not in covered]
         if day < settled_before and len(left) >= COMPACT_MIN_FILES:
             wanting[day] = left
-    first = since or date.min
-    older = [day for day in wanting if day < first][:backlog]
-    for day, keys in wanting.items():
-        if day < first and day not in older:
-            continue
+    for day, keys in chosen_days(wanting, since, backlog).items():
         written = _compact_day(store, keys, moment)
         if written is None:
             result.unreadable = [*(result.unreadable or []), day.isoformat()]
