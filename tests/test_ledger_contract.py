@@ -299,27 +299,56 @@ def test_a_write_whose_response_was_lost_counts_as_new(cosmos: CosmosTarget, mon
     ledger.close()
 
 
-def test_a_redelivered_batch_is_resolved_with_one_query_per_256_ids(cosmos: CosmosTarget,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    ledger = CosmosLedger(cosmos.container, settle_seconds=0)
-    batch = [event(f"evt-{i:03d}") for i in range(300)]
-    assert ledger.append(batch[:290]).new == 290
-    calls: dict[str, int] = {"read_item": 0, "query_items": 0}
+class Calls:
+    """Counts the container's calls of these names, each passed on to the real container."""
 
-    def counting(name: str) -> Callable[..., Any]:
-        real = getattr(cosmos.container, name)
+    def __init__(self, container: ContainerProxy, monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+        self.counts = dict.fromkeys(names, 0)
+        self.lock = threading.Lock()
+        for name in names:
+            monkeypatch.setattr(container, name, self._counting(name, getattr(container, name)))
 
+    def _counting(self, name: str, real: Callable[..., Any]) -> Callable[..., Any]:
         def counted(*args: Any, **kwargs: Any) -> Any:
-            calls[name] += 1
+            with self.lock:
+                self.counts[name] += 1
             return real(*args, **kwargs)
         return counted
 
-    for name in calls:
-        monkeypatch.setattr(cosmos.container, name, counting(name))
-    result = ledger.append(batch)  # 290 redelivered (each a 409), 10 new
+
+def test_a_redelivered_batch_is_looked_up_not_created_again(cosmos: CosmosTarget,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger = CosmosLedger(cosmos.container, settle_seconds=0)
+    batch = [event(f"evt-{i:03d}") for i in range(300)]
+    assert ledger.append(batch[:290]).new == 290
+    calls = Calls(cosmos.container, monkeypatch, "create_item", "read_item", "query_items")
+    result = ledger.append(batch)  # 290 redelivered, 10 new
     assert (result.new, result.duplicates) == (10, 290)
-    assert calls == {"read_item": 0, "query_items": 2}  # 290 conflicts: two lookups of up to 256 ids, no reads
+    # The head's 256 ids show stored copies: the other 44 are looked up too, and only the 10 new created.
+    assert calls.counts == {"create_item": 10, "read_item": 0, "query_items": 2}
     assert ledger.count() == 300
+    ledger.close()
+
+
+def test_stored_copies_behind_a_new_head_are_met_by_409(cosmos: CosmosTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger = CosmosLedger(cosmos.container, settle_seconds=0)
+    batch = [event(f"evt-{i:03d}") for i in range(300)]
+    first = ledger.append(batch[256:])
+    assert (first.new, first.duplicates) == (44, 0)
+    calls = Calls(cosmos.container, monkeypatch, "create_item", "read_item", "query_items")
+    result = ledger.append([*batch, batch[0]])  # the head is new; its last 44 stored; one copy twice
+    assert (result.new, result.duplicates) == (256, 45)
+    # One lookup of the head (none stored), every distinct id created, one lookup of the 44 conflicts.
+    assert calls.counts == {"create_item": 300, "read_item": 0, "query_items": 2}
+    assert ledger.count() == 300 and sorted(ids(read_all(ledger)[0])) == [e.event_id for e in batch]
+    ledger.close()
+
+
+def test_a_new_batch_costs_one_lookup(cosmos: CosmosTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger = CosmosLedger(cosmos.container, settle_seconds=0)
+    calls = Calls(cosmos.container, monkeypatch, "create_item", "query_items")
+    assert ledger.append([event(f"evt-{i:03d}") for i in range(500)]).new == 500
+    assert calls.counts == {"create_item": 500, "query_items": 1}
     ledger.close()
 
 
