@@ -8,25 +8,20 @@ Container layout (Terraform creates it in production; `open_cosmos_ledger(create
   An eventId Cosmos cannot take as an id (over 255 characters, or with / \\ ? #) is escaped, see
   `item_id`; the item keeps the original in `eventId`.
 - The item is the event's wire JSON (camelCase, `__extra__`, `__origin__`), plus `ingestedAt`.
-  `ttl` is never set per item: the container's default TTL decides. The raw ledger may expire
-  once snapshotted and past the restatement window (e.g. 400 days);
-  -1 keeps items forever.
+  `ttl` is never set per item: the container's default TTL decides (-1 keeps items forever; the
+  raw ledger may expire once snapshotted and past the restatement window, e.g. 400 days).
 - `INDEXING_POLICY` indexes only `ingestedAt` plus the composite index (ingestedAt, id) that the
   change query needs (a multi-property ORDER BY requires it on real Cosmos); every other path is
   left out of the index, which keeps the RU cost of each write low.
 
-Change feed. `changes()` does not use Cosmos' change feed: on the local stand-in
-(@vercel/cosmosdb-server 1.0.1) the feed ignores continuation tokens (verified: every token is
-"1" and reading from one returns nothing), and on real Cosmos an item that is ever updated shows
-up in the feed again. It runs `SELECT TOP @n * ... ORDER BY c.ingestedAt, c.id` from a cursor
-(ingestedAt, id) instead, which both servers answer (no GROUP BY, DISTINCT or OFFSET). Not `_ts`:
-it is the last-modified time in whole seconds, so an updated item would come back and a second
-holds many events. `ingestedAt` is written once, stamped (microseconds, fixed-width UTC text, so
-text order is time order) right before each create attempt; only items stamped before
-`now - settle_seconds` are read, so an attempt in flight or a writer with a slightly slow clock
-is never passed over by a cursor. `settle_seconds` must exceed writer clock skew plus the longest
-create attempt, which the client abandons within `retry_budget_seconds` (default 120 s > 60 s;
-snapshots run every 15 minutes). One call returns at most `max_rows_per_call` rows (memory bound).
+Change feed. `changes()` does not use Cosmos' change feed: the local stand-in's feed ignores
+continuation tokens (verified), and on real Cosmos an updated item shows up in it again. It runs
+`SELECT TOP @n * ... ORDER BY c.ingestedAt, c.id` from a cursor (ingestedAt, id), which both
+servers answer. Not `_ts`: last-modified, in whole seconds. `ingestedAt` is stamped once
+(microseconds, fixed-width UTC text) right before each create attempt; only items stamped before
+`now - settle_seconds` are read, so an attempt in flight or a writer with a slightly slow clock is
+never passed over. `settle_seconds` must exceed clock skew plus the longest create attempt
+(`retry_budget_seconds`: default 120 s > 60 s). One call returns at most `max_rows_per_call` rows.
 
 Retries. 429 and the transient 408, 449, 503 and connection errors are retried here, waiting the
 server's `x-ms-retry-after-ms` when given, within `retry_budget_seconds` per item written (from
@@ -140,10 +135,10 @@ class CosmosLedger:
         for event in events:  # the first copy of an eventId in the batch wins
             first.setdefault(event.event_id, event)
         with self._errors():
-            stored = self._stored_before(list(first))
+            held = self._stored_before(list(first))
         abort = threading.Event()
         futures = [self._pool.submit(self._create, event, abort) for event_id, event in first.items()
-                   if item_id(event_id) not in stored]
+                   if item_id(event_id) not in held]
         errors = [error for future in futures if (error := future.exception()) is not None]
         if errors:
             with self._errors():  # a refused role or key, as one line with the fix
@@ -158,16 +153,11 @@ class CosmosLedger:
         return AppendResult(new=new, duplicates=len(events) - new)
 
     def _stored_before(self, event_ids: list[str]) -> set[str]:
-        """The item ids of the batch stored before this call, when its first LOOKUP_CHUNK are looked
-        up and one of them is: a redelivery (the host sends again from its last checkpoint, so the
-        copies stored lead the batch). Those are not created again: a 409 costs a request and its
-        RUs per item, the lookup one query per 256. A new batch pays the one query; a stored copy
-        the head does not show is met by create's 409 as before."""
+        """The batch's item ids stored before this call, when one of its first LOOKUP_CHUNK is (a
+        redelivery: see the module docstring); else none, and create's 409 meets any stored copy."""
         items = [item_id(event_id) for event_id in event_ids]
         head = self._lookup(items[:LOOKUP_CHUNK])
-        if not head:
-            return set()
-        return {*head, *self._lookup(items[LOOKUP_CHUNK:])} if len(items) > LOOKUP_CHUNK else set(head)
+        return {*head, *self._lookup(items[LOOKUP_CHUNK:])} if head else set()
 
     def changes(self, cursor: str | None, max_rows: int) -> Changes:
         try:
