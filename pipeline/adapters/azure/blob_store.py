@@ -41,6 +41,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from pipeline.adapters.azure.identity import shared_credential
 from pipeline.ports import AccessRefused, MissingResource, StoreUnavailable, UserError
 
 if TYPE_CHECKING:
@@ -174,9 +175,7 @@ def open_blob_store(url: str, *, account_url: str | None, connection_string: str
     if connection_string:
         service = BlobServiceClient.from_connection_string(connection_string)
     elif account_url:
-        from azure.identity import DefaultAzureCredential
-
-        service = BlobServiceClient(account_url, credential=DefaultAzureCredential())
+        service = BlobServiceClient(account_url, credential=shared_credential())
     else:
         raise UserError(f"{url}: set CHARGEBACK_STORAGE_ACCOUNT_URL (https://ACCOUNT.blob.core.windows.net, "
                          "signed in with DefaultAzureCredential) or AZURE_STORAGE_CONNECTION_STRING "

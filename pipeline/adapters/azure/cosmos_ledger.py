@@ -70,6 +70,7 @@ from azure.cosmos.exceptions import (
     CosmosResourceNotFoundError,
 )
 
+from pipeline.adapters.azure.identity import shared_credential
 from pipeline.adapters.azure.transport import PooledTransport
 from pipeline.domain.events import UsageEvent
 from pipeline.lake.usage import USAGE_SCHEMA, events_table
@@ -325,9 +326,7 @@ def open_cosmos_ledger(url: str, key: str | None = None, *, create: bool = False
                             "emulator's key, or unset it to sign in with the managed identity") from None
     credential: Any = key
     if credential is None:
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
+        credential = shared_credential()
     policy = ConnectionPolicy()
     policy.RetryOptions = RetryOptions(max_retry_attempt_count=0)  # 429 is retried by CosmosLedger
     with _sdk_errors(url, names[0], names[1], key is not None):

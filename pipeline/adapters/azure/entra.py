@@ -37,9 +37,9 @@ class EntraIdCredentialProvider(CredentialProvider):
 
     def get_credentials(self) -> tuple[str, str]:
         if self._credential is None:
-            from azure.identity import DefaultAzureCredential
+            from pipeline.adapters.azure.identity import shared_credential
 
-            self._credential = DefaultAzureCredential()
+            self._credential = shared_credential()
         token = self._credential.get_token(ENTRA_SCOPE)
         with self._lock:
             expiry = self._earliest_expiry

@@ -29,6 +29,7 @@ from azure.eventhub.amqp import AmqpMessageBodyType
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
 from pipeline.adapters.azure.blob_store import parse_blob_url
+from pipeline.adapters.azure.identity import shared_credential
 from pipeline.domain.decode import RawMessage
 from pipeline.domain.errors import UserError
 from pipeline.domain.eventhubs import EventHubAddress, event_message
@@ -57,9 +58,7 @@ def open_checkpoint_store(url: str, *, account_url: str | None, connection_strin
     if not account_url:
         raise EventHubSettingsError(f"{url}: set CHARGEBACK_STORAGE_ACCOUNT_URL (signed in with "
                                     "DefaultAzureCredential) or AZURE_STORAGE_CONNECTION_STRING")
-    from azure.identity import DefaultAzureCredential
-
-    return BlobCheckpointStore(account_url, container, credential=DefaultAzureCredential())
+    return BlobCheckpointStore(account_url, container, credential=shared_credential())
 
 
 def consumer_client(address: EventHubAddress, consumer_group: str, *, connection_string: str | None,
@@ -69,9 +68,7 @@ def consumer_client(address: EventHubAddress, consumer_group: str, *, connection
     if connection_string:
         return EventHubConsumerClient.from_connection_string(
             connection_string, consumer_group, eventhub_name=address.hub, checkpoint_store=checkpoint_store)
-    from azure.identity import DefaultAzureCredential
-
-    return EventHubConsumerClient(address.namespace, address.hub, consumer_group, DefaultAzureCredential(),
+    return EventHubConsumerClient(address.namespace, address.hub, consumer_group, shared_credential(),
                                   checkpoint_store=checkpoint_store)
 
 
@@ -79,9 +76,7 @@ def producer_client(address: EventHubAddress, *, connection_string: str | None) 
     """A producer to the hub (the identity needs Azure Event Hubs Data Sender)."""
     if connection_string:
         return EventHubProducerClient.from_connection_string(connection_string, eventhub_name=address.hub)
-    from azure.identity import DefaultAzureCredential
-
-    return EventHubProducerClient(address.namespace, address.hub, DefaultAzureCredential())
+    return EventHubProducerClient(address.namespace, address.hub, shared_credential())
 
 
 def event_body(event: EventData) -> bytes:

@@ -18,6 +18,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 from azure.monitor.query import MetricAggregationType, MetricsQueryClient
 
+from pipeline.adapters.azure.identity import shared_credential
 from pipeline.ports import AccessRefused, BackendUnavailable
 
 GRANULARITY = timedelta(hours=1)
@@ -34,9 +35,7 @@ def fetch_metrics(accounts: list[str], start: datetime, end: datetime, credentia
     """(where, Metrics REST response) for each account and query, over [start, end): `where`
     names the account, for the messages of pipeline.inputs.azure_metrics."""
     if credential is None:
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
+        credential = shared_credential()
     client = MetricsQueryClient(credential, **client_options)
     end = min(end, datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
     for account in accounts:
