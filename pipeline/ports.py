@@ -214,7 +214,11 @@ class ObjectStore(Protocol):
         None when there is no such object."""
         ...
 
-    def list(self, prefix: str) -> list[str]: ...
+    def list(self, prefix: str, starting: str = "") -> list[str]:
+        """The keys under the folder `prefix` ("" for all), sorted, relative to the root; with
+        `starting`, only those whose name in that folder starts with it (one request for a
+        thousand numbered manifests on Blob Storage, instead of a listing of all of them)."""
+        ...
 
     def delete(self, key: str) -> bool:
         """Remove the object; False when there was none (another writer removed it first)."""

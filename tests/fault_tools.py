@@ -346,8 +346,8 @@ class FailingStore:
     def open(self, key: str) -> BinaryIO | None:
         return self.store.open(key)
 
-    def list(self, prefix: str) -> list[str]:
-        return self.store.list(prefix)
+    def list(self, prefix: str, starting: str = "") -> list[str]:
+        return self.store.list(prefix, starting)
 
     def delete(self, key: str) -> bool:
         return self.store.delete(key)

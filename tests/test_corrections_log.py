@@ -151,8 +151,8 @@ class Racing:
     def open(self, key: str) -> BinaryIO | None:
         return self.inner.open(key)
 
-    def list(self, prefix: str) -> list[str]:
-        return self.inner.list(prefix)
+    def list(self, prefix: str, starting: str = "") -> list[str]:
+        return self.inner.list(prefix, starting)
 
     def delete(self, key: str) -> bool:
         return self.inner.delete(key)

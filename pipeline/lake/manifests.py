@@ -5,6 +5,8 @@ committed manifest names."""
 
 from __future__ import annotations
 
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 
 import msgspec
@@ -22,6 +24,8 @@ CHECKPOINT_EVERY = 100
 # square of its age (a year of one-file manifests: 350 checkpoints, 860 MB); the one before the
 # newest stays for a reader that finds the newest damaged.
 CHECKPOINTS_KEPT = 2
+LISTED_DIGITS = 5  # manifests are listed by the first 5 of their 8 digits: a thousand at a time
+READERS = 8  # manifests read at once from a remote store (under the SDK session's 10 pooled connections)
 
 
 # The layout of the files a snapshot writes (PublishedFile.layout): from 2 they have the column
@@ -85,7 +89,9 @@ def latest_manifest(store: ObjectStore) -> Manifest | None:
     """The last committed manifest, the only one read: what a snapshot continues from. A manifest
     is `<n:08d>.json`, so its name says its number (a year of 15-minute snapshots is 35,040
     manifests: reading them all was one object read each, every run)."""
-    for _, key in reversed(numbered_objects(store, MANIFEST_PREFIX)):
+    checkpoints = numbered_objects(store, CHECKPOINT_PREFIX)  # its name says its number: not read here
+    after = checkpoints[-1][0] - 1 if checkpoints else 0
+    for _, key in reversed(numbered_after(store, MANIFEST_PREFIX, after)):
         manifest = _read_manifest(store, key)
         if manifest is not None:
             return manifest
@@ -124,9 +130,9 @@ def committed_files(store: ObjectStore, through: int | None = None) -> list[Publ
     checkpoint at or before it, then the manifests after the checkpoint, read one by one."""
     base = _checkpoint(store, through)
     after = base.number if base else 0
-    later = [manifest for number, key in numbered_objects(store, MANIFEST_PREFIX)
-             if after < number and (through is None or number <= through)
-             for manifest in (_read_manifest(store, key),) if manifest is not None]
+    keys = [key for number, key in numbered_after(store, MANIFEST_PREFIX, after)
+            if through is None or number <= through]
+    later = [manifest for manifest in _read_manifests(store, keys) if manifest is not None]
     rollups = {item.key: item for manifest in later for item in manifest.rollups}
     files = list(base.files) if base else []
     for manifest in later:
@@ -199,8 +205,29 @@ def _checkpoint(store: ObjectStore, through: int | None) -> Checkpoint | None:
 
 def numbered_objects(store: ObjectStore, prefix: str) -> list[tuple[int, str]]:
     """(n, key) of the objects `<prefix>/<n:08d>.json`, in order of n."""
+    return _numbered(store.list(prefix))
+
+
+def numbered_after(store: ObjectStore, prefix: str, after: int) -> list[tuple[int, str]]:
+    """(n, key) of the objects `<prefix>/<n:08d>.json` with n > `after`, in order of n, listed a
+    thousand numbers at a time from `after`'s thousand until a thousand holds none: a listing of
+    every manifest (35,040 a year of 15-minute snapshots) took 15 s and 11 s of CPU on Azurite,
+    one thousand 0.25-0.45 s. Manifests are numbered without gaps (each commit is the number
+    after the latest, create-if-absent), so the first empty thousand is past the last one."""
+    if after <= 0:
+        return numbered_objects(store, prefix)
+    found: list[tuple[int, str]] = []
+    for block in itertools.count((after + 1) // 10 ** (8 - LISTED_DIGITS)):
+        keys = store.list(prefix, f"{block:0{LISTED_DIGITS}d}")
+        if not keys:
+            return found
+        found.extend((number, key) for number, key in _numbered(keys) if number > after)
+    raise AssertionError("unreachable")
+
+
+def _numbered(keys: list[str]) -> list[tuple[int, str]]:
     found = []
-    for key in store.list(prefix):
+    for key in keys:
         name = key.rsplit("/", 1)[-1].removesuffix(".json")
         if key.endswith(".json") and name.isdigit():
             found.append((int(name), key))
@@ -210,6 +237,17 @@ def numbered_objects(store: ObjectStore, prefix: str) -> list[tuple[int, str]]:
 def manifest_at(store: ObjectStore, number: int) -> Manifest | None:
     """Manifest `number`; None when none has that number (yet)."""
     return _read_manifest(store, f"{MANIFEST_PREFIX}/{number:08d}.json")
+
+
+def _read_manifests(store: ObjectStore, keys: list[str]) -> list[Manifest | None]:
+    """The manifests of these keys, in their order. A remote store's are read READERS at a time:
+    up to CHECKPOINT_EVERY - 1 of them follow a checkpoint, each a request (on Blob Storage a round
+    trip of milliseconds), and a scheduled run reads them for its snapshot, backfill, compaction
+    and day rollups."""
+    if store.local_root is not None or len(keys) < 2:
+        return [_read_manifest(store, key) for key in keys]
+    with ThreadPoolExecutor(min(READERS, len(keys)), thread_name_prefix="manifests") as pool:
+        return list(pool.map(lambda key: _read_manifest(store, key), keys))
 
 
 def _read_manifest(store: ObjectStore, key: str) -> Manifest | None:

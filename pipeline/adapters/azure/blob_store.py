@@ -122,13 +122,14 @@ class BlobObjectStore:
             return False
         return True
 
-    def list(self, prefix: str) -> list[str]:
-        """Keys under the folder `prefix` ("" for all), sorted, relative to the store root."""
+    def list(self, prefix: str, starting: str = "") -> list[str]:
+        """Keys under the folder `prefix` ("" for all), sorted, relative to the store root; with
+        `starting`, those whose name in the folder starts with it (the listing's own prefix)."""
         folder = prefix.strip("/")
         if folder:
             _check_key(folder)
         root = f"{self.prefix}/" if self.prefix else ""
-        start = f"{root}{folder}/" if folder else root
+        start = (f"{root}{folder}/" if folder else root) + starting
         keys = []
         for blob in self.container.list_blobs(name_starts_with=start or None, include=["metadata"]):
             key = blob.name[len(root):]

@@ -81,12 +81,13 @@ class LocalObjectStore:
             return False
         return True
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str, starting: str = "") -> list[str]:
         base = self.path(prefix) if prefix else self.root
         if not base.is_dir() or any(part.startswith(".") for part in Path(prefix).parts):
             return []
         start = base.relative_to(self.root).as_posix() if prefix else ""
-        return sorted(_files(base, f"{start}/" if start and start != "." else ""))
+        folder = f"{start}/" if start and start != "." else ""
+        return sorted(key for key in _files(base, folder) if key.startswith(folder + starting))
 
     def arrow_filesystem(self) -> tuple[pafs.FileSystem, str]:
         import pyarrow.fs as pafs  # here: readers that never scan Parquet do not load it
