@@ -35,10 +35,9 @@ SDK's own 503 retry); so the items of an append that met 409 are looked up after
 per 256 ids (not one read per item), and each counts as new when its stored `writeId` is one of
 the attempts this call sent: the new/duplicate counts stay exact.
 
-Redeliveries. Before creating, an append looks up its first 256 item ids (one query; a new batch
-of 500 pays that against 500 creates). A stored one marks a redelivery: the rest is looked up and
-only what is not stored is created, so a fully redelivered batch costs queries, not a 409 per
-event (on the keep-alive stand-in: 17,054 against 543 events/s for new ones, docs/benchmarks.md).
+Redeliveries. An append first looks up its first 256 item ids (one query). A stored one marks a
+redelivery: the rest is looked up and only what is not stored is created, so a redelivered batch
+costs queries, not a 409 per event (docs/benchmarks.md, twenty-fifth pass).
 """
 
 from __future__ import annotations
@@ -324,9 +323,7 @@ def open_cosmos_ledger(url: str, key: str | None = None, *, create: bool = False
         except binascii.Error:
             raise UserError("CHARGEBACK_COSMOS_KEY is not a Cosmos DB account key (base64 text): copy the "
                             "emulator's key, or unset it to sign in with the managed identity") from None
-    credential: Any = key
-    if credential is None:
-        credential = shared_credential()
+    credential: Any = key if key is not None else shared_credential()
     policy = ConnectionPolicy()
     policy.RetryOptions = RetryOptions(max_retry_attempt_count=0)  # 429 is retried by CosmosLedger
     with _sdk_errors(url, names[0], names[1], key is not None):
