@@ -324,8 +324,9 @@ def test_a_redelivered_batch_is_looked_up_not_created_again(cosmos: CosmosTarget
     calls = Calls(cosmos.container, monkeypatch, "create_item", "read_item", "query_items")
     result = ledger.append(batch)  # 290 redelivered, 10 new
     assert (result.new, result.duplicates) == (10, 290)
-    # The head's 256 ids show stored copies: the other 44 are looked up too, and only the 10 new created.
-    assert calls.counts == {"create_item": 10, "read_item": 0, "query_items": 2}
+    # The head's 16 creates meet 409: the other 284 are looked up (256 + 28) and only the 10 new
+    # created; then the 16 conflicts are looked up (ours or not).
+    assert calls.counts == {"create_item": 26, "read_item": 0, "query_items": 3}
     assert ledger.count() == 300
     ledger.close()
 
@@ -333,22 +334,22 @@ def test_a_redelivered_batch_is_looked_up_not_created_again(cosmos: CosmosTarget
 def test_stored_copies_behind_a_new_head_are_met_by_409(cosmos: CosmosTarget, monkeypatch: pytest.MonkeyPatch) -> None:
     ledger = CosmosLedger(cosmos.container, settle_seconds=0)
     batch = [event(f"evt-{i:03d}") for i in range(300)]
-    first = ledger.append(batch[256:])
-    assert (first.new, first.duplicates) == (44, 0)
+    first = ledger.append(batch[16:20] + batch[256:])  # copies just past the head, and the last 44
+    assert (first.new, first.duplicates) == (48, 0)
     calls = Calls(cosmos.container, monkeypatch, "create_item", "read_item", "query_items")
-    result = ledger.append([*batch, batch[0]])  # the head is new; its last 44 stored; one copy twice
-    assert (result.new, result.duplicates) == (256, 45)
-    # One lookup of the head (none stored), every distinct id created, one lookup of the 44 conflicts.
-    assert calls.counts == {"create_item": 300, "read_item": 0, "query_items": 2}
+    result = ledger.append([*batch, batch[0]])  # the head is new; 48 stored behind it; one copy twice
+    assert (result.new, result.duplicates) == (252, 49)
+    # The head created, then every other distinct id, and one lookup of the 48 conflicts.
+    assert calls.counts == {"create_item": 300, "read_item": 0, "query_items": 1}
     assert ledger.count() == 300 and sorted(ids(read_all(ledger)[0])) == [e.event_id for e in batch]
     ledger.close()
 
 
-def test_a_new_batch_costs_one_lookup(cosmos: CosmosTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_batch_costs_no_lookup(cosmos: CosmosTarget, monkeypatch: pytest.MonkeyPatch) -> None:
     ledger = CosmosLedger(cosmos.container, settle_seconds=0)
     calls = Calls(cosmos.container, monkeypatch, "create_item", "query_items")
     assert ledger.append([event(f"evt-{i:03d}") for i in range(500)]).new == 500
-    assert calls.counts == {"create_item": 500, "query_items": 1}
+    assert calls.counts == {"create_item": 500, "query_items": 0}
     ledger.close()
 
 

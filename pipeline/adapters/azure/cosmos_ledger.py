@@ -35,9 +35,9 @@ SDK's own 503 retry); so the items of an append that met 409 are looked up after
 per 256 ids (not one read per item), and each counts as new when its stored `writeId` is one of
 the attempts this call sent: the new/duplicate counts stay exact.
 
-Redeliveries. An append first looks up its first 256 item ids (one query). A stored one marks a
-redelivery: the rest is looked up and only what is not stored is created, so a redelivered batch
-costs queries, not a 409 per event (docs/benchmarks.md, twenty-fifth pass).
+Redeliveries. An append creates its first 16 items before the rest. A 409 among them marks a
+redelivery (its copies lead the batch): the rest is looked up, only what is missing created. A new
+batch pays no request more; a copy past the head meets its 409 (docs/benchmarks.md, 25th pass).
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ _LOOKUP = "SELECT c.id, c.writeId FROM c WHERE ARRAY_CONTAINS(@ids, c.id)"
 _PENDING_COUNT = "SELECT VALUE COUNT(1) FROM c WHERE c.ingestedAt >= @horizon"
 _PENDING_LATEST = "SELECT VALUE MAX(c.ingestedAt) FROM c WHERE c.ingestedAt >= @horizon"
 LOOKUP_CHUNK = 256  # item ids per lookup query (`existing`, and the 409s of an append)
+REDELIVERY_PROBE = 16  # the head of a batch created before the rest (see "Redeliveries" above)
 _EVENT_FIELDS = tuple(field.encode_name for field in msgspec.structs.fields(UsageEvent))
 _UNSAFE_ID = str.maketrans({"%": "%25", "/": "%2F", "\\": "%5C", "?": "%3F", "#": "%23"})
 _cursor_decoder = msgspec.json.Decoder(tuple[str, str])
@@ -134,16 +135,14 @@ class CosmosLedger:
         first: dict[str, UsageEvent] = {}
         for event in events:  # the first copy of an eventId in the batch wins
             first.setdefault(event.event_id, event)
-        with self._errors():
-            held = self._stored_before(list(first))
-        abort = threading.Event()
-        futures = [self._pool.submit(self._create, event, abort) for event_id, event in first.items()
-                   if item_id(event_id) not in held]
-        errors = [error for future in futures if (error := future.exception()) is not None]
-        if errors:
-            with self._errors():  # a refused role or key, as one line with the fix
-                raise next((error for error in errors if not isinstance(error, _Abandoned)), errors[0])
-        outcomes = [future.result() for future in futures]
+        batch, abort = list(first.values()), threading.Event()
+        outcomes = self._create_each(batch[:REDELIVERY_PROBE], abort)
+        rest = batch[REDELIVERY_PROBE:]
+        if rest and any(outcome is not None for outcome in outcomes):  # a 409 in the head: a redelivery
+            with self._errors():
+                stored = self._lookup([item_id(event.event_id) for event in rest])
+            rest = [event for event in rest if item_id(event.event_id) not in stored]
+        outcomes += self._create_each(rest, abort)
         conflicts = [outcome for outcome in outcomes if outcome is not None]
         new = len(outcomes) - len(conflicts)
         if conflicts:  # a 409 is ours when the stored writeId is one our attempts sent
@@ -152,12 +151,14 @@ class CosmosLedger:
             new += sum(1 for item, sent in conflicts if stored.get(item) in sent)
         return AppendResult(new=new, duplicates=len(events) - new)
 
-    def _stored_before(self, event_ids: list[str]) -> set[str]:
-        """The batch's item ids stored before this call, when one of its first LOOKUP_CHUNK is (a
-        redelivery: see the module docstring); else none, and create's 409 meets any stored copy."""
-        items = [item_id(event_id) for event_id in event_ids]
-        head = self._lookup(items[:LOOKUP_CHUNK])
-        return {*head, *self._lookup(items[LOOKUP_CHUNK:])} if head else set()
+    def _create_each(self, events: list[UsageEvent], abort: threading.Event) -> list[tuple[str, list[str]] | None]:
+        """`_create` of every event, on the pool; the first error is raised once all are done."""
+        futures = [self._pool.submit(self._create, event, abort) for event in events]
+        errors = [error for future in futures if (error := future.exception()) is not None]
+        if errors:
+            with self._errors():  # a refused role or key, as one line with the fix
+                raise next((error for error in errors if not isinstance(error, _Abandoned)), errors[0])
+        return [future.result() for future in futures]
 
     def changes(self, cursor: str | None, max_rows: int) -> Changes:
         try:
