@@ -127,7 +127,8 @@ _decode_checkpoint = msgspec.json.Decoder(Checkpoint).decode
 def committed_files(store: ObjectStore, through: int | None = None) -> list[PublishedFile]:
     """Every file committed by manifests 1..`through` (all when None), in commit order, each with
     the latest rollup they name, the files a compaction replaced left out for its own: the latest
-    checkpoint at or before it, then the manifests after the checkpoint, read one by one."""
+    checkpoint at or before it, then the manifests after it (listed by `numbered_after`, read by
+    `_read_manifests`)."""
     base = _checkpoint(store, through)
     after = base.number if base else 0
     keys = [key for number, key in numbered_after(store, MANIFEST_PREFIX, after)
